@@ -1,0 +1,202 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import type { Logger } from 'pino';
+import { readEnvironment, type Environment } from './config/env.js';
+import { ConfigError, loadConfigFile } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { createConflux, type Conflux } from './conflux.js';
+import { createLogger } from './observability/logger.js';
+
+const USAGE = `Usage: conflux <command> [options]
+
+Commands:
+  serve                  Run the gateway (default)
+  validate               Check the config file and list every problem
+  tools                  Connect to the upstreams and print the merged tool list
+  call NAME              Call one tool through the gateway's routing
+
+Options:
+  -c, --config FILE      Config file (YAML, or JSON with "mcpServers")   [env CONFLUX_CONFIG, default ./mcp-servers.yaml]
+  -H, --host HOST        Address to listen on                           [env CONFLUX_HOST, default 127.0.0.1]
+  -p, --port PORT        Port to listen on                              [env CONFLUX_PORT, default 8000]
+  -a, --args JSON        Arguments for "call", as a JSON object
+      --json             "tools": print JSON instead of a table
+  -h, --help             Show this help
+`;
+
+const EXIT_USAGE = 2;
+
+async function main(argv: string[]): Promise<number> {
+  const env = readEnvironment();
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        host: { type: 'string', short: 'H' },
+        port: { type: 'string', short: 'p' },
+        args: { type: 'string', short: 'a' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
+    return EXIT_USAGE;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const [command = 'serve', ...rest] = positionals;
+  const configPath = values.config ?? env.configPath ?? 'mcp-servers.yaml';
+
+  let config: Config;
+  try {
+    config = await loadConfigFile(configPath, env.variables);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+
+  switch (command) {
+    case 'validate':
+      process.stdout.write(`${configPath}: valid (${Object.keys(config.servers).length} servers)\n`);
+      return 0;
+    case 'serve':
+      return serve(config, env, values.host, values.port);
+    case 'tools':
+      return withUpstreams(config, env, async (conflux) => {
+        const tools = conflux.catalog.current.tools;
+        if (values.json) process.stdout.write(`${JSON.stringify(tools, null, 2)}\n`);
+        else for (const tool of tools) process.stdout.write(`${tool.name}\t${firstLine(tool.description)}\n`);
+        for (const s of conflux.upstreams.statuses()) {
+          if (s.state !== 'ready' && s.state !== 'disabled') process.stderr.write(`warning: ${s.name} is ${s.state}: ${s.lastError ?? ''}\n`);
+        }
+        return 0;
+      });
+    case 'call': {
+      const name = rest[0];
+      if (!name) {
+        process.stderr.write(`call: missing the tool name\n\n${USAGE}`);
+        return EXIT_USAGE;
+      }
+      const args = parseToolArguments(values.args);
+      if (args instanceof Error) {
+        process.stderr.write(`call: --args ${args.message}\n`);
+        return EXIT_USAGE;
+      }
+      return withUpstreams(config, env, async (conflux) => {
+        try {
+          const result = await conflux.callTool({ name, arguments: args });
+          process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          return result.isError ? 1 : 0;
+        } catch (error) {
+          process.stderr.write(`call: ${(error as Error).message}\n`);
+          return 1;
+        }
+      });
+    }
+    default:
+      process.stderr.write(`unknown command "${command}"\n\n${USAGE}`);
+      return EXIT_USAGE;
+  }
+}
+
+async function serve(config: Config, env: Environment, hostOption?: string, portOption?: string): Promise<number> {
+  const logger = createLogger(env.logLevel);
+  const host = hostOption ?? env.host ?? config.gateway.host;
+  const port = Number(portOption ?? env.port ?? config.gateway.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    process.stderr.write(`invalid port "${portOption ?? env.port}"\n`);
+    return EXIT_USAGE;
+  }
+  const conflux = createConflux(config, { logger });
+  installCrashHandlers(logger);
+  await conflux.start();
+  let url: string;
+  try {
+    ({ url } = await conflux.listen(host, port));
+  } catch (error) {
+    logger.fatal({ err: (error as Error).message }, `cannot listen on ${host}:${port}`);
+    await conflux.stop();
+    return 1;
+  }
+  logger.info({ url, servers: Object.keys(config.servers).length }, `Conflux listening on ${url}`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const shutdown = (signal: NodeJS.Signals) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'shutting down');
+      conflux.stop().then(
+        () => resolve(0),
+        (error) => {
+          logger.error({ err: (error as Error).message }, 'error during shutdown');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGINT', shutdown);
+    process.once('SIGTERM', shutdown);
+  });
+}
+
+/** Runs `body` once the upstreams have connected (or failed), then stops everything. */
+async function withUpstreams(config: Config, env: Environment, body: (conflux: Conflux) => Promise<number>): Promise<number> {
+  const conflux = createConflux(config, { logger: createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel) });
+  try {
+    await conflux.start();
+    const longest = Math.max(5, ...Object.values(config.servers).map((s) => s.timeout));
+    await conflux.upstreams.settled(longest * 1000);
+    await new Promise((resolve) => setImmediate(resolve)); // let the catalog rebuild run
+    return await body(conflux);
+  } finally {
+    await conflux.stop();
+  }
+}
+
+function parseToolArguments(text: string | undefined): Record<string, unknown> | Error {
+  if (text === undefined) return {};
+  try {
+    const value: unknown = JSON.parse(text);
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return new Error('must be a JSON object');
+    return value as Record<string, unknown>;
+  } catch (error) {
+    return new Error(`is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+function firstLine(text: string | undefined): string {
+  return (text ?? '').split('\n')[0]!.slice(0, 100);
+}
+
+/** A crash still ends through process 'exit', where child processes are killed. */
+function installCrashHandlers(logger: Logger): void {
+  process.on('uncaughtException', (error) => {
+    logger.fatal({ err: error }, 'uncaught exception');
+    process.exit(1);
+  });
+  process.on('unhandledRejection', (reason) => {
+    logger.error({ err: reason }, 'unhandled promise rejection');
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Streams and timers left by a failed upstream must not keep a finished command alive.
+    setTimeout(() => process.exit(code), 200).unref();
+  },
+  (error) => {
+    process.stderr.write(`conflux: ${(error as Error).stack ?? String(error)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,22 @@
+/**
+ * The only reader of `process.env`. Everything else receives these values as arguments.
+ */
+export interface Environment {
+  configPath: string | undefined;
+  host: string | undefined;
+  port: number | undefined;
+  logLevel: string;
+  /** The whole environment, for `${VAR}` interpolation in the config file. */
+  variables: Readonly<Record<string, string | undefined>>;
+}
+
+export function readEnvironment(source: NodeJS.ProcessEnv = process.env): Environment {
+  const port = source.CONFLUX_PORT ?? source.PORT;
+  return {
+    configPath: source.CONFLUX_CONFIG || undefined,
+    host: source.CONFLUX_HOST || undefined,
+    port: port ? Number(port) : undefined,
+    logLevel: source.LOG_LEVEL || 'info',
+    variables: source,
+  };
+}

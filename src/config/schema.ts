@@ -1,0 +1,116 @@
+import { z } from 'zod';
+
+/** Characters every exposed MCP name may use; server names and prefixes are held to the same set. */
+const NAME_CHARS = /^[a-zA-Z0-9_-]+$/;
+
+export const ServerNameSchema = z
+  .string()
+  .min(1, 'server name must not be empty')
+  .max(48, 'server name must be at most 48 characters')
+  .regex(NAME_CHARS, 'server name may only contain letters, digits, "_" and "-"');
+
+const PrefixSchema = z
+  .string()
+  .max(32, 'prefix must be at most 32 characters')
+  .regex(/^[a-zA-Z0-9_-]*$/, 'prefix may only contain letters, digits, "_" and "-"');
+
+const ToolOverrideSchema = z.strictObject({
+  name: z.string().min(1).optional(),
+  title: z.string().optional(),
+  description: z.string().optional(),
+  annotations: z.record(z.string(), z.unknown()).optional(),
+});
+
+const ToolsFilterSchema = z.strictObject({
+  /** Glob patterns over the upstream's own tool names; when set, only matching tools are exposed. */
+  allow: z.array(z.string().min(1)).optional(),
+  /** Glob patterns over the upstream's own tool names; matching tools are hidden and refused. */
+  deny: z.array(z.string().min(1)).optional(),
+  /** Keyed by the upstream's own tool name. */
+  overrides: z.record(z.string(), ToolOverrideSchema).optional(),
+});
+
+const StringMap = z.record(z.string(), z.string({ error: 'expected a string' }));
+
+const commonServerFields = {
+  enabled: z.boolean().default(true),
+  description: z.string().optional(),
+  tags: z.array(z.string().regex(NAME_CHARS, 'tags may only contain letters, digits, "_" and "-"')).default([]),
+  /** Defaults to the server's name; "" exposes the upstream's names unchanged. */
+  prefix: PrefixSchema.optional(),
+  separator: z.string().regex(NAME_CHARS).max(8).default('__'),
+  /** Seconds allowed for connecting and for each request to this server. */
+  timeout: z.number({ error: 'expected a number of seconds' }).positive().max(86_400).default(60),
+  /** A required server must be ready for the gateway to report itself ready. */
+  required: z.boolean().default(false),
+  tools: ToolsFilterSchema.optional(),
+};
+
+export const StdioServerSchema = z.strictObject({
+  transport: z.literal('stdio'),
+  command: z.string().min(1, 'expected a command'),
+  args: z.array(z.string()).default([]),
+  env: StringMap.default({}),
+  cwd: z.string().optional(),
+  ...commonServerFields,
+});
+
+export const HttpServerSchema = z.strictObject({
+  transport: z.enum(['streamable-http', 'sse']),
+  url: z.url({ protocol: /^https?$/, error: 'expected a URL' }),
+  headers: StringMap.default({}),
+  ...commonServerFields,
+});
+
+export const ServerConfigSchema = z.preprocess(
+  inferTransport,
+  z.discriminatedUnion('transport', [StdioServerSchema, HttpServerSchema], {
+    error: 'transport: expected one of "stdio", "streamable-http", "sse" (or give `command` or `url`)',
+  }),
+);
+
+/** `transport` may be left out when `command` or `url` makes it plain. */
+function inferTransport(value: unknown): unknown {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+  const server = value as Record<string, unknown>;
+  if (server.transport !== undefined) return value;
+  if (typeof server.command === 'string') return { ...server, transport: 'stdio' };
+  if (typeof server.url === 'string') return { ...server, transport: 'streamable-http' };
+  return value;
+}
+
+const HostPattern = z.string().min(1);
+
+export const GatewaySettingsSchema = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65_535).default(8000),
+  /** Host header values accepted on /mcp; empty means "loopback names when bound to loopback, any otherwise". */
+  allowedHosts: z.array(HostPattern).default([]),
+  /** Origin values accepted on /mcp (browsers send one); loopback origins are always accepted. */
+  allowedOrigins: z.array(HostPattern).default([]),
+  /** Largest request body accepted, in bytes. */
+  maxBodyBytes: z.number().int().positive().default(4 * 1024 * 1024),
+  /** Tools per tools/list page; longer lists are paginated with a cursor. */
+  pageSize: z.number().int().positive().default(1000),
+  /** Idle downstream sessions are closed after this many seconds (0 keeps them). */
+  sessionIdleSeconds: z.number().min(0).default(1800),
+  reconnect: z
+    .strictObject({
+      initialDelayMs: z.number().int().positive().default(1000),
+      maxDelayMs: z.number().int().positive().default(30_000),
+    })
+    .default({ initialDelayMs: 1000, maxDelayMs: 30_000 }),
+});
+
+export const ConfigSchema = z.strictObject({
+  gateway: GatewaySettingsSchema.default(GatewaySettingsSchema.parse({})),
+  servers: z.record(ServerNameSchema, ServerConfigSchema).default({}),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type GatewaySettings = z.infer<typeof GatewaySettingsSchema>;
+export type ServerConfig = z.infer<typeof StdioServerSchema> | z.infer<typeof HttpServerSchema>;
+export type StdioServerConfig = z.infer<typeof StdioServerSchema>;
+export type HttpServerConfig = z.infer<typeof HttpServerSchema>;
+export type ToolsFilter = z.infer<typeof ToolsFilterSchema>;
+export type ToolOverride = z.infer<typeof ToolOverrideSchema>;

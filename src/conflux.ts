@@ -1,0 +1,110 @@
+import type { Hono } from 'hono';
+import type { Logger } from 'pino';
+import { LiveCatalog } from './catalog/live-catalog.js';
+import type { Config, ServerConfig } from './config/schema.js';
+import { SessionRegistry } from './gateway/session-registry.js';
+import { createSessionServer } from './gateway/session-server.js';
+import { callTool, type ToolCallContext } from './gateway/tool-calls.js';
+import { createHttpApp } from './http/app.js';
+import { listen, type Listening } from './http/listen.js';
+import { ChildProcessGroups } from './upstream/child-processes.js';
+import { UpstreamPool } from './upstream/upstream-pool.js';
+import type { CallToolRequest, CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+
+export interface ConfluxDeps {
+  logger: Logger;
+}
+
+export interface Conflux {
+  readonly config: Config;
+  readonly upstreams: UpstreamPool;
+  readonly catalog: LiveCatalog;
+  readonly sessions: SessionRegistry;
+  readonly app: Hono;
+  /** Starts connecting every enabled upstream (in parallel, without waiting for them). */
+  start(): Promise<void>;
+  /** Serves HTTP; defaults come from the config's `gateway` section. */
+  listen(host?: string, port?: number): Promise<{ url: string; port: number }>;
+  /** Replaces the set of upstream servers, touching only those that changed. */
+  applyServers(servers: Readonly<Record<string, ServerConfig>>): Promise<void>;
+  /** The gateway's routing of one tool call, without HTTP (used by the CLI). */
+  callTool(params: CallToolRequest['params'], context?: ToolCallContext): Promise<CallToolResult>;
+  /** Stops HTTP, closes sessions, stops upstreams and their processes. */
+  stop(): Promise<void>;
+}
+
+/** The composition root: builds every part from the config. Nothing here is a module singleton. */
+export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
+  const { logger } = deps;
+  const settings = config.gateway;
+  const groups = new ChildProcessGroups();
+  const upstreams = new UpstreamPool({ logger, groups, reconnect: settings.reconnect });
+  const catalog = new LiveCatalog();
+  const sessions = new SessionRegistry({
+    logger,
+    idleMs: settings.sessionIdleSeconds * 1000,
+    createServer: () => createSessionServer({ catalog, upstreams, pageSize: settings.pageSize }),
+  });
+  let currentServers: Readonly<Record<string, ServerConfig>> = config.servers;
+  let listening: Listening | undefined;
+  let bindHost = settings.host;
+
+  upstreams.onChange(() => {
+    const changed = catalog.update(
+      upstreams.list().map((u) => ({
+        server: u.name,
+        prefix: u.config.prefix ?? u.name,
+        separator: u.config.separator,
+        tools: u.state === 'ready' ? u.tools : [],
+        filter: u.config.tools,
+      })),
+    );
+    if (changed) {
+      logger.info({ tools: catalog.current.tools.length }, 'tool catalog changed');
+      sessions.notifyToolListChanged();
+    }
+  });
+
+  const app = createHttpApp({
+    sessions,
+    upstreams,
+    logger,
+    maxBodyBytes: settings.maxBodyBytes,
+    guard: {
+      get bindHost() {
+        return bindHost;
+      },
+      allowedHosts: settings.allowedHosts,
+      allowedOrigins: settings.allowedOrigins,
+    },
+  });
+
+  return {
+    config,
+    upstreams,
+    catalog,
+    sessions,
+    app,
+    async start() {
+      groups.installExitHook();
+      await upstreams.apply(currentServers);
+    },
+    async listen(host = settings.host, port = settings.port) {
+      bindHost = host;
+      listening = await listen(app, host, port);
+      const shownHost = host.includes(':') ? `[${host}]` : host;
+      return { url: `http://${shownHost}:${listening.port}/mcp`, port: listening.port };
+    },
+    async applyServers(servers) {
+      currentServers = servers;
+      await upstreams.apply(servers);
+    },
+    callTool: (params, context) => callTool(catalog, upstreams, params, context),
+    async stop() {
+      await listening?.close();
+      await sessions.closeAll();
+      await upstreams.stop();
+      groups.removeExitHook();
+    },
+  };
+}

@@ -1,0 +1,34 @@
+import { ErrorCode, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from '../upstream/errors.js';
+
+/**
+ * The one place where failures become what a client sees. Upstream faults are tool errors
+ * (`isError: true`) naming the upstream and the cause, so a model can read and act on them;
+ * JSON-RPC errors from the upstream pass through unchanged; anything else is an internal error.
+ */
+export function toolCallFailure(error: unknown): CallToolResult {
+  if (isUpstreamFault(error)) {
+    return { isError: true, content: [{ type: 'text', text: error.message }] };
+  }
+  throw asMcpError(error);
+}
+
+export function isUpstreamFault(
+  error: unknown,
+): error is UpstreamUnavailableError | UpstreamTimeoutError | UpstreamConnectionLostError {
+  return (
+    error instanceof UpstreamUnavailableError ||
+    error instanceof UpstreamTimeoutError ||
+    error instanceof UpstreamConnectionLostError
+  );
+}
+
+export function asMcpError(error: unknown): McpError {
+  if (error instanceof McpError) return error;
+  if (isUpstreamFault(error)) return new McpError(ErrorCode.InternalError, error.message);
+  return new McpError(ErrorCode.InternalError, error instanceof Error ? error.message : String(error));
+}
+
+export function unknownTool(name: string): McpError {
+  return new McpError(ErrorCode.InvalidParams, `Unknown tool: "${name}"`);
+}

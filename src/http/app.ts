@@ -1,0 +1,47 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { Logger } from 'pino';
+import type { SessionRegistry } from '../gateway/session-registry.js';
+import type { UpstreamPool } from '../upstream/upstream-pool.js';
+import { INVALID_REQUEST, jsonRpcError } from './json-rpc-errors.js';
+import { mcpEndpoint } from './mcp-endpoint.js';
+import { originGuard, type OriginGuardOptions } from './origin-guard.js';
+
+export interface HttpAppDeps {
+  sessions: SessionRegistry;
+  upstreams: UpstreamPool;
+  logger: Logger;
+  guard: OriginGuardOptions;
+  maxBodyBytes: number;
+}
+
+/** The gateway's HTTP surface: `/mcp` (Streamable HTTP), `/health` and `/servers`. */
+export function createHttpApp(deps: HttpAppDeps): Hono {
+  const app = new Hono();
+
+  app.use(
+    '/mcp',
+    originGuard(deps.guard),
+    bodyLimit({
+      maxSize: deps.maxBodyBytes,
+      onError: () => jsonRpcError(413, INVALID_REQUEST, `Request body larger than ${deps.maxBodyBytes} bytes`),
+    }),
+  );
+  app.all('/mcp', mcpEndpoint(deps.sessions));
+
+  app.get('/health', (c) => {
+    const servers = Object.fromEntries(
+      deps.upstreams.statuses().map((s) => [s.name, { state: s.state, tools: s.toolCount, ...(s.lastError ? { error: s.lastError } : {}) }]),
+    );
+    return c.json({ status: 'ok', sessions: deps.sessions.size, servers });
+  });
+
+  app.get('/servers', (c) => c.json({ servers: deps.upstreams.statuses() }));
+
+  app.notFound((c) => c.json({ error: { code: 'not_found', message: `No route for ${c.req.method} ${c.req.path}` } }, 404));
+  app.onError((error, c) => {
+    deps.logger.error({ err: error, path: c.req.path }, 'unhandled error in request');
+    return c.json({ error: { code: 'internal', message: 'Internal server error' } }, 500);
+  });
+  return app;
+}

@@ -1,0 +1,102 @@
+import type { Context } from 'hono';
+import type { SessionRegistry } from '../gateway/session-registry.js';
+import { BAD_REQUEST, INVALID_REQUEST, jsonRpcError, PARSE_ERROR, SESSION_NOT_FOUND } from './json-rpc-errors.js';
+
+/**
+ * The Streamable HTTP endpoint: finds the session a request belongs to (or opens one for an
+ * `initialize`) and hands the request to that session's transport. The body is parsed here
+ * once, so routing never reads it twice.
+ */
+export function mcpEndpoint(sessions: SessionRegistry) {
+  return async (c: Context): Promise<Response> => {
+    const request = c.req.raw;
+    const sessionId = request.headers.get('mcp-session-id');
+
+    if (request.method === 'POST') {
+      const parsed = await readJson(request);
+      if (parsed instanceof Response) return parsed;
+      if (!sessionId) {
+        if (!containsInitialize(parsed)) {
+          return jsonRpcError(400, BAD_REQUEST, 'Bad Request: Mcp-Session-Id header is required');
+        }
+        const prepared = sessions.prepare();
+        const response = await prepared.transport.handleRequest(request, { parsedBody: parsed });
+        await sessions.discardIfUninitialized(prepared);
+        return response;
+      }
+      const session = sessions.touch(sessionId);
+      if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
+      return session.transport.handleRequest(request, { parsedBody: parsed });
+    }
+
+    if (request.method === 'GET' || request.method === 'DELETE') {
+      if (!sessionId) return jsonRpcError(400, BAD_REQUEST, 'Bad Request: Mcp-Session-Id header is required');
+      const session = sessions.touch(sessionId);
+      if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
+      const response = await session.transport.handleRequest(request);
+      if (request.method === 'GET' && response.ok && response.body) {
+        session.openStreams++;
+        return onBodyEnd(response, () => {
+          session.openStreams--;
+          session.lastSeen = Date.now();
+        });
+      }
+      return response;
+    }
+
+    return new Response(JSON.stringify({ jsonrpc: '2.0', error: { code: BAD_REQUEST, message: 'Method not allowed.' }, id: null }), {
+      status: 405,
+      headers: { allow: 'GET, POST, DELETE', 'content-type': 'application/json' },
+    });
+  };
+}
+
+async function readJson(request: Request): Promise<unknown> {
+  let text: string;
+  try {
+    text = await request.text();
+  } catch {
+    return jsonRpcError(400, INVALID_REQUEST, 'Invalid Request: the body could not be read');
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    return jsonRpcError(400, PARSE_ERROR, `Parse error: ${(error as Error).message}`);
+  }
+}
+
+function containsInitialize(body: unknown): boolean {
+  const messages = Array.isArray(body) ? body : [body];
+  return messages.some((m) => m !== null && typeof m === 'object' && (m as { method?: unknown }).method === 'initialize');
+}
+
+/** The same response, with `onEnd` called once when its body finishes or the client goes away. */
+function onBodyEnd(response: Response, onEnd: () => void): Response {
+  let ended = false;
+  const end = () => {
+    if (!ended) {
+      ended = true;
+      onEnd();
+    }
+  };
+  const reader = response.body!.getReader();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          end();
+          controller.close();
+        } else controller.enqueue(value);
+      } catch (error) {
+        end();
+        controller.error(error);
+      }
+    },
+    cancel(reason) {
+      end();
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+}

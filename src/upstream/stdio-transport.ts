@@ -1,0 +1,172 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { once } from 'node:events';
+import { access, constants } from 'node:fs/promises';
+import { delimiter, join, resolve as resolvePath } from 'node:path';
+import { createInterface } from 'node:readline';
+import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { ReadBuffer, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import type { Logger } from 'pino';
+import { signalGroup, withParentDeathSignal, type ChildProcessGroups } from './child-processes.js';
+
+export interface StdioTransportOptions {
+  command: string;
+  args: readonly string[];
+  env: Readonly<Record<string, string>>;
+  cwd?: string | undefined;
+  logger: Logger;
+  groups: ChildProcessGroups;
+  /** How long to wait for the child to exit after stdin closes, then after SIGTERM. */
+  exitGraceMs?: number;
+}
+
+/**
+ * Client side of the stdio wire. Unlike the SDK's own, it starts the child as the leader of
+ * its own process group (so a server's own children are ended with it), registers it for
+ * kill-on-exit, sends stderr to the log line by line, and survives garbage on stdout.
+ */
+export class StdioClientTransport implements Transport {
+  onclose?: () => void;
+  onerror?: (error: Error) => void;
+  onmessage?: (message: JSONRPCMessage) => void;
+
+  readonly #options: StdioTransportOptions;
+  readonly #readBuffer = new ReadBuffer();
+  #child: ChildProcessWithoutNullStreams | undefined;
+  #exited: Promise<void> | undefined;
+  #closed = false;
+  #exitDescription: string | undefined;
+  readonly #stderrTail: string[] = [];
+
+  constructor(options: StdioTransportOptions) {
+    this.#options = options;
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** How the child ended and what it last wrote to stderr: the best explanation of a failed connect. */
+  describeExit(): string | undefined {
+    if (!this.#exitDescription) return undefined;
+    const tail = this.#stderrTail.slice(-3).join(' | ');
+    return tail ? `${this.#exitDescription}; stderr: ${tail}` : this.#exitDescription;
+  }
+
+  async start(): Promise<void> {
+    if (this.#child) throw new Error('StdioClientTransport already started');
+    const { command, args, env, cwd, logger, groups } = this.#options;
+    const childEnv = { ...getDefaultEnvironment(), ...env };
+    const executable = await findExecutable(command, childEnv.PATH, cwd);
+    if (!executable) throw new Error(`cannot start "${command}": command not found`);
+    const wrapped = withParentDeathSignal(executable, args);
+    const child = spawn(wrapped.command, wrapped.args, {
+      env: childEnv,
+      cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+      windowsHide: true,
+    });
+    this.#child = child;
+    this.#exited = new Promise((resolve) => child.once('close', () => resolve()));
+
+    try {
+      await Promise.race([once(child, 'spawn'), once(child, 'error').then(([error]) => Promise.reject(error))]);
+    } catch (error) {
+      throw new Error(`cannot start "${command}": ${describeSpawnError(error)}`);
+    }
+    const pid = child.pid!;
+    groups.track(pid);
+    logger.debug({ pid, command }, 'upstream process started');
+
+    child.on('error', (error) => this.onerror?.(error));
+    child.once('close', (code, signal) => {
+      groups.untrack(pid);
+      this.#exitDescription = signal ? `process killed by ${signal}` : `process exited with code ${code}`;
+      if (!this.#closed) logger.warn({ pid, code, signal }, 'upstream process exited');
+      this.#closed = true;
+      this.onclose?.();
+    });
+    child.stdin.on('error', (error) => this.onerror?.(error));
+    child.stdout.on('data', (chunk: Buffer) => this.#receive(chunk));
+    createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', (line) => {
+      if (line.trim() === '') return;
+      this.#stderrTail.push(line.length > 500 ? `${line.slice(0, 500)}…` : line);
+      if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift();
+      logger.info({ stream: 'stderr' }, line);
+    });
+  }
+
+  #receive(chunk: Buffer): void {
+    this.#readBuffer.append(chunk);
+    for (;;) {
+      let message: JSONRPCMessage | null;
+      try {
+        message = this.#readBuffer.readMessage();
+      } catch (error) {
+        // The faulty line has been consumed; report it and go on with the next one.
+        this.onerror?.(new Error(`upstream wrote a line that is not JSON-RPC: ${(error as Error).message}`));
+        continue;
+      }
+      if (message === null) return;
+      this.onmessage?.(message);
+    }
+  }
+
+  async send(message: JSONRPCMessage): Promise<void> {
+    const stdin = this.#child?.stdin;
+    if (!stdin || this.#closed || !stdin.writable) throw new Error('upstream process is not running');
+    if (!stdin.write(serializeMessage(message))) await once(stdin, 'drain');
+  }
+
+  /** Ends the child: stdin closed first (the polite MCP way), then SIGTERM, then SIGKILL, each after a grace period. */
+  async close(): Promise<void> {
+    const child = this.#child;
+    if (!child || !this.#exited) return;
+    this.#closed = true;
+    const pid = child.pid!;
+    const grace = this.#options.exitGraceMs ?? 2000;
+    child.stdin.end();
+    if (await this.#exitsWithin(grace)) return;
+    signalGroup(pid, 'SIGTERM');
+    if (await this.#exitsWithin(grace)) return;
+    signalGroup(pid, 'SIGKILL');
+    await this.#exited;
+  }
+
+  async #exitsWithin(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+    try {
+      return await Promise.race([this.#exited!.then(() => true as const), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+const STDERR_TAIL_LINES = 20;
+
+/** Resolves `command` the way a shell would, so a missing program is reported before anything is spawned. */
+async function findExecutable(command: string, pathVariable: string | undefined, cwd: string | undefined): Promise<string | undefined> {
+  const candidates = command.includes('/')
+    ? [resolvePath(cwd ?? process.cwd(), command)]
+    : (pathVariable ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, command));
+  for (const candidate of candidates) {
+    try {
+      await access(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
+}
+
+function describeSpawnError(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOENT') return 'command not found';
+  if (code === 'EACCES') return 'permission denied';
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,272 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import {
+  ErrorCode,
+  McpError,
+  ToolListChangedNotificationSchema,
+  type ServerCapabilities,
+  type Tool,
+} from '@modelcontextprotocol/sdk/types.js';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { ServerConfig } from '../config/schema.js';
+import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
+import type { ChildProcessGroups } from './child-processes.js';
+import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js';
+import { describeError, openClient } from './open-transport.js';
+
+export type UpstreamState = 'connecting' | 'ready' | 'down' | 'disabled';
+
+export interface ReconnectPolicy {
+  initialDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface UpstreamDeps {
+  logger: Logger;
+  groups: ChildProcessGroups;
+  reconnect: ReconnectPolicy;
+  /** Called whenever state or the tool list changes. */
+  onChange: (upstream: UpstreamConnection) => void;
+}
+
+/** A public, serialisable view of one upstream. */
+export interface UpstreamStatus {
+  name: string;
+  state: UpstreamState;
+  transport: ServerConfig['transport'];
+  wire: 'stdio' | 'streamable-http' | 'sse' | undefined;
+  description: string | undefined;
+  tags: string[];
+  toolCount: number;
+  lastError: string | undefined;
+  connectedAt: string | undefined;
+  nextRetryAt: string | undefined;
+  pid: number | undefined;
+}
+
+/**
+ * Results are relayed to the client unchanged, so they are not re-validated field by field
+ * here: the SDK only needs to know the result is an object.
+ */
+const PassThroughResult = z.object({}).loose();
+type PassThroughResult = z.infer<typeof PassThroughResult>;
+
+const MAX_LIST_PAGES = 100;
+
+/**
+ * One upstream MCP server: its SDK client, its state, its tools, and its reconnects.
+ * A connection attempt that fails, or a connection that drops, is retried with
+ * exponential backoff and jitter until `stop()`.
+ */
+export class UpstreamConnection {
+  state: UpstreamState = 'connecting';
+  tools: readonly Tool[] = [];
+  capabilities: ServerCapabilities | undefined;
+  lastError: string | undefined;
+
+  readonly #deps: UpstreamDeps;
+  readonly #logger: Logger;
+  #client: Client | undefined;
+  #transport: Transport | undefined;
+  #wire: UpstreamStatus['wire'];
+  #connectedAt: Date | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #nextRetryAt: Date | undefined;
+  #failures = 0;
+  /** Bumped by every (re)connect and by stop(); callbacks from an older generation are ignored. */
+  #generation = 0;
+  #stopped = false;
+
+  constructor(
+    readonly name: string,
+    readonly config: ServerConfig,
+    deps: UpstreamDeps,
+  ) {
+    this.#deps = deps;
+    this.#logger = deps.logger.child({ server: name });
+    if (!config.enabled) this.state = 'disabled';
+  }
+
+  get timeoutMs(): number {
+    return this.config.timeout * 1000;
+  }
+
+  /** Begins connecting in the background; never throws. */
+  start(): void {
+    if (this.state === 'disabled' || this.#stopped) return;
+    void this.#connect();
+  }
+
+  /** Closes the connection and cancels any retry. Waits for a stdio child to exit. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#generation++;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    await this.#disconnect(true);
+  }
+
+  status(): UpstreamStatus {
+    return {
+      name: this.name,
+      state: this.state,
+      transport: this.config.transport,
+      wire: this.#wire,
+      description: this.config.description,
+      tags: this.config.tags,
+      toolCount: this.tools.length,
+      lastError: this.lastError,
+      connectedAt: this.#connectedAt?.toISOString(),
+      nextRetryAt: this.#nextRetryAt?.toISOString(),
+      pid: (this.#transport as { pid?: number } | undefined)?.pid,
+    };
+  }
+
+  /**
+   * Sends a request to this upstream and returns its result unvalidated. Upstream JSON-RPC
+   * errors are rethrown as they came (`McpError`); timeouts and lost connections become
+   * typed upstream errors.
+   */
+  async request(method: string, params: Record<string, unknown> | undefined, options: RequestOptions = {}): Promise<PassThroughResult> {
+    const client = this.#client;
+    if (this.state !== 'ready' || !client) {
+      throw new UpstreamUnavailableError(this.name, this.lastError ?? this.state);
+    }
+    const timeout = options.timeout ?? this.timeoutMs;
+    try {
+      return await client.request({ method, params } as never, PassThroughResult, { ...options, timeout });
+    } catch (error) {
+      if (error instanceof McpError && error.code === ErrorCode.RequestTimeout && !options.signal?.aborted) {
+        throw new UpstreamTimeoutError(this.name, method, timeout);
+      }
+      if (error instanceof McpError && error.code === ErrorCode.ConnectionClosed) {
+        throw new UpstreamConnectionLostError(this.name, method, this.lastError ?? 'connection closed');
+      }
+      throw error;
+    }
+  }
+
+  async #connect(): Promise<void> {
+    const generation = ++this.#generation;
+    this.#nextRetryAt = undefined;
+    this.#setState('connecting');
+    try {
+      const opened = await openClient({
+        config: this.config,
+        logger: this.#logger,
+        groups: this.#deps.groups,
+        newClient: () => this.#newClient(),
+        timeoutMs: this.timeoutMs,
+      });
+      if (generation !== this.#generation) {
+        await opened.client.close().catch(() => {});
+        return;
+      }
+      this.#client = opened.client;
+      this.#transport = opened.transport;
+      this.#wire = opened.wire;
+      this.capabilities = opened.client.getServerCapabilities();
+      opened.client.onclose = () => this.#lost(generation);
+      this.tools = this.capabilities?.tools ? await this.#listTools(opened.client) : [];
+      if (generation !== this.#generation) return;
+      this.#failures = 0;
+      this.lastError = undefined;
+      this.#connectedAt = new Date();
+      this.#logger.info({ wire: opened.wire, tools: this.tools.length }, 'upstream ready');
+      this.#setState('ready');
+    } catch (error) {
+      if (generation !== this.#generation) return;
+      this.lastError = describeError(error);
+      this.#logger.warn({ err: this.lastError }, 'upstream connection failed');
+      await this.#disconnect(false);
+      this.#scheduleRetry(generation);
+    }
+  }
+
+  #newClient(): Client {
+    const client = new Client({ name: GATEWAY_NAME, version: GATEWAY_VERSION }, { capabilities: {} });
+    client.onerror = (error) => this.#logger.debug({ err: error.message }, 'upstream transport error');
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => this.#refreshTools(client));
+    return client;
+  }
+
+  async #listTools(client: Client): Promise<Tool[]> {
+    const tools: Tool[] = [];
+    let cursor: string | undefined;
+    for (let page = 0; page < MAX_LIST_PAGES; page++) {
+      const result = await client.listTools(cursor ? { cursor } : undefined, { timeout: this.timeoutMs });
+      tools.push(...result.tools);
+      cursor = result.nextCursor;
+      if (!cursor) break;
+    }
+    return tools;
+  }
+
+  async #refreshTools(client: Client): Promise<void> {
+    if (client !== this.#client || this.state !== 'ready') return;
+    try {
+      const tools = await this.#listTools(client);
+      if (client !== this.#client) return;
+      this.tools = tools;
+      this.#deps.onChange(this);
+    } catch (error) {
+      this.#logger.warn({ err: describeError(error) }, 'could not refresh the tool list');
+    }
+  }
+
+  #lost(generation: number): void {
+    if (generation !== this.#generation || this.#stopped) return;
+    this.#generation++;
+    const reason = (this.#transport as { describeExit?: () => string | undefined }).describeExit?.();
+    this.lastError = reason ?? 'connection closed';
+    this.#logger.warn({ reason: this.lastError }, 'upstream connection lost');
+    this.#client = undefined;
+    this.#transport = undefined;
+    this.#scheduleRetry(this.#generation);
+  }
+
+  #scheduleRetry(generation: number): void {
+    this.tools = [];
+    this.#setState('down');
+    if (this.#stopped || generation !== this.#generation) return;
+    const { initialDelayMs, maxDelayMs } = this.#deps.reconnect;
+    const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(this.#failures, 20));
+    const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+    this.#failures++;
+    this.#nextRetryAt = new Date(Date.now() + delay);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (!this.#stopped && generation === this.#generation) void this.#connect();
+    }, delay);
+    this.#retryTimer.unref();
+  }
+
+  async #disconnect(polite: boolean): Promise<void> {
+    const client = this.#client;
+    const transport = this.#transport;
+    this.#client = undefined;
+    this.#transport = undefined;
+    if (!client) return;
+    if (polite && transport && 'terminateSession' in transport) {
+      await withTimeout((transport as { terminateSession: () => Promise<void> }).terminateSession(), 1000).catch(() => {});
+    }
+    await client.close().catch(() => {});
+  }
+
+  #setState(state: UpstreamState): void {
+    if (this.state === 'disabled') return;
+    const changed = this.state !== state;
+    this.state = state;
+    if (changed || state === 'ready') this.#deps.onChange(this);
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms))),
+  ]).finally(() => clearTimeout(timer));
+}

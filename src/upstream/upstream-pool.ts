@@ -1,0 +1,101 @@
+import { isDeepStrictEqual } from 'node:util';
+import type { Logger } from 'pino';
+import type { ServerConfig } from '../config/schema.js';
+import type { ChildProcessGroups } from './child-processes.js';
+import { UpstreamConnection, type ReconnectPolicy, type UpstreamStatus } from './upstream-connection.js';
+
+export interface UpstreamPoolDeps {
+  logger: Logger;
+  groups: ChildProcessGroups;
+  reconnect: ReconnectPolicy;
+}
+
+/**
+ * Every configured upstream, keyed by server name. Applying a new set of server definitions
+ * touches only what changed: unchanged servers keep their connection (and child process).
+ */
+export class UpstreamPool {
+  readonly #connections = new Map<string, UpstreamConnection>();
+  readonly #deps: UpstreamPoolDeps;
+  readonly #listeners = new Set<() => void>();
+  #changeQueued = false;
+
+  constructor(deps: UpstreamPoolDeps) {
+    this.#deps = deps;
+  }
+
+  /** Called (coalesced, once per tick) when any upstream's state or tools change. */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  get(name: string): UpstreamConnection | undefined {
+    return this.#connections.get(name);
+  }
+
+  list(): UpstreamConnection[] {
+    return [...this.#connections.values()];
+  }
+
+  statuses(): UpstreamStatus[] {
+    return this.list().map((upstream) => upstream.status());
+  }
+
+  /**
+   * Makes the pool match `servers`: new servers start connecting (in parallel, without
+   * waiting), removed ones are stopped, changed ones are replaced. Resolves once removed
+   * and replaced connections are closed.
+   */
+  async apply(servers: Readonly<Record<string, ServerConfig>>): Promise<{ added: string[]; removed: string[]; changed: string[] }> {
+    const added: string[] = [];
+    const removed: string[] = [];
+    const changed: string[] = [];
+    const closing: Promise<void>[] = [];
+    for (const [name, connection] of this.#connections) {
+      const next = servers[name];
+      if (next === undefined) removed.push(name);
+      else if (!isDeepStrictEqual(next, connection.config)) changed.push(name);
+      else continue;
+      this.#connections.delete(name);
+      closing.push(connection.stop());
+    }
+    for (const [name, config] of Object.entries(servers)) {
+      if (this.#connections.has(name)) continue;
+      if (!changed.includes(name)) added.push(name);
+      const connection = new UpstreamConnection(name, config, {
+        ...this.#deps,
+        onChange: () => this.#queueChange(),
+      });
+      this.#connections.set(name, connection);
+      connection.start();
+    }
+    if (removed.length || changed.length) this.#queueChange();
+    await Promise.all(closing);
+    return { added, removed, changed };
+  }
+
+  /** Stops every upstream; resolves when all children have exited. */
+  async stop(): Promise<void> {
+    const all = this.list();
+    this.#connections.clear();
+    await Promise.all(all.map((connection) => connection.stop()));
+  }
+
+  /** Resolves when no upstream is still in its first `connecting` phase, or after `timeoutMs`. */
+  async settled(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && this.list().some((u) => u.state === 'connecting')) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+
+  #queueChange(): void {
+    if (this.#changeQueued) return;
+    this.#changeQueued = true;
+    queueMicrotask(() => {
+      this.#changeQueued = false;
+      for (const listener of this.#listeners) listener();
+    });
+  }
+}
