@@ -55,7 +55,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
         server: u.name,
         prefix: u.config.prefix ?? u.name,
         separator: u.config.separator,
-        tools: u.state === 'ready' ? u.tools : [],
+        tools: u.tools,
         filter: u.config.tools,
       })),
     );

@@ -98,6 +98,9 @@ function formatIssue(issue: z.core.$ZodIssue): string {
     const keys = issue.keys.map((k) => `"${k}"`).join(', ');
     return `${where}: unknown key${issue.keys.length > 1 ? 's' : ''} ${keys}`;
   }
+  if (issue.code === 'invalid_key') {
+    return `${where}: ${issue.issues.map((inner) => inner.message).join('; ')}`;
+  }
   if (issue.code === 'invalid_type' && issue.message.endsWith('received undefined')) {
     return `${where}: is required`;
   }

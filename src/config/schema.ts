@@ -65,7 +65,7 @@ export const HttpServerSchema = z.strictObject({
 export const ServerConfigSchema = z.preprocess(
   inferTransport,
   z.discriminatedUnion('transport', [StdioServerSchema, HttpServerSchema], {
-    error: 'transport: expected one of "stdio", "streamable-http", "sse" (or give `command` or `url`)',
+    error: 'expected one of "stdio", "streamable-http", "sse" (or give `command` or `url`)',
   }),
 );
 

@@ -46,7 +46,7 @@ export class SessionRegistry {
    * A server and transport ready to answer an `initialize`. The session is registered only
    * once the transport accepts the initialize; `discardIfUninitialized` frees it otherwise.
    */
-  prepare(): { server: Server; transport: WebStandardStreamableHTTPServerTransport } {
+  async prepare(): Promise<{ server: Server; transport: WebStandardStreamableHTTPServerTransport }> {
     const server = this.#options.createServer();
     const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: randomUUID,
@@ -57,6 +57,7 @@ export class SessionRegistry {
       },
       onsessionclosed: (id) => void this.close(id),
     });
+    await server.connect(transport);
     return { server, transport };
   }
 

@@ -19,7 +19,7 @@ export function mcpEndpoint(sessions: SessionRegistry) {
         if (!containsInitialize(parsed)) {
           return jsonRpcError(400, BAD_REQUEST, 'Bad Request: Mcp-Session-Id header is required');
         }
-        const prepared = sessions.prepare();
+        const prepared = await sessions.prepare();
         const response = await prepared.transport.handleRequest(request, { parsedBody: parsed });
         await sessions.discardIfUninitialized(prepared);
         return response;

@@ -62,6 +62,7 @@ const MAX_LIST_PAGES = 100;
  */
 export class UpstreamConnection {
   state: UpstreamState = 'connecting';
+  /** The last tool list the upstream reported (kept while it is down). */
   tools: readonly Tool[] = [];
   capabilities: ServerCapabilities | undefined;
   lastError: string | undefined;
@@ -227,8 +228,11 @@ export class UpstreamConnection {
     this.#scheduleRetry(this.#generation);
   }
 
+  /**
+   * Tools stay listed while an upstream is down: a restart does not make them flicker in and
+   * out of every client's list, and a call in the meantime gets an error naming the cause.
+   */
   #scheduleRetry(generation: number): void {
-    this.tools = [];
     this.#setState('down');
     if (this.#stopped || generation !== this.#generation) return;
     const { initialDelayMs, maxDelayMs } = this.#deps.reconnect;

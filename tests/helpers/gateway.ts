@@ -1,0 +1,89 @@
+import { resolve } from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { parseConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import { createConflux, type Conflux } from '../../src/conflux.js';
+import { silentLogger } from '../../src/observability/logger.js';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const STDIO_FIXTURE = resolve(ROOT, 'tests/fixtures/stdio-server.ts');
+
+/** A stdio server entry that runs the test fixture with the given label. */
+export function stdioFixture(label: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', STDIO_FIXTURE, label], cwd: ROOT, ...extra };
+}
+
+/** A validated config built from plain objects, with quick reconnects for tests. */
+export function testConfig(servers: Record<string, unknown>, gateway: Record<string, unknown> = {}): Config {
+  const text = JSON.stringify({ gateway: { port: 0, reconnect: { initialDelayMs: 100, maxDelayMs: 500 }, ...gateway }, servers });
+  return parseConfig(text, { source: 'test', env: {} });
+}
+
+export interface RunningGateway {
+  conflux: Conflux;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Starts a gateway on a free loopback port and waits until its upstreams have settled. */
+export async function startGateway(config: Config): Promise<RunningGateway> {
+  const conflux = createConflux(config, { logger: silentLogger() });
+  await conflux.start();
+  const { url } = await conflux.listen('127.0.0.1', 0);
+  await conflux.upstreams.settled(15_000);
+  await new Promise((r) => setImmediate(r));
+  return { conflux, url, stop: () => conflux.stop() };
+}
+
+export interface ConnectedClient {
+  client: Client;
+  /** Resolves on the next `notifications/tools/list_changed`. */
+  nextToolListChange(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The real SDK client, connected to the gateway over Streamable HTTP. */
+export async function connectClient(url: string, name = 'test-client'): Promise<ConnectedClient> {
+  const client = new Client({ name, version: '1.0.0' });
+  let waiters: (() => void)[] = [];
+  client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+    const current = waiters;
+    waiters = [];
+    for (const w of current) w();
+  });
+  const transport = new StreamableHTTPClientTransport(new URL(url));
+  await client.connect(transport);
+  return {
+    client,
+    nextToolListChange: () => new Promise<void>((r) => waiters.push(r)),
+    close: async () => {
+      await transport.terminateSession().catch(() => {});
+      await client.close();
+    },
+  };
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes. */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function textOf(result: { content?: unknown }): string {
+  const content = (result.content ?? []) as { type: string; text?: string }[];
+  return content.map((c) => c.text ?? '').join('');
+}
