@@ -83,7 +83,8 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-export function textOf(result: { content?: unknown }): string {
-  const content = (result.content ?? []) as { type: string; text?: string }[];
+/** The text blocks of a tool result, joined. */
+export function textOf(result: object): string {
+  const content = ((result as { content?: unknown }).content ?? []) as { type: string; text?: string }[];
   return content.map((c) => c.text ?? '').join('');
 }
