@@ -36,6 +36,15 @@ export function createHttpApp(deps: HttpAppDeps): Hono {
     return c.json({ status: 'ok', sessions: deps.sessions.size, servers });
   });
 
+  // Readiness: every `required` upstream is connected.
+  app.get('/ready', (c) => {
+    const waiting = deps.upstreams
+      .list()
+      .filter((u) => u.config.required && u.config.enabled && u.state !== 'ready')
+      .map((u) => u.name);
+    return waiting.length === 0 ? c.json({ ready: true }) : c.json({ ready: false, waiting }, 503);
+  });
+
   app.get('/servers', (c) => c.json({ servers: deps.upstreams.statuses() }));
 
   app.notFound((c) => c.json({ error: { code: 'not_found', message: `No route for ${c.req.method} ${c.req.path}` } }, 404));

@@ -151,8 +151,8 @@ export class UpstreamConnection {
 
   async #connect(): Promise<void> {
     const generation = ++this.#generation;
-    this.#nextRetryAt = undefined;
-    this.#setState('connecting');
+    // A retry leaves the state at `down` until it succeeds: from outside, the server is still down.
+    if (this.state !== 'down') this.#setState('connecting');
     try {
       const opened = await openClient({
         config: this.config,
@@ -173,6 +173,7 @@ export class UpstreamConnection {
       this.tools = this.capabilities?.tools ? await this.#listTools(opened.client) : [];
       if (generation !== this.#generation) return;
       this.#failures = 0;
+      this.#nextRetryAt = undefined;
       this.lastError = undefined;
       this.#connectedAt = new Date();
       this.#logger.info({ wire: opened.wire, tools: this.tools.length }, 'upstream ready');

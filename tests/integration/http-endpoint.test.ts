@@ -1,6 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClient, startGateway, testConfig, type RunningGateway } from '../helpers/gateway.js';
+import { connectClient, startGateway, testConfig, waitFor, type RunningGateway } from '../helpers/gateway.js';
 
 const JSON_AND_SSE = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 const INITIALIZE = {
@@ -115,5 +115,25 @@ describe('the /mcp endpoint refuses bad requests with specific errors', () => {
     const { client, close } = await connectClient(gateway.url);
     await expect(client.request({ method: 'no/such/method' } as never, {} as never)).rejects.toMatchObject({ code: -32601 });
     await close();
+  });
+});
+
+describe('idle sessions', () => {
+  it('closes a session with no requests and no open stream, and keeps one that listens', async () => {
+    const gateway = await startGateway(testConfig({}, { sessionIdleSeconds: 0.4 }));
+    try {
+      const idle = await connectClient(gateway.url);
+      const listening = await connectClient(gateway.url);
+      const idleId = (idle.client.transport as unknown as { sessionId: string }).sessionId;
+      const listeningId = (listening.client.transport as unknown as { sessionId: string }).sessionId;
+      // The SDK client opens a GET stream after initialize; close the idle one's by dropping its transport's stream.
+      await idle.client.close();
+      await waitFor(() => ![...gateway.conflux.sessions.all()].some((s) => s.id === idleId), 5000, 'the idle session to close');
+      expect([...gateway.conflux.sessions.all()].map((s) => s.id)).toContain(listeningId);
+      expect((await listening.client.listTools()).tools).toEqual([]);
+      await listening.close();
+    } finally {
+      await gateway.stop();
+    }
   });
 });

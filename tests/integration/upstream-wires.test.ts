@@ -25,7 +25,7 @@ describe('upstream wires and faults', () => {
         explicit: { transport: 'sse', url: sse.url },
         fallback: { transport: 'streamable-http', url: sse.url },
         modern: { url: streamable.url },
-        hangs: { url: hangingUrl, timeout: 1.5 },
+        hangs: { url: hangingUrl, timeout: 1.5, required: true },
         missing: { command: 'conflux-no-such-command-xyz' },
         refused: { url: 'http://127.0.0.1:1/mcp' },
         noisy: stdioFixture('noisy', { env: { GARBAGE_FIRST: '1' } }),
@@ -57,6 +57,12 @@ describe('upstream wires and faults', () => {
   it('marks a hanging upstream down after its timeout without holding up the others', () => {
     expect(status('hangs')).toMatchObject({ state: 'down', lastError: 'timed out waiting for initialize' });
     expect(startedIn).toBeLessThan(10_000);
+  });
+
+  it('is not ready while a required upstream is down', async () => {
+    const response = await fetch(gateway.url.replace(/\/mcp$/, '/ready'));
+    expect(response.status).toBe(503);
+    expect(await response.json()).toEqual({ ready: false, waiting: ['hangs'] });
   });
 
   it('explains a command that does not exist and a refused connection', () => {
