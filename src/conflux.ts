@@ -4,7 +4,11 @@ import { LiveCatalog } from './catalog/live-catalog.js';
 import type { Config, ServerConfig } from './config/schema.js';
 import { SessionRegistry } from './gateway/session-registry.js';
 import { createSessionServer } from './gateway/session-server.js';
-import { callTool, type ToolCallContext } from './gateway/tool-calls.js';
+import { CallTracker } from './gateway/call-tracker.js';
+import { detachedCall } from './gateway/forward.js';
+import { ResourceSubscriptions } from './gateway/resource-subscriptions.js';
+import { callTool } from './gateway/tool-calls.js';
+import { UpstreamRelay } from './gateway/upstream-relay.js';
 import { createHttpApp } from './http/app.js';
 import { listen, type Listening } from './http/listen.js';
 import { ChildProcessGroups } from './upstream/child-processes.js';
@@ -28,7 +32,7 @@ export interface Conflux {
   /** Replaces the set of upstream servers, touching only those that changed. */
   applyServers(servers: Readonly<Record<string, ServerConfig>>): Promise<void>;
   /** The gateway's routing of one tool call, without HTTP (used by the CLI). */
-  callTool(params: CallToolRequest['params'], context?: ToolCallContext): Promise<CallToolResult>;
+  callTool(params: CallToolRequest['params'], signal?: AbortSignal): Promise<CallToolResult>;
   /** Stops HTTP, closes sessions, stops upstreams and their processes. */
   stop(): Promise<void>;
 }
@@ -38,30 +42,41 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   const { logger } = deps;
   const settings = config.gateway;
   const groups = new ChildProcessGroups();
-  const upstreams = new UpstreamPool({ logger, groups, reconnect: settings.reconnect });
   const catalog = new LiveCatalog();
-  const sessions = new SessionRegistry({
+  const tracker = new CallTracker();
+  const sessions: SessionRegistry = new SessionRegistry({
     logger,
     idleMs: settings.sessionIdleSeconds * 1000,
-    createServer: () => createSessionServer({ catalog, upstreams, pageSize: settings.pageSize }),
+    createServer: () => createSessionServer({ catalog, upstreams, tracker, sessions, subscriptions, pageSize: settings.pageSize }),
+    onClosed: (session) => void subscriptions.release(session),
   });
+  const upstreams = new UpstreamPool({
+    logger,
+    groups,
+    reconnect: settings.reconnect,
+    events: new UpstreamRelay(tracker, sessions),
+  });
+  const subscriptions = new ResourceSubscriptions(upstreams);
   let currentServers: Readonly<Record<string, ServerConfig>> = config.servers;
   let listening: Listening | undefined;
   let bindHost = settings.host;
 
   upstreams.onChange(() => {
-    const changed = catalog.update(
+    const changes = catalog.update(
       upstreams.list().map((u) => ({
         server: u.name,
         prefix: u.config.prefix ?? u.name,
         separator: u.config.separator,
-        tools: u.tools,
         filter: u.config.tools,
+        tools: u.tools,
+        prompts: u.prompts,
+        resources: u.resources,
+        templates: u.resourceTemplates,
       })),
     );
-    if (changed) {
-      logger.info({ tools: catalog.current.tools.length }, 'tool catalog changed');
-      sessions.notifyToolListChanged();
+    if (changes.tools || changes.prompts || changes.resources) {
+      logger.info({ tools: catalog.current.tools.length, changes }, 'catalog changed');
+      sessions.notifyListsChanged(changes);
     }
   });
 
@@ -99,7 +114,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       currentServers = servers;
       await upstreams.apply(servers);
     },
-    callTool: (params, context) => callTool(catalog, upstreams, params, context),
+    callTool: (params, signal) => callTool({ catalog, upstreams, tracker }, params, detachedCall(signal)),
     async stop() {
       await listening?.close();
       await sessions.closeAll();

@@ -1,24 +1,66 @@
-import { buildToolCatalog, EMPTY_CATALOG, type ToolCatalog, type UpstreamTools } from './tool-catalog.js';
+import type { Prompt, Resource, ResourceTemplate, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { ToolsFilter } from '../config/schema.js';
+import { buildPromptCatalog, EMPTY_PROMPTS, type PromptCatalog } from './prompt-catalog.js';
+import { buildResourceCatalog, EMPTY_RESOURCES, type ResourceCatalog } from './resource-catalog.js';
+import { buildToolCatalog, EMPTY_CATALOG, type ToolCatalog } from './tool-catalog.js';
+
+/** Everything one upstream offers, as the catalog needs it. */
+export interface UpstreamOffer {
+  server: string;
+  prefix: string;
+  separator: string;
+  filter?: ToolsFilter | undefined;
+  tools: readonly Tool[];
+  prompts: readonly Prompt[];
+  resources: readonly Resource[];
+  templates: readonly ResourceTemplate[];
+}
+
+export interface CatalogChanges {
+  tools: boolean;
+  prompts: boolean;
+  resources: boolean;
+}
 
 /**
- * The current catalog, rebuilt only when an upstream's tools or state change, never per
- * request. `update` reports whether what clients see actually changed, so sessions are told
+ * The current merged catalogs, rebuilt only when an upstream's offer or state changes, never
+ * per request. `update` reports which lists clients see differently, so sessions are told
  * about real changes only.
  */
 export class LiveCatalog {
-  #catalog: ToolCatalog = EMPTY_CATALOG;
-  #signature = '[]';
+  #tools: ToolCatalog = EMPTY_CATALOG;
+  #prompts: PromptCatalog = EMPTY_PROMPTS;
+  #resources: ResourceCatalog = EMPTY_RESOURCES;
+  #signatures = { tools: '[]', prompts: '[]', resources: '[[],[]]' };
 
+  /** The merged tools (kept as `current` for the tool paths). */
   get current(): ToolCatalog {
-    return this.#catalog;
+    return this.#tools;
   }
 
-  update(upstreams: readonly UpstreamTools[]): boolean {
-    const next = buildToolCatalog(upstreams);
-    const signature = JSON.stringify(next.tools);
-    this.#catalog = next;
-    if (signature === this.#signature) return false;
-    this.#signature = signature;
-    return true;
+  get prompts(): PromptCatalog {
+    return this.#prompts;
+  }
+
+  get resources(): ResourceCatalog {
+    return this.#resources;
+  }
+
+  update(offers: readonly UpstreamOffer[]): CatalogChanges {
+    this.#tools = buildToolCatalog(offers);
+    this.#prompts = buildPromptCatalog(offers);
+    this.#resources = buildResourceCatalog(offers);
+    const signatures = {
+      tools: JSON.stringify(this.#tools.tools),
+      prompts: JSON.stringify(this.#prompts.prompts),
+      resources: JSON.stringify([this.#resources.resources, this.#resources.templates]),
+    };
+    const changes = {
+      tools: signatures.tools !== this.#signatures.tools,
+      prompts: signatures.prompts !== this.#signatures.prompts,
+      resources: signatures.resources !== this.#signatures.resources,
+    };
+    this.#signatures = signatures;
+    return changes;
   }
 }

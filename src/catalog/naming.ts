@@ -36,3 +36,20 @@ export function withHashSuffix(head: string, key: string): string {
 export function exposedName(prefix: string, separator: string, name: string): string {
   return legalName(prefix === '' ? name : `${prefix}${separator}${name}`);
 }
+
+/**
+ * `wanted` if no one has it yet; otherwise `wanted` with a hash suffix derived from `key`
+ * (which identifies the item, e.g. server and original name), so the loser of a collision
+ * gets the same name every time.
+ */
+export function claimName(wanted: string, key: string, taken: ReadonlyMap<string, unknown>): string {
+  if (!taken.has(wanted)) return wanted;
+  let candidate = withHashSuffix(wanted, key);
+  for (let attempt = 1; taken.has(candidate); attempt++) candidate = withHashSuffix(wanted, `${key}\0${attempt}`);
+  return candidate;
+}
+
+/** Orders items by server name: collisions are decided by it, never by connection order. */
+export function byServerName<T extends { server: string }>(items: readonly T[]): T[] {
+  return [...items].sort((a, b) => (a.server < b.server ? -1 : a.server > b.server ? 1 : 0));
+}

@@ -1,7 +1,7 @@
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import picomatch from 'picomatch';
 import type { ToolsFilter } from '../config/schema.js';
-import { exposedName, legalName, withHashSuffix } from './naming.js';
+import { byServerName, claimName, exposedName, legalName } from './naming.js';
 
 /** What one upstream contributes to the catalog. */
 export interface UpstreamTools {
@@ -33,16 +33,15 @@ export const EMPTY_CATALOG: ToolCatalog = { tools: [], routes: new Map() };
  * from its server and tool name, so the outcome never depends on connection order.
  */
 export function buildToolCatalog(upstreams: readonly UpstreamTools[]): ToolCatalog {
-  const ordered = [...upstreams].sort((a, b) => (a.server < b.server ? -1 : a.server > b.server ? 1 : 0));
   const tools: Tool[] = [];
   const routes = new Map<string, ToolRoute>();
-  for (const upstream of ordered) {
+  for (const upstream of byServerName(upstreams)) {
     const visible = toolVisibility(upstream.filter);
     for (const tool of upstream.tools) {
       if (!visible(tool.name)) continue;
       const override = upstream.filter?.overrides?.[tool.name];
       const wanted = override?.name ? legalName(override.name) : exposedName(upstream.prefix, upstream.separator, tool.name);
-      const name = freeName(wanted, `${upstream.server}\0${tool.name}`, routes);
+      const name = claimName(wanted, `${upstream.server}\0${tool.name}`, routes);
       routes.set(name, { server: upstream.server, originalName: tool.name });
       const exposed: Tool = { ...tool, name };
       if (override?.title !== undefined) exposed.title = override.title;
@@ -59,11 +58,4 @@ export function toolVisibility(filter: ToolsFilter | undefined): (name: string) 
   const allow = filter?.allow?.length ? picomatch(filter.allow) : undefined;
   const deny = filter?.deny?.length ? picomatch(filter.deny) : undefined;
   return (name) => (allow === undefined || allow(name)) && (deny === undefined || !deny(name));
-}
-
-function freeName(wanted: string, key: string, taken: ReadonlyMap<string, unknown>): string {
-  if (!taken.has(wanted)) return wanted;
-  let candidate = withHashSuffix(wanted, key);
-  for (let attempt = 1; taken.has(candidate); attempt++) candidate = withHashSuffix(wanted, `${key}\0${attempt}`);
-  return candidate;
 }

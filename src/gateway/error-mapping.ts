@@ -32,3 +32,12 @@ export function asMcpError(error: unknown): McpError {
 export function unknownTool(name: string): McpError {
   return new McpError(ErrorCode.InvalidParams, `Unknown tool: "${name}"`);
 }
+
+export function unknownPrompt(name: string): McpError {
+  return new McpError(ErrorCode.InvalidParams, `Unknown prompt: "${name}"`);
+}
+
+/** -32002 is the MCP specification's code for a resource that does not exist. */
+export function resourceNotFound(uri: string): McpError {
+  return new McpError(-32002, `Resource not found: ${uri}`, { uri });
+}

@@ -1,22 +1,32 @@
 import { randomUUID } from 'node:crypto';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+import type { LoggingLevel, ServerCapabilities } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
+import type { ResourceRoute } from '../catalog/resource-catalog.js';
 
 /** One downstream MCP session: its server, its transport, and when it was last used. */
 export interface DownstreamSession {
   readonly id: string;
   readonly server: Server;
+  /** What this session's server advertised at initialize. */
+  readonly capabilities: ServerCapabilities;
   readonly transport: WebStandardStreamableHTTPServerTransport;
   readonly createdAt: number;
   lastSeen: number;
   /** Open GET streams: a client listening for notifications is not idle. */
   openStreams: number;
+  /** Set by `logging/setLevel`; log messages below it are not sent to this session. */
+  logLevel: LoggingLevel | undefined;
+  /** Exposed URI → owner, for every resource this session subscribed to. */
+  readonly subscriptions: Map<string, ResourceRoute>;
 }
 
 export interface SessionRegistryOptions {
-  createServer: () => Server;
+  createServer: () => { server: Server; capabilities: ServerCapabilities };
   logger: Logger;
+  /** Called once for every session that ends, after it is removed. */
+  onClosed?: (session: DownstreamSession) => void;
   /** Sessions without a request or an open stream for this long are closed; 0 keeps them. */
   idleMs: number;
 }
@@ -47,12 +57,22 @@ export class SessionRegistry {
    * once the transport accepts the initialize; `discardIfUninitialized` frees it otherwise.
    */
   async prepare(): Promise<{ server: Server; transport: WebStandardStreamableHTTPServerTransport }> {
-    const server = this.#options.createServer();
+    const { server, capabilities } = this.#options.createServer();
     const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: randomUUID,
       onsessioninitialized: (id) => {
         const now = Date.now();
-        this.#sessions.set(id, { id, server, transport, createdAt: now, lastSeen: now, openStreams: 0 });
+        this.#sessions.set(id, {
+          id,
+          server,
+          capabilities,
+          transport,
+          createdAt: now,
+          lastSeen: now,
+          openStreams: 0,
+          logLevel: undefined,
+          subscriptions: new Map(),
+        });
         this.#options.logger.debug({ session: id }, 'session opened');
       },
       onsessionclosed: (id) => void this.close(id),
@@ -66,6 +86,10 @@ export class SessionRegistry {
     if (id === undefined || !this.#sessions.has(id)) await prepared.server.close().catch(() => {});
   }
 
+  get(id: string | undefined): DownstreamSession | undefined {
+    return id === undefined ? undefined : this.#sessions.get(id);
+  }
+
   /** The live session, marked as used now. */
   touch(id: string): DownstreamSession | undefined {
     const session = this.#sessions.get(id);
@@ -77,10 +101,12 @@ export class SessionRegistry {
     return this.#sessions.values();
   }
 
-  /** Tells every session that the tool list changed. A session that cannot be reached is left to expire. */
-  notifyToolListChanged(): void {
-    for (const session of this.#sessions.values()) {
-      session.server.sendToolListChanged().catch(() => {});
+  /** Tells every session which lists changed. A session that cannot be reached is left to expire. */
+  notifyListsChanged(changes: { tools: boolean; prompts: boolean; resources: boolean }): void {
+    for (const { server, capabilities } of this.#sessions.values()) {
+      if (changes.tools) server.sendToolListChanged().catch(() => {});
+      if (changes.prompts && capabilities.prompts) server.sendPromptListChanged().catch(() => {});
+      if (changes.resources && capabilities.resources) server.sendResourceListChanged().catch(() => {});
     }
   }
 
@@ -90,6 +116,7 @@ export class SessionRegistry {
     this.#sessions.delete(id);
     this.#options.logger.debug({ session: id }, 'session closed');
     await session.server.close().catch(() => {});
+    this.#options.onClosed?.(session);
   }
 
   async closeAll(): Promise<void> {

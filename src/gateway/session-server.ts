@@ -1,35 +1,172 @@
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CallToolRequestSchema,
+  CompleteRequestSchema,
+  GetPromptRequestSchema,
+  ListPromptsRequestSchema,
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  ListToolsRequestSchema,
+  ReadResourceRequestSchema,
+  SetLevelRequestSchema,
+  SubscribeRequestSchema,
+  UnsubscribeRequestSchema,
+  type ServerCapabilities,
+  type ServerNotification,
+  type ServerRequest,
+} from '@modelcontextprotocol/sdk/types.js';
 import type { LiveCatalog } from '../catalog/live-catalog.js';
-import type { UpstreamPool } from '../upstream/upstream-pool.js';
+import { routeResourceUri } from '../catalog/resource-catalog.js';
+import type { UpstreamConnection } from '../upstream/upstream-connection.js';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
+import type { DownstreamCall } from './downstream-call.js';
+import { asMcpError, resourceNotFound, unknownPrompt } from './error-mapping.js';
+import { forward, type ForwardDeps } from './forward.js';
+import { pageOf } from './list-page.js';
+import type { ResourceSubscriptions } from './resource-subscriptions.js';
+import type { SessionRegistry } from './session-registry.js';
 import { callTool } from './tool-calls.js';
-import { toolListPage } from './tool-list.js';
+import { mostVerbose } from './upstream-relay.js';
 
-export interface SessionServerDeps {
+export interface SessionServerDeps extends ForwardDeps {
   catalog: LiveCatalog;
-  upstreams: UpstreamPool;
+  sessions: SessionRegistry;
+  subscriptions: ResourceSubscriptions;
   pageSize: number;
 }
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 const INSTRUCTIONS =
   'Conflux gateway: tools from several MCP servers, each named <server>__<tool>. ' +
   'A tool error that names an upstream means that server failed, not that the request was wrong.';
 
-/** The MCP server that one downstream session talks to. Handlers read shared, cached state. */
-export function createSessionServer(deps: SessionServerDeps): Server {
-  const server = new Server(
-    { name: GATEWAY_NAME, version: GATEWAY_VERSION },
-    { capabilities: { tools: { listChanged: true } }, instructions: INSTRUCTIONS },
-  );
-  server.setRequestHandler(ListToolsRequestSchema, (request) =>
-    toolListPage(deps.catalog.current.tools, request.params?.cursor, deps.pageSize),
-  );
-  server.setRequestHandler(CallToolRequestSchema, (request, extra) =>
-    callTool(deps.catalog, deps.upstreams, request.params, {
-      signal: extra.signal,
-      sendNotification: extra.sendNotification,
-    }),
-  );
-  return server;
+/**
+ * The MCP server one downstream session talks to. Handlers read shared, cached catalogs and
+ * forward to upstreams; capabilities are those the upstreams offer (tools always).
+ */
+export function createSessionServer(deps: SessionServerDeps): { server: Server; capabilities: ServerCapabilities } {
+  const capabilities = mergedCapabilities(deps.upstreams.list());
+  const server = new Server({ name: GATEWAY_NAME, version: GATEWAY_VERSION }, { capabilities, instructions: INSTRUCTIONS });
+  const { catalog } = deps;
+  const callOf = (extra: Extra): DownstreamCall => ({
+    sessionId: extra.sessionId,
+    clientCapabilities: server.getClientCapabilities(),
+    signal: extra.signal,
+    sendNotification: extra.sendNotification,
+    sendRequest: extra.sendRequest,
+  });
+  const relay = async (serverName: string, method: string, params: Record<string, unknown> | undefined, extra: Extra) => {
+    try {
+      return await forward(deps, serverName, method, params, callOf(extra));
+    } catch (error) {
+      throw asMcpError(error);
+    }
+  };
+
+  server.setRequestHandler(ListToolsRequestSchema, (request) => {
+    const { items, nextCursor } = pageOf(catalog.current.tools, request.params?.cursor, deps.pageSize);
+    return nextCursor ? { tools: [...items], nextCursor } : { tools: items as never };
+  });
+  server.setRequestHandler(CallToolRequestSchema, (request, extra) => callTool({ ...deps, catalog }, request.params, callOf(extra)));
+
+  if (capabilities.prompts) {
+    server.setRequestHandler(ListPromptsRequestSchema, (request) => {
+      const { items, nextCursor } = pageOf(catalog.prompts.prompts, request.params?.cursor, deps.pageSize);
+      return { prompts: [...items], ...(nextCursor ? { nextCursor } : {}) };
+    });
+    server.setRequestHandler(GetPromptRequestSchema, async (request, extra) => {
+      const route = catalog.prompts.routes.get(request.params.name);
+      if (!route) throw unknownPrompt(request.params.name);
+      return relay(route.server, 'prompts/get', { ...request.params, name: route.originalName }, extra) as never;
+    });
+  }
+
+  if (capabilities.resources) {
+    server.setRequestHandler(ListResourcesRequestSchema, (request) => {
+      const { items, nextCursor } = pageOf(catalog.resources.resources, request.params?.cursor, deps.pageSize);
+      return { resources: [...items], ...(nextCursor ? { nextCursor } : {}) };
+    });
+    server.setRequestHandler(ListResourceTemplatesRequestSchema, (request) => {
+      const { items, nextCursor } = pageOf(catalog.resources.templates, request.params?.cursor, deps.pageSize);
+      return { resourceTemplates: [...items], ...(nextCursor ? { nextCursor } : {}) };
+    });
+    server.setRequestHandler(ReadResourceRequestSchema, async (request, extra) => {
+      const { uri } = request.params;
+      const route = routeResourceUri(catalog.resources, uri);
+      if (!route || !deps.upstreams.get(route.server)) throw resourceNotFound(uri);
+      const result = (await relay(route.server, 'resources/read', { ...request.params, uri: route.originalUri }, extra)) as {
+        contents?: { uri: string }[];
+      };
+      // Contents name the URI the upstream knows; the client asked for the exposed one.
+      if (route.originalUri !== uri && Array.isArray(result.contents)) {
+        result.contents = result.contents.map((c) => (c.uri === route.originalUri ? { ...c, uri } : c));
+      }
+      return result as never;
+    });
+    if (capabilities.resources.subscribe) {
+      server.setRequestHandler(SubscribeRequestSchema, async (request, extra) => {
+        const session = deps.sessions.get(extra.sessionId);
+        const route = routeResourceUri(catalog.resources, request.params.uri);
+        if (!route || !deps.upstreams.get(route.server)) throw resourceNotFound(request.params.uri);
+        if (session) await deps.subscriptions.subscribe(session, request.params.uri, route).catch((e) => Promise.reject(asMcpError(e)));
+        return {};
+      });
+      server.setRequestHandler(UnsubscribeRequestSchema, async (request, extra) => {
+        const session = deps.sessions.get(extra.sessionId);
+        if (session) await deps.subscriptions.unsubscribe(session, request.params.uri);
+        return {};
+      });
+    }
+  }
+
+  if (capabilities.completions) {
+    server.setRequestHandler(CompleteRequestSchema, async (request, extra) => {
+      const { ref } = request.params;
+      if (ref.type === 'ref/prompt') {
+        const route = catalog.prompts.routes.get(ref.name);
+        if (!route) throw unknownPrompt(ref.name);
+        return relay(route.server, 'completion/complete', { ...request.params, ref: { ...ref, name: route.originalName } }, extra) as never;
+      }
+      const route = catalog.resources.templateRoutes.get(ref.uri) ?? routeResourceUri(catalog.resources, ref.uri);
+      if (!route) throw resourceNotFound(ref.uri);
+      return relay(route.server, 'completion/complete', { ...request.params, ref: { ...ref, uri: route.originalUri } }, extra) as never;
+    });
+  }
+
+  if (capabilities.logging) {
+    server.setRequestHandler(SetLevelRequestSchema, async (request, extra) => {
+      const session = deps.sessions.get(extra.sessionId);
+      if (session) session.logLevel = request.params.level;
+      // Upstream connections are shared: they log at the most verbose level any session asked for.
+      const level = mostVerbose([...deps.sessions.all()].map((s) => s.logLevel)) ?? request.params.level;
+      await Promise.all(
+        deps.upstreams
+          .list()
+          .filter((u) => u.state === 'ready' && u.capabilities?.logging)
+          .map((u) => u.request('logging/setLevel', { level }).catch(() => {})),
+      );
+      return {};
+    });
+  }
+  return { server, capabilities };
+}
+
+/**
+ * Tools always; prompts, resources, completions and logging when an upstream offers them, or
+ * might (one not connected yet): an empty list costs nothing, a missing capability hides a
+ * server that connects later.
+ */
+export function mergedCapabilities(upstreams: readonly UpstreamConnection[]): ServerCapabilities {
+  const live = upstreams.filter((u) => u.state !== 'disabled');
+  const offers = (pick: (caps: ServerCapabilities) => unknown) => live.some((u) => (u.capabilities ? pick(u.capabilities) : true));
+  const capabilities: ServerCapabilities = { tools: { listChanged: true } };
+  if (offers((c) => c.prompts)) capabilities.prompts = { listChanged: true };
+  if (offers((c) => c.resources)) {
+    capabilities.resources = { listChanged: true, subscribe: offers((c) => c.resources?.subscribe) };
+  }
+  if (offers((c) => c.completions)) capabilities.completions = {};
+  if (offers((c) => c.logging)) capabilities.logging = {};
+  return capabilities;
 }

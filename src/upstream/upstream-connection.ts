@@ -2,9 +2,21 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
+  CreateMessageRequestSchema,
+  ElicitRequestSchema,
   ErrorCode,
+  ListRootsRequestSchema,
+  LoggingMessageNotificationSchema,
   McpError,
+  PromptListChangedNotificationSchema,
+  ResourceListChangedNotificationSchema,
+  ResourceUpdatedNotificationSchema,
   ToolListChangedNotificationSchema,
+  type ClientCapabilities,
+  type LoggingMessageNotification,
+  type Prompt,
+  type Resource,
+  type ResourceTemplate,
   type ServerCapabilities,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
@@ -23,8 +35,25 @@ export interface ReconnectPolicy {
   maxDelayMs: number;
 }
 
+/**
+ * Where an upstream's own messages go: server-to-client requests, log messages and resource
+ * updates. The gateway decides which downstream session each belongs to.
+ */
+export interface UpstreamEventSink {
+  onServerRequest(server: string, request: { method: string; params?: Record<string, unknown> | undefined }, signal: AbortSignal): Promise<Record<string, unknown>>;
+  onLogMessage(server: string, params: LoggingMessageNotification['params']): void;
+  onResourceUpdated(server: string, uri: string): void;
+}
+
+/**
+ * What the gateway tells upstreams it can do. Each is honoured only for a downstream client
+ * that declared it, while a call of that client is in flight; otherwise the upstream gets an error.
+ */
+const CLIENT_CAPABILITIES: ClientCapabilities = { sampling: {}, elicitation: { form: {}, url: {} }, roots: {} };
+
 export interface UpstreamDeps {
   logger: Logger;
+  events: UpstreamEventSink;
   groups: ChildProcessGroups;
   reconnect: ReconnectPolicy;
   /** Called whenever state or the tool list changes. */
@@ -62,8 +91,11 @@ const MAX_LIST_PAGES = 100;
  */
 export class UpstreamConnection {
   state: UpstreamState = 'connecting';
-  /** The last tool list the upstream reported (kept while it is down). */
+  /** The last lists the upstream reported (kept while it is down). */
   tools: readonly Tool[] = [];
+  prompts: readonly Prompt[] = [];
+  resources: readonly Resource[] = [];
+  resourceTemplates: readonly ResourceTemplate[] = [];
   capabilities: ServerCapabilities | undefined;
   lastError: string | undefined;
 
@@ -170,7 +202,7 @@ export class UpstreamConnection {
       this.#wire = opened.wire;
       this.capabilities = opened.client.getServerCapabilities();
       opened.client.onclose = () => this.#lost(generation);
-      this.tools = this.capabilities?.tools ? await this.#listTools(opened.client) : [];
+      await this.#fetchLists(opened.client, { tools: true, prompts: true, resources: true });
       if (generation !== this.#generation) return;
       this.#failures = 0;
       this.#nextRetryAt = undefined;
@@ -188,33 +220,49 @@ export class UpstreamConnection {
   }
 
   #newClient(): Client {
-    const client = new Client({ name: GATEWAY_NAME, version: GATEWAY_VERSION }, { capabilities: {} });
+    const client = new Client({ name: GATEWAY_NAME, version: GATEWAY_VERSION }, { capabilities: CLIENT_CAPABILITIES });
+    const { events } = this.#deps;
     client.onerror = (error) => this.#logger.debug({ err: error.message }, 'upstream transport error');
-    client.setNotificationHandler(ToolListChangedNotificationSchema, () => this.#refreshTools(client));
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => this.#refresh(client, { tools: true }));
+    client.setNotificationHandler(PromptListChangedNotificationSchema, () => this.#refresh(client, { prompts: true }));
+    client.setNotificationHandler(ResourceListChangedNotificationSchema, () => this.#refresh(client, { resources: true }));
+    client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => events.onLogMessage(this.name, n.params));
+    client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => events.onResourceUpdated(this.name, n.params.uri));
+    for (const schema of [CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema]) {
+      client.setRequestHandler(schema, ((request: { method: string; params?: Record<string, unknown> }, extra: { signal: AbortSignal }) =>
+        events.onServerRequest(this.name, request, extra.signal)) as never);
+    }
     return client;
   }
 
-  async #listTools(client: Client): Promise<Tool[]> {
-    const tools: Tool[] = [];
-    let cursor: string | undefined;
-    for (let page = 0; page < MAX_LIST_PAGES; page++) {
-      const result = await client.listTools(cursor ? { cursor } : undefined, { timeout: this.timeoutMs });
-      tools.push(...result.tools);
-      cursor = result.nextCursor;
-      if (!cursor) break;
-    }
-    return tools;
+  /** Fetches the asked-for lists the upstream's capabilities offer. */
+  async #fetchLists(client: Client, which: { tools?: boolean; prompts?: boolean; resources?: boolean }): Promise<void> {
+    const caps = this.capabilities;
+    const timeout = this.timeoutMs;
+    const [tools, prompts, resources, templates] = await Promise.all([
+      which.tools ? (caps?.tools ? allPages((cursor) => client.listTools({ cursor }, { timeout }), (r) => r.tools) : []) : undefined,
+      which.prompts ? (caps?.prompts ? allPages((cursor) => client.listPrompts({ cursor }, { timeout }), (r) => r.prompts) : []) : undefined,
+      which.resources ? (caps?.resources ? allPages((cursor) => client.listResources({ cursor }, { timeout }), (r) => r.resources) : []) : undefined,
+      which.resources
+        ? caps?.resources
+          ? allPages((cursor) => client.listResourceTemplates({ cursor }, { timeout }), (r) => r.resourceTemplates).catch(() => [])
+          : []
+        : undefined,
+    ]);
+    if (client !== this.#client) return;
+    if (tools) this.tools = tools;
+    if (prompts) this.prompts = prompts;
+    if (resources) this.resources = resources;
+    if (templates) this.resourceTemplates = templates;
   }
 
-  async #refreshTools(client: Client): Promise<void> {
+  async #refresh(client: Client, which: { tools?: boolean; prompts?: boolean; resources?: boolean }): Promise<void> {
     if (client !== this.#client || this.state !== 'ready') return;
     try {
-      const tools = await this.#listTools(client);
-      if (client !== this.#client) return;
-      this.tools = tools;
-      this.#deps.onChange(this);
+      await this.#fetchLists(client, which);
+      if (client === this.#client) this.#deps.onChange(this);
     } catch (error) {
-      this.#logger.warn({ err: describeError(error) }, 'could not refresh the tool list');
+      this.#logger.warn({ err: describeError(error) }, 'could not refresh the upstream lists');
     }
   }
 
@@ -266,6 +314,22 @@ export class UpstreamConnection {
     this.state = state;
     if (changed || state === 'ready') this.#deps.onChange(this);
   }
+}
+
+/** Follows `nextCursor` until the end (at most MAX_LIST_PAGES pages, against a looping server). */
+async function allPages<R extends { nextCursor?: string | undefined }, T>(
+  fetchPage: (cursor: string | undefined) => Promise<R>,
+  items: (page: R) => T[],
+): Promise<T[]> {
+  const all: T[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < MAX_LIST_PAGES; page++) {
+    const result = await fetchPage(cursor);
+    all.push(...items(result));
+    cursor = result.nextCursor;
+    if (!cursor) break;
+  }
+  return all;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {

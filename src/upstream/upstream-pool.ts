@@ -2,10 +2,11 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
-import { UpstreamConnection, type ReconnectPolicy, type UpstreamStatus } from './upstream-connection.js';
+import { UpstreamConnection, type ReconnectPolicy, type UpstreamEventSink, type UpstreamStatus } from './upstream-connection.js';
 
 export interface UpstreamPoolDeps {
   logger: Logger;
+  events: UpstreamEventSink;
   groups: ChildProcessGroups;
   reconnect: ReconnectPolicy;
 }

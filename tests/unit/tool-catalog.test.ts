@@ -2,7 +2,7 @@ import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { describe, expect, it } from 'vitest';
 import { shortHash } from '../../src/catalog/naming.js';
 import { buildToolCatalog, type UpstreamTools } from '../../src/catalog/tool-catalog.js';
-import { toolListPage } from '../../src/gateway/tool-list.js';
+import { pageOf } from '../../src/gateway/list-page.js';
 
 const tool = (name: string, extra: Partial<Tool> = {}): Tool => ({ name, inputSchema: { type: 'object' }, ...extra });
 const upstream = (server: string, names: string[], extra: Partial<UpstreamTools> = {}): UpstreamTools => ({
@@ -78,23 +78,23 @@ describe('buildToolCatalog', () => {
   });
 });
 
-describe('toolListPage', () => {
+describe('pageOf', () => {
   const tools = Array.from({ length: 5 }, (_, i) => tool(`t${i}`));
 
   it('returns everything without a cursor when it fits', () => {
-    expect(toolListPage(tools, undefined, 10)).toEqual({ tools });
+    expect(pageOf(tools, undefined, 10)).toEqual({ items: tools });
   });
 
   it('pages with an opaque cursor until the end', () => {
-    const first = toolListPage(tools, undefined, 2);
-    expect(first.tools.map((t) => t.name)).toEqual(['t0', 't1']);
-    const second = toolListPage(tools, first.nextCursor, 2);
-    const third = toolListPage(tools, second.nextCursor, 2);
-    expect(second.tools.map((t) => t.name)).toEqual(['t2', 't3']);
-    expect(third).toEqual({ tools: [tools[4]] });
+    const first = pageOf(tools, undefined, 2);
+    expect(first.items.map((t) => t.name)).toEqual(['t0', 't1']);
+    const second = pageOf(tools, first.nextCursor, 2);
+    const third = pageOf(tools, second.nextCursor, 2);
+    expect(second.items.map((t) => t.name)).toEqual(['t2', 't3']);
+    expect(third).toEqual({ items: [tools[4]] });
   });
 
   it('rejects a forged cursor', () => {
-    expect(() => toolListPage(tools, 'bogus', 2)).toThrow(/Invalid cursor/);
+    expect(() => pageOf(tools, 'bogus', 2)).toThrow(/Invalid cursor/);
   });
 });

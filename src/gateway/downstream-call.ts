@@ -1,0 +1,14 @@
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { ClientCapabilities, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+
+/**
+ * A downstream request being served: what is needed to send messages back to the client
+ * that made it, on the stream of that very request.
+ */
+export interface DownstreamCall {
+  sessionId: string | undefined;
+  clientCapabilities: ClientCapabilities | undefined;
+  signal: AbortSignal;
+  sendNotification: (notification: ServerNotification) => Promise<void>;
+  sendRequest: RequestHandlerExtra<ServerRequest, ServerNotification>['sendRequest'];
+}

@@ -1,0 +1,54 @@
+import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import { UpstreamUnavailableError } from '../upstream/errors.js';
+import type { UpstreamPool } from '../upstream/upstream-pool.js';
+import type { CallTracker } from './call-tracker.js';
+import type { DownstreamCall } from './downstream-call.js';
+
+export interface ForwardDeps {
+  upstreams: UpstreamPool;
+  tracker: CallTracker;
+}
+
+/**
+ * Sends one downstream request on to `server` and returns the upstream's result as it came.
+ * While it is in flight, the upstream's own requests and logs are attributed to `call`;
+ * progress travels back under the client's own token; the client's cancellation (or its
+ * session ending) cancels the upstream request.
+ */
+export async function forward(
+  deps: ForwardDeps,
+  server: string,
+  method: string,
+  params: Record<string, unknown> | undefined,
+  call: DownstreamCall,
+): Promise<Record<string, unknown>> {
+  const upstream = deps.upstreams.get(server);
+  if (!upstream) throw new UpstreamUnavailableError(server, 'it is not configured');
+  const options: RequestOptions = { signal: call.signal };
+  const progressToken = (params?._meta as { progressToken?: string | number } | undefined)?.progressToken;
+  if (progressToken !== undefined) {
+    options.resetTimeoutOnProgress = true;
+    options.onprogress = (progress) => {
+      void call.sendNotification({ method: 'notifications/progress', params: { ...progress, progressToken } }).catch(() => {});
+    };
+  }
+  const end = deps.tracker.begin(server, call);
+  try {
+    return await upstream.request(method, params, options);
+  } finally {
+    end();
+  }
+}
+
+/** A call with no client behind it (the CLI): nothing can be relayed back. */
+export function detachedCall(signal: AbortSignal = new AbortController().signal): DownstreamCall {
+  return {
+    sessionId: undefined,
+    clientCapabilities: undefined,
+    signal,
+    sendNotification: async () => {},
+    sendRequest: async () => {
+      throw new Error('no client to ask');
+    },
+  };
+}
