@@ -26,7 +26,17 @@ export function mcpEndpoint(sessions: SessionRegistry) {
       }
       const session = sessions.touch(sessionId);
       if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
-      return session.transport.handleRequest(request, { parsedBody: parsed });
+      const response = await session.transport.handleRequest(request, { parsedBody: parsed });
+      const ids = requestIds(parsed);
+      if (ids.length === 0 || !response.body || !response.headers.get('content-type')?.startsWith('text/event-stream')) return response;
+      // A client that goes away before its answer cancels the work: the request's handler is
+      // aborted as if the client had sent notifications/cancelled, which reaches the upstream.
+      return onBodyEnd(response, (cancelled) => {
+        if (!cancelled) return;
+        for (const requestId of ids) {
+          session.transport.onmessage?.({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId, reason: 'client disconnected' } });
+        }
+      });
     }
 
     if (request.method === 'GET' || request.method === 'DELETE') {
@@ -65,18 +75,29 @@ async function readJson(request: Request): Promise<unknown> {
   }
 }
 
+function requestIds(body: unknown): (string | number)[] {
+  const messages = Array.isArray(body) ? body : [body];
+  const ids: (string | number)[] = [];
+  for (const m of messages) {
+    if (m === null || typeof m !== 'object') continue;
+    const { id, method } = m as { id?: unknown; method?: unknown };
+    if (typeof method === 'string' && (typeof id === 'string' || typeof id === 'number')) ids.push(id);
+  }
+  return ids;
+}
+
 function containsInitialize(body: unknown): boolean {
   const messages = Array.isArray(body) ? body : [body];
   return messages.some((m) => m !== null && typeof m === 'object' && (m as { method?: unknown }).method === 'initialize');
 }
 
-/** The same response, with `onEnd` called once when its body finishes or the client goes away. */
-function onBodyEnd(response: Response, onEnd: () => void): Response {
+/** The same response, with `onEnd` called once when its body finishes or (`cancelled`) the client goes away. */
+function onBodyEnd(response: Response, onEnd: (cancelled: boolean) => void): Response {
   let ended = false;
-  const end = () => {
+  const end = (cancelled = false) => {
     if (!ended) {
       ended = true;
-      onEnd();
+      onEnd(cancelled);
     }
   };
   const reader = response.body!.getReader();
@@ -94,7 +115,7 @@ function onBodyEnd(response: Response, onEnd: () => void): Response {
       }
     },
     cancel(reason) {
-      end();
+      end(true);
       return reader.cancel(reason);
     },
   });

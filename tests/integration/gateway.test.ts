@@ -1,6 +1,7 @@
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shortHash } from '../../src/catalog/naming.js';
+import { DEMO_TOOL_COUNT } from '../fixtures/demo-tools.js';
 import { startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
 import { connectClient, isAlive, startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 
@@ -89,7 +90,7 @@ describe('gateway over real upstreams', () => {
     const base = gateway.url.replace(/\/mcp$/, '');
     const servers = (await (await fetch(`${base}/servers`)).json()) as { servers: { name: string; state: string; toolCount: number; transport: string; tags: string[] }[] };
     const web = servers.servers.find((s) => s.name === 'web')!;
-    expect(web).toMatchObject({ state: 'ready', transport: 'streamable-http', toolCount: 5 });
+    expect(web).toMatchObject({ state: 'ready', transport: 'streamable-http', toolCount: DEMO_TOOL_COUNT });
     expect(servers.servers.find((s) => s.name === 'local')).toMatchObject({ transport: 'stdio', tags: ['demo'] });
     const health = (await (await fetch(`${base}/health`)).json()) as { status: string; servers: Record<string, { state: string }> };
     expect(health.status).toBe('ok');

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_TOOL_COUNT } from '../fixtures/demo-tools.js';
 import { startSseUpstream, startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
 import { connectClient, startGateway, stdioFixture, testConfig, textOf, type RunningGateway } from '../helpers/gateway.js';
 
@@ -45,8 +46,8 @@ describe('upstream wires and faults', () => {
   const status = (name: string) => gateway.conflux.upstreams.get(name)!.status();
 
   it('speaks legacy SSE when asked, and falls back to it from Streamable HTTP', async () => {
-    expect(status('explicit')).toMatchObject({ state: 'ready', wire: 'sse', toolCount: 5 });
-    expect(status('fallback')).toMatchObject({ state: 'ready', transport: 'streamable-http', wire: 'sse', toolCount: 5 });
+    expect(status('explicit')).toMatchObject({ state: 'ready', wire: 'sse', toolCount: DEMO_TOOL_COUNT });
+    expect(status('fallback')).toMatchObject({ state: 'ready', transport: 'streamable-http', wire: 'sse', toolCount: DEMO_TOOL_COUNT });
     expect(status('modern')).toMatchObject({ state: 'ready', wire: 'streamable-http' });
     const { client, close } = await connectClient(gateway.url);
     expect(textOf(await client.callTool({ name: 'fallback__echo', arguments: { text: 'old' } }))).toBe('legacy: old');
