@@ -1,4 +1,5 @@
 import type { Hono } from 'hono';
+import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import { LiveCatalog } from './catalog/live-catalog.js';
 import type { Config, ServerConfig } from './config/schema.js';
@@ -42,12 +43,13 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   const { logger } = deps;
   const settings = config.gateway;
   const groups = new ChildProcessGroups();
-  const catalog = new LiveCatalog();
+  const catalog = new LiveCatalog({ exposure: settings.exposure, broadcasts: settings.broadcast.enabled });
   const tracker = new CallTracker();
+  const limit = pLimit(settings.broadcast.concurrency);
   const sessions: SessionRegistry = new SessionRegistry({
     logger,
     idleMs: settings.sessionIdleSeconds * 1000,
-    createServer: () => createSessionServer({ catalog, upstreams, tracker, sessions, subscriptions, pageSize: settings.pageSize }),
+    createServer: () => createSessionServer({ catalog, upstreams, tracker, sessions, subscriptions, limit, pageSize: settings.pageSize }),
     onClosed: (session) => void subscriptions.release(session),
   });
   const upstreams = new UpstreamPool({
@@ -67,6 +69,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
         server: u.name,
         prefix: u.config.prefix ?? u.name,
         separator: u.config.separator,
+        tags: u.config.tags,
         filter: u.config.tools,
         tools: u.tools,
         prompts: u.prompts,
@@ -114,7 +117,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       currentServers = servers;
       await upstreams.apply(servers);
     },
-    callTool: (params, signal) => callTool({ catalog, upstreams, tracker }, params, detachedCall(signal)),
+    callTool: (params, signal) => callTool({ catalog, upstreams, tracker, limit }, params, detachedCall(signal)),
     async stop() {
       await listening?.close();
       await sessions.closeAll();

@@ -2,13 +2,15 @@ import type { Prompt, Resource, ResourceTemplate, Tool } from '@modelcontextprot
 import type { ToolsFilter } from '../config/schema.js';
 import { buildPromptCatalog, EMPTY_PROMPTS, type PromptCatalog } from './prompt-catalog.js';
 import { buildResourceCatalog, EMPTY_RESOURCES, type ResourceCatalog } from './resource-catalog.js';
-import { buildToolCatalog, EMPTY_CATALOG, type ToolCatalog } from './tool-catalog.js';
+import { buildToolCatalog, EMPTY_CATALOG, type ToolCatalog, type ToolCatalogOptions } from './tool-catalog.js';
+import { ToolSearchIndex } from './tool-search.js';
 
 /** Everything one upstream offers, as the catalog needs it. */
 export interface UpstreamOffer {
   server: string;
   prefix: string;
   separator: string;
+  tags: readonly string[];
   filter?: ToolsFilter | undefined;
   tools: readonly Tool[];
   prompts: readonly Prompt[];
@@ -28,14 +30,26 @@ export interface CatalogChanges {
  * about real changes only.
  */
 export class LiveCatalog {
+  readonly #options: ToolCatalogOptions;
   #tools: ToolCatalog = EMPTY_CATALOG;
+  #searchIndex: ToolSearchIndex | undefined;
   #prompts: PromptCatalog = EMPTY_PROMPTS;
   #resources: ResourceCatalog = EMPTY_RESOURCES;
   #signatures = { tools: '[]', prompts: '[]', resources: '[[],[]]' };
 
+  constructor(options: ToolCatalogOptions = {}) {
+    this.#options = options;
+  }
+
   /** The merged tools (kept as `current` for the tool paths). */
   get current(): ToolCatalog {
     return this.#tools;
+  }
+
+  /** The search index of the current tools, built on first use after each change. */
+  get searchIndex(): ToolSearchIndex {
+    this.#searchIndex ??= new ToolSearchIndex(this.#tools.upstreamTools);
+    return this.#searchIndex;
   }
 
   get prompts(): PromptCatalog {
@@ -47,7 +61,8 @@ export class LiveCatalog {
   }
 
   update(offers: readonly UpstreamOffer[]): CatalogChanges {
-    this.#tools = buildToolCatalog(offers);
+    this.#tools = buildToolCatalog(offers, this.#options);
+    this.#searchIndex = undefined;
     this.#prompts = buildPromptCatalog(offers);
     this.#resources = buildResourceCatalog(offers);
     const signatures = {

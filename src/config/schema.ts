@@ -94,6 +94,16 @@ export const GatewaySettingsSchema = z.strictObject({
   pageSize: z.number().int().positive().default(1000),
   /** Idle downstream sessions are closed after this many seconds (0 keeps them). */
   sessionIdleSeconds: z.number().min(0).default(1800),
+  /** `all` lists every tool; `search` lists only the search/call meta-tools and broadcasts (everything stays callable). */
+  exposure: z.enum(['all', 'search']).default('all'),
+  broadcast: z
+    .strictObject({
+      /** Generate `broadcast__<tool>` and `broadcast__by_tag__<tag>` tools. */
+      enabled: z.boolean().default(true),
+      /** Upstream calls in flight at once across all broadcasts. */
+      concurrency: z.number().int().positive().max(1000).default(16),
+    })
+    .default({ enabled: true, concurrency: 16 }),
   reconnect: z
     .strictObject({
       initialDelayMs: z.number().int().positive().default(1000),

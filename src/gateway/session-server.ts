@@ -24,6 +24,7 @@ import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError, resourceNotFound, unknownPrompt } from './error-mapping.js';
 import { forward, type ForwardDeps } from './forward.js';
 import { pageOf } from './list-page.js';
+import type { LimitFunction } from 'p-limit';
 import type { ResourceSubscriptions } from './resource-subscriptions.js';
 import type { SessionRegistry } from './session-registry.js';
 import { callTool } from './tool-calls.js';
@@ -33,6 +34,7 @@ export interface SessionServerDeps extends ForwardDeps {
   catalog: LiveCatalog;
   sessions: SessionRegistry;
   subscriptions: ResourceSubscriptions;
+  limit: LimitFunction;
   pageSize: number;
 }
 

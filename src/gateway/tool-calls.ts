@@ -1,20 +1,106 @@
-import type { CallToolRequest, CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, McpError, type CallToolRequest, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
 import type { LiveCatalog } from '../catalog/live-catalog.js';
+import type { ToolRoute } from '../catalog/tool-catalog.js';
+import { broadcast, type BroadcastDeps } from './broadcast.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { toolCallFailure, unknownTool } from './error-mapping.js';
-import { forward, type ForwardDeps } from './forward.js';
+import { forward } from './forward.js';
 
-/** Routes one `tools/call` to the upstream that owns the exposed name, by table lookup. */
-export async function callTool(
-  deps: ForwardDeps & { catalog: LiveCatalog },
-  params: CallToolRequest['params'],
+export interface ToolCallDeps extends BroadcastDeps {
+  catalog: LiveCatalog;
+}
+
+const BroadcastArgs = z.looseObject({
+  servers: z.array(z.string()).optional(),
+  tags: z.array(z.string()).optional(),
+});
+const TagArgs = z.object({ tool: z.string().min(1), arguments: z.record(z.string(), z.unknown()).optional() });
+const SearchArgs = z.object({ query: z.string().min(1), limit: z.number().int().min(1).max(50).optional() });
+const CallArgs = z.object({ name: z.string().min(1), arguments: z.record(z.string(), z.unknown()).optional() });
+
+/** Routes one `tools/call` by table lookup: to its upstream, or to a generated tool. */
+export async function callTool(deps: ToolCallDeps, params: CallToolRequest['params'], call: DownstreamCall): Promise<CallToolResult> {
+  const route = deps.catalog.current.routes.get(params.name);
+  if (!route) throw unknownTool(params.name);
+  const args = params.arguments ?? {};
+  switch (route.kind) {
+    case 'upstream':
+      if (!deps.upstreams.get(route.server)) throw unknownTool(params.name);
+      try {
+        return (await forward(deps, route.server, 'tools/call', { ...params, name: route.originalName }, call)) as CallToolResult;
+      } catch (error) {
+        return toolCallFailure(error);
+      }
+    case 'broadcast':
+      return broadcastTool(deps, route, parse(BroadcastArgs, args, params.name), call);
+    case 'tag':
+      return tagTool(deps, route, parse(TagArgs, args, params.name), call);
+    case 'search':
+      return searchTools(deps.catalog, parse(SearchArgs, args, params.name));
+    case 'call': {
+      const { name, arguments: targetArgs } = parse(CallArgs, args, params.name);
+      if (deps.catalog.current.routes.get(name)?.kind === 'call') throw new McpError(ErrorCode.InvalidParams, `${params.name} cannot call itself`);
+      return callTool(deps, { name, arguments: targetArgs ?? {} }, call);
+    }
+  }
+}
+
+async function broadcastTool(
+  deps: ToolCallDeps,
+  route: Extract<ToolRoute, { kind: 'broadcast' }>,
+  args: z.infer<typeof BroadcastArgs>,
   call: DownstreamCall,
 ): Promise<CallToolResult> {
-  const route = deps.catalog.current.routes.get(params.name);
-  if (!route || !deps.upstreams.get(route.server)) throw unknownTool(params.name);
-  try {
-    return (await forward(deps, route.server, 'tools/call', { ...params, name: route.originalName }, call)) as CallToolResult;
-  } catch (error) {
-    return toolCallFailure(error);
+  const { servers: onlyServers, tags: onlyTags, ...toolArgs } = args;
+  const targets = route.servers.filter(
+    (server) =>
+      (!onlyServers || onlyServers.includes(server)) &&
+      (!onlyTags || onlyTags.some((tag) => deps.upstreams.get(server)?.config.tags.includes(tag))),
+  );
+  if (targets.length === 0) {
+    return errorResult(`no server matches: "${route.tool}" is offered by ${route.servers.join(', ')}`);
   }
+  return broadcast(deps, route.tool, targets, toolArgs, call);
+}
+
+async function tagTool(
+  deps: ToolCallDeps,
+  route: Extract<ToolRoute, { kind: 'tag' }>,
+  args: z.infer<typeof TagArgs>,
+  call: DownstreamCall,
+): Promise<CallToolResult> {
+  const offered = new Map<string, string[]>(route.servers.map((s) => [s, []]));
+  for (const { route: r } of deps.catalog.current.upstreamTools) {
+    if (r.kind === 'upstream') offered.get(r.server)?.push(r.originalName);
+  }
+  const targets = route.servers.filter((server) => offered.get(server)!.includes(args.tool));
+  if (targets.length === 0) {
+    const listing = route.servers.map((s) => `${s}: ${offered.get(s)!.join(', ') || '(no tools)'}`).join('; ');
+    return errorResult(`no server tagged "${route.tag}" offers "${args.tool}". Tagged servers and their tools: ${listing}`);
+  }
+  return broadcast(deps, args.tool, targets, args.arguments ?? {}, call);
+}
+
+function searchTools(catalog: LiveCatalog, args: z.infer<typeof SearchArgs>): CallToolResult {
+  const hits = catalog.searchIndex.search(args.query, args.limit ?? 10);
+  const tools = hits.map(({ tool, score }) => ({
+    name: tool.name,
+    ...(tool.title ? { title: tool.title } : {}),
+    description: tool.description ?? '',
+    inputSchema: tool.inputSchema,
+    score,
+  }));
+  return { content: [{ type: 'text', text: JSON.stringify({ tools }) }], structuredContent: { tools } };
+}
+
+function parse<T>(schema: z.ZodType<T>, args: unknown, tool: string): T {
+  const result = schema.safeParse(args);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((i) => `${i.path.join('.') || 'arguments'}: ${i.message}`).join('; ');
+  throw new McpError(ErrorCode.InvalidParams, `Invalid arguments for ${tool}: ${problems}`);
+}
+
+function errorResult(text: string): CallToolResult {
+  return { isError: true, content: [{ type: 'text', text }] };
 }

@@ -15,9 +15,9 @@ const upstream = (server: string, names: string[], extra: Partial<UpstreamTools>
 
 describe('buildToolCatalog', () => {
   it('namespaces every tool and routes back to the original name', () => {
-    const catalog = buildToolCatalog([upstream('b', ['echo']), upstream('a', ['echo', 'add'])]);
+    const catalog = buildToolCatalog([upstream('b', ['echo']), upstream('a', ['echo', 'add'])], { broadcasts: false });
     expect(catalog.tools.map((t) => t.name)).toEqual(['a__echo', 'a__add', 'b__echo']);
-    expect(catalog.routes.get('b__echo')).toEqual({ server: 'b', originalName: 'echo' });
+    expect(catalog.routes.get('b__echo')).toEqual({ kind: 'upstream', server: 'b', originalName: 'echo' });
   });
 
   it('keeps schemas, annotations, title and output schema', () => {
@@ -34,21 +34,21 @@ describe('buildToolCatalog', () => {
   it('resolves a collision the same way whatever the connection order', () => {
     const x = upstream('x', ['echo'], { prefix: '' });
     const y = upstream('y', ['echo'], { prefix: '' });
-    const one = buildToolCatalog([x, y]);
-    const two = buildToolCatalog([y, x]);
+    const one = buildToolCatalog([x, y], { broadcasts: false });
+    const two = buildToolCatalog([y, x], { broadcasts: false });
     const suffixed = `echo_${shortHash('y\0echo')}`;
     expect(one.tools.map((t) => t.name)).toEqual(['echo', suffixed]);
     expect(two.tools.map((t) => t.name)).toEqual(['echo', suffixed]);
-    expect(one.routes.get(suffixed)).toEqual({ server: 'y', originalName: 'echo' });
+    expect(one.routes.get(suffixed)).toEqual({ kind: 'upstream', server: 'y', originalName: 'echo' });
   });
 
   it('does not route by splitting names: a prefix containing the separator still routes', () => {
-    const catalog = buildToolCatalog([upstream('a__b', ['c']), upstream('a', ['b__c'])]);
+    const catalog = buildToolCatalog([upstream('a__b', ['c']), upstream('a', ['b__c'])], { broadcasts: false });
     const names = catalog.tools.map((t) => t.name);
     expect(new Set(names).size).toBe(2);
-    expect(catalog.routes.get('a__b__c')).toEqual({ server: 'a', originalName: 'b__c' });
+    expect(catalog.routes.get('a__b__c')).toEqual({ kind: 'upstream', server: 'a', originalName: 'b__c' });
     const other = names.find((n) => n !== 'a__b__c')!;
-    expect(catalog.routes.get(other)).toEqual({ server: 'a__b', originalName: 'c' });
+    expect(catalog.routes.get(other)).toEqual({ kind: 'upstream', server: 'a__b', originalName: 'c' });
   });
 
   it('applies allow and deny globs, and hidden tools get no route', () => {
@@ -74,7 +74,7 @@ describe('buildToolCatalog', () => {
       description: 'new',
       annotations: { readOnlyHint: true, openWorldHint: true },
     });
-    expect(catalog.routes.get('find_repos')).toEqual({ server: 'gh', originalName: 'search_repositories' });
+    expect(catalog.routes.get('find_repos')).toEqual({ kind: 'upstream', server: 'gh', originalName: 'search_repositories' });
   });
 });
 

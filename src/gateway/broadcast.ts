@@ -1,0 +1,69 @@
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { LimitFunction } from 'p-limit';
+import type { DownstreamCall } from './downstream-call.js';
+import { forward, type ForwardDeps } from './forward.js';
+
+export interface BroadcastDeps extends ForwardDeps {
+  /** Bounds upstream calls in flight across all broadcasts. */
+  limit: LimitFunction;
+}
+
+interface Outcome {
+  server: string;
+  result?: CallToolResult;
+  error?: string;
+}
+
+/**
+ * Runs one tool on several upstreams at once, each under its own timeout, and returns every
+ * answer labelled by server. Failures (errors, timeouts, `isError` results) are listed, not
+ * thrown; the broadcast itself is an error only when every server failed.
+ */
+export async function broadcast(
+  deps: BroadcastDeps,
+  tool: string,
+  servers: readonly string[],
+  args: Record<string, unknown>,
+  call: DownstreamCall,
+): Promise<CallToolResult> {
+  const started = performance.now();
+  const outcomes = await Promise.all(
+    servers.map((server) =>
+      deps.limit(async (): Promise<Outcome> => {
+        try {
+          const result = (await forward(deps, server, 'tools/call', { name: tool, arguments: args }, call)) as CallToolResult;
+          return result.isError ? { server, error: textOf(result) || 'the tool reported an error' } : { server, result };
+        } catch (error) {
+          return { server, error: error instanceof Error ? error.message : String(error) };
+        }
+      }),
+    ),
+  );
+  const results: Record<string, CallToolResult> = {};
+  const errors: Record<string, string> = {};
+  const content: CallToolResult['content'] = [];
+  for (const outcome of outcomes) {
+    if (outcome.result) {
+      results[outcome.server] = outcome.result;
+      content.push({ type: 'text', text: `[${outcome.server}] ${textOf(outcome.result)}` });
+      content.push(...outcome.result.content.filter((block) => block.type !== 'text'));
+    } else {
+      errors[outcome.server] = outcome.error!;
+      content.push({ type: 'text', text: `[${outcome.server}] failed: ${outcome.error}` });
+    }
+  }
+  const succeeded = Object.keys(results).length;
+  const failed = outcomes.length - succeeded;
+  const summary = `ran "${tool}" on ${succeeded}/${outcomes.length} servers` + (failed ? `; failed on ${Object.keys(errors).join(', ')}` : '');
+  return {
+    content: [{ type: 'text', text: summary }, ...content],
+    structuredContent: { results, errors, total: outcomes.length, succeeded, failed, durationMs: Math.round(performance.now() - started) },
+    ...(succeeded === 0 ? { isError: true } : {}),
+  };
+}
+
+function textOf(result: CallToolResult): string {
+  return (result.content ?? [])
+    .map((block) => (block.type === 'text' ? block.text : `<${block.type}>`))
+    .join('\n');
+}
