@@ -4,6 +4,7 @@ import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/
 import type { LoggingLevel, ServerCapabilities } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
 import type { ResourceRoute } from '../catalog/resource-catalog.js';
+import { SessionEventStore } from './session-event-store.js';
 
 /** One downstream MCP session: its server, its transport, and when it was last used. */
 export interface DownstreamSession {
@@ -76,6 +77,7 @@ export class SessionRegistry {
         this.#options.logger.debug({ session: id }, 'session opened');
       },
       onsessionclosed: (id) => void this.close(id),
+      eventStore: new SessionEventStore(),
     });
     await server.connect(transport);
     return { server, transport };
