@@ -43,7 +43,7 @@ export class ToolSearchIndex {
 
   search(query: string, limit: number): ToolHit[] {
     return this.#index
-      .search(query)
+      .search(withSynonyms(query))
       .slice(0, limit)
       .map((hit) => {
         const { tool } = this.#tools[hit.id as number]!;
@@ -58,6 +58,22 @@ function toDocument(id: number, tool: Tool): Document {
     .map(([key, value]) => `${key} ${typeof value?.description === 'string' ? value.description : ''}`)
     .join(' ');
   return { id, name: tool.name, title: tool.title ?? tool.annotations?.title ?? '', description: tool.description ?? '', parameters };
+}
+
+/**
+ * Tool names use a few stock verbs (create, list, get, update, delete); people and models ask
+ * with many more. Each recognised word brings its stock verbs along as extra query terms.
+ */
+const VERB_SYNONYMS: Record<string, string[]> = {
+  send: ['create', 'post'], post: ['create'], add: ['create'], new: ['create'], make: ['create'], open: ['create'], write: ['create', 'update'],
+  show: ['list', 'get'], find: ['search', 'list', 'get'], fetch: ['get', 'list'], view: ['get', 'list'], read: ['get', 'read'], lookup: ['get', 'search'],
+  remove: ['delete'], drop: ['delete'], erase: ['delete'], destroy: ['delete'], cancel: ['delete'],
+  edit: ['update'], modify: ['update'], change: ['update'], rename: ['update'],
+};
+
+function withSynonyms(query: string): string {
+  const extra = tokenize(query).flatMap((word) => VERB_SYNONYMS[word.toLowerCase()] ?? []);
+  return extra.length ? `${query} ${extra.join(' ')}` : query;
 }
 
 /** Words, with identifiers split at `_`, `-`, `.`, `/` and lower-to-upper case changes. */
