@@ -1,0 +1,93 @@
+import { and, count, desc, eq, gte, lte, type SQL } from 'drizzle-orm';
+import type { Database } from './database.js';
+import { auditEvents } from './schema.js';
+
+export type AuditKind = 'tool_call' | 'prompt_get' | 'resource_read' | 'admin';
+export type AuditStatus = 'ok' | 'error' | 'denied';
+
+export interface AuditEvent {
+  at: Date;
+  kind: AuditKind;
+  principal: string;
+  sessionId?: string | undefined;
+  channel: 'mcp' | 'rest' | 'cli';
+  server?: string | undefined;
+  target: string;
+  arguments?: unknown;
+  status: AuditStatus;
+  error?: string | undefined;
+  durationMs?: number | undefined;
+}
+
+export interface StoredAuditEvent extends AuditEvent {
+  id: number;
+}
+
+export interface AuditQuery {
+  principal?: string | undefined;
+  server?: string | undefined;
+  target?: string | undefined;
+  kind?: AuditKind | undefined;
+  status?: AuditStatus | undefined;
+  from?: Date | undefined;
+  to?: Date | undefined;
+  limit: number;
+  offset: number;
+}
+
+/** The audit trail: written in batches, read newest first. */
+export class AuditRepository {
+  constructor(private readonly db: Database) {}
+
+  async insertMany(events: readonly AuditEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    await this.db.insert(auditEvents).values(
+      events.map((e) => ({
+        at: e.at,
+        kind: e.kind,
+        principal: e.principal,
+        sessionId: e.sessionId ?? null,
+        channel: e.channel,
+        server: e.server ?? null,
+        target: e.target,
+        arguments: e.arguments ?? null,
+        status: e.status,
+        error: e.error ?? null,
+        durationMs: e.durationMs ?? null,
+      })),
+    );
+  }
+
+  async query(query: AuditQuery): Promise<{ total: number; events: StoredAuditEvent[] }> {
+    const conditions: SQL[] = [];
+    if (query.principal) conditions.push(eq(auditEvents.principal, query.principal));
+    if (query.server) conditions.push(eq(auditEvents.server, query.server));
+    if (query.target) conditions.push(eq(auditEvents.target, query.target));
+    if (query.kind) conditions.push(eq(auditEvents.kind, query.kind));
+    if (query.status) conditions.push(eq(auditEvents.status, query.status));
+    if (query.from) conditions.push(gte(auditEvents.at, query.from));
+    if (query.to) conditions.push(lte(auditEvents.at, query.to));
+    const where = conditions.length ? and(...conditions) : undefined;
+    const [rows, totals] = await Promise.all([
+      this.db.select().from(auditEvents).where(where).orderBy(desc(auditEvents.at), desc(auditEvents.id)).limit(query.limit).offset(query.offset),
+      this.db.select({ total: count() }).from(auditEvents).where(where),
+    ]);
+    return {
+      total: Number(totals[0]?.total ?? 0),
+      events: rows.map((r) => ({
+        id: r.id,
+        at: r.at,
+        kind: r.kind as AuditKind,
+        principal: r.principal,
+        sessionId: r.sessionId ?? undefined,
+        channel: r.channel as AuditEvent['channel'],
+        server: r.server ?? undefined,
+        target: r.target,
+        arguments: r.arguments ?? undefined,
+        status: r.status as AuditStatus,
+        error: r.error ?? undefined,
+        durationMs: r.durationMs ?? undefined,
+      })),
+    };
+  }
+}

@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { OpenedDatabase } from '../../src/store/database.js';
+import { AuditRepository } from '../../src/store/audit-repository.js';
+import { ServerRepository } from '../../src/store/server-repository.js';
+import { freshPglite, freshPostgres, postgresAvailable, type TestDatabase } from '../helpers/databases.js';
+
+const hasPostgres = await postgresAvailable();
+
+/** The same repository suite against embedded PGlite and real PostgreSQL. */
+describe.each([
+  ['pglite', async () => freshPglite()],
+  ...(hasPostgres ? [['postgres', freshPostgres] as const] : []),
+] as [string, () => Promise<TestDatabase>][])('store on %s', (_kind, create) => {
+  let target: TestDatabase;
+  let database: OpenedDatabase;
+
+  beforeAll(async () => {
+    target = await create();
+    database = await target.open();
+    await database.migrate();
+  });
+  afterAll(async () => {
+    await database?.close();
+    await target?.dispose();
+  });
+
+  it('migrates idempotently and answers a ping', async () => {
+    await database.migrate();
+    await expect(database.ping()).resolves.toBeUndefined();
+  });
+
+  it('stores, lists, updates and deletes registered servers', async () => {
+    const servers = new ServerRepository(database.db);
+    expect(await servers.insert('weather', { transport: 'streamable-http', url: 'http://127.0.0.1:1/mcp' })).toBe(true);
+    expect(await servers.insert('alpha', { transport: 'stdio', command: 'node' })).toBe(true);
+    expect(await servers.insert('weather', { transport: 'sse', url: 'http://x' })).toBe(false);
+    expect((await servers.list()).map((s) => s.name)).toEqual(['alpha', 'weather']);
+    expect((await servers.get('weather'))?.definition).toEqual({ transport: 'streamable-http', url: 'http://127.0.0.1:1/mcp' });
+    expect(await servers.update('weather', { transport: 'sse', url: 'http://127.0.0.1:2/sse' })).toBe(true);
+    const updated = (await servers.get('weather'))!;
+    expect(updated.definition).toEqual({ transport: 'sse', url: 'http://127.0.0.1:2/sse' });
+    expect(updated.updatedAt.getTime()).toBeGreaterThanOrEqual(updated.createdAt.getTime());
+    expect(await servers.update('missing', {})).toBe(false);
+    expect(await servers.delete('weather')).toBe(true);
+    expect(await servers.delete('weather')).toBe(false);
+    expect(await servers.get('weather')).toBeUndefined();
+  });
+
+  it('writes audit events in batches and queries them with filters and paging', async () => {
+    const audit = new AuditRepository(database.db);
+    const base = Date.parse('2026-01-01T00:00:00Z');
+    await audit.insertMany(
+      Array.from({ length: 25 }, (_, i) => ({
+        at: new Date(base + i * 60_000),
+        kind: 'tool_call' as const,
+        principal: i % 2 ? 'ann' : 'bob',
+        sessionId: `s${i % 3}`,
+        channel: 'mcp' as const,
+        server: i % 5 === 0 ? 'files' : 'everything',
+        target: i % 5 === 0 ? 'files__read' : 'everything__echo',
+        arguments: { i, token: '[redacted]' },
+        status: i === 7 ? ('error' as const) : ('ok' as const),
+        error: i === 7 ? 'upstream down' : undefined,
+        durationMs: i,
+      })),
+    );
+    const all = await audit.query({ limit: 10, offset: 0 });
+    expect(all.total).toBe(25);
+    expect(all.events).toHaveLength(10);
+    expect(all.events[0]!.arguments).toEqual({ i: 24, token: '[redacted]' }); // newest first
+    const page3 = await audit.query({ limit: 10, offset: 20 });
+    expect(page3.events.map((e) => e.durationMs)).toEqual([4, 3, 2, 1, 0]);
+    expect((await audit.query({ principal: 'ann', limit: 100, offset: 0 })).total).toBe(12);
+    expect((await audit.query({ server: 'files', limit: 100, offset: 0 })).total).toBe(5);
+    const failed = await audit.query({ status: 'error', limit: 100, offset: 0 });
+    expect(failed.events).toMatchObject([{ durationMs: 7, error: 'upstream down', principal: 'ann' }]);
+    const window = await audit.query({ from: new Date(base + 10 * 60_000), to: new Date(base + 12 * 60_000), limit: 100, offset: 0 });
+    expect(window.events.map((e) => e.durationMs)).toEqual([12, 11, 10]);
+    expect((await audit.query({ target: 'files__read', principal: 'bob', limit: 100, offset: 0 })).total).toBe(3);
+  });
+});
