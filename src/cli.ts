@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
 import { readEnvironment, type Environment } from './config/env.js';
@@ -6,12 +7,14 @@ import { ConfigError, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createConflux, type Conflux } from './conflux.js';
 import { createLogger } from './observability/logger.js';
+import { openDatabase, type OpenedDatabase } from './store/database.js';
 
 const USAGE = `Usage: conflux <command> [options]
 
 Commands:
   serve                  Run the gateway (default)
   validate               Check the config file and list every problem
+  migrate                Apply database migrations and exit
   tools                  Connect to the upstreams and print the merged tool list
   call NAME              Call one tool through the gateway's routing
 
@@ -70,7 +73,17 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${configPath}: valid (${Object.keys(config.servers).length} servers)\n`);
       return 0;
     case 'serve':
-      return serve(config, env, values.host, values.port);
+      return serve(config, configPath, env, values.host, values.port);
+    case 'migrate': {
+      const database = await openDatabase({ url: env.databaseUrl, dataDir: join(env.dataDir, 'pgdata') });
+      try {
+        await database.migrate();
+        process.stdout.write(`migrations applied (${database.kind})\n`);
+        return 0;
+      } finally {
+        await database.close();
+      }
+    }
     case 'tools':
       return withUpstreams(config, env, async (conflux) => {
         const tools = conflux.catalog.current.tools;
@@ -109,7 +122,7 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function serve(config: Config, env: Environment, hostOption?: string, portOption?: string): Promise<number> {
+async function serve(config: Config, configPath: string, env: Environment, hostOption?: string, portOption?: string): Promise<number> {
   const logger = createLogger(env.logLevel);
   const host = hostOption ?? env.host ?? config.gateway.host;
   const port = Number(portOption ?? env.port ?? config.gateway.port);
@@ -117,7 +130,16 @@ async function serve(config: Config, env: Environment, hostOption?: string, port
     process.stderr.write(`invalid port "${portOption ?? env.port}"\n`);
     return EXIT_USAGE;
   }
-  const conflux = createConflux(config, { logger });
+  let database: OpenedDatabase;
+  try {
+    database = await openDatabase({ url: env.databaseUrl, dataDir: join(env.dataDir, 'pgdata') });
+    await database.migrate();
+  } catch (error) {
+    logger.fatal({ err: (error as Error).message }, 'cannot open the database');
+    return 1;
+  }
+  logger.info({ database: database.kind }, 'database ready');
+  const conflux = createConflux(config, { logger, database, configFile: { path: configPath, env: env.variables } });
   installCrashHandlers(logger);
   await conflux.start();
   let url: string;
@@ -126,6 +148,7 @@ async function serve(config: Config, env: Environment, hostOption?: string, port
   } catch (error) {
     logger.fatal({ err: (error as Error).message }, `cannot listen on ${host}:${port}`);
     await conflux.stop();
+    await database.close();
     return 1;
   }
   logger.info({ url, servers: Object.keys(config.servers).length }, `Conflux listening on ${url}`);
@@ -136,13 +159,16 @@ async function serve(config: Config, env: Environment, hostOption?: string, port
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, 'shutting down');
-      conflux.stop().then(
-        () => resolve(0),
-        (error) => {
-          logger.error({ err: (error as Error).message }, 'error during shutdown');
-          resolve(1);
-        },
-      );
+      conflux
+        .stop()
+        .then(() => database.close())
+        .then(
+          () => resolve(0),
+          (error) => {
+            logger.error({ err: (error as Error).message }, 'error during shutdown');
+            resolve(1);
+          },
+        );
     };
     process.once('SIGINT', shutdown);
     process.once('SIGTERM', shutdown);

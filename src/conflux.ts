@@ -1,55 +1,73 @@
+import type { CallToolRequest, CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Hono } from 'hono';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import { LiveCatalog } from './catalog/live-catalog.js';
-import type { Config, ServerConfig } from './config/schema.js';
-import { SessionRegistry } from './gateway/session-registry.js';
-import { createSessionServer } from './gateway/session-server.js';
+import type { Config } from './config/schema.js';
+import { watchConfigFile } from './config/watch.js';
 import { CallTracker } from './gateway/call-tracker.js';
 import { detachedCall } from './gateway/forward.js';
 import { ResourceSubscriptions } from './gateway/resource-subscriptions.js';
+import { SessionRegistry } from './gateway/session-registry.js';
+import { createSessionServer } from './gateway/session-server.js';
 import { callTool } from './gateway/tool-calls.js';
 import { UpstreamRelay } from './gateway/upstream-relay.js';
+import { API_BASE, createApiApp } from './http/api/api-app.js';
 import { createHttpApp } from './http/app.js';
 import { listen, type Listening } from './http/listen.js';
+import { AuditLog } from './observability/audit-log.js';
+import { ServerRegistry } from './registry/server-registry.js';
+import { AuditRepository } from './store/audit-repository.js';
+import type { OpenedDatabase } from './store/database.js';
+import { ServerRepository } from './store/server-repository.js';
 import { ChildProcessGroups } from './upstream/child-processes.js';
 import { UpstreamPool } from './upstream/upstream-pool.js';
-import type { CallToolRequest, CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 
 export interface ConfluxDeps {
   logger: Logger;
+  /** Registry and audit storage; without it, servers come from the config only and audit goes to the log. */
+  database?: OpenedDatabase | undefined;
+  /** When given, the file is watched and its server changes are applied while running. */
+  configFile?: { path: string; env: Readonly<Record<string, string | undefined>> } | undefined;
 }
 
 export interface Conflux {
   readonly config: Config;
   readonly upstreams: UpstreamPool;
+  readonly registry: ServerRegistry;
   readonly catalog: LiveCatalog;
   readonly sessions: SessionRegistry;
+  readonly audit: AuditLog;
   readonly app: Hono;
-  /** Starts connecting every enabled upstream (in parallel, without waiting for them). */
+  /** Loads registered servers and starts connecting every enabled upstream (without waiting for them). */
   start(): Promise<void>;
   /** Serves HTTP; defaults come from the config's `gateway` section. */
   listen(host?: string, port?: number): Promise<{ url: string; port: number }>;
-  /** Replaces the set of upstream servers, touching only those that changed. */
-  applyServers(servers: Readonly<Record<string, ServerConfig>>): Promise<void>;
   /** The gateway's routing of one tool call, without HTTP (used by the CLI). */
   callTool(params: CallToolRequest['params'], signal?: AbortSignal): Promise<CallToolResult>;
-  /** Stops HTTP, closes sessions, stops upstreams and their processes. */
+  /** Stops HTTP, closes sessions, stops upstreams and their processes, flushes the audit trail. */
   stop(): Promise<void>;
 }
 
 /** The composition root: builds every part from the config. Nothing here is a module singleton. */
 export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
-  const { logger } = deps;
+  const { logger, database } = deps;
   const settings = config.gateway;
   const groups = new ChildProcessGroups();
   const catalog = new LiveCatalog({ exposure: settings.exposure, broadcasts: settings.broadcast.enabled });
   const tracker = new CallTracker();
   const limit = pLimit(settings.broadcast.concurrency);
+  const auditRepository = database ? new AuditRepository(database.db) : undefined;
+  const audit = new AuditLog({
+    repository: settings.audit.enabled ? auditRepository : undefined,
+    logger: logger.child({ component: 'audit' }),
+    redactKeys: settings.audit.redactKeys,
+    capacity: settings.audit.bufferSize,
+  });
   const sessions: SessionRegistry = new SessionRegistry({
     logger,
     idleMs: settings.sessionIdleSeconds * 1000,
-    createServer: () => createSessionServer({ catalog, upstreams, tracker, sessions, subscriptions, limit, pageSize: settings.pageSize }),
+    createServer: () => createSessionServer({ catalog, upstreams, tracker, sessions, subscriptions, limit, audit, pageSize: settings.pageSize }),
     onClosed: (session) => void subscriptions.release(session),
   });
   const upstreams = new UpstreamPool({
@@ -59,8 +77,9 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     events: new UpstreamRelay(tracker, sessions),
   });
   const subscriptions = new ResourceSubscriptions(upstreams);
-  let currentServers: Readonly<Record<string, ServerConfig>> = config.servers;
+  const registry = new ServerRegistry({ upstreams, repository: database ? new ServerRepository(database.db) : undefined, logger });
   let listening: Listening | undefined;
+  let watcher: { close(): void } | undefined;
   let bindHost = settings.host;
 
   upstreams.onChange(() => {
@@ -95,17 +114,27 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       allowedHosts: settings.allowedHosts,
       allowedOrigins: settings.allowedOrigins,
     },
+    ready: database ? () => database.ping() : undefined,
   });
+  app.route(
+    API_BASE,
+    createApiApp({ catalog, upstreams, tracker, limit, registry, audit, auditRepository, logger }, settings.api.maxBodyBytes),
+  );
 
   return {
     config,
     upstreams,
+    registry,
     catalog,
     sessions,
+    audit,
     app,
     async start() {
       groups.installExitHook();
-      await upstreams.apply(currentServers);
+      await registry.start(config.servers);
+      if (deps.configFile) {
+        watcher = watchConfigFile(deps.configFile.path, deps.configFile.env, logger, (next) => registry.setConfigServers(next.servers));
+      }
     },
     async listen(host = settings.host, port = settings.port) {
       bindHost = host;
@@ -113,15 +142,13 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       const shownHost = host.includes(':') ? `[${host}]` : host;
       return { url: `http://${shownHost}:${listening.port}/mcp`, port: listening.port };
     },
-    async applyServers(servers) {
-      currentServers = servers;
-      await upstreams.apply(servers);
-    },
-    callTool: (params, signal) => callTool({ catalog, upstreams, tracker, limit }, params, detachedCall(signal)),
+    callTool: (params, signal) => callTool({ catalog, upstreams, tracker, limit, audit }, params, detachedCall('cli', 'anonymous', signal)),
     async stop() {
+      watcher?.close();
       await listening?.close();
       await sessions.closeAll();
       await upstreams.stop();
+      await audit.close();
       groups.removeExitHook();
     },
   };

@@ -6,6 +6,9 @@ export interface Environment {
   host: string | undefined;
   port: number | undefined;
   logLevel: string;
+  /** `postgres://...`; without it, embedded PGlite in `dataDir`. */
+  databaseUrl: string | undefined;
+  dataDir: string;
   /** The whole environment, for `${VAR}` interpolation in the config file. */
   variables: Readonly<Record<string, string | undefined>>;
 }
@@ -17,6 +20,8 @@ export function readEnvironment(source: NodeJS.ProcessEnv = process.env): Enviro
     host: source.CONFLUX_HOST || undefined,
     port: port ? Number(port) : undefined,
     logLevel: source.LOG_LEVEL || 'info',
+    databaseUrl: source.DATABASE_URL || undefined,
+    dataDir: source.CONFLUX_DATA_DIR || '.conflux',
     variables: source,
   };
 }

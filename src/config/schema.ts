@@ -104,6 +104,27 @@ export const GatewaySettingsSchema = z.strictObject({
       concurrency: z.number().int().positive().max(1000).default(16),
     })
     .default({ enabled: true, concurrency: 16 }),
+  audit: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Case-insensitive patterns: argument keys that match are stored as "[redacted]". */
+      redactKeys: z
+        .array(z.string().min(1))
+        .default(['pass(word)?', 'secret', 'token', 'api[-_]?key', 'authorization', 'credential', 'private[-_]?key', 'cookie']),
+      /** Events held in memory while the database catches up; beyond it they are counted and dropped. */
+      bufferSize: z.number().int().positive().default(10_000),
+    })
+    .default({
+      enabled: true,
+      redactKeys: ['pass(word)?', 'secret', 'token', 'api[-_]?key', 'authorization', 'credential', 'private[-_]?key', 'cookie'],
+      bufferSize: 10_000,
+    }),
+  api: z
+    .strictObject({
+      /** Largest REST request body accepted, in bytes. */
+      maxBodyBytes: z.number().int().positive().default(1024 * 1024),
+    })
+    .default({ maxBodyBytes: 1024 * 1024 }),
   reconnect: z
     .strictObject({
       initialDelayMs: z.number().int().positive().default(1000),

@@ -6,6 +6,10 @@ import type { ClientCapabilities, ServerNotification, ServerRequest } from '@mod
  * that made it, on the stream of that very request.
  */
 export interface DownstreamCall {
+  /** Who is calling, for audit and access control; `anonymous` without authentication. */
+  principal: string;
+  /** Where the request came in. */
+  channel: 'mcp' | 'rest' | 'cli';
   sessionId: string | undefined;
   clientCapabilities: ClientCapabilities | undefined;
   signal: AbortSignal;

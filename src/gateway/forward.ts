@@ -40,9 +40,11 @@ export async function forward(
   }
 }
 
-/** A call with no client behind it (the CLI): nothing can be relayed back. */
-export function detachedCall(signal: AbortSignal = new AbortController().signal): DownstreamCall {
+/** A call with no MCP client behind it (CLI, REST): nothing can be relayed back. */
+export function detachedCall(channel: DownstreamCall['channel'], principal = 'anonymous', signal: AbortSignal = new AbortController().signal): DownstreamCall {
   return {
+    principal,
+    channel,
     sessionId: undefined,
     clientCapabilities: undefined,
     signal,

@@ -25,6 +25,7 @@ import { asMcpError, resourceNotFound, unknownPrompt } from './error-mapping.js'
 import { forward, type ForwardDeps } from './forward.js';
 import { pageOf } from './list-page.js';
 import type { LimitFunction } from 'p-limit';
+import type { AuditLog } from '../observability/audit-log.js';
 import type { ResourceSubscriptions } from './resource-subscriptions.js';
 import type { SessionRegistry } from './session-registry.js';
 import { callTool } from './tool-calls.js';
@@ -35,6 +36,7 @@ export interface SessionServerDeps extends ForwardDeps {
   sessions: SessionRegistry;
   subscriptions: ResourceSubscriptions;
   limit: LimitFunction;
+  audit?: AuditLog | undefined;
   pageSize: number;
 }
 
@@ -53,17 +55,40 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
   const server = new Server({ name: GATEWAY_NAME, version: GATEWAY_VERSION }, { capabilities, instructions: INSTRUCTIONS });
   const { catalog } = deps;
   const callOf = (extra: Extra): DownstreamCall => ({
+    principal: 'anonymous',
+    channel: 'mcp',
     sessionId: extra.sessionId,
     clientCapabilities: server.getClientCapabilities(),
     signal: extra.signal,
     sendNotification: extra.sendNotification,
     sendRequest: extra.sendRequest,
   });
-  const relay = async (serverName: string, method: string, params: Record<string, unknown> | undefined, extra: Extra) => {
+  /** Forwards a request; prompt gets and resource reads are audited like tool calls. */
+  const relay = async (serverName: string, method: string, params: Record<string, unknown> | undefined, extra: Extra, audited?: { kind: 'prompt_get' | 'resource_read'; target: string }) => {
+    const call = callOf(extra);
+    const started = performance.now();
+    const record = (status: 'ok' | 'error', error?: string) =>
+      audited &&
+      deps.audit?.record({
+        kind: audited.kind,
+        principal: call.principal,
+        sessionId: call.sessionId,
+        channel: call.channel,
+        server: serverName,
+        target: audited.target,
+        arguments: audited.kind === 'prompt_get' ? params?.arguments : undefined,
+        status,
+        error,
+        durationMs: Math.round(performance.now() - started),
+      });
     try {
-      return await forward(deps, serverName, method, params, callOf(extra));
+      const result = await forward(deps, serverName, method, params, call);
+      record('ok');
+      return result;
     } catch (error) {
-      throw asMcpError(error);
+      const mapped = asMcpError(error);
+      record('error', mapped.message);
+      throw mapped;
     }
   };
 
@@ -81,7 +106,10 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
     server.setRequestHandler(GetPromptRequestSchema, async (request, extra) => {
       const route = catalog.prompts.routes.get(request.params.name);
       if (!route) throw unknownPrompt(request.params.name);
-      return relay(route.server, 'prompts/get', { ...request.params, name: route.originalName }, extra) as never;
+      return relay(route.server, 'prompts/get', { ...request.params, name: route.originalName }, extra, {
+        kind: 'prompt_get',
+        target: request.params.name,
+      }) as never;
     });
   }
 
@@ -98,7 +126,10 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
       const { uri } = request.params;
       const route = routeResourceUri(catalog.resources, uri);
       if (!route || !deps.upstreams.get(route.server)) throw resourceNotFound(uri);
-      const result = (await relay(route.server, 'resources/read', { ...request.params, uri: route.originalUri }, extra)) as {
+      const result = (await relay(route.server, 'resources/read', { ...request.params, uri: route.originalUri }, extra, {
+        kind: 'resource_read',
+        target: uri,
+      })) as {
         contents?: { uri: string }[];
       };
       // Contents name the URI the upstream knows; the client asked for the exposed one.

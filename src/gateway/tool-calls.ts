@@ -1,6 +1,7 @@
 import { ErrorCode, McpError, type CallToolRequest, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { LiveCatalog } from '../catalog/live-catalog.js';
+import type { AuditLog } from '../observability/audit-log.js';
 import type { ToolRoute } from '../catalog/tool-catalog.js';
 import { broadcast, type BroadcastDeps } from './broadcast.js';
 import type { DownstreamCall } from './downstream-call.js';
@@ -9,6 +10,12 @@ import { forward } from './forward.js';
 
 export interface ToolCallDeps extends BroadcastDeps {
   catalog: LiveCatalog;
+  audit?: AuditLog | undefined;
+}
+
+export interface ToolCallOptions {
+  /** `throw` rethrows upstream faults (for REST, which maps them to 502/504) instead of returning a tool error. */
+  faults?: 'result' | 'throw';
 }
 
 const BroadcastArgs = z.looseObject({
@@ -19,9 +26,45 @@ const TagArgs = z.object({ tool: z.string().min(1), arguments: z.record(z.string
 const SearchArgs = z.object({ query: z.string().min(1), limit: z.number().int().min(1).max(50).optional() });
 const CallArgs = z.object({ name: z.string().min(1), arguments: z.record(z.string(), z.unknown()).optional() });
 
-/** Routes one `tools/call` by table lookup: to its upstream, or to a generated tool. */
-export async function callTool(deps: ToolCallDeps, params: CallToolRequest['params'], call: DownstreamCall): Promise<CallToolResult> {
+/** Routes one `tools/call` by table lookup, to its upstream or a generated tool, and audits it. */
+export async function callTool(
+  deps: ToolCallDeps,
+  params: CallToolRequest['params'],
+  call: DownstreamCall,
+  options: ToolCallOptions = {},
+): Promise<CallToolResult> {
+  const started = performance.now();
   const route = deps.catalog.current.routes.get(params.name);
+  const audit = (status: 'ok' | 'error', error?: string) =>
+    deps.audit?.record({
+      kind: 'tool_call',
+      principal: call.principal,
+      sessionId: call.sessionId,
+      channel: call.channel,
+      server: route?.kind === 'upstream' ? route.server : undefined,
+      target: params.name,
+      arguments: params.arguments,
+      status,
+      error,
+      durationMs: Math.round(performance.now() - started),
+    });
+  try {
+    const result = await dispatch(deps, route, params, call, options);
+    audit(result.isError ? 'error' : 'ok', result.isError ? firstText(result) : undefined);
+    return result;
+  } catch (error) {
+    audit('error', error instanceof Error ? error.message : String(error));
+    throw error;
+  }
+}
+
+async function dispatch(
+  deps: ToolCallDeps,
+  route: ToolRoute | undefined,
+  params: CallToolRequest['params'],
+  call: DownstreamCall,
+  options: ToolCallOptions,
+): Promise<CallToolResult> {
   if (!route) throw unknownTool(params.name);
   const args = params.arguments ?? {};
   switch (route.kind) {
@@ -30,6 +73,7 @@ export async function callTool(deps: ToolCallDeps, params: CallToolRequest['para
       try {
         return (await forward(deps, route.server, 'tools/call', { ...params, name: route.originalName }, call)) as CallToolResult;
       } catch (error) {
+        if (options.faults === 'throw') throw error;
         return toolCallFailure(error);
       }
     case 'broadcast':
@@ -41,7 +85,7 @@ export async function callTool(deps: ToolCallDeps, params: CallToolRequest['para
     case 'call': {
       const { name, arguments: targetArgs } = parse(CallArgs, args, params.name);
       if (deps.catalog.current.routes.get(name)?.kind === 'call') throw new McpError(ErrorCode.InvalidParams, `${params.name} cannot call itself`);
-      return callTool(deps, { name, arguments: targetArgs ?? {} }, call);
+      return callTool(deps, { name, arguments: targetArgs ?? {} }, call, options);
     }
   }
 }
@@ -99,6 +143,11 @@ function parse<T>(schema: z.ZodType<T>, args: unknown, tool: string): T {
   if (result.success) return result.data;
   const problems = result.error.issues.map((i) => `${i.path.join('.') || 'arguments'}: ${i.message}`).join('; ');
   throw new McpError(ErrorCode.InvalidParams, `Invalid arguments for ${tool}: ${problems}`);
+}
+
+function firstText(result: CallToolResult): string | undefined {
+  const block = result.content?.find((c) => c.type === 'text');
+  return block?.type === 'text' ? block.text.slice(0, 500) : undefined;
 }
 
 function errorResult(text: string): CallToolResult {

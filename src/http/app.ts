@@ -13,6 +13,8 @@ export interface HttpAppDeps {
   logger: Logger;
   guard: OriginGuardOptions;
   maxBodyBytes: number;
+  /** An extra readiness check (the database), throwing when not ready. */
+  ready?: (() => Promise<void>) | undefined;
 }
 
 /** The gateway's HTTP surface: `/mcp` (Streamable HTTP), `/health` and `/servers`. */
@@ -37,12 +39,17 @@ export function createHttpApp(deps: HttpAppDeps): Hono {
   });
 
   // Readiness: every `required` upstream is connected.
-  app.get('/ready', (c) => {
+  app.get('/ready', async (c) => {
     const waiting = deps.upstreams
       .list()
       .filter((u) => u.config.required && u.config.enabled && u.state !== 'ready')
       .map((u) => u.name);
-    return waiting.length === 0 ? c.json({ ready: true }) : c.json({ ready: false, waiting }, 503);
+    const database = await deps.ready?.().then(
+      () => 'ok',
+      (error: Error) => error.message,
+    );
+    const ready = waiting.length === 0 && (database === undefined || database === 'ok');
+    return c.json({ ready, ...(waiting.length ? { waiting } : {}), ...(database ? { database } : {}) }, ready ? 200 : 503);
   });
 
   app.get('/servers', (c) => c.json({ servers: deps.upstreams.statuses() }));

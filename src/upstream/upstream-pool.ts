@@ -64,16 +64,21 @@ export class UpstreamPool {
     for (const [name, config] of Object.entries(servers)) {
       if (this.#connections.has(name)) continue;
       if (!changed.includes(name)) added.push(name);
-      const connection = new UpstreamConnection(name, config, {
-        ...this.#deps,
-        onChange: () => this.#queueChange(),
-      });
-      this.#connections.set(name, connection);
-      connection.start();
+      this.#open(name, config);
     }
     if (removed.length || changed.length) this.#queueChange();
     await Promise.all(closing);
     return { added, removed, changed };
+  }
+
+  /** Closes and reopens one upstream (a fresh process for stdio), resetting its backoff. */
+  async restart(name: string): Promise<void> {
+    const current = this.#connections.get(name);
+    if (!current) return;
+    this.#connections.delete(name);
+    await current.stop();
+    this.#open(name, current.config);
+    this.#queueChange();
   }
 
   /** Stops every upstream; resolves when all children have exited. */
@@ -89,6 +94,12 @@ export class UpstreamPool {
     while (Date.now() < deadline && this.list().some((u) => u.state === 'connecting')) {
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
+  }
+
+  #open(name: string, config: ServerConfig): void {
+    const connection = new UpstreamConnection(name, config, { ...this.#deps, onChange: () => this.#queueChange() });
+    this.#connections.set(name, connection);
+    connection.start();
   }
 
   #queueChange(): void {

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +18,8 @@ interface Finished {
 function startCli(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => Finished; done: Promise<Finished> } {
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+    // each gateway gets its own embedded database
+    env: { ...process.env, LOG_LEVEL: 'warn', CONFLUX_DATA_DIR: mkdtempSync(join(tmpdir(), 'conflux-data-')), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

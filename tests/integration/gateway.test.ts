@@ -131,7 +131,7 @@ describe('changing the set of upstreams', () => {
       expect(isAlive(pid)).toBe(true);
 
       const changed = session.nextToolListChange();
-      await gateway.conflux.applyServers({ one: gateway.conflux.config.servers.one! });
+      await gateway.conflux.registry.setConfigServers({ one: gateway.conflux.config.servers.one! });
       await changed;
       const names = (await session.client.listTools()).tools.map((t) => t.name);
       expect(names.some((n) => n.startsWith('two__'))).toBe(false);

@@ -1,0 +1,33 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { GATEWAY_VERSION } from '../../version.js';
+import { ApiError, apiErrorResponse } from './api-errors.js';
+import { mountRoutes, openApiDocument } from './route-table.js';
+import { apiRoutes, type ApiDeps } from './routes.js';
+
+export const API_BASE = '/api/v1';
+
+/** The REST API: JSON in and out, zod-validated, described at /api/v1/openapi.json. */
+export function createApiApp(deps: ApiDeps, maxBodyBytes: number): Hono {
+  const app = new Hono();
+  const routes = apiRoutes(deps);
+  const document = openApiDocument(routes, { title: 'Conflux REST API', version: GATEWAY_VERSION }, API_BASE);
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: maxBodyBytes,
+      onError: (c) => apiErrorResponse(c, new ApiError(413, 'payload_too_large', `request body larger than ${maxBodyBytes} bytes`)),
+    }),
+  );
+  app.get('/openapi.json', (c) => c.json(document));
+  mountRoutes(app, routes);
+  app.notFound((c) => apiErrorResponse(c, new ApiError(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`)));
+  app.onError((error, c) => {
+    const response = apiErrorResponse(c, error);
+    if (response.status >= 500 && response.status !== 502 && response.status !== 503 && response.status !== 504) {
+      deps.logger.error({ err: error }, 'REST request failed');
+    }
+    return response;
+  });
+  return app;
+}

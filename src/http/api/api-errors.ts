@@ -1,0 +1,39 @@
+import type { Context } from 'hono';
+import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { RegistryError } from '../../registry/errors.js';
+import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from '../../upstream/errors.js';
+
+/** An error the REST API reports as `{error: {code, message, details}}` with `status`. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** The one mapping from failures to REST responses. */
+export function apiErrorResponse(c: Context, error: unknown): Response {
+  const { status, code, message, details } = toApiError(error);
+  return c.json({ error: { code, message, ...(details === undefined ? {} : { details }) } }, status as 400);
+}
+
+function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof RegistryError) return new ApiError(error.status, error.code, error.message, error.details);
+  if (error instanceof UpstreamTimeoutError) return new ApiError(504, 'upstream_timeout', error.message, { server: error.server });
+  if (error instanceof UpstreamUnavailableError || error instanceof UpstreamConnectionLostError) {
+    return new ApiError(502, 'upstream_unavailable', error.message, { server: error.server });
+  }
+  if (error instanceof McpError) {
+    // An upstream (or the gateway) refused the request's content: the caller's to fix.
+    if (error.code === ErrorCode.InvalidParams || error.code === ErrorCode.InvalidRequest) return new ApiError(400, 'invalid_request', error.message);
+    if (error.code === ErrorCode.MethodNotFound) return new ApiError(404, 'not_found', error.message);
+    return new ApiError(502, 'upstream_error', error.message, { code: error.code });
+  }
+  return new ApiError(500, 'internal', 'Internal server error');
+}

@@ -1,0 +1,275 @@
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import type { Logger } from 'pino';
+import type { LiveCatalog } from '../../catalog/live-catalog.js';
+import type { ServerConfig } from '../../config/schema.js';
+import { ServerNameSchema } from '../../config/schema.js';
+import type { BroadcastDeps } from '../../gateway/broadcast.js';
+import { broadcast } from '../../gateway/broadcast.js';
+import { detachedCall } from '../../gateway/forward.js';
+import { callTool, type ToolCallDeps } from '../../gateway/tool-calls.js';
+import type { AuditLog } from '../../observability/audit-log.js';
+import type { ServerRegistry } from '../../registry/server-registry.js';
+import type { AuditRepository } from '../../store/audit-repository.js';
+import type { UpstreamPool } from '../../upstream/upstream-pool.js';
+import { ApiError } from './api-errors.js';
+import { route, type ApiRoute } from './route-table.js';
+
+export interface ApiDeps extends ToolCallDeps, BroadcastDeps {
+  catalog: LiveCatalog;
+  upstreams: UpstreamPool;
+  registry: ServerRegistry;
+  audit?: AuditLog | undefined;
+  auditRepository?: AuditRepository | undefined;
+  logger: Logger;
+}
+
+const NameParam = z.object({ name: z.string().min(1) });
+const ServerBody = z.looseObject({ name: ServerNameSchema });
+const Arguments = z.record(z.string(), z.unknown());
+const ToolsQuery = z.object({ server: z.string().optional(), tag: z.string().optional(), q: z.string().optional() });
+const BroadcastBody = z.object({
+  tool: z.string().min(1),
+  arguments: Arguments.optional(),
+  servers: z.array(z.string()).optional(),
+  tags: z.array(z.string()).optional(),
+});
+const AuditQuery = z.object({
+  principal: z.string().optional(),
+  server: z.string().optional(),
+  tool: z.string().optional(),
+  kind: z.enum(['tool_call', 'prompt_get', 'resource_read', 'admin']).optional(),
+  status: z.enum(['ok', 'error', 'denied']).optional(),
+  from: z.iso.datetime({ offset: true }).optional(),
+  to: z.iso.datetime({ offset: true }).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  offset: z.coerce.number().int().min(0).default(0),
+});
+
+/** The REST operations under `/api/v1`. */
+export function apiRoutes(deps: ApiDeps): ApiRoute[] {
+  const { registry, upstreams, catalog } = deps;
+
+  const serverView = (name: string) => {
+    const definition = registry.definition(name)!;
+    const status = upstreams.get(name)?.status();
+    return {
+      name,
+      source: registry.sourceOf(name),
+      state: status?.state ?? (definition.enabled ? 'connecting' : 'disabled'),
+      transport: definition.transport,
+      wire: status?.wire,
+      description: definition.description,
+      tags: definition.tags,
+      enabled: definition.enabled,
+      toolCount: status?.toolCount ?? 0,
+      lastError: status?.lastError,
+      connectedAt: status?.connectedAt,
+      definition: redactDefinition(definition),
+    };
+  };
+  const auditAdmin = (target: string, args: unknown, status: 'ok' | 'error', error?: string) =>
+    deps.audit?.record({ kind: 'admin', principal: 'anonymous', channel: 'rest', server: undefined, target, arguments: args, status, error });
+  const admin = async <T>(action: string, args: unknown, run: () => Promise<T>): Promise<T> => {
+    try {
+      const result = await run();
+      auditAdmin(action, args, 'ok');
+      return result;
+    } catch (error) {
+      auditAdmin(action, args, 'error', (error as Error).message);
+      throw error;
+    }
+  };
+  const known = (name: string) => {
+    if (!registry.sourceOf(name)) throw new ApiError(404, 'not_found', `no server named "${name}"`);
+    return name;
+  };
+
+  return [
+    route({
+      method: 'get',
+      path: '/servers',
+      tag: 'servers',
+      summary: 'List upstream servers with their state',
+      responses: { 200: 'The servers' },
+      handler: async ({ c }) => c.json({ servers: Object.keys(registry.all()).sort().map(serverView) }),
+    }),
+    route({
+      method: 'post',
+      path: '/servers',
+      tag: 'servers',
+      summary: 'Register a server (stored in the database; connected at once)',
+      body: ServerBody,
+      responses: { 201: 'Registered', 400: 'Invalid definition', 409: 'The name is taken', 503: 'No database' },
+      handler: async ({ body, c }) => {
+        const { name, ...definition } = body;
+        await admin(`servers.create:${name}`, body, () => registry.create(name, definition));
+        return c.json(serverView(name), 201);
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/servers/:name',
+      tag: 'servers',
+      summary: 'One server',
+      params: NameParam,
+      responses: { 200: 'The server', 404: 'No such server' },
+      handler: async ({ params, c }) => c.json(serverView(known(params.name))),
+    }),
+    route({
+      method: 'put',
+      path: '/servers/:name',
+      tag: 'servers',
+      summary: 'Replace a registered server',
+      params: NameParam,
+      body: z.looseObject({}),
+      responses: { 200: 'Replaced', 400: 'Invalid definition', 404: 'No such server', 409: 'Defined in the config file' },
+      handler: async ({ params, body, c }) => {
+        await admin(`servers.replace:${params.name}`, body, () => registry.replace(params.name, body));
+        return c.json(serverView(params.name));
+      },
+    }),
+    route({
+      method: 'patch',
+      path: '/servers/:name',
+      tag: 'servers',
+      summary: 'Change some fields of a registered server (e.g. {"enabled": false})',
+      params: NameParam,
+      body: z.looseObject({}),
+      responses: { 200: 'Changed', 400: 'Invalid definition', 404: 'No such server', 409: 'Defined in the config file' },
+      handler: async ({ params, body, c }) => {
+        await admin(`servers.patch:${params.name}`, body, () => registry.patch(params.name, body));
+        return c.json(serverView(params.name));
+      },
+    }),
+    route({
+      method: 'delete',
+      path: '/servers/:name',
+      tag: 'servers',
+      summary: 'Remove a registered server',
+      params: NameParam,
+      responses: { 204: 'Removed', 404: 'No such server', 409: 'Defined in the config file' },
+      handler: async ({ params, c }) => {
+        await admin(`servers.delete:${params.name}`, undefined, () => registry.remove(params.name));
+        return c.body(null, 204);
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/servers/:name/restart',
+      tag: 'servers',
+      summary: 'Reconnect a server now (restarting its process)',
+      params: NameParam,
+      responses: { 202: 'Restarting', 404: 'No such server' },
+      handler: async ({ params, c }) => {
+        known(params.name);
+        await admin(`servers.restart:${params.name}`, undefined, () => upstreams.restart(params.name));
+        return c.json(serverView(params.name), 202);
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/tools',
+      tag: 'tools',
+      summary: 'List tools (filters: server, tag, q ranked search)',
+      query: ToolsQuery,
+      responses: { 200: 'The tools' },
+      handler: async ({ query, c }) => {
+        const entries = query.q
+          ? catalog.searchIndex.search(query.q, 1000).map((hit) => catalog.current.upstreamTools.find((t) => t.tool.name === hit.name)!)
+          : [...catalog.current.upstreamTools];
+        const tools = entries
+          .filter(({ route: r }) => r.kind === 'upstream')
+          .filter(({ route: r }) => !query.server || (r.kind === 'upstream' && r.server === query.server))
+          .filter(({ route: r }) => !query.tag || (r.kind === 'upstream' && registry.definition(r.server)?.tags.includes(query.tag)))
+          .map(({ tool, route: r }) => ({
+            name: tool.name,
+            server: r.kind === 'upstream' ? r.server : undefined,
+            originalName: r.kind === 'upstream' ? r.originalName : undefined,
+            title: tool.title,
+            description: tool.description,
+          }));
+        return c.json({ tools });
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/tools/:name',
+      tag: 'tools',
+      summary: 'One tool with its schemas',
+      params: NameParam,
+      responses: { 200: 'The tool', 404: 'No such tool' },
+      handler: async ({ params, c }) => {
+        const r = catalog.current.routes.get(params.name);
+        const tool = catalog.current.upstreamTools.find((t) => t.tool.name === params.name)?.tool ?? catalog.current.tools.find((t) => t.name === params.name);
+        if (!r || !tool) throw new ApiError(404, 'not_found', `no tool named "${params.name}"`);
+        return c.json({ ...tool, route: r });
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/tools/:name/call',
+      tag: 'tools',
+      summary: 'Call a tool; the body is its arguments',
+      params: NameParam,
+      body: Arguments,
+      responses: { 200: '{result, durationMs}', 400: 'Invalid arguments', 404: 'No such tool', 502: 'Upstream failed', 504: 'Upstream timed out' },
+      handler: async ({ params, body, c }) => {
+        if (!catalog.current.routes.has(params.name)) throw new ApiError(404, 'not_found', `no tool named "${params.name}"`);
+        const started = performance.now();
+        const result = await callTool(deps, { name: params.name, arguments: body }, detachedCall('rest', 'anonymous', c.req.raw.signal), { faults: 'throw' });
+        return c.json({ result, durationMs: Math.round(performance.now() - started) });
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/broadcast',
+      tag: 'tools',
+      summary: 'Run one tool (its own name) on every server that offers it, or on those named or tagged',
+      body: BroadcastBody,
+      responses: { 200: 'Every server\'s result, labelled', 404: 'No server offers the tool' },
+      handler: async ({ body, c }) => {
+        const offering = new Set(
+          catalog.current.upstreamTools.flatMap(({ route: r }) => (r.kind === 'upstream' && r.originalName === body.tool ? [r.server] : [])),
+        );
+        const targets = [...offering].filter(
+          (s) => (!body.servers || body.servers.includes(s)) && (!body.tags || body.tags.some((t) => registry.definition(s)?.tags.includes(t))),
+        );
+        if (targets.length === 0) throw new ApiError(404, 'not_found', `no matching server offers "${body.tool}"`);
+        const result: CallToolResult = await broadcast(deps, body.tool, targets.sort(), body.arguments ?? {}, detachedCall('rest', 'anonymous', c.req.raw.signal));
+        return c.json(result);
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/audit',
+      tag: 'audit',
+      summary: 'Audit events, newest first (filters: principal, server, tool, kind, status, from, to; paging: limit, offset)',
+      query: AuditQuery,
+      responses: { 200: '{total, events}', 503: 'No database' },
+      handler: async ({ query, c }) => {
+        if (!deps.auditRepository) throw new ApiError(503, 'no_database', 'the audit trail needs a database');
+        await deps.audit?.flush();
+        const page = await deps.auditRepository.query({
+          principal: query.principal,
+          server: query.server,
+          target: query.tool,
+          kind: query.kind,
+          status: query.status,
+          from: query.from ? new Date(query.from) : undefined,
+          to: query.to ? new Date(query.to) : undefined,
+          limit: query.limit,
+          offset: query.offset,
+        });
+        return c.json({ ...page, limit: query.limit, offset: query.offset });
+      },
+    }),
+  ];
+}
+
+/** Header and environment values can be secrets: the API shows their names only. */
+function redactDefinition(definition: ServerConfig): ServerConfig {
+  const hide = (values: Record<string, string>) => Object.fromEntries(Object.keys(values).map((k) => [k, '[redacted]']));
+  if (definition.transport === 'stdio') return { ...definition, env: hide(definition.env) };
+  return { ...definition, headers: hide(definition.headers) };
+}
