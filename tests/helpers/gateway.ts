@@ -6,6 +6,7 @@ import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { createConflux, type Conflux } from '../../src/conflux.js';
 import { silentLogger } from '../../src/observability/logger.js';
+import type { OpenedDatabase } from '../../src/store/database.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const STDIO_FIXTURE = resolve(ROOT, 'tests/fixtures/stdio-server.ts');
@@ -28,8 +29,8 @@ export interface RunningGateway {
 }
 
 /** Starts a gateway on a free loopback port and waits until its upstreams have settled. */
-export async function startGateway(config: Config): Promise<RunningGateway> {
-  const conflux = createConflux(config, { logger: silentLogger() });
+export async function startGateway(config: Config, options: { database?: OpenedDatabase } = {}): Promise<RunningGateway> {
+  const conflux = createConflux(config, { logger: silentLogger(), database: options.database });
   await conflux.start();
   const { url } = await conflux.listen('127.0.0.1', 0);
   await conflux.upstreams.settled(15_000);
