@@ -39,8 +39,10 @@ const commonServerFields = {
   /** Defaults to the server's name; "" exposes the upstream's names unchanged. */
   prefix: PrefixSchema.optional(),
   separator: z.string().regex(NAME_CHARS).max(8).default('__'),
-  /** Seconds allowed for connecting and for each request to this server. */
+  /** Seconds allowed for each request to this server. */
   timeout: z.number({ error: 'expected a number of seconds' }).positive().max(86_400).default(60),
+  /** Seconds allowed to connect (start, initialize, list); default: `timeout`, at least 10. */
+  connectTimeout: z.number({ error: 'expected a number of seconds' }).positive().max(3600).optional(),
   /** A required server must be ready for the gateway to report itself ready. */
   required: z.boolean().default(false),
   tools: ToolsFilterSchema.optional(),

@@ -126,6 +126,11 @@ export class UpstreamConnection {
     return this.config.timeout * 1000;
   }
 
+  /** Starting a process and initializing can take longer than a short per-call timeout. */
+  get connectTimeoutMs(): number {
+    return (this.config.connectTimeout ?? Math.max(this.config.timeout, 10)) * 1000;
+  }
+
   /** Begins connecting in the background; never throws. */
   start(): void {
     if (this.state === 'disabled' || this.#stopped) return;
@@ -191,7 +196,7 @@ export class UpstreamConnection {
         logger: this.#logger,
         groups: this.#deps.groups,
         newClient: () => this.#newClient(),
-        timeoutMs: this.timeoutMs,
+        timeoutMs: this.connectTimeoutMs,
       });
       if (generation !== this.#generation) {
         await opened.client.close().catch(() => {});
@@ -238,7 +243,7 @@ export class UpstreamConnection {
   /** Fetches the asked-for lists the upstream's capabilities offer. */
   async #fetchLists(client: Client, which: { tools?: boolean; prompts?: boolean; resources?: boolean }): Promise<void> {
     const caps = this.capabilities;
-    const timeout = this.timeoutMs;
+    const timeout = this.connectTimeoutMs;
     const [tools, prompts, resources, templates] = await Promise.all([
       which.tools ? (caps?.tools ? allPages((cursor) => client.listTools({ cursor }, { timeout }), (r) => r.tools) : []) : undefined,
       which.prompts ? (caps?.prompts ? allPages((cursor) => client.listPrompts({ cursor }, { timeout }), (r) => r.prompts) : []) : undefined,

@@ -26,7 +26,7 @@ describe('upstream wires and faults', () => {
         explicit: { transport: 'sse', url: sse.url },
         fallback: { transport: 'streamable-http', url: sse.url },
         modern: { url: streamable.url },
-        hangs: { url: hangingUrl, timeout: 1.5, required: true },
+        hangs: { url: hangingUrl, connectTimeout: 1.5, required: true },
         missing: { command: 'conflux-no-such-command-xyz' },
         refused: { url: 'http://127.0.0.1:1/mcp' },
         noisy: stdioFixture('noisy', { env: { GARBAGE_FIRST: '1' } }),
