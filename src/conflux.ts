@@ -1,5 +1,6 @@
 import type { CallToolRequest, CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Hono } from 'hono';
+import type { Redis } from 'ioredis';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import { LiveCatalog } from './catalog/live-catalog.js';
@@ -15,7 +16,11 @@ import { UpstreamRelay } from './gateway/upstream-relay.js';
 import { API_BASE, createApiApp } from './http/api/api-app.js';
 import { createHttpApp } from './http/app.js';
 import { listen, type Listening } from './http/listen.js';
+import type { CallerEnv } from './http/caller.js';
+import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from './limits/rate-limiter.js';
+import { RateLimits } from './limits/rate-limits.js';
 import { AuditLog } from './observability/audit-log.js';
+import { GatewayMetrics } from './observability/metrics.js';
 import { ServerRegistry } from './registry/server-registry.js';
 import { AuditRepository } from './store/audit-repository.js';
 import type { OpenedDatabase } from './store/database.js';
@@ -29,6 +34,8 @@ export interface ConfluxDeps {
   database?: OpenedDatabase | undefined;
   /** When given, the file is watched and its server changes are applied while running. */
   configFile?: { path: string; env: Readonly<Record<string, string | undefined>> } | undefined;
+  /** Shared state for several replicas (rate limits); without it, state is per process. */
+  redis?: Redis | undefined;
 }
 
 export interface Conflux {
@@ -38,14 +45,18 @@ export interface Conflux {
   readonly catalog: LiveCatalog;
   readonly sessions: SessionRegistry;
   readonly audit: AuditLog;
-  readonly app: Hono;
+  readonly metrics: GatewayMetrics;
+  readonly app: Hono<CallerEnv>;
   /** Loads registered servers and starts connecting every enabled upstream (without waiting for them). */
   start(): Promise<void>;
   /** Serves HTTP; defaults come from the config's `gateway` section. */
   listen(host?: string, port?: number): Promise<{ url: string; port: number }>;
   /** The gateway's routing of one tool call, without HTTP (used by the CLI). */
   callTool(params: CallToolRequest['params'], signal?: AbortSignal): Promise<CallToolResult>;
-  /** Stops HTTP, closes sessions, stops upstreams and their processes, flushes the audit trail. */
+  /**
+   * Stops accepting, lets calls in flight finish (up to `shutdownGraceSeconds`), then closes
+   * sessions and connections, stops upstreams and their processes, and flushes the audit trail.
+   */
   stop(): Promise<void>;
 }
 
@@ -64,18 +75,49 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     redactKeys: settings.audit.redactKeys,
     capacity: settings.audit.bufferSize,
   });
+  const limiter: RateLimiter = deps.redis ? new RedisRateLimiter(deps.redis) : new MemoryRateLimiter();
   const sessions: SessionRegistry = new SessionRegistry({
     logger,
     idleMs: settings.sessionIdleSeconds * 1000,
-    createServer: () => createSessionServer({ catalog, upstreams, tracker, sessions, subscriptions, limit, audit, pageSize: settings.pageSize }),
-    onClosed: (session) => void subscriptions.release(session),
+    createServer: () =>
+      createSessionServer({
+        catalog,
+        upstreams,
+        tracker,
+        sessions,
+        subscriptions,
+        limit,
+        audit,
+        metrics,
+        rateLimits,
+        pageSize: settings.pageSize,
+        maxConcurrentCallsPerSession: settings.limits.maxConcurrentCallsPerSession,
+      }),
+    onOpened: () => metrics.sessionsCreated.inc(),
+    onClosed: (session) => {
+      metrics.sessionsDestroyed.inc();
+      void subscriptions.release(session);
+    },
   });
   const upstreams = new UpstreamPool({
     logger,
     groups,
     reconnect: settings.reconnect,
+    health: {
+      breaker: { failureThreshold: settings.circuitBreaker.failureThreshold, cooldownMs: settings.circuitBreaker.cooldownSeconds * 1000 },
+      pingIntervalMs: settings.healthCheck.intervalSeconds * 1000,
+      pingTimeoutMs: settings.healthCheck.timeoutSeconds * 1000,
+      pingFailureThreshold: settings.healthCheck.failureThreshold,
+    },
     events: new UpstreamRelay(tracker, sessions),
+    onRestart: (server) => metrics.restarts.inc({ server_id: server }),
   });
+  const metrics = new GatewayMetrics({
+    servers: () => upstreams.statuses().map((s) => ({ name: s.name, state: s.state, connectedAt: s.connectedAt, breaker: s.breaker })),
+    sessions: () => sessions.size,
+    auditDropped: () => audit.stats.dropped,
+  });
+  const rateLimits = new RateLimits(limiter, settings.rateLimit, metrics);
   const subscriptions = new ResourceSubscriptions(upstreams);
   const registry = new ServerRegistry({ upstreams, repository: database ? new ServerRepository(database.db) : undefined, logger });
   let listening: Listening | undefined;
@@ -107,6 +149,9 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     upstreams,
     logger,
     maxBodyBytes: settings.maxBodyBytes,
+    limits: settings.limits,
+    rateLimits,
+    metrics,
     guard: {
       get bindHost() {
         return bindHost;
@@ -118,7 +163,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   });
   app.route(
     API_BASE,
-    createApiApp({ catalog, upstreams, tracker, limit, registry, audit, auditRepository, logger }, settings.api.maxBodyBytes),
+    createApiApp({ catalog, upstreams, tracker, limit, registry, audit, auditRepository, metrics, rateLimits, logger }, settings.api.maxBodyBytes),
   );
 
   return {
@@ -128,6 +173,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     catalog,
     sessions,
     audit,
+    metrics,
     app,
     async start() {
       groups.installExitHook();
@@ -142,13 +188,18 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       const shownHost = host.includes(':') ? `[${host}]` : host;
       return { url: `http://${shownHost}:${listening.port}/mcp`, port: listening.port };
     },
-    callTool: (params, signal) => callTool({ catalog, upstreams, tracker, limit, audit }, params, detachedCall('cli', 'anonymous', signal)),
+    callTool: (params, signal) => callTool({ catalog, upstreams, tracker, limit, audit, metrics, rateLimits }, params, detachedCall('cli', 'anonymous', signal)),
     async stop() {
       watcher?.close();
-      await listening?.close();
+      await listening?.stopAccepting();
+      const deadline = Date.now() + settings.shutdownGraceSeconds * 1000;
+      while (tracker.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      if (tracker.size > 0) logger.warn({ inFlight: tracker.size }, 'shutdown grace period over; cutting calls still in flight');
       await sessions.closeAll();
+      listening?.cut();
       await upstreams.stop();
       await audit.close();
+      await limiter.close();
       groups.removeExitHook();
     },
   };

@@ -131,8 +131,45 @@ export const GatewaySettingsSchema = z.strictObject({
     .strictObject({
       initialDelayMs: z.number().int().positive().default(1000),
       maxDelayMs: z.number().int().positive().default(30_000),
+      /** Failed attempts in a row before a server is left `down` until its config changes or an admin restarts it (0 = never give up). */
+      maxAttempts: z.number().int().min(0).default(20),
     })
-    .default({ initialDelayMs: 1000, maxDelayMs: 30_000 }),
+    .default({ initialDelayMs: 1000, maxDelayMs: 30_000, maxAttempts: 20 }),
+  /** Consecutive upstream faults (timeouts, lost connections) that open a server's breaker; calls then fail fast until `cooldownSeconds` pass and a probe succeeds. */
+  circuitBreaker: z
+    .strictObject({
+      failureThreshold: z.number().int().positive().default(5),
+      cooldownSeconds: z.number().positive().default(30),
+    })
+    .default({ failureThreshold: 5, cooldownSeconds: 30 }),
+  /** Pings connected servers; `failureThreshold` failures in a row mark one degraded, then reconnect it. */
+  healthCheck: z
+    .strictObject({
+      intervalSeconds: z.number().min(0).default(30),
+      timeoutSeconds: z.number().positive().default(10),
+      failureThreshold: z.number().int().positive().default(3),
+    })
+    .default({ intervalSeconds: 30, timeoutSeconds: 10, failureThreshold: 3 }),
+  rateLimit: z
+    .strictObject({
+      /** Requests per principal per window (0 = unlimited). */
+      perPrincipal: z.number().int().min(0).default(0),
+      /** Tool calls per upstream server per window, all principals together (0 = unlimited). */
+      perServer: z.number().int().min(0).default(0),
+      windowSeconds: z.number().positive().default(60),
+    })
+    .default({ perPrincipal: 0, perServer: 0, windowSeconds: 60 }),
+  limits: z
+    .strictObject({
+      maxSessions: z.number().int().positive().default(10_000),
+      maxSessionsPerPrincipal: z.number().int().positive().default(1000),
+      maxConcurrentCallsPerSession: z.number().int().positive().default(64),
+      /** Deepest nesting of arrays and objects accepted in a JSON-RPC message. */
+      maxJsonDepth: z.number().int().positive().default(64),
+    })
+    .default({ maxSessions: 10_000, maxSessionsPerPrincipal: 1000, maxConcurrentCallsPerSession: 64, maxJsonDepth: 64 }),
+  /** On SIGTERM, calls in flight get this long to finish before connections are cut. */
+  shutdownGraceSeconds: z.number().min(0).default(10),
 });
 
 export const ConfigSchema = z.strictObject({

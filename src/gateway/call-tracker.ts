@@ -10,6 +10,13 @@ import type { DownstreamCall } from './downstream-call.js';
 export class CallTracker {
   readonly #inFlight = new Map<string, Set<DownstreamCall>>();
 
+  /** Upstream requests in flight, all servers together (graceful shutdown waits for 0). */
+  get size(): number {
+    let total = 0;
+    for (const calls of this.#inFlight.values()) total += calls.size;
+    return total;
+  }
+
   /** Records `call` as in flight on `server`; the returned function ends it. */
   begin(server: string, call: DownstreamCall): () => void {
     let calls = this.#inFlight.get(server);

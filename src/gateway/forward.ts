@@ -1,5 +1,6 @@
 import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { UpstreamUnavailableError } from '../upstream/errors.js';
+import type { RateLimits } from '../limits/rate-limits.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { CallTracker } from './call-tracker.js';
 import type { DownstreamCall } from './downstream-call.js';
@@ -7,6 +8,7 @@ import type { DownstreamCall } from './downstream-call.js';
 export interface ForwardDeps {
   upstreams: UpstreamPool;
   tracker: CallTracker;
+  rateLimits?: RateLimits | undefined;
 }
 
 /**
@@ -24,6 +26,7 @@ export async function forward(
 ): Promise<Record<string, unknown>> {
   const upstream = deps.upstreams.get(server);
   if (!upstream) throw new UpstreamUnavailableError(server, 'it is not configured');
+  await deps.rateLimits?.server(server);
   const options: RequestOptions = { signal: call.signal };
   const progressToken = (params?._meta as { progressToken?: string | number } | undefined)?.progressToken;
   if (progressToken !== undefined) {

@@ -9,6 +9,8 @@ import { SessionEventStore } from './session-event-store.js';
 /** One downstream MCP session: its server, its transport, and when it was last used. */
 export interface DownstreamSession {
   readonly id: string;
+  /** Who opened the session; every later request on it must come from the same principal. */
+  readonly principal: string;
   readonly server: Server;
   /** What this session's server advertised at initialize. */
   readonly capabilities: ServerCapabilities;
@@ -21,6 +23,8 @@ export interface DownstreamSession {
   logLevel: LoggingLevel | undefined;
   /** Exposed URI → owner, for every resource this session subscribed to. */
   readonly subscriptions: Map<string, ResourceRoute>;
+  /** Tool calls in flight, against `maxConcurrentCallsPerSession`. */
+  activeCalls: number;
 }
 
 export interface SessionRegistryOptions {
@@ -28,6 +32,7 @@ export interface SessionRegistryOptions {
   logger: Logger;
   /** Called once for every session that ends, after it is removed. */
   onClosed?: (session: DownstreamSession) => void;
+  onOpened?: (session: DownstreamSession) => void;
   /** Sessions without a request or an open stream for this long are closed; 0 keeps them. */
   idleMs: number;
 }
@@ -57,14 +62,15 @@ export class SessionRegistry {
    * A server and transport ready to answer an `initialize`. The session is registered only
    * once the transport accepts the initialize; `discardIfUninitialized` frees it otherwise.
    */
-  async prepare(): Promise<{ server: Server; transport: WebStandardStreamableHTTPServerTransport }> {
+  async prepare(principal: string): Promise<{ server: Server; transport: WebStandardStreamableHTTPServerTransport }> {
     const { server, capabilities } = this.#options.createServer();
     const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: randomUUID,
       onsessioninitialized: (id) => {
         const now = Date.now();
-        this.#sessions.set(id, {
+        const session: DownstreamSession = {
           id,
+          principal,
           server,
           capabilities,
           transport,
@@ -73,7 +79,10 @@ export class SessionRegistry {
           openStreams: 0,
           logLevel: undefined,
           subscriptions: new Map(),
-        });
+          activeCalls: 0,
+        };
+        this.#sessions.set(id, session);
+        this.#options.onOpened?.(session);
         this.#options.logger.debug({ session: id }, 'session opened');
       },
       onsessionclosed: (id) => void this.close(id),
@@ -86,6 +95,13 @@ export class SessionRegistry {
   async discardIfUninitialized(prepared: { server: Server; transport: WebStandardStreamableHTTPServerTransport }): Promise<void> {
     const id = prepared.transport.sessionId;
     if (id === undefined || !this.#sessions.has(id)) await prepared.server.close().catch(() => {});
+  }
+
+  /** Open sessions of one principal. */
+  countFor(principal: string): number {
+    let count = 0;
+    for (const session of this.#sessions.values()) if (session.principal === principal) count++;
+    return count;
   }
 
   get(id: string | undefined): DownstreamSession | undefined {

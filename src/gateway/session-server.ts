@@ -25,7 +25,9 @@ import { asMcpError, resourceNotFound, unknownPrompt } from './error-mapping.js'
 import { forward, type ForwardDeps } from './forward.js';
 import { pageOf } from './list-page.js';
 import type { LimitFunction } from 'p-limit';
+import { LimitExceededError } from '../limits/errors.js';
 import type { AuditLog } from '../observability/audit-log.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
 import type { ResourceSubscriptions } from './resource-subscriptions.js';
 import type { SessionRegistry } from './session-registry.js';
 import { callTool } from './tool-calls.js';
@@ -37,7 +39,9 @@ export interface SessionServerDeps extends ForwardDeps {
   subscriptions: ResourceSubscriptions;
   limit: LimitFunction;
   audit?: AuditLog | undefined;
+  metrics?: GatewayMetrics | undefined;
   pageSize: number;
+  maxConcurrentCallsPerSession: number;
 }
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -55,7 +59,7 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
   const server = new Server({ name: GATEWAY_NAME, version: GATEWAY_VERSION }, { capabilities, instructions: INSTRUCTIONS });
   const { catalog } = deps;
   const callOf = (extra: Extra): DownstreamCall => ({
-    principal: 'anonymous',
+    principal: deps.sessions.get(extra.sessionId)?.principal ?? 'anonymous',
     channel: 'mcp',
     sessionId: extra.sessionId,
     clientCapabilities: server.getClientCapabilities(),
@@ -96,7 +100,20 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
     const { items, nextCursor } = pageOf(catalog.current.tools, request.params?.cursor, deps.pageSize);
     return nextCursor ? { tools: [...items], nextCursor } : { tools: items as never };
   });
-  server.setRequestHandler(CallToolRequestSchema, (request, extra) => callTool({ ...deps, catalog }, request.params, callOf(extra)));
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+    const session = deps.sessions.get(extra.sessionId);
+    if (session && session.activeCalls >= deps.maxConcurrentCallsPerSession) {
+      throw asMcpError(new LimitExceededError(`too many concurrent tool calls in this session (at most ${deps.maxConcurrentCallsPerSession})`));
+    }
+    if (session) session.activeCalls++;
+    try {
+      return await callTool(deps, request.params, callOf(extra));
+    } catch (error) {
+      throw asMcpError(error);
+    } finally {
+      if (session) session.activeCalls--;
+    }
+  });
 
   if (capabilities.prompts) {
     server.setRequestHandler(ListPromptsRequestSchema, (request) => {

@@ -1,7 +1,9 @@
 import { ErrorCode, McpError, type CallToolRequest, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { LiveCatalog } from '../catalog/live-catalog.js';
+import { RateLimitedError } from '../limits/errors.js';
 import type { AuditLog } from '../observability/audit-log.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
 import type { ToolRoute } from '../catalog/tool-catalog.js';
 import { broadcast, type BroadcastDeps } from './broadcast.js';
 import type { DownstreamCall } from './downstream-call.js';
@@ -11,6 +13,7 @@ import { forward } from './forward.js';
 export interface ToolCallDeps extends BroadcastDeps {
   catalog: LiveCatalog;
   audit?: AuditLog | undefined;
+  metrics?: GatewayMetrics | undefined;
 }
 
 export interface ToolCallOptions {
@@ -35,7 +38,8 @@ export async function callTool(
 ): Promise<CallToolResult> {
   const started = performance.now();
   const route = deps.catalog.current.routes.get(params.name);
-  const audit = (status: 'ok' | 'error', error?: string) =>
+  const audit = (status: 'ok' | 'error', error?: string) => {
+    deps.metrics?.toolCall(params.name, status, (performance.now() - started) / 1000);
     deps.audit?.record({
       kind: 'tool_call',
       principal: call.principal,
@@ -48,6 +52,7 @@ export async function callTool(
       error,
       durationMs: Math.round(performance.now() - started),
     });
+  };
   try {
     const result = await dispatch(deps, route, params, call, options);
     audit(result.isError ? 'error' : 'ok', result.isError ? firstText(result) : undefined);
@@ -73,7 +78,7 @@ async function dispatch(
       try {
         return (await forward(deps, route.server, 'tools/call', { ...params, name: route.originalName }, call)) as CallToolResult;
       } catch (error) {
-        if (options.faults === 'throw') throw error;
+        if (options.faults === 'throw' || error instanceof RateLimitedError) throw error;
         return toolCallFailure(error);
       }
     case 'broadcast':

@@ -2,9 +2,13 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from 'pino';
 import type { SessionRegistry } from '../gateway/session-registry.js';
+import type { RateLimits } from '../limits/rate-limits.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
-import { INVALID_REQUEST, jsonRpcError } from './json-rpc-errors.js';
-import { mcpEndpoint } from './mcp-endpoint.js';
+import { apiErrorResponse } from './api/api-errors.js';
+import { callerMiddleware, type CallerEnv } from './caller.js';
+import { BAD_REQUEST, INVALID_REQUEST, jsonRpcError } from './json-rpc-errors.js';
+import { mcpEndpoint, type McpEndpointLimits } from './mcp-endpoint.js';
 import { originGuard, type OriginGuardOptions } from './origin-guard.js';
 
 export interface HttpAppDeps {
@@ -13,13 +17,16 @@ export interface HttpAppDeps {
   logger: Logger;
   guard: OriginGuardOptions;
   maxBodyBytes: number;
+  limits: McpEndpointLimits;
+  rateLimits?: RateLimits | undefined;
+  metrics: GatewayMetrics;
   /** An extra readiness check (the database), throwing when not ready. */
   ready?: (() => Promise<void>) | undefined;
 }
 
-/** The gateway's HTTP surface: `/mcp` (Streamable HTTP), `/health` and `/servers`. */
-export function createHttpApp(deps: HttpAppDeps): Hono {
-  const app = new Hono();
+/** The gateway's HTTP surface: `/mcp` (Streamable HTTP), `/health`, `/ready`, `/metrics`, `/servers`; the REST API is mounted by the caller. */
+export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
+  const app = new Hono<CallerEnv>();
 
   app.use(
     '/mcp',
@@ -28,8 +35,16 @@ export function createHttpApp(deps: HttpAppDeps): Hono {
       maxSize: deps.maxBodyBytes,
       onError: () => jsonRpcError(413, INVALID_REQUEST, `Request body larger than ${deps.maxBodyBytes} bytes`),
     }),
+    callerMiddleware(deps.rateLimits, (c, error) => {
+      c.header('Retry-After', String(error.retryAfterSeconds));
+      return jsonRpcError(429, BAD_REQUEST, error.message);
+    }),
   );
-  app.all('/mcp', mcpEndpoint(deps.sessions));
+  app.all('/mcp', mcpEndpoint(deps.sessions, deps.limits));
+  app.use(
+    '/api/*',
+    callerMiddleware(deps.rateLimits, (c, error) => apiErrorResponse(c, error)),
+  );
 
   app.get('/health', (c) => {
     const servers = Object.fromEntries(
@@ -38,7 +53,7 @@ export function createHttpApp(deps: HttpAppDeps): Hono {
     return c.json({ status: 'ok', sessions: deps.sessions.size, servers });
   });
 
-  // Readiness: every `required` upstream is connected.
+  // Readiness: the database answers and every `required` upstream is connected.
   app.get('/ready', async (c) => {
     const waiting = deps.upstreams
       .list()
@@ -52,10 +67,16 @@ export function createHttpApp(deps: HttpAppDeps): Hono {
     return c.json({ ready, ...(waiting.length ? { waiting } : {}), ...(database ? { database } : {}) }, ready ? 200 : 503);
   });
 
+  app.get('/metrics', async (c) => {
+    c.header('content-type', deps.metrics.registry.contentType);
+    return c.body(await deps.metrics.registry.metrics());
+  });
+
   app.get('/servers', (c) => c.json({ servers: deps.upstreams.statuses() }));
 
   app.notFound((c) => c.json({ error: { code: 'not_found', message: `No route for ${c.req.method} ${c.req.path}` } }, 404));
   app.onError((error, c) => {
+    if (c.req.path.startsWith('/api/')) return apiErrorResponse(c, error);
     deps.logger.error({ err: error, path: c.req.path }, 'unhandled error in request');
     return c.json({ error: { code: 'internal', message: 'Internal server error' } }, 500);
   });

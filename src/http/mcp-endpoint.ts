@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import type { SessionRegistry } from '../gateway/session-registry.js';
+import type { CallerEnv } from './caller.js';
 import { BAD_REQUEST, INVALID_REQUEST, jsonRpcError, PARSE_ERROR, SESSION_NOT_FOUND } from './json-rpc-errors.js';
 
 /**
@@ -7,24 +8,42 @@ import { BAD_REQUEST, INVALID_REQUEST, jsonRpcError, PARSE_ERROR, SESSION_NOT_FO
  * `initialize`) and hands the request to that session's transport. The body is parsed here
  * once, so routing never reads it twice.
  */
-export function mcpEndpoint(sessions: SessionRegistry) {
-  return async (c: Context): Promise<Response> => {
+export interface McpEndpointLimits {
+  maxSessions: number;
+  maxSessionsPerPrincipal: number;
+  maxJsonDepth: number;
+}
+
+export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits) {
+  return async (c: Context<CallerEnv>): Promise<Response> => {
     const request = c.req.raw;
     const sessionId = request.headers.get('mcp-session-id');
+    const { principal } = c.get('caller');
+    // A session belongs to the principal that opened it; to anyone else it does not exist.
+    const sessionOf = (id: string) => {
+      const session = sessions.touch(id);
+      return session && session.principal === principal ? session : undefined;
+    };
 
     if (request.method === 'POST') {
-      const parsed = await readJson(request);
+      const parsed = await readJson(request, limits.maxJsonDepth);
       if (parsed instanceof Response) return parsed;
       if (!sessionId) {
         if (!containsInitialize(parsed)) {
           return jsonRpcError(400, BAD_REQUEST, 'Bad Request: Mcp-Session-Id header is required');
         }
-        const prepared = await sessions.prepare();
+        if (sessions.size >= limits.maxSessions) {
+          return jsonRpcError(503, BAD_REQUEST, `Too many sessions: the gateway holds at most ${limits.maxSessions}`);
+        }
+        if (sessions.countFor(principal) >= limits.maxSessionsPerPrincipal) {
+          return jsonRpcError(429, BAD_REQUEST, `Too many sessions for this principal (at most ${limits.maxSessionsPerPrincipal}); close some with DELETE`);
+        }
+        const prepared = await sessions.prepare(principal);
         const response = await prepared.transport.handleRequest(request, { parsedBody: parsed });
         await sessions.discardIfUninitialized(prepared);
         return response;
       }
-      const session = sessions.touch(sessionId);
+      const session = sessionOf(sessionId);
       if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
       const response = await session.transport.handleRequest(request, { parsedBody: parsed });
       const ids = requestIds(parsed);
@@ -41,7 +60,7 @@ export function mcpEndpoint(sessions: SessionRegistry) {
 
     if (request.method === 'GET' || request.method === 'DELETE') {
       if (!sessionId) return jsonRpcError(400, BAD_REQUEST, 'Bad Request: Mcp-Session-Id header is required');
-      const session = sessions.touch(sessionId);
+      const session = sessionOf(sessionId);
       if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
       const response = await session.transport.handleRequest(request);
       if (request.method === 'GET' && response.ok && response.body) {
@@ -61,18 +80,37 @@ export function mcpEndpoint(sessions: SessionRegistry) {
   };
 }
 
-async function readJson(request: Request): Promise<unknown> {
+async function readJson(request: Request, maxDepth: number): Promise<unknown> {
   let text: string;
   try {
     text = await request.text();
   } catch {
     return jsonRpcError(400, INVALID_REQUEST, 'Invalid Request: the body could not be read');
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (error) {
     return jsonRpcError(400, PARSE_ERROR, `Parse error: ${(error as Error).message}`);
   }
+  if (depthExceeds(value, maxDepth)) {
+    return jsonRpcError(400, INVALID_REQUEST, `Invalid Request: JSON nested deeper than ${maxDepth} levels`);
+  }
+  return value;
+}
+
+/** Iterative, so a hostile document cannot overflow the stack while being measured. */
+function depthExceeds(root: unknown, maxDepth: number): boolean {
+  const stack: [unknown, number][] = [[root, 1]];
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!;
+    if (value === null || typeof value !== 'object') continue;
+    if (depth > maxDepth) return true;
+    for (const child of Array.isArray(value) ? value : Object.values(value)) {
+      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+    }
+  }
+  return false;
 }
 
 function requestIds(body: unknown): (string | number)[] {

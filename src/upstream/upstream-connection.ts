@@ -26,13 +26,25 @@ import type { ServerConfig } from '../config/schema.js';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
 import type { ChildProcessGroups } from './child-processes.js';
 import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js';
+import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { describeError, openClient } from './open-transport.js';
 
-export type UpstreamState = 'connecting' | 'ready' | 'down' | 'disabled';
+export type UpstreamState = 'connecting' | 'ready' | 'degraded' | 'down' | 'misconfigured' | 'disabled';
 
 export interface ReconnectPolicy {
   initialDelayMs: number;
   maxDelayMs: number;
+  /** Failed attempts in a row before giving up (0 = never). */
+  maxAttempts: number;
+}
+
+export interface HealthPolicy {
+  breaker: { failureThreshold: number; cooldownMs: number };
+  /** 0 disables pings. */
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+  pingFailureThreshold: number;
 }
 
 /**
@@ -56,6 +68,9 @@ export interface UpstreamDeps {
   events: UpstreamEventSink;
   groups: ChildProcessGroups;
   reconnect: ReconnectPolicy;
+  health: HealthPolicy;
+  /** Called on every reconnect attempt after a failure. */
+  onRestart?: (server: string) => void;
   /** Called whenever state or the tool list changes. */
   onChange: (upstream: UpstreamConnection) => void;
 }
@@ -73,6 +88,7 @@ export interface UpstreamStatus {
   connectedAt: string | undefined;
   nextRetryAt: string | undefined;
   pid: number | undefined;
+  breaker: BreakerState;
 }
 
 /**
@@ -83,6 +99,8 @@ const PassThroughResult = z.object({}).loose();
 type PassThroughResult = z.infer<typeof PassThroughResult>;
 
 const MAX_LIST_PAGES = 100;
+/** A connection that stayed up this long counts as healthy again: its restart budget is reset. */
+const STABLE_AFTER_MS = 60_000;
 
 /**
  * One upstream MCP server: its SDK client, its state, its tools, and its reconnects.
@@ -108,6 +126,10 @@ export class UpstreamConnection {
   #retryTimer: NodeJS.Timeout | undefined;
   #nextRetryAt: Date | undefined;
   #failures = 0;
+  #everConnected = false;
+  #pingTimer: NodeJS.Timeout | undefined;
+  #pingFailures = 0;
+  readonly #breaker: CircuitBreaker;
   /** Bumped by every (re)connect and by stop(); callbacks from an older generation are ignored. */
   #generation = 0;
   #stopped = false;
@@ -119,7 +141,14 @@ export class UpstreamConnection {
   ) {
     this.#deps = deps;
     this.#logger = deps.logger.child({ server: name });
+    this.#breaker = new CircuitBreaker(deps.health.breaker);
     if (!config.enabled) this.state = 'disabled';
+  }
+
+  /** The state to report: a connected server whose breaker is not closed or whose pings fail is `degraded`. */
+  get health(): UpstreamState {
+    if (this.state === 'ready' && (this.#breaker.state !== 'closed' || this.#pingFailures > 0)) return 'degraded';
+    return this.state;
   }
 
   get timeoutMs(): number {
@@ -143,13 +172,14 @@ export class UpstreamConnection {
     this.#generation++;
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
+    this.#stopPings();
     await this.#disconnect(true);
   }
 
   status(): UpstreamStatus {
     return {
       name: this.name,
-      state: this.state,
+      state: this.health,
       transport: this.config.transport,
       wire: this.#wire,
       description: this.config.description,
@@ -159,6 +189,7 @@ export class UpstreamConnection {
       connectedAt: this.#connectedAt?.toISOString(),
       nextRetryAt: this.#nextRetryAt?.toISOString(),
       pid: (this.#transport as { pid?: number } | undefined)?.pid,
+      breaker: this.#breaker.state,
     };
   }
 
@@ -172,22 +203,37 @@ export class UpstreamConnection {
     if (this.state !== 'ready' || !client) {
       throw new UpstreamUnavailableError(this.name, this.lastError ?? this.state);
     }
+    if (!this.#breaker.allow()) {
+      throw new UpstreamUnavailableError(this.name, `circuit breaker open after repeated failures; next try in ${this.#breaker.retryAfterSeconds}s`);
+    }
     const timeout = options.timeout ?? this.timeoutMs;
     try {
-      return await client.request({ method, params } as never, PassThroughResult, { ...options, timeout });
+      const result = await client.request({ method, params } as never, PassThroughResult, { ...options, timeout });
+      this.#breaker.success();
+      return result;
     } catch (error) {
-      if (error instanceof McpError && error.code === ErrorCode.RequestTimeout && !options.signal?.aborted) {
+      if (options.signal?.aborted) {
+        this.#breaker.release();
+        throw error;
+      }
+      if (error instanceof McpError && error.code === ErrorCode.RequestTimeout) {
+        this.#breaker.failure();
         throw new UpstreamTimeoutError(this.name, method, timeout);
       }
       if (error instanceof McpError && error.code === ErrorCode.ConnectionClosed) {
+        this.#breaker.failure();
         throw new UpstreamConnectionLostError(this.name, method, this.lastError ?? 'connection closed');
       }
+      // A JSON-RPC error is an answer: the upstream is alive.
+      if (error instanceof McpError) this.#breaker.success();
+      else this.#breaker.failure();
       throw error;
     }
   }
 
   async #connect(): Promise<void> {
     const generation = ++this.#generation;
+    if (this.#everConnected || this.#failures > 0) this.#deps.onRestart?.(this.name);
     // A retry leaves the state at `down` until it succeeds: from outside, the server is still down.
     if (this.state !== 'down') this.#setState('connecting');
     try {
@@ -209,10 +255,13 @@ export class UpstreamConnection {
       opened.client.onclose = () => this.#lost(generation);
       await this.#fetchLists(opened.client, { tools: true, prompts: true, resources: true });
       if (generation !== this.#generation) return;
-      this.#failures = 0;
       this.#nextRetryAt = undefined;
       this.lastError = undefined;
+      this.#everConnected = true;
       this.#connectedAt = new Date();
+      this.#breaker.reset();
+      this.#pingFailures = 0;
+      this.#startPings(generation);
       this.#logger.info({ wire: opened.wire, tools: this.tools.length }, 'upstream ready');
       this.#setState('ready');
     } catch (error) {
@@ -220,8 +269,46 @@ export class UpstreamConnection {
       this.lastError = describeError(error);
       this.#logger.warn({ err: this.lastError }, 'upstream connection failed');
       await this.#disconnect(false);
+      if (isMisconfiguration(error)) {
+        // Retrying cannot help: wait for a config change or an admin restart.
+        this.#setState('misconfigured');
+        return;
+      }
       this.#scheduleRetry(generation);
     }
+  }
+
+  #startPings(generation: number): void {
+    const { pingIntervalMs, pingTimeoutMs, pingFailureThreshold } = this.#deps.health;
+    if (pingIntervalMs <= 0) return;
+    this.#stopPings();
+    this.#pingTimer = setInterval(async () => {
+      const client = this.#client;
+      if (!client || generation !== this.#generation) return;
+      try {
+        await client.ping({ timeout: pingTimeoutMs });
+        if (this.#pingFailures > 0) {
+          this.#pingFailures = 0;
+          this.#deps.onChange(this);
+        }
+      } catch (error) {
+        if (generation !== this.#generation) return;
+        this.#pingFailures++;
+        this.#logger.warn({ failures: this.#pingFailures, err: describeError(error) }, 'upstream ping failed');
+        this.#deps.onChange(this);
+        if (this.#pingFailures >= pingFailureThreshold) {
+          this.lastError = `no answer to ${this.#pingFailures} pings`;
+          await this.#disconnect(false);
+          this.#lost(generation, this.lastError);
+        }
+      }
+    }, pingIntervalMs);
+    this.#pingTimer.unref();
+  }
+
+  #stopPings(): void {
+    clearInterval(this.#pingTimer);
+    this.#pingTimer = undefined;
   }
 
   #newClient(): Client {
@@ -271,11 +358,13 @@ export class UpstreamConnection {
     }
   }
 
-  #lost(generation: number): void {
+  #lost(generation: number, because?: string): void {
     if (generation !== this.#generation || this.#stopped) return;
     this.#generation++;
-    const reason = (this.#transport as { describeExit?: () => string | undefined }).describeExit?.();
+    this.#stopPings();
+    const reason = because ?? (this.#transport as { describeExit?: () => string | undefined } | undefined)?.describeExit?.();
     this.lastError = reason ?? 'connection closed';
+    if (this.#connectedAt && Date.now() - this.#connectedAt.getTime() >= STABLE_AFTER_MS) this.#failures = 0;
     this.#logger.warn({ reason: this.lastError }, 'upstream connection lost');
     this.#client = undefined;
     this.#transport = undefined;
@@ -289,7 +378,14 @@ export class UpstreamConnection {
   #scheduleRetry(generation: number): void {
     this.#setState('down');
     if (this.#stopped || generation !== this.#generation) return;
-    const { initialDelayMs, maxDelayMs } = this.#deps.reconnect;
+    const { initialDelayMs, maxDelayMs, maxAttempts } = this.#deps.reconnect;
+    if (maxAttempts > 0 && this.#failures >= maxAttempts) {
+      this.lastError = `${this.lastError ?? 'failed'} (gave up after ${this.#failures} attempts; restart it or change its config)`;
+      this.#logger.error({ attempts: this.#failures }, 'upstream keeps failing; no more retries');
+      this.#nextRetryAt = undefined;
+      this.#deps.onChange(this);
+      return;
+    }
     const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(this.#failures, 20));
     const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
     this.#failures++;
@@ -335,6 +431,12 @@ async function allPages<R extends { nextCursor?: string | undefined }, T>(
     if (!cursor) break;
   }
   return all;
+}
+
+/** Failures that no retry can fix: a missing command, refused credentials. */
+function isMisconfiguration(error: unknown): boolean {
+  if (error instanceof StreamableHTTPError) return error.code === 401 || error.code === 403;
+  return error instanceof Error && /^cannot start ".*": (command not found|permission denied)$/.test(error.message);
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {

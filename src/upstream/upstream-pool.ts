@@ -2,13 +2,15 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
-import { UpstreamConnection, type ReconnectPolicy, type UpstreamEventSink, type UpstreamStatus } from './upstream-connection.js';
+import { UpstreamConnection, type HealthPolicy, type ReconnectPolicy, type UpstreamEventSink, type UpstreamStatus } from './upstream-connection.js';
 
 export interface UpstreamPoolDeps {
   logger: Logger;
   events: UpstreamEventSink;
   groups: ChildProcessGroups;
   reconnect: ReconnectPolicy;
+  health: HealthPolicy;
+  onRestart?: (server: string) => void;
 }
 
 /**

@@ -41,7 +41,7 @@ describe('REST API /api/v1', () => {
     expect(body.servers.map((s) => s.name)).toEqual(['alpha', 'beta', 'dead', 'gamma']);
     expect(body.servers[0]).toMatchObject({ state: 'ready', source: 'config', tags: ['red'] });
     expect(body.servers[0]!.toolCount).toBeGreaterThan(5);
-    expect(body.servers[2]).toMatchObject({ state: 'down', lastError: 'cannot start "conflux-no-such-command": command not found' });
+    expect(body.servers[2]).toMatchObject({ state: 'misconfigured', lastError: 'cannot start "conflux-no-such-command": command not found' });
     expect((await fetch(`${api}/servers/nope`)).status).toBe(404);
   });
 

@@ -67,7 +67,8 @@ describe('upstream wires and faults', () => {
   });
 
   it('explains a command that does not exist and a refused connection', () => {
-    expect(status('missing')).toMatchObject({ state: 'down', lastError: 'cannot start "conflux-no-such-command-xyz": command not found' });
+    // retrying cannot find a missing command: no retry until the config changes or an admin restarts it
+    expect(status('missing')).toMatchObject({ state: 'misconfigured', lastError: 'cannot start "conflux-no-such-command-xyz": command not found', nextRetryAt: undefined });
     expect(status('refused').state).toBe('down');
     expect(status('refused').lastError).toMatch(/connection refused|ECONNREFUSED|fetch failed/);
     expect(status('refused').nextRetryAt).toBeDefined();

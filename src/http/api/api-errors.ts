@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { LimitExceededError, RateLimitedError } from '../../limits/errors.js';
 import { RegistryError } from '../../registry/errors.js';
 import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from '../../upstream/errors.js';
 
@@ -19,11 +20,14 @@ export class ApiError extends Error {
 /** The one mapping from failures to REST responses. */
 export function apiErrorResponse(c: Context, error: unknown): Response {
   const { status, code, message, details } = toApiError(error);
+  if (error instanceof RateLimitedError) c.header('Retry-After', String(error.retryAfterSeconds));
   return c.json({ error: { code, message, ...(details === undefined ? {} : { details }) } }, status as 400);
 }
 
 function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
+  if (error instanceof RateLimitedError) return new ApiError(429, 'rate_limited', error.message, { retryAfter: error.retryAfterSeconds, scope: error.scope });
+  if (error instanceof LimitExceededError) return new ApiError(429, 'limit_exceeded', error.message);
   if (error instanceof RegistryError) return new ApiError(error.status, error.code, error.message, error.details);
   if (error instanceof UpstreamTimeoutError) return new ApiError(504, 'upstream_timeout', error.message, { server: error.server });
   if (error instanceof UpstreamUnavailableError || error instanceof UpstreamConnectionLostError) {

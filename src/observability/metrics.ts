@@ -1,0 +1,118 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** What the server gauges read at scrape time. */
+export interface ServerSnapshot {
+  name: string;
+  state: string;
+  connectedAt: string | undefined;
+  breaker: 'closed' | 'open' | 'half-open';
+}
+
+const STATES = ['connecting', 'ready', 'degraded', 'down', 'misconfigured', 'disabled'] as const;
+const BREAKER_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const;
+/** Distinct tool labels kept; calls to further tools are counted under `other`. */
+const MAX_TOOL_LABELS = 1000;
+
+/**
+ * The gateway's Prometheus metrics, one registry per gateway (no global default registry, so
+ * several gateways can live in one process). Server gauges are read from the pool at scrape
+ * time; counters are bumped where things happen.
+ */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly #tools = new Set<string>();
+  readonly toolExecutions: Counter<'tool_id' | 'status'>;
+  readonly toolDuration: Histogram<'tool_id'>;
+  readonly restarts: Counter<'server_id'>;
+  readonly sessionsCreated: Counter;
+  readonly sessionsDestroyed: Counter;
+  readonly rateLimited: Counter<'scope'>;
+  readonly oauthRefreshes: Counter<'server_id'>;
+  readonly auditDropped: Gauge;
+
+  constructor(sources: { servers: () => ServerSnapshot[]; sessions: () => number; auditDropped: () => number }) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'conflux_' });
+    new Gauge({
+      name: 'mcp_server_status',
+      help: '1 when the upstream server is connected (ready or degraded), else 0',
+      labelNames: ['server_id'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of sources.servers()) this.set({ server_id: s.name }, s.state === 'ready' || s.state === 'degraded' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'mcp_server_state',
+      help: 'The state of each upstream server (1 for its current state)',
+      labelNames: ['server_id', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of sources.servers()) for (const state of STATES) this.set({ server_id: s.name, state }, s.state === state ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'mcp_server_uptime_seconds',
+      help: 'Seconds since the upstream server connected (0 when not connected)',
+      labelNames: ['server_id'],
+      registers,
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const s of sources.servers()) this.set({ server_id: s.name }, s.connectedAt ? (now - Date.parse(s.connectedAt)) / 1000 : 0);
+      },
+    });
+    new Gauge({
+      name: 'mcp_circuit_breaker_state',
+      help: 'Circuit breaker per upstream server: 0 closed, 1 half-open, 2 open',
+      labelNames: ['server_id'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of sources.servers()) this.set({ server_id: s.name }, BREAKER_VALUE[s.breaker]);
+      },
+    });
+    new Gauge({
+      name: 'mcp_user_sessions_active',
+      help: 'Open downstream MCP sessions',
+      registers,
+      collect() {
+        this.set(sources.sessions());
+      },
+    });
+    this.auditDropped = new Gauge({
+      name: 'conflux_audit_events_dropped_total',
+      help: 'Audit events dropped because the buffer was full',
+      registers,
+      collect() {
+        this.set(sources.auditDropped());
+      },
+    });
+    this.restarts = new Counter({ name: 'mcp_server_restarts_total', help: 'Reconnects of upstream servers after a failure', labelNames: ['server_id'], registers });
+    this.toolExecutions = new Counter({ name: 'mcp_tool_executions_total', help: 'Tool calls by tool and outcome', labelNames: ['tool_id', 'status'], registers });
+    this.toolDuration = new Histogram({
+      name: 'mcp_tool_execution_duration_seconds',
+      help: 'Tool call duration',
+      labelNames: ['tool_id'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.sessionsCreated = new Counter({ name: 'mcp_user_sessions_created_total', help: 'Downstream sessions opened', registers });
+    this.sessionsDestroyed = new Counter({ name: 'mcp_user_sessions_destroyed_total', help: 'Downstream sessions closed', registers });
+    this.rateLimited = new Counter({ name: 'mcp_rate_limit_rejections_total', help: 'Requests refused by rate limits', labelNames: ['scope'], registers });
+    this.oauthRefreshes = new Counter({ name: 'mcp_oauth_token_refreshes_total', help: 'Upstream OAuth token refreshes', labelNames: ['server_id'], registers });
+  }
+
+  /** Counts one tool call; tool labels are capped so a huge catalog cannot explode cardinality. */
+  toolCall(tool: string, status: 'ok' | 'error', seconds: number): void {
+    let label = tool;
+    if (!this.#tools.has(tool)) {
+      if (this.#tools.size >= MAX_TOOL_LABELS) label = 'other';
+      else this.#tools.add(tool);
+    }
+    this.toolExecutions.inc({ tool_id: label, status });
+    this.toolDuration.observe({ tool_id: label }, seconds);
+  }
+}
