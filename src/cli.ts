@@ -8,6 +8,7 @@ import type { Config } from './config/schema.js';
 import { createConflux, type Conflux } from './conflux.js';
 import { createLogger } from './observability/logger.js';
 import { openDatabase, type OpenedDatabase } from './store/database.js';
+import { Redis } from 'ioredis';
 
 const USAGE = `Usage: conflux <command> [options]
 
@@ -139,7 +140,9 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
     return 1;
   }
   logger.info({ database: database.kind }, 'database ready');
-  const conflux = createConflux(config, { logger, database, configFile: { path: configPath, env: env.variables } });
+  const redis = env.redisUrl ? new Redis(env.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 2 }) : undefined;
+  redis?.on('error', (error) => logger.warn({ err: error.message }, 'redis error'));
+  const conflux = createConflux(config, { logger, database, redis, configFile: { path: configPath, env: env.variables } });
   installCrashHandlers(logger);
   await conflux.start();
   let url: string;
@@ -149,6 +152,7 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
     logger.fatal({ err: (error as Error).message }, `cannot listen on ${host}:${port}`);
     await conflux.stop();
     await database.close();
+    await redis?.quit();
     return 1;
   }
   logger.info({ url, servers: Object.keys(config.servers).length }, `Conflux listening on ${url}`);
@@ -162,6 +166,7 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
       conflux
         .stop()
         .then(() => database.close())
+        .then(() => redis?.quit())
         .then(
           () => resolve(0),
           (error) => {

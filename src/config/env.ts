@@ -9,6 +9,8 @@ export interface Environment {
   /** `postgres://...`; without it, embedded PGlite in `dataDir`. */
   databaseUrl: string | undefined;
   dataDir: string;
+  /** `redis://...`: shared state for several replicas. */
+  redisUrl: string | undefined;
   /** The whole environment, for `${VAR}` interpolation in the config file. */
   variables: Readonly<Record<string, string | undefined>>;
 }
@@ -22,6 +24,7 @@ export function readEnvironment(source: NodeJS.ProcessEnv = process.env): Enviro
     logLevel: source.LOG_LEVEL || 'info',
     databaseUrl: source.DATABASE_URL || undefined,
     dataDir: source.CONFLUX_DATA_DIR || '.conflux',
+    redisUrl: source.REDIS_URL || undefined,
     variables: source,
   };
 }

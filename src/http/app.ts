@@ -35,9 +35,10 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
       maxSize: deps.maxBodyBytes,
       onError: () => jsonRpcError(413, INVALID_REQUEST, `Request body larger than ${deps.maxBodyBytes} bytes`),
     }),
-    callerMiddleware(deps.rateLimits, (c, error) => {
-      c.header('Retry-After', String(error.retryAfterSeconds));
-      return jsonRpcError(429, BAD_REQUEST, error.message);
+    callerMiddleware(deps.rateLimits, (_c, error) => {
+      const response = jsonRpcError(429, BAD_REQUEST, error.message);
+      response.headers.set('Retry-After', String(error.retryAfterSeconds));
+      return response;
     }),
   );
   app.all('/mcp', mcpEndpoint(deps.sessions, deps.limits));

@@ -1,0 +1,27 @@
+import { Redis } from 'ioredis';
+
+export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+let reachable: Promise<boolean> | undefined;
+
+/** Whether Redis answers. Under CI it must: a missing server fails instead of skipping. */
+export function redisAvailable(): Promise<boolean> {
+  reachable ??= (async () => {
+    const redis = new Redis(TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 2000, retryStrategy: () => null });
+    try {
+      await redis.connect();
+      await redis.ping();
+      return true;
+    } catch (error) {
+      if (process.env.CI) throw new Error(`Redis at ${TEST_REDIS_URL} is required under CI: ${(error as Error).message}`);
+      return false;
+    } finally {
+      redis.disconnect();
+    }
+  })();
+  return reachable;
+}
+
+export function newRedis(): Redis {
+  return new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 2 });
+}
