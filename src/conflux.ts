@@ -90,6 +90,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
         audit,
         metrics,
         rateLimits,
+        logger,
         pageSize: settings.pageSize,
         maxConcurrentCallsPerSession: settings.limits.maxConcurrentCallsPerSession,
       }),

@@ -1,6 +1,7 @@
 import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { UpstreamUnavailableError } from '../upstream/errors.js';
 import type { RateLimits } from '../limits/rate-limits.js';
+import { inSpan } from '../observability/tracing.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { CallTracker } from './call-tracker.js';
 import type { DownstreamCall } from './downstream-call.js';
@@ -37,7 +38,7 @@ export async function forward(
   }
   const end = deps.tracker.begin(server, call);
   try {
-    return await upstream.request(method, params, options);
+    return await inSpan(`upstream ${method}`, 'client', { 'mcp.server': server, 'mcp.method': method }, () => upstream.request(method, params, options));
   } finally {
     end();
   }

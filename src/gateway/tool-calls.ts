@@ -1,9 +1,11 @@
 import { ErrorCode, McpError, type CallToolRequest, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
+import type { Logger } from 'pino';
 import type { LiveCatalog } from '../catalog/live-catalog.js';
 import { RateLimitedError } from '../limits/errors.js';
 import type { AuditLog } from '../observability/audit-log.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
+import { inSpan } from '../observability/tracing.js';
 import type { ToolRoute } from '../catalog/tool-catalog.js';
 import { broadcast, type BroadcastDeps } from './broadcast.js';
 import type { DownstreamCall } from './downstream-call.js';
@@ -14,6 +16,7 @@ export interface ToolCallDeps extends BroadcastDeps {
   catalog: LiveCatalog;
   audit?: AuditLog | undefined;
   metrics?: GatewayMetrics | undefined;
+  logger?: Logger | undefined;
 }
 
 export interface ToolCallOptions {
@@ -39,7 +42,12 @@ export async function callTool(
   const started = performance.now();
   const route = deps.catalog.current.routes.get(params.name);
   const audit = (status: 'ok' | 'error', error?: string) => {
-    deps.metrics?.toolCall(params.name, status, (performance.now() - started) / 1000);
+    const seconds = (performance.now() - started) / 1000;
+    deps.metrics?.toolCall(params.name, status, seconds);
+    if (deps.logger?.isLevelEnabled('debug')) {
+      const server = route?.kind === 'upstream' ? route.server : undefined;
+      deps.logger.debug({ session: call.sessionId, principal: call.principal, channel: call.channel, server, tool: params.name, status, error, durationMs: Math.round(seconds * 1000) }, 'tool call');
+    }
     deps.audit?.record({
       kind: 'tool_call',
       principal: call.principal,
@@ -53,14 +61,16 @@ export async function callTool(
       durationMs: Math.round(performance.now() - started),
     });
   };
-  try {
-    const result = await dispatch(deps, route, params, call, options);
-    audit(result.isError ? 'error' : 'ok', result.isError ? firstText(result) : undefined);
-    return result;
-  } catch (error) {
-    audit('error', error instanceof Error ? error.message : String(error));
-    throw error;
-  }
+  return inSpan(`tools/call ${params.name}`, 'server', { 'mcp.tool': params.name, 'mcp.session': call.sessionId, 'enduser.id': call.principal }, async () => {
+    try {
+      const result = await dispatch(deps, route, params, call, options);
+      audit(result.isError ? 'error' : 'ok', result.isError ? firstText(result) : undefined);
+      return result;
+    } catch (error) {
+      audit('error', error instanceof Error ? error.message : String(error));
+      throw error;
+    }
+  });
 }
 
 async function dispatch(
