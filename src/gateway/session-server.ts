@@ -16,30 +16,22 @@ import {
   type ServerNotification,
   type ServerRequest,
 } from '@modelcontextprotocol/sdk/types.js';
-import type { LiveCatalog } from '../catalog/live-catalog.js';
 import { routeResourceUri } from '../catalog/resource-catalog.js';
 import type { UpstreamConnection } from '../upstream/upstream-connection.js';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError, resourceNotFound, unknownPrompt } from './error-mapping.js';
-import { forward, type ForwardDeps } from './forward.js';
+import { forward } from './forward.js';
 import { pageOf } from './list-page.js';
-import type { LimitFunction } from 'p-limit';
 import { LimitExceededError } from '../limits/errors.js';
-import type { AuditLog } from '../observability/audit-log.js';
-import type { GatewayMetrics } from '../observability/metrics.js';
 import type { ResourceSubscriptions } from './resource-subscriptions.js';
 import type { SessionRegistry } from './session-registry.js';
-import { callTool } from './tool-calls.js';
+import { callTool, type ToolCallDeps } from './tool-calls.js';
 import { mostVerbose } from './upstream-relay.js';
 
-export interface SessionServerDeps extends ForwardDeps {
-  catalog: LiveCatalog;
+export interface SessionServerDeps extends ToolCallDeps {
   sessions: SessionRegistry;
   subscriptions: ResourceSubscriptions;
-  limit: LimitFunction;
-  audit?: AuditLog | undefined;
-  metrics?: GatewayMetrics | undefined;
   pageSize: number;
   maxConcurrentCallsPerSession: number;
 }
