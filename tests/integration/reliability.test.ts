@@ -1,5 +1,7 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClient, isAlive, startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+import { ROOT, connectClient, isAlive, startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import { newRedis, redisAvailable } from '../helpers/redis.js';
 
 const hasRedis = await redisAvailable();
@@ -178,6 +180,13 @@ describe('metrics', () => {
       expect(text).toContain('mcp_user_sessions_active 1');
       expect(text).toContain('mcp_user_sessions_created_total 1');
       expect(text).toContain('# TYPE mcp_oauth_token_refreshes_total counter');
+      // every metric the shipped dashboard and the operations guide use exists
+      const dashboard = await readFile(join(ROOT, 'deploy/grafana-dashboard.json'), 'utf8');
+      const guide = await readFile(join(ROOT, 'docs/operations.md'), 'utf8');
+      const used = new Set([...`${dashboard}\n${guide}`.matchAll(/\b((?:mcp|conflux)_[a-z_]+?)(?:_bucket|_count|_sum)?\b/g)].map((m) => m[1]!));
+      used.delete('conflux_process_'); // the guide's wildcard rows
+      used.delete('conflux_nodejs_');
+      for (const name of used) expect(text, name).toMatch(new RegExp(`^# TYPE ${name} `, 'm'));
       await close();
     } finally {
       await gateway.stop();
