@@ -11,6 +11,8 @@ export interface DownstreamCall {
   /** Where the request came in. */
   channel: 'mcp' | 'rest' | 'cli';
   sessionId: string | undefined;
+  /** The JSON-RPC id of the client's request, for logs. */
+  requestId?: string | number | undefined;
   clientCapabilities: ClientCapabilities | undefined;
   signal: AbortSignal;
   sendNotification: (notification: ServerNotification) => Promise<void>;

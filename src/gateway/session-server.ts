@@ -54,6 +54,7 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
     principal: deps.sessions.get(extra.sessionId)?.principal ?? 'anonymous',
     channel: 'mcp',
     sessionId: extra.sessionId,
+    requestId: extra.requestId,
     clientCapabilities: server.getClientCapabilities(),
     signal: extra.signal,
     sendNotification: extra.sendNotification,

@@ -46,7 +46,7 @@ export async function callTool(
     deps.metrics?.toolCall(params.name, status, seconds);
     if (deps.logger?.isLevelEnabled('debug')) {
       const server = route?.kind === 'upstream' ? route.server : undefined;
-      deps.logger.debug({ session: call.sessionId, principal: call.principal, channel: call.channel, server, tool: params.name, status, error, durationMs: Math.round(seconds * 1000) }, 'tool call');
+      deps.logger.debug({ requestId: call.requestId, session: call.sessionId, principal: call.principal, channel: call.channel, server, tool: params.name, status, error, durationMs: Math.round(seconds * 1000) }, 'tool call');
     }
     deps.audit?.record({
       kind: 'tool_call',

@@ -45,9 +45,9 @@ export class UpstreamRelay implements UpstreamEventSink {
     if (!declared || (request.method === 'elicitation/create' && !supportsElicitationMode(declared, request.params))) {
       throw new McpError(ErrorCode.MethodNotFound, `the client does not support ${request.method}`);
     }
-    const onAbort = AbortSignal.any([signal, call.signal]);
+    const cancelled = AbortSignal.any([signal, call.signal]);
     return call.sendRequest({ method: request.method, params: request.params } as never, PassThroughResult, {
-      signal: onAbort,
+      signal: cancelled,
       timeout: CLIENT_REQUEST_TIMEOUT_MS,
     });
   }

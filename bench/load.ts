@@ -1,0 +1,127 @@
+/**
+ * A lean MCP load client: keep-alive HTTP, JSON-RPC written by hand, so the client is not what
+ * is measured. It speaks just enough Streamable HTTP: JSON or single-event SSE responses.
+ */
+import { Agent, request } from 'node:http';
+
+const agent = new Agent({ keepAlive: true, maxSockets: 4096 });
+const HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+
+export interface Reply {
+  status: number;
+  sessionId: string | undefined;
+  body: string;
+}
+
+export function post(url: string, body: string, headers: Record<string, string> = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', agent, headers: { ...HEADERS, ...headers, 'content-length': Buffer.byteLength(body) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, sessionId: res.headers['mcp-session-id'] as string | undefined, body: Buffer.concat(chunks).toString() }));
+      res.on('error', reject);
+    });
+    req.setNoDelay(true);
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** An MCP session over Streamable HTTP. */
+export class Session {
+  #next = 1;
+  private constructor(
+    readonly url: string,
+    readonly id: string,
+    readonly version: string,
+  ) {}
+
+  static async open(url: string): Promise<Session> {
+    const init = await post(url, JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench', version: '1' } } }));
+    if (init.status !== 200 || !init.sessionId) throw new Error(`initialize failed: ${init.status} ${init.body.slice(0, 200)}`);
+    const session = new Session(url, init.sessionId, '2025-11-25');
+    const done = await post(url, '{"jsonrpc":"2.0","method":"notifications/initialized"}', session.headers());
+    if (done.status !== 202) throw new Error(`initialized failed: ${done.status}`);
+    return session;
+  }
+
+  headers(): Record<string, string> {
+    return { 'mcp-session-id': this.id, 'mcp-protocol-version': this.version };
+  }
+
+  /** Sends one request; resolves with the result text, or throws on any error. */
+  async call(method: string, params: unknown): Promise<string> {
+    const id = this.#next++;
+    const reply = await post(this.url, `{"jsonrpc":"2.0","id":${id},"method":"${method}","params":${JSON.stringify(params)}}`, this.headers());
+    if (reply.status !== 200) throw new Error(`${method}: HTTP ${reply.status} ${reply.body.slice(0, 200)}`);
+    const json = reply.body.startsWith('{') ? reply.body : dataOf(reply.body);
+    if (!json.includes('"result"') || json.includes('"isError":true')) throw new Error(`${method}: ${json.slice(0, 200)}`);
+    return json;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const req = request(this.url, { method: 'DELETE', agent, headers: this.headers() }, (res) => {
+        res.resume();
+        res.on('end', resolve);
+      });
+      req.on('error', () => resolve());
+      req.end();
+    });
+  }
+}
+
+function dataOf(sse: string): string {
+  const lines = sse.split('\n').filter((l) => l.startsWith('data: '));
+  return lines[lines.length - 1]?.slice(6) ?? '';
+}
+
+export interface LoadResult {
+  calls: number;
+  errors: number;
+  seconds: number;
+  callsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  firstError?: string;
+}
+
+/** `sessions` concurrent sessions, each calling `call` in a loop for `seconds` (after a warm-up). */
+export async function runLoad(sessions: number, seconds: number, warmupSeconds: number, open: () => Promise<{ call: () => Promise<unknown>; close: () => Promise<void> }>): Promise<LoadResult> {
+  const clients = await Promise.all(Array.from({ length: sessions }, open));
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError: string | undefined;
+  const loop = async (client: { call: () => Promise<unknown> }, until: number, record: boolean) => {
+    while (performance.now() < until) {
+      const started = performance.now();
+      try {
+        await client.call();
+        if (record) latencies.push(performance.now() - started);
+      } catch (error) {
+        if (record) errors++;
+        firstError ??= (error as Error).message;
+        if (!record) throw error;
+      }
+    }
+  };
+  const warmUntil = performance.now() + warmupSeconds * 1000;
+  await Promise.all(clients.map((c) => loop(c, warmUntil, false)));
+  const started = performance.now();
+  const until = started + seconds * 1000;
+  await Promise.all(clients.map((c) => loop(c, until, true)));
+  const elapsed = (performance.now() - started) / 1000;
+  await Promise.all(clients.map((c) => c.close()));
+  return { calls: latencies.length, errors, seconds: round(elapsed), callsPerSecond: round(latencies.length / elapsed), ...percentiles(latencies), ...(firstError && errors ? { firstError } : {}) };
+}
+
+export function percentiles(values: number[]): { p50Ms: number; p99Ms: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : 0);
+  return { p50Ms: round(at(0.5), 3), p99Ms: round(at(0.99), 3) };
+}
+
+export function round(value: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}

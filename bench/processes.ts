@@ -1,0 +1,64 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+
+export const ROOT = new URL('..', import.meta.url).pathname;
+
+export interface Running {
+  url: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+  /** Resident memory in KiB (Linux). */
+  rssKib(): number;
+}
+
+/**
+ * Starts a process and waits for the URL it prints (a `listening URL` line on stdout, or the
+ * gateway's JSON start-up log line on stderr).
+ */
+export function start(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<Running> {
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${args.join(' ')} did not start in time`)), timeoutMs);
+    let stderr = '';
+    const found = (url: string) => {
+      clearTimeout(timer);
+      resolve({
+        url,
+        child,
+        rssKib: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0),
+        stop: async () => {
+          if (child.exitCode !== null) return;
+          const exited = new Promise((r) => child.once('exit', r));
+          child.kill('SIGTERM');
+          const forced = setTimeout(() => child.kill('SIGKILL'), 10_000);
+          await exited;
+          clearTimeout(forced);
+        },
+      });
+    };
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const match = /^listening (http:\S+)/.exec(line);
+      if (match) found(match[1]!);
+    });
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      stderr += `${line}\n`;
+      const match = /"msg":"Conflux listening on (http:[^"]+)"/.exec(line);
+      if (match) found(match[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${stderr.slice(-2000)}`)));
+  });
+}
+
+export const upstreams = (kind: 'http' | 'stdio', options: { endpoints?: number; tools?: number; delayMs?: number } = {}) => [
+  '--import',
+  'tsx',
+  'bench/upstreams.ts',
+  kind,
+  '--endpoints',
+  String(options.endpoints ?? 1),
+  '--tools',
+  String(options.tools ?? 1),
+  '--delay-ms',
+  String(options.delayMs ?? 0),
+];

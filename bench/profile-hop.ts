@@ -1,0 +1,62 @@
+/**
+ * Profiles the gateway's hot path: 16 sessions calling an echo tool through Conflux for 6 s,
+ * with the gateway under `--cpu-prof`, then prints where its CPU time went by component.
+ *
+ *   npm run build && npx tsx bench/profile-hop.ts ['{"audit": {"enabled": false}}']
+ *
+ * The argument is merged into the gateway section of the config, to compare settings.
+ */
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runLoad, Session } from './load.js';
+import { start, upstreams } from './processes.js';
+
+const extra = JSON.parse(process.argv[2] ?? '{}') as Record<string, unknown>;
+const dir = await mkdtemp(join(tmpdir(), 'conflux-profile-'));
+const profiles = join(dir, 'profiles');
+const upstream = await start(upstreams('http'));
+await writeFile(join(dir, 'config.json'), JSON.stringify({ gateway: { port: 0, healthCheck: { intervalSeconds: 0 }, ...extra }, servers: { echo: { url: `${upstream.url}/mcp/0`, prefix: '' } } }));
+const gateway = await start(['--cpu-prof', '--cpu-prof-dir', profiles, 'dist/cli.js', 'serve', '--config', join(dir, 'config.json'), '--port', '0'], {
+  LOG_LEVEL: 'info',
+  CONFLUX_DATA_DIR: join(dir, 'data'),
+});
+await new Promise((r) => setTimeout(r, 1500));
+const result = await runLoad(16, 6, 1, async () => {
+  const session = await Session.open(gateway.url);
+  return { call: () => session.call('tools/call', { name: 'echo', arguments: { text: 'hello' } }), close: () => session.close() };
+});
+await gateway.stop();
+await upstream.stop();
+console.log(`16 sessions: p50 ${result.p50Ms} ms, ${result.callsPerSecond} calls/s, ${result.errors} errors`);
+
+interface Profile {
+  nodes: { id: number; callFrame: { functionName: string; url: string } }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+const profile = JSON.parse(await readFile(join(profiles, (await readdir(profiles))[0]!), 'utf8')) as Profile;
+const frames = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
+const component = ({ functionName, url }: { functionName: string; url: string }): string => {
+  if (functionName === '(idle)') return 'idle';
+  if (functionName === '(garbage collector)') return 'garbage collector';
+  if (url.includes('pglite') || url.startsWith('wasm')) return 'PGlite (audit writes, start-up)';
+  if (url.includes('undici')) return 'undici (fetch, upstream HTTP)';
+  if (url.includes('@modelcontextprotocol/sdk')) return 'MCP SDK';
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1];
+  if (pkg) return pkg;
+  if (url.includes('/dist/')) return 'conflux';
+  if (url.startsWith('node:internal/webstreams') || url.includes('js_transferable')) return 'web streams';
+  if (url.startsWith('node:')) return `node ${url.split('/').slice(1, 3).join('/')}`;
+  return `native ${functionName}`;
+};
+const time = new Map<string, number>();
+profile.samples.forEach((id, i) => {
+  const key = component(frames.get(id)!);
+  time.set(key, (time.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0));
+});
+const busy = [...time].filter(([k]) => k !== 'idle').reduce((sum, [, v]) => sum + v, 0);
+console.log(`gateway CPU busy: ${Math.round(busy / 1000)} ms (including start-up)`);
+for (const [key, value] of [...time].filter(([k]) => k !== 'idle').sort((a, b) => b[1] - a[1]).slice(0, 20)) {
+  console.log(`${((100 * value) / busy).toFixed(1).padStart(5)}%  ${key}`);
+}

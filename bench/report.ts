@@ -1,0 +1,70 @@
+import { readFile, writeFile } from 'node:fs/promises';
+
+const START = '<!-- results:start -->';
+const END = '<!-- results:end -->';
+
+interface HopRow {
+  sessions: number;
+  direct: { p50Ms: number; p99Ms: number; callsPerSecond: number };
+  proxy?: { p50Ms: number; p99Ms: number; callsPerSecond: number };
+  gateway: { p50Ms: number; p99Ms: number; callsPerSecond: number };
+  addedMsProxy?: number;
+  addedMsGateway?: number;
+  throughputProxy?: number;
+  throughputGateway: number;
+}
+
+/** The results as markdown tables. */
+export function renderResults(result: { machine: Record<string, unknown>; command: string; report: Record<string, any> }): string {
+  const r = result.report;
+  const lines = [
+    `Measured ${String(result.machine.date).slice(0, 10)} on ${result.machine.cores} cores (${result.machine.cpu}), Node ${result.machine.node}, with \`${result.command}\`.`,
+    'Client, gateway and upstreams share the machine; every ratio compares runs made minutes apart in the same invocation.',
+    '',
+  ];
+  if (r.httpHop) {
+    lines.push('### 1. `tools/call` on a Streamable HTTP upstream', '', '| sessions | direct p50 / p99 ms | calls/s | byte proxy p50 / p99 ms | calls/s | Conflux p50 / p99 ms | calls/s | added p50 ms: proxy / Conflux | throughput vs direct: proxy / Conflux |', '|---|---|---|---|---|---|---|---|---|');
+    for (const row of r.httpHop as HopRow[]) {
+      lines.push(`| ${row.sessions} | ${row.direct.p50Ms} / ${row.direct.p99Ms} | ${row.direct.callsPerSecond} | ${row.proxy!.p50Ms} / ${row.proxy!.p99Ms} | ${row.proxy!.callsPerSecond} | ${row.gateway.p50Ms} / ${row.gateway.p99Ms} | ${row.gateway.callsPerSecond} | ${row.addedMsProxy} / ${row.addedMsGateway} | ${row.throughputProxy} / ${row.throughputGateway} |`);
+    }
+    lines.push('');
+  }
+  if (r.stdioHop) {
+    lines.push('### 2. `tools/call` on a stdio upstream', '', '| sessions | direct stdio p50 / p99 ms | calls/s | Conflux p50 / p99 ms | calls/s | throughput vs direct |', '|---|---|---|---|---|---|');
+    for (const row of r.stdioHop as HopRow[]) {
+      lines.push(`| ${row.sessions} | ${row.direct.p50Ms} / ${row.direct.p99Ms} | ${row.direct.callsPerSecond} | ${row.gateway.p50Ms} / ${row.gateway.p99Ms} | ${row.gateway.callsPerSecond} | ${row.throughputGateway} |`);
+    }
+    lines.push('');
+  }
+  if (r.bigCatalog) {
+    const b = r.bigCatalog;
+    lines.push(`### 3. A big catalog: ${b.upstreams} upstreams × 50 tools`, '', '| | p50 ms | p99 ms |', '|---|---|---|', `| \`tools/list\` (${b.tools} tools, ${Math.round(b.bytes / 1024)} KiB) | ${b.list.p50Ms} | ${b.list.p99Ms} |`, `| \`conflux__search_tools\` | ${b.search.p50Ms} | ${b.search.p99Ms} |`, '');
+  }
+  if (r.idleSessions) {
+    lines.push('### 4. Idle sessions', '', '| sessions held | initialize/s | gateway RSS MiB | RSS KiB per session | V8 heap KiB per session |', '|---|---|---|---|---|');
+    for (const row of r.idleSessions) lines.push(`| ${row.sessions} | ${row.initializePerSecond} | ${row.rssMiB} | ${row.rssKibPerSession} | ${row.heapKibPerSession} |`);
+    lines.push('');
+  }
+  if (r.broadcast) {
+    const b = r.broadcast;
+    lines.push(`### 5. Broadcast to ${b.upstreams} upstreams answering after ${b.upstreamDelayMs} ms`, '', '| p50 ms | p99 ms | p50 over the slowest upstream |', '|---|---|---|', `| ${b.p50Ms} | ${b.p99Ms} | ${b.overSlowestMs} ms |`, '');
+  }
+  if (r.startUp) {
+    lines.push('### 6. Start-up', '', `${r.startUp.stdioUpstreams} stdio upstreams (each a Node.js process): \`/ready\` after ${r.startUp.secondsToReady} s.`, '');
+  }
+  return lines.join('\n');
+}
+
+/** Replaces the results section of docs/benchmarks.md, keeping the text around it. */
+export async function writeResults(path: string, markdown: string): Promise<void> {
+  let doc = '';
+  try {
+    doc = await readFile(path, 'utf8');
+  } catch {
+    doc = `# Benchmarks\n\n${START}\n${END}\n`;
+  }
+  if (!doc.includes(START)) doc += `\n${START}\n${END}\n`;
+  const before = doc.slice(0, doc.indexOf(START) + START.length);
+  const after = doc.slice(doc.indexOf(END));
+  await writeFile(path, `${before}\n${markdown}\n${after}`);
+}

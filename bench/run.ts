@@ -1,0 +1,268 @@
+/**
+ * `npm run bench` (full, writes docs/benchmarks.md) or `npm run bench -- --quick` (a smoke run
+ * under a minute that checks every workload completes with zero errors; it asserts no timings).
+ * Every workload runs real processes on loopback and is compared with its baseline in the same run.
+ */
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runLoad, percentiles, round, Session, type LoadResult } from './load.js';
+import { ROOT, start, upstreams, type Running } from './processes.js';
+import { renderResults, writeResults } from './report.js';
+import { StdioClient } from './stdio-client.js';
+
+const quick = process.argv.includes('--quick');
+const SECONDS = quick ? 1.5 : 8;
+const WARMUP = quick ? 0.5 : 2;
+const CONCURRENCY = quick ? [1, 16] : [1, 16, 64];
+const report: Record<string, unknown> = {};
+const problems: string[] = [];
+const running: Running[] = [];
+
+async function gateway(servers: Record<string, unknown>, gatewaySettings: Record<string, unknown> = {}): Promise<Running> {
+  const dir = await mkdtemp(join(tmpdir(), 'conflux-bench-'));
+  const config = join(dir, 'config.json');
+  await writeFile(
+    config,
+    JSON.stringify({
+      gateway: { port: 0, limits: { maxSessionsPerPrincipal: 20_000, maxSessions: 20_000 }, healthCheck: { intervalSeconds: 0 }, ...gatewaySettings },
+      servers,
+    }),
+  );
+  const gw = await start(['dist/cli.js', 'serve', '--config', config, '--port', '0'], { LOG_LEVEL: 'info', CONFLUX_DATA_DIR: join(dir, 'data') });
+  running.push(gw);
+  await waitReady(gw.url);
+  return gw;
+}
+
+async function waitReady(mcpUrl: string, timeoutMs = 120_000): Promise<number> {
+  const started = performance.now();
+  const url = mcpUrl.replace(/\/mcp$/, '/ready');
+  while (performance.now() - started < timeoutMs) {
+    const status = await fetch(url).then((r) => r.status, () => 0);
+    if (status === 200) return performance.now() - started;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`${url} not ready in time`);
+}
+
+function check(name: string, result: LoadResult | { errors: number; firstError?: string }): void {
+  if (result.errors > 0) problems.push(`${name}: ${result.errors} errors (${result.firstError ?? ''})`);
+}
+
+const echoCall = (session: Session, tool = 'echo') => () => session.call('tools/call', { name: tool, arguments: { text: 'hello' } });
+const httpClient = (url: string, tool = 'echo') => async () => {
+  const session = await Session.open(url);
+  return { call: echoCall(session, tool), close: () => session.close() };
+};
+
+/** 1. tools/call on a Streamable HTTP upstream: direct, through the byte proxy, through Conflux. */
+async function hopCost(): Promise<void> {
+  const upstream = await start(upstreams('http'));
+  running.push(upstream);
+  const proxy = await start(['--import', 'tsx', 'bench/byte-proxy.ts', upstream.url]);
+  running.push(proxy);
+  const gw = await gateway({ echo: { url: `${upstream.url}/mcp/0`, prefix: '' } });
+  const rows = [];
+  for (const sessions of CONCURRENCY) {
+    const direct = await runLoad(sessions, SECONDS, WARMUP, httpClient(`${upstream.url}/mcp/0`));
+    const viaProxy = await runLoad(sessions, SECONDS, WARMUP, httpClient(`${proxy.url}/mcp/0`));
+    const viaGateway = await runLoad(sessions, SECONDS, WARMUP, httpClient(gw.url));
+    for (const [name, r] of [['direct', direct], ['proxy', viaProxy], ['gateway', viaGateway]] as const) check(`http ${name} x${sessions}`, r);
+    rows.push({
+      sessions,
+      direct,
+      proxy: viaProxy,
+      gateway: viaGateway,
+      addedMsProxy: round(viaProxy.p50Ms - direct.p50Ms, 3),
+      addedMsGateway: round(viaGateway.p50Ms - direct.p50Ms, 3),
+      throughputProxy: round(viaProxy.callsPerSecond / direct.callsPerSecond, 2),
+      throughputGateway: round(viaGateway.callsPerSecond / direct.callsPerSecond, 2),
+    });
+  }
+  report.httpHop = rows;
+  await gw.stop();
+}
+
+/** 2. The same against a stdio upstream: Conflux to stdio vs a client speaking stdio directly. */
+async function stdioHop(): Promise<void> {
+  const gw = await gateway({ echo: { command: process.execPath, args: upstreams('stdio'), cwd: ROOT, prefix: '' } });
+  const direct = await StdioClient.start(process.execPath, upstreams('stdio'), ROOT);
+  const rows = [];
+  for (const sessions of CONCURRENCY) {
+    const viaStdio = await runLoad(sessions, SECONDS, WARMUP, async () => ({
+      call: () => direct.request('tools/call', { name: 'echo', arguments: { text: 'hello' } }),
+      close: async () => {},
+    }));
+    const viaGateway = await runLoad(sessions, SECONDS, WARMUP, httpClient(gw.url));
+    check(`stdio direct x${sessions}`, viaStdio);
+    check(`stdio gateway x${sessions}`, viaGateway);
+    rows.push({ sessions, direct: viaStdio, gateway: viaGateway, throughputGateway: round(viaGateway.callsPerSecond / viaStdio.callsPerSecond, 2) });
+  }
+  await direct.stop();
+  report.stdioHop = rows;
+  await gw.stop();
+}
+
+/** 3. tools/list of a big catalog (100 upstreams x 50 tools), and tool search over it. */
+async function bigCatalog(): Promise<void> {
+  const endpoints = quick ? 20 : 100;
+  const host = await start(upstreams('http', { endpoints, tools: 50 }));
+  running.push(host);
+  const servers = Object.fromEntries(Array.from({ length: endpoints }, (_, i) => [`svc${i}`, { url: `${host.url}/mcp/${i}`, required: true }]));
+  const gw = await gateway(servers, { pageSize: 10_000, broadcast: { enabled: false, concurrency: 16 } });
+  const session = await Session.open(gw.url);
+  const times: number[] = [];
+  let bytes = 0;
+  let tools = 0;
+  let errors = 0;
+  for (let i = 0; i < (quick ? 20 : 200); i++) {
+    const started = performance.now();
+    try {
+      const body = await session.call('tools/list', {});
+      times.push(performance.now() - started);
+      bytes = Buffer.byteLength(body);
+      tools = (body.match(/"inputSchema"/g) ?? []).length;
+    } catch {
+      errors++;
+    }
+  }
+  const searches: number[] = [];
+  for (let i = 0; i < (quick ? 20 : 200); i++) {
+    const started = performance.now();
+    try {
+      await session.call('tools/call', { name: 'conflux__search_tools', arguments: { query: `export invoice service ${i % endpoints}`, limit: 10 } });
+      searches.push(performance.now() - started);
+    } catch {
+      errors++;
+    }
+  }
+  check('tools/list', { errors });
+  if (tools !== endpoints * 50) problems.push(`tools/list returned ${tools} tools, expected ${endpoints * 50}`);
+  report.bigCatalog = { upstreams: endpoints, tools, bytes, list: percentiles(times), search: percentiles(searches) };
+  await session.close();
+  await gw.stop();
+}
+
+/** 4. Memory per idle session and the initialize rate. */
+async function idleSessions(): Promise<void> {
+  const gw = await gateway({});
+  const rows = [];
+  let held: Session[] = [];
+  for (const target of quick ? [1000] : [1000, 10_000]) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const before = gw.rssKib();
+    const heapBefore = await heapUsed(gw.url);
+    const started = performance.now();
+    let errors = 0;
+    const open = async (count: number) => {
+      for (let i = 0; i < count; i++) {
+        try {
+          held.push(await Session.open(gw.url));
+        } catch {
+          errors++;
+        }
+      }
+    };
+    const need = target - held.length;
+    await Promise.all(Array.from({ length: 32 }, (_, k) => open(Math.floor(need / 32) + (k < need % 32 ? 1 : 0))));
+    const seconds = (performance.now() - started) / 1000;
+    await new Promise((r) => setTimeout(r, 2000));
+    const after = gw.rssKib();
+    const heapAfter = await heapUsed(gw.url);
+    const health = (await (await fetch(gw.url.replace(/\/mcp$/, '/health'))).json()) as { sessions: number };
+    check(`sessions ${target}`, { errors });
+    if (health.sessions !== target) problems.push(`sessions: the gateway holds ${health.sessions}, expected ${target}`);
+    rows.push({
+      sessions: health.sessions,
+      opened: need,
+      initializePerSecond: round(need / seconds),
+      rssMiB: round(after / 1024),
+      rssKibPerSession: round((after - before) / need, 2),
+      heapKibPerSession: round((heapAfter - heapBefore) / 1024 / need, 2),
+    });
+  }
+  await Promise.all(held.map((s) => s.close()));
+  held = [];
+  report.idleSessions = rows;
+  await gw.stop();
+}
+
+/** The gateway's V8 heap in use, from its own /metrics. */
+async function heapUsed(mcpUrl: string): Promise<number> {
+  const text = await (await fetch(mcpUrl.replace(/\/mcp$/, '/metrics'))).text();
+  return Number(/^conflux_nodejs_heap_size_used_bytes (\S+)/m.exec(text)?.[1] ?? 0);
+}
+
+/** 5. Broadcast to many upstreams that each answer after 20 ms. */
+async function broadcastFanOut(): Promise<void> {
+  const endpoints = quick ? 10 : 50;
+  const host = await start(upstreams('http', { endpoints, delayMs: 20 }));
+  running.push(host);
+  const servers = Object.fromEntries(Array.from({ length: endpoints }, (_, i) => [`svc${i}`, { url: `${host.url}/mcp/${i}`, required: true }]));
+  const gw = await gateway(servers, { broadcast: { enabled: true, concurrency: 256 } });
+  const session = await Session.open(gw.url);
+  const times: number[] = [];
+  let errors = 0;
+  for (let i = 0; i < (quick ? 10 : 100); i++) {
+    const started = performance.now();
+    try {
+      const body = await session.call('tools/call', { name: 'broadcast__echo', arguments: { text: 'hi' } });
+      if (!body.includes(`"succeeded":${endpoints}`)) throw new Error(body.slice(0, 200));
+      times.push(performance.now() - started);
+    } catch {
+      errors++;
+    }
+  }
+  check('broadcast', { errors });
+  const p = percentiles(times);
+  report.broadcast = { upstreams: endpoints, upstreamDelayMs: 20, ...p, overSlowestMs: round(p.p50Ms - 20, 3) };
+  await session.close();
+  await gw.stop();
+}
+
+/** 6. Start-up: time until /ready with many stdio upstreams. */
+async function startUp(): Promise<void> {
+  const count = quick ? 5 : 20;
+  const servers = Object.fromEntries(
+    Array.from({ length: count }, (_, i) => [`s${i}`, { command: process.execPath, args: upstreams('stdio'), cwd: ROOT, required: true, connectTimeout: 120 }]),
+  );
+  const started = performance.now();
+  const gw = await gateway(servers);
+  report.startUp = { stdioUpstreams: count, secondsToReady: round((performance.now() - started) / 1000, 2) };
+  await gw.stop();
+}
+
+const began = new Date();
+try {
+  for (const [name, workload] of [
+    ['http hop', hopCost],
+    ['stdio hop', stdioHop],
+    ['big catalog', bigCatalog],
+    ['idle sessions', idleSessions],
+    ['broadcast', broadcastFanOut],
+    ['start-up', startUp],
+  ] as const) {
+    const t = performance.now();
+    try {
+      await workload();
+    } catch (error) {
+      problems.push(`${name}: ${(error as Error).message}`);
+    }
+    console.error(`${name}: ${round((performance.now() - t) / 1000)} s`);
+  }
+} finally {
+  await Promise.all(running.map((r) => r.stop()));
+}
+
+const machine = { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, date: began.toISOString() };
+const result = { machine, command: `npm run bench${quick ? ' -- --quick' : ''}`, quick, report, problems };
+await writeFile(join(ROOT, 'bench/results', quick ? 'quick-latest.json' : `${began.toISOString().slice(0, 10)}.json`), `${JSON.stringify(result, null, 2)}\n`);
+console.log(JSON.stringify(result, null, 2));
+if (!quick) await writeResults(join(ROOT, 'docs/benchmarks.md'), renderResults(result));
+if (problems.length > 0) {
+  console.error(`bench: ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+  process.exit(1);
+}
+console.error('bench: every workload completed with zero errors');
+
