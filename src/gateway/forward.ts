@@ -28,17 +28,28 @@ export async function forward(
   const upstream = deps.upstreams.get(server);
   if (!upstream) throw new UpstreamUnavailableError(server, 'it is not configured');
   await deps.rateLimits?.server(server);
+  // Notifications about this call (progress, logs) must reach the client before its answer:
+  // sending one is asynchronous, so the answer waits for those already under way.
+  const pending: Promise<unknown>[] = [];
+  const tracked: DownstreamCall = {
+    ...call,
+    sendNotification: (notification) => {
+      const sent = call.sendNotification(notification).catch(() => {});
+      pending.push(sent);
+      return sent;
+    },
+  };
   const options: RequestOptions = { signal: call.signal };
   const progressToken = (params?._meta as { progressToken?: string | number } | undefined)?.progressToken;
   if (progressToken !== undefined) {
     options.resetTimeoutOnProgress = true;
-    options.onprogress = (progress) => {
-      void call.sendNotification({ method: 'notifications/progress', params: { ...progress, progressToken } }).catch(() => {});
-    };
+    options.onprogress = (progress) => void tracked.sendNotification({ method: 'notifications/progress', params: { ...progress, progressToken } });
   }
-  const end = deps.tracker.begin(server, call);
+  const end = deps.tracker.begin(server, tracked);
   try {
-    return await inSpan(`upstream ${method}`, 'client', { 'mcp.server': server, 'mcp.method': method }, () => upstream.request(method, params, options));
+    const result = await inSpan(`upstream ${method}`, 'client', { 'mcp.server': server, 'mcp.method': method }, () => upstream.request(method, params, options));
+    await Promise.all(pending);
+    return result;
   } finally {
     end();
   }

@@ -1,11 +1,12 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
-import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
 import type { HttpServerConfig, ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
+import { HttpClientTransport } from './http-client-transport.js';
 import { StdioClientTransport } from './stdio-transport.js';
 
 export interface OpenedClient {
@@ -74,7 +75,7 @@ async function connect(
 }
 
 function streamableTransport(config: HttpServerConfig): Transport {
-  return new StreamableHTTPClientTransport(new URL(config.url), { requestInit: { headers: config.headers } });
+  return new HttpClientTransport(new URL(config.url), { headers: config.headers });
 }
 
 function sseTransport(config: HttpServerConfig): Transport {

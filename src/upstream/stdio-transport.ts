@@ -33,6 +33,8 @@ export class StdioClientTransport implements Transport {
 
   readonly #options: StdioTransportOptions;
   readonly #readBuffer = new ReadBuffer();
+  readonly #queue: JSONRPCMessage[] = [];
+  #draining = false;
   #child: ChildProcessWithoutNullStreams | undefined;
   #exited: Promise<void> | undefined;
   #closed = false;
@@ -109,9 +111,31 @@ export class StdioClientTransport implements Transport {
         this.onerror?.(new Error(`upstream wrote a line that is not JSON-RPC: ${(error as Error).message}`));
         continue;
       }
-      if (message === null) return;
-      this.onmessage?.(message);
+      if (message === null) break;
+      this.#queue.push(message);
     }
+    this.#drain();
+  }
+
+  /**
+   * Delivers queued messages in order, one per turn of the event loop after the first: the SDK
+   * handles a notification a microtask after receiving it but a response at once, so a
+   * progress report and the answer read in one chunk would otherwise swap places.
+   */
+  #drain(): void {
+    if (this.#draining) return;
+    const next = this.#queue.shift();
+    if (!next) return;
+    this.#draining = true;
+    this.onmessage?.(next);
+    if (this.#queue.length === 0) {
+      this.#draining = false;
+      return;
+    }
+    setImmediate(() => {
+      this.#draining = false;
+      this.#drain();
+    });
   }
 
   async send(message: JSONRPCMessage): Promise<void> {

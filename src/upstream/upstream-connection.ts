@@ -225,9 +225,17 @@ export class UpstreamConnection {
         throw new UpstreamConnectionLostError(this.name, method, this.lastError ?? 'connection closed');
       }
       // A JSON-RPC error is an answer: the upstream is alive.
-      if (error instanceof McpError) this.#breaker.success();
-      else this.#breaker.failure();
-      throw error;
+      if (error instanceof McpError) {
+        this.#breaker.success();
+        throw error;
+      }
+      this.#breaker.failure();
+      if (error instanceof StreamableHTTPError && error.code === 404 && client === this.#client) {
+        // The upstream no longer knows our session (it restarted): start a new one.
+        this.#lost(this.#generation, 'the upstream ended our session');
+        void client.close().catch(() => {});
+      }
+      throw new UpstreamConnectionLostError(this.name, method, describeError(error));
     }
   }
 

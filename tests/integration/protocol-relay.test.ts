@@ -145,6 +145,14 @@ describe('full-protocol relay', () => {
     expect(seenB).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
+  it.each(['alpha', 'beta'])('delivers every progress report before the result, even when they arrive together (%s)', async (server) => {
+    for (let round = 0; round < 5; round++) {
+      const seen: number[] = [];
+      await a.client.callTool({ name: `${server}__count`, arguments: { n: 3, gapMs: 0 } }, undefined, { onprogress: (p) => void seen.push(p.progress) });
+      expect(seen).toEqual([1, 2, 3]);
+    }
+  });
+
   it.each(['alpha', 'beta'])('relays sampling, elicitation and roots to the calling client (%s)', async (server) => {
     expect(textOf(await a.client.callTool({ name: `${server}__ask_llm`, arguments: { question: 'why?' } }))).toBe(`${server} heard: ann answers why?`);
     expect(textOf(await b.client.callTool({ name: `${server}__ask_llm`, arguments: { question: 'how?' } }))).toBe(`${server} heard: bob answers how?`);
