@@ -151,6 +151,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     logger,
     maxBodyBytes: settings.maxBodyBytes,
     limits: settings.limits,
+    fast: { toolsJson: () => (catalog.current.tools.length <= settings.pageSize ? catalog.toolsJson : undefined) },
     rateLimits,
     metrics,
     guard: {

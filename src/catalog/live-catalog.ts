@@ -33,6 +33,7 @@ export class LiveCatalog {
   readonly #options: ToolCatalogOptions;
   #tools: ToolCatalog = EMPTY_CATALOG;
   #searchIndex: ToolSearchIndex | undefined;
+  #toolsJson: string | undefined;
   #prompts: PromptCatalog = EMPTY_PROMPTS;
   #resources: ResourceCatalog = EMPTY_RESOURCES;
   #signatures = { tools: '[]', prompts: '[]', resources: '[[],[]]' };
@@ -44,6 +45,12 @@ export class LiveCatalog {
   /** The merged tools (kept as `current` for the tool paths). */
   get current(): ToolCatalog {
     return this.#tools;
+  }
+
+  /** `tools/list`'s `tools` array as JSON, serialised once per change (the list is read far more often than it changes). */
+  get toolsJson(): string {
+    this.#toolsJson ??= JSON.stringify(this.#tools.tools);
+    return this.#toolsJson;
   }
 
   /** The search index of the current tools, built on first use after each change. */
@@ -63,6 +70,7 @@ export class LiveCatalog {
   update(offers: readonly UpstreamOffer[]): CatalogChanges {
     this.#tools = buildToolCatalog(offers, this.#options);
     this.#searchIndex = undefined;
+    this.#toolsJson = undefined;
     this.#prompts = buildPromptCatalog(offers);
     this.#resources = buildResourceCatalog(offers);
     const signatures = {

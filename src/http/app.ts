@@ -8,7 +8,7 @@ import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { apiErrorResponse } from './api/api-errors.js';
 import { callerMiddleware, type CallerEnv } from './caller.js';
 import { BAD_REQUEST, INVALID_REQUEST, jsonRpcError } from './json-rpc-errors.js';
-import { mcpEndpoint, type McpEndpointLimits } from './mcp-endpoint.js';
+import { mcpEndpoint, type FastPaths, type McpEndpointLimits } from './mcp-endpoint.js';
 import { originGuard, type OriginGuardOptions } from './origin-guard.js';
 
 export interface HttpAppDeps {
@@ -18,6 +18,7 @@ export interface HttpAppDeps {
   guard: OriginGuardOptions;
   maxBodyBytes: number;
   limits: McpEndpointLimits;
+  fast?: FastPaths | undefined;
   rateLimits?: RateLimits | undefined;
   metrics: GatewayMetrics;
   /** An extra readiness check (the database), throwing when not ready. */
@@ -41,7 +42,7 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
       return response;
     }),
   );
-  app.all('/mcp', mcpEndpoint(deps.sessions, deps.limits));
+  app.all('/mcp', mcpEndpoint(deps.sessions, deps.limits, deps.fast));
   app.use(
     '/api/*',
     callerMiddleware(deps.rateLimits, (c, error) => apiErrorResponse(c, error)),

@@ -1,3 +1,4 @@
+import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 import type { Context } from 'hono';
 import type { SessionRegistry } from '../gateway/session-registry.js';
 import type { CallerEnv } from './caller.js';
@@ -14,7 +15,13 @@ export interface McpEndpointLimits {
   maxJsonDepth: number;
 }
 
-export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits) {
+/** Answers that need no MCP server object: the whole tool list, already serialised. */
+export interface FastPaths {
+  /** The `tools` array as JSON when it fits one page, else undefined (the regular path pages it). */
+  toolsJson(): string | undefined;
+}
+
+export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits, fast?: FastPaths) {
   return async (c: Context<CallerEnv>): Promise<Response> => {
     const request = c.req.raw;
     const sessionId = request.headers.get('mcp-session-id');
@@ -45,6 +52,16 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
       }
       const session = sessionOf(sessionId);
       if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
+      const listed = fast && plainToolsList(parsed, request) ? fast.toolsJson() : undefined;
+      if (listed !== undefined) {
+        // Serving a big catalog is then one string concatenation, not a serialisation per
+        // request. The answer is framed as the transport frames it (one SSE event), so a
+        // client sees the same wire either way.
+        const id = JSON.stringify((parsed as { id: string | number }).id);
+        return new Response(`event: message\ndata: {"result":{"tools":${listed}},"jsonrpc":"2.0","id":${id}}\n\n`, {
+          headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': session.id },
+        });
+      }
       const response = await session.transport.handleRequest(request, { parsedBody: parsed });
       const ids = requestIds(parsed);
       if (ids.length === 0 || !response.body || !response.headers.get('content-type')?.startsWith('text/event-stream')) return response;
@@ -111,6 +128,21 @@ function depthExceeds(root: unknown, maxDepth: number): boolean {
     }
   }
   return false;
+}
+
+/**
+ * A single first-page `tools/list` request the fast path may answer: the client accepts what the
+ * transport would send and its protocol version header (when present) is one it supports.
+ */
+function plainToolsList(body: unknown, request: Request): boolean {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return false;
+  const { jsonrpc, method, id, params } = body as { jsonrpc?: unknown; method?: unknown; id?: unknown; params?: { cursor?: unknown } };
+  if (jsonrpc !== '2.0' || method !== 'tools/list' || (typeof id !== 'string' && typeof id !== 'number')) return false;
+  if (params !== undefined && (params === null || typeof params !== 'object' || params.cursor !== undefined)) return false;
+  const version = request.headers.get('mcp-protocol-version');
+  if (version !== null && !SUPPORTED_PROTOCOL_VERSIONS.includes(version)) return false;
+  const accept = request.headers.get('accept') ?? '';
+  return accept.includes('application/json') && accept.includes('text/event-stream');
 }
 
 function requestIds(body: unknown): (string | number)[] {

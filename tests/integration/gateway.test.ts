@@ -42,6 +42,21 @@ describe('gateway over real upstreams', () => {
     await close();
   });
 
+  it('answers a plain tools/list from the cached serialisation, identical to the full path', async () => {
+    const { client, close } = await connectClient(gateway.url);
+    const viaSdk = await client.listTools();
+    const sessionId = (client.transport as unknown as { sessionId: string }).sessionId;
+    const response = await fetch(gateway.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 'list-1', method: 'tools/list' }),
+    });
+    expect(response.headers.get('content-type')).toBe('text/event-stream');
+    const data = /^data: (.*)$/m.exec(await response.text())![1]!;
+    expect(JSON.parse(data)).toEqual({ jsonrpc: '2.0', id: 'list-1', result: { tools: viaSdk.tools } });
+    await close();
+  });
+
   it('routes calls to each upstream and returns results unchanged', async () => {
     const { client, close } = await connectClient(gateway.url);
     expect(textOf(await client.callTool({ name: 'local__echo', arguments: { text: 'hi' } }))).toBe('local: hi');
