@@ -47,7 +47,7 @@ export async function forward(
   }
   const end = deps.tracker.begin(server, tracked);
   try {
-    const result = await inSpan(`upstream ${method}`, 'client', { 'mcp.server': server, 'mcp.method': method }, () => upstream.request(method, params, options));
+    const result = await inSpan(`upstream ${method}`, 'client', { 'mcp.server': server, 'mcp.method': method }, () => upstream.request(method, params, options, tracked));
     await Promise.all(pending);
     return result;
   } finally {

@@ -2,6 +2,7 @@ import { ErrorCode, McpError, type LoggingLevel, type LoggingMessageNotification
 import { z } from 'zod';
 import type { UpstreamEventSink } from '../upstream/upstream-connection.js';
 import type { CallTracker } from './call-tracker.js';
+import type { DownstreamCall } from './downstream-call.js';
 import type { SessionRegistry } from './session-registry.js';
 
 const LEVELS: readonly LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
@@ -32,8 +33,10 @@ export class UpstreamRelay implements UpstreamEventSink {
     server: string,
     request: { method: string; params?: Record<string, unknown> | undefined },
     signal: AbortSignal,
+    owner: unknown,
   ): Promise<Record<string, unknown>> {
-    const call = this.tracker.attribute(server);
+    // Exact when the wire says which request this belongs to; else by the calls in flight.
+    const call = (owner as DownstreamCall | undefined) ?? this.tracker.attribute(server);
     if (call === 'ambiguous') {
       throw new McpError(ErrorCode.InternalError, `${request.method} refused: calls from several clients are in flight on "${server}" and the request names none of them`);
     }
@@ -52,10 +55,10 @@ export class UpstreamRelay implements UpstreamEventSink {
     });
   }
 
-  onLogMessage(server: string, params: LoggingMessageNotification['params']): void {
+  onLogMessage(server: string, params: LoggingMessageNotification['params'], owner: unknown): void {
     const labelled = { ...params, logger: params.logger ? `${server}/${params.logger}` : server };
     const notification = { method: 'notifications/message' as const, params: labelled };
-    const call = this.tracker.attribute(server);
+    const call = (owner as DownstreamCall | undefined) ?? this.tracker.attribute(server);
     if (call === 'ambiguous') return;
     if (call) {
       const session = this.sessions.get(call.sessionId);

@@ -1,3 +1,4 @@
+import type { AsyncLocalStorage } from 'node:async_hooks';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -7,6 +8,11 @@ import { createParser } from 'eventsource-parser';
 
 export interface HttpClientTransportOptions {
   headers: Readonly<Record<string, string>>;
+  /**
+   * The owner in this store when a request is sent is restored while the messages of that
+   * request's response stream are delivered, so whoever handles them can tell whose they are.
+   */
+  owners?: AsyncLocalStorage<unknown> | undefined;
   /** Largest response body accepted from the upstream. */
   maxResponseBytes?: number;
 }
@@ -69,7 +75,9 @@ export class HttpClientTransport implements Transport {
     const type = String(response.headers['content-type'] ?? '');
     if (type.startsWith('text/event-stream')) {
       // The answer streams; notifications and requests about it may come first.
-      void this.#consumeEvents(response);
+      const owner = this.#options.owners?.getStore();
+      const consume = () => this.#consumeEvents(response);
+      void (owner === undefined ? consume() : this.#options.owners!.run(owner, consume));
       return;
     }
     const text = await readAll(response, this.#options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES);

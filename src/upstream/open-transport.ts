@@ -1,3 +1,4 @@
+import type { AsyncLocalStorage } from 'node:async_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -22,6 +23,8 @@ export interface OpenOptions {
   groups: ChildProcessGroups;
   newClient: () => Client;
   timeoutMs: number;
+  /** Carries a request's owner to the messages on its response stream (Streamable HTTP). */
+  owners?: AsyncLocalStorage<unknown>;
 }
 
 /**
@@ -44,7 +47,7 @@ export async function openClient(options: OpenOptions): Promise<OpenedClient> {
   }
   if (config.transport === 'sse') return connect(options.newClient(), sseTransport(config), 'sse', timeoutMs);
   try {
-    return await connect(options.newClient(), streamableTransport(config), 'streamable-http', timeoutMs);
+    return await connect(options.newClient(), streamableTransport(config, options.owners), 'streamable-http', timeoutMs);
   } catch (error) {
     if (!worthTryingSse(error)) throw error;
     options.logger.info({ reason: describeError(error) }, 'Streamable HTTP refused; trying legacy SSE');
@@ -74,8 +77,8 @@ async function connect(
   }
 }
 
-function streamableTransport(config: HttpServerConfig): Transport {
-  return new HttpClientTransport(new URL(config.url), { headers: config.headers });
+function streamableTransport(config: HttpServerConfig, owners: AsyncLocalStorage<unknown> | undefined): Transport {
+  return new HttpClientTransport(new URL(config.url), { headers: config.headers, owners });
 }
 
 function sseTransport(config: HttpServerConfig): Transport {

@@ -20,6 +20,7 @@ import {
   type ServerCapabilities,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ServerConfig } from '../config/schema.js';
@@ -52,8 +53,12 @@ export interface HealthPolicy {
  * updates. The gateway decides which downstream session each belongs to.
  */
 export interface UpstreamEventSink {
-  onServerRequest(server: string, request: { method: string; params?: Record<string, unknown> | undefined }, signal: AbortSignal): Promise<Record<string, unknown>>;
-  onLogMessage(server: string, params: LoggingMessageNotification['params']): void;
+  /**
+   * `owner` is the `owner` of the request whose response stream carried this message, when the
+   * wire tells (Streamable HTTP); undefined when it cannot (stdio, SSE, the GET stream).
+   */
+  onServerRequest(server: string, request: { method: string; params?: Record<string, unknown> | undefined }, signal: AbortSignal, owner: unknown): Promise<Record<string, unknown>>;
+  onLogMessage(server: string, params: LoggingMessageNotification['params'], owner: unknown): void;
   onResourceUpdated(server: string, uri: string): void;
 }
 
@@ -130,6 +135,11 @@ export class UpstreamConnection {
   #pingTimer: NodeJS.Timeout | undefined;
   #pingFailures = 0;
   readonly #breaker: CircuitBreaker;
+  /**
+   * Who a request is for, carried through the SDK client into the transport (which sends the
+   * request) and back out with the messages that arrive on that request's own response stream.
+   */
+  readonly #owners = new AsyncLocalStorage<unknown>();
   /** Bumped by every (re)connect and by stop(); callbacks from an older generation are ignored. */
   #generation = 0;
   #stopped = false;
@@ -198,7 +208,7 @@ export class UpstreamConnection {
    * errors are rethrown as they came (`McpError`); timeouts and lost connections become
    * typed upstream errors.
    */
-  async request(method: string, params: Record<string, unknown> | undefined, options: RequestOptions = {}): Promise<PassThroughResult> {
+  async request(method: string, params: Record<string, unknown> | undefined, options: RequestOptions = {}, owner?: unknown): Promise<PassThroughResult> {
     const client = this.#client;
     if (this.state !== 'ready' || !client) {
       throw new UpstreamUnavailableError(this.name, this.lastError ?? this.state);
@@ -208,7 +218,8 @@ export class UpstreamConnection {
     }
     const timeout = options.timeout ?? this.timeoutMs;
     try {
-      const result = await client.request({ method, params } as never, PassThroughResult, { ...options, timeout });
+      const send = () => client.request({ method, params } as never, PassThroughResult, { ...options, timeout });
+      const result = await (owner === undefined ? send() : this.#owners.run(owner, send));
       this.#breaker.success();
       return result;
     } catch (error) {
@@ -250,6 +261,7 @@ export class UpstreamConnection {
         logger: this.#logger,
         groups: this.#deps.groups,
         newClient: () => this.#newClient(),
+        owners: this.#owners,
         timeoutMs: this.connectTimeoutMs,
       });
       if (generation !== this.#generation) {
@@ -326,11 +338,11 @@ export class UpstreamConnection {
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => this.#refresh(client, { tools: true }));
     client.setNotificationHandler(PromptListChangedNotificationSchema, () => this.#refresh(client, { prompts: true }));
     client.setNotificationHandler(ResourceListChangedNotificationSchema, () => this.#refresh(client, { resources: true }));
-    client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => events.onLogMessage(this.name, n.params));
+    client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => events.onLogMessage(this.name, n.params, this.#owners.getStore()));
     client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => events.onResourceUpdated(this.name, n.params.uri));
     for (const schema of [CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema]) {
       client.setRequestHandler(schema, ((request: { method: string; params?: Record<string, unknown> }, extra: { signal: AbortSignal }) =>
-        events.onServerRequest(this.name, request, extra.signal)) as never);
+        events.onServerRequest(this.name, request, extra.signal, this.#owners.getStore())) as never);
     }
     return client;
   }

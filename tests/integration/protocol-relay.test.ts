@@ -174,6 +174,20 @@ describe('full-protocol relay', () => {
     expect(texts.join('\n')).not.toMatch(/bob answers q[13]|ann answers q2/);
   });
 
+  it('attributes server-to-client requests exactly on Streamable HTTP, even when calls of several sessions overlap', async () => {
+    for (let round = 0; round < 3; round++) {
+      const texts = (
+        await Promise.all([
+          a.client.callTool({ name: 'beta__ask_llm', arguments: { question: 'q1' } }),
+          b.client.callTool({ name: 'beta__ask_llm', arguments: { question: 'q2' } }),
+          a.client.callTool({ name: 'beta__ask_user', arguments: {} }),
+          b.client.callTool({ name: 'beta__ask_user', arguments: {} }),
+        ])
+      ).map(textOf);
+      expect(texts).toEqual(['beta heard: ann answers q1', 'beta heard: bob answers q2', 'beta: accept ann', 'beta: accept bob']);
+    }
+  });
+
   it('tells the upstream when the client lacks a capability', async () => {
     const plain = await peer(gateway.url, 'plain', {} as never);
     try {
