@@ -49,6 +49,14 @@ export function renderResults(result: { machine: Record<string, unknown>; comman
     const b = r.broadcast;
     lines.push(`### 5. Broadcast to ${b.upstreams} upstreams answering after ${b.upstreamDelayMs} ms`, '', '| p50 ms | p99 ms | p50 over the slowest upstream |', '|---|---|---|', `| ${b.p50Ms} | ${b.p99Ms} | ${b.overSlowestMs} ms |`, '');
   }
+  if (r.peers?.supergateway) {
+    lines.push('### 7. Peer gateway: supergateway (stdio upstream, Streamable HTTP, stateful)', '', '| sessions | supergateway p50 / p99 ms | calls/s | Conflux p50 / p99 ms | calls/s |', '|---|---|---|---|---|');
+    for (const row of r.peers.supergateway) {
+      const c = row.conflux;
+      lines.push(`| ${row.sessions} | ${row.supergateway.p50Ms} / ${row.supergateway.p99Ms} | ${row.supergateway.callsPerSecond} | ${c ? `${c.p50Ms} / ${c.p99Ms}` : '-'} | ${c ? c.callsPerSecond : '-'} |`);
+    }
+    lines.push('', 'supergateway starts one stdio server per session; Conflux shares one. The Conflux column is workload 2 of the same run.', '');
+  }
   if (r.startUp) {
     lines.push('### 6. Start-up', '', `${r.startUp.stdioUpstreams} stdio upstreams (each a Node.js process): \`/ready\` after ${r.startUp.secondsToReady} s.`, '');
   }

@@ -3,7 +3,9 @@
  * under a minute that checks every workload completes with zero errors; it asserts no timings).
  * Every workload runs real processes on loopback and is compared with its baseline in the same run.
  */
+import { spawn } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runLoad, percentiles, round, Session, type LoadResult } from './load.js';
@@ -12,6 +14,8 @@ import { renderResults, writeResults } from './report.js';
 import { StdioClient } from './stdio-client.js';
 
 const quick = process.argv.includes('--quick');
+/** `--only "stdio hop,peers"` runs just those workloads (and writes no report files). */
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1]!.split(',') : undefined;
 const SECONDS = quick ? 1.5 : 8;
 const WARMUP = quick ? 0.5 : 2;
 const CONCURRENCY = quick ? [1, 16] : [1, 16, 64];
@@ -221,6 +225,59 @@ async function broadcastFanOut(): Promise<void> {
   await gw.stop();
 }
 
+/**
+ * 7. A peer gateway on workload 1's stdio variant: supergateway (stateful Streamable HTTP in
+ * front of a stdio server; it starts one server process per session) against Conflux's
+ * numbers for the same stdio upstream from workload 2. Full runs only.
+ */
+async function peers(): Promise<void> {
+  const entry = join(ROOT, 'node_modules/supergateway/dist/index.js');
+  const port = await freePort();
+  const command = [process.execPath, ...upstreams('stdio')].map((part) => (part.includes(' ') ? `"${part}"` : part)).join(' ');
+  const child = spawn(process.execPath, [entry, '--stdio', command, '--outputTransport', 'streamableHttp', '--stateful', '--port', String(port), '--logLevel', 'none'], {
+    cwd: ROOT,
+    stdio: 'ignore',
+    detached: true,
+  });
+  const url = `http://127.0.0.1:${port}/mcp`;
+  try {
+    const deadline = performance.now() + 30_000;
+    for (;;) {
+      const session = await Session.open(url).catch(() => undefined);
+      if (session) {
+        await session.close();
+        break;
+      }
+      if (performance.now() > deadline) throw new Error('supergateway did not start');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const rows = [];
+    const conflux = (report.stdioHop ?? []) as { sessions: number; gateway: LoadResult }[];
+    for (const sessions of CONCURRENCY) {
+      const result = await runLoad(sessions, SECONDS, WARMUP, httpClient(url));
+      check(`supergateway x${sessions}`, result);
+      rows.push({ sessions, supergateway: result, conflux: conflux.find((r) => r.sessions === sessions)?.gateway });
+    }
+    report.peers = { supergateway: rows };
+  } finally {
+    try {
+      process.kill(-child.pid!, 'SIGKILL'); // the gateway and the server processes it started
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createNetServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 /** 6. Start-up: time until /ready with many stdio upstreams. */
 async function startUp(): Promise<void> {
   const count = quick ? 5 : 20;
@@ -242,7 +299,9 @@ try {
     ['idle sessions', idleSessions],
     ['broadcast', broadcastFanOut],
     ['start-up', startUp],
+    ...(quick ? [] : ([['peers', peers]] as const)),
   ] as const) {
+    if (only && !only.includes(name)) continue;
     const t = performance.now();
     try {
       await workload();
@@ -257,9 +316,11 @@ try {
 
 const machine = { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, date: began.toISOString() };
 const result = { machine, command: `npm run bench${quick ? ' -- --quick' : ''}`, quick, report, problems };
-await writeFile(join(ROOT, 'bench/results', quick ? 'quick-latest.json' : `${began.toISOString().slice(0, 10)}.json`), `${JSON.stringify(result, null, 2)}\n`);
 console.log(JSON.stringify(result, null, 2));
-if (!quick) await writeResults(join(ROOT, 'docs/benchmarks.md'), renderResults(result));
+if (!only) {
+  await writeFile(join(ROOT, 'bench/results', quick ? 'quick-latest.json' : `${began.toISOString().slice(0, 10)}.json`), `${JSON.stringify(result, null, 2)}\n`);
+  if (!quick) await writeResults(join(ROOT, 'docs/benchmarks.md'), renderResults(result));
+}
 if (problems.length > 0) {
   console.error(`bench: ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
   process.exit(1);
