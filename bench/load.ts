@@ -87,8 +87,16 @@ export interface LoadResult {
 }
 
 /** `sessions` concurrent sessions, each calling `call` in a loop for `seconds` (after a warm-up). */
-export async function runLoad(sessions: number, seconds: number, warmupSeconds: number, open: () => Promise<{ call: () => Promise<unknown>; close: () => Promise<void> }>): Promise<LoadResult> {
-  const clients = await Promise.all(Array.from({ length: sessions }, open));
+export async function runLoad(
+  sessions: number,
+  seconds: number,
+  warmupSeconds: number,
+  open: () => Promise<{ call: () => Promise<unknown>; close: () => Promise<void> }>,
+  options: { openOneAtATime?: boolean } = {},
+): Promise<LoadResult> {
+  const clients = [];
+  if (options.openOneAtATime) for (let i = 0; i < sessions; i++) clients.push(await open());
+  else clients.push(...(await Promise.all(Array.from({ length: sessions }, open))));
   const latencies: number[] = [];
   let errors = 0;
   let firstError: string | undefined;

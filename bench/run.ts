@@ -254,7 +254,8 @@ async function peers(): Promise<void> {
     const rows = [];
     const conflux = (report.stdioHop ?? []) as { sessions: number; gateway: LoadResult }[];
     for (const sessions of CONCURRENCY) {
-      const result = await runLoad(sessions, SECONDS, WARMUP, httpClient(url));
+      // supergateway starts a server process per session: open them one at a time
+      const result = await runLoad(sessions, SECONDS, WARMUP, httpClient(url), { openOneAtATime: true });
       check(`supergateway x${sessions}`, result);
       rows.push({ sessions, supergateway: result, conflux: conflux.find((r) => r.sessions === sessions)?.gateway });
     }
