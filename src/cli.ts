@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
+import { ADMIN_USAGE, adminCommand } from './admin-commands.js';
 import { readEnvironment, type Environment } from './config/env.js';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -18,13 +19,13 @@ Commands:
   migrate                Apply database migrations and exit
   tools                  Connect to the upstreams and print the merged tool list
   call NAME              Call one tool through the gateway's routing
-
+${ADMIN_USAGE}
 Options:
   -c, --config FILE      Config file (YAML, or JSON with "mcpServers")   [env CONFLUX_CONFIG, default ./mcp-servers.yaml]
   -H, --host HOST        Address to listen on                           [env CONFLUX_HOST, default 127.0.0.1]
   -p, --port PORT        Port to listen on                              [env CONFLUX_PORT, default 8000]
   -a, --args JSON        Arguments for "call", as a JSON object
-      --json             "tools": print JSON instead of a table
+      --json             "tools", "keys", "access": print JSON instead of a table
   -h, --help             Show this help
 `;
 
@@ -43,6 +44,14 @@ async function main(argv: string[]): Promise<number> {
         port: { type: 'string', short: 'p' },
         args: { type: 'string', short: 'a' },
         json: { type: 'boolean' },
+        group: { type: 'string', multiple: true },
+        subject: { type: 'string' },
+        expires: { type: 'string' },
+        user: { type: 'string' },
+        server: { type: 'string' },
+        level: { type: 'string' },
+        allow: { type: 'string' },
+        deny: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -85,6 +94,9 @@ async function main(argv: string[]): Promise<number> {
         await database.close();
       }
     }
+    case 'keys':
+    case 'access':
+      return adminCommand(command, rest, values, env, config.gateway.access, (line) => process.stdout.write(`${line}\n`), (line) => process.stderr.write(`${line}\n`));
     case 'tools':
       return withUpstreams(config, env, async (conflux) => {
         const tools = conflux.catalog.current.tools;

@@ -3,6 +3,12 @@ import type { Hono } from 'hono';
 import type { Redis } from 'ioredis';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
+import { AccessControl } from './auth/access-control.js';
+import { fullAccess } from './auth/access-policy.js';
+import { ApiKeys } from './auth/api-keys.js';
+import { Authenticator } from './auth/authenticator.js';
+import { OAuthResourceServer } from './auth/oauth-resource-server.js';
+import { ANONYMOUS } from './auth/principal.js';
 import { LiveCatalog } from './catalog/live-catalog.js';
 import type { Config } from './config/schema.js';
 import { watchConfigFile } from './config/watch.js';
@@ -16,6 +22,10 @@ import { UpstreamRelay } from './gateway/upstream-relay.js';
 import { API_BASE, createApiApp } from './http/api/api-app.js';
 import { createHttpApp } from './http/app.js';
 import { listen, type Listening } from './http/listen.js';
+import { isLoopbackHost } from './http/origin-guard.js';
+import { mountWellKnown } from './http/well-known.js';
+import { AccessRepository } from './store/access-repository.js';
+import { ApiKeyRepository } from './store/api-key-repository.js';
 import type { CallerEnv } from './http/caller.js';
 import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from './limits/rate-limiter.js';
 import { RateLimits } from './limits/rate-limits.js';
@@ -46,6 +56,9 @@ export interface Conflux {
   readonly sessions: SessionRegistry;
   readonly audit: AuditLog;
   readonly metrics: GatewayMetrics;
+  readonly accessControl: AccessControl;
+  /** API keys, when the gateway has a database. */
+  readonly apiKeys: ApiKeys | undefined;
   readonly app: Hono<CallerEnv>;
   /** Loads registered servers and starts connecting every enabled upstream (without waiting for them). */
   start(): Promise<void>;
@@ -75,6 +88,12 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     redactKeys: settings.audit.redactKeys,
     capacity: settings.audit.bufferSize,
   });
+  const auth = settings.auth === 'none' ? undefined : settings.auth;
+  if (auth?.apiKeys && !database) throw new Error('gateway.auth.apiKeys needs a database (DATABASE_URL or the embedded one)');
+  const apiKeys = database ? new ApiKeys(new ApiKeyRepository(database.db)) : undefined;
+  const oauth = auth?.oauth ? new OAuthResourceServer(auth.oauth, logger.child({ component: 'oauth' })) : undefined;
+  const authenticator = new Authenticator(settings.auth, { apiKeys: auth?.apiKeys ? apiKeys : undefined, oauth, logger: logger.child({ component: 'auth' }) });
+  const accessControl = new AccessControl(settings.access, database ? new AccessRepository(database.db) : undefined, logger.child({ component: 'access' }));
   const limiter: RateLimiter = deps.redis ? new RedisRateLimiter(deps.redis) : new MemoryRateLimiter();
   const sessions: SessionRegistry = new SessionRegistry({
     logger,
@@ -151,8 +170,14 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     logger,
     maxBodyBytes: settings.maxBodyBytes,
     limits: settings.limits,
-    fast: { toolsJson: () => (catalog.current.tools.length <= settings.pageSize ? catalog.toolsJson : undefined) },
+    fast: {
+      toolsJson: (access) => {
+        const cached = catalog.viewFor(access);
+        return cached.view.tools.length <= settings.pageSize ? cached.toolsJson : undefined;
+      },
+    },
     rateLimits,
+    auth: { authenticator, accessControl, resource: auth?.oauth?.resource, oauth: auth?.oauth ? { scopes: auth.oauth.scopes } : undefined },
     metrics,
     guard: {
       get bindHost() {
@@ -163,9 +188,10 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     },
     ready: database ? () => database.ping() : undefined,
   });
+  mountWellKnown(app, oauth, logger);
   app.route(
     API_BASE,
-    createApiApp({ catalog, upstreams, tracker, limit, registry, audit, auditRepository, metrics, rateLimits, logger }, settings.api.maxBodyBytes),
+    createApiApp({ catalog, upstreams, tracker, limit, registry, audit, auditRepository, metrics, rateLimits, accessControl, apiKeys, logger }, settings.api.maxBodyBytes),
   );
 
   return {
@@ -176,9 +202,12 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     sessions,
     audit,
     metrics,
+    accessControl,
+    apiKeys,
     app,
     async start() {
       groups.installExitHook();
+      await accessControl.start();
       await registry.start(config.servers);
       if (deps.configFile) {
         watcher = watchConfigFile(deps.configFile.path, deps.configFile.env, logger, (next) => registry.setConfigServers(next.servers));
@@ -186,11 +215,17 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     },
     async listen(host = settings.host, port = settings.port) {
       bindHost = host;
+      if (!authenticator.enabled && !isLoopbackHost(host)) {
+        logger.warn(
+          { host },
+          'AUTHENTICATION IS OFF (gateway.auth: none) and the gateway listens on a non-loopback address: anyone who can reach it may use every tool. Configure gateway.auth.',
+        );
+      }
       listening = await listen(app, host, port);
       const shownHost = host.includes(':') ? `[${host}]` : host;
       return { url: `http://${shownHost}:${listening.port}/mcp`, port: listening.port };
     },
-    callTool: (params, signal) => callTool({ catalog, upstreams, tracker, limit, audit, metrics, rateLimits }, params, detachedCall('cli', 'anonymous', signal)),
+    callTool: (params, signal) => callTool({ catalog, upstreams, tracker, limit, audit, metrics, rateLimits }, params, detachedCall('cli', fullAccess(ANONYMOUS), signal)),
     async stop() {
       watcher?.close();
       await listening?.stopAccepting();
@@ -202,6 +237,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       await upstreams.stop();
       await audit.close();
       await limiter.close();
+      accessControl.stop();
       groups.removeExitHook();
     },
   };

@@ -1,5 +1,6 @@
 import type { Prompt, Resource, ResourceTemplate, Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { ToolsFilter } from '../config/schema.js';
+import { fullView, restrictedView, type CatalogView, type Visibility } from './catalog-view.js';
 import { buildPromptCatalog, EMPTY_PROMPTS, type PromptCatalog } from './prompt-catalog.js';
 import { buildResourceCatalog, EMPTY_RESOURCES, type ResourceCatalog } from './resource-catalog.js';
 import { buildToolCatalog, EMPTY_CATALOG, type ToolCatalog, type ToolCatalogOptions } from './tool-catalog.js';
@@ -17,6 +18,21 @@ export interface UpstreamOffer {
   resources: readonly Resource[];
   templates: readonly ResourceTemplate[];
 }
+
+/** A caller's rights as the catalog needs them: callers with equal rights share one `key`. */
+export interface Viewer {
+  readonly key: string;
+  readonly unrestricted: boolean;
+  readonly visible: Visibility;
+}
+
+/** A caller's view with its `tools/list` answer serialised once. */
+export interface CachedView {
+  readonly view: CatalogView;
+  readonly toolsJson: string;
+}
+
+const MAX_CACHED_VIEWS = 1000;
 
 export interface CatalogChanges {
   tools: boolean;
@@ -37,6 +53,7 @@ export class LiveCatalog {
   #prompts: PromptCatalog = EMPTY_PROMPTS;
   #resources: ResourceCatalog = EMPTY_RESOURCES;
   #signatures = { tools: '[]', prompts: '[]', resources: '[[],[]]' };
+  #views = new Map<string, CachedView>();
 
   constructor(options: ToolCatalogOptions = {}) {
     this.#options = options;
@@ -67,8 +84,31 @@ export class LiveCatalog {
     return this.#resources;
   }
 
+  /** What `viewer` may see, built once per catalog change and set of rights. */
+  viewFor(viewer: Viewer): CachedView {
+    const key = viewer.unrestricted ? '*' : viewer.key;
+    let cached = this.#views.get(key);
+    if (!cached) {
+      if (this.#views.size >= MAX_CACHED_VIEWS) this.#views.clear();
+      const view = viewer.unrestricted
+        ? fullView(this.#tools, this.#prompts, this.#resources)
+        : restrictedView(this.#tools, this.#prompts, this.#resources, viewer.visible);
+      let json: string | undefined;
+      const toolsJson = viewer.unrestricted ? () => this.toolsJson : () => (json ??= JSON.stringify(view.tools));
+      cached = {
+        view,
+        get toolsJson() {
+          return toolsJson();
+        },
+      };
+      this.#views.set(key, cached);
+    }
+    return cached;
+  }
+
   update(offers: readonly UpstreamOffer[]): CatalogChanges {
     this.#tools = buildToolCatalog(offers, this.#options);
+    this.#views.clear();
     this.#searchIndex = undefined;
     this.#toolsJson = undefined;
     this.#prompts = buildPromptCatalog(offers);

@@ -41,9 +41,11 @@ export class ToolSearchIndex {
     this.#index.addAll(tools.map(({ tool }, id) => toDocument(id, tool)));
   }
 
-  search(query: string, limit: number): ToolHit[] {
+  /** The best `limit` hits, among the tools `include` accepts (by exposed name) when given. */
+  search(query: string, limit: number, include?: (name: string) => boolean): ToolHit[] {
+    const filter = include && ((hit: { id: unknown }) => include(this.#tools[hit.id as number]!.tool.name));
     return this.#index
-      .search(withSynonyms(query))
+      .search(withSynonyms(query), filter ? { filter } : {})
       .slice(0, limit)
       .map((hit) => {
         const { tool } = this.#tools[hit.id as number]!;

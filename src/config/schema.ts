@@ -83,6 +83,104 @@ function inferTransport(value: unknown): unknown {
 
 const HostPattern = z.string().min(1);
 
+/** Where a principal's subject, email, groups and roles are read from in a token's claims (dotted paths allowed). */
+const ClaimsSchema = z
+  .strictObject({
+    subject: z.string().min(1).default('sub'),
+    email: z.string().min(1).default('email'),
+    groups: z.string().min(1).default('groups'),
+    roles: z.string().min(1).default('roles'),
+  })
+  .default({ subject: 'sub', email: 'email', groups: 'groups', roles: 'roles' });
+
+export const OAuthSettingsSchema = z.strictObject({
+  /** The authorization server's issuer; its metadata is discovered (RFC 8414, then OpenID discovery). */
+  issuer: z.url(),
+  /** This gateway's resource URI (RFC 8707): tokens must name it as audience. Default: `<origin of the request>/mcp`. */
+  resource: z.url().optional(),
+  /** Further audiences accepted (e.g. Entra ID's `api://<client-id>`). */
+  audiences: z.array(z.string().min(1)).default([]),
+  /** Scopes every request needs; advertised in the metadata and in `WWW-Authenticate`. */
+  scopes: z.array(z.string().min(1)).default([]),
+  /** Opaque tokens are checked at the introspection endpoint (RFC 7662) with these client credentials. */
+  introspection: z.strictObject({ clientId: z.string().min(1), clientSecret: z.string().min(1) }).optional(),
+  /** Accepted signing algorithms of JWT access tokens. */
+  algorithms: z.array(z.string().min(1)).default(['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA']),
+  /** Signing keys are cached this long; an unknown key id refetches them (at most once per `jwksCooldownSeconds`). */
+  jwksCacheSeconds: z.number().positive().default(600),
+  jwksCooldownSeconds: z.number().min(0).default(30),
+  /** Clock skew tolerated on `exp`/`nbf`. */
+  clockToleranceSeconds: z.number().min(0).default(30),
+  claims: ClaimsSchema,
+});
+
+export const AuthSettingsSchema = z.union([
+  z.literal('none'),
+  z.strictObject({
+    oauth: OAuthSettingsSchema.optional(),
+    /** API keys created with `conflux keys create` or `POST /api/v1/api-keys` (needs a database). */
+    apiKeys: z.boolean().default(false),
+    /** HS256 JWTs signed with a shared secret (platforms that sign their users' tokens). */
+    jwt: z
+      .strictObject({
+        secret: z.string().min(32, 'use a secret of at least 32 characters'),
+        issuer: z.string().min(1).optional(),
+        audience: z.string().min(1).optional(),
+        clockToleranceSeconds: z.number().min(0).default(30),
+        claims: ClaimsSchema,
+      })
+      .optional(),
+    /** Identity from headers set by an API gateway in front; honoured only from `proxies`. */
+    trustedHeaders: z
+      .strictObject({
+        /** Addresses or CIDR ranges of the proxies allowed to set the headers. */
+        proxies: z.array(z.string().min(1)).min(1),
+        user: z.string().min(1).default('x-user-email'),
+        groups: z.string().min(1).default('x-user-groups'),
+        admin: z.string().min(1).default('x-user-admin'),
+      })
+      .optional(),
+  }),
+]);
+
+export const GrantSchema = z
+  .strictObject({
+    user: z.string().min(1).optional(),
+    group: z.string().min(1).optional(),
+    /** Server names, or `*` for all. */
+    servers: z.array(z.string().min(1)).min(1),
+    /** `read` lists tools, prompts and resources and reads them; `call` also calls tools. */
+    level: z.enum(['read', 'call']).default('call'),
+  })
+  .refine((g) => (g.user === undefined) !== (g.group === undefined), 'name exactly one of user or group');
+
+export const ToolRuleSchema = z
+  .strictObject({
+    user: z.string().min(1).optional(),
+    group: z.string().min(1).optional(),
+    /** Server name, or `*`. */
+    server: z.string().min(1).default('*'),
+    /** Glob patterns on the upstream's own tool names. */
+    allow: z.array(z.string().min(1)).optional(),
+    deny: z.array(z.string().min(1)).optional(),
+  })
+  .refine((r) => !(r.user !== undefined && r.group !== undefined), 'name at most one of user or group (neither: everyone)')
+  .refine((r) => r.allow !== undefined || r.deny !== undefined, 'give allow or deny patterns');
+
+export const AccessSettingsSchema = z
+  .strictObject({
+    /** Members of this group (or holders of the `admin` role) see everything and may use the admin API. */
+    adminGroup: z.string().min(1).default('MCP-Admin'),
+    /** Level of an authenticated principal on servers no grant names. */
+    defaultLevel: z.enum(['none', 'read', 'call']).default('none'),
+    /** Rules from the config, in addition to those stored in the database. */
+    grants: z.array(GrantSchema).default([]),
+    toolRules: z.array(ToolRuleSchema).default([]),
+    /** Rules stored in the database are reloaded this often (changes made through this replica apply at once). */
+    refreshSeconds: z.number().positive().default(10),
+  })
+  .default({ adminGroup: 'MCP-Admin', defaultLevel: 'none', grants: [], toolRules: [], refreshSeconds: 10 });
+
 export const GatewaySettingsSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65_535).default(8000),
@@ -170,6 +268,10 @@ export const GatewaySettingsSchema = z.strictObject({
     .default({ maxSessions: 10_000, maxSessionsPerPrincipal: 1000, maxConcurrentCallsPerSession: 64, maxJsonDepth: 64 }),
   /** On SIGTERM, calls in flight get this long to finish before connections are cut. */
   shutdownGraceSeconds: z.number().min(0).default(10),
+  /** Who may connect: `none` (local use) or one or more of oauth, apiKeys, jwt, trustedHeaders. */
+  auth: AuthSettingsSchema.default('none'),
+  /** Who may use what, once callers are authenticated. */
+  access: AccessSettingsSchema,
 });
 
 export const ConfigSchema = z.strictObject({
@@ -184,3 +286,7 @@ export type StdioServerConfig = z.infer<typeof StdioServerSchema>;
 export type HttpServerConfig = z.infer<typeof HttpServerSchema>;
 export type ToolsFilter = z.infer<typeof ToolsFilterSchema>;
 export type ToolOverride = z.infer<typeof ToolOverrideSchema>;
+export type AuthSettings = z.infer<typeof AuthSettingsSchema>;
+export type OAuthSettings = z.infer<typeof OAuthSettingsSchema>;
+export type AccessSettings = z.infer<typeof AccessSettingsSchema>;
+export type ClaimsMapping = z.infer<typeof ClaimsSchema>;

@@ -1,4 +1,5 @@
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { Access } from '../auth/access-policy.js';
 import type { ClientCapabilities, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 
 /**
@@ -6,8 +7,10 @@ import type { ClientCapabilities, ServerNotification, ServerRequest } from '@mod
  * that made it, on the stream of that very request.
  */
 export interface DownstreamCall {
-  /** Who is calling, for audit and access control; `anonymous` without authentication. */
+  /** Who is calling, for audit; `anonymous` without authentication. */
   principal: string;
+  /** What the caller may use, evaluated for this request. */
+  access: Access;
   /** Where the request came in. */
   channel: 'mcp' | 'rest' | 'cli';
   sessionId: string | undefined;

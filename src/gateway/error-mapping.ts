@@ -1,9 +1,12 @@
 import { ErrorCode, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { AccessDeniedError } from '../auth/access-policy.js';
 import { LimitExceededError, RateLimitedError } from '../limits/errors.js';
 import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from '../upstream/errors.js';
 
 /** JSON-RPC code for refusals by the gateway's own limits (implementation-defined server error range). */
 export const LIMIT_ERROR = -32000;
+/** JSON-RPC code for requests outside the caller's rights (implementation-defined server error range). */
+export const ACCESS_DENIED = -32003;
 
 /**
  * The one place where failures become what a client sees. Upstream faults are tool errors
@@ -31,6 +34,7 @@ export function asMcpError(error: unknown): McpError {
   if (error instanceof McpError) return error;
   if (error instanceof RateLimitedError) return new McpError(LIMIT_ERROR, error.message, { retryAfter: error.retryAfterSeconds, scope: error.scope });
   if (error instanceof LimitExceededError) return new McpError(LIMIT_ERROR, error.message);
+  if (error instanceof AccessDeniedError) return new McpError(ACCESS_DENIED, error.message);
   if (isUpstreamFault(error)) return new McpError(ErrorCode.InternalError, error.message);
   return new McpError(ErrorCode.InternalError, error instanceof Error ? error.message : String(error));
 }

@@ -1,3 +1,4 @@
+import type { Access } from '../auth/access-policy.js';
 import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { UpstreamUnavailableError } from '../upstream/errors.js';
 import type { RateLimits } from '../limits/rate-limits.js';
@@ -56,9 +57,10 @@ export async function forward(
 }
 
 /** A call with no MCP client behind it (CLI, REST): nothing can be relayed back. */
-export function detachedCall(channel: DownstreamCall['channel'], principal = 'anonymous', signal: AbortSignal = new AbortController().signal): DownstreamCall {
+export function detachedCall(channel: DownstreamCall['channel'], access: Access, signal: AbortSignal = new AbortController().signal): DownstreamCall {
   return {
-    principal,
+    principal: access.principal.id,
+    access,
     channel,
     sessionId: undefined,
     clientCapabilities: undefined,

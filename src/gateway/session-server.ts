@@ -16,7 +16,8 @@ import {
   type ServerNotification,
   type ServerRequest,
 } from '@modelcontextprotocol/sdk/types.js';
-import { routeResourceUri } from '../catalog/resource-catalog.js';
+import { AccessDeniedError, type Access } from '../auth/access-policy.js';
+import { routeResourceUri, type ResourceRoute } from '../catalog/resource-catalog.js';
 import type { UpstreamConnection } from '../upstream/upstream-connection.js';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
 import type { DownstreamCall } from './downstream-call.js';
@@ -50,8 +51,13 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
   const capabilities = mergedCapabilities(deps.upstreams.list());
   const server = new Server({ name: GATEWAY_NAME, version: GATEWAY_VERSION }, { capabilities, instructions: INSTRUCTIONS });
   const { catalog } = deps;
+  const viewOf = (extra: Extra) => catalog.viewFor(accessOf(extra)).view;
+  /** A prompt or resource the caller may not see does not exist for it. */
+  const readable = <T extends { server: string }>(route: T | undefined, extra: Extra): T | undefined =>
+    route && accessOf(extra).visible(route.server) ? route : undefined;
   const callOf = (extra: Extra): DownstreamCall => ({
-    principal: deps.sessions.get(extra.sessionId)?.principal ?? 'anonymous',
+    principal: accessOf(extra).principal.id,
+    access: accessOf(extra),
     channel: 'mcp',
     sessionId: extra.sessionId,
     requestId: extra.requestId,
@@ -89,9 +95,9 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
     }
   };
 
-  server.setRequestHandler(ListToolsRequestSchema, (request) => {
-    const { items, nextCursor } = pageOf(catalog.current.tools, request.params?.cursor, deps.pageSize);
-    return nextCursor ? { tools: [...items], nextCursor } : { tools: items as never };
+  server.setRequestHandler(ListToolsRequestSchema, (request, extra) => {
+    const { items, nextCursor } = pageOf(viewOf(extra).tools, request.params?.cursor, deps.pageSize);
+    return { tools: [...items], ...(nextCursor ? { nextCursor } : {}) };
   });
   server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     const session = deps.sessions.get(extra.sessionId);
@@ -109,12 +115,12 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
   });
 
   if (capabilities.prompts) {
-    server.setRequestHandler(ListPromptsRequestSchema, (request) => {
-      const { items, nextCursor } = pageOf(catalog.prompts.prompts, request.params?.cursor, deps.pageSize);
+    server.setRequestHandler(ListPromptsRequestSchema, (request, extra) => {
+      const { items, nextCursor } = pageOf(viewOf(extra).prompts, request.params?.cursor, deps.pageSize);
       return { prompts: [...items], ...(nextCursor ? { nextCursor } : {}) };
     });
     server.setRequestHandler(GetPromptRequestSchema, async (request, extra) => {
-      const route = catalog.prompts.routes.get(request.params.name);
+      const route = readable(catalog.prompts.routes.get(request.params.name), extra);
       if (!route) throw unknownPrompt(request.params.name);
       return relay(route.server, 'prompts/get', { ...request.params, name: route.originalName }, extra, {
         kind: 'prompt_get',
@@ -124,17 +130,17 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
   }
 
   if (capabilities.resources) {
-    server.setRequestHandler(ListResourcesRequestSchema, (request) => {
-      const { items, nextCursor } = pageOf(catalog.resources.resources, request.params?.cursor, deps.pageSize);
+    server.setRequestHandler(ListResourcesRequestSchema, (request, extra) => {
+      const { items, nextCursor } = pageOf(viewOf(extra).resources, request.params?.cursor, deps.pageSize);
       return { resources: [...items], ...(nextCursor ? { nextCursor } : {}) };
     });
-    server.setRequestHandler(ListResourceTemplatesRequestSchema, (request) => {
-      const { items, nextCursor } = pageOf(catalog.resources.templates, request.params?.cursor, deps.pageSize);
+    server.setRequestHandler(ListResourceTemplatesRequestSchema, (request, extra) => {
+      const { items, nextCursor } = pageOf(viewOf(extra).templates, request.params?.cursor, deps.pageSize);
       return { resourceTemplates: [...items], ...(nextCursor ? { nextCursor } : {}) };
     });
     server.setRequestHandler(ReadResourceRequestSchema, async (request, extra) => {
       const { uri } = request.params;
-      const route = routeResourceUri(catalog.resources, uri);
+      const route = readable(routeResourceUri(catalog.resources, uri), extra);
       if (!route || !deps.upstreams.get(route.server)) throw resourceNotFound(uri);
       const result = (await relay(route.server, 'resources/read', { ...request.params, uri: route.originalUri }, extra, {
         kind: 'resource_read',
@@ -151,7 +157,7 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
     if (capabilities.resources.subscribe) {
       server.setRequestHandler(SubscribeRequestSchema, async (request, extra) => {
         const session = deps.sessions.get(extra.sessionId);
-        const route = routeResourceUri(catalog.resources, request.params.uri);
+        const route = readable(routeResourceUri(catalog.resources, request.params.uri), extra);
         if (!route || !deps.upstreams.get(route.server)) throw resourceNotFound(request.params.uri);
         if (session) await deps.subscriptions.subscribe(session, request.params.uri, route).catch((e) => Promise.reject(asMcpError(e)));
         return {};
@@ -168,11 +174,11 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
     server.setRequestHandler(CompleteRequestSchema, async (request, extra) => {
       const { ref } = request.params;
       if (ref.type === 'ref/prompt') {
-        const route = catalog.prompts.routes.get(ref.name);
+        const route = readable(catalog.prompts.routes.get(ref.name), extra);
         if (!route) throw unknownPrompt(ref.name);
         return relay(route.server, 'completion/complete', { ...request.params, ref: { ...ref, name: route.originalName } }, extra) as never;
       }
-      const route = catalog.resources.templateRoutes.get(ref.uri) ?? routeResourceUri(catalog.resources, ref.uri);
+      const route = readable<ResourceRoute>(catalog.resources.templateRoutes.get(ref.uri) ?? routeResourceUri(catalog.resources, ref.uri), extra);
       if (!route) throw resourceNotFound(ref.uri);
       return relay(route.server, 'completion/complete', { ...request.params, ref: { ...ref, uri: route.originalUri } }, extra) as never;
     });
@@ -194,6 +200,16 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
     });
   }
   return { server, capabilities };
+}
+
+/**
+ * The caller's rights for this request, put there by the HTTP layer after authenticating it.
+ * Without them nothing is allowed.
+ */
+function accessOf(extra: Extra): Access {
+  const access = extra.authInfo?.extra?.access as Access | undefined;
+  if (!access) throw new AccessDeniedError('Access denied: the request carries no authenticated caller');
+  return access;
 }
 
 /**

@@ -9,6 +9,7 @@ import { inSpan } from '../observability/tracing.js';
 import type { ToolRoute } from '../catalog/tool-catalog.js';
 import { broadcast, type BroadcastDeps } from './broadcast.js';
 import type { DownstreamCall } from './downstream-call.js';
+import { AccessDeniedError } from '../auth/access-policy.js';
 import { toolCallFailure, unknownTool } from './error-mapping.js';
 import { forward } from './forward.js';
 
@@ -40,8 +41,8 @@ export async function callTool(
   options: ToolCallOptions = {},
 ): Promise<CallToolResult> {
   const started = performance.now();
-  const route = deps.catalog.current.routes.get(params.name);
-  const audit = (status: 'ok' | 'error', error?: string) => {
+  const route = deps.catalog.viewFor(call.access).view.routes.get(params.name);
+  const audit = (status: 'ok' | 'error' | 'denied', error?: string) => {
     const seconds = (performance.now() - started) / 1000;
     deps.metrics?.toolCall(params.name, status, seconds);
     if (deps.logger?.isLevelEnabled('debug')) {
@@ -67,7 +68,7 @@ export async function callTool(
       audit(result.isError ? 'error' : 'ok', result.isError ? firstText(result) : undefined);
       return result;
     } catch (error) {
-      audit('error', error instanceof Error ? error.message : String(error));
+      audit(error instanceof AccessDeniedError ? 'denied' : 'error', error instanceof Error ? error.message : String(error));
       throw error;
     }
   });
@@ -80,11 +81,18 @@ async function dispatch(
   call: DownstreamCall,
   options: ToolCallOptions,
 ): Promise<CallToolResult> {
-  if (!route) throw unknownTool(params.name);
+  if (!route) {
+    // Named but outside the caller's view: refused as such, so the caller knows it is not a typo.
+    if (deps.catalog.current.routes.has(params.name)) throw new AccessDeniedError(`Access denied: you may not use the tool "${params.name}"`);
+    throw unknownTool(params.name);
+  }
   const args = params.arguments ?? {};
   switch (route.kind) {
     case 'upstream':
       if (!deps.upstreams.get(route.server)) throw unknownTool(params.name);
+      if (call.access.level(route.server, route.originalName) !== 'call') {
+        throw new AccessDeniedError(`Access denied: you may list "${params.name}" but not call it`);
+      }
       try {
         return (await forward(deps, route.server, 'tools/call', { ...params, name: route.originalName }, call)) as CallToolResult;
       } catch (error) {
@@ -96,7 +104,7 @@ async function dispatch(
     case 'tag':
       return tagTool(deps, route, parse(TagArgs, args, params.name), call);
     case 'search':
-      return searchTools(deps.catalog, parse(SearchArgs, args, params.name));
+      return searchTools(deps.catalog, parse(SearchArgs, args, params.name), call);
     case 'call': {
       const { name, arguments: targetArgs } = parse(CallArgs, args, params.name);
       if (deps.catalog.current.routes.get(name)?.kind === 'call') throw new McpError(ErrorCode.InvalidParams, `${params.name} cannot call itself`);
@@ -120,7 +128,7 @@ async function broadcastTool(
   if (targets.length === 0) {
     return errorResult(`no server matches: "${route.tool}" is offered by ${route.servers.join(', ')}`);
   }
-  return broadcast(deps, route.tool, targets, toolArgs, call);
+  return broadcast(deps, route.tool, callable(targets, route.tool, call), toolArgs, call);
 }
 
 async function tagTool(
@@ -133,16 +141,25 @@ async function tagTool(
   for (const { route: r } of deps.catalog.current.upstreamTools) {
     if (r.kind === 'upstream') offered.get(r.server)?.push(r.originalName);
   }
+  for (const [server, tools] of offered) offered.set(server, tools.filter((tool) => call.access.visible(server, tool)));
   const targets = route.servers.filter((server) => offered.get(server)!.includes(args.tool));
   if (targets.length === 0) {
     const listing = route.servers.map((s) => `${s}: ${offered.get(s)!.join(', ') || '(no tools)'}`).join('; ');
     return errorResult(`no server tagged "${route.tag}" offers "${args.tool}". Tagged servers and their tools: ${listing}`);
   }
-  return broadcast(deps, args.tool, targets, args.arguments ?? {}, call);
+  return broadcast(deps, args.tool, callable(targets, args.tool, call), args.arguments ?? {}, call);
 }
 
-function searchTools(catalog: LiveCatalog, args: z.infer<typeof SearchArgs>): CallToolResult {
-  const hits = catalog.searchIndex.search(args.query, args.limit ?? 10);
+/** The servers among `targets` on which the caller may call `tool`; refused when none. */
+function callable(targets: readonly string[], tool: string, call: DownstreamCall): string[] {
+  const allowed = targets.filter((server) => call.access.level(server, tool) === 'call');
+  if (allowed.length === 0) throw new AccessDeniedError(`Access denied: you may not call "${tool}" on ${targets.join(', ')}`);
+  return allowed;
+}
+
+function searchTools(catalog: LiveCatalog, args: z.infer<typeof SearchArgs>, call: DownstreamCall): CallToolResult {
+  const { routes } = catalog.viewFor(call.access).view;
+  const hits = catalog.searchIndex.search(args.query, args.limit ?? 10, call.access.unrestricted ? undefined : (name) => routes.has(name));
   const tools = hits.map(({ tool, score }) => ({
     name: tool.name,
     ...(tool.title ? { title: tool.title } : {}),

@@ -6,8 +6,9 @@ import type { RateLimits } from '../limits/rate-limits.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { apiErrorResponse } from './api/api-errors.js';
-import { callerMiddleware, type CallerEnv } from './caller.js';
-import { BAD_REQUEST, INVALID_REQUEST, jsonRpcError } from './json-rpc-errors.js';
+import { AuthFailure } from '../auth/auth-failure.js';
+import { callerMiddleware, type CallerDeps, type CallerEnv } from './caller.js';
+import { BAD_REQUEST, INVALID_REQUEST, jsonRpcError, UNAUTHORIZED } from './json-rpc-errors.js';
 import { mcpEndpoint, type FastPaths, type McpEndpointLimits } from './mcp-endpoint.js';
 import { originGuard, type OriginGuardOptions } from './origin-guard.js';
 
@@ -20,6 +21,8 @@ export interface HttpAppDeps {
   limits: McpEndpointLimits;
   fast?: FastPaths | undefined;
   rateLimits?: RateLimits | undefined;
+  /** Authentication and access rules (the rate limits above are applied after them). */
+  auth: Omit<CallerDeps, 'rateLimits'>;
   metrics: GatewayMetrics;
   /** An extra readiness check (the database), throwing when not ready. */
   ready?: (() => Promise<void>) | undefined;
@@ -28,6 +31,7 @@ export interface HttpAppDeps {
 /** The gateway's HTTP surface: `/mcp` (Streamable HTTP), `/health`, `/ready`, `/metrics`, `/servers`; the REST API is mounted by the caller. */
 export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
   const app = new Hono<CallerEnv>();
+  const callerDeps: CallerDeps = { ...deps.auth, rateLimits: deps.rateLimits };
 
   app.use(
     '/mcp',
@@ -36,7 +40,8 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
       maxSize: deps.maxBodyBytes,
       onError: () => jsonRpcError(413, INVALID_REQUEST, `Request body larger than ${deps.maxBodyBytes} bytes`),
     }),
-    callerMiddleware(deps.rateLimits, (_c, error) => {
+    callerMiddleware(callerDeps, (_c, error) => {
+      if (error instanceof AuthFailure) return jsonRpcError(error.status, UNAUTHORIZED, error.message);
       const response = jsonRpcError(429, BAD_REQUEST, error.message);
       response.headers.set('Retry-After', String(error.retryAfterSeconds));
       return response;
@@ -45,7 +50,7 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
   app.all('/mcp', mcpEndpoint(deps.sessions, deps.limits, deps.fast));
   app.use(
     '/api/*',
-    callerMiddleware(deps.rateLimits, (c, error) => apiErrorResponse(c, error)),
+    callerMiddleware(callerDeps, (c, error) => apiErrorResponse(c, error)),
   );
 
   app.get('/health', (c) => {
@@ -74,7 +79,11 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
     return c.body(await deps.metrics.registry.metrics());
   });
 
-  app.get('/servers', (c) => c.json({ servers: deps.upstreams.statuses() }));
+  app.use('/servers', callerMiddleware(callerDeps, (c, error) => apiErrorResponse(c, error)));
+  app.get('/servers', (c) => {
+    const { access } = c.get('caller');
+    return c.json({ servers: deps.upstreams.statuses().filter((s) => access.visible(s.name)) });
+  });
 
   app.notFound((c) => c.json({ error: { code: 'not_found', message: `No route for ${c.req.method} ${c.req.path}` } }, 404));
   app.onError((error, c) => {

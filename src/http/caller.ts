@@ -1,18 +1,34 @@
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context, MiddlewareHandler } from 'hono';
+import type { AccessControl } from '../auth/access-control.js';
+import type { Access } from '../auth/access-policy.js';
+import { AuthFailure } from '../auth/auth-failure.js';
+import type { Authenticator } from '../auth/authenticator.js';
 import { RateLimitedError } from '../limits/errors.js';
 import type { RateLimits } from '../limits/rate-limits.js';
 
 /** Who is making a request, as far as the gateway knows. */
 export interface Caller {
-  /** The authenticated principal, or `anonymous`. */
+  /** The authenticated principal's id, or `anonymous` without authentication. */
   principal: string;
+  /** What the principal may use, evaluated for this request. */
+  access: Access;
   /** What rate limits count against: the principal, or the client address when anonymous. */
   rateKey: string;
   address: string;
 }
 
 export type CallerEnv = { Variables: { caller: Caller } };
+
+export interface CallerDeps {
+  authenticator: Authenticator;
+  accessControl: AccessControl;
+  rateLimits?: RateLimits | undefined;
+  /** This gateway's resource URI as configured; otherwise the request's own origin + `/mcp`. */
+  resource?: string | undefined;
+  /** With OAuth on, challenges point clients at the protected-resource metadata (RFC 9728). */
+  oauth?: { scopes: readonly string[] } | undefined;
+}
 
 /** The client's address; `unknown` for in-process requests (tests calling `app.request`). */
 export function remoteAddress(c: Context): string {
@@ -23,17 +39,54 @@ export function remoteAddress(c: Context): string {
   }
 }
 
+/** The resource URI a request addresses (RFC 8707): the expected audience of its token. */
+export function resourceUri(c: Context, configured: string | undefined): string {
+  return configured ?? `${new URL(c.req.url).origin}/mcp`;
+}
+
+/** Where the RFC 9728 document for `resource` is served: the path-inserted well-known URL. */
+export function resourceMetadataUrl(resource: string): string {
+  const url = new URL(resource);
+  const path = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+  return `${url.origin}/.well-known/oauth-protected-resource${path}`;
+}
+
+/** The `WWW-Authenticate` value for a refused request (RFC 6750 §3, RFC 9728 §5.1). */
+export function bearerChallenge(failure: AuthFailure, resource: string, oauth: CallerDeps['oauth']): string {
+  const params: string[] = [];
+  if (oauth) params.push(`resource_metadata="${resourceMetadataUrl(resource)}"`);
+  if (oauth?.scopes.length) params.push(`scope="${oauth.scopes.join(' ')}"`);
+  if (failure.code) params.push(`error="${failure.code}"`, `error_description="${failure.message.replace(/["\\]/g, "'")}"`);
+  return params.length ? `Bearer ${params.join(', ')}` : 'Bearer realm="conflux"';
+}
+
 /**
- * Identifies the caller (anonymous until authentication is configured) and applies the
- * per-principal rate limit; `refuse` shapes the 429 for its surface (JSON-RPC or REST).
+ * Authenticates every request (tokens are checked each time, never remembered), evaluates the
+ * caller's rights and applies the per-principal rate limit. `refuse` shapes refusals for its
+ * surface (JSON-RPC or REST); challenges carry `WWW-Authenticate`.
  */
-export function callerMiddleware(rateLimits: RateLimits | undefined, refuse: (c: Context, error: RateLimitedError) => Response): MiddlewareHandler<CallerEnv> {
+export function callerMiddleware(deps: CallerDeps, refuse: (c: Context, error: RateLimitedError | AuthFailure) => Response): MiddlewareHandler<CallerEnv> {
   return async (c, next) => {
     const address = remoteAddress(c);
-    const caller: Caller = { principal: 'anonymous', rateKey: `ip:${address}`, address };
+    const resource = resourceUri(c, deps.resource);
+    let caller: Caller;
+    try {
+      const principal = await deps.authenticator.authenticate({ headers: c.req.raw.headers, address, resource });
+      caller = {
+        principal: principal.id,
+        access: deps.accessControl.accessFor(principal),
+        rateKey: deps.authenticator.enabled ? `principal:${principal.id}` : `ip:${address}`,
+        address,
+      };
+    } catch (error) {
+      if (!(error instanceof AuthFailure)) throw error;
+      const response = refuse(c, error);
+      if (error.status !== 503) response.headers.set('WWW-Authenticate', bearerChallenge(error, resource, deps.oauth));
+      return response;
+    }
     c.set('caller', caller);
     try {
-      await rateLimits?.principal(caller.rateKey);
+      await deps.rateLimits?.principal(caller.rateKey);
     } catch (error) {
       if (error instanceof RateLimitedError) return refuse(c, error);
       throw error;

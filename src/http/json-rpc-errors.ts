@@ -11,3 +11,5 @@ export const INVALID_REQUEST = -32600;
 /** The codes the SDK's transport uses for HTTP-level refusals, kept the same here. */
 export const BAD_REQUEST = -32000;
 export const SESSION_NOT_FOUND = -32001;
+/** Refusals of authentication; the HTTP status (401/403) and `WWW-Authenticate` carry the detail. */
+export const UNAUTHORIZED = -32004;

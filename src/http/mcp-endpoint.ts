@@ -1,4 +1,6 @@
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
+import type { Access } from '../auth/access-policy.js';
 import type { Context } from 'hono';
 import type { SessionRegistry } from '../gateway/session-registry.js';
 import type { CallerEnv } from './caller.js';
@@ -17,15 +19,17 @@ export interface McpEndpointLimits {
 
 /** Answers that need no MCP server object: the whole tool list, already serialised. */
 export interface FastPaths {
-  /** The `tools` array as JSON when it fits one page, else undefined (the regular path pages it). */
-  toolsJson(): string | undefined;
+  /** The `tools` array `access` may see as JSON when it fits one page, else undefined (the regular path pages it). */
+  toolsJson(access: Access): string | undefined;
 }
 
 export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits, fast?: FastPaths) {
   return async (c: Context<CallerEnv>): Promise<Response> => {
     const request = c.req.raw;
     const sessionId = request.headers.get('mcp-session-id');
-    const { principal } = c.get('caller');
+    const { principal, access } = c.get('caller');
+    // Handlers read the caller's rights from here; the token itself stays in the HTTP layer.
+    const authInfo: AuthInfo = { token: '', clientId: principal, scopes: [...access.principal.scopes], extra: { access } };
     // A session belongs to the principal that opened it; to anyone else it does not exist.
     const sessionOf = (id: string) => {
       const session = sessions.touch(id);
@@ -46,13 +50,13 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
           return jsonRpcError(429, BAD_REQUEST, `Too many sessions for this principal (at most ${limits.maxSessionsPerPrincipal}); close some with DELETE`);
         }
         const prepared = await sessions.prepare(principal);
-        const response = await prepared.transport.handleRequest(request, { parsedBody: parsed });
+        const response = await prepared.transport.handleRequest(request, { parsedBody: parsed, authInfo });
         await sessions.discardIfUninitialized(prepared);
         return response;
       }
       const session = sessionOf(sessionId);
       if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
-      const listed = fast && plainToolsList(parsed, request) ? fast.toolsJson() : undefined;
+      const listed = fast && plainToolsList(parsed, request) ? fast.toolsJson(access) : undefined;
       if (listed !== undefined) {
         // Serving a big catalog is then one string concatenation, not a serialisation per
         // request. The answer is framed as the transport frames it (one SSE event), so a
@@ -62,7 +66,7 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
           headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': session.id },
         });
       }
-      const response = await session.transport.handleRequest(request, { parsedBody: parsed });
+      const response = await session.transport.handleRequest(request, { parsedBody: parsed, authInfo });
       const ids = requestIds(parsed);
       if (ids.length === 0 || !response.body || !response.headers.get('content-type')?.startsWith('text/event-stream')) return response;
       // A client that goes away before its answer cancels the work: the request's handler is
@@ -79,7 +83,7 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
       if (!sessionId) return jsonRpcError(400, BAD_REQUEST, 'Bad Request: Mcp-Session-Id header is required');
       const session = sessionOf(sessionId);
       if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
-      const response = await session.transport.handleRequest(request);
+      const response = await session.transport.handleRequest(request, { authInfo });
       if (request.method === 'GET' && response.ok && response.body) {
         session.openStreams++;
         return onBodyEnd(response, () => {

@@ -106,7 +106,7 @@ export class GatewayMetrics {
   }
 
   /** Counts one tool call; tool labels are capped so a huge catalog cannot explode cardinality. */
-  toolCall(tool: string, status: 'ok' | 'error', seconds: number): void {
+  toolCall(tool: string, status: 'ok' | 'error' | 'denied', seconds: number): void {
     let label = tool;
     if (!this.#tools.has(tool)) {
       if (this.#tools.size >= MAX_TOOL_LABELS) label = 'other';

@@ -1,4 +1,5 @@
-import { bigserial, index, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { sql } from 'drizzle-orm';
+import { bigserial, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 
 /** Upstream servers registered at run time through the API (the config file's are not stored). */
 export const registeredServers = pgTable('registered_servers', {
@@ -32,3 +33,48 @@ export const auditEvents = pgTable(
   },
   (t) => [index('audit_events_at_idx').on(t.at), index('audit_events_principal_idx').on(t.principal, t.at), index('audit_events_server_idx').on(t.server, t.at)],
 );
+
+/** API keys for programs. Only a hash of the secret is kept; the key is shown once, at creation. */
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    /** Public part of the key (`cfx_<id>_<secret>`), used to find the row. */
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    /** SHA-256 of the whole key, hex. The secret is 256 random bits, so a fast hash is enough. */
+    hash: text('hash').notNull(),
+    /** The principal the key acts as (default `key:<name>`). */
+    subject: text('subject').notNull(),
+    groups: jsonb('groups').$type<string[]>().notNull().default([]),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+  },
+  (t) => [uniqueIndex('api_keys_name_active_idx').on(t.name).where(sql`${t.revokedAt} is null`)],
+);
+
+/** A user's or group's access level on a server (`*` for all). */
+export const accessGrants = pgTable('access_grants', {
+  id: bigserial('id', { mode: 'number' }).primaryKey(),
+  /** `user` or `group`. */
+  subjectType: text('subject_type').notNull(),
+  subject: text('subject').notNull(),
+  server: text('server').notNull(),
+  /** `read` or `call`. */
+  level: text('level').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Narrows a server's tools (by upstream name glob) for a user, a group or everyone. */
+export const toolRules = pgTable('tool_rules', {
+  id: bigserial('id', { mode: 'number' }).primaryKey(),
+  /** `user`, `group` or `everyone`. */
+  subjectType: text('subject_type').notNull(),
+  subject: text('subject'),
+  server: text('server').notNull(),
+  /** `allow` or `deny`. */
+  effect: text('effect').notNull(),
+  pattern: text('pattern').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});

@@ -1,5 +1,9 @@
 import type { Context } from 'hono';
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { AccessRuleError } from '../../auth/access-control.js';
+import { AccessDeniedError } from '../../auth/access-policy.js';
+import { ApiKeyError } from '../../auth/api-keys.js';
+import { AuthFailure } from '../../auth/auth-failure.js';
 import { LimitExceededError, RateLimitedError } from '../../limits/errors.js';
 import { RegistryError } from '../../registry/errors.js';
 import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from '../../upstream/errors.js';
@@ -28,6 +32,10 @@ function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
   if (error instanceof RateLimitedError) return new ApiError(429, 'rate_limited', error.message, { retryAfter: error.retryAfterSeconds, scope: error.scope });
   if (error instanceof LimitExceededError) return new ApiError(429, 'limit_exceeded', error.message);
+  if (error instanceof AuthFailure) return new ApiError(error.status, error.code ?? 'unauthorized', error.message);
+  if (error instanceof AccessDeniedError) return new ApiError(403, 'forbidden', error.message);
+  if (error instanceof AccessRuleError) return new ApiError(error.status, error.status === 404 ? 'not_found' : 'no_database', error.message);
+  if (error instanceof ApiKeyError) return new ApiError(409, error.code, error.message);
   if (error instanceof RegistryError) return new ApiError(error.status, error.code, error.message, error.details);
   if (error instanceof UpstreamTimeoutError) return new ApiError(504, 'upstream_timeout', error.message, { server: error.server });
   if (error instanceof UpstreamUnavailableError || error instanceof UpstreamConnectionLostError) {

@@ -1,6 +1,10 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { Context } from 'hono';
 import { z } from 'zod';
 import type { Logger } from 'pino';
+import type { AccessControl } from '../../auth/access-control.js';
+import { AccessDeniedError } from '../../auth/access-policy.js';
+import type { ApiKeys } from '../../auth/api-keys.js';
 import type { LiveCatalog } from '../../catalog/live-catalog.js';
 import type { ServerConfig } from '../../config/schema.js';
 import { ServerNameSchema } from '../../config/schema.js';
@@ -12,6 +16,7 @@ import type { AuditLog } from '../../observability/audit-log.js';
 import type { ServerRegistry } from '../../registry/server-registry.js';
 import type { AuditRepository } from '../../store/audit-repository.js';
 import type { UpstreamPool } from '../../upstream/upstream-pool.js';
+import type { Caller } from '../caller.js';
 import { ApiError } from './api-errors.js';
 import { route, type ApiRoute } from './route-table.js';
 
@@ -21,6 +26,8 @@ export interface ApiDeps extends ToolCallDeps, BroadcastDeps {
   registry: ServerRegistry;
   audit?: AuditLog | undefined;
   auditRepository?: AuditRepository | undefined;
+  accessControl: AccessControl;
+  apiKeys?: ApiKeys | undefined;
   logger: Logger;
 }
 
@@ -45,6 +52,41 @@ const AuditQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   offset: z.coerce.number().int().min(0).default(0),
 });
+const IdParam = z.object({ id: z.string().min(1) });
+const GrantBody = z
+  .strictObject({
+    user: z.string().min(1).optional(),
+    group: z.string().min(1).optional(),
+    server: z.string().min(1).describe('A server name or *'),
+    level: z.enum(['read', 'call']).default('call'),
+  })
+  .refine((g) => (g.user === undefined) !== (g.group === undefined), 'name exactly one of user or group');
+const ToolRuleBody = z
+  .strictObject({
+    user: z.string().min(1).optional(),
+    group: z.string().min(1).optional(),
+    server: z.string().min(1).default('*'),
+    effect: z.enum(['allow', 'deny']),
+    pattern: z.string().min(1).describe('Glob on the upstream tool name'),
+  })
+  .refine((r) => !(r.user !== undefined && r.group !== undefined), 'name at most one of user or group (neither: everyone)');
+const ApiKeyBody = z.strictObject({
+  name: z.string().min(1).max(100),
+  subject: z.string().min(1).optional().describe('The principal the key acts as (default key:<name>)'),
+  groups: z.array(z.string().min(1)).default([]),
+  expiresAt: z.iso.datetime({ offset: true }).optional(),
+});
+
+/** The authenticated caller, set by the caller middleware in front of the API. */
+export function callerOf(c: Context): Caller {
+  return (c as Context<{ Variables: { caller: Caller } }>).get('caller');
+}
+
+function requireAdmin(c: Context): Caller {
+  const caller = callerOf(c);
+  if (!caller.access.admin) throw new AccessDeniedError('this operation needs the admin role (membership of the admin group)');
+  return caller;
+}
 
 /** The REST operations under `/api/v1`. */
 export function apiRoutes(deps: ApiDeps): ApiRoute[] {
@@ -68,21 +110,34 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       definition: redactDefinition(definition),
     };
   };
-  const auditAdmin = (target: string, args: unknown, status: 'ok' | 'error', error?: string) =>
-    deps.audit?.record({ kind: 'admin', principal: 'anonymous', channel: 'rest', server: undefined, target, arguments: args, status, error });
-  const admin = async <T>(action: string, args: unknown, run: () => Promise<T>): Promise<T> => {
+  const auditAdmin = (principal: string, target: string, args: unknown, status: 'ok' | 'error' | 'denied', error?: string) =>
+    deps.audit?.record({ kind: 'admin', principal, channel: 'rest', server: undefined, target, arguments: args, status, error });
+  /** Runs an admin change: refused (and audited) without the admin role, audited either way. */
+  const admin = async <T>(c: Context, action: string, args: unknown, run: () => Promise<T>): Promise<T> => {
+    const { principal } = callerOf(c);
+    try {
+      requireAdmin(c);
+    } catch (error) {
+      auditAdmin(principal, action, args, 'denied', (error as Error).message);
+      throw error;
+    }
     try {
       const result = await run();
-      auditAdmin(action, args, 'ok');
+      auditAdmin(principal, action, args, 'ok');
       return result;
     } catch (error) {
-      auditAdmin(action, args, 'error', (error as Error).message);
+      auditAdmin(principal, action, args, 'error', (error as Error).message);
       throw error;
     }
   };
-  const known = (name: string) => {
-    if (!registry.sourceOf(name)) throw new ApiError(404, 'not_found', `no server named "${name}"`);
+  /** A server the caller may see; any other does not exist for it. */
+  const known = (c: Context, name: string) => {
+    if (!registry.sourceOf(name) || !callerOf(c).access.visible(name)) throw new ApiError(404, 'not_found', `no server named "${name}"`);
     return name;
+  };
+  const keys = () => {
+    if (!deps.apiKeys) throw new ApiError(503, 'no_database', 'API keys need a database');
+    return deps.apiKeys;
   };
 
   return [
@@ -92,7 +147,10 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       tag: 'servers',
       summary: 'List upstream servers with their state',
       responses: { 200: 'The servers' },
-      handler: async ({ c }) => c.json({ servers: Object.keys(registry.all()).sort().map(serverView) }),
+      handler: async ({ c }) => {
+        const { access } = callerOf(c);
+        return c.json({ servers: Object.keys(registry.all()).sort().filter((name) => access.visible(name)).map(serverView) });
+      },
     }),
     route({
       method: 'post',
@@ -103,7 +161,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       responses: { 201: 'Registered', 400: 'Invalid definition', 409: 'The name is taken', 503: 'No database' },
       handler: async ({ body, c }) => {
         const { name, ...definition } = body;
-        await admin(`servers.create:${name}`, body, () => registry.create(name, definition));
+        await admin(c, `servers.create:${name}`, body, () => registry.create(name, definition));
         return c.json(serverView(name), 201);
       },
     }),
@@ -114,7 +172,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       summary: 'One server',
       params: NameParam,
       responses: { 200: 'The server', 404: 'No such server' },
-      handler: async ({ params, c }) => c.json(serverView(known(params.name))),
+      handler: async ({ params, c }) => c.json(serverView(known(c, params.name))),
     }),
     route({
       method: 'put',
@@ -125,7 +183,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       body: z.looseObject({}),
       responses: { 200: 'Replaced', 400: 'Invalid definition', 404: 'No such server', 409: 'Defined in the config file' },
       handler: async ({ params, body, c }) => {
-        await admin(`servers.replace:${params.name}`, body, () => registry.replace(params.name, body));
+        await admin(c, `servers.replace:${params.name}`, body, () => registry.replace(params.name, body));
         return c.json(serverView(params.name));
       },
     }),
@@ -138,7 +196,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       body: z.looseObject({}),
       responses: { 200: 'Changed', 400: 'Invalid definition', 404: 'No such server', 409: 'Defined in the config file' },
       handler: async ({ params, body, c }) => {
-        await admin(`servers.patch:${params.name}`, body, () => registry.patch(params.name, body));
+        await admin(c, `servers.patch:${params.name}`, body, () => registry.patch(params.name, body));
         return c.json(serverView(params.name));
       },
     }),
@@ -150,7 +208,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       params: NameParam,
       responses: { 204: 'Removed', 404: 'No such server', 409: 'Defined in the config file' },
       handler: async ({ params, c }) => {
-        await admin(`servers.delete:${params.name}`, undefined, () => registry.remove(params.name));
+        await admin(c, `servers.delete:${params.name}`, undefined, () => registry.remove(params.name));
         return c.body(null, 204);
       },
     }),
@@ -162,8 +220,8 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       params: NameParam,
       responses: { 202: 'Restarting', 404: 'No such server' },
       handler: async ({ params, c }) => {
-        known(params.name);
-        await admin(`servers.restart:${params.name}`, undefined, () => upstreams.restart(params.name));
+        known(c, params.name);
+        await admin(c, `servers.restart:${params.name}`, undefined, () => upstreams.restart(params.name));
         return c.json(serverView(params.name), 202);
       },
     }),
@@ -175,9 +233,13 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       query: ToolsQuery,
       responses: { 200: 'The tools' },
       handler: async ({ query, c }) => {
+        const { access } = callerOf(c);
+        const { view } = catalog.viewFor(access);
         const entries = query.q
-          ? catalog.searchIndex.search(query.q, 1000).map((hit) => catalog.current.upstreamTools.find((t) => t.tool.name === hit.name)!)
-          : [...catalog.current.upstreamTools];
+          ? catalog.searchIndex
+              .search(query.q, 1000, access.unrestricted ? undefined : (name) => view.routes.has(name))
+              .map((hit) => view.upstreamTools.find((t) => t.tool.name === hit.name)!)
+          : [...view.upstreamTools];
         const tools = entries
           .filter(({ route: r }) => r.kind === 'upstream')
           .filter(({ route: r }) => !query.server || (r.kind === 'upstream' && r.server === query.server))
@@ -200,8 +262,9 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       params: NameParam,
       responses: { 200: 'The tool', 404: 'No such tool' },
       handler: async ({ params, c }) => {
-        const r = catalog.current.routes.get(params.name);
-        const tool = catalog.current.upstreamTools.find((t) => t.tool.name === params.name)?.tool ?? catalog.current.tools.find((t) => t.name === params.name);
+        const { view } = catalog.viewFor(callerOf(c).access);
+        const r = view.routes.get(params.name);
+        const tool = view.upstreamTools.find((t) => t.tool.name === params.name)?.tool ?? catalog.current.tools.find((t) => t.name === params.name);
         if (!r || !tool) throw new ApiError(404, 'not_found', `no tool named "${params.name}"`);
         return c.json({ ...tool, route: r });
       },
@@ -217,7 +280,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       handler: async ({ params, body, c }) => {
         if (!catalog.current.routes.has(params.name)) throw new ApiError(404, 'not_found', `no tool named "${params.name}"`);
         const started = performance.now();
-        const result = await callTool(deps, { name: params.name, arguments: body }, detachedCall('rest', 'anonymous', c.req.raw.signal), { faults: 'throw' });
+        const result = await callTool(deps, { name: params.name, arguments: body }, detachedCall('rest', callerOf(c).access, c.req.raw.signal), { faults: 'throw' });
         return c.json({ result, durationMs: Math.round(performance.now() - started) });
       },
     }),
@@ -235,8 +298,12 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
         const targets = [...offering].filter(
           (s) => (!body.servers || body.servers.includes(s)) && (!body.tags || body.tags.some((t) => registry.definition(s)?.tags.includes(t))),
         );
-        if (targets.length === 0) throw new ApiError(404, 'not_found', `no matching server offers "${body.tool}"`);
-        const result: CallToolResult = await broadcast(deps, body.tool, targets.sort(), body.arguments ?? {}, detachedCall('rest', 'anonymous', c.req.raw.signal));
+        const { access } = callerOf(c);
+        const visible = targets.filter((s) => access.visible(s, body.tool));
+        if (visible.length === 0) throw new ApiError(404, 'not_found', `no matching server offers "${body.tool}"`);
+        const allowed = visible.filter((s) => access.level(s, body.tool) === 'call');
+        if (allowed.length === 0) throw new AccessDeniedError(`you may not call "${body.tool}" on ${visible.join(', ')}`);
+        const result: CallToolResult = await broadcast(deps, body.tool, allowed.sort(), body.arguments ?? {}, detachedCall('rest', access, c.req.raw.signal));
         return c.json(result);
       },
     }),
@@ -248,6 +315,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       query: AuditQuery,
       responses: { 200: '{total, events}', 503: 'No database' },
       handler: async ({ query, c }) => {
+        requireAdmin(c);
         if (!deps.auditRepository) throw new ApiError(503, 'no_database', 'the audit trail needs a database');
         await deps.audit?.flush();
         const page = await deps.auditRepository.query({
@@ -262,6 +330,142 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
           offset: query.offset,
         });
         return c.json({ ...page, limit: query.limit, offset: query.offset });
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/me',
+      tag: 'access',
+      summary: 'Who the caller is and which servers it may use',
+      responses: { 200: 'The principal and its levels' },
+      handler: async ({ c }) => {
+        const { access } = callerOf(c);
+        const { id, subject, email, groups, roles, scopes, method } = access.principal;
+        const servers = Object.fromEntries(Object.keys(registry.all()).sort().map((name) => [name, access.level(name)]).filter(([, level]) => level !== 'none'));
+        return c.json({ principal: id, subject, email, groups, roles, scopes, method, admin: access.admin, servers });
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/access/grants',
+      tag: 'access',
+      summary: 'Access grants (user or group → server, read or call), from the config and the database',
+      responses: { 200: '{grants}', 403: 'Not an admin' },
+      handler: async ({ c }) => {
+        requireAdmin(c);
+        return c.json({ grants: deps.accessControl.rules().grants });
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/access/grants',
+      tag: 'access',
+      summary: 'Grant a user or a group a level on a server (or *)',
+      body: GrantBody,
+      responses: { 201: 'Granted', 400: 'Invalid grant', 403: 'Not an admin', 503: 'No database' },
+      handler: async ({ body, c }) => {
+        const grant = await admin(c, 'access.grant', body, () =>
+          deps.accessControl.addGrant({
+            subjectType: body.user !== undefined ? 'user' : 'group',
+            subject: (body.user ?? body.group)!,
+            server: body.server,
+            level: body.level,
+          }),
+        );
+        return c.json(grant, 201);
+      },
+    }),
+    route({
+      method: 'delete',
+      path: '/access/grants/:id',
+      tag: 'access',
+      summary: 'Remove a stored grant',
+      params: IdParam,
+      responses: { 204: 'Removed', 403: 'Not an admin', 404: 'No such stored grant' },
+      handler: async ({ params, c }) => {
+        await admin(c, `access.revoke:${params.id}`, undefined, () => deps.accessControl.removeGrant(params.id));
+        return c.body(null, 204);
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/access/tool-rules',
+      tag: 'access',
+      summary: 'Tool allow/deny rules, from the config and the database',
+      responses: { 200: '{toolRules}', 403: 'Not an admin' },
+      handler: async ({ c }) => {
+        requireAdmin(c);
+        return c.json({ toolRules: deps.accessControl.rules().toolRules });
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/access/tool-rules',
+      tag: 'access',
+      summary: 'Allow or deny tools (glob on the upstream name) of a server for a user, a group or everyone',
+      body: ToolRuleBody,
+      responses: { 201: 'Added', 400: 'Invalid rule', 403: 'Not an admin', 503: 'No database' },
+      handler: async ({ body, c }) => {
+        const rule = await admin(c, 'access.tool_rule', body, () =>
+          deps.accessControl.addToolRule({
+            subjectType: body.user !== undefined ? 'user' : body.group !== undefined ? 'group' : 'everyone',
+            subject: body.user ?? body.group ?? null,
+            server: body.server,
+            effect: body.effect,
+            pattern: body.pattern,
+          }),
+        );
+        return c.json(rule, 201);
+      },
+    }),
+    route({
+      method: 'delete',
+      path: '/access/tool-rules/:id',
+      tag: 'access',
+      summary: 'Remove a stored tool rule',
+      params: IdParam,
+      responses: { 204: 'Removed', 403: 'Not an admin', 404: 'No such stored rule' },
+      handler: async ({ params, c }) => {
+        await admin(c, `access.tool_rule_remove:${params.id}`, undefined, () => deps.accessControl.removeToolRule(params.id));
+        return c.body(null, 204);
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/api-keys',
+      tag: 'access',
+      summary: 'API keys (never the keys themselves)',
+      responses: { 200: '{apiKeys}', 403: 'Not an admin', 503: 'No database' },
+      handler: async ({ c }) => {
+        requireAdmin(c);
+        return c.json({ apiKeys: await keys().list() });
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/api-keys',
+      tag: 'access',
+      summary: 'Create an API key; the key is in this response only',
+      body: ApiKeyBody,
+      responses: { 201: '{key, ...record}', 403: 'Not an admin', 409: 'An active key has the name', 503: 'No database' },
+      handler: async ({ body, c }) => {
+        const created = await admin(c, `api_keys.create:${body.name}`, body, () =>
+          keys().create({ name: body.name, subject: body.subject, groups: body.groups, expiresAt: body.expiresAt ? new Date(body.expiresAt) : undefined }),
+        );
+        return c.json({ key: created.key, ...created.record }, 201);
+      },
+    }),
+    route({
+      method: 'delete',
+      path: '/api-keys/:id',
+      tag: 'access',
+      summary: 'Revoke an API key (by id or name)',
+      params: IdParam,
+      responses: { 200: 'The revoked key', 403: 'Not an admin', 404: 'No such active key' },
+      handler: async ({ params, c }) => {
+        const revoked = await admin(c, `api_keys.revoke:${params.id}`, undefined, () => keys().revoke(params.id));
+        if (!revoked) throw new ApiError(404, 'not_found', `no active API key "${params.id}"`);
+        return c.json(revoked);
       },
     }),
   ];

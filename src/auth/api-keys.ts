@@ -1,0 +1,87 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { ApiKeyRepository, StoredApiKey } from '../store/api-key-repository.js';
+import type { Principal } from './principal.js';
+
+const PREFIX = 'cfx_';
+const KEY_PATTERN = /^cfx_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
+
+export interface CreatedApiKey {
+  /** The whole key: shown once, never stored. */
+  key: string;
+  record: Omit<StoredApiKey, 'hash'>;
+}
+
+export class ApiKeyError extends Error {
+  constructor(
+    readonly code: 'name_taken',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiKeyError';
+  }
+}
+
+export function looksLikeApiKey(token: string): boolean {
+  return token.startsWith(PREFIX);
+}
+
+/** Issues, checks and revokes API keys; only a hash of each key is stored. */
+export class ApiKeys {
+  /** Last-use times are written at most once a minute per key. */
+  private readonly touched = new Map<string, number>();
+
+  constructor(private readonly repository: ApiKeyRepository) {}
+
+  async create(options: { name: string; subject?: string | undefined; groups?: readonly string[] | undefined; expiresAt?: Date | undefined }): Promise<CreatedApiKey> {
+    const id = randomBytes(9).toString('base64url').replace(/[-_]/g, 'x').slice(0, 12);
+    const key = `${PREFIX}${id}_${randomBytes(32).toString('base64url')}`;
+    const record = {
+      id,
+      name: options.name,
+      subject: options.subject ?? `key:${options.name}`,
+      groups: [...(options.groups ?? [])],
+      expiresAt: options.expiresAt ?? null,
+    };
+    if (!(await this.repository.insert({ ...record, hash: digest(key) }))) {
+      throw new ApiKeyError('name_taken', `an active API key is already named "${options.name}"`);
+    }
+    return { key, record: { ...record, createdAt: new Date(), revokedAt: null, lastUsedAt: null } };
+  }
+
+  async list(): Promise<Omit<StoredApiKey, 'hash'>[]> {
+    return (await this.repository.list()).map(({ hash: _hash, ...rest }) => rest);
+  }
+
+  async revoke(idOrName: string): Promise<Omit<StoredApiKey, 'hash'> | undefined> {
+    const row = await this.repository.revoke(idOrName);
+    if (!row) return undefined;
+    const { hash: _hash, ...rest } = row;
+    return rest;
+  }
+
+  /** The principal a key acts as, or a reason it is refused. Looked up on every request, so revocation is immediate. */
+  async verify(key: string, now = new Date()): Promise<Principal | { refused: string }> {
+    const match = KEY_PATTERN.exec(key);
+    if (!match) return { refused: 'malformed API key' };
+    const row = await this.repository.get(match[1]!);
+    if (!row || !equalHashes(row.hash, digest(key))) return { refused: 'unknown API key' };
+    if (row.revokedAt) return { refused: 'API key revoked' };
+    if (row.expiresAt && row.expiresAt.getTime() <= now.getTime()) return { refused: 'API key expired' };
+    const last = this.touched.get(row.id) ?? 0;
+    if (now.getTime() - last > 60_000) {
+      this.touched.set(row.id, now.getTime());
+      void this.repository.touch(row.id, now).catch(() => {});
+    }
+    return { id: row.subject, subject: row.subject, groups: row.groups, roles: [], scopes: [], method: 'api_key' };
+  }
+}
+
+function digest(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+function equalHashes(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'hex');
+  const y = Buffer.from(b, 'hex');
+  return x.length === y.length && timingSafeEqual(x, y);
+}

@@ -1,0 +1,112 @@
+import { decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
+import type { Logger } from 'pino';
+import type { AuthSettings } from '../config/schema.js';
+import { looksLikeApiKey, type ApiKeys } from './api-keys.js';
+import { AuthFailure } from './auth-failure.js';
+import type { OAuthResourceServer } from './oauth-resource-server.js';
+import { ANONYMOUS, principalFromClaims, type Principal } from './principal.js';
+import { TrustedProxies } from './trusted-proxies.js';
+
+type Settings = Exclude<AuthSettings, 'none'>;
+
+export interface AuthRequest {
+  headers: Headers;
+  /** The peer address of the connection. */
+  address: string;
+  /** This gateway's resource URI as the request addressed it (the expected token audience). */
+  resource: string;
+}
+
+/**
+ * Decides who a request comes from, trying the enabled methods in turn: identity headers (from
+ * a trusted proxy only), `X-API-Key`, then a Bearer token (API key, HS256 JWT or an OAuth
+ * access token). Runs on every request: nothing about a token is remembered between them.
+ */
+export class Authenticator {
+  readonly enabled: boolean;
+  private readonly settings: Settings | undefined;
+  private readonly proxies: TrustedProxies | undefined;
+  private readonly secret: Uint8Array | undefined;
+
+  constructor(
+    settings: AuthSettings,
+    private readonly methods: { apiKeys?: ApiKeys | undefined; oauth?: OAuthResourceServer | undefined; logger: Logger },
+  ) {
+    this.settings = settings === 'none' ? undefined : settings;
+    this.enabled = this.settings !== undefined;
+    this.proxies = this.settings?.trustedHeaders ? new TrustedProxies(this.settings.trustedHeaders.proxies) : undefined;
+    this.secret = this.settings?.jwt ? new TextEncoder().encode(this.settings.jwt.secret) : undefined;
+  }
+
+  async authenticate(request: AuthRequest): Promise<Principal> {
+    const settings = this.settings;
+    if (!settings) return ANONYMOUS;
+    const { headers } = request;
+
+    const headerNames = settings.trustedHeaders;
+    const vouched = headerNames ? headers.get(headerNames.user) : null;
+    if (headerNames && vouched !== null) {
+      if (this.proxies!.has(request.address)) return principalFromHeaders(headers, headerNames);
+      this.methods.logger.warn({ address: request.address, header: headerNames.user }, 'identity header from an address that is not a trusted proxy; ignored');
+    }
+
+    const apiKey = headers.get('x-api-key');
+    if (apiKey !== null) return this.apiKey(apiKey);
+
+    const authorization = headers.get('authorization');
+    if (authorization === null) {
+      if (vouched !== null) throw AuthFailure.invalidToken(`the ${headerNames!.user} header is honoured only from trusted proxies`);
+      throw new AuthFailure(401, undefined, 'authentication required');
+    }
+    const match = /^Bearer +([^\s]+) *$/i.exec(authorization);
+    if (!match) throw new AuthFailure(401, 'invalid_request', 'the Authorization header must be "Bearer <token>"');
+    const token = match[1]!;
+    if (looksLikeApiKey(token)) return this.apiKey(token);
+    if (this.secret && algorithmOf(token) === 'HS256') return this.sharedSecretJwt(token, settings.jwt!);
+    if (this.methods.oauth) return this.methods.oauth.authenticate(token, request.resource);
+    throw AuthFailure.invalidToken('no enabled authentication method accepts this token');
+  }
+
+  private async apiKey(key: string): Promise<Principal> {
+    if (!this.methods.apiKeys) throw AuthFailure.invalidToken('API keys are not enabled on this gateway');
+    const outcome = await this.methods.apiKeys.verify(key);
+    if ('refused' in outcome) throw AuthFailure.invalidToken(outcome.refused);
+    return outcome;
+  }
+
+  private async sharedSecretJwt(token: string, jwt: NonNullable<Settings['jwt']>): Promise<Principal> {
+    try {
+      const { payload } = await jwtVerify(token, this.secret!, {
+        algorithms: ['HS256'],
+        ...(jwt.issuer ? { issuer: jwt.issuer } : {}),
+        ...(jwt.audience ? { audience: jwt.audience } : {}),
+        clockTolerance: jwt.clockToleranceSeconds,
+      });
+      const principal = principalFromClaims(payload as Record<string, unknown>, jwt.claims, 'jwt');
+      if (!principal) throw AuthFailure.invalidToken(`the token has no "${jwt.claims.subject}" claim`);
+      return principal;
+    } catch (error) {
+      if (error instanceof AuthFailure) throw error;
+      if (error instanceof joseErrors.JWTExpired) throw AuthFailure.invalidToken('the token has expired');
+      if (error instanceof joseErrors.JWSSignatureVerificationFailed) throw AuthFailure.invalidToken('the token signature is invalid');
+      if (error instanceof joseErrors.JWTClaimValidationFailed) throw AuthFailure.invalidToken(`the token's "${error.claim}" claim is invalid: ${error.reason}`);
+      throw AuthFailure.invalidToken('the token is invalid');
+    }
+  }
+}
+
+function algorithmOf(token: string): string | undefined {
+  try {
+    return decodeProtectedHeader(token).alg;
+  } catch {
+    return undefined;
+  }
+}
+
+function principalFromHeaders(headers: Headers, names: NonNullable<Settings['trustedHeaders']>): Principal {
+  const user = headers.get(names.user)!.trim();
+  if (!user) throw AuthFailure.invalidToken(`the ${names.user} header is empty`);
+  const groups = (headers.get(names.groups) ?? '').split(',').map((g) => g.trim()).filter(Boolean);
+  const admin = /^(true|1|yes)$/i.test(headers.get(names.admin)?.trim() ?? '');
+  return { id: user, subject: user, email: user.includes('@') ? user : undefined, groups, roles: [], scopes: [], method: 'header', admin };
+}
