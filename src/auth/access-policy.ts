@@ -90,24 +90,16 @@ export function accessFor(principal: Principal, rules: AccessRules, settings: Pi
     return level;
   };
   const key = JSON.stringify([grants.map((g) => g.id).sort(), toolRules.map((r) => r.id).sort()]);
-  return {
-    principal,
-    admin: false,
-    unrestricted: false,
-    key,
-    level(server, tool) {
-      const level = serverLevel(server);
-      if (tool === undefined || level === 'none') return level;
-      const relevant = toolRules.filter((r) => r.server === '*' || r.server === server);
-      if (relevant.some((r) => r.effect === 'deny' && r.matches(tool))) return 'none';
-      const allows = relevant.filter((r) => r.effect === 'allow');
-      if (allows.length > 0 && !allows.some((r) => r.matches(tool))) return 'none';
-      return level;
-    },
-    visible(server, tool) {
-      return this.level(server, tool) !== 'none';
-    },
+  const level = (server: string, tool?: string): AccessLevel => {
+    const onServer = serverLevel(server);
+    if (tool === undefined || onServer === 'none') return onServer;
+    const relevant = toolRules.filter((r) => r.server === '*' || r.server === server);
+    if (relevant.some((r) => r.effect === 'deny' && r.matches(tool))) return 'none';
+    const allows = relevant.filter((r) => r.effect === 'allow');
+    if (allows.length > 0 && !allows.some((r) => r.matches(tool))) return 'none';
+    return onServer;
   };
+  return { principal, admin: false, unrestricted: false, key, level, visible: (server, tool) => level(server, tool) !== 'none' };
 }
 
 /** Config rules in the stored form (one row per server or pattern). */

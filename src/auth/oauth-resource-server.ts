@@ -43,7 +43,10 @@ export class OAuthResourceServer {
     const scopes = scopesOf(claims);
     const missing = this.settings.scopes.filter((s) => !scopes.includes(s));
     if (missing.length > 0) throw new AuthFailure(403, 'insufficient_scope', `the token lacks the scope ${missing.join(' ')}`);
-    const principal = principalFromClaims(claims, this.settings.claims, 'oauth', scopes);
+    // A client acting for itself (client credentials) may carry no subject: it is then its client id.
+    const subjectClaim = this.settings.claims.subject;
+    const withSubject = claims[subjectClaim] === undefined && typeof claims.client_id === 'string' ? { ...claims, [subjectClaim]: claims.client_id } : claims;
+    const principal = principalFromClaims(withSubject, this.settings.claims, 'oauth', scopes);
     if (!principal) throw AuthFailure.invalidToken(`the token has no "${this.settings.claims.subject}" claim`);
     return principal;
   }

@@ -29,10 +29,10 @@ export interface RunningGateway {
 }
 
 /** Starts a gateway on a free loopback port and waits until its upstreams have settled. */
-export async function startGateway(config: Config, options: { database?: OpenedDatabase } = {}): Promise<RunningGateway> {
+export async function startGateway(config: Config, options: { database?: OpenedDatabase; port?: number } = {}): Promise<RunningGateway> {
   const conflux = createConflux(config, { logger: silentLogger(), database: options.database });
   await conflux.start();
-  const { url } = await conflux.listen('127.0.0.1', 0);
+  const { url } = await conflux.listen('127.0.0.1', options.port ?? 0);
   await conflux.upstreams.settled(15_000);
   await new Promise((r) => setImmediate(r));
   return { conflux, url, stop: () => conflux.stop() };
@@ -88,4 +88,14 @@ export function isAlive(pid: number): boolean {
 export function textOf(result: object): string {
   const content = ((result as { content?: unknown }).content ?? []) as { type: string; text?: string }[];
   return content.map((c) => c.text ?? '').join('');
+}
+
+/** A loopback port free right now (for a server whose URL must be known before it starts). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
