@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 /** Characters every exposed MCP name may use; server names and prefixes are held to the same set. */
@@ -114,6 +115,15 @@ export const OAuthSettingsSchema = z.strictObject({
   claims: ClaimsSchema,
 });
 
+function isAddressOrRange(entry: string): boolean {
+  const [address = '', bits, extra] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  const prefix = Number(bits);
+  return /^\d+$/.test(bits) && prefix <= (family === 4 ? 32 : 128);
+}
+
 export const AuthSettingsSchema = z.union([
   z.literal('none'),
   z.strictObject({
@@ -134,7 +144,7 @@ export const AuthSettingsSchema = z.union([
     trustedHeaders: z
       .strictObject({
         /** Addresses or CIDR ranges of the proxies allowed to set the headers. */
-        proxies: z.array(z.string().min(1)).min(1),
+        proxies: z.array(z.string().refine(isAddressOrRange, 'must be an IP address or a CIDR range such as 10.0.0.0/8')).min(1),
         user: z.string().min(1).default('x-user-email'),
         groups: z.string().min(1).default('x-user-groups'),
         admin: z.string().min(1).default('x-user-admin'),

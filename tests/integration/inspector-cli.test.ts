@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hs256Token, JWT_SECRET } from '../helpers/auth.js';
 import { ROOT, startGateway, stdioFixture, testConfig, type RunningGateway } from '../helpers/gateway.js';
 
 const run = promisify(execFile);
@@ -44,5 +45,25 @@ describe('MCP Inspector CLI against the gateway', () => {
   it('reports an unknown tool as a tool error (exit 5)', async () => {
     const { code } = await inspector(gateway.url, ['--method', 'tools/call', '--tool-name', 'gamma__add']);
     expect(code).toBe(5);
+  });
+});
+
+describe('MCP Inspector CLI against a gateway that requires a token', () => {
+  let gateway: RunningGateway;
+  beforeAll(async () => {
+    gateway = await startGateway(
+      testConfig({ alpha: stdioFixture('alpha') }, { auth: { jwt: { secret: JWT_SECRET } }, access: { grants: [{ user: 'ops@example.com', servers: ['alpha'] }] } }),
+    );
+  });
+  afterAll(async () => gateway?.stop());
+
+  it('lists tools with --header "Authorization: Bearer ...", and fails without it', async () => {
+    const token = await hs256Token({ sub: 'ops', email: 'ops@example.com' });
+    const { code, stdout } = await inspector(gateway.url, ['--header', `Authorization: Bearer ${token}`, '--method', 'tools/list']);
+    expect(code).toBe(0);
+    const names = (JSON.parse(stdout) as { tools: { name: string }[] }).tools.map((t) => t.name);
+    expect(names).toContain('alpha__echo');
+    const refused = await inspector(gateway.url, ['--method', 'tools/list']);
+    expect(refused.code).not.toBe(0);
   });
 });
