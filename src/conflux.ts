@@ -177,7 +177,13 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       },
     },
     rateLimits,
-    auth: { authenticator, accessControl, resource: auth?.oauth?.resource, oauth: auth?.oauth ? { scopes: auth.oauth.scopes } : undefined },
+    auth: {
+      authenticator,
+      accessControl,
+      resource: auth?.oauth?.resource,
+      oauth: auth?.oauth ? { scopes: auth.oauth.scopes } : undefined,
+      onFailure: (failure) => metrics.authFailures.inc({ status: failure.status, reason: failure.code ?? 'missing' }),
+    },
     metrics,
     guard: {
       get bindHost() {

@@ -28,6 +28,8 @@ export interface CallerDeps {
   resource?: string | undefined;
   /** With OAuth on, challenges point clients at the protected-resource metadata (RFC 9728). */
   oauth?: { scopes: readonly string[] } | undefined;
+  /** Told of every refused authentication (for metrics). */
+  onFailure?: ((failure: AuthFailure) => void) | undefined;
 }
 
 /** The client's address; `unknown` for in-process requests (tests calling `app.request`). */
@@ -80,6 +82,7 @@ export function callerMiddleware(deps: CallerDeps, refuse: (c: Context, error: R
       };
     } catch (error) {
       if (!(error instanceof AuthFailure)) throw error;
+      deps.onFailure?.(error);
       const response = refuse(c, error);
       if (error.status !== 503) response.headers.set('WWW-Authenticate', bearerChallenge(error, resource, deps.oauth));
       return response;

@@ -28,6 +28,7 @@ export class GatewayMetrics {
   readonly sessionsDestroyed: Counter;
   readonly rateLimited: Counter<'scope'>;
   readonly oauthRefreshes: Counter<'server_id'>;
+  readonly authFailures: Counter<'status' | 'reason'>;
   readonly auditDropped: Gauge;
 
   constructor(sources: { servers: () => ServerSnapshot[]; sessions: () => number; auditDropped: () => number }) {
@@ -103,6 +104,12 @@ export class GatewayMetrics {
     this.sessionsDestroyed = new Counter({ name: 'mcp_user_sessions_destroyed_total', help: 'Downstream sessions closed', registers });
     this.rateLimited = new Counter({ name: 'mcp_rate_limit_rejections_total', help: 'Requests refused by rate limits', labelNames: ['scope'], registers });
     this.oauthRefreshes = new Counter({ name: 'mcp_oauth_token_refreshes_total', help: 'Upstream OAuth token refreshes', labelNames: ['server_id'], registers });
+    this.authFailures = new Counter({
+      name: 'conflux_auth_failures_total',
+      help: 'Requests refused by authentication (status 401/403/503; reason: the RFC 6750 error code, or missing)',
+      labelNames: ['status', 'reason'],
+      registers,
+    });
   }
 
   /** Counts one tool call; tool labels are capped so a huge catalog cannot explode cardinality. */

@@ -134,6 +134,9 @@ describe('HS256 shared-secret JWTs', () => {
     const basic = await initializeRequest(gateway.url, { authorization: 'Basic dXNlcjpwYXNz' });
     expect(basic.status).toBe(401);
     expect(basic.headers.get('www-authenticate')).toContain('invalid_request');
+    const metrics = await (await fetch(gateway.url.replace(/\/mcp$/, '/metrics'))).text();
+    expect(metrics).toContain('conflux_auth_failures_total{status="401",reason="invalid_token"} 4');
+    expect(metrics).toContain('conflux_auth_failures_total{status="401",reason="missing"} 1');
   });
 });
 
