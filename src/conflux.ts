@@ -214,6 +214,8 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     async start() {
       groups.installExitHook();
       await accessControl.start();
+      // Discovered now so a wrong issuer shows in the log at start; requests retry it if it failed.
+      void oauth?.metadata().catch(() => {});
       await registry.start(config.servers);
       if (deps.configFile) {
         watcher = watchConfigFile(deps.configFile.path, deps.configFile.env, logger, (next) => registry.setConfigServers(next.servers));

@@ -150,7 +150,8 @@ export const AuthSettingsSchema = z.union([
         admin: z.string().min(1).default('x-user-admin'),
       })
       .optional(),
-  }),
+  })
+    .refine((a) => a.oauth !== undefined || a.apiKeys || a.jwt !== undefined || a.trustedHeaders !== undefined, 'enable at least one of oauth, apiKeys, jwt, trustedHeaders (or write auth: none)'),
 ]);
 
 export const GrantSchema = z

@@ -124,5 +124,7 @@ describe('auth settings', () => {
       ]),
     );
     expect(GatewaySettingsSchema.parse({}).auth).toBe('none');
+    const empty = GatewaySettingsSchema.safeParse({ auth: {} });
+    expect(empty.error?.issues.map((i) => i.message)).toEqual([expect.stringContaining('enable at least one of oauth')]);
   });
 });
