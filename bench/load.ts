@@ -34,19 +34,21 @@ export class Session {
     readonly url: string,
     readonly id: string,
     readonly version: string,
+    private readonly credentials: Record<string, string>,
   ) {}
 
-  static async open(url: string): Promise<Session> {
-    const init = await post(url, JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench', version: '1' } } }));
+  /** `credentials`: headers sent with every request (a bearer token, an API key). */
+  static async open(url: string, credentials: Record<string, string> = {}): Promise<Session> {
+    const init = await post(url, JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench', version: '1' } } }), credentials);
     if (init.status !== 200 || !init.sessionId) throw new Error(`initialize failed: ${init.status} ${init.body.slice(0, 200)}`);
-    const session = new Session(url, init.sessionId, '2025-11-25');
+    const session = new Session(url, init.sessionId, '2025-11-25', credentials);
     const done = await post(url, '{"jsonrpc":"2.0","method":"notifications/initialized"}', session.headers());
     if (done.status !== 202) throw new Error(`initialized failed: ${done.status}`);
     return session;
   }
 
   headers(): Record<string, string> {
-    return { 'mcp-session-id': this.id, 'mcp-protocol-version': this.version };
+    return { ...this.credentials, 'mcp-session-id': this.id, 'mcp-protocol-version': this.version };
   }
 
   /** Sends one request; resolves with the result text, or throws on any error. */

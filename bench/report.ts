@@ -57,6 +57,13 @@ export function renderResults(result: { machine: Record<string, unknown>; comman
     }
     lines.push('', 'supergateway starts one stdio server per session; Conflux shares one. The Conflux column is workload 2 of the same run.', '');
   }
+  if (r.authCost) {
+    lines.push('### 8. Authentication and access rules (Streamable HTTP upstream)', '', '| sessions | `auth: none` p50 / p99 ms | calls/s | HS256 JWT p50 / p99 ms | calls/s | API key p50 / p99 ms | calls/s | added p50 ms: JWT / API key |', '|---|---|---|---|---|---|---|---|');
+    for (const row of r.authCost) {
+      lines.push(`| ${row.sessions} | ${row.none.p50Ms} / ${row.none.p99Ms} | ${row.none.callsPerSecond} | ${row.jwt.p50Ms} / ${row.jwt.p99Ms} | ${row.jwt.callsPerSecond} | ${row.apiKey.p50Ms} / ${row.apiKey.p99Ms} | ${row.apiKey.callsPerSecond} | ${row.addedMsJwt} / ${row.addedMsApiKey} |`);
+    }
+    lines.push('', 'The credential is checked and the caller\'s rights evaluated on every request; the caller here has a grant, so its tool list is a filtered (cached) view.', '');
+  }
   if (r.startUp) {
     lines.push('### 6. Start-up', '', `${r.startUp.stdioUpstreams} stdio upstreams (each a Node.js process): \`/ready\` after ${r.startUp.secondsToReady} s.`, '');
   }

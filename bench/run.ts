@@ -12,6 +12,7 @@ import { runLoad, percentiles, round, Session, type LoadResult } from './load.js
 import { ROOT, start, upstreams, type Running } from './processes.js';
 import { renderResults, writeResults } from './report.js';
 import { StdioClient } from './stdio-client.js';
+import { SignJWT } from 'jose';
 
 const quick = process.argv.includes('--quick');
 /** `--only "stdio hop,peers"` runs just those workloads (and writes no report files). */
@@ -55,8 +56,8 @@ function check(name: string, result: LoadResult | { errors: number; firstError?:
 }
 
 const echoCall = (session: Session, tool = 'echo') => () => session.call('tools/call', { name: tool, arguments: { text: 'hello' } });
-const httpClient = (url: string, tool = 'echo') => async () => {
-  const session = await Session.open(url);
+const httpClient = (url: string, tool = 'echo', credentials: Record<string, string> = {}) => async () => {
+  const session = await Session.open(url, credentials);
   return { call: echoCall(session, tool), close: () => session.close() };
 };
 
@@ -291,6 +292,42 @@ async function startUp(): Promise<void> {
   await gw.stop();
 }
 
+/**
+ * 8. The cost of authentication and access rules: the same echo call through a gateway with
+ * `auth: none` and through one that checks an HS256 token or an API key (looked up in the
+ * embedded database) on every request, for a caller whose grants restrict its view.
+ */
+async function authCost(): Promise<void> {
+  const upstream = await start(upstreams('http'));
+  running.push(upstream);
+  const servers = { echo: { url: `${upstream.url}/mcp/0`, prefix: '' } };
+  const secret = 'bench-shared-secret-0123456789-abcdefghij';
+  const open = await gateway(servers);
+  const guarded = await gateway(servers, { auth: { jwt: { secret }, apiKeys: true }, access: { grants: [{ group: 'bench', servers: ['echo'] }] } });
+  const sign = (claims: Record<string, unknown>) =>
+    new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt().setExpirationTime('1h').sign(new TextEncoder().encode(secret));
+  const admin = await sign({ sub: 'bench-admin', groups: ['MCP-Admin'] });
+  const created = await fetch(guarded.url.replace(/\/mcp$/, '/api/v1/api-keys'), {
+    method: 'POST',
+    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'bench', groups: ['bench'] }),
+  });
+  if (created.status !== 201) throw new Error(`could not create an API key: ${created.status}`);
+  const { key } = (await created.json()) as { key: string };
+  const token = await sign({ sub: 'bench-user', groups: ['bench'] });
+  const rows = [];
+  for (const sessions of CONCURRENCY.slice(0, 2)) {
+    const none = await runLoad(sessions, SECONDS, WARMUP, httpClient(open.url));
+    const jwt = await runLoad(sessions, SECONDS, WARMUP, httpClient(guarded.url, 'echo', { authorization: `Bearer ${token}` }));
+    const apiKey = await runLoad(sessions, SECONDS, WARMUP, httpClient(guarded.url, 'echo', { 'x-api-key': key }));
+    for (const [name, r] of [['none', none], ['jwt', jwt], ['api key', apiKey]] as const) check(`auth ${name} x${sessions}`, r);
+    rows.push({ sessions, none, jwt, apiKey, addedMsJwt: round(jwt.p50Ms - none.p50Ms, 3), addedMsApiKey: round(apiKey.p50Ms - none.p50Ms, 3) });
+  }
+  report.authCost = rows;
+  await open.stop();
+  await guarded.stop();
+}
+
 const began = new Date();
 try {
   for (const [name, workload] of [
@@ -300,6 +337,7 @@ try {
     ['idle sessions', idleSessions],
     ['broadcast', broadcastFanOut],
     ['start-up', startUp],
+    ['auth', authCost],
     ...(quick ? [] : ([['peers', peers]] as const)),
   ] as const) {
     if (only && !only.includes(name)) continue;

@@ -3,6 +3,11 @@ import type { ApiKeyRepository, StoredApiKey } from '../store/api-key-repository
 import type { Principal } from './principal.js';
 
 const PREFIX = 'cfx_';
+/**
+ * A key found valid is trusted this long without asking the database again. Revocation through
+ * this gateway applies at once; through the CLI or another replica, within this time.
+ */
+const VERIFIED_TTL_MS = 1000;
 const KEY_PATTERN = /^cfx_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
 
 export interface CreatedApiKey {
@@ -29,6 +34,7 @@ export function looksLikeApiKey(token: string): boolean {
 export class ApiKeys {
   /** Last-use times are written at most once a minute per key. */
   private readonly touched = new Map<string, number>();
+  private readonly verified = new Map<string, { row: StoredApiKey; until: number }>();
 
   constructor(private readonly repository: ApiKeyRepository) {}
 
@@ -54,6 +60,7 @@ export class ApiKeys {
 
   async revoke(idOrName: string): Promise<Omit<StoredApiKey, 'hash'> | undefined> {
     const row = await this.repository.revoke(idOrName);
+    this.verified.clear();
     if (!row) return undefined;
     const { hash: _hash, ...rest } = row;
     return rest;
@@ -63,10 +70,16 @@ export class ApiKeys {
   async verify(key: string, now = new Date()): Promise<Principal | { refused: string }> {
     const match = KEY_PATTERN.exec(key);
     if (!match) return { refused: 'malformed API key' };
-    const row = await this.repository.get(match[1]!);
-    if (!row || !equalHashes(row.hash, digest(key))) return { refused: 'unknown API key' };
+    const hash = digest(key);
+    const cached = this.verified.get(hash);
+    const row = cached && cached.until > now.getTime() ? cached.row : await this.repository.get(match[1]!);
+    if (!row || !equalHashes(row.hash, hash)) return { refused: 'unknown API key' };
     if (row.revokedAt) return { refused: 'API key revoked' };
     if (row.expiresAt && row.expiresAt.getTime() <= now.getTime()) return { refused: 'API key expired' };
+    if (!cached || cached.until <= now.getTime()) {
+      if (this.verified.size >= 10_000) this.verified.clear();
+      this.verified.set(hash, { row, until: now.getTime() + VERIFIED_TTL_MS });
+    }
     const last = this.touched.get(row.id) ?? 0;
     if (now.getTime() - last > 60_000) {
       this.touched.set(row.id, now.getTime());

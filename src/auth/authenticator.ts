@@ -1,3 +1,4 @@
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
 import type { Logger } from 'pino';
 import type { AuthSettings } from '../config/schema.js';
@@ -6,6 +7,7 @@ import { AuthFailure } from './auth-failure.js';
 import type { OAuthResourceServer } from './oauth-resource-server.js';
 import { ANONYMOUS, principalFromClaims, type Principal } from './principal.js';
 import { TrustedProxies } from './trusted-proxies.js';
+import { VerdictCache } from './verdict-cache.js';
 
 type Settings = Exclude<AuthSettings, 'none'>;
 
@@ -26,7 +28,8 @@ export class Authenticator {
   readonly enabled: boolean;
   private readonly settings: Settings | undefined;
   private readonly proxies: TrustedProxies | undefined;
-  private readonly secret: Uint8Array | undefined;
+  private readonly secret: KeyObject | undefined;
+  private readonly verified = new VerdictCache();
 
   constructor(
     settings: AuthSettings,
@@ -35,7 +38,8 @@ export class Authenticator {
     this.settings = settings === 'none' ? undefined : settings;
     this.enabled = this.settings !== undefined;
     this.proxies = this.settings?.trustedHeaders ? new TrustedProxies(this.settings.trustedHeaders.proxies) : undefined;
-    this.secret = this.settings?.jwt ? new TextEncoder().encode(this.settings.jwt.secret) : undefined;
+    // A key object made once: handing jose the raw secret would import it again on every request.
+    this.secret = this.settings?.jwt ? createSecretKey(Buffer.from(this.settings.jwt.secret, 'utf8')) : undefined;
   }
 
   async authenticate(request: AuthRequest): Promise<Principal> {
@@ -75,6 +79,8 @@ export class Authenticator {
   }
 
   private async sharedSecretJwt(token: string, jwt: NonNullable<Settings['jwt']>): Promise<Principal> {
+    const known = this.verified.get(token);
+    if (known) return known;
     try {
       const { payload } = await jwtVerify(token, this.secret!, {
         algorithms: ['HS256'],
@@ -84,6 +90,7 @@ export class Authenticator {
       });
       const principal = principalFromClaims(payload as Record<string, unknown>, jwt.claims, 'jwt');
       if (!principal) throw AuthFailure.invalidToken(`the token has no "${jwt.claims.subject}" claim`);
+      this.verified.set(token, principal, payload.exp);
       return principal;
     } catch (error) {
       if (error instanceof AuthFailure) throw error;

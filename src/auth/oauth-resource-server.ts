@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { OAuthSettings } from '../config/schema.js';
 import { AuthFailure } from './auth-failure.js';
 import { principalFromClaims, scopesOf, type Principal } from './principal.js';
+import { VerdictCache } from './verdict-cache.js';
 
 type Metadata = Readonly<oidc.ServerMetadata>;
 
@@ -13,6 +14,8 @@ type Metadata = Readonly<oidc.ServerMetadata>;
  * introspection. The issuer's metadata is discovered on first use and retried after a failure.
  */
 export class OAuthResourceServer {
+  /** JWT verdicts only: opaque tokens are introspected every time, since they can be revoked. */
+  private readonly verified = new VerdictCache();
   private discovered: Promise<{ config: oidc.Configuration; jwks: ReturnType<typeof createRemoteJWKSet> | undefined }> | undefined;
 
   constructor(
@@ -39,7 +42,12 @@ export class OAuthResourceServer {
   /** The principal a token stands for, or an AuthFailure (expired, wrong audience, missing scope...). */
   async authenticate(token: string, resource: string): Promise<Principal> {
     const audiences = [this.settings.resource ?? resource, ...this.settings.audiences];
-    const claims = isJwt(token) ? await this.verifyJwt(token, audiences) : await this.introspect(token, audiences);
+    const jwt = isJwt(token);
+    // Keyed by audience too: the same token must not pass for a resource it was not checked against.
+    const cacheKey = `${audiences[0]} ${token}`;
+    const known = jwt ? this.verified.get(cacheKey) : undefined;
+    if (known) return known;
+    const claims = jwt ? await this.verifyJwt(token, audiences) : await this.introspect(token, audiences);
     const scopes = scopesOf(claims);
     const missing = this.settings.scopes.filter((s) => !scopes.includes(s));
     if (missing.length > 0) throw new AuthFailure(403, 'insufficient_scope', `the token lacks the scope ${missing.join(' ')}`);
@@ -48,6 +56,7 @@ export class OAuthResourceServer {
     const withSubject = claims[subjectClaim] === undefined && typeof claims.client_id === 'string' ? { ...claims, [subjectClaim]: claims.client_id } : claims;
     const principal = principalFromClaims(withSubject, this.settings.claims, 'oauth', scopes);
     if (!principal) throw AuthFailure.invalidToken(`the token has no "${this.settings.claims.subject}" claim`);
+    if (jwt) this.verified.set(cacheKey, principal, claims.exp);
     return principal;
   }
 

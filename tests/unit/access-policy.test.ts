@@ -128,3 +128,16 @@ describe('auth settings', () => {
     expect(empty.error?.issues.map((i) => i.message)).toEqual([expect.stringContaining('enable at least one of oauth')]);
   });
 });
+
+describe('verdict cache', () => {
+  it('remembers a verified token until its exp, and no longer', async () => {
+    const { VerdictCache } = await import('../../src/auth/verdict-cache.js');
+    const cache = new VerdictCache();
+    const alice = user('alice@example.com');
+    cache.set('t1', alice, 1000);
+    cache.set('t2', alice, undefined);
+    expect(cache.get('t1', 999_999)).toBe(alice);
+    expect(cache.get('t1', 1_000_000)).toBeUndefined();
+    expect(cache.get('t2', 0)).toBeUndefined();
+  });
+});
