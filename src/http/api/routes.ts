@@ -2,9 +2,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Context } from 'hono';
 import { z } from 'zod';
 import type { Logger } from 'pino';
-import type { AccessControl } from '../../auth/access-control.js';
 import { AccessDeniedError } from '../../auth/access-policy.js';
-import type { ApiKeys } from '../../auth/api-keys.js';
 import type { LiveCatalog } from '../../catalog/live-catalog.js';
 import type { ServerConfig } from '../../config/schema.js';
 import { ServerNameSchema } from '../../config/schema.js';
@@ -16,18 +14,17 @@ import type { AuditLog } from '../../observability/audit-log.js';
 import type { ServerRegistry } from '../../registry/server-registry.js';
 import type { AuditRepository } from '../../store/audit-repository.js';
 import type { UpstreamPool } from '../../upstream/upstream-pool.js';
-import type { Caller } from '../caller.js';
+import { accessRoutes, type AccessRouteDeps } from './access-routes.js';
+import { adminAction, callerOf, requireAdmin } from './admin-guard.js';
 import { ApiError } from './api-errors.js';
 import { route, type ApiRoute } from './route-table.js';
 
-export interface ApiDeps extends ToolCallDeps, BroadcastDeps {
+export interface ApiDeps extends ToolCallDeps, BroadcastDeps, AccessRouteDeps {
   catalog: LiveCatalog;
   upstreams: UpstreamPool;
   registry: ServerRegistry;
   audit?: AuditLog | undefined;
   auditRepository?: AuditRepository | undefined;
-  accessControl: AccessControl;
-  apiKeys?: ApiKeys | undefined;
   logger: Logger;
 }
 
@@ -52,41 +49,6 @@ const AuditQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   offset: z.coerce.number().int().min(0).default(0),
 });
-const IdParam = z.object({ id: z.string().min(1) });
-const GrantBody = z
-  .strictObject({
-    user: z.string().min(1).optional(),
-    group: z.string().min(1).optional(),
-    server: z.string().min(1).describe('A server name or *'),
-    level: z.enum(['read', 'call']).default('call'),
-  })
-  .refine((g) => (g.user === undefined) !== (g.group === undefined), 'name exactly one of user or group');
-const ToolRuleBody = z
-  .strictObject({
-    user: z.string().min(1).optional(),
-    group: z.string().min(1).optional(),
-    server: z.string().min(1).default('*'),
-    effect: z.enum(['allow', 'deny']),
-    pattern: z.string().min(1).describe('Glob on the upstream tool name'),
-  })
-  .refine((r) => !(r.user !== undefined && r.group !== undefined), 'name at most one of user or group (neither: everyone)');
-const ApiKeyBody = z.strictObject({
-  name: z.string().min(1).max(100),
-  subject: z.string().min(1).optional().describe('The principal the key acts as (default key:<name>)'),
-  groups: z.array(z.string().min(1)).default([]),
-  expiresAt: z.iso.datetime({ offset: true }).optional(),
-});
-
-/** The authenticated caller, set by the caller middleware in front of the API. */
-export function callerOf(c: Context): Caller {
-  return (c as Context<{ Variables: { caller: Caller } }>).get('caller');
-}
-
-function requireAdmin(c: Context): Caller {
-  const caller = callerOf(c);
-  if (!caller.access.admin) throw new AccessDeniedError('this operation needs the admin role (membership of the admin group)');
-  return caller;
-}
 
 /** The REST operations under `/api/v1`. */
 export function apiRoutes(deps: ApiDeps): ApiRoute[] {
@@ -110,34 +72,11 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       definition: redactDefinition(definition),
     };
   };
-  const auditAdmin = (principal: string, target: string, args: unknown, status: 'ok' | 'error' | 'denied', error?: string) =>
-    deps.audit?.record({ kind: 'admin', principal, channel: 'rest', server: undefined, target, arguments: args, status, error });
-  /** Runs an admin change: refused (and audited) without the admin role, audited either way. */
-  const admin = async <T>(c: Context, action: string, args: unknown, run: () => Promise<T>): Promise<T> => {
-    const { principal } = callerOf(c);
-    try {
-      requireAdmin(c);
-    } catch (error) {
-      auditAdmin(principal, action, args, 'denied', (error as Error).message);
-      throw error;
-    }
-    try {
-      const result = await run();
-      auditAdmin(principal, action, args, 'ok');
-      return result;
-    } catch (error) {
-      auditAdmin(principal, action, args, 'error', (error as Error).message);
-      throw error;
-    }
-  };
   /** A server the caller may see; any other does not exist for it. */
+  const admin = <T>(c: Context, action: string, args: unknown, run: () => Promise<T>) => adminAction(deps.audit, c, action, args, run);
   const known = (c: Context, name: string) => {
     if (!registry.sourceOf(name) || !callerOf(c).access.visible(name)) throw new ApiError(404, 'not_found', `no server named "${name}"`);
     return name;
-  };
-  const keys = () => {
-    if (!deps.apiKeys) throw new ApiError(503, 'no_database', 'API keys need a database');
-    return deps.apiKeys;
   };
 
   return [
@@ -332,142 +271,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
         return c.json({ ...page, limit: query.limit, offset: query.offset });
       },
     }),
-    route({
-      method: 'get',
-      path: '/me',
-      tag: 'access',
-      summary: 'Who the caller is and which servers it may use',
-      responses: { 200: 'The principal and its levels' },
-      handler: async ({ c }) => {
-        const { access } = callerOf(c);
-        const { id, subject, email, groups, roles, scopes, method } = access.principal;
-        const servers = Object.fromEntries(Object.keys(registry.all()).sort().map((name) => [name, access.level(name)]).filter(([, level]) => level !== 'none'));
-        return c.json({ principal: id, subject, email, groups, roles, scopes, method, admin: access.admin, servers });
-      },
-    }),
-    route({
-      method: 'get',
-      path: '/access/grants',
-      tag: 'access',
-      summary: 'Access grants (user or group → server, read or call), from the config and the database',
-      responses: { 200: '{grants}', 403: 'Not an admin' },
-      handler: async ({ c }) => {
-        requireAdmin(c);
-        return c.json({ grants: deps.accessControl.rules().grants });
-      },
-    }),
-    route({
-      method: 'post',
-      path: '/access/grants',
-      tag: 'access',
-      summary: 'Grant a user or a group a level on a server (or *)',
-      body: GrantBody,
-      responses: { 201: 'Granted', 400: 'Invalid grant', 403: 'Not an admin', 503: 'No database' },
-      handler: async ({ body, c }) => {
-        const grant = await admin(c, 'access.grant', body, () =>
-          deps.accessControl.addGrant({
-            subjectType: body.user !== undefined ? 'user' : 'group',
-            subject: (body.user ?? body.group)!,
-            server: body.server,
-            level: body.level,
-          }),
-        );
-        return c.json(grant, 201);
-      },
-    }),
-    route({
-      method: 'delete',
-      path: '/access/grants/:id',
-      tag: 'access',
-      summary: 'Remove a stored grant',
-      params: IdParam,
-      responses: { 204: 'Removed', 403: 'Not an admin', 404: 'No such stored grant' },
-      handler: async ({ params, c }) => {
-        await admin(c, `access.revoke:${params.id}`, undefined, () => deps.accessControl.removeGrant(params.id));
-        return c.body(null, 204);
-      },
-    }),
-    route({
-      method: 'get',
-      path: '/access/tool-rules',
-      tag: 'access',
-      summary: 'Tool allow/deny rules, from the config and the database',
-      responses: { 200: '{toolRules}', 403: 'Not an admin' },
-      handler: async ({ c }) => {
-        requireAdmin(c);
-        return c.json({ toolRules: deps.accessControl.rules().toolRules });
-      },
-    }),
-    route({
-      method: 'post',
-      path: '/access/tool-rules',
-      tag: 'access',
-      summary: 'Allow or deny tools (glob on the upstream name) of a server for a user, a group or everyone',
-      body: ToolRuleBody,
-      responses: { 201: 'Added', 400: 'Invalid rule', 403: 'Not an admin', 503: 'No database' },
-      handler: async ({ body, c }) => {
-        const rule = await admin(c, 'access.tool_rule', body, () =>
-          deps.accessControl.addToolRule({
-            subjectType: body.user !== undefined ? 'user' : body.group !== undefined ? 'group' : 'everyone',
-            subject: body.user ?? body.group ?? null,
-            server: body.server,
-            effect: body.effect,
-            pattern: body.pattern,
-          }),
-        );
-        return c.json(rule, 201);
-      },
-    }),
-    route({
-      method: 'delete',
-      path: '/access/tool-rules/:id',
-      tag: 'access',
-      summary: 'Remove a stored tool rule',
-      params: IdParam,
-      responses: { 204: 'Removed', 403: 'Not an admin', 404: 'No such stored rule' },
-      handler: async ({ params, c }) => {
-        await admin(c, `access.tool_rule_remove:${params.id}`, undefined, () => deps.accessControl.removeToolRule(params.id));
-        return c.body(null, 204);
-      },
-    }),
-    route({
-      method: 'get',
-      path: '/api-keys',
-      tag: 'access',
-      summary: 'API keys (never the keys themselves)',
-      responses: { 200: '{apiKeys}', 403: 'Not an admin', 503: 'No database' },
-      handler: async ({ c }) => {
-        requireAdmin(c);
-        return c.json({ apiKeys: await keys().list() });
-      },
-    }),
-    route({
-      method: 'post',
-      path: '/api-keys',
-      tag: 'access',
-      summary: 'Create an API key; the key is in this response only',
-      body: ApiKeyBody,
-      responses: { 201: '{key, ...record}', 403: 'Not an admin', 409: 'An active key has the name', 503: 'No database' },
-      handler: async ({ body, c }) => {
-        const created = await admin(c, `api_keys.create:${body.name}`, body, () =>
-          keys().create({ name: body.name, subject: body.subject, groups: body.groups, expiresAt: body.expiresAt ? new Date(body.expiresAt) : undefined }),
-        );
-        return c.json({ key: created.key, ...created.record }, 201);
-      },
-    }),
-    route({
-      method: 'delete',
-      path: '/api-keys/:id',
-      tag: 'access',
-      summary: 'Revoke an API key (by id or name)',
-      params: IdParam,
-      responses: { 200: 'The revoked key', 403: 'Not an admin', 404: 'No such active key' },
-      handler: async ({ params, c }) => {
-        const revoked = await admin(c, `api_keys.revoke:${params.id}`, undefined, () => keys().revoke(params.id));
-        if (!revoked) throw new ApiError(404, 'not_found', `no active API key "${params.id}"`);
-        return c.json(revoked);
-      },
-    }),
+    ...accessRoutes(deps),
   ];
 }
 
