@@ -171,9 +171,9 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     maxBodyBytes: settings.maxBodyBytes,
     limits: settings.limits,
     fast: {
-      toolsJson: (access) => {
+      toolsBytes: (access) => {
         const cached = catalog.viewFor(access);
-        return cached.view.tools.length <= settings.pageSize ? cached.toolsJson : undefined;
+        return cached.view.tools.length <= settings.pageSize ? cached.toolsBytes : undefined;
       },
     },
     rateLimits,

@@ -26,10 +26,11 @@ export interface Viewer {
   readonly visible: Visibility;
 }
 
-/** A caller's view with its `tools/list` answer serialised once. */
+/** A caller's view with its `tools/list` answer serialised (and UTF-8 encoded) once. */
 export interface CachedView {
   readonly view: CatalogView;
   readonly toolsJson: string;
+  readonly toolsBytes: Buffer;
 }
 
 const MAX_CACHED_VIEWS = 1000;
@@ -94,11 +95,16 @@ export class LiveCatalog {
         ? fullView(this.#tools, this.#prompts, this.#resources)
         : restrictedView(this.#tools, this.#prompts, this.#resources, viewer.visible);
       let json: string | undefined;
+      let bytes: Buffer | undefined;
       const toolsJson = viewer.unrestricted ? () => this.toolsJson : () => (json ??= JSON.stringify(view.tools));
       cached = {
         view,
         get toolsJson() {
           return toolsJson();
+        },
+        get toolsBytes() {
+          bytes ??= Buffer.from(toolsJson());
+          return bytes;
         },
       };
       this.#views.set(key, cached);

@@ -19,9 +19,11 @@ export interface McpEndpointLimits {
 
 /** Answers that need no MCP server object: the whole tool list, already serialised. */
 export interface FastPaths {
-  /** The `tools` array `access` may see as JSON when it fits one page, else undefined (the regular path pages it). */
-  toolsJson(access: Access): string | undefined;
+  /** The `tools` array `access` may see as UTF-8 JSON when it fits one page, else undefined (the regular path pages it). */
+  toolsBytes(access: Access): Uint8Array | undefined;
 }
+
+const TOOLS_LIST_HEAD = Buffer.from('event: message\ndata: {"result":{"tools":');
 
 export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits, fast?: FastPaths) {
   return async (c: Context<CallerEnv>): Promise<Response> => {
@@ -56,13 +58,13 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
       }
       const session = sessionOf(sessionId);
       if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
-      const listed = fast && plainToolsList(parsed, request) ? fast.toolsJson(access) : undefined;
+      const listed = fast && plainToolsList(parsed, request) ? fast.toolsBytes(access) : undefined;
       if (listed !== undefined) {
-        // Serving a big catalog is then one string concatenation, not a serialisation per
-        // request. The answer is framed as the transport frames it (one SSE event), so a
-        // client sees the same wire either way.
+        // Serving a big catalog is then one copy of bytes encoded once per catalog change, not a
+        // serialisation per request. The answer is framed as the transport frames it (one SSE
+        // event), so a client sees the same wire either way.
         const id = JSON.stringify((parsed as { id: string | number }).id);
-        return new Response(`event: message\ndata: {"result":{"tools":${listed}},"jsonrpc":"2.0","id":${id}}\n\n`, {
+        return new Response(Buffer.concat([TOOLS_LIST_HEAD, listed, Buffer.from(`},"jsonrpc":"2.0","id":${id}}\n\n`)]), {
           headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': session.id },
         });
       }
