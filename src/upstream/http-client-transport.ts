@@ -1,18 +1,18 @@
-import type { AsyncLocalStorage } from 'node:async_hooks';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { JSONRPCMessageSchema, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { createParser } from 'eventsource-parser';
+import type { OwnerChannel } from './owner-channel.js';
 
 export interface HttpClientTransportOptions {
   headers: Readonly<Record<string, string>>;
   /**
-   * The owner in this store when a request is sent is restored while the messages of that
-   * request's response stream are delivered, so whoever handles them can tell whose they are.
+   * The owner offered when a request is sent is set again while the messages of that request's
+   * response stream are delivered, so whoever handles them can tell whose they are.
    */
-  owners?: AsyncLocalStorage<unknown> | undefined;
+  owners?: OwnerChannel | undefined;
   /** Largest response body accepted from the upstream. */
   maxResponseBytes?: number;
 }
@@ -57,6 +57,7 @@ export class HttpClientTransport implements Transport {
   }
 
   async send(message: JSONRPCMessage): Promise<void> {
+    const owner = this.#options.owners?.take();
     if (this.#closed) throw new Error('transport closed');
     const body = JSON.stringify(message);
     const response = await this.#request('POST', { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body);
@@ -75,9 +76,7 @@ export class HttpClientTransport implements Transport {
     const type = String(response.headers['content-type'] ?? '');
     if (type.startsWith('text/event-stream')) {
       // The answer streams; notifications and requests about it may come first.
-      const owner = this.#options.owners?.getStore();
-      const consume = () => this.#consumeEvents(response);
-      void (owner === undefined ? consume() : this.#options.owners!.run(owner, consume));
+      void this.#consumeEvents(response, owner);
       return;
     }
     const text = await readAll(response, this.#options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES);
@@ -86,7 +85,7 @@ export class HttpClientTransport implements Transport {
     const items = Array.isArray(parsed) ? parsed : [parsed];
     for (let i = 0; i < items.length; i++) {
       if (i > 0) await new Promise((resolve) => setImmediate(resolve)); // see #consumeEvents
-      this.#deliver(items[i]);
+      this.#deliver(items[i], owner);
     }
   }
 
@@ -145,7 +144,7 @@ export class HttpClientTransport implements Transport {
           response.resume(); // the server offers no such stream
           return;
         }
-        void this.#consumeEvents(response).then(() => this.#retryStream());
+        void this.#consumeEvents(response, undefined).then(() => this.#retryStream());
       },
       () => this.#retryStream(),
     );
@@ -157,7 +156,7 @@ export class HttpClientTransport implements Transport {
     this.#streamRetry.unref();
   }
 
-  async #consumeEvents(response: IncomingMessage): Promise<void> {
+  async #consumeEvents(response: IncomingMessage, owner: unknown): Promise<void> {
     const events: string[] = [];
     const parser = createParser({
       onEvent: (event) => {
@@ -175,7 +174,7 @@ export class HttpClientTransport implements Transport {
           // report and the result, say) would otherwise swap places and the notification be lost.
           if (i > 0) await new Promise((resolve) => setImmediate(resolve));
           try {
-            this.#deliver(JSON.parse(batch[i]!));
+            this.#deliver(JSON.parse(batch[i]!), owner);
           } catch (error) {
             this.onerror?.(new Error(`upstream sent an SSE event that is not JSON: ${(error as Error).message}`));
           }
@@ -186,8 +185,9 @@ export class HttpClientTransport implements Transport {
     }
   }
 
-  #deliver(value: unknown): void {
+  #deliver(value: unknown, owner: unknown): void {
     const parsed = JSONRPCMessageSchema.safeParse(value);
+    if (this.#options.owners) this.#options.owners.delivering = owner;
     if (parsed.success) this.onmessage?.(parsed.data);
     else this.onerror?.(new Error('upstream sent a message that is not JSON-RPC'));
   }

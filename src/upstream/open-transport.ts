@@ -1,4 +1,3 @@
-import type { AsyncLocalStorage } from 'node:async_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -9,6 +8,7 @@ import type { HttpServerConfig, ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
 import { HttpClientTransport } from './http-client-transport.js';
 import { StdioClientTransport } from './stdio-transport.js';
+import type { OwnerChannel } from './owner-channel.js';
 
 export interface OpenedClient {
   client: Client;
@@ -24,7 +24,7 @@ export interface OpenOptions {
   newClient: () => Client;
   timeoutMs: number;
   /** Carries a request's owner to the messages on its response stream (Streamable HTTP). */
-  owners?: AsyncLocalStorage<unknown>;
+  owners?: OwnerChannel;
 }
 
 /**
@@ -77,7 +77,7 @@ async function connect(
   }
 }
 
-function streamableTransport(config: HttpServerConfig, owners: AsyncLocalStorage<unknown> | undefined): Transport {
+function streamableTransport(config: HttpServerConfig, owners: OwnerChannel | undefined): Transport {
   return new HttpClientTransport(new URL(config.url), { headers: config.headers, owners });
 }
 

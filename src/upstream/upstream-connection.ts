@@ -20,7 +20,6 @@ import {
   type ServerCapabilities,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ServerConfig } from '../config/schema.js';
@@ -30,6 +29,7 @@ import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableE
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { describeError, openClient } from './open-transport.js';
+import { OwnerChannel } from './owner-channel.js';
 
 export type UpstreamState = 'connecting' | 'ready' | 'degraded' | 'down' | 'misconfigured' | 'disabled';
 
@@ -139,7 +139,7 @@ export class UpstreamConnection {
    * Who a request is for, carried through the SDK client into the transport (which sends the
    * request) and back out with the messages that arrive on that request's own response stream.
    */
-  readonly #owners = new AsyncLocalStorage<unknown>();
+  readonly #owners = new OwnerChannel();
   /** Bumped by every (re)connect and by stop(); callbacks from an older generation are ignored. */
   #generation = 0;
   #stopped = false;
@@ -219,7 +219,7 @@ export class UpstreamConnection {
     const timeout = options.timeout ?? this.timeoutMs;
     try {
       const send = () => client.request({ method, params } as never, PassThroughResult, { ...options, timeout });
-      const result = await (owner === undefined ? send() : this.#owners.run(owner, send));
+      const result = await this.#owners.offer(owner, send);
       this.#breaker.success();
       return result;
     } catch (error) {
@@ -338,11 +338,11 @@ export class UpstreamConnection {
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => this.#refresh(client, { tools: true }));
     client.setNotificationHandler(PromptListChangedNotificationSchema, () => this.#refresh(client, { prompts: true }));
     client.setNotificationHandler(ResourceListChangedNotificationSchema, () => this.#refresh(client, { resources: true }));
-    client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => events.onLogMessage(this.name, n.params, this.#owners.getStore()));
+    client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => events.onLogMessage(this.name, n.params, this.#owners.delivering));
     client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => events.onResourceUpdated(this.name, n.params.uri));
     for (const schema of [CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema]) {
       client.setRequestHandler(schema, ((request: { method: string; params?: Record<string, unknown> }, extra: { signal: AbortSignal }) =>
-        events.onServerRequest(this.name, request, extra.signal, this.#owners.getStore())) as never);
+        events.onServerRequest(this.name, request, extra.signal, this.#owners.delivering)) as never);
     }
     return client;
   }
