@@ -14,6 +14,7 @@ import type { Config } from './config/schema.js';
 import { watchConfigFile } from './config/watch.js';
 import { CallTracker } from './gateway/call-tracker.js';
 import { detachedCall } from './gateway/forward.js';
+import { PlainToolCalls } from './gateway/plain-tool-calls.js';
 import { ResourceSubscriptions } from './gateway/resource-subscriptions.js';
 import { SessionRegistry } from './gateway/session-registry.js';
 import { createSessionServer } from './gateway/session-server.js';
@@ -175,6 +176,17 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
         const cached = catalog.viewFor(access);
         return cached.view.tools.length <= settings.pageSize ? cached.toolsBytes : undefined;
       },
+      toolCalls: new PlainToolCalls({
+        catalog,
+        upstreams,
+        tracker,
+        limit,
+        audit,
+        metrics,
+        rateLimits,
+        logger,
+        maxConcurrentCallsPerSession: settings.limits.maxConcurrentCallsPerSession,
+      }),
     },
     rateLimits,
     auth: {

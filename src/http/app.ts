@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
+import { bodyLimit } from './body-limit.js';
 import type { Logger } from 'pino';
 import type { SessionRegistry } from '../gateway/session-registry.js';
 import type { RateLimits } from '../limits/rate-limits.js';

@@ -1,6 +1,7 @@
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 import type { Access } from '../auth/access-policy.js';
+import type { PlainToolCalls } from '../gateway/plain-tool-calls.js';
 import type { Context } from 'hono';
 import type { SessionRegistry } from '../gateway/session-registry.js';
 import type { CallerEnv } from './caller.js';
@@ -17,10 +18,11 @@ export interface McpEndpointLimits {
   maxJsonDepth: number;
 }
 
-/** Answers that need no MCP server object: the whole tool list, already serialised. */
+/** Answers that need no MCP server object: the whole tool list, already serialised, and plain tool calls. */
 export interface FastPaths {
   /** The `tools` array `access` may see as UTF-8 JSON when it fits one page, else undefined (the regular path pages it). */
   toolsBytes(access: Access): Uint8Array | undefined;
+  toolCalls?: PlainToolCalls | undefined;
 }
 
 const TOOLS_LIST_HEAD = Buffer.from('event: message\ndata: {"result":{"tools":');
@@ -58,6 +60,16 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
       }
       const session = sessionOf(sessionId);
       if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
+      const calls = fast?.toolCalls;
+      if (calls && acceptsTransportAnswer(request)) {
+        if (calls.qualifies(session, parsed)) {
+          const { messages } = await calls.answer(session, parsed, access, request.signal);
+          return new Response(messages.map((m) => `event: message\ndata: ${JSON.stringify(m)}\n\n`).join(''), {
+            headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': session.id },
+          });
+        }
+        if (calls.cancel(session, parsed)) return new Response(null, { status: 202 });
+      }
       const listed = fast && plainToolsList(parsed, request) ? fast.toolsBytes(access) : undefined;
       if (listed !== undefined) {
         // Serving a big catalog is then one copy of bytes encoded once per catalog change, not a
@@ -145,6 +157,15 @@ function plainToolsList(body: unknown, request: Request): boolean {
   const { jsonrpc, method, id, params } = body as { jsonrpc?: unknown; method?: unknown; id?: unknown; params?: { cursor?: unknown } };
   if (jsonrpc !== '2.0' || method !== 'tools/list' || (typeof id !== 'string' && typeof id !== 'number')) return false;
   if (params !== undefined && (params === null || typeof params !== 'object' || params.cursor !== undefined)) return false;
+  return acceptsTransportAnswer(request);
+}
+
+/**
+ * The request would get an SSE answer from the transport: it is JSON, the client accepts what
+ * the transport sends and its protocol version header (when present) is one it supports.
+ */
+function acceptsTransportAnswer(request: Request): boolean {
+  if (!request.headers.get('content-type')?.includes('application/json')) return false;
   const version = request.headers.get('mcp-protocol-version');
   if (version !== null && !SUPPORTED_PROTOCOL_VERSIONS.includes(version)) return false;
   const accept = request.headers.get('accept') ?? '';

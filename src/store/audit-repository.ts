@@ -1,4 +1,4 @@
-import { and, count, desc, eq, gte, lte, type SQL } from 'drizzle-orm';
+import { and, count, desc, eq, gte, lte, sql, type SQL } from 'drizzle-orm';
 import type { Database } from './database.js';
 import { auditEvents } from './schema.js';
 
@@ -39,23 +39,34 @@ export interface AuditQuery {
 export class AuditRepository {
   constructor(private readonly db: Database) {}
 
+  /**
+   * One statement per batch with the rows as a single JSON parameter: building a multi-row
+   * insert value by value cost more CPU than the call being audited.
+   */
   async insertMany(events: readonly AuditEvent[]): Promise<void> {
     if (events.length === 0) return;
-    await this.db.insert(auditEvents).values(
+    const rows = JSON.stringify(
       events.map((e) => ({
         at: e.at,
         kind: e.kind,
         principal: e.principal,
-        sessionId: e.sessionId ?? null,
+        session_id: e.sessionId ?? null,
         channel: e.channel,
         server: e.server ?? null,
         target: e.target,
         arguments: e.arguments ?? null,
         status: e.status,
         error: e.error ?? null,
-        durationMs: e.durationMs ?? null,
+        duration_ms: e.durationMs ?? null,
       })),
     );
+    await this.db.execute(sql`
+      insert into audit_events (at, kind, principal, session_id, channel, server, target, arguments, status, error, duration_ms)
+      select at, kind, principal, session_id, channel, server, target, arguments, status, error, duration_ms
+      from jsonb_to_recordset(${rows}::jsonb) as r(
+        at timestamptz, kind text, principal text, session_id text, channel text, server text,
+        target text, arguments jsonb, status text, error text, duration_ms integer
+      )`);
   }
 
   async query(query: AuditQuery): Promise<{ total: number; events: StoredAuditEvent[] }> {

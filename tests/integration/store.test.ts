@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OpenedDatabase } from '../../src/store/database.js';
 import { AuditRepository } from '../../src/store/audit-repository.js';
@@ -77,5 +78,16 @@ describe.each([
     const window = await audit.query({ from: new Date(base + 10 * 60_000), to: new Date(base + 12 * 60_000), limit: 100, offset: 0 });
     expect(window.events.map((e) => e.durationMs)).toEqual([12, 11, 10]);
     expect((await audit.query({ target: 'files__read', principal: 'bob', limit: 100, offset: 0 })).total).toBe(3);
+    // Optional fields absent, and text that needs quoting, survive the batch encoding.
+    await audit.insertMany([
+      { at: new Date(base + 30 * 60_000), kind: 'admin', principal: 'it\'s "me" ✓', channel: 'rest', target: 'servers.create', status: 'ok' },
+    ]);
+    const [admin] = (await audit.query({ kind: 'admin', limit: 1, offset: 0 })).events;
+    expect(admin).toMatchObject({ principal: 'it\'s "me" ✓', target: 'servers.create', status: 'ok' });
+    expect(admin!.at.getTime()).toBe(base + 30 * 60_000);
+    expect([admin!.sessionId, admin!.server, admin!.arguments, admin!.error, admin!.durationMs]).toEqual([undefined, undefined, undefined, undefined, undefined]);
+    const result = (await database.db.execute(sql`select count(*)::int as n from audit_events where kind = 'admin' and arguments is null and server is null`)) as unknown;
+    const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as { n: number }[];
+    expect(rows[0]!.n).toBe(1); // SQL NULLs, not JSON nulls
   });
 });

@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
+import { bodyLimit } from '../body-limit.js';
 import { GATEWAY_VERSION } from '../../version.js';
 import { ApiError, apiErrorResponse } from './api-errors.js';
 import { mountRoutes, openApiDocument } from './route-table.js';

@@ -1,0 +1,105 @@
+import { CallToolRequestSchema, CallToolResultSchema, ErrorCode, McpError, type JSONRPCNotification, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import type { Access } from '../auth/access-policy.js';
+import { LimitExceededError } from '../limits/errors.js';
+import type { DownstreamCall } from './downstream-call.js';
+import { asMcpError } from './error-mapping.js';
+import type { DownstreamSession } from './session-registry.js';
+import { callTool, type ToolCallDeps } from './tool-calls.js';
+
+export interface PlainToolCallsDeps extends ToolCallDeps {
+  maxConcurrentCallsPerSession: number;
+}
+
+/** A `tools/call` answered as JSON-RPC messages: the notifications sent about it, then its response. */
+export interface PlainAnswer {
+  messages: readonly object[];
+}
+
+/**
+ * Answers the most common request, a `tools/call` that cannot need the client's help, without
+ * the session's SDK server and its per-request web streams: routing, access checks, limits,
+ * audit and the result check are the same as on the regular path.
+ *
+ * A call qualifies when it asks for no progress (no `_meta`), is not a task, and the client
+ * declared none of sampling, elicitation or roots (so nothing can be asked of it mid-call).
+ * Log messages the upstream sends about the call are kept and sent just before the answer, in
+ * order. Cancellation works as usual: the client going away, or `notifications/cancelled`
+ * naming the call's id.
+ */
+export class PlainToolCalls {
+  readonly #inFlight = new WeakMap<DownstreamSession, Map<RequestId, AbortController>>();
+
+  constructor(private readonly deps: PlainToolCallsDeps) {}
+
+  /** Whether `message` may take this path in `session`; otherwise the regular path serves it. */
+  qualifies(session: DownstreamSession, message: unknown): message is { id: RequestId; method: 'tools/call'; params: { name: string; arguments?: Record<string, unknown> } } {
+    if (message === null || typeof message !== 'object') return false;
+    const { jsonrpc, method, id, params } = message as { jsonrpc?: unknown; method?: unknown; id?: unknown; params?: unknown };
+    if (jsonrpc !== '2.0' || method !== 'tools/call' || (typeof id !== 'string' && typeof id !== 'number')) return false;
+    if (params === null || typeof params !== 'object' || '_meta' in params || 'task' in params) return false;
+    const client = session.server.getClientCapabilities();
+    if (!client || client.sampling || client.elicitation || client.roots) return false;
+    return CallToolRequestSchema.safeParse(message).success;
+  }
+
+  async answer(
+    session: DownstreamSession,
+    request: { id: RequestId; params: { name: string; arguments?: Record<string, unknown> } },
+    access: Access,
+    signal: AbortSignal,
+  ): Promise<PlainAnswer> {
+    const notifications: JSONRPCNotification[] = [];
+    const respond = (body: { result: unknown } | { error: object }) => ({ messages: [...notifications, { jsonrpc: '2.0', id: request.id, ...body }] });
+    if (session.activeCalls >= this.deps.maxConcurrentCallsPerSession) {
+      return respond({ error: errorBody(asMcpError(new LimitExceededError(`too many concurrent tool calls in this session (at most ${this.deps.maxConcurrentCallsPerSession})`))) });
+    }
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    let calls = this.#inFlight.get(session);
+    if (!calls) this.#inFlight.set(session, (calls = new Map()));
+    calls.set(request.id, controller);
+    session.activeCalls++;
+    const call: DownstreamCall = {
+      principal: access.principal.id,
+      access,
+      channel: 'mcp',
+      sessionId: session.id,
+      requestId: request.id,
+      clientCapabilities: session.server.getClientCapabilities(),
+      signal: controller.signal,
+      sendNotification: async (notification) => {
+        notifications.push({ jsonrpc: '2.0', ...notification } as JSONRPCNotification);
+      },
+      sendRequest: async () => {
+        throw new McpError(ErrorCode.MethodNotFound, 'the client accepts no requests');
+      },
+    };
+    try {
+      const result = await callTool(this.deps, request.params, call);
+      const checked = CallToolResultSchema.safeParse(result);
+      if (!checked.success) throw new McpError(ErrorCode.InvalidParams, `Invalid tools/call result: ${checked.error.message}`);
+      return respond({ result: checked.data });
+    } catch (error) {
+      return respond({ error: errorBody(asMcpError(error)) });
+    } finally {
+      session.activeCalls--;
+      calls.delete(request.id);
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** A client's `notifications/cancelled` for a call on this path; true when it named one. */
+  cancel(session: DownstreamSession, message: unknown): boolean {
+    if (message === null || typeof message !== 'object') return false;
+    const { method, params } = message as { method?: unknown; params?: { requestId?: unknown; reason?: unknown } };
+    if (method !== 'notifications/cancelled' || !params || (typeof params.requestId !== 'string' && typeof params.requestId !== 'number')) return false;
+    const controller = this.#inFlight.get(session)?.get(params.requestId);
+    controller?.abort(typeof params.reason === 'string' ? params.reason : 'cancelled by the client');
+    return controller !== undefined;
+  }
+}
+
+function errorBody(error: McpError): { code: number; message: string; data?: unknown } {
+  return { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) };
+}

@@ -1,0 +1,170 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ListRootsRequestSchema, LoggingMessageNotificationSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
+import { startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+
+/**
+ * A `tools/call` from a client that declared no sampling, elicitation or roots is answered
+ * without the session's SDK server; one from a client that declared roots takes the regular
+ * path. Both must look the same from the outside.
+ */
+interface Peer {
+  client: Client;
+  transport: StreamableHTTPClientTransport;
+  /** Every message the client received, in order: `log:<data>` or `result:<id>`. */
+  seen: string[];
+  close(): Promise<void>;
+}
+
+async function peer(url: string, roots: boolean): Promise<Peer> {
+  const client = new Client({ name: roots ? 'regular' : 'plain', version: '1.0.0' }, { capabilities: roots ? { roots: {} } : {} });
+  if (roots) client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: [] }));
+  const seen: string[] = [];
+  client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void seen.push(`log:${String(n.params.data)}`));
+  const transport = new StreamableHTTPClientTransport(new URL(url));
+  await client.connect(transport);
+  return {
+    client,
+    transport,
+    seen,
+    close: async () => {
+      await transport.terminateSession().catch(() => {});
+      await client.close();
+    },
+  };
+}
+
+/** A call's result or error, with timings (a broadcast reports its own) blanked so two calls compare. */
+async function outcome(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    return { result: JSON.parse(JSON.stringify(await promise), (key, value: unknown) => (key === 'durationMs' ? 0 : value)) };
+  } catch (error) {
+    return error instanceof McpError ? { code: error.code, message: error.message } : { thrown: String(error) };
+  }
+}
+
+function post(gateway: RunningGateway, sessionId: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
+  return fetch(gateway.url, {
+    method: 'POST',
+    signal: signal ?? null,
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      'mcp-session-id': sessionId,
+      'mcp-protocol-version': '2025-11-25',
+      ...headers,
+    },
+    body: JSON.stringify(body),
+  });
+}
+
+describe('plain tool calls', () => {
+  let http: RunningUpstream;
+  let gateway: RunningGateway;
+  let plain: Peer;
+  let regular: Peer;
+
+  beforeAll(async () => {
+    http = await startStreamableUpstream('beta');
+    gateway = await startGateway(
+      testConfig({ alpha: stdioFixture('alpha'), beta: { url: http.url } }, { limits: { maxConcurrentCallsPerSession: 2 } }),
+    );
+    plain = await peer(gateway.url, false);
+    regular = await peer(gateway.url, true);
+  });
+  afterAll(async () => {
+    await plain?.close();
+    await regular?.close();
+    await gateway?.stop();
+    await http?.close();
+  });
+
+  it('gives the same answers as the regular path, results and errors alike', async () => {
+    const calls: [string, Record<string, unknown>][] = [
+      ['alpha__echo', { text: 'hi' }],
+      ['beta__echo', { text: 'there' }],
+      ['alpha__add', { a: 2, b: 40 }],
+      ['beta__fail', {}],
+      ['alpha__add', { a: 'two' }],
+      ['no_such_tool', {}],
+      ['broadcast__echo', { text: 'all' }],
+      ['conflux__search_tools', { query: 'add numbers', limit: 2 }],
+      ['conflux__search_tools', {}],
+    ];
+    for (const [name, args] of calls) {
+      const viaPlain = await outcome(plain.client.callTool({ name, arguments: args }));
+      const viaRegular = await outcome(regular.client.callTool({ name, arguments: args }));
+      expect(viaPlain, name).toEqual(viaRegular);
+    }
+    expect(await outcome(plain.client.callTool({ name: 'alpha__add', arguments: { a: 2, b: 40 } }))).toEqual({
+      result: { content: [{ type: 'text', text: '42' }], structuredContent: { sum: 42 } },
+    });
+    expect(await outcome(plain.client.callTool({ name: 'no_such_tool', arguments: {} }))).toMatchObject({ code: -32602 });
+  });
+
+  it('sends the log messages about a call before its answer, at the level the session asked for', async () => {
+    await plain.client.setLoggingLevel('info');
+    plain.seen.length = 0;
+    const result = await plain.client.callTool({ name: 'beta__log', arguments: { text: 'x' } });
+    plain.seen.push('result');
+    expect(textOf(result)).toBe('logged');
+    expect(plain.seen).toEqual(['log:beta info: x', 'log:beta error: x', 'result']);
+  });
+
+  it('answers on the wire as the transport does: one SSE event per message, with the session id', async () => {
+    const sessionId = plain.transport.sessionId!;
+    const response = await post(gateway, sessionId, { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'alpha__echo', arguments: { text: 'wire' } } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/event-stream');
+    expect(response.headers.get('mcp-session-id')).toBe(sessionId);
+    const events = (await response.text()).split('\n\n').filter(Boolean);
+    expect(events).toHaveLength(1);
+    expect(JSON.parse(events[0]!.replace(/^event: message\ndata: /, ''))).toEqual({
+      jsonrpc: '2.0',
+      id: 7,
+      result: { content: [{ type: 'text', text: 'alpha: wire' }] },
+    });
+  });
+
+  it('leaves requests the transport would refuse to the transport', async () => {
+    const sessionId = plain.transport.sessionId!;
+    const call = { jsonrpc: '2.0', id: 8, method: 'tools/call', params: { name: 'alpha__echo', arguments: { text: 'x' } } };
+    expect((await post(gateway, sessionId, call, { 'content-type': 'text/plain' })).status).toBe(415);
+    expect((await post(gateway, sessionId, call, { accept: 'application/json' })).status).toBe(406);
+    expect((await post(gateway, sessionId, call, { 'mcp-protocol-version': '1999-01-01' })).status).toBe(400);
+    const notJsonRpc = await post(gateway, sessionId, { ...call, jsonrpc: '1.0' });
+    expect(notJsonRpc.status).toBe(400);
+  });
+
+  it('refuses calls over the per-session limit as the regular path does', async () => {
+    const sleeps = [0, 1].map(() => plain.client.callTool({ name: 'alpha__sleep', arguments: { ms: 400 } }));
+    const third = outcome(plain.client.callTool({ name: 'alpha__echo', arguments: { text: 'one too many' } }));
+    const regularSleeps = [0, 1].map(() => regular.client.callTool({ name: 'alpha__sleep', arguments: { ms: 400 } }));
+    const regularThird = outcome(regular.client.callTool({ name: 'alpha__echo', arguments: { text: 'one too many' } }));
+    expect(await third).toEqual(await regularThird);
+    expect(await third).toMatchObject({ code: -32000, message: expect.stringContaining('too many concurrent tool calls') });
+    expect((await Promise.all([...sleeps, ...regularSleeps])).map(textOf)).toEqual(Array(4).fill('alpha slept 400'));
+    expect(textOf(await plain.client.callTool({ name: 'alpha__echo', arguments: { text: 'again' } }))).toBe('alpha: again');
+  });
+
+  it('cancels the upstream work on notifications/cancelled', async () => {
+    const controller = new AbortController();
+    const call = plain.client.callTool({ name: 'alpha__work', arguments: {} }, undefined, { signal: controller.signal });
+    await waitFor(async () => textOf(await regular.client.callTool({ name: 'alpha__work_status', arguments: {} })) === 'running', 5000, 'work to start');
+    controller.abort('changed my mind');
+    await expect(call).rejects.toThrow();
+    await waitFor(async () => textOf(await regular.client.callTool({ name: 'alpha__work_status', arguments: {} })) === 'cancelled', 5000, 'the upstream to stop');
+  });
+
+  it('cancels the upstream work when the client goes away mid-call', async () => {
+    const controller = new AbortController();
+    const response = post(gateway, plain.transport.sessionId!, { jsonrpc: '2.0', id: 'w1', method: 'tools/call', params: { name: 'beta__work', arguments: {} } }, {}, controller.signal);
+    response.catch(() => {});
+    await waitFor(async () => textOf(await regular.client.callTool({ name: 'beta__work_status', arguments: {} })) === 'running', 5000, 'work to start');
+    controller.abort();
+    await waitFor(async () => textOf(await regular.client.callTool({ name: 'beta__work_status', arguments: {} })) === 'cancelled', 5000, 'the upstream to stop');
+    expect(textOf(await plain.client.callTool({ name: 'beta__echo', arguments: { text: 'still here' } }))).toBe('beta: still here');
+  });
+});
