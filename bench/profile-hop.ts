@@ -51,7 +51,7 @@ const component = ({ functionName, url }: { functionName: string; url: string })
   if (pkg) return pkg;
   if (url.includes('/dist/')) return 'conflux';
   if (url.startsWith('node:internal/webstreams') || url.includes('js_transferable')) return 'web streams';
-  if (url.startsWith('node:')) return `node ${url.split('/').slice(1, 3).join('/')}`;
+  if (url.startsWith('node:')) return `node ${url.replace(/^node:(internal\/)?/, '').split('/').slice(0, 2).join('/')}`;
   return `native ${functionName}`;
 };
 // Only samples taken while the load ran (the profile's clock starts with the process, give or

@@ -42,8 +42,15 @@ export function renderResults(result: { machine: Record<string, unknown>; comman
   }
   if (r.idleSessions) {
     lines.push('### 4. Idle sessions', '', '| sessions held | initialize/s | gateway RSS MiB | RSS KiB per session | V8 heap KiB per session |', '|---|---|---|---|---|');
-    for (const row of r.idleSessions) lines.push(`| ${row.sessions} | ${row.initializePerSecond} | ${row.rssMiB} | ${row.rssKibPerSession} | ${row.heapKibPerSession} |`);
-    lines.push('');
+    for (const row of r.idleSessions) {
+      const rss = row.rssKibPerSession < 0 ? 'n/a (fell)' : row.rssKibPerSession;
+      lines.push(`| ${row.sessions} | ${row.initializePerSecond} | ${row.rssMiB} | ${rss} | ${row.heapKibPerSession} |`);
+    }
+    lines.push(
+      '',
+      'Each row is measured from the one before (the first from the idle gateway). RSS includes the embedded PGlite database (about 700 MiB once its WebAssembly is compiled and its memory touched), which settles while the first sessions open, so the V8 heap figure is the one per session.',
+      '',
+    );
   }
   if (r.broadcast) {
     const b = r.broadcast;
