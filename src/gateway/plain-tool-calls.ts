@@ -57,7 +57,8 @@ export class PlainToolCalls {
     }
     const controller = new AbortController();
     const onAbort = () => controller.abort(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
     let calls = this.#inFlight.get(session);
     if (!calls) this.#inFlight.set(session, (calls = new Map()));
     calls.set(request.id, controller);

@@ -89,5 +89,11 @@ describe.each([
     const result = (await database.db.execute(sql`select count(*)::int as n from audit_events where kind = 'admin' and arguments is null and server is null`)) as unknown;
     const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as { n: number }[];
     expect(rows[0]!.n).toBe(1); // SQL NULLs, not JSON nulls
+    // Characters PostgreSQL refuses would fail the batch at every retry: stored replaced instead.
+    await audit.insertMany([
+      { at: new Date(base + 31 * 60_000), kind: 'tool_call', principal: 'eve', channel: 'mcp', target: 'bad\u0000name', arguments: { 'k\u0000': 'v\uD800', list: ['\u0000'] }, status: 'error', error: '\uDC00x' },
+    ]);
+    const [odd] = (await audit.query({ principal: 'eve', limit: 1, offset: 0 })).events;
+    expect(odd).toMatchObject({ target: 'bad\uFFFDname', arguments: { 'k\uFFFD': 'v\uFFFD', list: ['\uFFFD'] }, error: '\uFFFDx' });
   });
 });
