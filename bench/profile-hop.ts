@@ -1,23 +1,28 @@
 /**
- * Profiles the gateway's hot path: 16 sessions calling an echo tool through Conflux for 6 s,
- * with the gateway under `--cpu-prof`, then prints where its CPU time went during the load, by
+ * Profiles the gateway's hot path: sessions calling an echo tool through Conflux for 6 s, with
+ * the gateway under `--cpu-prof`, then prints where its CPU time went during the load, by
  * component.
  *
- *   npm run build && npx tsx bench/profile-hop.ts ['{"audit": {"enabled": false}}']
+ *   npm run build && npx tsx bench/profile-hop.ts [--stdio] [--sessions 16] ['{"audit": {"enabled": false}}']
  *
- * The argument is merged into the gateway section of the config, to compare settings.
+ * The upstream speaks Streamable HTTP (or stdio with `--stdio`); a JSON argument is merged into
+ * the gateway section of the config, to compare settings.
  */
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runLoad, Session } from './load.js';
-import { start, upstreams } from './processes.js';
+import { ROOT, start, upstreams } from './processes.js';
 
-const extra = JSON.parse(process.argv[2] ?? '{}') as Record<string, unknown>;
+const args = process.argv.slice(2);
+const stdio = args.includes('--stdio');
+const sessions = args.includes('--sessions') ? Number(args[args.indexOf('--sessions') + 1]) : 16;
+const extra = JSON.parse(args.find((a) => a.startsWith('{')) ?? '{}') as Record<string, unknown>;
 const dir = await mkdtemp(join(tmpdir(), 'conflux-profile-'));
 const profiles = join(dir, 'profiles');
-const upstream = await start(upstreams('http'));
-await writeFile(join(dir, 'config.json'), JSON.stringify({ gateway: { port: 0, healthCheck: { intervalSeconds: 0 }, ...extra }, servers: { echo: { url: `${upstream.url}/mcp/0`, prefix: '' } } }));
+const upstream = stdio ? undefined : await start(upstreams('http'));
+const server = upstream ? { url: `${upstream.url}/mcp/0` } : { command: process.execPath, args: upstreams('stdio'), cwd: ROOT };
+await writeFile(join(dir, 'config.json'), JSON.stringify({ gateway: { port: 0, healthCheck: { intervalSeconds: 0 }, ...extra }, servers: { echo: { ...server, prefix: '' } } }));
 const spawned = performance.now();
 const gateway = await start(['--cpu-prof', '--cpu-prof-dir', profiles, 'dist/cli.js', 'serve', '--config', join(dir, 'config.json'), '--port', '0'], {
   LOG_LEVEL: 'info',
@@ -25,14 +30,14 @@ const gateway = await start(['--cpu-prof', '--cpu-prof-dir', profiles, 'dist/cli
 });
 await new Promise((r) => setTimeout(r, 1500));
 const loadFrom = performance.now() - spawned;
-const result = await runLoad(16, 6, 1, async () => {
+const result = await runLoad(sessions, 6, 1, async () => {
   const session = await Session.open(gateway.url);
   return { call: () => session.call('tools/call', { name: 'echo', arguments: { text: 'hello' } }), close: () => session.close() };
 });
 const loadTo = performance.now() - spawned;
 await gateway.stop();
-await upstream.stop();
-console.log(`16 sessions: p50 ${result.p50Ms} ms, ${result.callsPerSecond} calls/s, ${result.errors} errors`);
+await upstream?.stop();
+console.log(`${sessions} sessions (${stdio ? 'stdio' : 'Streamable HTTP'} upstream): p50 ${result.p50Ms} ms, ${result.callsPerSecond} calls/s, ${result.errors} errors`);
 
 interface Profile {
   nodes: { id: number; callFrame: { functionName: string; url: string } }[];

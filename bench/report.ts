@@ -73,6 +73,18 @@ export function renderResults(result: { machine: Record<string, unknown>; comman
     }
     lines.push('', 'supergateway starts one stdio server per session; Conflux shares one. The Conflux column is workload 2 of the same run.', '');
   }
+  if (r.peers?.mcpHub) {
+    lines.push('### 7b. Peer gateway: mcp-hub (Streamable HTTP upstream)', '', '| sessions | mcp-hub p50 / p99 ms | calls/s | Conflux p50 / p99 ms | calls/s |', '|---|---|---|---|---|');
+    for (const row of r.peers.mcpHub) {
+      const c = row.conflux;
+      lines.push(`| ${row.sessions} | ${row.mcpHub.p50Ms} / ${row.mcpHub.p99Ms} | ${row.mcpHub.callsPerSecond} | ${c ? `${c.p50Ms} / ${c.p99Ms}` : '-'} | ${c ? c.callsPerSecond : '-'} |`);
+    }
+    lines.push(
+      '',
+      'mcp-hub offers its unified endpoint over the older HTTP+SSE transport only (a POST per call, the answer on a long-lived event stream), so the client speaks that to it; its upstream is the same echo server over Streamable HTTP. The Conflux column is workload 1 of the same run.',
+      '',
+    );
+  }
   if (r.authCost) {
     lines.push('### 8. Authentication and access rules (Streamable HTTP upstream)', '', '| sessions | `auth: none` p50 / p99 ms | calls/s | HS256 JWT p50 / p99 ms | calls/s | API key p50 / p99 ms | calls/s | added p50 ms: JWT / API key |', '|---|---|---|---|---|---|---|---|');
     for (const row of r.authCost) {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { runLoad, percentiles, round, Session, type LoadResult } from './load.js';
 import { ROOT, start, upstreams, type Running } from './processes.js';
 import { renderResults, writeResults } from './report.js';
+import { SseSession } from './sse-session.js';
 import { StdioClient } from './stdio-client.js';
 import { SignJWT } from 'jose';
 
@@ -243,11 +244,17 @@ async function broadcastFanOut(): Promise<void> {
 }
 
 /**
- * 7. A peer gateway on workload 1's stdio variant: supergateway (stateful Streamable HTTP in
- * front of a stdio server; it starts one server process per session) against Conflux's
- * numbers for the same stdio upstream from workload 2. Full runs only.
+ * 7. Peer gateways from npm, each against Conflux's numbers of the same run. supergateway on
+ * workload 1's stdio variant (stateful Streamable HTTP in front of a stdio server; it starts one
+ * server process per session) against workload 2; mcp-hub, which offers only the older
+ * HTTP+SSE transport downstream, on workload 1 itself against workload 1. Full runs only.
  */
 async function peers(): Promise<void> {
+  await supergateway();
+  await mcpHub();
+}
+
+async function supergateway(): Promise<void> {
   const entry = join(ROOT, 'node_modules/supergateway/dist/index.js');
   const port = await freePort();
   const command = [process.execPath, ...upstreams('stdio')].map((part) => (part.includes(' ') ? `"${part}"` : part)).join(' ');
@@ -276,10 +283,55 @@ async function peers(): Promise<void> {
       check(`supergateway x${sessions}`, result);
       rows.push({ sessions, supergateway: result, conflux: conflux.find((r) => r.sessions === sessions)?.gateway });
     }
-    report.peers = { supergateway: rows };
+    report.peers = { ...(report.peers as object | undefined), supergateway: rows };
   } finally {
     try {
       process.kill(-child.pid!, 'SIGKILL'); // the gateway and the server processes it started
+    } catch {
+      // already gone
+    }
+  }
+}
+
+async function mcpHub(): Promise<void> {
+  const upstream = await start(upstreams('http'));
+  running.push(upstream);
+  const dir = await mkdtemp(join(tmpdir(), 'conflux-bench-hub-'));
+  await writeFile(join(dir, 'servers.json'), JSON.stringify({ mcpServers: { echo: { url: `${upstream.url}/mcp/0` } } }));
+  const port = await freePort();
+  // Its logs and workspace cache go under HOME / XDG_STATE_HOME: kept in the run's directory.
+  const child = spawn(process.execPath, [join(ROOT, 'node_modules/mcp-hub/dist/cli.js'), '--port', String(port), '--config', join(dir, 'servers.json')], {
+    cwd: dir,
+    stdio: 'ignore',
+    detached: true,
+    env: { ...process.env, HOME: dir, XDG_STATE_HOME: dir, XDG_CONFIG_HOME: dir },
+  });
+  const url = `http://127.0.0.1:${port}/mcp`;
+  const tool = 'echo__echo';
+  try {
+    const deadline = performance.now() + 30_000;
+    for (;;) {
+      const session = await SseSession.open(url).catch(() => undefined);
+      const listed = await session?.call('tools/list', {}).catch(() => '');
+      await session?.close();
+      if (listed?.includes(`"${tool}"`)) break;
+      if (performance.now() > deadline) throw new Error('mcp-hub did not start or did not list the echo tool');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const rows = [];
+    const conflux = (report.httpHop ?? []) as { sessions: number; gateway: LoadResult }[];
+    for (const sessions of CONCURRENCY) {
+      const result = await runLoad(sessions, SECONDS, WARMUP, async () => {
+        const session = await SseSession.open(url);
+        return { call: () => session.call('tools/call', { name: tool, arguments: { text: 'hello' } }), close: () => session.close() };
+      });
+      check(`mcp-hub x${sessions}`, result);
+      rows.push({ sessions, mcpHub: result, conflux: conflux.find((r) => r.sessions === sessions)?.gateway });
+    }
+    report.peers = { ...(report.peers as object | undefined), mcpHub: rows };
+  } finally {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
     } catch {
       // already gone
     }
