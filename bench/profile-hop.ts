@@ -37,7 +37,7 @@ const result = await runLoad(sessions, 6, 1, async () => {
 const loadTo = performance.now() - spawned;
 await gateway.stop();
 await upstream?.stop();
-console.log(`${sessions} sessions (${stdio ? 'stdio' : 'Streamable HTTP'} upstream): p50 ${result.p50Ms} ms, ${result.callsPerSecond} calls/s, ${result.errors} errors`);
+console.log(`${sessions} sessions (${stdio ? 'stdio' : 'Streamable HTTP'} upstream): p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ${result.callsPerSecond} calls/s, ${result.errors} errors`);
 
 interface Profile {
   nodes: { id: number; callFrame: { functionName: string; url: string } }[];
