@@ -48,17 +48,14 @@ export class PlainToolCalls {
     session: DownstreamSession,
     request: { id: RequestId; params: { name: string; arguments?: Record<string, unknown> } },
     access: Access,
-    signal: AbortSignal,
+    /** Aborted by the caller when the client goes away; also what `cancel` aborts. */
+    controller: AbortController,
   ): Promise<PlainAnswer> {
     const notifications: JSONRPCNotification[] = [];
     const respond = (body: { result: unknown } | { error: object }) => ({ messages: [...notifications, { jsonrpc: '2.0', id: request.id, ...body }] });
     if (session.activeCalls >= this.deps.maxConcurrentCallsPerSession) {
       return respond({ error: errorBody(asMcpError(new LimitExceededError(`too many concurrent tool calls in this session (at most ${this.deps.maxConcurrentCallsPerSession})`))) });
     }
-    const controller = new AbortController();
-    const onAbort = () => controller.abort(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
     let calls = this.#inFlight.get(session);
     if (!calls) this.#inFlight.set(session, (calls = new Map()));
     calls.set(request.id, controller);
@@ -80,6 +77,7 @@ export class PlainToolCalls {
     };
     try {
       const result = await callTool(this.deps, request.params, call);
+      if (textOnly(result)) return respond({ result });
       const checked = CallToolResultSchema.safeParse(result);
       if (!checked.success) throw new McpError(ErrorCode.InvalidParams, `Invalid tools/call result: ${checked.error.message}`);
       return respond({ result: checked.data });
@@ -88,7 +86,6 @@ export class PlainToolCalls {
     } finally {
       session.activeCalls--;
       calls.delete(request.id);
-      signal.removeEventListener('abort', onAbort);
     }
   }
 
@@ -105,4 +102,20 @@ export class PlainToolCalls {
 
 function errorBody(error: McpError): { code: number; message: string; data?: unknown } {
   return { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) };
+}
+
+/**
+ * The most common result, text blocks and maybe `isError`, recognised by hand; it is valid by
+ * CallToolResultSchema, which checks everything else (its parse was most of this path's zod time).
+ */
+function textOnly(result: object): boolean {
+  for (const key in result) if (key !== 'content' && key !== 'isError') return false;
+  const { content, isError } = result as { content?: unknown; isError?: unknown };
+  if (!Array.isArray(content) || (isError !== undefined && typeof isError !== 'boolean')) return false;
+  for (const block of content) {
+    if (block === null || typeof block !== 'object') return false;
+    for (const key in block) if (key !== 'type' && key !== 'text') return false;
+    if ((block as { type?: unknown }).type !== 'text' || typeof (block as { text?: unknown }).text !== 'string') return false;
+  }
+  return true;
 }

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 import type { Access } from '../auth/access-policy.js';
@@ -63,7 +64,9 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
       const calls = fast?.toolCalls;
       if (calls && acceptsTransportAnswer(request)) {
         if (calls.qualifies(session, parsed)) {
-          const { messages } = await calls.answer(session, parsed, access, request.signal);
+          const controller = new AbortController();
+          const stopWatching = whenClientLeaves(c, () => controller.abort('client disconnected'));
+          const { messages } = await calls.answer(session, parsed, access, controller).finally(stopWatching);
           return new Response(messages.map((m) => `event: message\ndata: ${JSON.stringify(m)}\n\n`).join(''), {
             headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': session.id },
           });
@@ -170,6 +173,30 @@ function acceptsTransportAnswer(request: Request): boolean {
   if (version !== null && !SUPPORTED_PROTOCOL_VERSIONS.includes(version)) return false;
   const accept = request.headers.get('accept') ?? '';
   return accept.includes('application/json') && accept.includes('text/event-stream');
+}
+
+/**
+ * Calls `leave` when the client goes away before its answer is written; returns the function
+ * that stops watching. On Node the response's own `close` tells, which spares the adapter
+ * building an `AbortSignal` per request; in-process requests (tests) have only the signal.
+ */
+function whenClientLeaves(c: Context, leave: () => void): () => void {
+  const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+  if (outgoing) {
+    if (outgoing.destroyed) {
+      leave();
+      return () => {};
+    }
+    const onClose = () => {
+      if (!outgoing.writableFinished) leave();
+    };
+    outgoing.once('close', onClose);
+    return () => outgoing.off('close', onClose);
+  }
+  const signal = c.req.raw.signal;
+  if (signal.aborted) leave();
+  else signal.addEventListener('abort', leave, { once: true });
+  return () => signal.removeEventListener('abort', leave);
 }
 
 function requestIds(body: unknown): (string | number)[] {

@@ -1,4 +1,4 @@
-import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { INVALID_SPAN_CONTEXT, ProxyTracerProvider, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
 
 /**
@@ -8,8 +8,22 @@ import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
  */
 const tracer = () => trace.getTracer(GATEWAY_NAME, GATEWAY_VERSION);
 
+/** What `work` gets while no SDK is registered: records nothing, like the API's own no-op span. */
+const NOT_RECORDING = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/**
+ * Whether an SDK is registered. Asked per span, so one registered later is used at once; while
+ * there is none, spans are skipped outright (the API's no-op path still allocated a tracer,
+ * a span and a context per call, twice per tool call).
+ */
+function tracing(): boolean {
+  const provider = trace.getTracerProvider();
+  return !(provider instanceof ProxyTracerProvider) || provider.getDelegateTracer(GATEWAY_NAME, GATEWAY_VERSION) !== undefined;
+}
+
 /** Runs `work` inside a span, ending it with the outcome. */
 export async function inSpan<T>(name: string, kind: 'server' | 'client', attributes: Record<string, string | number | undefined>, work: (span: Span) => Promise<T>): Promise<T> {
+  if (!tracing()) return work(NOT_RECORDING);
   return tracer().startActiveSpan(name, { kind: kind === 'server' ? SpanKind.SERVER : SpanKind.CLIENT, attributes: clean(attributes) }, async (span) => {
     try {
       return await work(span);
