@@ -19,7 +19,10 @@ export class SseSession {
   static async open(url: string, timeoutMs = 10_000): Promise<SseSession> {
     let session!: SseSession;
     const ready = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no endpoint event from ${url}`)), timeoutMs);
+      const timer = setTimeout(() => {
+        session.stream.destroy();
+        reject(new Error(`no endpoint event from ${url}`));
+      }, timeoutMs);
       const stream = request(url, { headers: { accept: 'text/event-stream' } }, (res) => {
         if (res.statusCode !== 200) {
           clearTimeout(timer);
@@ -47,10 +50,15 @@ export class SseSession {
       session = new SseSession(stream);
     });
     await ready;
-    await session.call('initialize', { protocolVersion: '2025-03-26', capabilities: {}, clientInfo: { name: 'bench', version: '1' } });
-    const done = await post(session.endpoint, '{"jsonrpc":"2.0","method":"notifications/initialized"}');
-    if (done.status >= 300) throw new Error(`initialized failed: ${done.status}`);
-    return session;
+    try {
+      await session.call('initialize', { protocolVersion: '2025-03-26', capabilities: {}, clientInfo: { name: 'bench', version: '1' } });
+      const done = await post(session.endpoint, '{"jsonrpc":"2.0","method":"notifications/initialized"}');
+      if (done.status >= 300) throw new Error(`initialized failed: ${done.status}`);
+      return session;
+    } catch (error) {
+      await session.close();
+      throw error;
+    }
   }
 
   /** Sends one request; resolves with the answer's text, or throws on any error. */
