@@ -1,4 +1,4 @@
-import { CallToolResultSchema, ErrorCode, McpError, type JSONRPCNotification, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolRequestSchema, CallToolResultSchema, ErrorCode, McpError, type JSONRPCNotification, type RequestId } from '@modelcontextprotocol/sdk/types.js';
 import type { Access } from '../auth/access-policy.js';
 import { LimitExceededError } from '../limits/errors.js';
 import type { DownstreamCall } from './downstream-call.js';
@@ -39,9 +39,24 @@ export class PlainToolCalls {
     if (params === null || typeof params !== 'object' || '_meta' in params || 'task' in params) return false;
     const client = session.server.getClientCapabilities();
     if (!client || client.sampling || client.elicitation || client.roots) return false;
-    // What CallToolRequestSchema asks of the params, checked by hand: this runs on every call.
-    const { name, arguments: args } = params as { name?: unknown; arguments?: unknown };
-    return typeof name === 'string' && (args === undefined || (args !== null && typeof args === 'object' && !Array.isArray(args)));
+    return plainParams(params);
+  }
+
+  /**
+   * The answer to a `tools/call` whose params do not fit the schema: -32602 naming each
+   * problem (the SDK would answer -32603 with its validator's raw output). The schema is only
+   * consulted once the cheap shape check has failed.
+   */
+  malformed(session: DownstreamSession, message: unknown): PlainAnswer | undefined {
+    if (message === null || typeof message !== 'object') return undefined;
+    const { jsonrpc, method, id, params } = message as { jsonrpc?: unknown; method?: unknown; id?: unknown; params?: unknown };
+    if (jsonrpc !== '2.0' || method !== 'tools/call' || (typeof id !== 'string' && typeof id !== 'number')) return undefined;
+    if (!session.server.getClientCapabilities() || plainParams(params)) return undefined;
+    const checked = CallToolRequestSchema.safeParse(message);
+    if (checked.success) return undefined;
+    const problems = checked.error.issues.map((i) => `${i.path.join('.') || 'request'}: ${i.message}`).join('; ');
+    const error = new McpError(ErrorCode.InvalidParams, `Invalid params for tools/call: ${problems}`);
+    return { messages: [{ jsonrpc: '2.0', id, error: errorBody(error) }] };
   }
 
   async answer(
@@ -98,6 +113,13 @@ export class PlainToolCalls {
     controller?.abort(typeof params.reason === 'string' ? params.reason : 'cancelled by the client');
     return controller !== undefined;
   }
+}
+
+/** What CallToolRequestSchema asks of `name` and `arguments`, checked by hand: this runs on every call. */
+function plainParams(params: unknown): boolean {
+  if (params === null || typeof params !== 'object') return false;
+  const { name, arguments: args } = params as { name?: unknown; arguments?: unknown };
+  return typeof name === 'string' && (args === undefined || (args !== null && typeof args === 'object' && !Array.isArray(args)));
 }
 
 function errorBody(error: McpError): { code: number; message: string; data?: unknown } {

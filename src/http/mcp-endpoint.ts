@@ -67,10 +67,10 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
           const controller = new AbortController();
           const stopWatching = whenClientLeaves(c, () => controller.abort('client disconnected'));
           const { messages } = await calls.answer(session, parsed, access, controller).finally(stopWatching);
-          return new Response(messages.map((m) => `event: message\ndata: ${JSON.stringify(m)}\n\n`).join(''), {
-            headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': session.id },
-          });
+          return sseAnswer(messages, session.id);
         }
+        const refused = calls.malformed(session, parsed);
+        if (refused) return sseAnswer(refused.messages, session.id);
         if (calls.cancel(session, parsed)) return new Response(null, { status: 202 });
       }
       const listed = fast && plainToolsList(parsed, request) ? fast.toolsBytes(access) : undefined;
@@ -173,6 +173,13 @@ function acceptsTransportAnswer(request: Request): boolean {
   if (version !== null && !SUPPORTED_PROTOCOL_VERSIONS.includes(version)) return false;
   const accept = request.headers.get('accept') ?? '';
   return accept.includes('application/json') && accept.includes('text/event-stream');
+}
+
+/** JSON-RPC messages as the transport frames an answer: one SSE event each. */
+function sseAnswer(messages: readonly object[], sessionId: string): Response {
+  return new Response(messages.map((m) => `event: message\ndata: ${JSON.stringify(m)}\n\n`).join(''), {
+    headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': sessionId },
+  });
 }
 
 /**

@@ -136,13 +136,21 @@ describe('plain tool calls', () => {
     expect((await post(gateway, sessionId, call, { 'mcp-protocol-version': '1999-01-01' })).status).toBe(400);
     const notJsonRpc = await post(gateway, sessionId, { ...call, jsonrpc: '1.0' });
     expect(notJsonRpc.status).toBe(400);
-    // Malformed params are the SDK's to refuse (its message names the field), on either path.
-    for (const params of [{ arguments: {} }, { name: 'alpha__echo', arguments: ['x'] }, { name: 7 }]) {
-      const invalid = await post(gateway, sessionId, { ...call, params });
-      const [, data] = /data: ({.*)/.exec(await invalid.text()) ?? [];
-      const answer = JSON.parse(data ?? '{}') as { id?: unknown; error?: { message: string } };
-      expect(answer.id, JSON.stringify(params)).toBe(8);
-      expect(answer.error?.message, JSON.stringify(params)).toMatch(/"params",\s*"(name|arguments)"/);
+    // Malformed params are refused as such (-32602), naming the field, whatever the client declared.
+    const cases: [unknown, RegExp][] = [
+      [{ arguments: {} }, /params\.name: .*string/],
+      [{ name: 'alpha__echo', arguments: ['x'] }, /params\.arguments: .*record/],
+      [{ name: 7 }, /params\.name: .*string/],
+      [undefined, /params: /],
+    ];
+    for (const [params, problem] of cases) {
+      for (const peerSession of [sessionId, regular.transport.sessionId!]) {
+        const invalid = await post(gateway, peerSession, { ...call, params });
+        const [, data] = /data: ({.*)/.exec(await invalid.text()) ?? [];
+        const answer = JSON.parse(data ?? '{}') as { id?: unknown; error?: { code: number; message: string } };
+        expect(answer, JSON.stringify(params)).toMatchObject({ id: 8, error: { code: -32602 } });
+        expect(answer.error?.message, JSON.stringify(params)).toMatch(problem);
+      }
     }
   });
 
