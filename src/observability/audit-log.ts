@@ -17,7 +17,8 @@ const REDACTED = '[redacted]';
 /**
  * Buffered audit writer. `record` never blocks or fails the call it describes: events wait in
  * memory and are written in batches. When the buffer is full (the database is slow or down),
- * new events are counted as dropped and the count is logged, never silently lost.
+ * new events are counted as dropped and the count is logged, never silently lost; so is an
+ * event the database refuses for its content, which would otherwise block every batch after it.
  */
 export class AuditLog {
   readonly #options: AuditLogOptions;
@@ -84,7 +85,14 @@ export class AuditLog {
         await repository.insertMany(batch);
         this.#written += batch.length;
       } catch (error) {
-        // Keep what fits and try again at the next flush.
+        // A batch refused for its data holds a row the database will never take; retried whole
+        // it would block the trail for good. Row by row, only the refused rows are dropped.
+        if (isDataError(error)) {
+          const rest = await this.#rowByRow(repository, batch);
+          if (rest.length === 0) continue;
+          batch.splice(0, batch.length, ...rest);
+        }
+        // The database is unreachable or failing: keep what fits and try again at the next flush.
         const room = this.#options.capacity - this.#buffer.length;
         this.#buffer.unshift(...batch.slice(0, Math.max(0, room)));
         this.#dropped += Math.max(0, batch.length - room);
@@ -94,10 +102,34 @@ export class AuditLog {
     }
   }
 
+  /** Writes `batch` one row at a time, dropping rows refused for their data; returns what is left when the database fails otherwise. */
+  async #rowByRow(repository: AuditRepository, batch: AuditEvent[]): Promise<AuditEvent[]> {
+    for (let i = 0; i < batch.length; i++) {
+      try {
+        await repository.insertMany([batch[i]!]);
+        this.#written++;
+      } catch (error) {
+        if (!isDataError(error)) return batch.slice(i);
+        this.#dropped++;
+        this.#options.logger.warn({ err: (error as Error).message, kind: batch[i]!.kind, target: batch[i]!.target }, 'audit event refused by the database: dropped');
+      }
+    }
+    return [];
+  }
+
   #reportDrops(): void {
     if (this.#dropped > this.#droppedReported) {
-      this.#options.logger.warn({ dropped: this.#dropped - this.#droppedReported, total: this.#dropped }, 'audit buffer full: events dropped');
+      this.#options.logger.warn({ dropped: this.#dropped - this.#droppedReported, total: this.#dropped }, 'audit events dropped (buffer full, or refused by the database)');
       this.#droppedReported = this.#dropped;
     }
   }
+}
+
+/** A refusal of the data itself (SQLSTATE classes 22 and 23), not of the connection or the server. */
+function isDataError(error: unknown): boolean {
+  for (let e = error; e instanceof Object; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^2[23]/.test(code)) return true;
+  }
+  return false;
 }

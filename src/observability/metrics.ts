@@ -85,7 +85,7 @@ export class GatewayMetrics {
     });
     this.auditDropped = new Gauge({
       name: 'conflux_audit_events_dropped_total',
-      help: 'Audit events dropped because the buffer was full',
+      help: 'Audit events dropped: the buffer was full, or the database refused the event itself',
       registers,
       collect() {
         this.set(sources.auditDropped());

@@ -1,6 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OpenedDatabase } from '../../src/store/database.js';
+import { AuditLog } from '../../src/observability/audit-log.js';
+import { silentLogger } from '../../src/observability/logger.js';
 import { AuditRepository } from '../../src/store/audit-repository.js';
 import { ServerRepository } from '../../src/store/server-repository.js';
 import { freshPglite, freshPostgres, postgresAvailable, type TestDatabase } from '../helpers/databases.js';
@@ -95,5 +97,35 @@ describe.each([
     ]);
     const [odd] = (await audit.query({ principal: 'eve', limit: 1, offset: 0 })).events;
     expect(odd).toMatchObject({ target: 'bad\uFFFDname', arguments: { 'k\uFFFD': 'v\uFFFD', list: ['\uFFFD'] }, error: '\uFFFDx' });
+  });
+
+  it('drops only a row the database refuses, and keeps writing after it', async () => {
+    const repository = new AuditRepository(database.db);
+    const audit = new AuditLog({ repository, logger: silentLogger(), redactKeys: ['token'], capacity: 100, flushIntervalMs: 60_000 });
+    const event = (target: string, durationMs: number) => ({ kind: 'tool_call' as const, principal: 'dora', channel: 'mcp' as const, target, status: 'ok' as const, durationMs });
+    audit.record(event('first', 1));
+    audit.record(event('too-long', 3_000_000_000)); // beyond the integer column: refused at every retry
+    audit.record({ ...event('third', 3), arguments: { token: 'secret', n: 1 } });
+    await audit.flush();
+    expect(audit.stats).toEqual({ buffered: 0, dropped: 1, written: 2 });
+    audit.record(event('later', 4));
+    await audit.close();
+    expect(audit.stats).toEqual({ buffered: 0, dropped: 1, written: 3 });
+    const { events } = await repository.query({ principal: 'dora', limit: 10, offset: 0 });
+    expect(events.map((e) => e.target).sort()).toEqual(['first', 'later', 'third']);
+    expect(events.find((e) => e.target === 'third')?.arguments).toEqual({ token: '[redacted]', n: 1 });
+  });
+
+  it('keeps events, rather than dropping them, while the database does not answer', async () => {
+    const other = await create();
+    const closed = await other.open();
+    await closed.migrate();
+    await closed.close();
+    const audit = new AuditLog({ repository: new AuditRepository(closed.db), logger: silentLogger(), redactKeys: [], capacity: 100, flushIntervalMs: 60_000 });
+    audit.record({ kind: 'tool_call', principal: 'bob', channel: 'mcp', target: 'kept', status: 'ok' });
+    await audit.flush();
+    expect(audit.stats).toEqual({ buffered: 1, dropped: 0, written: 0 });
+    await audit.close().catch(() => {});
+    await other.dispose();
   });
 });
