@@ -48,7 +48,7 @@ export function renderResults(result: { machine: Record<string, unknown>; comman
     }
     lines.push(
       '',
-      'Each row is measured from the one before (the first from the idle gateway). RSS includes the embedded PGlite database (about 700 MiB once its WebAssembly is compiled and its memory touched), which settles while the first sessions open, so the V8 heap figure is the one per session.',
+      'Each row is measured from the one before (the first from the idle gateway). RSS includes the embedded PGlite database, created afresh for the run (about 700 MiB, part of it returned while the first sessions open), so the V8 heap figure is the one per session.',
       '',
     );
   }

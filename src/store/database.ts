@@ -47,7 +47,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<OpenedData
   }
   const dataDir = options.dataDir && options.dataDir !== 'memory://' ? options.dataDir : undefined;
   if (dataDir) await mkdir(dataDir, { recursive: true });
-  const client = new PGlite(dataDir);
+  // The embedded database holds the registry and the audit trail, small and mostly written:
+  // PostgreSQL's default 128 MB buffer cache would be most of the gateway's resident memory.
+  const client = new PGlite(dataDir, { postgresqlconf: ['shared_buffers=16MB'] });
   const db = drizzlePglite(client, { schema });
   return {
     db: db as unknown as Database,
