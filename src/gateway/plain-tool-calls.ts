@@ -1,9 +1,8 @@
 import { CallToolRequestSchema, CallToolResultSchema, ErrorCode, McpError, type JSONRPCNotification, type RequestId } from '@modelcontextprotocol/sdk/types.js';
 import type { Access } from '../auth/access-policy.js';
-import { LimitExceededError } from '../limits/errors.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError } from './error-mapping.js';
-import type { DownstreamSession } from './session-registry.js';
+import { inCallSlot, type DownstreamSession } from './session-registry.js';
 import { callTool, type ToolCallDeps } from './tool-calls.js';
 
 export interface PlainToolCallsDeps extends ToolCallDeps {
@@ -33,9 +32,7 @@ export class PlainToolCalls {
 
   /** Whether `message` may take this path in `session`; otherwise the regular path serves it. */
   qualifies(session: DownstreamSession, message: unknown): message is { id: RequestId; method: 'tools/call'; params: { name: string; arguments?: Record<string, unknown> } } {
-    if (message === null || typeof message !== 'object') return false;
-    const { jsonrpc, method, id, params } = message as { jsonrpc?: unknown; method?: unknown; id?: unknown; params?: unknown };
-    if (jsonrpc !== '2.0' || method !== 'tools/call' || (typeof id !== 'string' && typeof id !== 'number')) return false;
+    const params = toolsCall(message)?.params;
     if (params === null || typeof params !== 'object' || '_meta' in params || 'task' in params) return false;
     const client = session.server.getClientCapabilities();
     if (!client || client.sampling || client.elicitation || client.roots) return false;
@@ -48,10 +45,9 @@ export class PlainToolCalls {
    * consulted once the cheap shape check has failed.
    */
   malformed(session: DownstreamSession, message: unknown): PlainAnswer | undefined {
-    if (message === null || typeof message !== 'object') return undefined;
-    const { jsonrpc, method, id, params } = message as { jsonrpc?: unknown; method?: unknown; id?: unknown; params?: unknown };
-    if (jsonrpc !== '2.0' || method !== 'tools/call' || (typeof id !== 'string' && typeof id !== 'number')) return undefined;
-    if (!session.server.getClientCapabilities() || plainParams(params)) return undefined;
+    const request = toolsCall(message);
+    if (!request || !session.server.getClientCapabilities() || plainParams(request.params)) return undefined;
+    const { id } = request;
     const checked = CallToolRequestSchema.safeParse(message);
     if (checked.success) return undefined;
     const problems = checked.error.issues.map((i) => `${i.path.join('.') || 'request'}: ${i.message}`).join('; ');
@@ -68,13 +64,9 @@ export class PlainToolCalls {
   ): Promise<PlainAnswer> {
     const notifications: JSONRPCNotification[] = [];
     const respond = (body: { result: unknown } | { error: object }) => ({ messages: [...notifications, { jsonrpc: '2.0', id: request.id, ...body }] });
-    if (session.activeCalls >= this.deps.maxConcurrentCallsPerSession) {
-      return respond({ error: errorBody(asMcpError(new LimitExceededError(`too many concurrent tool calls in this session (at most ${this.deps.maxConcurrentCallsPerSession})`))) });
-    }
     let calls = this.#inFlight.get(session);
     if (!calls) this.#inFlight.set(session, (calls = new Map()));
     calls.set(request.id, controller);
-    session.activeCalls++;
     const call: DownstreamCall = {
       principal: access.principal.id,
       access,
@@ -91,7 +83,7 @@ export class PlainToolCalls {
       },
     };
     try {
-      const result = await callTool(this.deps, request.params, call);
+      const result = await inCallSlot(session, this.deps.maxConcurrentCallsPerSession, () => callTool(this.deps, request.params, call));
       if (textOnly(result)) return respond({ result });
       const checked = CallToolResultSchema.safeParse(result);
       if (!checked.success) throw new McpError(ErrorCode.InvalidParams, `Invalid tools/call result: ${checked.error.message}`);
@@ -99,7 +91,6 @@ export class PlainToolCalls {
     } catch (error) {
       return respond({ error: errorBody(asMcpError(error)) });
     } finally {
-      session.activeCalls--;
       calls.delete(request.id);
     }
   }
@@ -113,6 +104,14 @@ export class PlainToolCalls {
     controller?.abort(typeof params.reason === 'string' ? params.reason : 'cancelled by the client');
     return controller !== undefined;
   }
+}
+
+/** `message` as a JSON-RPC `tools/call` request (its params unchecked), or undefined. */
+function toolsCall(message: unknown): { id: RequestId; params: unknown } | undefined {
+  if (message === null || typeof message !== 'object') return undefined;
+  const { jsonrpc, method, id, params } = message as { jsonrpc?: unknown; method?: unknown; id?: unknown; params?: unknown };
+  if (jsonrpc !== '2.0' || method !== 'tools/call' || (typeof id !== 'string' && typeof id !== 'number')) return undefined;
+  return { id, params };
 }
 
 /** What CallToolRequestSchema asks of `name` and `arguments`, checked by hand: this runs on every call. */

@@ -4,6 +4,7 @@ import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/
 import type { LoggingLevel, ServerCapabilities } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
 import type { ResourceRoute } from '../catalog/resource-catalog.js';
+import { LimitExceededError } from '../limits/errors.js';
 import { SessionEventStore } from './session-event-store.js';
 
 /** One downstream MCP session: its server, its transport, and when it was last used. */
@@ -25,6 +26,18 @@ export interface DownstreamSession {
   readonly subscriptions: Map<string, ResourceRoute>;
   /** Tool calls in flight, against `maxConcurrentCallsPerSession`. */
   activeCalls: number;
+}
+
+/** Runs `work` as one of `session`'s tool calls in flight; refused when `max` already are. */
+export async function inCallSlot<T>(session: DownstreamSession | undefined, max: number, work: () => Promise<T>): Promise<T> {
+  if (!session) return work();
+  if (session.activeCalls >= max) throw new LimitExceededError(`too many concurrent tool calls in this session (at most ${max})`);
+  session.activeCalls++;
+  try {
+    return await work();
+  } finally {
+    session.activeCalls--;
+  }
 }
 
 export interface SessionRegistryOptions {

@@ -24,9 +24,8 @@ import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError, resourceNotFound, unknownPrompt } from './error-mapping.js';
 import { forward } from './forward.js';
 import { pageOf } from './list-page.js';
-import { LimitExceededError } from '../limits/errors.js';
 import type { ResourceSubscriptions } from './resource-subscriptions.js';
-import type { SessionRegistry } from './session-registry.js';
+import { inCallSlot, type SessionRegistry } from './session-registry.js';
 import { callTool, type ToolCallDeps } from './tool-calls.js';
 import { mostVerbose } from './upstream-relay.js';
 
@@ -100,17 +99,10 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
     return { tools: [...items], ...(nextCursor ? { nextCursor } : {}) };
   });
   server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
-    const session = deps.sessions.get(extra.sessionId);
-    if (session && session.activeCalls >= deps.maxConcurrentCallsPerSession) {
-      throw asMcpError(new LimitExceededError(`too many concurrent tool calls in this session (at most ${deps.maxConcurrentCallsPerSession})`));
-    }
-    if (session) session.activeCalls++;
     try {
-      return await callTool(deps, request.params, callOf(extra));
+      return await inCallSlot(deps.sessions.get(extra.sessionId), deps.maxConcurrentCallsPerSession, () => callTool(deps, request.params, callOf(extra)));
     } catch (error) {
       throw asMcpError(error);
-    } finally {
-      if (session) session.activeCalls--;
     }
   });
 

@@ -61,8 +61,10 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
       }
       const session = sessionOf(sessionId);
       if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
+      // Fast paths answer only what the transport itself would answer with SSE.
+      const answerable = fast !== undefined && acceptsTransportAnswer(request);
       const calls = fast?.toolCalls;
-      if (calls && acceptsTransportAnswer(request)) {
+      if (calls && answerable) {
         if (calls.qualifies(session, parsed)) {
           const controller = new AbortController();
           const stopWatching = whenClientLeaves(c, () => controller.abort('client disconnected'));
@@ -73,7 +75,7 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
         if (refused) return sseAnswer(refused.messages, session.id);
         if (calls.cancel(session, parsed)) return new Response(null, { status: 202 });
       }
-      const listed = fast && plainToolsList(parsed, request) ? fast.toolsBytes(access) : undefined;
+      const listed = answerable && plainToolsList(parsed) ? fast.toolsBytes(access) : undefined;
       if (listed !== undefined) {
         // Serving a big catalog is then one copy of bytes encoded once per catalog change, not a
         // serialisation per request. The answer is framed as the transport frames it (one SSE
@@ -151,16 +153,12 @@ function depthExceeds(root: unknown, maxDepth: number): boolean {
   return false;
 }
 
-/**
- * A single first-page `tools/list` request the fast path may answer: the client accepts what the
- * transport would send and its protocol version header (when present) is one it supports.
- */
-function plainToolsList(body: unknown, request: Request): boolean {
+/** A single first-page `tools/list` request, which the fast path may answer. */
+function plainToolsList(body: unknown): boolean {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return false;
   const { jsonrpc, method, id, params } = body as { jsonrpc?: unknown; method?: unknown; id?: unknown; params?: { cursor?: unknown } };
   if (jsonrpc !== '2.0' || method !== 'tools/list' || (typeof id !== 'string' && typeof id !== 'number')) return false;
-  if (params !== undefined && (params === null || typeof params !== 'object' || params.cursor !== undefined)) return false;
-  return acceptsTransportAnswer(request);
+  return params === undefined || (params !== null && typeof params === 'object' && params.cursor === undefined);
 }
 
 /**

@@ -87,15 +87,12 @@ export class AuditLog {
       } catch (error) {
         // A batch refused for its data holds a row the database will never take; retried whole
         // it would block the trail for good. Row by row, only the refused rows are dropped.
-        if (isDataError(error)) {
-          const rest = await this.#rowByRow(repository, batch);
-          if (rest.length === 0) continue;
-          batch.splice(0, batch.length, ...rest);
-        }
+        const unwritten = isDataError(error) ? await this.#rowByRow(repository, batch) : batch;
+        if (unwritten.length === 0) continue;
         // The database is unreachable or failing: keep what fits and try again at the next flush.
         const room = this.#options.capacity - this.#buffer.length;
-        this.#buffer.unshift(...batch.slice(0, Math.max(0, room)));
-        this.#dropped += Math.max(0, batch.length - room);
+        this.#buffer.unshift(...unwritten.slice(0, Math.max(0, room)));
+        this.#dropped += Math.max(0, unwritten.length - room);
         this.#options.logger.warn({ err: (error as Error).message, buffered: this.#buffer.length }, 'audit write failed; will retry');
         return;
       }
