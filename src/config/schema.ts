@@ -137,6 +137,8 @@ export const AuthSettingsSchema = z.union([
         issuer: z.string().min(1).optional(),
         audience: z.string().min(1).optional(),
         clockToleranceSeconds: z.number().min(0).default(30),
+        /** Longest lifetime accepted (`exp` minus `iat`, or minus now without `iat`); tokens must carry `exp`. */
+        maxLifetimeSeconds: z.number().positive().default(86_400),
         claims: ClaimsSchema,
       })
       .optional(),
@@ -195,9 +197,12 @@ export const AccessSettingsSchema = z
 export const GatewaySettingsSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65_535).default(8000),
-  /** Host header values accepted on /mcp; empty means "loopback names when bound to loopback, any otherwise". */
+  /**
+   * Host header values accepted on every route (name or name:port). Empty means the loopback
+   * names when bound to loopback; bound beyond loopback, set it (any Host is accepted otherwise).
+   */
   allowedHosts: z.array(HostPattern).default([]),
-  /** Origin values accepted on /mcp (browsers send one); loopback origins are always accepted. */
+  /** Origin values accepted on every route (browsers send one); loopback origins are always accepted. */
   allowedOrigins: z.array(HostPattern).default([]),
   /** Largest request body accepted, in bytes. */
   maxBodyBytes: z.number().int().positive().default(4 * 1024 * 1024),
@@ -224,18 +229,29 @@ export const GatewaySettingsSchema = z.strictObject({
         .default(['pass(word)?', 'secret', 'token', 'api[-_]?key', 'authorization', 'credential', 'private[-_]?key', 'cookie']),
       /** Events held in memory while the database catches up; beyond it they are counted and dropped. */
       bufferSize: z.number().int().positive().default(10_000),
+      /** Stored arguments of one event are cut to about this many bytes of JSON (a marker says what was cut). */
+      maxArgumentBytes: z.number().int().min(256).default(16_384),
+      /** Refused calls (denied, rate limited) written per minute at most; beyond it they are only counted. */
+      maxRefusedPerMinute: z.number().int().min(0).default(600),
     })
     .default({
       enabled: true,
       redactKeys: ['pass(word)?', 'secret', 'token', 'api[-_]?key', 'authorization', 'credential', 'private[-_]?key', 'cookie'],
       bufferSize: 10_000,
+      maxArgumentBytes: 16_384,
+      maxRefusedPerMinute: 600,
     }),
   api: z
     .strictObject({
       /** Largest REST request body accepted, in bytes. */
       maxBodyBytes: z.number().int().positive().default(1024 * 1024),
+      /**
+       * Registering stdio servers through the API makes the gateway run a command an API caller
+       * chose; off unless set. Servers from the config file are not affected.
+       */
+      allowStdio: z.boolean().default(false),
     })
-    .default({ maxBodyBytes: 1024 * 1024 }),
+    .default({ maxBodyBytes: 1024 * 1024, allowStdio: false }),
   reconnect: z
     .strictObject({
       initialDelayMs: z.number().int().positive().default(1000),
@@ -266,8 +282,12 @@ export const GatewaySettingsSchema = z.strictObject({
       /** Tool calls per upstream server per window, all principals together (0 = unlimited). */
       perServer: z.number().int().min(0).default(0),
       windowSeconds: z.number().positive().default(60),
+      /** Failed authentications accepted per client address per window before 429 (0 = unlimited). */
+      failedAuthPerAddress: z.number().int().min(0).default(30),
+      /** When Redis (the shared limiter) does not answer: let requests through, or refuse them with 503. */
+      onRedisError: z.enum(['failOpen', 'failClosed']).default('failOpen'),
     })
-    .default({ perPrincipal: 0, perServer: 0, windowSeconds: 60 }),
+    .default({ perPrincipal: 0, perServer: 0, windowSeconds: 60, failedAuthPerAddress: 30, onRedisError: 'failOpen' }),
   limits: z
     .strictObject({
       maxSessions: z.number().int().positive().default(10_000),
