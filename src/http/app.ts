@@ -1,23 +1,29 @@
-import { Hono } from 'hono';
-import { bodyLimit } from './body-limit.js';
+import { Hono, type MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import type { SessionRegistry } from '../gateway/session-registry.js';
+import { RateLimiterUnavailableError } from '../limits/errors.js';
+import type { LimiterHealth } from '../limits/rate-limiter.js';
 import type { RateLimits } from '../limits/rate-limits.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
+import { publicServerView } from '../registry/server-view.js';
 import { apiErrorResponse } from './api/api-errors.js';
 import { AuthFailure } from '../auth/auth-failure.js';
 import { callerMiddleware, type CallerDeps, type CallerEnv } from './caller.js';
-import { BAD_REQUEST, INVALID_REQUEST, jsonRpcError, UNAUTHORIZED } from './json-rpc-errors.js';
+import { BAD_REQUEST, jsonRpcError, UNAUTHORIZED } from './json-rpc-errors.js';
 import { mcpEndpoint, type FastPaths, type McpEndpointLimits } from './mcp-endpoint.js';
-import { originGuard, type OriginGuardOptions } from './origin-guard.js';
+import { bodyLimit } from './guards/body-limit.js';
+import { hostOriginGuard, type HostOriginGuardOptions } from './guards/host-origin.js';
+import { jsonContentTypeGuard } from './guards/json-content-type.js';
+import { refusal } from './guards/refusal.js';
 
 export interface HttpAppDeps {
   sessions: SessionRegistry;
   upstreams: UpstreamPool;
   logger: Logger;
-  guard: OriginGuardOptions;
-  maxBodyBytes: number;
+  guard: HostOriginGuardOptions;
+  /** Largest body on `/mcp`, and on every other route (the REST API). */
+  maxBodyBytes: { mcp: number; api: number };
   limits: McpEndpointLimits;
   fast?: FastPaths | undefined;
   rateLimits?: RateLimits | undefined;
@@ -26,22 +32,25 @@ export interface HttpAppDeps {
   metrics: GatewayMetrics;
   /** An extra readiness check (the database), throwing when not ready. */
   ready?: (() => Promise<void>) | undefined;
+  /** The rate limiter's backend, for `/ready` (Redis may be unavailable). */
+  limiterHealth?: (() => Promise<LimiterHealth>) | undefined;
 }
 
-/** The gateway's HTTP surface: `/mcp` (Streamable HTTP), `/health`, `/ready`, `/metrics`, `/servers`; the REST API is mounted by the caller. */
+/**
+ * The gateway's HTTP surface: `/mcp` (Streamable HTTP), `/health`, `/ready`, `/metrics`,
+ * `/servers`; the REST API and the discovery documents are mounted by the caller, after the
+ * guards, which are registered first so that they run for every route there is or will be.
+ */
 export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
   const app = new Hono<CallerEnv>();
   const callerDeps: CallerDeps = { ...deps.auth, rateLimits: deps.rateLimits };
 
+  app.use('*', hostOriginGuard(deps.guard), jsonContentTypeGuard(), bodyLimitFor(deps.maxBodyBytes));
   app.use(
     '/mcp',
-    originGuard(deps.guard),
-    bodyLimit({
-      maxSize: deps.maxBodyBytes,
-      onError: () => jsonRpcError(413, INVALID_REQUEST, `Request body larger than ${deps.maxBodyBytes} bytes`),
-    }),
     callerMiddleware(callerDeps, (_c, error) => {
       if (error instanceof AuthFailure) return jsonRpcError(error.status, UNAUTHORIZED, error.message);
+      if (error instanceof RateLimiterUnavailableError) return jsonRpcError(503, BAD_REQUEST, error.message);
       const response = jsonRpcError(429, BAD_REQUEST, error.message);
       response.headers.set('Retry-After', String(error.retryAfterSeconds));
       return response;
@@ -53,14 +62,15 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
     callerMiddleware(callerDeps, (c, error) => apiErrorResponse(c, error)),
   );
 
+  // Unauthenticated: states and counts only. Error texts (which may quote an upstream's
+  // stderr) are for authenticated callers of /servers and the REST API.
   app.get('/health', (c) => {
-    const servers = Object.fromEntries(
-      deps.upstreams.statuses().map((s) => [s.name, { state: s.state, tools: s.toolCount, ...(s.lastError ? { error: s.lastError } : {}) }]),
-    );
+    const servers = Object.fromEntries(deps.upstreams.statuses().map((s) => [s.name, { state: s.state, tools: s.toolCount }]));
     return c.json({ status: 'ok', sessions: deps.sessions.size, servers });
   });
 
-  // Readiness: the database answers and every `required` upstream is connected.
+  // Readiness: the database answers, every `required` upstream is connected, and Redis answers
+  // when requests are refused without it (failClosed; under failOpen it is only reported).
   app.get('/ready', async (c) => {
     const waiting = deps.upstreams
       .list()
@@ -70,8 +80,10 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
       () => 'ok',
       (error: Error) => error.message,
     );
-    const ready = waiting.length === 0 && (database === undefined || database === 'ok');
-    return c.json({ ready, ...(waiting.length ? { waiting } : {}), ...(database ? { database } : {}) }, ready ? 200 : 503);
+    const limiter = await deps.limiterHealth?.();
+    const redis = limiter?.backend === 'redis' ? limiter.state : undefined;
+    const ready = waiting.length === 0 && (database === undefined || database === 'ok') && !limiter?.refusing;
+    return c.json({ ready, ...(waiting.length ? { waiting } : {}), ...(database ? { database } : {}), ...(redis ? { redis } : {}) }, ready ? 200 : 503);
   });
 
   app.get('/metrics', async (c) => {
@@ -82,7 +94,9 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
   app.use('/servers', callerMiddleware(callerDeps, (c, error) => apiErrorResponse(c, error)));
   app.get('/servers', (c) => {
     const { access } = c.get('caller');
-    return c.json({ servers: deps.upstreams.statuses().filter((s) => access.visible(s.name)) });
+    const visible = deps.upstreams.statuses().filter((s) => access.visible(s.name));
+    // Admins get the full status (its lastError is stored redacted); others what server-view.ts allows.
+    return c.json({ servers: access.admin ? visible : visible.map((s) => publicServerView(s, deps.upstreams.get(s.name)?.config)) });
   });
 
   app.notFound((c) => c.json({ error: { code: 'not_found', message: `No route for ${c.req.method} ${c.req.path}` } }, 404));
@@ -92,4 +106,18 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
     return c.json({ error: { code: 'internal', message: 'Internal server error' } }, 500);
   });
   return app;
+}
+
+/** The body limit of the surface a request addresses, judged before anything reads the body. */
+function bodyLimitFor(max: { mcp: number; api: number }) {
+  const limits = Object.fromEntries(
+    (['mcp', 'api'] as const).map((surface) => [
+      surface,
+      bodyLimit({
+        maxSize: max[surface],
+        onError: (c) => refusal(c, 413, 'payload_too_large', `Request body larger than ${max[surface]} bytes`),
+      }),
+    ]),
+  ) as Record<'mcp' | 'api', ReturnType<typeof bodyLimit>>;
+  return ((c, next) => (c.req.path === '/mcp' ? limits.mcp : limits.api)(c, next)) satisfies MiddlewareHandler;
 }

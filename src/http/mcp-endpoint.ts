@@ -6,6 +6,7 @@ import type { PlainToolCalls } from '../gateway/plain-tool-calls.js';
 import type { Context } from 'hono';
 import type { SessionRegistry } from '../gateway/session-registry.js';
 import type { CallerEnv } from './caller.js';
+import { parseJsonBody } from './json-body.js';
 import { BAD_REQUEST, INVALID_REQUEST, jsonRpcError, PARSE_ERROR, SESSION_NOT_FOUND } from './json-rpc-errors.js';
 
 /**
@@ -32,14 +33,12 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
   return async (c: Context<CallerEnv>): Promise<Response> => {
     const request = c.req.raw;
     const sessionId = request.headers.get('mcp-session-id');
-    const { principal, access } = c.get('caller');
+    const { principal, access, rateKey } = c.get('caller');
     // Handlers read the caller's rights from here; the token itself stays in the HTTP layer.
     const authInfo: AuthInfo = { token: '', clientId: principal, scopes: [...access.principal.scopes], extra: { access } };
     // A session belongs to the principal that opened it; to anyone else it does not exist.
-    const sessionOf = (id: string) => {
-      const session = sessions.touch(id);
-      return session && session.principal === principal ? session : undefined;
-    };
+    // It keeps this request's rights, which decide what is later delivered to it.
+    const sessionOf = (id: string) => sessions.touch(id, principal, access);
 
     if (request.method === 'POST') {
       const parsed = await readJson(request, limits.maxJsonDepth);
@@ -51,10 +50,12 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
         if (sessions.size >= limits.maxSessions) {
           return jsonRpcError(503, BAD_REQUEST, `Too many sessions: the gateway holds at most ${limits.maxSessions}`);
         }
-        if (sessions.countFor(principal) >= limits.maxSessionsPerPrincipal) {
-          return jsonRpcError(429, BAD_REQUEST, `Too many sessions for this principal (at most ${limits.maxSessionsPerPrincipal}); close some with DELETE`);
+        // Counted per rate key, not per principal: without authentication every caller is
+        // `anonymous`, and one client must not fill a bucket everyone shares.
+        if (sessions.countFor(rateKey) >= limits.maxSessionsPerPrincipal) {
+          return jsonRpcError(429, BAD_REQUEST, `Too many sessions for this client (at most ${limits.maxSessionsPerPrincipal}); close some with DELETE`);
         }
-        const prepared = await sessions.prepare(principal);
+        const prepared = await sessions.prepare({ principal, rateKey, access });
         const response = await prepared.transport.handleRequest(request, { parsedBody: parsed, authInfo });
         await sessions.discardIfUninitialized(prepared);
         return response;
@@ -127,30 +128,11 @@ async function readJson(request: Request, maxDepth: number): Promise<unknown> {
   } catch {
     return jsonRpcError(400, INVALID_REQUEST, 'Invalid Request: the body could not be read');
   }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    return jsonRpcError(400, PARSE_ERROR, `Parse error: ${(error as Error).message}`);
-  }
-  if (depthExceeds(value, maxDepth)) {
-    return jsonRpcError(400, INVALID_REQUEST, `Invalid Request: JSON nested deeper than ${maxDepth} levels`);
-  }
-  return value;
-}
-
-/** Iterative, so a hostile document cannot overflow the stack while being measured. */
-function depthExceeds(root: unknown, maxDepth: number): boolean {
-  const stack: [unknown, number][] = [[root, 1]];
-  while (stack.length > 0) {
-    const [value, depth] = stack.pop()!;
-    if (value === null || typeof value !== 'object') continue;
-    if (depth > maxDepth) return true;
-    for (const child of Array.isArray(value) ? value : Object.values(value)) {
-      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
-    }
-  }
-  return false;
+  const parsed = parseJsonBody(text, maxDepth);
+  if ('value' in parsed) return parsed.value;
+  return parsed.problem.kind === 'parse'
+    ? jsonRpcError(400, PARSE_ERROR, `Parse error: ${parsed.problem.message}`)
+    : jsonRpcError(400, INVALID_REQUEST, `Invalid Request: ${parsed.problem.message}`);
 }
 
 /** A single first-page `tools/list` request, which the fast path may answer. */

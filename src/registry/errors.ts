@@ -4,7 +4,7 @@
  */
 export class RegistryError extends Error {
   constructor(
-    readonly status: 400 | 404 | 409 | 503,
+    readonly status: 400 | 403 | 404 | 409 | 503,
     readonly code: string,
     message: string,
     readonly details?: unknown,

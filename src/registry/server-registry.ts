@@ -11,7 +11,12 @@ export interface ServerRegistryDeps {
   /** Without a repository, servers come from the config file only. */
   repository?: ServerRepository | undefined;
   logger: Logger;
+  /** Stdio servers (a command the gateway runs) may be registered through the API. */
+  allowStdio: boolean;
 }
+
+/** The setting named in refusals, so an operator knows what to change. */
+const ALLOW_STDIO_SETTING = 'gateway.api.allowStdio';
 
 /**
  * The set of upstream servers: those of the config file (read-only here, reloaded when the
@@ -36,7 +41,11 @@ export class ServerRegistry {
     const stored = (await this.#deps.repository?.list()) ?? [];
     for (const { name, definition } of stored) {
       const parsed = ServerConfigSchema.safeParse(definition);
-      if (parsed.success) this.#apiServers[name] = parsed.data;
+      if (parsed.success && parsed.data.transport === 'stdio' && !this.#deps.allowStdio) {
+        // Stored while the setting was on (or before it existed): kept, listed and deletable, never run.
+        this.#deps.logger.warn({ server: name }, `stored stdio server not started: ${ALLOW_STDIO_SETTING} is false`);
+        this.#apiServers[name] = { ...parsed.data, enabled: false };
+      } else if (parsed.success) this.#apiServers[name] = parsed.data;
       else this.#deps.logger.error({ server: name, issues: parsed.error.issues }, 'stored server definition is invalid; skipped');
     }
     await this.#apply();
@@ -67,7 +76,7 @@ export class ServerRegistry {
 
   create(name: string, input: unknown): Promise<ServerConfig> {
     return this.#serial(async () => {
-      const definition = validate(input);
+      const definition = this.#validate(input);
       if (this.sourceOf(name) === 'config') throw new RegistryError(409, 'conflict', `server "${name}" is defined in the config file`);
       const repository = this.#repository();
       if (!(await repository.insert(name, definition))) throw new RegistryError(409, 'conflict', `server "${name}" already exists`);
@@ -80,7 +89,7 @@ export class ServerRegistry {
   replace(name: string, input: unknown): Promise<ServerConfig> {
     return this.#serial(async () => {
       this.#writable(name);
-      const definition = validate(input);
+      const definition = this.#validate(input);
       await this.#repository().update(name, definition);
       this.#apiServers[name] = definition;
       await this.#apply();
@@ -95,7 +104,7 @@ export class ServerRegistry {
       if (changes === null || typeof changes !== 'object' || Array.isArray(changes)) {
         throw new RegistryError(400, 'invalid_body', 'the body must be a JSON object');
       }
-      const definition = validate({ ...current, ...changes });
+      const definition = this.#validate({ ...current, ...changes });
       await this.#repository().update(name, definition);
       this.#apiServers[name] = definition;
       await this.#apply();
@@ -117,6 +126,19 @@ export class ServerRegistry {
     if (source === undefined) throw new RegistryError(404, 'not_found', `no server named "${name}"`);
     if (source === 'config') throw new RegistryError(409, 'read_only', `server "${name}" is defined in the config file and cannot be changed through the API`);
     return this.#apiServers[name]!;
+  }
+
+  /** A definition from the API: valid, and a stdio server only where the config allows it. */
+  #validate(input: unknown): ServerConfig {
+    const definition = validate(input);
+    if (definition.transport === 'stdio' && !this.#deps.allowStdio) {
+      throw new RegistryError(
+        403,
+        'stdio_not_allowed',
+        `registering stdio servers through the API is off (it makes the gateway run a command); set ${ALLOW_STDIO_SETTING}: true in the config file to allow it, or add the server to the config file`,
+      );
+    }
+    return definition;
   }
 
   #repository(): ServerRepository {

@@ -87,14 +87,14 @@ describe('the /mcp endpoint refuses bad requests with specific errors', () => {
   it('refuses a body over the limit with 413', async () => {
     const response = await post(JSON.stringify({ ...INITIALIZE, padding: 'x'.repeat(4096) }));
     expect(response.status).toBe(413);
-    expect(await response.json()).toMatchObject({ error: { code: -32600, message: 'Request body larger than 2048 bytes' } });
+    expect(await response.json()).toMatchObject({ error: { code: -32000, message: 'Request body larger than 2048 bytes' } });
   });
 
   it('refuses a foreign Host header (DNS rebinding) and a foreign Origin', async () => {
     const body = JSON.stringify(INITIALIZE);
     const badHost = await rawRequest(gateway.url, { headers: { ...JSON_AND_SSE, host: 'evil.example:8000' }, body });
     expect(badHost.status).toBe(403);
-    expect(JSON.parse(badHost.body).error.message).toBe('Forbidden: Host "evil.example:8000" is not allowed');
+    expect(JSON.parse(badHost.body).error.message).toBe('Forbidden: Host "evil.example:8000" is not allowed (gateway.allowedHosts)');
     const badOrigin = await post(body, { origin: 'http://evil.example' });
     expect(badOrigin.status).toBe(403);
     const goodOrigin = await post(body, { origin: 'http://localhost:6274' });
@@ -103,7 +103,7 @@ describe('the /mcp endpoint refuses bad requests with specific errors', () => {
   });
 
   it('answers other methods with 405 and unknown paths with 404', async () => {
-    const put = await fetch(gateway.url, { method: 'PUT', body: '{}' });
+    const put = await fetch(gateway.url, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' });
     expect(put.status).toBe(405);
     expect(put.headers.get('allow')).toBe('GET, POST, DELETE');
     const missing = await fetch(gateway.url.replace('/mcp', '/nowhere'));

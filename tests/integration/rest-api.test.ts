@@ -49,7 +49,7 @@ describe('REST API /api/v1', () => {
     const response = await fetch(`${api}/servers/alpha`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"enabled": false}' });
     expect(response.status).toBe(409);
     expect(((await response.json()) as ErrorBody).error.code).toBe('read_only');
-    expect((await post('/servers', { name: 'alpha', command: 'node' })).status).toBe(409);
+    expect((await post('/servers', { name: 'alpha', url: 'http://127.0.0.1:1/mcp' })).status).toBe(409);
   });
 
   it('answers a bad body with 400 and the zod issues', async () => {

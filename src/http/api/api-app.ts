@@ -1,5 +1,4 @@
 import { Hono } from 'hono';
-import { bodyLimit } from '../body-limit.js';
 import { GATEWAY_VERSION } from '../../version.js';
 import { ApiError, apiErrorResponse } from './api-errors.js';
 import { mountRoutes, openApiDocument } from './route-table.js';
@@ -7,20 +6,16 @@ import { apiRoutes, type ApiDeps } from './routes.js';
 
 export const API_BASE = '/api/v1';
 
-/** The REST API: JSON in and out, zod-validated, described at /api/v1/openapi.json. */
-export function createApiApp(deps: ApiDeps, maxBodyBytes: number): Hono {
+/**
+ * The REST API: JSON in and out, zod-validated, described at /api/v1/openapi.json. Host,
+ * Origin, content type and body size are checked by the guards at the root of the app.
+ */
+export function createApiApp(deps: ApiDeps, limits: { maxJsonDepth: number }): Hono {
   const app = new Hono();
   const routes = apiRoutes(deps);
   const document = openApiDocument(routes, { title: 'Conflux REST API', version: GATEWAY_VERSION }, API_BASE);
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: maxBodyBytes,
-      onError: (c) => apiErrorResponse(c, new ApiError(413, 'payload_too_large', `request body larger than ${maxBodyBytes} bytes`)),
-    }),
-  );
   app.get('/openapi.json', (c) => c.json(document));
-  mountRoutes(app, routes);
+  mountRoutes(app, routes, limits);
   app.notFound((c) => apiErrorResponse(c, new ApiError(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((error, c) => {
     const response = apiErrorResponse(c, error);

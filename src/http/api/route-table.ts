@@ -1,5 +1,6 @@
 import type { Context, Hono } from 'hono';
 import { z } from 'zod';
+import { parseJsonBody } from '../json-body.js';
 import { ApiError } from './api-errors.js';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
@@ -25,20 +26,20 @@ export function route<P, Q, B>(definition: ApiRoute<P, Q, B>): ApiRoute {
 }
 
 /** Mounts every route on `app`, validating params, query and body with their zod schemas. */
-export function mountRoutes(app: Hono, routes: readonly ApiRoute[]): void {
+export function mountRoutes(app: Hono, routes: readonly ApiRoute[], limits: { maxJsonDepth: number }): void {
   for (const r of routes) {
     app.on(r.method.toUpperCase(), r.path, async (c) => {
       const params = r.params ? check(r.params, c.req.param(), 'invalid_params') : undefined;
       const query = r.query ? check(r.query, c.req.query(), 'invalid_query') : undefined;
       let body: unknown;
       if (r.body) {
-        let raw: unknown;
-        try {
-          raw = await c.req.json();
-        } catch {
-          throw new ApiError(400, 'invalid_json', 'the request body is not valid JSON');
+        const parsed = parseJsonBody(await c.req.text(), limits.maxJsonDepth);
+        if ('problem' in parsed) {
+          throw parsed.problem.kind === 'parse'
+            ? new ApiError(400, 'invalid_json', 'the request body is not valid JSON')
+            : new ApiError(400, 'too_deep', `the request body is ${parsed.problem.message}`);
         }
-        body = check(r.body, raw, 'invalid_body');
+        body = check(r.body, parsed.value, 'invalid_body');
       }
       return r.handler({ params, query, body, c });
     });

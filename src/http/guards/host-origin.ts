@@ -1,0 +1,68 @@
+import type { MiddlewareHandler } from 'hono';
+import { isLoopbackHost, isLoopbackName, parseHost } from './loopback.js';
+import { refusal } from './refusal.js';
+
+export interface HostOriginGuardOptions {
+  /** The address the gateway is bound to (read per request: known only once it listens). */
+  readonly bindHost: string;
+  /**
+   * Accepted Host values: `name`, `name:port` or `*.domain`. Empty means the loopback names
+   * when bound to loopback, and any Host otherwise (the operator is warned at start).
+   */
+  readonly allowedHosts: readonly string[];
+  /** Accepted Origin values besides loopback origins; `*` accepts any. */
+  readonly allowedOrigins: readonly string[];
+}
+
+/**
+ * Refuses requests whose Host or Origin could come from another web site: a DNS-rebinding page
+ * (a foreign name in Host) or a cross-site request (a foreign Origin, or `null` from sandboxed
+ * and file pages). Applied to every route, since the REST API can register servers and call
+ * tools just as `/mcp` can.
+ */
+export function hostOriginGuard(options: HostOriginGuardOptions): MiddlewareHandler {
+  const explicit = options.allowedHosts.map((h) => h.trim().toLowerCase());
+  const anyOrigin = options.allowedOrigins.includes('*');
+  const origins = new Set(options.allowedOrigins.map(normaliseOrigin).filter((o): o is string => o !== undefined));
+
+  return async (c, next) => {
+    const hostHeader = c.req.header('host') ?? '';
+    const host = parseHost(hostHeader);
+    const policy = explicit.length > 0 ? 'explicit' : isLoopbackHost(options.bindHost) ? 'loopback' : 'any';
+    const hostAllowed =
+      host !== undefined && (policy === 'any' || (policy === 'loopback' ? isLoopbackName(host.name) : explicit.some((p) => matchesHost(p, host))));
+    if (!hostAllowed) {
+      return refusal(c, 403, 'forbidden_host', `Forbidden: Host "${hostHeader.slice(0, 100)}" is not allowed (gateway.allowedHosts)`);
+    }
+    const origin = c.req.header('origin');
+    if (origin !== undefined && !anyOrigin) {
+      const normalised = normaliseOrigin(origin);
+      // Same origin as an explicitly allowed Host: the gateway's own pages.
+      const sameOrigin = policy === 'explicit' && normalised !== undefined && new URL(normalised).host === hostHeader.trim().toLowerCase();
+      const allowed = normalised !== undefined && (origins.has(normalised) || sameOrigin || isLoopbackName(new URL(normalised).hostname));
+      if (!allowed) {
+        return refusal(c, 403, 'forbidden_origin', `Forbidden: Origin "${origin.slice(0, 100)}" is not allowed (gateway.allowedOrigins)`);
+      }
+    }
+    await next();
+  };
+}
+
+/** `scheme://host[:port]` in lower case for http(s) origins; undefined for `null` and anything else. */
+function normaliseOrigin(value: string): string | undefined {
+  if (value === '*') return undefined;
+  try {
+    const url = new URL(value.trim());
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password) return undefined;
+    return url.origin;
+  } catch {
+    return undefined;
+  }
+}
+
+function matchesHost(pattern: string, host: { name: string; port: string }): boolean {
+  if (pattern.startsWith('*.')) return host.name.endsWith(pattern.slice(1)) && host.name.length > pattern.length - 1;
+  const allowed = parseHost(pattern);
+  if (!allowed) return false;
+  return allowed.name === host.name && (allowed.port === '' || allowed.port === host.port);
+}
