@@ -13,6 +13,7 @@ import { LiveCatalog } from './catalog/live-catalog.js';
 import type { Config } from './config/schema.js';
 import { watchConfigFile } from './config/watch.js';
 import { CallTracker } from './gateway/call-tracker.js';
+import { CredentialBoundStreams } from './gateway/credential-bound-streams.js';
 import { detachedCall } from './gateway/forward.js';
 import { PlainToolCalls } from './gateway/plain-tool-calls.js';
 import { ResourceSubscriptions } from './gateway/resource-subscriptions.js';
@@ -23,11 +24,12 @@ import { UpstreamRelay } from './gateway/upstream-relay.js';
 import { API_BASE, createApiApp } from './http/api/api-app.js';
 import { createHttpApp } from './http/app.js';
 import { listen, type Listening } from './http/listen.js';
-import { isLoopbackHost } from './http/origin-guard.js';
+import { isLoopbackHost } from './http/guards/loopback.js';
 import { mountWellKnown } from './http/well-known.js';
 import { AccessRepository } from './store/access-repository.js';
 import { ApiKeyRepository } from './store/api-key-repository.js';
 import type { CallerEnv } from './http/caller.js';
+import { FailedAuthThrottle } from './limits/failed-auth-throttle.js';
 import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from './limits/rate-limiter.js';
 import { RateLimits } from './limits/rate-limits.js';
 import { AuditLog } from './observability/audit-log.js';
@@ -88,17 +90,30 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     logger: logger.child({ component: 'audit' }),
     redactKeys: settings.audit.redactKeys,
     capacity: settings.audit.bufferSize,
+    maxArgumentBytes: settings.audit.maxArgumentBytes,
+    maxRefusedPerMinute: settings.audit.maxRefusedPerMinute,
   });
   const auth = settings.auth === 'none' ? undefined : settings.auth;
   if (auth?.apiKeys && !database) throw new Error('gateway.auth.apiKeys needs a database (DATABASE_URL or the embedded one)');
   const apiKeys = database ? new ApiKeys(new ApiKeyRepository(database.db)) : undefined;
   const oauth = auth?.oauth ? new OAuthResourceServer(auth.oauth, logger.child({ component: 'oauth' })) : undefined;
-  const authenticator = new Authenticator(settings.auth, { apiKeys: auth?.apiKeys ? apiKeys : undefined, oauth, logger: logger.child({ component: 'auth' }) });
+  const limiter: RateLimiter = deps.redis
+    ? new RedisRateLimiter(deps.redis, {
+        onRedisError: settings.rateLimit.onRedisError,
+        logger: logger.child({ component: 'rate-limit' }),
+        onFallback: (outcome) => metrics.rateLimiterFallbacks.inc({ outcome }),
+      })
+    : new MemoryRateLimiter();
+  const throttle = new FailedAuthThrottle(limiter, settings.rateLimit, {
+    logger: logger.child({ component: 'auth' }),
+    onThrottled: () => metrics.authThrottled.inc(),
+  });
+  const authenticator = new Authenticator(settings.auth, { apiKeys: auth?.apiKeys ? apiKeys : undefined, oauth, logger: logger.child({ component: 'auth' }), throttle });
   const accessControl = new AccessControl(settings.access, database ? new AccessRepository(database.db) : undefined, logger.child({ component: 'access' }));
-  const limiter: RateLimiter = deps.redis ? new RedisRateLimiter(deps.redis) : new MemoryRateLimiter();
   const sessions: SessionRegistry = new SessionRegistry({
     logger,
     idleMs: settings.sessionIdleSeconds * 1000,
+    rules: accessControl,
     createServer: () =>
       createSessionServer({
         catalog,
@@ -137,10 +152,16 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     servers: () => upstreams.statuses().map((s) => ({ name: s.name, state: s.state, connectedAt: s.connectedAt, breaker: s.breaker })),
     sessions: () => sessions.size,
     auditDropped: () => audit.stats.dropped,
+    auditRefusedSkipped: () => audit.drops.refusedOverLimit,
   });
   const rateLimits = new RateLimits(limiter, settings.rateLimit, metrics);
   const subscriptions = new ResourceSubscriptions(upstreams);
-  const registry = new ServerRegistry({ upstreams, repository: database ? new ServerRepository(database.db) : undefined, logger });
+  const registry = new ServerRegistry({
+    upstreams,
+    repository: database ? new ServerRepository(database.db) : undefined,
+    logger,
+    allowStdio: settings.api.allowStdio,
+  });
   let listening: Listening | undefined;
   let watcher: { close(): void } | undefined;
   let bindHost = settings.host;
@@ -165,11 +186,18 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     }
   });
 
+  const streams = new CredentialBoundStreams({
+    keyActive: apiKeys ? (id) => apiKeys.isActive(id) : undefined,
+    checkIntervalMs: 2000,
+    logger: logger.child({ component: 'auth' }),
+  });
+  const stopWatchingRevocations = apiKeys?.onRevoked((id) => streams.revoked(id));
   const app = createHttpApp({
+    streams,
     sessions,
     upstreams,
     logger,
-    maxBodyBytes: settings.maxBodyBytes,
+    maxBodyBytes: { mcp: settings.maxBodyBytes, api: settings.api.maxBodyBytes },
     limits: settings.limits,
     fast: {
       toolsBytes: (access) => {
@@ -205,11 +233,12 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       allowedOrigins: settings.allowedOrigins,
     },
     ready: database ? () => database.ping() : undefined,
+    limiterHealth: () => limiter.health(),
   });
   mountWellKnown(app, oauth, logger);
   app.route(
     API_BASE,
-    createApiApp({ catalog, upstreams, tracker, limit, registry, audit, auditRepository, metrics, rateLimits, accessControl, apiKeys, logger }, settings.api.maxBodyBytes),
+    createApiApp({ catalog, upstreams, tracker, limit, registry, audit, auditRepository, metrics, rateLimits, accessControl, apiKeys, logger }, { maxJsonDepth: settings.limits.maxJsonDepth }),
   );
 
   return {
@@ -235,7 +264,20 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     },
     async listen(host = settings.host, port = settings.port) {
       bindHost = host;
-      if (!authenticator.enabled && !isLoopbackHost(host)) {
+      const beyondLoopback = !isLoopbackHost(host);
+      if (beyondLoopback && auth?.oauth && !auth.oauth.resource && settings.allowedHosts.length === 0) {
+        // The token audience would otherwise come from whatever Host a request names.
+        throw new Error(
+          `gateway.auth.oauth.resource or gateway.allowedHosts must be set to listen on ${host}: the OAuth audience is never taken from an unchecked Host header`,
+        );
+      }
+      if (beyondLoopback && settings.allowedHosts.length === 0) {
+        logger.warn(
+          { host },
+          'gateway.allowedHosts is empty and the gateway listens beyond loopback: any Host header is accepted, so DNS-rebinding pages are not refused. List the names clients use.',
+        );
+      }
+      if (!authenticator.enabled && beyondLoopback) {
         logger.warn(
           { host },
           'AUTHENTICATION IS OFF (gateway.auth: none) and the gateway listens on a non-loopback address: anyone who can reach it may use every tool. Configure gateway.auth.',
@@ -252,6 +294,8 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       const deadline = Date.now() + settings.shutdownGraceSeconds * 1000;
       while (tracker.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       if (tracker.size > 0) logger.warn({ inFlight: tracker.size }, 'shutdown grace period over; cutting calls still in flight');
+      stopWatchingRevocations?.();
+      streams.stop();
       await sessions.closeAll();
       listening?.cut();
       await upstreams.stop();

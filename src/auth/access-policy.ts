@@ -1,5 +1,6 @@
 import picomatch from 'picomatch';
 import type { AccessSettings } from '../config/schema.js';
+import { identityKey } from './identity-key.js';
 import type { Principal } from './principal.js';
 
 export type AccessLevel = 'none' | 'read' | 'call';
@@ -71,12 +72,17 @@ export function fullAccess(principal: Principal): Access {
  * to a server only the tools they match remain.
  */
 export function accessFor(principal: Principal, rules: AccessRules, settings: Pick<AccessSettings, 'adminGroup' | 'defaultLevel'>): Access {
-  const admin = principal.admin === true || [...principal.groups, ...principal.roles].some((g) => same(g, settings.adminGroup));
+  // Names are compared as exact keys (NFC; ASCII-lower-cased emails): see identityKey.
+  const groups = new Set(principal.groups.map((g) => identityKey(g, 'group')));
+  const roles = principal.roles.map((r) => identityKey(r, 'group'));
+  const adminGroup = identityKey(settings.adminGroup, 'group');
+  const admin = principal.admin === true || groups.has(adminGroup) || roles.includes(adminGroup);
   if (admin) return fullAccess(principal);
+  const names = new Set([principal.id, principal.subject, principal.email].filter((s): s is string => s !== undefined).map((s) => identityKey(s, 'user')));
   const applies = (type: string, subject: string | null) =>
     type === 'everyone' ||
-    (type === 'group' && subject !== null && principal.groups.some((g) => same(g, subject))) ||
-    (type === 'user' && subject !== null && [principal.id, principal.subject, principal.email].some((s) => s !== undefined && same(s, subject)));
+    (type === 'group' && subject !== null && groups.has(identityKey(subject, 'group'))) ||
+    (type === 'user' && subject !== null && names.has(identityKey(subject, 'user')));
   const grants = rules.grants.filter((g) => applies(g.subjectType, g.subject));
   const toolRules = rules.toolRules.filter((r) => applies(r.subjectType, r.subject)).map((r) => ({ ...r, matches: picomatch(r.pattern) }));
   const servers = new Map<string, AccessLevel>();
@@ -122,8 +128,4 @@ export function rulesFromSettings(settings: Pick<AccessSettings, 'grants' | 'too
     return [...rows('allow', r.allow), ...rows('deny', r.deny)];
   });
   return { grants, toolRules };
-}
-
-function same(a: string, b: string): boolean {
-  return a.localeCompare(b, undefined, { sensitivity: 'accent' }) === 0;
 }

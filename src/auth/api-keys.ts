@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ApiKeyRepository, StoredApiKey } from '../store/api-key-repository.js';
+import { identityKey } from './identity-key.js';
 import type { Principal } from './principal.js';
 
 const PREFIX = 'cfx_';
@@ -35,6 +36,7 @@ export class ApiKeys {
   /** Last-use times are written at most once a minute per key. */
   private readonly touched = new Map<string, number>();
   private readonly verified = new Map<string, { row: StoredApiKey; until: number }>();
+  private readonly revokedListeners = new Set<(keyId: string) => void>();
 
   constructor(private readonly repository: ApiKeyRepository) {}
 
@@ -62,8 +64,36 @@ export class ApiKeys {
     const row = await this.repository.revoke(idOrName);
     this.verified.clear();
     if (!row) return undefined;
+    for (const listener of this.revokedListeners) {
+      try {
+        listener(row.id);
+      } catch {
+        // The revocation is committed: a listener's own fault must not hide it from the others
+        // or turn the revocation into an error for whoever asked for it.
+      }
+    }
     const { hash: _hash, ...rest } = row;
     return rest;
+  }
+
+  /**
+   * Whether the key `keyId` may still be used: it exists, is not revoked and has not expired.
+   * One primary-key read, so it can be asked for every open stream now and then; it sees
+   * revocations made anywhere (the CLI, other replicas).
+   */
+  async isActive(keyId: string, now = new Date()): Promise<boolean> {
+    const row = await this.repository.get(keyId);
+    return row !== undefined && row.revokedAt === null && (row.expiresAt === null || row.expiresAt.getTime() > now.getTime());
+  }
+
+  /**
+   * Calls `listener` with the key's id each time a key is revoked through this instance (the
+   * REST API of this gateway), right after the database took the change. Revocations made
+   * elsewhere are not announced: poll `isActive` for those. Returns the unsubscribe function.
+   */
+  onRevoked(listener: (keyId: string) => void): () => void {
+    this.revokedListeners.add(listener);
+    return () => this.revokedListeners.delete(listener);
   }
 
   /** The principal a key acts as, or a reason it is refused. Looked up on every request, so revocation is immediate. */
@@ -85,7 +115,16 @@ export class ApiKeys {
       this.touched.set(row.id, now.getTime());
       void this.repository.touch(row.id, now).catch(() => {});
     }
-    return { id: row.subject, subject: row.subject, groups: row.groups, roles: [], scopes: [], method: 'api_key' };
+    return {
+      id: identityKey(row.subject, 'user'),
+      subject: row.subject,
+      groups: row.groups,
+      roles: [],
+      scopes: [],
+      method: 'api_key',
+      apiKeyId: row.id,
+      ...(row.expiresAt ? { expiresAt: row.expiresAt.getTime() } : {}),
+    };
   }
 }
 

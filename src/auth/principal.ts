@@ -1,11 +1,15 @@
 import type { ClaimsMapping } from '../config/schema.js';
+import { identityKey } from './identity-key.js';
 
 /** How a principal proved who it is. */
 export type AuthMethod = 'none' | 'oauth' | 'jwt' | 'api_key' | 'header';
 
 /** An authenticated caller, as access rules see it. */
 export interface Principal {
-  /** Stable id for sessions, audit and rate limits: the email when known, else the subject. */
+  /**
+   * Stable id for sessions, audit and rate limits: the email when known, else the subject, as
+   * its `identityKey` (so `Alice@Example.com` and `alice@example.com` are one principal).
+   */
   readonly id: string;
   readonly subject: string;
   readonly email?: string | undefined;
@@ -16,24 +20,29 @@ export interface Principal {
   readonly method: AuthMethod;
   /** Set by the authenticator for trusted-header admins; group and role admins are derived by the policy. */
   readonly admin?: boolean | undefined;
+  /** When the credential stops being valid (epoch ms): the token's `exp`, or the API key's expiry. Absent: no end known. */
+  readonly expiresAt?: number | undefined;
+  /** The API key this principal authenticated with (see `ApiKeys.isActive` and `ApiKeys.onRevoked`). */
+  readonly apiKeyId?: string | undefined;
 }
 
 /** The caller when authentication is off: one local user who may do everything. */
 export const ANONYMOUS: Principal = { id: 'anonymous', subject: 'anonymous', groups: [], roles: [], scopes: [], method: 'none', admin: true };
 
-/** Builds a principal from token claims according to `mapping`. */
+/** Builds a principal from token claims according to `mapping`; `exp` (seconds, as in JWTs and introspection answers) becomes `expiresAt`. */
 export function principalFromClaims(claims: Record<string, unknown>, mapping: ClaimsMapping, method: AuthMethod, scopes: readonly string[] = []): Principal | undefined {
   const subject = stringClaim(claims, mapping.subject);
   if (!subject) return undefined;
   const email = stringClaim(claims, mapping.email);
   return {
-    id: email ?? subject,
+    id: identityKey(email ?? subject, 'user'),
     subject,
     email,
     groups: listClaim(claims, mapping.groups),
     roles: listClaim(claims, mapping.roles),
     scopes,
     method,
+    ...(typeof claims.exp === 'number' && Number.isFinite(claims.exp) ? { expiresAt: claims.exp * 1000 } : {}),
   };
 }
 

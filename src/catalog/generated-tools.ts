@@ -7,10 +7,18 @@ export interface GeneratedToolsOptions {
   broadcasts?: boolean;
 }
 
-interface ServerTools {
+/** One server's part in the generated tools: its tags and the tools it exposes (by their own names). */
+export interface ServerTools {
   server: string;
   tags: readonly string[];
   tools: readonly Tool[];
+}
+
+/** One server's tool of a broadcast's name. */
+export interface BroadcastOffer {
+  server: string;
+  tags: readonly string[];
+  tool: Tool;
 }
 
 export interface GeneratedTool {
@@ -41,47 +49,51 @@ export function generatedTools(servers: readonly ServerTools[], options: Generat
 }
 
 function broadcastTools(servers: readonly ServerTools[]): GeneratedTool[] {
-  const offers = new Map<string, { server: string; tool: Tool }[]>();
-  for (const { server, tools } of servers) {
+  const offers = new Map<string, BroadcastOffer[]>();
+  for (const { server, tags, tools } of servers) {
     for (const tool of tools) {
       let list = offers.get(tool.name);
       if (!list) offers.set(tool.name, (list = []));
-      list.push({ server, tool });
+      list.push({ server, tags, tool });
     }
   }
   const out: GeneratedTool[] = [];
   for (const [name, list] of offers) {
     if (list.length < 2) continue;
-    const serverNames = list.map((o) => o.server);
-    const tags = [...new Set(servers.filter((s) => serverNames.includes(s.server)).flatMap((s) => s.tags))].sort();
-    const schema = mergeInputSchemas(list.map((o) => o.tool.inputSchema as JsonSchema));
-    const properties = {
-      ...(schema.properties as Record<string, unknown>),
-      servers: {
-        type: 'array',
-        items: { type: 'string', enum: serverNames },
-        description: 'Run only on these servers (default: all that offer the tool).',
-      },
-      tags: {
-        type: 'array',
-        items: tags.length ? { type: 'string', enum: tags } : { type: 'string' },
-        description: 'Run only on servers with any of these tags.',
-      },
-    };
-    const first = list[0]!.tool;
-    out.push({
-      tool: {
-        name: legalName(`broadcast__${name}`),
-        title: `Broadcast ${first.title ?? name}`,
-        description: `Runs "${name}" on every server that offers it (${serverNames.join(', ')}) at once and returns each server's result, labelled. ${first.description ?? ''}`.trim(),
-        inputSchema: { ...schema, type: 'object', properties } as Tool['inputSchema'],
-        annotations: mergedAnnotations(list.map((o) => o.tool)),
-      },
-      route: { kind: 'broadcast', tool: name, servers: serverNames },
-      searchModeOnly: false,
-    });
+    out.push({ tool: broadcastTool(name, list), route: { kind: 'broadcast', tool: name, servers: list.map((o) => o.server) }, searchModeOnly: false });
   }
   return out;
+}
+
+/**
+ * `broadcast__<name>` over exactly the servers in `offers`: its schema, description and enums
+ * are made from them alone (a caller's view passes only the servers it may call).
+ */
+export function broadcastTool(name: string, offers: readonly BroadcastOffer[]): Tool {
+  const serverNames = offers.map((o) => o.server);
+  const tags = [...new Set(offers.flatMap((o) => o.tags))].sort();
+  const schema = mergeInputSchemas(offers.map((o) => o.tool.inputSchema as JsonSchema));
+  const properties = {
+    ...(schema.properties as Record<string, unknown>),
+    servers: {
+      type: 'array',
+      items: { type: 'string', enum: serverNames },
+      description: 'Run only on these servers (default: all that offer the tool).',
+    },
+    tags: {
+      type: 'array',
+      items: tags.length ? { type: 'string', enum: tags } : { type: 'string' },
+      description: 'Run only on servers with any of these tags.',
+    },
+  };
+  const first = offers[0]!.tool;
+  return {
+    name: legalName(`broadcast__${name}`),
+    title: `Broadcast ${first.title ?? name}`,
+    description: `Runs "${name}" on every server that offers it (${serverNames.join(', ')}) at once and returns each server's result, labelled. ${first.description ?? ''}`.trim(),
+    inputSchema: { ...schema, type: 'object', properties } as Tool['inputSchema'],
+    annotations: mergedAnnotations(offers.map((o) => o.tool)),
+  };
 }
 
 function tagTools(servers: readonly ServerTools[]): GeneratedTool[] {
@@ -93,28 +105,27 @@ function tagTools(servers: readonly ServerTools[]): GeneratedTool[] {
       list.push(server);
     }
   }
-  const out: GeneratedTool[] = [];
-  for (const [tag, list] of [...tagged].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    const toolNames = [...new Set(list.flatMap((s) => s.tools.map((t) => t.name)))].sort();
-    out.push({
-      tool: {
-        name: legalName(`broadcast__by_tag__${tag}`),
-        title: `Run a tool on every "${tag}" server`,
-        description: `Runs one tool on every server tagged "${tag}" that offers it (${list.map((s) => s.server).join(', ')}) and returns each server's result, labelled.`,
-        inputSchema: {
-          type: 'object',
-          properties: {
-            tool: { type: 'string', description: "The tool's own name on the servers (without prefix).", ...(toolNames.length ? { enum: toolNames } : {}) },
-            arguments: { type: 'object', description: 'Arguments for the tool.', additionalProperties: true },
-          },
-          required: ['tool'],
-        },
+  return [...tagged]
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([tag, list]) => ({ tool: tagTool(tag, list), route: { kind: 'tag', tag, servers: list.map((s) => s.server) }, searchModeOnly: false }));
+}
+
+/** `broadcast__by_tag__<tag>` over exactly `servers`, its tool enum made of the tools they list. */
+export function tagTool(tag: string, servers: readonly ServerTools[]): Tool {
+  const toolNames = [...new Set(servers.flatMap((s) => s.tools.map((t) => t.name)))].sort();
+  return {
+    name: legalName(`broadcast__by_tag__${tag}`),
+    title: `Run a tool on every "${tag}" server`,
+    description: `Runs one tool on every server tagged "${tag}" that offers it (${servers.map((s) => s.server).join(', ')}) and returns each server's result, labelled.`,
+    inputSchema: {
+      type: 'object',
+      properties: {
+        tool: { type: 'string', description: "The tool's own name on the servers (without prefix).", ...(toolNames.length ? { enum: toolNames } : {}) },
+        arguments: { type: 'object', description: 'Arguments for the tool.', additionalProperties: true },
       },
-      route: { kind: 'tag', tag, servers: list.map((s) => s.server) },
-      searchModeOnly: false,
-    });
-  }
-  return out;
+      required: ['tool'],
+    },
+  };
 }
 
 function searchTool(): Tool {

@@ -1,4 +1,5 @@
 import type { Prompt, Resource, ResourceTemplate, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { AccessLevel } from '../auth/access-policy.js';
 import type { ToolsFilter } from '../config/schema.js';
 import { fullView, restrictedView, type CatalogView, type Visibility } from './catalog-view.js';
 import { buildPromptCatalog, EMPTY_PROMPTS, type PromptCatalog } from './prompt-catalog.js';
@@ -24,6 +25,8 @@ export interface Viewer {
   readonly key: string;
   readonly unrestricted: boolean;
   readonly visible: Visibility;
+  /** The level on a server or one of its tools; broadcasts in a view name only what is at `call`. */
+  level(server: string, tool?: string): AccessLevel;
 }
 
 /** A caller's view with its `tools/list` answer serialised (and UTF-8 encoded) once. */
@@ -93,7 +96,7 @@ export class LiveCatalog {
       if (this.#views.size >= MAX_CACHED_VIEWS) this.#views.clear();
       const view = viewer.unrestricted
         ? fullView(this.#tools, this.#prompts, this.#resources)
-        : restrictedView(this.#tools, this.#prompts, this.#resources, viewer.visible);
+        : restrictedView(this.#tools, this.#prompts, this.#resources, viewer.visible, (server, tool) => viewer.level(server, tool) === 'call');
       let json: string | undefined;
       let bytes: Buffer | undefined;
       const toolsJson = viewer.unrestricted ? () => this.toolsJson : () => (json ??= JSON.stringify(view.tools));

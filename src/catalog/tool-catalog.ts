@@ -1,7 +1,7 @@
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import picomatch from 'picomatch';
 import type { ToolsFilter } from '../config/schema.js';
-import { generatedTools, type GeneratedToolsOptions } from './generated-tools.js';
+import { generatedTools, type GeneratedToolsOptions, type ServerTools } from './generated-tools.js';
 import { byServerName, claimName, exposedName, legalName } from './naming.js';
 
 /** What one upstream contributes to the catalog. */
@@ -37,9 +37,11 @@ export interface ToolCatalog {
   readonly routes: ReadonlyMap<string, ToolRoute>;
   /** The upstreams' own tools as exposed (what tool search ranks). */
   readonly upstreamTools: readonly CatalogTool[];
+  /** What the generated tools were made from: each server's tags and kept tools, so a caller's view can remake them from its part. */
+  readonly sources: readonly ServerTools[];
 }
 
-export const EMPTY_CATALOG: ToolCatalog = { tools: [], routes: new Map(), upstreamTools: [] };
+export const EMPTY_CATALOG: ToolCatalog = { tools: [], routes: new Map(), upstreamTools: [], sources: [] };
 
 export interface ToolCatalogOptions extends GeneratedToolsOptions {
   /** `search` lists only the generated tools; everything stays callable. */
@@ -78,10 +80,8 @@ export function buildToolCatalog(upstreams: readonly UpstreamTools[], options: T
     visibleByServer.set(upstream.server, kept);
   }
 
-  const generated = generatedTools(
-    ordered.map((u) => ({ server: u.server, tags: u.tags ?? [], tools: visibleByServer.get(u.server) ?? [] })),
-    options,
-  );
+  const sources = ordered.map((u) => ({ server: u.server, tags: u.tags ?? [], tools: visibleByServer.get(u.server) ?? [] }));
+  const generated = generatedTools(sources, options);
   const searchMode = options.exposure === 'search';
   const tools: Tool[] = searchMode ? [] : upstreamTools.map((t) => t.tool);
   for (const { tool, route, searchModeOnly } of generated) {
@@ -89,7 +89,7 @@ export function buildToolCatalog(upstreams: readonly UpstreamTools[], options: T
     routes.set(name, route);
     if (searchMode || !searchModeOnly) tools.push(name === tool.name ? tool : { ...tool, name });
   }
-  return { tools, routes, upstreamTools };
+  return { tools, routes, upstreamTools, sources };
 }
 
 /** A predicate over an upstream's own tool names, from its allow/deny globs. */

@@ -1,11 +1,22 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { LimitFunction } from 'p-limit';
+import { RateLimitedError } from '../limits/errors.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { forward, type ForwardDeps } from './forward.js';
 
 export interface BroadcastDeps extends ForwardDeps {
   /** Bounds upstream calls in flight across all broadcasts. */
   limit: LimitFunction;
+}
+
+/** One server's call within a broadcast, as it ended: what the audit trail records of it. */
+export interface BroadcastPart {
+  server: string;
+  status: 'ok' | 'error';
+  error?: string | undefined;
+  /** Refused before reaching the server (its rate limit). */
+  refused: boolean;
+  durationMs: number;
 }
 
 interface Outcome {
@@ -17,7 +28,8 @@ interface Outcome {
 /**
  * Runs one tool on several upstreams at once, each under its own timeout, and returns every
  * answer labelled by server. Failures (errors, timeouts, `isError` results) are listed, not
- * thrown; the broadcast itself is an error only when every server failed.
+ * thrown; the broadcast itself is an error only when every server failed. `onPart` hears of
+ * each server's call as it ends.
  */
 export async function broadcast(
   deps: BroadcastDeps,
@@ -25,17 +37,25 @@ export async function broadcast(
   servers: readonly string[],
   args: Record<string, unknown>,
   call: DownstreamCall,
+  onPart?: (part: BroadcastPart) => void,
 ): Promise<CallToolResult> {
   const started = performance.now();
   const outcomes = await Promise.all(
     servers.map((server) =>
       deps.limit(async (): Promise<Outcome> => {
+        const partStarted = performance.now();
+        let outcome: Outcome;
+        let refused = false;
         try {
           const result = (await forward(deps, server, 'tools/call', { name: tool, arguments: args }, call)) as CallToolResult;
-          return result.isError ? { server, error: textOf(result) || 'the tool reported an error' } : { server, result };
+          outcome = result.isError ? { server, error: textOf(result) || 'the tool reported an error' } : { server, result };
         } catch (error) {
-          return { server, error: error instanceof Error ? error.message : String(error) };
+          refused = error instanceof RateLimitedError;
+          outcome = { server, error: error instanceof Error ? error.message : String(error) };
         }
+        const status = outcome.error === undefined ? 'ok' : 'error';
+        onPart?.({ server, status, error: outcome.error?.slice(0, 500), refused, durationMs: Math.round(performance.now() - partStarted) });
+        return outcome;
       }),
     ),
   );

@@ -34,13 +34,34 @@ export function asMcpError(error: unknown): McpError {
   if (error instanceof McpError) return error;
   if (error instanceof RateLimitedError) return new McpError(LIMIT_ERROR, error.message, { retryAfter: error.retryAfterSeconds, scope: error.scope });
   if (error instanceof LimitExceededError) return new McpError(LIMIT_ERROR, error.message);
+  if (error instanceof HiddenToolError) return unknownTool(error.tool);
   if (error instanceof AccessDeniedError) return new McpError(ACCESS_DENIED, error.message);
   if (isUpstreamFault(error)) return new McpError(ErrorCode.InternalError, error.message);
   return new McpError(ErrorCode.InternalError, error instanceof Error ? error.message : String(error));
 }
 
-export function unknownTool(name: string): McpError {
-  return new McpError(ErrorCode.InvalidParams, `Unknown tool: "${name}"`);
+/** A tool name that does not exist for the caller (typed, so that REST can answer 404). */
+export class UnknownToolError extends McpError {
+  constructor(readonly tool: string) {
+    super(ErrorCode.InvalidParams, `Unknown tool: "${tool}"`);
+    this.name = 'UnknownToolError';
+  }
+}
+
+export function unknownTool(name: string): UnknownToolError {
+  return new UnknownToolError(name);
+}
+
+/**
+ * A tool that exists but that the caller may not see. It is audited as a refusal (it is an
+ * `AccessDeniedError`, and its message tells the auditor why) but answered on every surface
+ * exactly as an unknown tool, so that a caller cannot probe which names exist beyond its rights.
+ */
+export class HiddenToolError extends AccessDeniedError {
+  constructor(readonly tool: string) {
+    super(`Access denied: the tool "${tool}" is outside the caller's rights (answered as an unknown tool)`);
+    this.name = 'HiddenToolError';
+  }
 }
 
 export function unknownPrompt(name: string): McpError {

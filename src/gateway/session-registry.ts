@@ -3,6 +3,8 @@ import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 import type { LoggingLevel, ServerCapabilities } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
+import type { Access } from '../auth/access-policy.js';
+import type { Principal } from '../auth/principal.js';
 import type { ResourceRoute } from '../catalog/resource-catalog.js';
 import { LimitExceededError } from '../limits/errors.js';
 import { SessionEventStore } from './session-event-store.js';
@@ -12,15 +14,25 @@ export interface DownstreamSession {
   readonly id: string;
   /** Who opened the session; every later request on it must come from the same principal. */
   readonly principal: string;
+  /**
+   * What session quotas count against: the caller's rate key (`principal:<id>`, or
+   * `ip:<address>` without authentication, where every caller is the same principal).
+   */
+  readonly rateKey: string;
+  /** The rights evaluated for the latest request on this session (re-evaluated on delivery, see `accessOf`). */
+  access: Access;
   readonly server: Server;
   /** What this session's server advertised at initialize. */
   readonly capabilities: ServerCapabilities;
   readonly transport: WebStandardStreamableHTTPServerTransport;
   readonly createdAt: number;
   lastSeen: number;
-  /** Open GET streams: a client listening for notifications is not idle. */
+  /**
+   * Open GET streams. A stream alone does not keep a session alive: a session without a
+   * request for the idle time is closed, which ends its streams.
+   */
   openStreams: number;
-  /** Set by `logging/setLevel`; log messages below it are not sent to this session. */
+  /** Set by `logging/setLevel`; log messages below it are not sent to this session (see `log-levels.ts` for the default). */
   logLevel: LoggingLevel | undefined;
   /** Exposed URI → owner, for every resource this session subscribed to. */
   readonly subscriptions: Map<string, ResourceRoute>;
@@ -46,8 +58,21 @@ export interface SessionRegistryOptions {
   /** Called once for every session that ends, after it is removed. */
   onClosed?: (session: DownstreamSession) => void;
   onOpened?: (session: DownstreamSession) => void;
-  /** Sessions without a request or an open stream for this long are closed; 0 keeps them. */
+  /** Sessions without a request (and no tool call in flight) for this long are closed; 0 keeps them. */
   idleMs: number;
+  /**
+   * The access rules in force, to re-evaluate a session's rights when something is delivered
+   * to it long after its last request (grants change at run time). Without them the rights
+   * of the latest request stand.
+   */
+  rules?: { readonly version: number; accessFor(principal: Principal): Access } | undefined;
+}
+
+/** Who opens a session, as the HTTP layer authenticated the `initialize`. */
+export interface SessionOwner {
+  principal: string;
+  rateKey: string;
+  access: Access;
 }
 
 /**
@@ -56,6 +81,10 @@ export interface SessionRegistryOptions {
  */
 export class SessionRegistry {
   readonly #sessions = new Map<string, DownstreamSession>();
+  /** Open sessions per rate key, so the quota check is not a scan of every session. */
+  readonly #perKey = new Map<string, number>();
+  /** Rights re-evaluated under the current rules, per latest request's rights. */
+  readonly #current = new WeakMap<Access, { version: number; access: Access }>();
   readonly #options: SessionRegistryOptions;
   readonly #sweeper: NodeJS.Timeout | undefined;
 
@@ -75,7 +104,7 @@ export class SessionRegistry {
    * A server and transport ready to answer an `initialize`. The session is registered only
    * once the transport accepts the initialize; `discardIfUninitialized` frees it otherwise.
    */
-  async prepare(principal: string): Promise<{ server: Server; transport: WebStandardStreamableHTTPServerTransport }> {
+  async prepare(owner: SessionOwner): Promise<{ server: Server; transport: WebStandardStreamableHTTPServerTransport }> {
     const { server, capabilities } = this.#options.createServer();
     const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: randomUUID,
@@ -83,7 +112,9 @@ export class SessionRegistry {
         const now = Date.now();
         const session: DownstreamSession = {
           id,
-          principal,
+          principal: owner.principal,
+          rateKey: owner.rateKey,
+          access: owner.access,
           server,
           capabilities,
           transport,
@@ -95,6 +126,7 @@ export class SessionRegistry {
           activeCalls: 0,
         };
         this.#sessions.set(id, session);
+        this.#perKey.set(owner.rateKey, (this.#perKey.get(owner.rateKey) ?? 0) + 1);
         this.#options.onOpened?.(session);
         this.#options.logger.debug({ session: id }, 'session opened');
       },
@@ -110,22 +142,40 @@ export class SessionRegistry {
     if (id === undefined || !this.#sessions.has(id)) await prepared.server.close().catch(() => {});
   }
 
-  /** Open sessions of one principal. */
-  countFor(principal: string): number {
-    let count = 0;
-    for (const session of this.#sessions.values()) if (session.principal === principal) count++;
-    return count;
+  /** Open sessions opened under one rate key (a principal, or a client address without authentication). */
+  countFor(rateKey: string): number {
+    return this.#perKey.get(rateKey) ?? 0;
   }
 
   get(id: string | undefined): DownstreamSession | undefined {
     return id === undefined ? undefined : this.#sessions.get(id);
   }
 
-  /** The live session, marked as used now. */
-  touch(id: string): DownstreamSession | undefined {
+  /**
+   * The live session when `principal` opened it, marked as used now and carrying the rights
+   * of this request; to anyone else it does not exist (and is not kept alive by them).
+   */
+  touch(id: string, principal: string, access: Access): DownstreamSession | undefined {
     const session = this.#sessions.get(id);
-    if (session) session.lastSeen = Date.now();
+    if (!session || session.principal !== principal) return undefined;
+    session.lastSeen = Date.now();
+    session.access = access;
     return session;
+  }
+
+  /**
+   * The session's rights now: those of its latest request, re-evaluated when the rules changed
+   * since (a revoked grant stops what is delivered to an open stream without waiting for a
+   * request). Cached per rules version, since delivery may ask for every session.
+   */
+  accessOf(session: DownstreamSession): Access {
+    const rules = this.#options.rules;
+    if (!rules) return session.access;
+    const cached = this.#current.get(session.access);
+    if (cached && cached.version === rules.version) return cached.access;
+    const access = rules.accessFor(session.access.principal);
+    this.#current.set(session.access, { version: rules.version, access });
+    return access;
   }
 
   all(): IterableIterator<DownstreamSession> {
@@ -145,6 +195,9 @@ export class SessionRegistry {
     const session = this.#sessions.get(id);
     if (!session) return;
     this.#sessions.delete(id);
+    const left = (this.#perKey.get(session.rateKey) ?? 1) - 1;
+    if (left > 0) this.#perKey.set(session.rateKey, left);
+    else this.#perKey.delete(session.rateKey);
     this.#options.logger.debug({ session: id }, 'session closed');
     await session.server.close().catch(() => {});
     this.#options.onClosed?.(session);
@@ -155,10 +208,16 @@ export class SessionRegistry {
     await Promise.all([...this.#sessions.keys()].map((id) => this.close(id)));
   }
 
+  /**
+   * Closes sessions without a request for the idle time. An open GET stream does not count as
+   * use: otherwise one stream held open keeps a session (and its quota slot) forever. Closing
+   * ends the stream; a client re-initializes on the 404 that follows. A tool call in flight
+   * does count, so a long call is not cut.
+   */
   #closeIdle(): void {
     const cutoff = Date.now() - this.#options.idleMs;
     for (const session of this.#sessions.values()) {
-      if (session.openStreams === 0 && session.lastSeen < cutoff) {
+      if (session.activeCalls === 0 && session.lastSeen < cutoff) {
         this.#options.logger.info({ session: session.id }, 'closing idle session');
         void this.close(session.id);
       }

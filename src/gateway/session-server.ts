@@ -24,10 +24,10 @@ import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError, resourceNotFound, unknownPrompt } from './error-mapping.js';
 import { forward } from './forward.js';
 import { pageOf } from './list-page.js';
+import { upstreamLevel } from './log-levels.js';
 import type { ResourceSubscriptions } from './resource-subscriptions.js';
 import { inCallSlot, type SessionRegistry } from './session-registry.js';
 import { callTool, type ToolCallDeps } from './tool-calls.js';
-import { mostVerbose } from './upstream-relay.js';
 
 export interface SessionServerDeps extends ToolCallDeps {
   sessions: SessionRegistry;
@@ -180,13 +180,19 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
     server.setRequestHandler(SetLevelRequestSchema, async (request, extra) => {
       const session = deps.sessions.get(extra.sessionId);
       if (session) session.logLevel = request.params.level;
-      // Upstream connections are shared: they log at the most verbose level any session asked for.
-      const level = mostVerbose([...deps.sessions.all()].map((s) => s.logLevel)) ?? request.params.level;
+      // Upstream connections are shared: each logs at the most verbose level among the sessions
+      // that may read it. A caller changes only the servers it may read, so a principal
+      // without grants cannot make any upstream more talkative.
+      const access = accessOf(extra);
+      const sessions = [...deps.sessions.all()];
       await Promise.all(
         deps.upstreams
           .list()
-          .filter((u) => u.state === 'ready' && u.capabilities?.logging)
-          .map((u) => u.request('logging/setLevel', { level }).catch(() => {})),
+          .filter((u) => u.state === 'ready' && u.capabilities?.logging && access.visible(u.name))
+          .map((u) => {
+            const level = upstreamLevel(sessions.filter((s) => deps.sessions.accessOf(s).visible(u.name))) ?? request.params.level;
+            return u.request('logging/setLevel', { level }).catch(() => {});
+          }),
       );
       return {};
     });

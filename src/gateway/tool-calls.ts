@@ -7,10 +7,11 @@ import type { AuditLog } from '../observability/audit-log.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { inSpan } from '../observability/tracing.js';
 import type { ToolRoute } from '../catalog/tool-catalog.js';
-import { broadcast, type BroadcastDeps } from './broadcast.js';
+import { legalName } from '../catalog/naming.js';
+import { broadcast, type BroadcastDeps, type BroadcastPart } from './broadcast.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { AccessDeniedError } from '../auth/access-policy.js';
-import { toolCallFailure, unknownTool } from './error-mapping.js';
+import { HiddenToolError, toolCallFailure, unknownTool } from './error-mapping.js';
 import { forward } from './forward.js';
 
 export interface ToolCallDeps extends BroadcastDeps {
@@ -40,37 +41,74 @@ export async function callTool(
   call: DownstreamCall,
   options: ToolCallOptions = {},
 ): Promise<CallToolResult> {
-  const started = performance.now();
   const route = deps.catalog.viewFor(call.access).view.routes.get(params.name);
-  const audit = (status: 'ok' | 'error' | 'denied', error?: string) => {
+  const server = route?.kind === 'upstream' ? route.server : undefined;
+  // A name the caller cannot see reaches nothing: its failure is a refusal like a denied call.
+  return audited(deps, params.name, params.arguments, server, call, () => dispatch(deps, route, params, call, options), route === undefined);
+}
+
+/** A broadcast asked for by the upstream name of its tool (the REST API's form). */
+export interface BroadcastRequest {
+  tool: string;
+  arguments?: Record<string, unknown> | undefined;
+  servers?: readonly string[] | undefined;
+  tags?: readonly string[] | undefined;
+}
+
+/**
+ * Runs `request.tool` on every server the caller may see that offers it (narrowed by
+ * `servers` and `tags`), audited and counted exactly as the MCP tool `broadcast__<tool>`:
+ * one row for the broadcast under that name, with the same arguments, and one per server.
+ */
+export async function callBroadcast(deps: ToolCallDeps, request: BroadcastRequest, call: DownstreamCall): Promise<CallToolResult> {
+  const name = broadcastToolName(deps.catalog, request.tool);
+  const filters = { servers: request.servers, tags: request.tags };
+  const args = { ...request.arguments, ...(request.servers ? { servers: request.servers } : {}), ...(request.tags ? { tags: request.tags } : {}) };
+  const offering = offeringServers(deps.catalog, request.tool, call);
+  return audited(deps, name, args, undefined, call, () => broadcastTo(deps, name, request.tool, offering, filters, request.arguments ?? {}, call));
+}
+
+/** The servers a `BroadcastRequest` would reach before access levels are checked (none: nothing the caller may see offers it). */
+export function broadcastTargets(deps: ToolCallDeps, request: BroadcastRequest, call: DownstreamCall): string[] {
+  return narrowed(deps, offeringServers(deps.catalog, request.tool, call), request);
+}
+
+/**
+ * Times one call, then counts, logs and audits it whatever its outcome. Refusals (access
+ * denied, rate limited, no such tool) are marked so the audit log can bound how many it writes.
+ */
+async function audited(
+  deps: ToolCallDeps,
+  name: string,
+  args: unknown,
+  server: string | undefined,
+  call: DownstreamCall,
+  run: () => Promise<CallToolResult>,
+  unrouted = false,
+): Promise<CallToolResult> {
+  const started = performance.now();
+  const done = (status: 'ok' | 'error' | 'denied', error: string | undefined, refused: boolean) => {
     const seconds = (performance.now() - started) / 1000;
-    deps.metrics?.toolCall(params.name, status, seconds);
+    deps.metrics?.toolCall(name, status, seconds);
     if (deps.logger?.isLevelEnabled('debug')) {
-      const server = route?.kind === 'upstream' ? route.server : undefined;
-      deps.logger.debug({ requestId: call.requestId, session: call.sessionId, principal: call.principal, channel: call.channel, server, tool: params.name, status, error, durationMs: Math.round(seconds * 1000) }, 'tool call');
+      deps.logger.debug({ requestId: call.requestId, session: call.sessionId, principal: call.principal, channel: call.channel, server, tool: name, status, error, durationMs: Math.round(seconds * 1000) }, 'tool call');
     }
-    deps.audit?.record({
-      kind: 'tool_call',
-      principal: call.principal,
-      sessionId: call.sessionId,
-      channel: call.channel,
-      server: route?.kind === 'upstream' ? route.server : undefined,
-      target: params.name,
-      arguments: params.arguments,
-      status,
-      error,
-      durationMs: Math.round(performance.now() - started),
-    });
+    deps.audit?.record(
+      { kind: 'tool_call', principal: call.principal, sessionId: call.sessionId, channel: call.channel, server, target: name, arguments: args, status, error, durationMs: Math.round(seconds * 1000) },
+      { refused },
+    );
   };
-  return inSpan(`tools/call ${params.name}`, 'server', { 'mcp.tool': params.name, 'mcp.session': call.sessionId, 'enduser.id': call.principal }, async () => {
+  return inSpan(`tools/call ${name}`, 'server', { 'mcp.tool': name, 'mcp.session': call.sessionId, 'enduser.id': call.principal }, async () => {
+    let result: CallToolResult;
     try {
-      const result = await dispatch(deps, route, params, call, options);
-      audit(result.isError ? 'error' : 'ok', result.isError ? firstText(result) : undefined);
-      return result;
+      result = await run();
     } catch (error) {
-      audit(error instanceof AccessDeniedError ? 'denied' : 'error', error instanceof Error ? error.message : String(error));
+      const refused = unrouted || error instanceof AccessDeniedError || error instanceof RateLimitedError;
+      done(error instanceof AccessDeniedError ? 'denied' : 'error', error instanceof Error ? error.message : String(error), refused);
       throw error;
     }
+    done(result.isError ? 'error' : 'ok', result.isError ? firstText(result) : undefined, false);
+    return result;
   });
 }
 
@@ -82,8 +120,8 @@ async function dispatch(
   options: ToolCallOptions,
 ): Promise<CallToolResult> {
   if (!route) {
-    // Named but outside the caller's view: refused as such, so the caller knows it is not a typo.
-    if (deps.catalog.current.routes.has(params.name)) throw new AccessDeniedError(`Access denied: you may not use the tool "${params.name}"`);
+    // Named but outside the caller's view: audited as a refusal, answered as an unknown tool.
+    if (deps.catalog.current.routes.has(params.name)) throw new HiddenToolError(params.name);
     throw unknownTool(params.name);
   }
   const args = params.arguments ?? {};
@@ -100,9 +138,9 @@ async function dispatch(
         return toolCallFailure(error);
       }
     case 'broadcast':
-      return broadcastTool(deps, route, parse(BroadcastArgs, args, params.name), call);
+      return broadcastTool(deps, params.name, route, parse(BroadcastArgs, args, params.name), call);
     case 'tag':
-      return tagTool(deps, route, parse(TagArgs, args, params.name), call);
+      return tagTool(deps, params.name, route, parse(TagArgs, args, params.name), call);
     case 'search':
       return searchTools(deps.catalog, parse(SearchArgs, args, params.name), call);
     case 'call': {
@@ -115,24 +153,78 @@ async function dispatch(
 
 async function broadcastTool(
   deps: ToolCallDeps,
+  name: string,
   route: Extract<ToolRoute, { kind: 'broadcast' }>,
   args: z.infer<typeof BroadcastArgs>,
   call: DownstreamCall,
 ): Promise<CallToolResult> {
-  const { servers: onlyServers, tags: onlyTags, ...toolArgs } = args;
-  const targets = route.servers.filter(
-    (server) =>
-      (!onlyServers || onlyServers.includes(server)) &&
-      (!onlyTags || onlyTags.some((tag) => deps.upstreams.get(server)?.config.tags.includes(tag))),
-  );
+  const { servers, tags, ...toolArgs } = args;
+  return broadcastTo(deps, name, route.tool, route.servers, { servers, tags }, toolArgs, call);
+}
+
+/** Runs `tool` on those of `offering` that pass the filters and that the caller may call; each server's call is audited under `name`. */
+async function broadcastTo(
+  deps: ToolCallDeps,
+  name: string,
+  tool: string,
+  offering: readonly string[],
+  filters: Pick<BroadcastRequest, 'servers' | 'tags'>,
+  toolArgs: Record<string, unknown>,
+  call: DownstreamCall,
+): Promise<CallToolResult> {
+  const targets = narrowed(deps, offering, filters);
   if (targets.length === 0) {
-    return errorResult(`no server matches: "${route.tool}" is offered by ${route.servers.join(', ')}`);
+    return errorResult(`no server matches: "${tool}" is offered by ${offering.join(', ') || 'no server you may see'}`);
   }
-  return broadcast(deps, route.tool, callable(targets, route.tool, call), toolArgs, call);
+  return broadcast(deps, tool, callable(targets, tool, call), toolArgs, call, auditPart(deps, name, toolArgs, call));
+}
+
+function narrowed(deps: ToolCallDeps, offering: readonly string[], filters: Pick<BroadcastRequest, 'servers' | 'tags'>): string[] {
+  return offering.filter(
+    (server) =>
+      (!filters.servers || filters.servers.includes(server)) &&
+      (!filters.tags || filters.tags.some((tag) => deps.upstreams.get(server)?.config.tags.includes(tag))),
+  );
+}
+
+/** The servers the caller may see that offer `tool` under its upstream name, sorted. */
+function offeringServers(catalog: LiveCatalog, tool: string, call: DownstreamCall): string[] {
+  const servers = new Set<string>();
+  for (const { route } of catalog.viewFor(call.access).view.upstreamTools) {
+    if (route.kind === 'upstream' && route.originalName === tool) servers.add(route.server);
+  }
+  return [...servers].sort();
+}
+
+/** The exposed name of the broadcast of `tool`, or the name it would have (one server offers it, or broadcasts are off). */
+function broadcastToolName(catalog: LiveCatalog, tool: string): string {
+  for (const [name, route] of catalog.current.routes) if (route.kind === 'broadcast' && route.tool === tool) return name;
+  return legalName(`broadcast__${tool}`);
+}
+
+/** Audits each server's part of a broadcast: one row per upstream call, under the broadcast's name. */
+function auditPart(deps: ToolCallDeps, name: string, toolArgs: Record<string, unknown>, call: DownstreamCall): (part: BroadcastPart) => void {
+  return (part) =>
+    deps.audit?.record(
+      {
+        kind: 'tool_call',
+        principal: call.principal,
+        sessionId: call.sessionId,
+        channel: call.channel,
+        server: part.server,
+        target: name,
+        arguments: toolArgs,
+        status: part.status,
+        error: part.error,
+        durationMs: part.durationMs,
+      },
+      { refused: part.refused },
+    );
 }
 
 async function tagTool(
   deps: ToolCallDeps,
+  name: string,
   route: Extract<ToolRoute, { kind: 'tag' }>,
   args: z.infer<typeof TagArgs>,
   call: DownstreamCall,
@@ -147,7 +239,7 @@ async function tagTool(
     const listing = route.servers.map((s) => `${s}: ${offered.get(s)!.join(', ') || '(no tools)'}`).join('; ');
     return errorResult(`no server tagged "${route.tag}" offers "${args.tool}". Tagged servers and their tools: ${listing}`);
   }
-  return broadcast(deps, args.tool, callable(targets, args.tool, call), args.arguments ?? {}, call);
+  return broadcast(deps, args.tool, callable(targets, args.tool, call), args.arguments ?? {}, call, auditPart(deps, name, args.arguments ?? {}, call));
 }
 
 /** The servers among `targets` on which the caller may call `tool`; refused when none. */

@@ -1,11 +1,11 @@
-import { ErrorCode, McpError, type LoggingLevel, type LoggingMessageNotification } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, McpError, type LoggingMessageNotification } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { UpstreamEventSink } from '../upstream/upstream-connection.js';
 import type { CallTracker } from './call-tracker.js';
 import type { DownstreamCall } from './downstream-call.js';
+import { allows, thresholdOf } from './log-levels.js';
 import type { SessionRegistry } from './session-registry.js';
 
-const LEVELS: readonly LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
 const PassThroughResult = z.object({}).loose();
 
 /** The client capability each server-to-client request needs. */
@@ -21,7 +21,9 @@ const CLIENT_REQUEST_TIMEOUT_MS = 10 * 60 * 1000;
 /**
  * Carries what upstreams send on their own back to the right downstream session:
  * server-to-client requests and log messages to the session whose call caused them,
- * resource updates to the sessions subscribed to that resource.
+ * resource updates to the sessions subscribed to that resource. Log messages carry whatever
+ * the upstream chose to write (paths, tokens, other users' data), so they reach only sessions
+ * that may read the server, judged when the message arrives, at each session's own level.
  */
 export class UpstreamRelay implements UpstreamEventSink {
   constructor(
@@ -61,13 +63,19 @@ export class UpstreamRelay implements UpstreamEventSink {
     const call = (owner as DownstreamCall | undefined) ?? this.tracker.attribute(server);
     if (call === 'ambiguous') return;
     if (call) {
+      // Caused by a call: only on that call's own stream, so only to the session (and so the
+      // principal) that made it, and only while it may still read the server.
       const session = this.sessions.get(call.sessionId);
-      if (!session || allows(session.logLevel, params.level)) void call.sendNotification(notification).catch(() => {});
+      const access = session ? this.sessions.accessOf(session) : call.access;
+      if (access.visible(server) && allows(thresholdOf(session?.logLevel), params.level)) {
+        void call.sendNotification(notification).catch(() => {});
+      }
       return;
     }
-    // Not caused by any request: only sessions that asked for logs (with logging/setLevel) get it.
+    // Not caused by any request: only sessions that asked for logs (with logging/setLevel) and
+    // may read the server get it.
     for (const session of this.sessions.all()) {
-      if (session.logLevel && allows(session.logLevel, params.level)) {
+      if (session.logLevel && allows(session.logLevel, params.level) && this.sessions.accessOf(session).visible(server)) {
         session.server.notification(notification).catch(() => {});
       }
     }
@@ -75,6 +83,7 @@ export class UpstreamRelay implements UpstreamEventSink {
 
   onResourceUpdated(server: string, uri: string): void {
     for (const session of this.sessions.all()) {
+      if (session.subscriptions.size === 0 || !this.sessions.accessOf(session).visible(server)) continue;
       for (const [exposedUri, route] of session.subscriptions) {
         if (route.server === server && route.originalUri === uri) {
           session.server.sendResourceUpdated({ uri: exposedUri }).catch(() => {});
@@ -82,21 +91,6 @@ export class UpstreamRelay implements UpstreamEventSink {
       }
     }
   }
-}
-
-/** The most verbose level any session asked for, to set on upstreams. */
-export function mostVerbose(levels: Iterable<LoggingLevel | undefined>): LoggingLevel | undefined {
-  let best: number | undefined;
-  for (const level of levels) {
-    if (level === undefined) continue;
-    const rank = LEVELS.indexOf(level);
-    if (best === undefined || rank < best) best = rank;
-  }
-  return best === undefined ? undefined : LEVELS[best];
-}
-
-function allows(threshold: LoggingLevel | undefined, level: LoggingLevel): boolean {
-  return threshold === undefined || LEVELS.indexOf(level) >= LEVELS.indexOf(threshold);
 }
 
 function supportsElicitationMode(declared: object, params: Record<string, unknown> | undefined): boolean {

@@ -1,5 +1,6 @@
 import { Hono, type MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
+import type { CredentialBoundStreams } from '../gateway/credential-bound-streams.js';
 import type { SessionRegistry } from '../gateway/session-registry.js';
 import { RateLimiterUnavailableError } from '../limits/errors.js';
 import type { LimiterHealth } from '../limits/rate-limiter.js';
@@ -26,6 +27,8 @@ export interface HttpAppDeps {
   maxBodyBytes: { mcp: number; api: number };
   limits: McpEndpointLimits;
   fast?: FastPaths | undefined;
+  /** Open GET streams, ended when the credential that opened them ends. */
+  streams?: CredentialBoundStreams | undefined;
   rateLimits?: RateLimits | undefined;
   /** Authentication and access rules (the rate limits above are applied after them). */
   auth: Omit<CallerDeps, 'rateLimits'>;
@@ -56,7 +59,7 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
       return response;
     }),
   );
-  app.all('/mcp', mcpEndpoint(deps.sessions, deps.limits, deps.fast));
+  app.all('/mcp', mcpEndpoint(deps.sessions, deps.limits, deps.fast, deps.streams));
   app.use(
     '/api/*',
     callerMiddleware(callerDeps, (c, error) => apiErrorResponse(c, error)),

@@ -81,6 +81,9 @@ export function callerMiddleware(deps: CallerDeps, refuse: (c: Context, error: R
         address,
       };
     } catch (error) {
+      // Refused before its credentials were looked at: its address failed too often (or, under
+      // failClosed, the limiter cannot tell).
+      if (error instanceof RateLimitedError) return refuse(c, error);
       if (!(error instanceof AuthFailure)) throw error;
       deps.onFailure?.(error);
       const response = refuse(c, error);

@@ -4,6 +4,7 @@ import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js'
 import type { Access } from '../auth/access-policy.js';
 import type { PlainToolCalls } from '../gateway/plain-tool-calls.js';
 import type { Context } from 'hono';
+import type { CredentialBoundStreams } from '../gateway/credential-bound-streams.js';
 import type { SessionRegistry } from '../gateway/session-registry.js';
 import type { CallerEnv } from './caller.js';
 import { parseJsonBody } from './json-body.js';
@@ -29,7 +30,7 @@ export interface FastPaths {
 
 const TOOLS_LIST_HEAD = Buffer.from('event: message\ndata: {"result":{"tools":');
 
-export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits, fast?: FastPaths) {
+export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits, fast?: FastPaths, streams?: CredentialBoundStreams) {
   return async (c: Context<CallerEnv>): Promise<Response> => {
     const request = c.req.raw;
     const sessionId = request.headers.get('mcp-session-id');
@@ -106,10 +107,17 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
       const response = await session.transport.handleRequest(request, { authInfo });
       if (request.method === 'GET' && response.ok && response.body) {
         session.openStreams++;
-        return onBodyEnd(response, () => {
-          session.openStreams--;
-          session.lastSeen = Date.now();
-        });
+        let unwatch = () => {};
+        return onBodyEnd(
+          response,
+          () => {
+            unwatch();
+            session.openStreams--;
+            session.lastSeen = Date.now();
+          },
+          // The stream outlives this request's credential check: it ends when the credential does.
+          (close) => (unwatch = streams?.watch(access.principal, close) ?? unwatch),
+        );
       }
       return response;
     }
@@ -202,8 +210,11 @@ function containsInitialize(body: unknown): boolean {
   return messages.some((m) => m !== null && typeof m === 'object' && (m as { method?: unknown }).method === 'initialize');
 }
 
-/** The same response, with `onEnd` called once when its body finishes or (`cancelled`) the client goes away. */
-function onBodyEnd(response: Response, onEnd: (cancelled: boolean) => void): Response {
+/**
+ * The same response, with `onEnd` called once when its body finishes or (`cancelled`) the client
+ * goes away. `closable` receives a function that ends the body from the server's side.
+ */
+function onBodyEnd(response: Response, onEnd: (cancelled: boolean) => void, closable?: (close: () => void) => void): Response {
   let ended = false;
   const end = (cancelled = false) => {
     if (!ended) {
@@ -212,6 +223,8 @@ function onBodyEnd(response: Response, onEnd: (cancelled: boolean) => void): Res
     }
   };
   const reader = response.body!.getReader();
+  // A pending read then resolves as done, which ends the body the client sees.
+  closable?.(() => void reader.cancel('closed by the gateway').catch(() => {}));
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {

@@ -1,5 +1,5 @@
 import type { GatewayMetrics } from '../observability/metrics.js';
-import { RateLimitedError } from './errors.js';
+import { RateLimitedError, RateLimiterUnavailableError } from './errors.js';
 import type { RateLimiter } from './rate-limiter.js';
 
 export interface RateLimitSettings {
@@ -16,11 +16,12 @@ export class RateLimits {
     private readonly metrics?: GatewayMetrics,
   ) {}
 
-  /** Throws `RateLimitedError` when `principal` has used its requests for the window. */
+  /** Throws `RateLimitedError` when `principal` has used its requests for the window (`RateLimiterUnavailableError` when Redis does not answer under failClosed). */
   async principal(principal: string): Promise<void> {
     if (this.settings.perPrincipal <= 0) return;
     const decision = await this.limiter.hit(`p:${principal}`, this.settings.perPrincipal, this.settings.windowSeconds * 1000);
     if (!decision.allowed) {
+      if (decision.unavailable) throw new RateLimiterUnavailableError('principal');
       this.metrics?.rateLimited.inc({ scope: 'principal' });
       throw new RateLimitedError('principal', decision.retryAfterSeconds, principal);
     }
@@ -31,6 +32,7 @@ export class RateLimits {
     if (this.settings.perServer <= 0) return;
     const decision = await this.limiter.hit(`s:${server}`, this.settings.perServer, this.settings.windowSeconds * 1000);
     if (!decision.allowed) {
+      if (decision.unavailable) throw new RateLimiterUnavailableError('server');
       this.metrics?.rateLimited.inc({ scope: 'server' });
       throw new RateLimitedError('server', decision.retryAfterSeconds, `server "${server}"`);
     }

@@ -29,9 +29,12 @@ export class GatewayMetrics {
   readonly rateLimited: Counter<'scope'>;
   readonly oauthRefreshes: Counter<'server_id'>;
   readonly authFailures: Counter<'status' | 'reason'>;
+  readonly authThrottled: Counter;
+  readonly rateLimiterFallbacks: Counter<'outcome'>;
   readonly auditDropped: Gauge;
+  readonly auditRefusedSkipped: Gauge;
 
-  constructor(sources: { servers: () => ServerSnapshot[]; sessions: () => number; auditDropped: () => number }) {
+  constructor(sources: { servers: () => ServerSnapshot[]; sessions: () => number; auditDropped: () => number; auditRefusedSkipped?: () => number }) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'conflux_' });
     new Gauge({
@@ -91,6 +94,15 @@ export class GatewayMetrics {
         this.set(sources.auditDropped());
       },
     });
+    // Apart from the drops above: these are skipped by design (gateway.audit.maxRefusedPerMinute), not lost.
+    this.auditRefusedSkipped = new Gauge({
+      name: 'conflux_audit_refused_skipped_total',
+      help: 'Refused calls (denied, rate limited) counted but not written to the audit trail: over gateway.audit.maxRefusedPerMinute',
+      registers,
+      collect() {
+        this.set(sources.auditRefusedSkipped?.() ?? 0);
+      },
+    });
     this.restarts = new Counter({ name: 'mcp_server_restarts_total', help: 'Reconnects of upstream servers after a failure', labelNames: ['server_id'], registers });
     this.toolExecutions = new Counter({ name: 'mcp_tool_executions_total', help: 'Tool calls by tool and outcome', labelNames: ['tool_id', 'status'], registers });
     this.toolDuration = new Histogram({
@@ -108,6 +120,17 @@ export class GatewayMetrics {
       name: 'conflux_auth_failures_total',
       help: 'Requests refused by authentication (status 401/403/503; reason: the RFC 6750 error code, or missing)',
       labelNames: ['status', 'reason'],
+      registers,
+    });
+    this.authThrottled = new Counter({
+      name: 'conflux_auth_throttled_total',
+      help: 'Requests refused (429) before authentication because their client address failed authentication too often',
+      registers,
+    });
+    this.rateLimiterFallbacks = new Counter({
+      name: 'conflux_rate_limiter_unavailable_total',
+      help: 'Rate limit decisions made without Redis, which did not answer (outcome: allowed under failOpen, refused under failClosed)',
+      labelNames: ['outcome'],
       registers,
     });
   }

@@ -29,6 +29,7 @@ import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableE
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { describeError, openClient } from './open-transport.js';
+import { textRedactor } from '../observability/redact.js';
 import { OwnerChannel } from './owner-channel.js';
 
 export type UpstreamState = 'connecting' | 'ready' | 'degraded' | 'down' | 'misconfigured' | 'disabled';
@@ -120,9 +121,11 @@ export class UpstreamConnection {
   resources: readonly Resource[] = [];
   resourceTemplates: readonly ResourceTemplate[] = [];
   capabilities: ServerCapabilities | undefined;
-  lastError: string | undefined;
 
   readonly #deps: UpstreamDeps;
+  /** Hides this server's env and header values and token-shaped text (see `observability/redact.ts`). */
+  readonly #redact: (text: string) => string;
+  #lastError: string | undefined;
   readonly #logger: Logger;
   #client: Client | undefined;
   #transport: Transport | undefined;
@@ -152,7 +155,21 @@ export class UpstreamConnection {
     this.#deps = deps;
     this.#logger = deps.logger.child({ server: name });
     this.#breaker = new CircuitBreaker(deps.health.breaker);
+    this.#redact = textRedactor(config.transport === 'stdio' ? { env: config.env } : { headers: config.headers, url: config.url });
     if (!config.enabled) this.state = 'disabled';
+  }
+
+  /**
+   * Why the upstream last failed. It often quotes the upstream (a child's stderr tail, an
+   * HTTP error body), which may print secrets, and it reaches `/servers` and tool errors: it
+   * is stored redacted, so no reader can show it raw.
+   */
+  get lastError(): string | undefined {
+    return this.#lastError;
+  }
+
+  set lastError(text: string | undefined) {
+    this.#lastError = text === undefined ? undefined : this.#redact(text);
   }
 
   /** The state to report: a connected server whose breaker is not closed or whose pings fail is `degraded`. */
@@ -246,7 +263,7 @@ export class UpstreamConnection {
         this.#lost(this.#generation, 'the upstream ended our session');
         void client.close().catch(() => {});
       }
-      throw new UpstreamConnectionLostError(this.name, method, describeError(error));
+      throw new UpstreamConnectionLostError(this.name, method, this.#redact(describeError(error)));
     }
   }
 

@@ -119,19 +119,18 @@ describe('the /mcp endpoint refuses bad requests with specific errors', () => {
 });
 
 describe('idle sessions', () => {
-  it('closes a session with no requests and no open stream, and keeps one that listens', async () => {
+  it('closes a session with no requests, whether or not it keeps a GET stream open', async () => {
     const gateway = await startGateway(testConfig({}, { sessionIdleSeconds: 0.4 }));
     try {
       const idle = await connectClient(gateway.url);
       const listening = await connectClient(gateway.url);
-      const idleId = (idle.client.transport as unknown as { sessionId: string }).sessionId;
       const listeningId = (listening.client.transport as unknown as { sessionId: string }).sessionId;
       // The SDK client opens a GET stream after initialize; close the idle one's by dropping its transport's stream.
       await idle.client.close();
-      await waitFor(() => ![...gateway.conflux.sessions.all()].some((s) => s.id === idleId), 5000, 'the idle session to close');
-      expect([...gateway.conflux.sessions.all()].map((s) => s.id)).toContain(listeningId);
-      expect((await listening.client.listTools()).tools).toEqual([]);
-      await listening.close();
+      // A stream alone is not use: otherwise one held open keeps a session (and its quota slot) forever.
+      await waitFor(() => gateway.conflux.sessions.size === 0, 5000, 'both idle sessions to close');
+      expect(gateway.conflux.sessions.get(listeningId)).toBeUndefined();
+      await listening.client.close();
     } finally {
       await gateway.stop();
     }

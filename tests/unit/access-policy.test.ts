@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { accessFor, rulesFromSettings } from '../../src/auth/access-policy.js';
+import { identityKey } from '../../src/auth/identity-key.js';
 import { principalFromClaims, scopesOf, type Principal } from '../../src/auth/principal.js';
 import { TrustedProxies } from '../../src/auth/trusted-proxies.js';
 import { restrictedView } from '../../src/catalog/catalog-view.js';
@@ -46,7 +47,7 @@ describe('access policy', () => {
   });
 
   it('lets the admin group, the admin role or a vouched admin do everything', () => {
-    for (const p of [user('a', ['mcp-admin']), user('b', [], ['MCP-Admin']), { ...user('c'), admin: true }]) {
+    for (const p of [user('a', ['MCP-Admin']), user('b', [], ['MCP-Admin']), { ...user('c'), admin: true }]) {
       const access = accessFor(p, rules, settings);
       expect(access.admin).toBe(true);
       expect(access.level('anything', 'delete_everything')).toBe('call');
@@ -59,6 +60,61 @@ describe('access policy', () => {
     const c = accessFor(user('alice@example.com', ['ops']), rules, settings);
     expect(a.key).toBe(b.key);
     expect(a.key).not.toBe(c.key);
+  });
+});
+
+describe('identities are compared as exact keys', () => {
+  const admin = (p: Principal) => accessFor(p, rules, settings).admin;
+  const aliceLevel = (p: Principal) => accessFor(p, rules, settings).level('github', 'create_issue');
+
+  it('refuses look-alikes of the admin group: fullwidth letters, a zero-width space, another case', () => {
+    expect(admin(user('x@example.com', ['MCP-Admin']))).toBe(true);
+    for (const group of ['\uFF2D\uFF23\uFF30-\uFF21\uFF44\uFF4D\uFF49\uFF4E', 'MCP\u200b-Admin', 'mcp-admin', 'MCP-ADMIN']) {
+      expect(admin(user('x@example.com', [group])), group).toBe(false);
+      expect(admin(user('x@example.com', [], [group])), `role ${group}`).toBe(false);
+    }
+  });
+
+  it('refuses look-alikes of a user named in a grant', () => {
+    expect(aliceLevel(user('alice@example.com'))).toBe('call');
+    for (const id of ['\uFF41\uFF4C\uFF49\uFF43\uFF45@example.com', 'alice\u200b@example.com', 'alice@example.com\u200b']) {
+      const p: Principal = { id, subject: id, email: id, groups: [], roles: [], scopes: [], method: 'jwt' };
+      expect(aliceLevel(p), id).toBe('none');
+    }
+  });
+
+  it('matches an email in any ASCII case, on the principal and in the rule', () => {
+    const p = principalFromClaims({ sub: 'u-1', email: 'Alice@Example.com' }, { subject: 'sub', email: 'email', groups: 'groups', roles: 'roles' }, 'jwt')!;
+    expect(p.id).toBe('alice@example.com');
+    expect(aliceLevel(p)).toBe('call');
+    const upperRule = rulesFromSettings({ grants: [{ user: 'ALICE@EXAMPLE.COM', servers: ['github'], level: 'read' }], toolRules: [] });
+    expect(accessFor(user('alice@example.com'), upperRule, settings).level('github')).toBe('read');
+  });
+
+  it('keeps opaque subjects case-sensitive', () => {
+    const bySubject = rulesFromSettings({ grants: [{ user: 'AbC-123', servers: ['github'], level: 'read' }], toolRules: [] });
+    const p = (sub: string): Principal => ({ id: sub, subject: sub, groups: [], roles: [], scopes: [], method: 'jwt' });
+    expect(accessFor(p('AbC-123'), bySubject, settings).level('github')).toBe('read');
+    expect(accessFor(p('abc-123'), bySubject, settings).level('github')).toBe('none');
+  });
+
+  it('treats a composed and a decomposed é as one name (NFC), for users and groups', () => {
+    const composed = 'jos\u00e9@example.com';
+    const decomposed = 'jose\u0301@example.com';
+    expect(composed).not.toBe(decomposed);
+    expect(identityKey(decomposed, 'user')).toBe(identityKey(composed, 'user'));
+    const byUser = rulesFromSettings({ grants: [{ user: composed, servers: ['github'], level: 'read' }, { group: '\u00e9quipe', servers: ['k8s'], level: 'read' }], toolRules: [] });
+    expect(accessFor(user(decomposed), byUser, settings).level('github')).toBe('read');
+    expect(accessFor(user('x@example.com', ['e\u0301quipe']), byUser, settings).level('k8s')).toBe('read');
+    expect(accessFor(user('x@example.com', ['\u00c9quipe']), byUser, settings).level('k8s')).toBe('none'); // groups keep their case
+  });
+
+  it('gives the principal id as the key used for sessions and rate limits', () => {
+    const mapping = { subject: 'sub', email: 'email', groups: 'groups', roles: 'roles' };
+    expect(principalFromClaims({ sub: 'u', email: 'Bob@Example.COM' }, mapping, 'jwt')!.id).toBe('bob@example.com');
+    expect(principalFromClaims({ sub: 'Opaque-ID' }, mapping, 'jwt')!.id).toBe('Opaque-ID');
+    expect(principalFromClaims({ sub: 'u', email: 'jose\u0301@example.com', exp: 1_900_000_000 }, mapping, 'jwt')).toMatchObject({ id: 'jos\u00e9@example.com', expiresAt: 1_900_000_000_000 });
+    expect(identityKey('\uFF41lice@example.com', 'user')).not.toBe('alice@example.com');
   });
 });
 

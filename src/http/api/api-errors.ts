@@ -4,7 +4,8 @@ import { AccessRuleError } from '../../auth/access-control.js';
 import { AccessDeniedError } from '../../auth/access-policy.js';
 import { ApiKeyError } from '../../auth/api-keys.js';
 import { AuthFailure } from '../../auth/auth-failure.js';
-import { LimitExceededError, RateLimitedError } from '../../limits/errors.js';
+import { LimitExceededError, RateLimitedError, RateLimiterUnavailableError } from '../../limits/errors.js';
+import { HiddenToolError, UnknownToolError } from '../../gateway/error-mapping.js';
 import { RegistryError } from '../../registry/errors.js';
 import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from '../../upstream/errors.js';
 
@@ -30,9 +31,12 @@ export function apiErrorResponse(c: Context, error: unknown): Response {
 
 function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
+  if (error instanceof RateLimiterUnavailableError) return new ApiError(503, 'rate_limiter_unavailable', error.message);
   if (error instanceof RateLimitedError) return new ApiError(429, 'rate_limited', error.message, { retryAfter: error.retryAfterSeconds, scope: error.scope });
   if (error instanceof LimitExceededError) return new ApiError(429, 'limit_exceeded', error.message);
   if (error instanceof AuthFailure) return new ApiError(error.status, error.code ?? 'unauthorized', error.message);
+  // Answered alike, so a refusal never confirms that a name exists (the message matches the tool routes' own 404).
+  if (error instanceof HiddenToolError || error instanceof UnknownToolError) return new ApiError(404, 'not_found', `no tool named "${error.tool}"`);
   if (error instanceof AccessDeniedError) return new ApiError(403, 'forbidden', error.message);
   if (error instanceof AccessRuleError) return new ApiError(error.status, error.status === 404 ? 'not_found' : 'no_database', error.message);
   if (error instanceof ApiKeyError) return new ApiError(409, error.code, error.message);

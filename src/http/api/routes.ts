@@ -1,17 +1,14 @@
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Context } from 'hono';
 import { z } from 'zod';
 import type { Logger } from 'pino';
-import { AccessDeniedError } from '../../auth/access-policy.js';
 import type { LiveCatalog } from '../../catalog/live-catalog.js';
-import type { ServerConfig } from '../../config/schema.js';
 import { ServerNameSchema } from '../../config/schema.js';
 import type { BroadcastDeps } from '../../gateway/broadcast.js';
-import { broadcast } from '../../gateway/broadcast.js';
 import { detachedCall } from '../../gateway/forward.js';
-import { callTool, type ToolCallDeps } from '../../gateway/tool-calls.js';
+import { broadcastTargets, callBroadcast, callTool, type ToolCallDeps } from '../../gateway/tool-calls.js';
 import type { AuditLog } from '../../observability/audit-log.js';
 import type { ServerRegistry } from '../../registry/server-registry.js';
+import { publicServerView, redactDefinition } from '../../registry/server-view.js';
 import type { AuditRepository } from '../../store/audit-repository.js';
 import type { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { accessRoutes, type AccessRouteDeps } from './access-routes.js';
@@ -54,19 +51,23 @@ const AuditQuery = z.object({
 export function apiRoutes(deps: ApiDeps): ApiRoute[] {
   const { registry, upstreams, catalog } = deps;
 
-  const serverView = (name: string) => {
+  /** A server as admins see it (secrets redacted), or as everyone else does (see `registry/server-view.ts`). */
+  const serverView = (name: string, admin = true) => {
     const definition = registry.definition(name)!;
     const status = upstreams.get(name)?.status();
+    const state = status?.state ?? (definition.enabled ? 'connecting' : 'disabled');
+    const summary = { name, state, transport: definition.transport, description: definition.description, tags: definition.tags, toolCount: status?.toolCount ?? 0 };
+    if (!admin) return publicServerView(summary, definition);
     return {
       name,
       source: registry.sourceOf(name),
-      state: status?.state ?? (definition.enabled ? 'connecting' : 'disabled'),
+      state,
       transport: definition.transport,
       wire: status?.wire,
       description: definition.description,
       tags: definition.tags,
       enabled: definition.enabled,
-      toolCount: status?.toolCount ?? 0,
+      toolCount: summary.toolCount,
       lastError: status?.lastError,
       connectedAt: status?.connectedAt,
       definition: redactDefinition(definition),
@@ -88,7 +89,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       responses: { 200: 'The servers' },
       handler: async ({ c }) => {
         const { access } = callerOf(c);
-        return c.json({ servers: Object.keys(registry.all()).sort().filter((name) => access.visible(name)).map(serverView) });
+        return c.json({ servers: Object.keys(registry.all()).sort().filter((name) => access.visible(name)).map((name) => serverView(name, access.admin)) });
       },
     }),
     route({
@@ -111,7 +112,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       summary: 'One server',
       params: NameParam,
       responses: { 200: 'The server', 404: 'No such server' },
-      handler: async ({ params, c }) => c.json(serverView(known(c, params.name))),
+      handler: async ({ params, c }) => c.json(serverView(known(c, params.name), callerOf(c).access.admin)),
     }),
     route({
       method: 'put',
@@ -203,7 +204,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       handler: async ({ params, c }) => {
         const { view } = catalog.viewFor(callerOf(c).access);
         const r = view.routes.get(params.name);
-        const tool = view.upstreamTools.find((t) => t.tool.name === params.name)?.tool ?? catalog.current.tools.find((t) => t.name === params.name);
+        const tool = view.upstreamTools.find((t) => t.tool.name === params.name)?.tool ?? view.tools.find((t) => t.name === params.name);
         if (!r || !tool) throw new ApiError(404, 'not_found', `no tool named "${params.name}"`);
         return c.json({ ...tool, route: r });
       },
@@ -231,19 +232,10 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       body: BroadcastBody,
       responses: { 200: 'Every server\'s result, labelled', 404: 'No server offers the tool' },
       handler: async ({ body, c }) => {
-        const offering = new Set(
-          catalog.current.upstreamTools.flatMap(({ route: r }) => (r.kind === 'upstream' && r.originalName === body.tool ? [r.server] : [])),
-        );
-        const targets = [...offering].filter(
-          (s) => (!body.servers || body.servers.includes(s)) && (!body.tags || body.tags.some((t) => registry.definition(s)?.tags.includes(t))),
-        );
-        const { access } = callerOf(c);
-        const visible = targets.filter((s) => access.visible(s, body.tool));
-        if (visible.length === 0) throw new ApiError(404, 'not_found', `no matching server offers "${body.tool}"`);
-        const allowed = visible.filter((s) => access.level(s, body.tool) === 'call');
-        if (allowed.length === 0) throw new AccessDeniedError(`you may not call "${body.tool}" on ${visible.join(', ')}`);
-        const result: CallToolResult = await broadcast(deps, body.tool, allowed.sort(), body.arguments ?? {}, detachedCall('rest', access, c.req.raw.signal));
-        return c.json(result);
+        // The MCP broadcast's own path, so the call is audited and counted the same way.
+        const call = detachedCall('rest', callerOf(c).access, c.req.raw.signal);
+        if (broadcastTargets(deps, body, call).length === 0) throw new ApiError(404, 'not_found', `no matching server offers "${body.tool}"`);
+        return c.json(await callBroadcast(deps, body, call));
       },
     }),
     route({
@@ -273,11 +265,4 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     }),
     ...accessRoutes(deps),
   ];
-}
-
-/** Header and environment values can be secrets: the API shows their names only. */
-function redactDefinition(definition: ServerConfig): ServerConfig {
-  const hide = (values: Record<string, string>) => Object.fromEntries(Object.keys(values).map((k) => [k, '[redacted]']));
-  if (definition.transport === 'stdio') return { ...definition, env: hide(definition.env) };
-  return { ...definition, headers: hide(definition.headers) };
 }

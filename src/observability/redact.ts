@@ -1,0 +1,147 @@
+/**
+ * Secrets kept out of what the gateway shows. Pure functions. The rule:
+ *
+ * - Server definitions (REST, admins only): env and header values become `[redacted]` (names
+ *   stay), a URL's credentials and the values of secret-looking query parameters too.
+ *   Callers that are not admins get no definition at all, and a URL without credentials,
+ *   query or fragment (`registry/server-view.ts`).
+ * - Text that quotes an upstream (a child's stderr tail, a connection error): stored redacted
+ *   as the connection's `lastError`, so `/servers`, the REST API, tool errors, broadcasts and
+ *   the audit trail all get the redacted form. Hidden: the server's own env and header values
+ *   (and a header's token without its scheme, URL credentials, secret query values) wherever
+ *   they appear, if at least 4 characters long; then URL credentials, secret query values,
+ *   `Bearer`/`Basic` credentials, `token=...`/`"password": "..."`-style pairs, and token
+ *   shapes (GitHub, GitLab, `sk-`, Stripe, Slack, AWS, Google, Conflux API keys, JWTs, PEM
+ *   private keys).
+ *
+ * Redaction errs towards hiding: a word that merely looks like a credential goes too. The
+ * gateway's own log keeps the child's stderr lines as written (operators need them).
+ */
+
+export const REDACTED = '[redacted]';
+
+/**
+ * Known values shorter than this are not searched for in text: replacing every "1" or "on"
+ * would mangle messages ("exited with code [redacted]") while hiding nothing worth hiding.
+ */
+const MIN_KNOWN_SECRET_LENGTH = 4;
+
+/** Query parameters whose value is a credential (`?key=`, `&sig=` of signed URLs, `?access_token=`...). */
+const SECRET_PARAM_NAME = String.raw`[\w.-]*(?:key|token|secret|password|passwd|pwd|auth|credential|signature|sig)[\w.-]*`;
+const SECRET_PARAM = new RegExp(`^${SECRET_PARAM_NAME}$`, 'i');
+
+/**
+ * `name=value` / `name: value` pairs in prose whose value is a credential. Narrower than the
+ * query list: "key: ..." or "signal: SIGTERM" in an error message are not secrets.
+ */
+const SECRET_PAIR_NAME = String.raw`[\w.-]*(?:api[-_]?key|access[-_]?key|private[-_]?key|secret[-_]?key|token|secret|password|passwd|credential)[\w.-]*`;
+
+/** Text patterns, applied in order after the known values. Each keeps what names the secret and hides the secret. */
+const PATTERNS: readonly [RegExp, string][] = [
+  // PEM private keys (a stderr tail may hold one line of it or all of it).
+  [/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g, REDACTED],
+  // URL credentials: scheme://user:password@host, scheme://token@host.
+  [/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]+@/gi, `$1${REDACTED}@`],
+  // Secret query parameters: ?apikey=, &token=, &client_secret=...
+  [new RegExp(String.raw`([?&;]${SECRET_PARAM_NAME}=)[^&#\s"'<>]+`, 'gi'), `$1${REDACTED}`],
+  // Authorization schemes.
+  [/\b(Bearer)(\s+)[A-Za-z0-9\-._~+/]{6,}=*/gi, `$1$2${REDACTED}`],
+  [/\b(Basic)(\s+)[A-Za-z0-9+/]{8,}={0,2}/g, `$1$2${REDACTED}`],
+  // name=value and "name": "value" where the name says credential (an echoed environment, a JSON dump).
+  [new RegExp(String.raw`\b(${SECRET_PAIR_NAME}["']?\s*[:=]\s*["']?)(?!\[redacted\])[^\s"',;&]+`, 'gi'), `$1${REDACTED}`],
+  // Token shapes, wherever they stand.
+  [/\bgh[pousr]_[A-Za-z0-9]{20,}/g, REDACTED],
+  [/\bgithub_pat_[A-Za-z0-9_]{20,}/g, REDACTED],
+  [/\bglpat-[A-Za-z0-9_-]{20,}/g, REDACTED],
+  [/\bsk-[A-Za-z0-9_-]{16,}/g, REDACTED],
+  [/\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}/g, REDACTED],
+  [/\bxox[a-z]-[A-Za-z0-9-]{10,}/g, REDACTED],
+  [/\b(?:AKIA|ASIA)[A-Z0-9]{16}\b/g, REDACTED],
+  [/\bAIza[A-Za-z0-9_-]{35}/g, REDACTED],
+  [/\bcfx_[A-Za-z0-9]{12}_[A-Za-z0-9_-]{43}/g, REDACTED],
+  [/\beyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){1,2}/g, REDACTED],
+];
+
+/** A map's names kept and its values hidden (environment variables, HTTP headers). */
+export function redactValues(values: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.keys(values).map((name) => [name, REDACTED]));
+}
+
+/** `url` with its credentials and the values of secret-looking query parameters hidden (what admins see). */
+export function redactUrl(url: string): string {
+  const parsed = parseUrl(url);
+  if (!parsed) return redactText(url);
+  if (parsed.username || parsed.password) {
+    parsed.username = REDACTED;
+    parsed.password = '';
+  }
+  for (const name of new Set(parsed.searchParams.keys())) {
+    if (SECRET_PARAM.test(name)) parsed.searchParams.set(name, REDACTED);
+  }
+  // URL encodes the brackets; shown as written, so a reader sees what was hidden.
+  return parsed.toString().replaceAll(encodeURIComponent(REDACTED), REDACTED);
+}
+
+/** `url` without credentials, query or fragment (what callers that are not admins see). */
+export function publicUrl(url: string): string {
+  const parsed = parseUrl(url);
+  if (!parsed) return '';
+  return `${parsed.protocol}//${parsed.host}${parsed.pathname}`;
+}
+
+/**
+ * Free text with secrets hidden: every `known` value (a server's own env and header values),
+ * then URL credentials, secret query values, `Bearer ...`, `token=...`-style pairs and common
+ * token shapes (GitHub, GitLab, OpenAI-style `sk-`, Stripe, Slack, AWS, Google, our API keys,
+ * JWTs, PEM private keys).
+ */
+export function redactText(text: string, known: readonly string[] = []): string {
+  let out = text;
+  // Longest first, so a value that contains another is hidden whole.
+  const values = [...new Set(known)].filter((v) => v.length >= MIN_KNOWN_SECRET_LENGTH).sort((a, b) => b.length - a.length);
+  for (const value of values) out = out.split(value).join(REDACTED);
+  for (const [pattern, replacement] of PATTERNS) out = out.replace(pattern, replacement);
+  return out;
+}
+
+/** What `redactText` must hide for one server beyond the general patterns: its env and header values, URL credentials and query values. */
+export function secretsOf(definition: {
+  env?: Readonly<Record<string, string>> | undefined;
+  headers?: Readonly<Record<string, string>> | undefined;
+  url?: string | undefined;
+}): string[] {
+  const values = [...Object.values(definition.env ?? {}), ...Object.values(definition.headers ?? {})];
+  for (const header of Object.values(definition.headers ?? {})) {
+    // "Bearer abc": the token alone may be printed too.
+    const token = /^\S+\s+(\S+)$/.exec(header)?.[1];
+    if (token) values.push(token);
+  }
+  const url = definition.url ? parseUrl(definition.url) : undefined;
+  if (url) {
+    for (const part of [url.username, url.password]) if (part) values.push(part, decoded(part));
+    for (const [name, value] of url.searchParams) if (SECRET_PARAM.test(name)) values.push(value);
+  }
+  return values;
+}
+
+/** A redactor for one server's text, with its known secrets gathered once. */
+export function textRedactor(definition: Parameters<typeof secretsOf>[0]): (text: string) => string {
+  const known = secretsOf(definition);
+  return (text) => redactText(text, known);
+}
+
+function decoded(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+function parseUrl(url: string): URL | undefined {
+  try {
+    return new URL(url);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,45 @@
+import type { ServerConfig } from '../config/schema.js';
+import { publicUrl, redactUrl, redactValues } from '../observability/redact.js';
+import type { UpstreamStatus } from '../upstream/upstream-connection.js';
+
+/**
+ * What a caller that is not an admin may know about a server: enough to pick and use it.
+ * Its command, arguments, environment, headers and URL credentials are the operator's, and
+ * so are its errors (they quote the upstream) and its process.
+ */
+export interface PublicServerView {
+  name: string;
+  state: UpstreamStatus['state'];
+  transport: ServerConfig['transport'];
+  description: string | undefined;
+  tags: string[];
+  toolCount: number;
+  /** HTTP servers only: scheme, host and path; no credentials, query or fragment. */
+  url?: string;
+}
+
+/** The part of a status (or of a server not yet connected) that a public view is made of. */
+export type ServerSummary = Pick<UpstreamStatus, 'name' | 'state' | 'transport' | 'description' | 'tags' | 'toolCount'>;
+
+/** The view of a server for a caller that is not an admin. */
+export function publicServerView(summary: ServerSummary, definition: ServerConfig | undefined): PublicServerView {
+  const view: PublicServerView = {
+    name: summary.name,
+    state: summary.state,
+    transport: summary.transport,
+    description: summary.description,
+    tags: summary.tags,
+    toolCount: summary.toolCount,
+  };
+  if (definition && definition.transport !== 'stdio') view.url = publicUrl(definition.url);
+  return view;
+}
+
+/**
+ * A definition as admins see it: header and environment values can be secrets, so only
+ * their names are shown, and the URL's credentials and secret query values are hidden.
+ */
+export function redactDefinition(definition: ServerConfig): ServerConfig {
+  if (definition.transport === 'stdio') return { ...definition, env: redactValues(definition.env) };
+  return { ...definition, url: redactUrl(definition.url), headers: redactValues(definition.headers) };
+}

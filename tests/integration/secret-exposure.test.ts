@@ -1,0 +1,265 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
+import { bearer, clientWithHeaders, hs256Token, JWT_SECRET } from '../helpers/auth.js';
+import { ROOT, startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+
+const LABELLED = resolve(ROOT, 'tests/fixtures/labelled-stdio-server.ts');
+/** Every secret in this test contains this word (or is a JWT), so "nothing shows a secret" is one check. */
+const MARK = 'SECRET';
+const ENV_SECRET = `env-${MARK}-value-4711`;
+
+function labelled(label: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', LABELLED, label], cwd: ROOT, ...extra };
+}
+
+function expectNoSecret(text: string): void {
+  expect(text).not.toContain(MARK);
+  expect(text).not.toContain('eyJhbGciOiJIUzI1NiJ9');
+}
+
+/** A JSON-RPC answer from a POST, whether sent as JSON or as one SSE event. */
+async function rpcAnswer(response: Response): Promise<Record<string, unknown>> {
+  const text = await response.text();
+  if (!(response.headers.get('content-type') ?? '').includes('text/event-stream')) return JSON.parse(text) as Record<string, unknown>;
+  const data = text.split('\n').filter((line) => line.startsWith('data: ')).map((line) => JSON.parse(line.slice(6)) as Record<string, unknown>);
+  return data.find((message) => 'id' in message)!;
+}
+
+/** A raw MCP session (no SDK client), so answers can be compared as sent. */
+async function rawSession(url: string, headers: Record<string, string>, capabilities: Record<string, unknown>) {
+  const base = { ...headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  const init = await fetch(url, {
+    method: 'POST',
+    headers: base,
+    body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities, clientInfo: { name: 'raw', version: '1' } } }),
+  });
+  const sessionId = init.headers.get('mcp-session-id')!;
+  await init.text();
+  const session = { ...base, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18' };
+  await (await fetch(url, { method: 'POST', headers: session, body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) })).text();
+  let id = 1;
+  return {
+    async call(name: string, args: Record<string, unknown>): Promise<{ status: number; answer: Record<string, unknown> }> {
+      const response = await fetch(url, { method: 'POST', headers: session, body: JSON.stringify({ jsonrpc: '2.0', id: id++, method: 'tools/call', params: { name, arguments: args } }) });
+      return { status: response.status, answer: await rpcAnswer(response) };
+    },
+    close: () => fetch(url, { method: 'DELETE', headers: session }).then((r) => r.text()),
+  };
+}
+
+/**
+ * What callers see of secrets and of what they may not use: upstream stderr in errors and
+ * listings, server definitions for admins and others, broadcasts built from each caller's
+ * view, and hidden tools answered exactly as unknown ones. A real gateway with three real
+ * upstreams (two stdio, one Streamable HTTP whose URL and headers carry credentials).
+ */
+describe('secrets and caller views', () => {
+  let web: RunningUpstream;
+  let gateway: RunningGateway;
+  let markerDir: string;
+  let base: string;
+  let webPort: string;
+  const tokens: Record<string, string> = {};
+
+  beforeAll(async () => {
+    markerDir = await mkdtemp(join(tmpdir(), 'conflux-leak-'));
+    web = await startStreamableUpstream('web');
+    const webUrl = new URL(web.url);
+    webPort = webUrl.port;
+    gateway = await startGateway(
+      testConfig(
+        {
+          apple: labelled('apple', { tags: ['fruit'], env: { UPSTREAM_TOKEN: ENV_SECRET, LEAK_MARKER: join(markerDir, 'apple') } }),
+          web: {
+            url: `http://webuser:webpass-${MARK}@127.0.0.1:${webPort}${webUrl.pathname}?token=url-${MARK}-9&page=2`,
+            headers: { 'X-Api-Key': `header-${MARK}-5` },
+          },
+          zebra: labelled('zebra', { tags: ['fruit'] }),
+        },
+        {
+          auth: { jwt: { secret: JWT_SECRET } },
+          access: {
+            grants: [
+              { user: 'alice@example.com', servers: ['zebra', 'web'], level: 'call' },
+              { user: 'reader@example.com', servers: ['zebra'], level: 'read' },
+            ],
+            toolRules: [{ user: 'alice@example.com', server: 'web', deny: ['echo'] }],
+          },
+        },
+      ),
+    );
+    base = gateway.url.replace(/\/mcp$/, '');
+    tokens.alice = await hs256Token({ sub: 'u-alice', email: 'alice@example.com' });
+    tokens.reader = await hs256Token({ sub: 'u-reader', email: 'reader@example.com' });
+    tokens.admin = await hs256Token({ sub: 'u-root', email: 'root@example.com', groups: ['MCP-Admin'] });
+  }, 30_000);
+
+  afterAll(async () => {
+    await gateway?.stop();
+    await web?.close();
+    if (markerDir) await rm(markerDir, { recursive: true, force: true });
+  });
+
+  const get = async (who: string, path: string) => {
+    const response = await fetch(`${base}${path}`, { headers: bearer(tokens[who]!) });
+    expect(response.status).toBe(200);
+    return (await response.json()) as Record<string, unknown>;
+  };
+  const rest = (who: string, path: string, init: RequestInit = {}) =>
+    fetch(`${base}/api/v1${path}`, { ...init, headers: { ...bearer(tokens[who]!), 'content-type': 'application/json' } });
+  const toolsOf = async (who: string): Promise<Tool[]> => {
+    const { client, close } = await clientWithHeaders(gateway.url, bearer(tokens[who]!));
+    try {
+      return (await client.listTools()).tools;
+    } finally {
+      await close();
+    }
+  };
+
+  describe('server listings', () => {
+    const PUBLIC_KEYS = ['description', 'name', 'state', 'tags', 'toolCount', 'transport', 'url'];
+
+    it('shows a non-admin only names, states, transports, tags, tool counts, descriptions and bare URLs', async () => {
+      for (const path of ['/api/v1/servers', '/servers']) {
+        const body = await get('alice', path);
+        const servers = body.servers as Record<string, unknown>[];
+        expect(servers.map((s) => s.name).sort()).toEqual(['web', 'zebra']);
+        for (const server of servers) expect(PUBLIC_KEYS).toEqual(expect.arrayContaining(Object.keys(server)));
+        expect(servers.find((s) => s.name === 'web')).toMatchObject({ transport: 'streamable-http', url: `http://127.0.0.1:${webPort}/mcp` });
+        expect(servers.find((s) => s.name === 'zebra')).toMatchObject({ transport: 'stdio', tags: ['fruit'], state: 'ready', toolCount: 2 });
+        const text = JSON.stringify(body);
+        expectNoSecret(text);
+        for (const hidden of ['webuser', 'labelled-stdio-server', 'tsx', 'command', 'args', 'env', 'headers', 'lastError', 'pid']) expect(text).not.toContain(hidden);
+      }
+      const one = (await (await rest('alice', '/servers/web')).json()) as Record<string, unknown>;
+      expect(one).toEqual({ name: 'web', state: 'ready', transport: 'streamable-http', tags: [], toolCount: expect.any(Number), url: `http://127.0.0.1:${webPort}/mcp` });
+    });
+
+    it('shows an admin the definitions with env and header values, URL credentials and secret query values redacted', async () => {
+      const body = await get('admin', '/api/v1/servers');
+      const servers = body.servers as { name: string; definition: Record<string, unknown> }[];
+      const apple = servers.find((s) => s.name === 'apple')!.definition;
+      expect(apple.env).toEqual({ UPSTREAM_TOKEN: '[redacted]', LEAK_MARKER: '[redacted]' });
+      expect(apple.args).toEqual(['--import', 'tsx', LABELLED, 'apple']);
+      const webDefinition = servers.find((s) => s.name === 'web')!.definition;
+      expect(webDefinition.url).toBe(`http://[redacted]@127.0.0.1:${webPort}/mcp?token=[redacted]&page=2`);
+      expect(webDefinition.headers).toEqual({ 'X-Api-Key': '[redacted]' });
+      expectNoSecret(JSON.stringify(body));
+      expectNoSecret(JSON.stringify(await (await rest('admin', '/servers/web')).json()));
+    });
+  });
+
+  describe('broadcasts from the caller\'s view', () => {
+    it('builds broadcast__echo from the servers the caller may call: schema, description and enum', async () => {
+      const admin = (await toolsOf('admin')).find((t) => t.name === 'broadcast__echo')!;
+      expect(Object.keys(admin.inputSchema.properties!)).toEqual(expect.arrayContaining(['text', 'apple_only', 'zebra_only']));
+      expect(admin.description).toContain('(apple, web, zebra)');
+
+      const alice = (await toolsOf('alice')).find((t) => t.name === 'broadcast__echo')!;
+      // alice may call zebra, and web except its echo: zebra alone is left.
+      expect(Object.keys(alice.inputSchema.properties!).sort()).toEqual(['servers', 'tags', 'text', 'zebra_only']);
+      expect((alice.inputSchema.properties!.servers as { items: { enum: string[] } }).items.enum).toEqual(['zebra']);
+      expect((alice.inputSchema.properties!.tags as { items: { enum: string[] } }).items.enum).toEqual(['fruit']);
+      expect(alice.description).toBe('Runs "echo" on every server that offers it (zebra) at once and returns each server\'s result, labelled. Echoes the text, on zebra');
+      const text = JSON.stringify(alice);
+      for (const other of ['apple', 'web']) expect(text).not.toContain(other);
+    });
+
+    it('builds broadcast__by_tag__<tag> from the tagged servers and tools the caller may call', async () => {
+      const admin = (await toolsOf('admin')).find((t) => t.name === 'broadcast__by_tag__fruit')!;
+      expect((admin.inputSchema.properties!.tool as { enum: string[] }).enum).toEqual(expect.arrayContaining(['apple_tool', 'zebra_tool']));
+
+      const alice = (await toolsOf('alice')).find((t) => t.name === 'broadcast__by_tag__fruit')!;
+      expect((alice.inputSchema.properties!.tool as { enum: string[] }).enum).toEqual(['echo', 'zebra_tool']);
+      expect(alice.description).toContain('(zebra)');
+      expect(JSON.stringify(alice)).not.toContain('apple');
+      // The REST description of the tool is the caller's too.
+      const described = (await (await rest('alice', '/tools/broadcast__echo')).json()) as Tool & { route: { servers: string[] } };
+      expect(described.route.servers).toEqual(['zebra']);
+      expect(JSON.stringify(described)).not.toContain('apple');
+    });
+
+    it('lists no broadcast for a caller that may call none of its servers', async () => {
+      const names = (await toolsOf('reader')).map((t) => t.name);
+      expect(names).toContain('zebra__echo'); // readable, so listed
+      expect(names.filter((n) => n.startsWith('broadcast__'))).toEqual([]);
+    });
+  });
+
+  describe('hidden tools answered as unknown ones', () => {
+    const HIDDEN = 'apple__echo';
+    const UNKNOWN = 'nothing__echo';
+    const same = (value: unknown, name: string) => JSON.stringify(value).replaceAll(name, '<tool>');
+
+    for (const [path, capabilities] of [
+      ['the plain path', {}],
+      ['the SDK server', { sampling: {} }],
+    ] as const) {
+      it(`answers tools/call identically over MCP (${path}), directly and through conflux__call_tool`, async () => {
+        const session = await rawSession(gateway.url, bearer(tokens.alice!), capabilities);
+        try {
+          const hidden = await session.call(HIDDEN, { text: 'x' });
+          const unknown = await session.call(UNKNOWN, { text: 'x' });
+          expect(hidden.status).toBe(unknown.status);
+          expect((unknown.answer.error as { code: number }).code).toBe(-32602);
+          expect(same({ ...hidden.answer, id: 0 }, HIDDEN)).toBe(same({ ...unknown.answer, id: 0 }, UNKNOWN));
+          const viaHidden = await session.call('conflux__call_tool', { name: HIDDEN });
+          const viaUnknown = await session.call('conflux__call_tool', { name: UNKNOWN });
+          expect(same({ ...viaHidden.answer, id: 0 }, HIDDEN)).toBe(same({ ...viaUnknown.answer, id: 0 }, UNKNOWN));
+        } finally {
+          await session.close();
+        }
+      });
+    }
+
+    it('answers identically over REST: the call, the description, and the call through conflux__call_tool', async () => {
+      const compare = async (send: (name: string) => Promise<Response>) => {
+        const hidden = await send(HIDDEN);
+        const unknown = await send(UNKNOWN);
+        expect(hidden.status).toBe(404);
+        expect(unknown.status).toBe(404);
+        expect(same(await hidden.json(), HIDDEN)).toBe(same(await unknown.json(), UNKNOWN));
+      };
+      await compare((name) => rest('alice', `/tools/${name}/call`, { method: 'POST', body: '{"text":"x"}' }));
+      await compare((name) => rest('alice', `/tools/${name}`));
+      await compare((name) => rest('alice', '/tools/conflux__call_tool/call', { method: 'POST', body: JSON.stringify({ name }) }));
+    });
+  });
+
+  describe('upstream stderr in errors', () => {
+    it('redacts what a crashing server printed in lastError, /servers, tool errors and REST errors', async () => {
+      const { client, close } = await clientWithHeaders(gateway.url, bearer(tokens.admin!));
+      try {
+        expect(textOf(await client.callTool({ name: 'apple__leak_and_exit', arguments: {} }))).toBe('leaking');
+        const apple = () => gateway.conflux.upstreams.get('apple')!.status();
+        await waitFor(() => apple().state === 'down' && (apple().lastError ?? '').includes('stderr:'), 15_000, 'apple down with its stderr');
+        const lastError = apple().lastError!;
+        expect(lastError).toMatch(/^process exited with code 1; stderr: /);
+        expect(lastError).toContain('[redacted]');
+        expectNoSecret(lastError);
+
+        const failed = await client.callTool({ name: 'apple__echo', arguments: { text: 'x' } });
+        expect(failed.isError).toBe(true);
+        expect(textOf(failed)).toContain('upstream "apple" is unavailable: process exited with code 1; stderr: ');
+        expectNoSecret(textOf(failed));
+        const fanned = await client.callTool({ name: 'broadcast__echo', arguments: { text: 'x' } });
+        expect(JSON.stringify(fanned)).toContain('upstream \\"apple\\" is unavailable');
+        expectNoSecret(JSON.stringify(fanned));
+      } finally {
+        await close();
+      }
+      const restCall = await rest('admin', '/tools/apple__echo/call', { method: 'POST', body: '{"text":"x"}' });
+      expect(restCall.status).toBe(502);
+      expectNoSecret(await restCall.text());
+      for (const path of ['/servers', '/api/v1/servers', '/api/v1/servers/apple']) {
+        const text = JSON.stringify(await get('admin', path));
+        expect(text).toContain('stderr: ');
+        expectNoSecret(text);
+      }
+    });
+  });
+});
