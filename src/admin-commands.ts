@@ -1,11 +1,14 @@
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { AccessControl } from './auth/access-control.js';
-import { ApiKeys } from './auth/api-keys.js';
+import { GatewayAdminError, gatewayAdmin } from './admin-api-client.js';
+import { directAdmin, type AdminBackend } from './admin-backend.js';
+import { AccessControl, AccessRuleError } from './auth/access-control.js';
+import { ApiKeyError, ApiKeys } from './auth/api-keys.js';
 import type { Environment } from './config/env.js';
 import type { AccessSettings } from './config/schema.js';
 import { AccessRepository } from './store/access-repository.js';
 import { ApiKeyRepository } from './store/api-key-repository.js';
+import { DataDirLockedError, type LockHolder } from './store/data-dir-lock.js';
 import { openDatabase } from './store/database.js';
 
 export interface AdminOptions {
@@ -18,6 +21,8 @@ export interface AdminOptions {
   allow?: string | undefined;
   deny?: string | undefined;
   json?: boolean | undefined;
+  /** An admin's API key or bearer token, for a gateway that holds the embedded database. */
+  adminToken?: string | undefined;
 }
 
 export const ADMIN_USAGE = `  keys create NAME       Create an API key (printed once) [--group G]... [--subject S] [--expires 30d|2027-01-01]
@@ -28,39 +33,119 @@ export const ADMIN_USAGE = `  keys create NAME       Create an API key (printed 
   access rule            Allow or deny tools: [--user U | --group G] [--server S] --allow GLOB | --deny GLOB
   access revoke ID       Remove a stored grant
   access remove-rule ID  Remove a stored tool rule
+                         While a gateway serves the embedded database, these go through its admin
+                         API; with gateway.auth on, give an admin's API key or bearer token in
+                         CONFLUX_ADMIN_TOKEN (or --admin-token).
 `;
+
+/** The environment variable holding an admin credential for a gateway's admin API. */
+export const ADMIN_TOKEN_VARIABLE = 'CONFLUX_ADMIN_TOKEN';
+/** How long to wait for a folder held by a process that serves no admin API (a starting gateway, another command). */
+const LOCK_WAIT_MS = 10_000;
+const LOCK_POLL_MS = 250;
 
 type Out = (line: string) => void;
 
+interface OpenedAdmin {
+  backend: AdminBackend;
+  /** The gateway the commands go through, when it holds the embedded database. */
+  gateway?: { holder: LockHolder & { url: string }; dataDir: string; token: string | undefined } | undefined;
+  close(): Promise<void>;
+}
+
 /**
- * `keys` and `access`: the admin API's key and rule management, run against the database
- * directly (the gateway need not be running; a running one sees rule changes within
- * `access.refreshSeconds` and key changes at once).
+ * `keys` and `access`: the admin API's key and rule management. Run against the database
+ * directly (PostgreSQL, or an embedded folder no one holds), or through the running gateway
+ * that holds the embedded folder: two processes on one PGlite folder would undo each other's
+ * writes.
  */
-export async function adminCommand(command: 'keys' | 'access', rest: string[], options: AdminOptions, env: Environment, access: AccessSettings, out: Out, err: Out): Promise<number> {
-  const database = await openDatabase({ url: env.databaseUrl, dataDir: join(env.dataDir, 'pgdata') });
+export async function adminCommand(
+  command: 'keys' | 'access',
+  rest: string[],
+  options: AdminOptions,
+  env: Environment,
+  access: AccessSettings,
+  out: Out,
+  err: Out,
+): Promise<number> {
+  const token = options.adminToken ?? (env.variables[ADMIN_TOKEN_VARIABLE] || undefined);
+  const opened = await openAdmin(env, access, token, err);
+  if (!opened) return 1;
   try {
-    await database.migrate();
-    if (command === 'keys') return await keysCommand(new ApiKeys(new ApiKeyRepository(database.db)), rest, options, out, err);
-    const control = new AccessControl(access, new AccessRepository(database.db), pino({ enabled: false }));
-    await control.start();
-    try {
-      return await accessCommand(control, rest, options, out, err);
-    } finally {
-      control.stop();
-    }
+    if (opened.gateway) err(`(through the gateway at ${opened.gateway.holder.url}, process ${opened.gateway.holder.pid}, which holds ${opened.gateway.dataDir})`);
+    return command === 'keys' ? await keysCommand(opened.backend, rest, options, out, err) : await accessCommand(opened.backend, rest, options, out, err);
+  } catch (error) {
+    if (!(error instanceof GatewayAdminError || error instanceof ApiKeyError || error instanceof AccessRuleError)) throw error;
+    err(`${command} ${rest[0] ?? ''}: ${explain(error, opened.gateway)}`);
+    return 1;
   } finally {
-    await database.close();
+    await opened.close();
   }
 }
 
-async function keysCommand(keys: ApiKeys, [action, target]: string[], options: AdminOptions, out: Out, err: Out): Promise<number> {
+async function openAdmin(env: Environment, access: AccessSettings, token: string | undefined, err: Out): Promise<OpenedAdmin | undefined> {
+  const dataDir = join(env.dataDir, 'pgdata');
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      return await openDirect(env.databaseUrl, dataDir, access);
+    } catch (error) {
+      if (!(error instanceof DataDirLockedError)) throw error;
+      const { holder } = error;
+      if (holder.url !== undefined) {
+        return { backend: gatewayAdmin(holder.url, token), gateway: { holder: { ...holder, url: holder.url }, dataDir: error.dataDir, token }, close: async () => {} };
+      }
+      if (Date.now() >= deadline) {
+        err(error.message);
+        return undefined;
+      }
+      await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+    }
+  }
+}
+
+async function openDirect(url: string | undefined, dataDir: string, access: AccessSettings): Promise<OpenedAdmin> {
+  const database = await openDatabase({ url, dataDir });
+  try {
+    await database.migrate();
+    const control = new AccessControl(access, new AccessRepository(database.db), pino({ enabled: false }));
+    await control.start();
+    return {
+      backend: directAdmin(new ApiKeys(new ApiKeyRepository(database.db)), control),
+      close: async () => {
+        control.stop();
+        await database.close();
+      },
+    };
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+}
+
+/** What went wrong, with what to do about it when the gateway refused the CLI. */
+function explain(error: Error, gateway: OpenedAdmin['gateway']): string {
+  if (!(error instanceof GatewayAdminError) || !gateway) return error.message;
+  const { holder, dataDir, token } = gateway;
+  if (error.status === 401 && !token) {
+    return (
+      `the gateway at ${holder.url} (process ${holder.pid}) holds the embedded database in ${dataDir} and requires authentication. ` +
+      `Set ${ADMIN_TOKEN_VARIABLE} (or pass --admin-token) to an admin's API key or bearer token, ` +
+      `or stop the gateway to change the database directly.`
+    );
+  }
+  if (error.status === 401) return `the gateway at ${holder.url} refused the credential: ${error.message}`;
+  if (error.status === 403) return `the gateway at ${holder.url} refused: ${error.message}`;
+  return error.message;
+}
+
+async function keysCommand(admin: AdminBackend, [action, target]: string[], options: AdminOptions, out: Out, err: Out): Promise<number> {
   switch (action) {
     case 'create': {
       if (!target) return usage(err, 'keys create: missing the key name');
       const expiresAt = options.expires === undefined ? undefined : parseExpiry(options.expires);
       if (expiresAt instanceof Error) return usage(err, `keys create: --expires ${expiresAt.message}`);
-      const { key, record } = await keys.create({ name: target, subject: options.subject, groups: options.group, expiresAt });
+      const { key, record } = await admin.createKey({ name: target, subject: options.subject, groups: options.group, expiresAt });
       if (options.json) out(JSON.stringify({ key, ...record }, null, 2));
       else {
         out(key);
@@ -69,14 +154,14 @@ async function keysCommand(keys: ApiKeys, [action, target]: string[], options: A
       return 0;
     }
     case 'list': {
-      const list = await keys.list();
+      const list = await admin.listKeys();
       if (options.json) out(JSON.stringify(list, null, 2));
       else for (const k of list) out([k.id, k.name, k.subject, k.groups.join(',') || '-', k.revokedAt ? 'revoked' : k.expiresAt && k.expiresAt < new Date() ? 'expired' : 'active', k.expiresAt?.toISOString() ?? '-'].join('\t'));
       return 0;
     }
     case 'revoke': {
       if (!target) return usage(err, 'keys revoke: missing the key id or name');
-      const revoked = await keys.revoke(target);
+      const revoked = await admin.revokeKey(target);
       if (!revoked) {
         err(`keys revoke: no active API key "${target}"`);
         return 1;
@@ -89,11 +174,11 @@ async function keysCommand(keys: ApiKeys, [action, target]: string[], options: A
   }
 }
 
-async function accessCommand(control: AccessControl, [action, target]: string[], options: AdminOptions, out: Out, err: Out): Promise<number> {
+async function accessCommand(admin: AdminBackend, [action, target]: string[], options: AdminOptions, out: Out, err: Out): Promise<number> {
   const group = options.group?.[0];
   switch (action) {
     case 'list': {
-      const rules = control.rules();
+      const rules = await admin.rules();
       if (options.json) out(JSON.stringify(rules, null, 2));
       else {
         for (const g of rules.grants) out(`grant\t${g.id}\t${g.subjectType}:${g.subject}\t${g.server}\t${g.level}`);
@@ -106,14 +191,14 @@ async function accessCommand(control: AccessControl, [action, target]: string[],
       if (!options.server) return usage(err, 'access grant: missing --server (a server name or *)');
       const level = options.level ?? 'call';
       if (level !== 'read' && level !== 'call') return usage(err, 'access grant: --level must be read or call');
-      const grant = await control.addGrant({ subjectType: options.user ? 'user' : 'group', subject: (options.user ?? group)!, server: options.server, level });
+      const grant = await admin.addGrant({ subjectType: options.user ? 'user' : 'group', subject: (options.user ?? group)!, server: options.server, level });
       out(`grant ${grant.id}: ${grant.subjectType} ${grant.subject} may ${grant.level} on ${grant.server}`);
       return 0;
     }
     case 'rule': {
       if (options.user !== undefined && group !== undefined) return usage(err, 'access rule: give at most one of --user or --group');
       if ((options.allow === undefined) === (options.deny === undefined)) return usage(err, 'access rule: give exactly one of --allow or --deny');
-      const rule = await control.addToolRule({
+      const rule = await admin.addToolRule({
         subjectType: options.user ? 'user' : group ? 'group' : 'everyone',
         subject: options.user ?? group ?? null,
         server: options.server ?? '*',
@@ -126,12 +211,7 @@ async function accessCommand(control: AccessControl, [action, target]: string[],
     case 'revoke':
     case 'remove-rule': {
       if (!target) return usage(err, `access ${action}: missing the id`);
-      try {
-        await (action === 'revoke' ? control.removeGrant(target) : control.removeToolRule(target));
-      } catch (error) {
-        err(`access ${action}: ${(error as Error).message}`);
-        return 1;
-      }
+      await (action === 'revoke' ? admin.removeGrant(target) : admin.removeToolRule(target));
       out(`removed ${target}`);
       return 0;
     }

@@ -8,6 +8,7 @@ import { ConfigError, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createConflux, type Conflux } from './conflux.js';
 import { createLogger } from './observability/logger.js';
+import { DataDirLockedError, localUrlOf } from './store/data-dir-lock.js';
 import { openDatabase, type OpenedDatabase } from './store/database.js';
 import { Redis } from 'ioredis';
 
@@ -26,6 +27,7 @@ Options:
   -p, --port PORT        Port to listen on                              [env CONFLUX_PORT, default 8000]
   -a, --args JSON        Arguments for "call", as a JSON object
       --json             "tools", "keys", "access": print JSON instead of a table
+      --admin-token KEY  "keys", "access": an admin credential for a serving gateway with auth on [env CONFLUX_ADMIN_TOKEN]
   -h, --help             Show this help
 `;
 
@@ -52,6 +54,7 @@ async function main(argv: string[]): Promise<number> {
         level: { type: 'string' },
         allow: { type: 'string' },
         deny: { type: 'string' },
+        'admin-token': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -85,7 +88,14 @@ async function main(argv: string[]): Promise<number> {
     case 'serve':
       return serve(config, configPath, env, values.host, values.port);
     case 'migrate': {
-      const database = await openDatabase({ url: env.databaseUrl, dataDir: join(env.dataDir, 'pgdata') });
+      let database: OpenedDatabase;
+      try {
+        database = await openDatabase({ url: env.databaseUrl, dataDir: join(env.dataDir, 'pgdata') });
+      } catch (error) {
+        if (!(error instanceof DataDirLockedError)) throw error;
+        process.stderr.write(`migrate: ${error.message}\n`);
+        return 1;
+      }
       try {
         await database.migrate();
         process.stdout.write(`migrations applied (${database.kind})\n`);
@@ -96,7 +106,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'keys':
     case 'access':
-      return adminCommand(command, rest, values, env, config.gateway.access, (line) => process.stdout.write(`${line}\n`), (line) => process.stderr.write(`${line}\n`));
+      return adminCommand(command, rest, { ...values, adminToken: values['admin-token'] }, env, config.gateway.access, (line) => process.stdout.write(`${line}\n`), (line) => process.stderr.write(`${line}\n`));
     case 'tools':
       return withUpstreams(config, env, async (conflux) => {
         const tools = conflux.catalog.current.tools;
@@ -143,23 +153,28 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
     process.stderr.write(`invalid port "${portOption ?? env.port}"\n`);
     return EXIT_USAGE;
   }
-  let database: OpenedDatabase;
+  let database: OpenedDatabase | undefined;
   try {
     database = await openDatabase({ url: env.databaseUrl, dataDir: join(env.dataDir, 'pgdata') });
     await database.migrate();
   } catch (error) {
-    logger.fatal({ err: (error as Error).message }, 'cannot open the database');
+    if (error instanceof DataDirLockedError) logger.fatal({ dataDir: error.dataDir, pid: error.holder.pid }, error.message);
+    else logger.fatal({ err: (error as Error).message }, 'cannot open the database');
+    await database?.close().catch(() => {});
     return 1;
   }
   logger.info({ database: database.kind }, 'database ready');
   const redis = env.redisUrl ? new Redis(env.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 2 }) : undefined;
-  redis?.on('error', (error) => logger.warn({ err: error.message }, 'redis error'));
+  // The rate limiter logs Redis going down and coming back once each; every reconnect attempt
+  // errors, so this listener (which keeps ioredis from reporting unhandled errors) stays quiet.
+  redis?.on('error', (error) => logger.debug({ err: error.message }, 'redis error'));
   const conflux = createConflux(config, { logger, database, redis, configFile: { path: configPath, env: env.variables } });
   installCrashHandlers(logger);
   await conflux.start();
   let url: string;
+  let boundPort: number;
   try {
-    ({ url } = await conflux.listen(host, port));
+    ({ url, port: boundPort } = await conflux.listen(host, port));
   } catch (error) {
     logger.fatal({ err: (error as Error).message }, `cannot listen on ${host}:${port}`);
     await conflux.stop();
@@ -167,6 +182,10 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
     await redis?.quit();
     return 1;
   }
+  // CLI commands run meanwhile reach the embedded database through this gateway's admin API.
+  await database.dataDirLock?.advertise(localUrlOf(host, boundPort)).catch((error: unknown) => {
+    logger.warn({ err: (error as Error).message, lockFile: database.dataDirLock?.path }, 'cannot record the admin URL in the data folder lock: "conflux keys" and "access" cannot reach this gateway');
+  });
   logger.info({ url, servers: Object.keys(config.servers).length }, `Conflux listening on ${url}`);
 
   return new Promise<number>((resolve) => {

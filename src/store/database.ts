@@ -7,6 +7,7 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
+import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
 import * as schema from './schema.js';
 
 /** Either driver: the repositories use only what PostgreSQL and PGlite share. */
@@ -21,6 +22,8 @@ export interface OpenedDatabase {
   /** A cheap round trip, for readiness checks. */
   ping(): Promise<void>;
   close(): Promise<void>;
+  /** The embedded folder's lock, held until `close()` (PGlite on a folder only). */
+  readonly dataDirLock?: DataDirLock | undefined;
 }
 
 export interface DatabaseOptions {
@@ -32,7 +35,11 @@ export interface DatabaseOptions {
 
 const MIGRATIONS = fileURLToPath(new URL('../../drizzle', import.meta.url));
 
-/** Opens PostgreSQL (with a URL) or embedded PGlite (without). Nothing is migrated until `migrate()`. */
+/**
+ * Opens PostgreSQL (with a URL) or embedded PGlite (without). Nothing is migrated until
+ * `migrate()`. A PGlite folder is locked first: another process holding it raises
+ * `DataDirLockedError`.
+ */
 export async function openDatabase(options: DatabaseOptions): Promise<OpenedDatabase> {
   if (options.url) {
     const sql = postgres(options.url, { max: 10, onnotice: () => {}, connect_timeout: 10 });
@@ -47,15 +54,30 @@ export async function openDatabase(options: DatabaseOptions): Promise<OpenedData
   }
   const dataDir = options.dataDir && options.dataDir !== 'memory://' ? options.dataDir : undefined;
   if (dataDir) await mkdir(dataDir, { recursive: true });
-  // The embedded database holds the registry and the audit trail, small and mostly written:
-  // PostgreSQL's default 128 MB buffer cache would be most of the gateway's resident memory.
-  const client = new PGlite(dataDir, { postgresqlconf: ['shared_buffers=16MB'] });
+  const lock = dataDir ? await acquireDataDirLock(dataDir) : undefined;
+  let client: PGlite;
+  try {
+    // The embedded database holds the registry and the audit trail, small and mostly written:
+    // PostgreSQL's default 128 MB buffer cache would be most of the gateway's resident memory.
+    client = new PGlite(dataDir, { postgresqlconf: ['shared_buffers=16MB'] });
+    await client.waitReady; // a folder PGlite cannot open must not keep the lock
+  } catch (error) {
+    await lock?.release();
+    throw error;
+  }
   const db = drizzlePglite(client, { schema });
   return {
     db: db as unknown as Database,
     kind: 'pglite',
     migrate: () => migratePglite(db, { migrationsFolder: MIGRATIONS }),
     ping: async () => void (await client.query('select 1')),
-    close: () => client.close(),
+    close: async () => {
+      try {
+        await client.close();
+      } finally {
+        await lock?.release();
+      }
+    },
+    dataDirLock: lock,
   };
 }

@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isAlive, ROOT, STDIO_FIXTURE, waitFor } from '../helpers/gateway.js';
 
 const CLI = join(ROOT, 'src/cli.ts');
@@ -108,6 +108,153 @@ describe('the conflux CLI', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('invalid port "eighty"');
   });
+});
+
+describe('the conflux CLI on an embedded database a gateway holds', () => {
+  // One folder for the whole block: creating a PGlite database takes seconds.
+  let dataDir: string;
+  let env: Record<string, string>;
+  let noAuth: string;
+  let withKeys: string;
+  const running: ChildProcess[] = [];
+
+  // Each test starts gateways and CLI processes that open PGlite: seconds each, more on a busy machine.
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'conflux-data-'));
+    env = { CONFLUX_DATA_DIR: dataDir };
+    noAuth = await writeConfig('gateway:\n  auth: none\nservers: {}\n');
+    withKeys = await writeConfig('gateway:\n  auth:\n    apiKeys: true\nservers: {}\n');
+  });
+  afterEach(() => {
+    for (const child of running.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  afterAll(() => {
+    for (const child of running.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+  });
+
+  /** A gateway on the shared folder, once it listens: its pid, base URL and a graceful stop. */
+  async function serveOn(config: string) {
+    const gateway = startCli(['serve', '-c', config, '--port', '0'], { ...env, LOG_LEVEL: 'info' });
+    running.push(gateway.child);
+    let url: string | undefined;
+    await waitFor(() => {
+      url = /"url":"(http:[^"]+)\/mcp"/.exec(gateway.output().stderr)?.[1];
+      return url !== undefined || gateway.child.exitCode !== null;
+    }, 120_000, 'the gateway to listen');
+    if (!url) throw new Error(`the gateway did not start: ${gateway.output().stderr}`);
+    return {
+      pid: gateway.child.pid!,
+      base: url,
+      stop: async () => {
+        gateway.child.kill('SIGTERM');
+        expect((await gateway.done).code).toBe(0);
+      },
+    };
+  }
+  const cli = (args: string[], extra: Record<string, string> = {}) => runCli(args, { ...env, ...extra });
+  const me = (base: string, key: string) => fetch(`${base}/api/v1/me`, { headers: { 'x-api-key': key } });
+  const lockFile = () => join(dataDir, 'pgdata.lock');
+
+  it('auth none: keys and access go through the gateway, which sees them at once; a second gateway and migrate are refused', async () => {
+    const gateway = await serveOn(noAuth);
+    try {
+      const created = await cli(['keys', 'create', 'alice', '--group', 'dev']);
+      expect(created.code).toBe(0);
+      expect(created.stdout).toMatch(/^cfx_\w+_[\w-]+\n$/);
+      expect(created.stderr).toContain(`through the gateway at ${gateway.base}, process ${gateway.pid}`);
+      const listed = (await (await fetch(`${gateway.base}/api/v1/api-keys`)).json()) as { apiKeys: { name: string; groups: string[] }[] };
+      expect(listed.apiKeys).toEqual([expect.objectContaining({ name: 'alice', groups: ['dev'] })]);
+
+      const granted = await cli(['access', 'grant', '--group', 'dev', '--server', '*', '--level', 'read']);
+      expect(granted.code).toBe(0);
+      const grants = (await (await fetch(`${gateway.base}/api/v1/access/grants`)).json()) as { grants: { subject: string; level: string }[] };
+      expect(grants.grants).toEqual([expect.objectContaining({ subject: 'dev', level: 'read', server: '*' })]);
+      const list = await cli(['access', 'list']);
+      expect(list.stdout).toMatch(/^grant\t\d+\tgroup:dev\t\*\tread$/m);
+      const missing = await cli(['access', 'revoke', '999']);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain('no stored grant with id 999');
+
+      const second = await runCli(['serve', '-c', noAuth, '--port', '0'], env);
+      expect(second.code).not.toBe(0);
+      expect(second.stderr).toContain(`The data folder ${join(dataDir, 'pgdata')} is in use by process ${gateway.pid}`);
+      expect(second.stderr).toContain(`the Conflux gateway serving ${gateway.base}`);
+      const migrate = await cli(['migrate']);
+      expect(migrate.code).toBe(1);
+      expect(migrate.stderr).toContain(`is in use by process ${gateway.pid}`);
+      // the first gateway still serves, and still holds the folder
+      expect((await fetch(`${gateway.base}/api/v1/api-keys`)).status).toBe(200);
+      expect(JSON.parse(await readFile(lockFile(), 'utf8'))).toMatchObject({ pid: gateway.pid, url: gateway.base });
+    } finally {
+      await gateway.stop();
+    }
+    await expect(access(lockFile())).rejects.toThrow(/ENOENT/);
+  }, 240_000);
+
+  it('auth on: an admin credential is needed; keys created and revoked through the CLI apply at once and outlive the gateway', async () => {
+    // Nobody holds the folder: the CLI opens it itself.
+    const bootstrap = await cli(['keys', 'create', 'root', '--group', 'MCP-Admin']);
+    expect(bootstrap.code).toBe(0);
+    expect(bootstrap.stderr).not.toContain('through the gateway');
+    const root = bootstrap.stdout.trim();
+
+    let gateway = await serveOn(withKeys);
+    let bob: string;
+    try {
+      const refused = await cli(['keys', 'list']);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(`the gateway at ${gateway.base} (process ${gateway.pid}) holds the embedded database in ${join(dataDir, 'pgdata')} and requires authentication`);
+      expect(refused.stderr).toContain('CONFLUX_ADMIN_TOKEN');
+      const wrong = await cli(['keys', 'list'], { CONFLUX_ADMIN_TOKEN: 'cfx_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB' });
+      expect(wrong.code).toBe(1);
+      expect(wrong.stderr).toContain('refused the credential: unknown API key');
+
+      const created = await cli(['keys', 'create', 'bob'], { CONFLUX_ADMIN_TOKEN: root });
+      expect(created.code).toBe(0);
+      bob = created.stdout.trim();
+      const asBob = await me(gateway.base, bob);
+      expect(asBob.status).toBe(200);
+      expect(await asBob.json()).toMatchObject({ principal: 'key:bob', admin: false });
+      const notAdmin = await cli(['keys', 'list'], { CONFLUX_ADMIN_TOKEN: bob });
+      expect(notAdmin.code).toBe(1);
+      expect(notAdmin.stderr).toContain('needs the admin role');
+
+      const revoked = await cli(['keys', 'revoke', 'bob', '--admin-token', root]);
+      expect(revoked.code).toBe(0);
+      expect(revoked.stdout).toMatch(/^revoked bob /);
+      expect((await me(gateway.base, bob)).status).toBe(401);
+    } finally {
+      await gateway.stop();
+    }
+
+    gateway = await serveOn(withKeys);
+    try {
+      const afterRestart = await me(gateway.base, bob);
+      expect(afterRestart.status).toBe(401);
+      expect(await afterRestart.json()).toMatchObject({ error: { message: 'API key revoked' } });
+      expect((await me(gateway.base, root)).status).toBe(200);
+      const list = await cli(['keys', 'list', '--json'], { CONFLUX_ADMIN_TOKEN: root });
+      expect(list.code).toBe(0);
+      const keys = JSON.parse(list.stdout) as { name: string; revokedAt: string | null }[];
+      expect(keys.find((k) => k.name === 'bob')?.revokedAt).toEqual(expect.any(String));
+      expect(keys.find((k) => k.name === 'root')?.revokedAt).toBeNull();
+    } finally {
+      await gateway.stop();
+    }
+  }, 360_000);
+
+  it('takes over the lock of a process that is gone', async () => {
+    const gone = spawn(process.execPath, ['-e', '']);
+    const [code] = await once(gone, 'exit');
+    expect(code).toBe(0);
+    const stale = { pid: gone.pid!, startedAt: Date.now() - 5000, hostname: 'here', acquiredAt: new Date().toISOString(), url: 'http://127.0.0.1:9', token: 'left-behind' };
+    await writeFile(lockFile(), JSON.stringify(stale));
+    const list = await cli(['keys', 'list']);
+    expect(list.code).toBe(0);
+    expect(list.stderr).not.toContain('through the gateway');
+    expect(list.stdout).toMatch(/\troot\t/);
+    await expect(access(lockFile())).rejects.toThrow(/ENOENT/);
+  }, 120_000);
 });
 
 /** Reads the listening URL from the log, then the upstream pids from /servers once they are ready. */

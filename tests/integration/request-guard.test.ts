@@ -176,8 +176,9 @@ describe('Host allow-list beyond loopback', () => {
       expect((await get({ host: 'a.internal.example' })).status).toBe(200);
       expect((await get({ host: 'internal.example' })).status).toBe(403);
       expect((await get({ host: 'mcp.example.com.evil.example' })).status).toBe(403);
-      // The explicit list replaces the loopback default.
-      expect((await get({ host: `127.0.0.1:${port}` })).status).toBe(403);
+      // Loopback names stay accepted (local probes and the CLI use them).
+      expect((await get({ host: `127.0.0.1:${port}` })).status).toBe(200);
+      expect((await get({ host: `127.evil.example:${port}` })).status).toBe(403);
       expect((await get({ host: 'mcp.example.com', origin: 'http://mcp.example.com' })).status).toBe(200);
       expect((await get({ host: 'mcp.example.com', origin: 'http://other.example.com' })).status).toBe(403);
     } finally {

@@ -6,8 +6,9 @@ export interface HostOriginGuardOptions {
   /** The address the gateway is bound to (read per request: known only once it listens). */
   readonly bindHost: string;
   /**
-   * Accepted Host values: `name`, `name:port` or `*.domain`. Empty means the loopback names
-   * when bound to loopback, and any Host otherwise (the operator is warned at start).
+   * Accepted Host values besides the loopback names: `name`, `name:port` or `*.domain`. Empty
+   * means only the loopback names when bound to loopback, and any Host otherwise (the operator
+   * is warned at start).
    */
   readonly allowedHosts: readonly string[];
   /** Accepted Origin values besides loopback origins; `*` accepts any. */
@@ -29,8 +30,11 @@ export function hostOriginGuard(options: HostOriginGuardOptions): MiddlewareHand
     const hostHeader = c.req.header('host') ?? '';
     const host = parseHost(hostHeader);
     const policy = explicit.length > 0 ? 'explicit' : isLoopbackHost(options.bindHost) ? 'loopback' : 'any';
+    // Loopback names are always accepted: a rebinding page cannot make a browser send one
+    // (its request then goes to a loopback origin, and the Origin check judges it), and the
+    // CLI and local probes reach a gateway bound to 0.0.0.0 through them.
     const hostAllowed =
-      host !== undefined && (policy === 'any' || (policy === 'loopback' ? isLoopbackName(host.name) : explicit.some((p) => matchesHost(p, host))));
+      host !== undefined && (policy === 'any' || isLoopbackName(host.name) || (policy === 'explicit' && explicit.some((p) => matchesHost(p, host))));
     if (!hostAllowed) {
       return refusal(c, 403, 'forbidden_host', `Forbidden: Host "${hostHeader.slice(0, 100)}" is not allowed (gateway.allowedHosts)`);
     }
