@@ -51,33 +51,7 @@ const ErrorBodySchema = z.object({ error: z.object({ code: z.string(), message: 
  * a gateway with `auth: none` needs none from loopback.
  */
 export function gatewayAdmin(baseUrl: string, token: string | undefined): AdminBackend {
-  const api = `${baseUrl.replace(/\/$/, '')}/api/v1`;
-
-  async function request<T extends z.ZodType>(method: string, path: string, schema: T, body?: unknown): Promise<z.infer<T> | undefined> {
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (token) headers.authorization = `Bearer ${token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
-    try {
-      response = await fetch(`${api}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    } catch (error) {
-      const cause = (error as Error & { cause?: Error }).cause?.message ?? (error as Error).message;
-      throw new GatewayAdminError(0, 'unreachable', `the gateway at ${baseUrl} does not answer: ${cause}`);
-    }
-    const text = await response.text();
-    const json = parseJson(text);
-    if (!response.ok) {
-      const reported = ErrorBodySchema.safeParse(json);
-      throw reported.success
-        ? new GatewayAdminError(response.status, reported.data.error.code, reported.data.error.message)
-        : new GatewayAdminError(response.status, 'http_error', `the gateway answered ${response.status}: ${text.slice(0, 200)}`);
-    }
-    if (response.status === 204) return undefined;
-    const parsed = schema.safeParse(json);
-    if (!parsed.success) throw new GatewayAdminError(response.status, 'bad_response', `unexpected answer from ${method} ${api}${path}: ${parsed.error.message}`);
-    return parsed.data;
-  }
-
+  const request = gatewayRequest(baseUrl, token);
   const ok = <T>(value: T | undefined): T => {
     if (value === undefined) throw new GatewayAdminError(204, 'bad_response', 'the gateway answered without a body');
     return value;
@@ -119,6 +93,46 @@ export function gatewayAdmin(baseUrl: string, token: string | undefined): AdminB
     async removeToolRule(id) {
       await request('DELETE', `/access/tool-rules/${encodeURIComponent(id)}`, z.unknown());
     },
+  };
+}
+
+/**
+ * One tool call made by the gateway at `baseUrl` (`POST /api/v1/tools/{name}/call`), which
+ * routes and audits it like any other; for `conflux call` while that gateway holds the
+ * embedded database.
+ */
+export async function gatewayToolCall(baseUrl: string, token: string | undefined, name: string, args: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const answer = await gatewayRequest(baseUrl, token)('POST', `/tools/${encodeURIComponent(name)}/call`, z.object({ result: z.record(z.string(), z.unknown()) }), args);
+  if (!answer) throw new GatewayAdminError(204, 'bad_response', 'the gateway answered without a body');
+  return answer.result;
+}
+
+/** A request to the gateway's REST API, its answer checked with `schema`; failures as `GatewayAdminError`. */
+function gatewayRequest(baseUrl: string, token: string | undefined) {
+  const api = `${baseUrl.replace(/\/$/, '')}/api/v1`;
+  return async <T extends z.ZodType>(method: string, path: string, schema: T, body?: unknown): Promise<z.infer<T> | undefined> => {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let response: Response;
+    try {
+      response = await fetch(`${api}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch (error) {
+      const cause = (error as Error & { cause?: Error }).cause?.message ?? (error as Error).message;
+      throw new GatewayAdminError(0, 'unreachable', `the gateway at ${baseUrl} does not answer: ${cause}`);
+    }
+    const text = await response.text();
+    const json = parseJson(text);
+    if (!response.ok) {
+      const reported = ErrorBodySchema.safeParse(json);
+      throw reported.success
+        ? new GatewayAdminError(response.status, reported.data.error.code, reported.data.error.message)
+        : new GatewayAdminError(response.status, 'http_error', `the gateway answered ${response.status}: ${text.slice(0, 200)}`);
+    }
+    if (response.status === 204) return undefined;
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) throw new GatewayAdminError(response.status, 'bad_response', `unexpected answer from ${method} ${api}${path}: ${parsed.error.message}`);
+    return parsed.data;
   };
 }
 

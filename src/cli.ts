@@ -2,7 +2,8 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
-import { ADMIN_USAGE, adminCommand } from './admin-commands.js';
+import { gatewayToolCall } from './admin-api-client.js';
+import { ADMIN_TOKEN_VARIABLE, ADMIN_USAGE, adminCommand } from './admin-commands.js';
 import { readEnvironment, type Environment } from './config/env.js';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -27,7 +28,7 @@ Options:
   -p, --port PORT        Port to listen on                              [env CONFLUX_PORT, default 8000]
   -a, --args JSON        Arguments for "call", as a JSON object
       --json             "tools", "keys", "access": print JSON instead of a table
-      --admin-token KEY  "keys", "access": an admin credential for a serving gateway with auth on [env CONFLUX_ADMIN_TOKEN]
+      --admin-token KEY  "keys", "access", "call": a credential for a serving gateway with auth on (admin for keys and access) [env CONFLUX_ADMIN_TOKEN]
   -h, --help             Show this help
 `;
 
@@ -128,16 +129,7 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(`call: --args ${args.message}\n`);
         return EXIT_USAGE;
       }
-      return withUpstreams(config, env, async (conflux) => {
-        try {
-          const result = await conflux.callTool({ name, arguments: args });
-          process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-          return result.isError ? 1 : 0;
-        } catch (error) {
-          process.stderr.write(`call: ${(error as Error).message}\n`);
-          return 1;
-        }
-      });
+      return callCommand(config, env, name, args, values['admin-token'] ?? (env.variables[ADMIN_TOKEN_VARIABLE] || undefined));
     }
     default:
       process.stderr.write(`unknown command "${command}"\n\n${USAGE}`);
@@ -212,8 +204,52 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
 }
 
 /** Runs `body` once the upstreams have connected (or failed), then stops everything. */
-async function withUpstreams(config: Config, env: Environment, body: (conflux: Conflux) => Promise<number>): Promise<number> {
-  const conflux = createConflux(config, { logger: createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel) });
+/**
+ * `conflux call`: the call is written to the gateway's audit trail like any other. The CLI
+ * opens the database itself, or, when a serving gateway holds the embedded one, that gateway
+ * makes the call (and audits it).
+ */
+async function callCommand(config: Config, env: Environment, name: string, args: Record<string, unknown>, token: string | undefined): Promise<number> {
+  const print = (result: unknown, isError: unknown) => {
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    return isError === true ? 1 : 0;
+  };
+  let database: OpenedDatabase | undefined;
+  try {
+    database = await openDatabase({ url: env.databaseUrl, dataDir: join(env.dataDir, 'pgdata') });
+    await database.migrate();
+  } catch (error) {
+    await database?.close().catch(() => {});
+    if (error instanceof DataDirLockedError && error.holder.url !== undefined) {
+      process.stderr.write(`(through the gateway at ${error.holder.url}, which holds ${error.dataDir})\n`);
+      try {
+        const result = await gatewayToolCall(error.holder.url, token, name, args);
+        return print(result, result.isError);
+      } catch (failure) {
+        process.stderr.write(`call: ${(failure as Error).message}\n`);
+        return 1;
+      }
+    }
+    process.stderr.write(`call: cannot open the database for the audit trail: ${(error as Error).message}\n`);
+    return 1;
+  }
+  try {
+    return await withUpstreams(config, env, async (conflux) => {
+      try {
+        const result = await conflux.callTool({ name, arguments: args });
+        return print(result, result.isError);
+      } catch (error) {
+        process.stderr.write(`call: ${(error as Error).message}\n`);
+        return 1;
+      }
+    }, database);
+  } finally {
+    await database.close();
+  }
+}
+
+async function withUpstreams(config: Config, env: Environment, body: (conflux: Conflux) => Promise<number>, database?: OpenedDatabase): Promise<number> {
+  const conflux = createConflux(config, { logger: createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel), database });
   try {
     await conflux.start();
     const longest = Math.max(5, ...Object.values(config.servers).map((s) => s.timeout));

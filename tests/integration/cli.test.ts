@@ -5,6 +5,8 @@ import { access, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import postgres from 'postgres';
+import { freshPostgres, postgresAvailable } from '../helpers/databases.js';
 import { isAlive, ROOT, STDIO_FIXTURE, waitFor } from '../helpers/gateway.js';
 
 const CLI = join(ROOT, 'src/cli.ts');
@@ -82,6 +84,25 @@ describe('the conflux CLI', () => {
     expect(badArgs.stderr).toMatch(/--args is not valid JSON/);
   });
 
+  it('call: the call is written to the audit trail of the database the CLI uses', async () => {
+    if (!(await postgresAvailable())) return;
+    const store = await freshPostgres();
+    try {
+      const config = await writeConfig(`servers:\n${fixtureServer('alpha')}`);
+      const call = await runCli(['call', 'alpha__echo', '-c', config, '--args', '{"text": "audited", "password": "hunter2"}'], { DATABASE_URL: store.url! });
+      expect(call.code).toBe(0);
+      const sql = postgres(store.url!, { max: 1, onnotice: () => {} });
+      try {
+        const rows = await sql`select channel, target, status, arguments from audit_events`;
+        expect(rows.map((r) => ({ ...r }))).toEqual([{ channel: 'cli', target: 'alpha__echo', status: 'ok', arguments: { text: 'audited', password: '[redacted]' } }]);
+      } finally {
+        await sql.end({ timeout: 1 });
+      }
+    } finally {
+      await store.dispose();
+    }
+  });
+
   it.each([['SIGTERM'], ['SIGINT']] as const)('serve: %s stops the gateway with exit 0 and no child left', async (signal) => {
     const config = await writeConfig(`servers:\n${fixtureServer('one')}${fixtureServer('two')}`);
     const { child, done } = startCli(['serve', '-c', config, '--port', '0'], { LOG_LEVEL: 'info' });
@@ -122,7 +143,7 @@ describe('the conflux CLI on an embedded database a gateway holds', () => {
   beforeAll(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'conflux-data-'));
     env = { CONFLUX_DATA_DIR: dataDir };
-    noAuth = await writeConfig('gateway:\n  auth: none\nservers: {}\n');
+    noAuth = await writeConfig(`gateway:\n  auth: none\nservers:\n${fixtureServer('alpha')}`);
     withKeys = await writeConfig('gateway:\n  auth:\n    apiKeys: true\nservers: {}\n');
   });
   afterEach(() => {
@@ -171,6 +192,16 @@ describe('the conflux CLI on an embedded database a gateway holds', () => {
       expect(grants.grants).toEqual([expect.objectContaining({ subject: 'dev', level: 'read', server: '*' })]);
       const list = await cli(['access', 'list']);
       expect(list.stdout).toMatch(/^grant\t\d+\tgroup:dev\t\*\tread$/m);
+
+      // A call made with the CLI meanwhile is made, and audited, by the gateway.
+      const called = await cli(['call', 'alpha__echo', '-c', noAuth, '--args', '{"text": "via the cli"}']);
+      expect(called.code).toBe(0);
+      expect(called.stderr).toContain(`through the gateway at ${gateway.base}`);
+      expect(JSON.parse(called.stdout)).toMatchObject({ content: [{ type: 'text', text: 'alpha: via the cli' }] });
+      await waitFor(async () => {
+        const audit = (await (await fetch(`${gateway.base}/api/v1/audit?tool=alpha__echo`)).json()) as { events: { arguments: unknown }[] };
+        return audit.events.some((e) => JSON.stringify(e.arguments) === '{"text":"via the cli"}');
+      }, 30_000, 'the CLI call in the audit trail');
       const missing = await cli(['access', 'revoke', '999']);
       expect(missing.code).toBe(1);
       expect(missing.stderr).toContain('no stored grant with id 999');
