@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isLoopbackHost } from './http/guards/loopback.js';
 import type { AdminBackend, ApiKeyRecord } from './admin-backend.js';
 import type { AccessRules, Grant, ToolRule } from './auth/access-policy.js';
 
@@ -111,6 +112,10 @@ export async function gatewayToolCall(baseUrl: string, token: string | undefined
 function gatewayRequest(baseUrl: string, token: string | undefined) {
   const api = `${baseUrl.replace(/\/$/, '')}/api/v1`;
   return async <T extends z.ZodType>(method: string, path: string, schema: T, body?: unknown): Promise<z.infer<T> | undefined> => {
+    // The URL comes from a file in the data folder: a credential goes to this machine only.
+    if (!isLoopbackHost(new URL(api).hostname)) {
+      throw new GatewayAdminError(0, 'not_loopback', `the data folder's lock names ${baseUrl}, which is not a loopback address; the CLI sends credentials only to this machine`);
+    }
     const headers: Record<string, string> = { accept: 'application/json' };
     if (token) headers.authorization = `Bearer ${token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';

@@ -1,7 +1,7 @@
 import type { Prompt, Resource, ResourceTemplate, Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { PromptCatalog } from './prompt-catalog.js';
 import { routeResourceUri, type ResourceCatalog } from './resource-catalog.js';
-import { broadcastTool, tagTool, type ServerTools } from './generated-tools.js';
+import { broadcastTool, MIN_BROADCAST_SERVERS, MIN_TAG_SERVERS, tagTool, type ServerTools } from './generated-tools.js';
 import type { CatalogTool, ToolCatalog, ToolRoute } from './tool-catalog.js';
 
 /** What a caller may see: `visible(server)` for prompts and resources, `visible(server, tool)` for a tool by its upstream name. */
@@ -26,8 +26,10 @@ export function fullView(tools: ToolCatalog, prompts: PromptCatalog, resources: 
 /**
  * Filters the catalogs by `visible`. Broadcasts are narrowed to the servers on which the
  * caller may call (`callable`), and remade from those alone, so that their schemas,
- * descriptions and enums name nothing else; one left with no such server is dropped. Names
- * stay those of the full catalog. Pure; callers cache the result per set of rights.
+ * descriptions and enums name nothing else. One left with fewer such servers than the full
+ * catalog makes it for (two for `broadcast__<tool>`) is dropped: kept over a single server,
+ * it would tell the caller that a server it cannot call offers the same tool. Names stay
+ * those of the full catalog. Pure; callers cache the result per set of rights.
  */
 export function restrictedView(
   tools: ToolCatalog,
@@ -85,11 +87,11 @@ function narrow(route: ToolRoute, visible: Visibility, callableOn: CallableTools
       return visible(route.server, route.originalName) ? route : undefined;
     case 'broadcast': {
       const servers = route.servers.filter((s) => callableOn(s).some((t) => t.name === route.tool));
-      return servers.length > 0 ? { ...route, servers } : undefined;
+      return servers.length >= MIN_BROADCAST_SERVERS ? { ...route, servers } : undefined;
     }
     case 'tag': {
       const servers = route.servers.filter((s) => callableOn(s).length > 0);
-      return servers.length > 0 ? { ...route, servers } : undefined;
+      return servers.length >= MIN_TAG_SERVERS && servers.length > 0 ? { ...route, servers } : undefined;
     }
     case 'search':
     case 'call':

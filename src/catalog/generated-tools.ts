@@ -29,6 +29,13 @@ export interface GeneratedTool {
 }
 
 export const SEARCH_TOOL = 'conflux__search_tools';
+/**
+ * Fewest servers a generated tool is made for. A caller's view applies the same minimums to
+ * the servers it may call: a broadcast over one server would tell it that a server it cannot
+ * see offers the same tool.
+ */
+export const MIN_BROADCAST_SERVERS = 2;
+export const MIN_TAG_SERVERS = 1;
 export const CALL_TOOL = 'conflux__call_tool';
 
 type JsonSchema = Record<string, unknown>;
@@ -59,7 +66,7 @@ function broadcastTools(servers: readonly ServerTools[]): GeneratedTool[] {
   }
   const out: GeneratedTool[] = [];
   for (const [name, list] of offers) {
-    if (list.length < 2) continue;
+    if (list.length < MIN_BROADCAST_SERVERS) continue;
     out.push({ tool: broadcastTool(name, list), route: { kind: 'broadcast', tool: name, servers: list.map((o) => o.server) }, searchModeOnly: false });
   }
   return out;
@@ -106,6 +113,7 @@ function tagTools(servers: readonly ServerTools[]): GeneratedTool[] {
     }
   }
   return [...tagged]
+    .filter(([, list]) => list.length >= MIN_TAG_SERVERS)
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([tag, list]) => ({ tool: tagTool(tag, list), route: { kind: 'tag', tag, servers: list.map((s) => s.server) }, searchModeOnly: false }));
 }

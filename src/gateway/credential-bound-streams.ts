@@ -69,17 +69,17 @@ export class CredentialBoundStreams {
   }
 
   async #check(): Promise<void> {
-    if (this.#checking) return;
+    // Expiry needs no I/O: judged every tick, even while a key lookup is still out.
+    const now = Date.now();
+    for (const entry of this.#entries) if (entry.expiresAt !== undefined && entry.expiresAt <= now) this.#end(entry, 'credential expired');
+    const keyActive = this.#options.keyActive;
+    if (!keyActive || this.#checking) return;
     this.#checking = true;
     try {
-      const now = Date.now();
-      for (const entry of this.#entries) if (entry.expiresAt !== undefined && entry.expiresAt <= now) this.#end(entry, 'credential expired');
-      const keyActive = this.#options.keyActive;
-      if (!keyActive) return;
       const keys = new Set([...this.#entries].map((e) => e.apiKeyId).filter((k): k is string => k !== undefined));
       for (const key of keys) {
-        // A database that does not answer ends nothing: the next check asks again.
-        const active = await keyActive(key).catch(() => true);
+        // A database that does not answer (or not in time) ends nothing: the next check asks again.
+        const active = await withTimeout(keyActive(key), this.#options.checkIntervalMs * 2).catch(() => true);
         if (!active) this.revoked(key);
       }
     } finally {
@@ -100,4 +100,12 @@ export class CredentialBoundStreams {
       this.#timer = undefined;
     }
   }
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref();
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

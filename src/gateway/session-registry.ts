@@ -81,8 +81,10 @@ export interface SessionOwner {
  */
 export class SessionRegistry {
   readonly #sessions = new Map<string, DownstreamSession>();
-  /** Open sessions per rate key, so the quota check is not a scan of every session. */
+  /** Open sessions per rate key, and places held for sessions being opened, so the quota check is not a scan of every session. */
   readonly #perKey = new Map<string, number>();
+  /** Sessions being opened (their `initialize` not answered yet), counted against the limits. */
+  #opening = 0;
   /** Rights re-evaluated under the current rules, per latest request's rights. */
   readonly #current = new WeakMap<Access, { version: number; access: Access }>();
   readonly #options: SessionRegistryOptions;
@@ -98,6 +100,28 @@ export class SessionRegistry {
 
   get size(): number {
     return this.#sessions.size;
+  }
+
+  /** Open sessions plus those being opened: what the session limits are checked against. */
+  get held(): number {
+    return this.#sessions.size + this.#opening;
+  }
+
+  /**
+   * Holds a place under `rateKey` while a session is opened, so that concurrent `initialize`
+   * requests cannot all pass the quota check before any of them registers. Returns the
+   * release, to call once the initialize is answered (the session, if any, then counts itself).
+   */
+  reserve(rateKey: string): () => void {
+    this.#opening++;
+    this.#count(rateKey, +1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#opening--;
+      this.#count(rateKey, -1);
+    };
   }
 
   /**
@@ -126,7 +150,7 @@ export class SessionRegistry {
           activeCalls: 0,
         };
         this.#sessions.set(id, session);
-        this.#perKey.set(owner.rateKey, (this.#perKey.get(owner.rateKey) ?? 0) + 1);
+        this.#count(owner.rateKey, +1);
         this.#options.onOpened?.(session);
         this.#options.logger.debug({ session: id }, 'session opened');
       },
@@ -195,9 +219,7 @@ export class SessionRegistry {
     const session = this.#sessions.get(id);
     if (!session) return;
     this.#sessions.delete(id);
-    const left = (this.#perKey.get(session.rateKey) ?? 1) - 1;
-    if (left > 0) this.#perKey.set(session.rateKey, left);
-    else this.#perKey.delete(session.rateKey);
+    this.#count(session.rateKey, -1);
     this.#options.logger.debug({ session: id }, 'session closed');
     await session.server.close().catch(() => {});
     this.#options.onClosed?.(session);
@@ -214,6 +236,12 @@ export class SessionRegistry {
    * ends the stream; a client re-initializes on the 404 that follows. A tool call in flight
    * does count, so a long call is not cut.
    */
+  #count(rateKey: string, change: 1 | -1): void {
+    const count = (this.#perKey.get(rateKey) ?? 0) + change;
+    if (count > 0) this.#perKey.set(rateKey, count);
+    else this.#perKey.delete(rateKey);
+  }
+
   #closeIdle(): void {
     const cutoff = Date.now() - this.#options.idleMs;
     for (const session of this.#sessions.values()) {

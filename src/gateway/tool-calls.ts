@@ -2,7 +2,7 @@ import { ErrorCode, McpError, type CallToolRequest, type CallToolResult } from '
 import { z } from 'zod';
 import type { Logger } from 'pino';
 import type { LiveCatalog } from '../catalog/live-catalog.js';
-import { RateLimitedError } from '../limits/errors.js';
+import { LimitExceededError, RateLimitedError } from '../limits/errors.js';
 import type { AuditLog } from '../observability/audit-log.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { inSpan } from '../observability/tracing.js';
@@ -11,7 +11,7 @@ import { legalName } from '../catalog/naming.js';
 import { broadcast, type BroadcastDeps, type BroadcastPart } from './broadcast.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { AccessDeniedError } from '../auth/access-policy.js';
-import { HiddenToolError, toolCallFailure, unknownTool } from './error-mapping.js';
+import { HiddenToolError, toolCallFailure, UnknownToolError, unknownTool } from './error-mapping.js';
 import { forward } from './forward.js';
 
 export interface ToolCallDeps extends BroadcastDeps {
@@ -34,6 +34,29 @@ const TagArgs = z.object({ tool: z.string().min(1), arguments: z.record(z.string
 const SearchArgs = z.object({ query: z.string().min(1), limit: z.number().int().min(1).max(50).optional() });
 const CallArgs = z.object({ name: z.string().min(1), arguments: z.record(z.string(), z.unknown()).optional() });
 
+/**
+ * The `tool_id` of calls to a name the caller cannot see, hidden or unknown alike: `/metrics`
+ * is public, so a caller-chosen name must neither show whether it exists nor take a label.
+ * Not a legal tool name, so it never mixes with a real tool's series.
+ */
+export const UNROUTED_TOOL_LABEL = '(unknown)';
+
+/** A call's answer, and whether it was refused before reaching any upstream (the audit log bounds how many of those it writes). */
+interface Outcome {
+  result: CallToolResult;
+  refused: boolean;
+}
+
+/**
+ * Arguments a generated tool cannot use (or a meta-tool asked to call itself): refused before
+ * anything runs. Answered as any -32602 on every surface.
+ */
+class InvalidToolArgumentsError extends McpError {
+  constructor(message: string) {
+    super(ErrorCode.InvalidParams, message);
+  }
+}
+
 /** Routes one `tools/call` by table lookup, to its upstream or a generated tool, and audits it. */
 export async function callTool(
   deps: ToolCallDeps,
@@ -41,10 +64,15 @@ export async function callTool(
   call: DownstreamCall,
   options: ToolCallOptions = {},
 ): Promise<CallToolResult> {
+  return (await routedCall(deps, params, call, options)).result;
+}
+
+async function routedCall(deps: ToolCallDeps, params: CallToolRequest['params'], call: DownstreamCall, options: ToolCallOptions): Promise<Outcome> {
   const route = deps.catalog.viewFor(call.access).view.routes.get(params.name);
   const server = route?.kind === 'upstream' ? route.server : undefined;
   // A name the caller cannot see reaches nothing: its failure is a refusal like a denied call.
-  return audited(deps, params.name, params.arguments, server, call, () => dispatch(deps, route, params, call, options), route === undefined);
+  const names = { target: params.name, label: route ? params.name : UNROUTED_TOOL_LABEL };
+  return audited(deps, names, params.arguments, server, call, () => dispatch(deps, route, params, call, options), route === undefined);
 }
 
 /** A broadcast asked for by the upstream name of its tool (the REST API's form). */
@@ -65,7 +93,9 @@ export async function callBroadcast(deps: ToolCallDeps, request: BroadcastReques
   const filters = { servers: request.servers, tags: request.tags };
   const args = { ...request.arguments, ...(request.servers ? { servers: request.servers } : {}), ...(request.tags ? { tags: request.tags } : {}) };
   const offering = offeringServers(deps.catalog, request.tool, call);
-  return audited(deps, name, args, undefined, call, () => broadcastTo(deps, name, request.tool, offering, filters, request.arguments ?? {}, call));
+  // With no server offering it, the name is the caller's invention (or hidden): not a metrics label.
+  const names = { target: name, label: offering.length > 0 ? name : UNROUTED_TOOL_LABEL };
+  return (await audited(deps, names, args, undefined, call, () => broadcastTo(deps, name, request.tool, offering, filters, request.arguments ?? {}, call))).result;
 }
 
 /** The servers a `BroadcastRequest` would reach before access levels are checked (none: nothing the caller may see offers it). */
@@ -75,21 +105,25 @@ export function broadcastTargets(deps: ToolCallDeps, request: BroadcastRequest, 
 
 /**
  * Times one call, then counts, logs and audits it whatever its outcome. Refusals (access
- * denied, rate limited, no such tool) are marked so the audit log can bound how many it writes.
+ * denied, rate limited, no such tool, arguments a generated tool cannot use, a call through
+ * `conflux__call_tool` that was itself refused) are marked so the audit log can bound how
+ * many it writes. `names.target` is what the audit row and the log name, `names.label` the
+ * metrics' `tool_id`.
  */
 async function audited(
   deps: ToolCallDeps,
-  name: string,
+  names: { target: string; label: string },
   args: unknown,
   server: string | undefined,
   call: DownstreamCall,
-  run: () => Promise<CallToolResult>,
+  run: () => Promise<Outcome>,
   unrouted = false,
-): Promise<CallToolResult> {
+): Promise<Outcome> {
+  const name = names.target;
   const started = performance.now();
-  const done = (status: 'ok' | 'error' | 'denied', error: string | undefined, refused: boolean) => {
+  const done = (status: 'ok' | 'error' | 'denied', error: string | undefined, refused: boolean, counted: 'ok' | 'error' | 'denied' = status) => {
     const seconds = (performance.now() - started) / 1000;
-    deps.metrics?.toolCall(name, status, seconds);
+    deps.metrics?.toolCall(names.label, counted, seconds);
     if (deps.logger?.isLevelEnabled('debug')) {
       deps.logger.debug({ requestId: call.requestId, session: call.sessionId, principal: call.principal, channel: call.channel, server, tool: name, status, error, durationMs: Math.round(seconds * 1000) }, 'tool call');
     }
@@ -99,17 +133,30 @@ async function audited(
     );
   };
   return inSpan(`tools/call ${name}`, 'server', { 'mcp.tool': name, 'mcp.session': call.sessionId, 'enduser.id': call.principal }, async () => {
-    let result: CallToolResult;
+    let outcome: Outcome;
     try {
-      result = await run();
+      outcome = await run();
     } catch (error) {
-      const refused = unrouted || error instanceof AccessDeniedError || error instanceof RateLimitedError;
-      done(error instanceof AccessDeniedError ? 'denied' : 'error', error instanceof Error ? error.message : String(error), refused);
+      const status = error instanceof AccessDeniedError ? 'denied' : 'error';
+      // The audit row may say denied (admins read it); public metrics count a hidden tool exactly as an unknown one.
+      done(status, error instanceof Error ? error.message : String(error), unrouted || isRefusal(error), error instanceof HiddenToolError ? 'error' : status);
       throw error;
     }
-    done(result.isError ? 'error' : 'ok', result.isError ? firstText(result) : undefined, false);
-    return result;
+    const { result, refused } = outcome;
+    done(result.isError ? 'error' : 'ok', result.isError ? firstText(result) : undefined, refused);
+    return outcome;
   });
+}
+
+/** A failure raised before any upstream was reached: by the caller's rights, a limit, a name or arguments nothing could run. */
+function isRefusal(error: unknown): boolean {
+  return (
+    error instanceof AccessDeniedError ||
+    error instanceof RateLimitedError ||
+    error instanceof LimitExceededError ||
+    error instanceof UnknownToolError ||
+    error instanceof InvalidToolArgumentsError
+  );
 }
 
 async function dispatch(
@@ -118,7 +165,7 @@ async function dispatch(
   params: CallToolRequest['params'],
   call: DownstreamCall,
   options: ToolCallOptions,
-): Promise<CallToolResult> {
+): Promise<Outcome> {
   if (!route) {
     // Named but outside the caller's view: audited as a refusal, answered as an unknown tool.
     if (deps.catalog.current.routes.has(params.name)) throw new HiddenToolError(params.name);
@@ -132,21 +179,22 @@ async function dispatch(
         throw new AccessDeniedError(`Access denied: you may list "${params.name}" but not call it`);
       }
       try {
-        return (await forward(deps, route.server, 'tools/call', { ...params, name: route.originalName }, call)) as CallToolResult;
+        return { result: (await forward(deps, route.server, 'tools/call', { ...params, name: route.originalName }, call)) as CallToolResult, refused: false };
       } catch (error) {
         if (options.faults === 'throw' || error instanceof RateLimitedError) throw error;
-        return toolCallFailure(error);
+        return { result: toolCallFailure(error), refused: false };
       }
     case 'broadcast':
       return broadcastTool(deps, params.name, route, parse(BroadcastArgs, args, params.name), call);
     case 'tag':
       return tagTool(deps, params.name, route, parse(TagArgs, args, params.name), call);
     case 'search':
-      return searchTools(deps.catalog, parse(SearchArgs, args, params.name), call);
+      return { result: searchTools(deps.catalog, parse(SearchArgs, args, params.name), call), refused: false };
     case 'call': {
       const { name, arguments: targetArgs } = parse(CallArgs, args, params.name);
-      if (deps.catalog.current.routes.get(name)?.kind === 'call') throw new McpError(ErrorCode.InvalidParams, `${params.name} cannot call itself`);
-      return callTool(deps, { name, arguments: targetArgs ?? {} }, call, options);
+      if (deps.catalog.current.routes.get(name)?.kind === 'call') throw new InvalidToolArgumentsError(`${params.name} cannot call itself`);
+      // The inner call is audited on its own; this row is refused when that call was.
+      return routedCall(deps, { name, arguments: targetArgs ?? {} }, call, options);
     }
   }
 }
@@ -157,12 +205,16 @@ async function broadcastTool(
   route: Extract<ToolRoute, { kind: 'broadcast' }>,
   args: z.infer<typeof BroadcastArgs>,
   call: DownstreamCall,
-): Promise<CallToolResult> {
+): Promise<Outcome> {
   const { servers, tags, ...toolArgs } = args;
   return broadcastTo(deps, name, route.tool, route.servers, { servers, tags }, toolArgs, call);
 }
 
-/** Runs `tool` on those of `offering` that pass the filters and that the caller may call; each server's call is audited under `name`. */
+/**
+ * Runs `tool` on those of `offering` that pass the filters and that the caller may call; each
+ * server's call is audited under `name`. Refused when it reached no upstream: no server
+ * matched, or every server's call was refused by its rate limit.
+ */
 async function broadcastTo(
   deps: ToolCallDeps,
   name: string,
@@ -171,12 +223,29 @@ async function broadcastTo(
   filters: Pick<BroadcastRequest, 'servers' | 'tags'>,
   toolArgs: Record<string, unknown>,
   call: DownstreamCall,
-): Promise<CallToolResult> {
+): Promise<Outcome> {
   const targets = narrowed(deps, offering, filters);
   if (targets.length === 0) {
-    return errorResult(`no server matches: "${tool}" is offered by ${offering.join(', ') || 'no server you may see'}`);
+    return { result: errorResult(`no server matches: "${tool}" is offered by ${offering.join(', ') || 'no server you may see'}`), refused: true };
   }
-  return broadcast(deps, tool, callable(targets, tool, call), toolArgs, call, auditPart(deps, name, toolArgs, call));
+  return fannedOut(deps, tool, callable(targets, tool, call), toolArgs, call, auditPart(deps, name, toolArgs, call));
+}
+
+/** `broadcast()`, refused when none of its parts reached its upstream. */
+async function fannedOut(
+  deps: ToolCallDeps,
+  tool: string,
+  servers: readonly string[],
+  toolArgs: Record<string, unknown>,
+  call: DownstreamCall,
+  onPart: (part: BroadcastPart) => void,
+): Promise<Outcome> {
+  let reached = 0;
+  const result = await broadcast(deps, tool, servers, toolArgs, call, (part) => {
+    if (!part.refused) reached++;
+    onPart(part);
+  });
+  return { result, refused: reached === 0 };
 }
 
 function narrowed(deps: ToolCallDeps, offering: readonly string[], filters: Pick<BroadcastRequest, 'servers' | 'tags'>): string[] {
@@ -228,7 +297,7 @@ async function tagTool(
   route: Extract<ToolRoute, { kind: 'tag' }>,
   args: z.infer<typeof TagArgs>,
   call: DownstreamCall,
-): Promise<CallToolResult> {
+): Promise<Outcome> {
   const offered = new Map<string, string[]>(route.servers.map((s) => [s, []]));
   for (const { route: r } of deps.catalog.current.upstreamTools) {
     if (r.kind === 'upstream') offered.get(r.server)?.push(r.originalName);
@@ -237,9 +306,9 @@ async function tagTool(
   const targets = route.servers.filter((server) => offered.get(server)!.includes(args.tool));
   if (targets.length === 0) {
     const listing = route.servers.map((s) => `${s}: ${offered.get(s)!.join(', ') || '(no tools)'}`).join('; ');
-    return errorResult(`no server tagged "${route.tag}" offers "${args.tool}". Tagged servers and their tools: ${listing}`);
+    return { result: errorResult(`no server tagged "${route.tag}" offers "${args.tool}". Tagged servers and their tools: ${listing}`), refused: true };
   }
-  return broadcast(deps, args.tool, callable(targets, args.tool, call), args.arguments ?? {}, call, auditPart(deps, name, args.arguments ?? {}, call));
+  return fannedOut(deps, args.tool, callable(targets, args.tool, call), args.arguments ?? {}, call, auditPart(deps, name, args.arguments ?? {}, call));
 }
 
 /** The servers among `targets` on which the caller may call `tool`; refused when none. */
@@ -266,7 +335,7 @@ function parse<T>(schema: z.ZodType<T>, args: unknown, tool: string): T {
   const result = schema.safeParse(args);
   if (result.success) return result.data;
   const problems = result.error.issues.map((i) => `${i.path.join('.') || 'arguments'}: ${i.message}`).join('; ');
-  throw new McpError(ErrorCode.InvalidParams, `Invalid arguments for ${tool}: ${problems}`);
+  throw new InvalidToolArgumentsError(`Invalid arguments for ${tool}: ${problems}`);
 }
 
 function firstText(result: CallToolResult): string | undefined {

@@ -4,6 +4,7 @@ import type { AccessControl } from '../auth/access-control.js';
 import type { Access } from '../auth/access-policy.js';
 import { AuthFailure } from '../auth/auth-failure.js';
 import type { Authenticator } from '../auth/authenticator.js';
+import { clientAddressKey } from '../limits/client-address.js';
 import { RateLimitedError } from '../limits/errors.js';
 import type { RateLimits } from '../limits/rate-limits.js';
 
@@ -77,7 +78,7 @@ export function callerMiddleware(deps: CallerDeps, refuse: (c: Context, error: R
       caller = {
         principal: principal.id,
         access: deps.accessControl.accessFor(principal),
-        rateKey: deps.authenticator.enabled ? `principal:${principal.id}` : `ip:${address}`,
+        rateKey: deps.authenticator.enabled ? `principal:${principal.id}` : `ip:${clientAddressKey(address)}`,
         address,
       };
     } catch (error) {

@@ -48,7 +48,7 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
         if (!containsInitialize(parsed)) {
           return jsonRpcError(400, BAD_REQUEST, 'Bad Request: Mcp-Session-Id header is required');
         }
-        if (sessions.size >= limits.maxSessions) {
+        if (sessions.held >= limits.maxSessions) {
           return jsonRpcError(503, BAD_REQUEST, `Too many sessions: the gateway holds at most ${limits.maxSessions}`);
         }
         // Counted per rate key, not per principal: without authentication every caller is
@@ -56,10 +56,15 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
         if (sessions.countFor(rateKey) >= limits.maxSessionsPerPrincipal) {
           return jsonRpcError(429, BAD_REQUEST, `Too many sessions for this client (at most ${limits.maxSessionsPerPrincipal}); close some with DELETE`);
         }
-        const prepared = await sessions.prepare({ principal, rateKey, access });
-        const response = await prepared.transport.handleRequest(request, { parsedBody: parsed, authInfo });
-        await sessions.discardIfUninitialized(prepared);
-        return response;
+        const release = sessions.reserve(rateKey);
+        try {
+          const prepared = await sessions.prepare({ principal, rateKey, access });
+          const response = await prepared.transport.handleRequest(request, { parsedBody: parsed, authInfo });
+          await sessions.discardIfUninitialized(prepared);
+          return response;
+        } finally {
+          release();
+        }
       }
       const session = sessionOf(sessionId);
       if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');

@@ -10,7 +10,7 @@ export interface FailedAuthSettings {
   windowSeconds: number;
 }
 
-/** Addresses tracked at most in each local map; beyond it the oldest is forgotten. */
+/** Addresses tracked at most in each local map; beyond it the oldest is forgotten (and every address is checked). */
 const MAX_TRACKED = 10_000;
 
 /**
@@ -65,10 +65,13 @@ export class FailedAuthThrottle {
       this.#blocked.delete(key);
     }
     const suspectUntil = this.#suspects.get(key);
-    if (suspectUntil === undefined) return;
-    if (suspectUntil <= now) {
+    // With the map full, an address may have been pushed out by failures from many others (one
+    // attacker holding a large IPv6 range): every address is then asked about.
+    const crowded = this.#suspects.size >= MAX_TRACKED;
+    if (suspectUntil === undefined && !crowded) return;
+    if (suspectUntil !== undefined && suspectUntil <= now) {
       this.#suspects.delete(key);
-      return;
+      if (!crowded) return;
     }
     const decision = await this.limiter.peek(limiterKey(key), this.#limit, this.#windowMs);
     if (decision.allowed) return;

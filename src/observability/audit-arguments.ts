@@ -4,14 +4,17 @@
  *
  * Markers a reader of the trail may meet in stored arguments:
  * - `"[redacted]"`: the value of a key matching `gateway.audit.redactKeys`, and, in admin
- *   events, every value under `env` or `headers` and the credentials in URLs
- *   (`https://[redacted]@host/path?apikey=[redacted]`).
+ *   events, every value under `env` or `headers`, the values of secret-looking flags in an
+ *   `args` list (`["--token", "[redacted]", "--api-key=[redacted]"]`) and the credentials in
+ *   URLs (`https://[redacted]@host/path?apikey=[redacted]`).
  * - `"[cut: nested deeper than N levels]"`: what lay below the depth limit.
  * - `{"_truncated": true, "originalBytes": N, "preview": "..."}` in place of the whole value:
  *   its JSON was over `gateway.audit.maxArgumentBytes`; `preview` is the start of that JSON
  *   (already redacted), and the stored marker itself fits in the limit.
  * - `{"_unrecordable": true, "reason": "..."}`: the arguments could not be prepared at all.
  */
+
+import { redactArguments } from './redact.js';
 
 export const REDACTED = '[redacted]';
 
@@ -27,7 +30,7 @@ export interface StoredArgumentsOptions {
   redactKey: RegExp;
   /** Largest stored JSON, in UTF-8 bytes. */
   maxBytes: number;
-  /** Admin changes: `env` and `headers` values and URL credentials are redacted whatever the key. */
+  /** Admin changes: `env` and `headers` values, secret flag values in `args` and URL credentials are redacted whatever the key. */
   admin?: boolean | undefined;
   maxDepth?: number | undefined;
 }
@@ -96,6 +99,7 @@ export function redactedCopy(value: unknown, options: StoredArgumentsOptions): u
     for (const [k, v] of Object.entries(source)) {
       if (options.redactKey.test(k)) out[k] = REDACTED;
       else if (options.admin && SECRET_MAPS.test(k)) out[k] = redactedValues(v);
+      else if (options.admin && COMMAND_LINE.test(k) && isStringList(v)) out[k] = redactArguments(v).map(redactUrlCredentials);
       else {
         out[k] = undefined; // holds the key's place, so the copy keeps the original key order
         stack.push({ source: v, into: out, key: k, depth: depth + 1 });
@@ -107,6 +111,13 @@ export function redactedCopy(value: unknown, options: StoredArgumentsOptions): u
 
 /** Keys of a server definition whose values are secrets whatever their names. */
 const SECRET_MAPS = /^(?:env|headers)$/i;
+
+/** The key of a stdio server's command line, whose flags may carry credentials (`--token abc`). */
+const COMMAND_LINE = /^args$/i;
+
+function isStringList(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === 'string');
+}
 
 /** `{NAME: value}` → `{NAME: "[redacted]"}`: the names say what is set, the values stay out. */
 function redactedValues(map: unknown): unknown {

@@ -82,11 +82,62 @@ export function redactUrl(url: string): string {
   return parsed.toString().replaceAll(encodeURIComponent(REDACTED), REDACTED);
 }
 
-/** `url` without credentials, query or fragment (what callers that are not admins see). */
+/**
+ * `url` as scheme, host and port alone (what callers that are not admins see). The path goes
+ * too: services put keys in it (`https://host/mcp/<key>/sse`, webhook-style URLs).
+ */
 export function publicUrl(url: string): string {
   const parsed = parseUrl(url);
   if (!parsed) return '';
-  return `${parsed.protocol}//${parsed.host}${parsed.pathname}`;
+  return `${parsed.protocol}//${parsed.host}`;
+}
+
+/**
+ * Command-line flags whose value is a credential: `--token`, `--api-key`, `--db_password`,
+ * `-secret` (Go-style), `--auth`... Words that are credentials wherever they stand in the name
+ * (`--github-token`), and short words only as a whole part of it (`--auth`, `--key`, not
+ * `--author` or `--keyboard`).
+ */
+const SECRET_FLAG = new RegExp(
+  String.raw`^--?(?:[\w.-]*(?:token|secret|passw(?:or)?d|credential|api[-_]?key|access[-_]?key|private[-_]?key)[\w.-]*|(?:[\w.-]*[-_.])?(?:auth|authorization|key|pwd|pass)(?:[-_.][\w.-]*)?)$`,
+  'i',
+);
+
+/**
+ * The credentials in a command line: the argument after a secret-looking flag
+ * (`--token abc`), and the value of `--secret-looking-flag=value`. Only those: hiding every
+ * argument would mangle messages that quote file names or subcommands.
+ */
+export function secretArgumentValues(args: readonly string[]): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    // `--db=postgres://app:pw@db/x`: the password may be printed without its URL.
+    for (const [url] of arg.matchAll(URL_IN_TEXT)) values.push(...urlSecrets(url));
+    const eq = arg.indexOf('=');
+    if (eq > 0) {
+      if (SECRET_FLAG.test(arg.slice(0, eq)) && eq < arg.length - 1) values.push(arg.slice(eq + 1));
+    } else if (SECRET_FLAG.test(arg) && i + 1 < args.length) {
+      // Whatever follows is taken as the value, even if it looks like a flag: passwords may start with "-".
+      values.push(args[++i]!);
+    }
+  }
+  return values;
+}
+
+/** `args` with the values `secretArgumentValues` finds replaced (`--token [redacted]`, `--api-key=[redacted]`). */
+export function redactArguments(args: readonly string[]): string[] {
+  const out = [...args];
+  for (let i = 0; i < out.length; i++) {
+    const arg = out[i]!;
+    const eq = arg.indexOf('=');
+    if (eq > 0) {
+      if (SECRET_FLAG.test(arg.slice(0, eq)) && eq < arg.length - 1) out[i] = `${arg.slice(0, eq + 1)}${REDACTED}`;
+    } else if (SECRET_FLAG.test(arg) && i + 1 < out.length) {
+      out[++i] = REDACTED;
+    }
+  }
+  return out;
 }
 
 /**
@@ -104,23 +155,36 @@ export function redactText(text: string, known: readonly string[] = []): string 
   return out;
 }
 
-/** What `redactText` must hide for one server beyond the general patterns: its env and header values, URL credentials and query values. */
+/**
+ * What `redactText` must hide for one server beyond the general patterns: its env and header
+ * values, URL credentials and query values, and the values of secret-looking flags in its
+ * command line (a child often prints its own arguments when it fails).
+ */
 export function secretsOf(definition: {
   env?: Readonly<Record<string, string>> | undefined;
   headers?: Readonly<Record<string, string>> | undefined;
   url?: string | undefined;
+  args?: readonly string[] | undefined;
 }): string[] {
-  const values = [...Object.values(definition.env ?? {}), ...Object.values(definition.headers ?? {})];
+  const values = [...Object.values(definition.env ?? {}), ...Object.values(definition.headers ?? {}), ...secretArgumentValues(definition.args ?? [])];
   for (const header of Object.values(definition.headers ?? {})) {
     // "Bearer abc": the token alone may be printed too.
     const token = /^\S+\s+(\S+)$/.exec(header)?.[1];
     if (token) values.push(token);
   }
-  const url = definition.url ? parseUrl(definition.url) : undefined;
-  if (url) {
-    for (const part of [url.username, url.password]) if (part) values.push(part, decoded(part));
-    for (const [name, value] of url.searchParams) if (SECRET_PARAM.test(name)) values.push(value);
-  }
+  if (definition.url) values.push(...urlSecrets(definition.url));
+  return values;
+}
+
+const URL_IN_TEXT = /[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]+/gi;
+
+/** A URL's credentials (as written and decoded) and the values of its secret-looking query parameters. */
+function urlSecrets(text: string): string[] {
+  const url = parseUrl(text);
+  if (!url) return [];
+  const values: string[] = [];
+  for (const part of [url.username, url.password]) if (part) values.push(part, decoded(part));
+  for (const [name, value] of url.searchParams) if (SECRET_PARAM.test(name)) values.push(value);
   return values;
 }
 

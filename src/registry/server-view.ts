@@ -1,5 +1,5 @@
 import type { ServerConfig } from '../config/schema.js';
-import { publicUrl, redactUrl, redactValues } from '../observability/redact.js';
+import { publicUrl, redactArguments, redactUrl, redactValues } from '../observability/redact.js';
 import type { UpstreamStatus } from '../upstream/upstream-connection.js';
 
 /**
@@ -14,7 +14,7 @@ export interface PublicServerView {
   description: string | undefined;
   tags: string[];
   toolCount: number;
-  /** HTTP servers only: scheme, host and path; no credentials, query or fragment. */
+  /** HTTP servers only: scheme, host and port; no credentials, path (it may hold a key), query or fragment. */
   url?: string;
 }
 
@@ -37,9 +37,10 @@ export function publicServerView(summary: ServerSummary, definition: ServerConfi
 
 /**
  * A definition as admins see it: header and environment values can be secrets, so only
- * their names are shown, and the URL's credentials and secret query values are hidden.
+ * their names are shown, and the URL's credentials and secret query values are hidden, as
+ * are the values of secret-looking flags in a command line (`--token [redacted]`).
  */
 export function redactDefinition(definition: ServerConfig): ServerConfig {
-  if (definition.transport === 'stdio') return { ...definition, env: redactValues(definition.env) };
+  if (definition.transport === 'stdio') return { ...definition, args: redactArguments(definition.args), env: redactValues(definition.env) };
   return { ...definition, url: redactUrl(definition.url), headers: redactValues(definition.headers) };
 }

@@ -26,6 +26,8 @@ export type LockHolder = z.infer<typeof LockHolderSchema>;
 
 /** What `isStaleLock` needs to know about processes; real values come from `processProbe()`. */
 export interface ProcessProbe {
+  /** This machine's name: pids and start times say nothing about another machine's processes. */
+  hostname: string;
   pid: number;
   startedAt: number;
   /** When the machine booted (ms since the epoch): nothing started before it is alive. */
@@ -91,7 +93,7 @@ export async function acquireDataDirLock(dataDir: string, probe: ProcessProbe = 
   const holder: LockHolder = {
     pid: probe.pid,
     startedAt: probe.startedAt,
-    hostname: hostname(),
+    hostname: probe.hostname,
     acquiredAt: new Date().toISOString(),
     token: randomBytes(12).toString('hex'),
   };
@@ -126,6 +128,9 @@ export async function readDataDirLock(dataDir: string): Promise<LockHolder | und
 
 /** Whether a recorded holder is gone, so its lock may be taken over. Pure. */
 export function isStaleLock(holder: LockHolder, probe: ProcessProbe): boolean {
+  // Written on another machine (or container) sharing the folder: its process cannot be
+  // looked up from here, and pid 1 in two containers is two processes. Never taken over.
+  if (holder.hostname !== probe.hostname) return false;
   // Our own pid: this process holds it (opened twice) or a previous one with the same pid left
   // it, as a container's gateway restarted as pid 1 does after a SIGKILL.
   if (holder.pid === probe.pid) return holder.startedAt !== probe.startedAt;
@@ -144,6 +149,7 @@ export function localUrlOf(host: string, port: number): string {
 /** This process and machine, as the operating system reports them. */
 export function processProbe(): ProcessProbe {
   return {
+    hostname: hostname(),
     pid: process.pid,
     startedAt: Math.round(performance.timeOrigin),
     bootedAt: Date.now() - uptime() * 1000,

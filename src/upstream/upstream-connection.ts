@@ -155,7 +155,7 @@ export class UpstreamConnection {
     this.#deps = deps;
     this.#logger = deps.logger.child({ server: name });
     this.#breaker = new CircuitBreaker(deps.health.breaker);
-    this.#redact = textRedactor(config.transport === 'stdio' ? { env: config.env } : { headers: config.headers, url: config.url });
+    this.#redact = textRedactor(config.transport === 'stdio' ? { env: config.env, args: config.args } : { headers: config.headers, url: config.url });
     if (!config.enabled) this.state = 'disabled';
   }
 

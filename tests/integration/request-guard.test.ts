@@ -132,6 +132,16 @@ describe('one guard chain for every route', () => {
     expect(existsSync(join(dir, 'pwned.txt'))).toBe(false);
   });
 
+  it('refuses an absolute-form target naming another host than the Host header', async () => {
+    for (const path of [`http://evil.example/mcp`, `http://evil.example:${port}/.well-known/oauth-protected-resource`, `http://127.0.0.2:${port}/health`]) {
+      const response = await rawRequest(port, path, { method: 'GET', headers: { host: `127.0.0.1:${port}` } });
+      expect(response.status, path).toBe(400);
+      expect(JSON.parse(response.body)).toMatchObject({ error: expect.anything() });
+    }
+    const same = await rawRequest(port, `http://127.0.0.1:${port}/health`, { method: 'GET', headers: { host: `127.0.0.1:${port}` } });
+    expect(same.status).toBe(200);
+  });
+
   it('serves loopback Hosts and Origins, and JSON with a charset', async () => {
     for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `127.0.0.2:${port}`]) {
       const response = await rawRequest(port, '/health', { method: 'GET', headers: { host, origin: 'http://localhost:6274' } });

@@ -11,6 +11,10 @@ const LABELLED = resolve(ROOT, 'tests/fixtures/labelled-stdio-server.ts');
 /** Every secret in this test contains this word (or is a JWT), so "nothing shows a secret" is one check. */
 const MARK = 'SECRET';
 const ENV_SECRET = `env-${MARK}-value-4711`;
+/** A key carried in an HTTP upstream's URL path (`https://host/mcp/<key>/...`): admins may see it, no one else. */
+const PATH_KEY = 'pathkey-7c1e9b42';
+/** Credentials passed to a stdio server as flags, which it prints on stderr before exiting. */
+const FLAG_SECRETS = ['tok-12345678', 'apikey-flag-5150', 'pw-flag-8086'];
 
 function labelled(label: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', LABELLED, label], cwd: ROOT, ...extra };
@@ -75,8 +79,14 @@ describe('secrets and caller views', () => {
         {
           apple: labelled('apple', { tags: ['fruit'], env: { UPSTREAM_TOKEN: ENV_SECRET, LEAK_MARKER: join(markerDir, 'apple') } }),
           web: {
-            url: `http://webuser:webpass-${MARK}@127.0.0.1:${webPort}${webUrl.pathname}?token=url-${MARK}-9&page=2`,
+            url: `http://webuser:webpass-${MARK}@127.0.0.1:${webPort}${webUrl.pathname}/${PATH_KEY}/stream?token=url-${MARK}-9&page=2`,
             headers: { 'X-Api-Key': `header-${MARK}-5` },
+          },
+          // Prints its command line on stderr and exits: the stderr tail becomes lastError.
+          argv: {
+            transport: 'stdio',
+            command: 'sh',
+            args: ['-c', 'echo "usage error, started with: $*" >&2; exit 1', 'argv', '--token', FLAG_SECRETS[0], `--API_KEY=${FLAG_SECRETS[1]}`, '--verbose', '--db-password', FLAG_SECRETS[2]],
           },
           zebra: labelled('zebra', { tags: ['fruit'] }),
         },
@@ -85,6 +95,7 @@ describe('secrets and caller views', () => {
           access: {
             grants: [
               { user: 'alice@example.com', servers: ['zebra', 'web'], level: 'call' },
+              { user: 'bob@example.com', servers: ['apple', 'zebra'], level: 'call' },
               { user: 'reader@example.com', servers: ['zebra'], level: 'read' },
             ],
             toolRules: [{ user: 'alice@example.com', server: 'web', deny: ['echo'] }],
@@ -94,6 +105,7 @@ describe('secrets and caller views', () => {
     );
     base = gateway.url.replace(/\/mcp$/, '');
     tokens.alice = await hs256Token({ sub: 'u-alice', email: 'alice@example.com' });
+    tokens.bob = await hs256Token({ sub: 'u-bob', email: 'bob@example.com' });
     tokens.reader = await hs256Token({ sub: 'u-reader', email: 'reader@example.com' });
     tokens.admin = await hs256Token({ sub: 'u-root', email: 'root@example.com', groups: ['MCP-Admin'] });
   }, 30_000);
@@ -123,20 +135,20 @@ describe('secrets and caller views', () => {
   describe('server listings', () => {
     const PUBLIC_KEYS = ['description', 'name', 'state', 'tags', 'toolCount', 'transport', 'url'];
 
-    it('shows a non-admin only names, states, transports, tags, tool counts, descriptions and bare URLs', async () => {
+    it('shows a non-admin only names, states, transports, tags, tool counts, descriptions and scheme-host-port URLs', async () => {
       for (const path of ['/api/v1/servers', '/servers']) {
         const body = await get('alice', path);
         const servers = body.servers as Record<string, unknown>[];
         expect(servers.map((s) => s.name).sort()).toEqual(['web', 'zebra']);
         for (const server of servers) expect(PUBLIC_KEYS).toEqual(expect.arrayContaining(Object.keys(server)));
-        expect(servers.find((s) => s.name === 'web')).toMatchObject({ transport: 'streamable-http', url: `http://127.0.0.1:${webPort}/mcp` });
+        expect(servers.find((s) => s.name === 'web')).toMatchObject({ transport: 'streamable-http', url: `http://127.0.0.1:${webPort}` });
         expect(servers.find((s) => s.name === 'zebra')).toMatchObject({ transport: 'stdio', tags: ['fruit'], state: 'ready', toolCount: 2 });
         const text = JSON.stringify(body);
         expectNoSecret(text);
-        for (const hidden of ['webuser', 'labelled-stdio-server', 'tsx', 'command', 'args', 'env', 'headers', 'lastError', 'pid']) expect(text).not.toContain(hidden);
+        for (const hidden of ['webuser', PATH_KEY, '/mcp', 'labelled-stdio-server', 'tsx', 'command', 'args', 'env', 'headers', 'lastError', 'pid']) expect(text).not.toContain(hidden);
       }
       const one = (await (await rest('alice', '/servers/web')).json()) as Record<string, unknown>;
-      expect(one).toEqual({ name: 'web', state: 'ready', transport: 'streamable-http', tags: [], toolCount: expect.any(Number), url: `http://127.0.0.1:${webPort}/mcp` });
+      expect(one).toEqual({ name: 'web', state: 'ready', transport: 'streamable-http', tags: [], toolCount: expect.any(Number), url: `http://127.0.0.1:${webPort}` });
     });
 
     it('shows an admin the definitions with env and header values, URL credentials and secret query values redacted', async () => {
@@ -146,9 +158,13 @@ describe('secrets and caller views', () => {
       expect(apple.env).toEqual({ UPSTREAM_TOKEN: '[redacted]', LEAK_MARKER: '[redacted]' });
       expect(apple.args).toEqual(['--import', 'tsx', LABELLED, 'apple']);
       const webDefinition = servers.find((s) => s.name === 'web')!.definition;
-      expect(webDefinition.url).toBe(`http://[redacted]@127.0.0.1:${webPort}/mcp?token=[redacted]&page=2`);
+      // Admins see the path, key included: it is how they tell where the server is.
+      expect(webDefinition.url).toBe(`http://[redacted]@127.0.0.1:${webPort}/mcp/${PATH_KEY}/stream?token=[redacted]&page=2`);
+      const argv = servers.find((s) => s.name === 'argv')!.definition;
+      expect(argv.args).toEqual(['-c', expect.any(String), 'argv', '--token', '[redacted]', '--API_KEY=[redacted]', '--verbose', '--db-password', '[redacted]']);
       expect(webDefinition.headers).toEqual({ 'X-Api-Key': '[redacted]' });
       expectNoSecret(JSON.stringify(body));
+      for (const secret of FLAG_SECRETS) expect(JSON.stringify(body)).not.toContain(secret);
       expectNoSecret(JSON.stringify(await (await rest('admin', '/servers/web')).json()));
     });
   });
@@ -159,28 +175,41 @@ describe('secrets and caller views', () => {
       expect(Object.keys(admin.inputSchema.properties!)).toEqual(expect.arrayContaining(['text', 'apple_only', 'zebra_only']));
       expect(admin.description).toContain('(apple, web, zebra)');
 
-      const alice = (await toolsOf('alice')).find((t) => t.name === 'broadcast__echo')!;
-      // alice may call zebra, and web except its echo: zebra alone is left.
-      expect(Object.keys(alice.inputSchema.properties!).sort()).toEqual(['servers', 'tags', 'text', 'zebra_only']);
-      expect((alice.inputSchema.properties!.servers as { items: { enum: string[] } }).items.enum).toEqual(['zebra']);
-      expect((alice.inputSchema.properties!.tags as { items: { enum: string[] } }).items.enum).toEqual(['fruit']);
-      expect(alice.description).toBe('Runs "echo" on every server that offers it (zebra) at once and returns each server\'s result, labelled. Echoes the text, on zebra');
-      const text = JSON.stringify(alice);
-      for (const other of ['apple', 'web']) expect(text).not.toContain(other);
+      // bob may call apple and zebra; web is outside his rights.
+      const bob = (await toolsOf('bob')).find((t) => t.name === 'broadcast__echo')!;
+      expect(Object.keys(bob.inputSchema.properties!).sort()).toEqual(['apple_only', 'servers', 'tags', 'text', 'zebra_only']);
+      expect((bob.inputSchema.properties!.servers as { items: { enum: string[] } }).items.enum).toEqual(['apple', 'zebra']);
+      expect((bob.inputSchema.properties!.tags as { items: { enum: string[] } }).items.enum).toEqual(['fruit']);
+      expect(bob.description).toBe('Runs "echo" on every server that offers it (apple, zebra) at once and returns each server\'s result, labelled. Echoes the text, on apple');
+      expect(JSON.stringify(bob)).not.toContain('web');
+      // The REST description of the tool is the caller's too.
+      const described = (await (await rest('bob', '/tools/broadcast__echo')).json()) as Tool & { route: { servers: string[] } };
+      expect(described.route.servers).toEqual(['apple', 'zebra']);
+      expect(JSON.stringify(described)).not.toContain('web');
+    });
+
+    it('lists no broadcast__echo for a caller that may call echo on one server only, and answers it as an unknown tool', async () => {
+      // alice may call zebra, and web except its echo: a broadcast over zebra alone would tell
+      // her that another server offers echo (the full catalog makes one only for two or more).
+      const names = (await toolsOf('alice')).map((t) => t.name);
+      expect(names).toContain('zebra__echo');
+      expect(names).not.toContain('broadcast__echo');
+      const hidden = await rest('alice', '/tools/broadcast__echo');
+      const unknown = await rest('alice', '/tools/broadcast__nothing');
+      expect(hidden.status).toBe(404);
+      expect(unknown.status).toBe(404);
+      expect(JSON.stringify(await hidden.json()).replaceAll('broadcast__echo', '<tool>')).toBe(JSON.stringify(await unknown.json()).replaceAll('broadcast__nothing', '<tool>'));
     });
 
     it('builds broadcast__by_tag__<tag> from the tagged servers and tools the caller may call', async () => {
       const admin = (await toolsOf('admin')).find((t) => t.name === 'broadcast__by_tag__fruit')!;
       expect((admin.inputSchema.properties!.tool as { enum: string[] }).enum).toEqual(expect.arrayContaining(['apple_tool', 'zebra_tool']));
 
+      // A tag tool is made for a tag as soon as one server has it, so one over zebra alone tells nothing.
       const alice = (await toolsOf('alice')).find((t) => t.name === 'broadcast__by_tag__fruit')!;
       expect((alice.inputSchema.properties!.tool as { enum: string[] }).enum).toEqual(['echo', 'zebra_tool']);
       expect(alice.description).toContain('(zebra)');
       expect(JSON.stringify(alice)).not.toContain('apple');
-      // The REST description of the tool is the caller's too.
-      const described = (await (await rest('alice', '/tools/broadcast__echo')).json()) as Tool & { route: { servers: string[] } };
-      expect(described.route.servers).toEqual(['zebra']);
-      expect(JSON.stringify(described)).not.toContain('apple');
     });
 
     it('lists no broadcast for a caller that may call none of its servers', async () => {

@@ -19,6 +19,7 @@ const NOW = Date.UTC(2026, 0, 10, 12);
 /** A machine where `others` are the live pids, started when given. */
 function probe(pid: number, startedAt: number, others: Record<number, number | undefined> = {}): ProcessProbe {
   return {
+    hostname: 'h',
     pid,
     startedAt,
     bootedAt: NOW - 86_400_000,
@@ -49,6 +50,12 @@ describe('isStaleLock', () => {
 
   it('takes over a lock written before the machine booted', () => {
     expect(isStaleLock(holder(200, NOW - 2 * 86_400_000), probe(100, NOW, { 200: undefined }))).toBe(true);
+  });
+
+  it('never takes over a lock written on another machine or container, whatever its pid', () => {
+    const elsewhere = { ...holder(1, NOW - 600_000), hostname: 'other-container' };
+    expect(isStaleLock(elsewhere, probe(1, NOW))).toBe(false);
+    expect(isStaleLock({ ...holder(200, NOW - 60_000), hostname: 'other-container' }, probe(100, NOW))).toBe(false);
   });
 
   it('on its own pid: held when it is this process, stale when an earlier process had the pid', () => {

@@ -30,6 +30,15 @@ async function refusal(promise: Promise<void>): Promise<RateLimitedError | undef
 }
 
 describe('failed-authentication throttle', () => {
+  it('still refuses an address whose failures were pushed out of the local map by failures from many others', async () => {
+    const limiter = new MemoryRateLimiter();
+    const throttle = new FailedAuthThrottle(limiter, { failedAuthPerAddress: 3, windowSeconds: 60 }, { logger: captured().logger });
+    for (let i = 0; i < 3; i++) await throttle.failed('2001:db8:1::1', 'bad key');
+    // One attacker with a large IPv6 range: a failure from each of 10,000 other /64s.
+    for (let i = 0; i < 10_000; i++) await throttle.failed(`2001:db8:2:${i.toString(16)}::1`, 'bad key');
+    expect(await refusal(throttle.check('2001:db8:1::1'))).toMatchObject({ scope: 'address' });
+  });
+
   it('refuses an address after the limit of failures until the window passes; other addresses are untouched', async () => {
     let now = 5_000 * 60_000;
     const clock = () => now;

@@ -38,6 +38,11 @@ export function hostOriginGuard(options: HostOriginGuardOptions): MiddlewareHand
     if (!hostAllowed) {
       return refusal(c, 403, 'forbidden_host', `Forbidden: Host "${hostHeader.slice(0, 100)}" is not allowed (gateway.allowedHosts)`);
     }
+    // An absolute-form target (`POST http://other.example/mcp`) becomes the request URL, from
+    // which the OAuth audience and the discovery documents are derived: it must name the Host.
+    if (new URL(c.req.url).host !== new URL(`http://${host.name}${host.port ? `:${host.port}` : ''}`).host) {
+      return refusal(c, 400, 'host_mismatch', 'Bad Request: the request target names another host than the Host header');
+    }
     const origin = c.req.header('origin');
     if (origin !== undefined && !anyOrigin) {
       const normalised = normaliseOrigin(origin);
