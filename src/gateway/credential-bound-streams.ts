@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/principal.js';
+import { withTimeout } from '../limits/with-timeout.js';
 
 /** What a stream was opened with, as far as its end can be known. */
 export interface StreamCredential {
@@ -100,12 +101,4 @@ export class CredentialBoundStreams {
       this.#timer = undefined;
     }
   }
-}
-
-function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref();
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { RedisAvailability, withTimeout, type LimiterState, type RedisErrorPolicy } from './redis-availability.js';
+import { RedisAvailability, type LimiterState, type RedisErrorPolicy } from './redis-availability.js';
+import { withTimeout } from './with-timeout.js';
 
 export interface RateDecision {
   allowed: boolean;

@@ -38,19 +38,6 @@ export class RedisAvailability {
   }
 }
 
-/**
- * `promise`, or a rejection after `ms`. The command itself cannot be withdrawn from the client's
- * queue; its late outcome is ignored.
- */
-export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  promise.catch(() => {});
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 function describe(cause: unknown): string {
   return cause instanceof Error ? cause.message || cause.name : String(cause);
 }

@@ -1,4 +1,4 @@
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { startHungServer } from '../helpers/redis.js';
 import { Writable } from 'node:stream';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { Redis } from 'ioredis';
@@ -216,20 +216,9 @@ describe('Redis does not answer', () => {
   });
 
   async function hungPort(): Promise<number> {
-    const sockets = new Set<Socket>();
-    const server = createServer((socket) => {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    closers.push(
-      () =>
-        new Promise<void>((resolve) => {
-          for (const s of sockets) s.destroy();
-          server.close(() => resolve());
-        }),
-    );
-    return (server.address() as AddressInfo).port;
+    const hung = await startHungServer();
+    closers.push(() => hung.close());
+    return hung.port;
   }
 
   async function gatewayOn(port: number, rateLimit: Record<string, unknown>) {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
@@ -8,7 +8,7 @@ import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from '../../src
 import { silentLogger } from '../../src/observability/logger.js';
 import { CircuitBreaker } from '../../src/upstream/circuit-breaker.js';
 import { freePort, waitFor } from '../helpers/gateway.js';
-import { newRedis, redisAvailable, TEST_REDIS_URL } from '../helpers/redis.js';
+import { newRedis, redisAvailable, startHungServer, TEST_REDIS_URL } from '../helpers/redis.js';
 
 const hasRedis = await redisAvailable();
 const redis = hasRedis ? newRedis() : undefined;
@@ -115,20 +115,9 @@ describe('Redis limiter when Redis does not answer', () => {
 
   /** A server that accepts connections and never answers: a hung Redis. */
   async function hungServer(): Promise<number> {
-    const sockets = new Set<Socket>();
-    const server = createServer((socket) => {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    closers.push(
-      () =>
-        new Promise<void>((resolve) => {
-          for (const s of sockets) s.destroy();
-          server.close(() => resolve());
-        }),
-    );
-    return (server.address() as AddressInfo).port;
+    const hung = await startHungServer();
+    closers.push(() => hung.close());
+    return hung.port;
   }
 
   it('fails open on a closed port: requests pass, and the outage is logged once however often the client retries', async () => {

@@ -1,0 +1,13 @@
+/**
+ * `promise`, or a rejection after `ms`. The work itself cannot be withdrawn (a Redis command stays
+ * in the client's queue); its late outcome is ignored.
+ */
+export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  promise.catch(() => {});
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
