@@ -129,6 +129,7 @@ export class RedisRateLimiter implements RateLimiter {
   readonly #onFallback: RedisRateLimiterOptions['onFallback'];
   #probing = false;
   #lastProbe = Number.NEGATIVE_INFINITY;
+  #healthCheck: Promise<void> | undefined;
   readonly #onError = (error: Error) => this.#availability.down(error);
   readonly #onReady = () => this.#availability.up();
 
@@ -168,12 +169,14 @@ export class RedisRateLimiter implements RateLimiter {
   }
 
   async health(): Promise<LimiterHealth> {
-    try {
-      await withTimeout(this.redis.ping(), this.#timeoutMs);
-      this.#availability.up();
-    } catch (error) {
-      this.#availability.down(error);
-    }
+    // One check in flight at most: probes of a hung Redis must not pile up in the client.
+    this.#healthCheck ??= withTimeout(this.#tryScript(), this.#timeoutMs)
+      .then(
+        () => this.#availability.up(),
+        (error: unknown) => this.#availability.down(error),
+      )
+      .finally(() => (this.#healthCheck = undefined));
+    await this.#healthCheck;
     const state = this.#availability.state;
     return { backend: 'redis', state, refusing: state === 'unavailable' && this.#policy === 'failClosed' };
   }
@@ -202,6 +205,14 @@ export class RedisRateLimiter implements RateLimiter {
     }
   }
 
+  /**
+   * The limiter's own script on a probe key: a Redis that answers pings but refuses scripts or
+   * writes (out of memory, a read-only replica) is not back, and must not flap between states.
+   */
+  async #tryScript(): Promise<void> {
+    await this.redis.eval(RedisRateLimiter.SCRIPT, 2, `${this.#prefix}probe:a`, `${this.#prefix}probe:b`, Number.MAX_SAFE_INTEGER, 60_000, 0);
+  }
+
   #fallback(): RateDecision {
     const allowed = this.#policy === 'failOpen';
     this.#onFallback?.(allowed ? 'allowed' : 'refused');
@@ -214,7 +225,7 @@ export class RedisRateLimiter implements RateLimiter {
     if (this.#probing || now - this.#lastProbe < PROBE_INTERVAL_MS) return;
     this.#probing = true;
     this.#lastProbe = now;
-    void withTimeout(this.redis.ping(), this.#timeoutMs)
+    void withTimeout(this.#tryScript(), this.#timeoutMs)
       .then(
         () => this.#availability.up(),
         () => {},
