@@ -91,7 +91,7 @@ function narrow(route: ToolRoute, visible: Visibility, callableOn: CallableTools
     }
     case 'tag': {
       const servers = route.servers.filter((s) => callableOn(s).length > 0);
-      return servers.length >= MIN_TAG_SERVERS && servers.length > 0 ? { ...route, servers } : undefined;
+      return servers.length >= MIN_TAG_SERVERS ? { ...route, servers } : undefined;
     }
     case 'search':
     case 'call':

@@ -29,6 +29,8 @@ export interface GeneratedTool {
 }
 
 export const SEARCH_TOOL = 'conflux__search_tools';
+export const CALL_TOOL = 'conflux__call_tool';
+
 /**
  * Fewest servers a generated tool is made for. A caller's view applies the same minimums to
  * the servers it may call: a broadcast over one server would tell it that a server it cannot
@@ -36,7 +38,6 @@ export const SEARCH_TOOL = 'conflux__search_tools';
  */
 export const MIN_BROADCAST_SERVERS = 2;
 export const MIN_TAG_SERVERS = 1;
-export const CALL_TOOL = 'conflux__call_tool';
 
 type JsonSchema = Record<string, unknown>;
 

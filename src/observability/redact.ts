@@ -2,14 +2,15 @@
  * Secrets kept out of what the gateway shows. Pure functions. The rule:
  *
  * - Server definitions (REST, admins only): env and header values become `[redacted]` (names
- *   stay), a URL's credentials and the values of secret-looking query parameters too.
- *   Callers that are not admins get no definition at all, and a URL without credentials,
- *   query or fragment (`registry/server-view.ts`).
+ *   stay), a URL's credentials, the values of secret-looking query parameters and the values
+ *   of secret-looking flags in a command line too. Callers that are not admins get no
+ *   definition at all, and of a URL only its scheme, host and port (`registry/server-view.ts`).
  * - Text that quotes an upstream (a child's stderr tail, a connection error): stored redacted
  *   as the connection's `lastError`, so `/servers`, the REST API, tool errors, broadcasts and
  *   the audit trail all get the redacted form. Hidden: the server's own env and header values
- *   (and a header's token without its scheme, URL credentials, secret query values) wherever
- *   they appear, if at least 4 characters long; then URL credentials, secret query values,
+ *   (and a header's token without its scheme, URL credentials, secret query values, the
+ *   values of its secret-looking command-line flags) wherever they appear, if at least 4
+ *   characters long; then URL credentials, secret query values,
  *   `Bearer`/`Basic` credentials, `token=...`/`"password": "..."`-style pairs, and token
  *   shapes (GitHub, GitLab, `sk-`, Stripe, Slack, AWS, Google, Conflux API keys, JWTs, PEM
  *   private keys).
@@ -122,7 +123,7 @@ export function secretArgumentValues(args: readonly string[]): string[] {
       values.push(args[++i]!);
     }
   }
-  return values;
+  return [...new Set(values)];
 }
 
 /** `args` with the values `secretArgumentValues` finds replaced (`--token [redacted]`, `--api-key=[redacted]`). */

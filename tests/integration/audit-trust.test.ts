@@ -42,7 +42,12 @@ describe('an audit trail that can be trusted', () => {
         { alpha: stdioFixture('alpha', { tags: ['red'] }), beta: stdioFixture('beta', { tags: ['red'] }) },
         {
           auth: { jwt: { secret: JWT_SECRET } },
-          access: { grants: [{ user: 'carol@example.com', servers: ['alpha'], level: 'read' }] },
+          access: {
+            grants: [
+              { user: 'carol@example.com', servers: ['alpha'], level: 'read' },
+              { user: 'dave@example.com', servers: ['alpha'], level: 'call' },
+            ],
+          },
           audit: { maxArgumentBytes: MAX_ARGUMENT_BYTES, maxRefusedPerMinute: MAX_REFUSED_PER_MINUTE },
           // Deep bodies reach the call (the edge's own depth limit is not under test here).
           limits: { maxJsonDepth: 10_000 },
@@ -54,6 +59,7 @@ describe('an audit trail that can be trusted', () => {
     base = gateway.url.replace(/\/mcp$/, '');
     tokens.admin = await hs256Token({ sub: 'u-root', email: 'root@example.com', groups: ['MCP-Admin'] });
     tokens.carol = await hs256Token({ sub: 'u-carol', email: 'carol@example.com' });
+    tokens.dave = await hs256Token({ sub: 'u-dave', email: 'dave@example.com' });
   }, 120_000);
 
   afterAll(async () => {
@@ -159,9 +165,12 @@ describe('an audit trail that can be trusted', () => {
     expect((rows[0] as { n: number }).n).toBeLessThan(MAX_ARGUMENT_BYTES + 100);
   });
 
-  it('never stores env or header values, or URL credentials, of an admin change', async () => {
-    const secrets = ['s3cret', 'hv-secret-1', 'hv-secret-2', 'user:pass', 'qk-secret'];
-    const stdio = await rest('admin', 'POST', '/servers', { name: 'delta', ...stdioFixture('delta', { env: { X: 's3cret' } }) });
+  it('never stores env or header values, secret flag values, or URL credentials, of an admin change', async () => {
+    const secrets = ['s3cret', 'hv-secret-1', 'hv-secret-2', 'user:pass', 'qk-secret', 'tok-12345678', 'flag-secret-2', 'flag-secret-3'];
+    // The fixture ignores arguments after its label: these only have to reach the definition.
+    const flagged = stdioFixture('delta', { env: { X: 's3cret' } });
+    flagged.args = [...(flagged.args as string[]), '--token', 'tok-12345678', '--Api_Key=flag-secret-2', '-password', 'flag-secret-3', '--mode', 'fast'];
+    const stdio = await rest('admin', 'POST', '/servers', { name: 'delta', ...flagged });
     expect(stdio.status).toBe(201);
     const http = await rest('admin', 'POST', '/servers', { name: 'web', url: 'http://user:pass@127.0.0.1:9/mcp?apikey=qk-secret', headers: { A: 'hv-secret-1' } });
     expect(http.status).toBe(201);
@@ -182,7 +191,45 @@ describe('an audit trail that can be trusted', () => {
     expect(created[0]!.arguments).toMatchObject({ url: 'http://[redacted]@127.0.0.1:9/mcp?apikey=[redacted]', headers: { A: '[redacted]' } });
     const [delta] = await auditRows('kind=admin&tool=servers.create%3Adelta');
     expect(delta!.arguments).toMatchObject({ env: { X: '[redacted]' } });
+    expect((delta!.arguments as { args: string[] }).args.slice(-7)).toEqual(['--token', '[redacted]', '--Api_Key=[redacted]', '-password', '[redacted]', '--mode', 'fast']);
   });
+
+  it('bounds the rows of refusals that write two rows or none reached an upstream: calls through conflux__call_tool, invalid generated-tool arguments', async () => {
+    const skipped = () => gateway.conflux.audit.drops.refusedOverLimit;
+    const daveRows = async () => (await auditRows('principal=dave%40example.com')).length;
+    const rowsBefore = await daveRows();
+    const skippedBefore = skipped();
+    let events = 0;
+    // Each unknown or hidden name through the meta-tool is two refused events: the inner call and the outer one.
+    for (let i = 0; i < 2 * MAX_REFUSED_PER_MINUTE; i++) {
+      const response = await rest('dave', 'POST', '/tools/conflux__call_tool/call', { name: `nope-${i}` });
+      expect(response.status).toBe(404);
+      events += 2;
+    }
+    for (let i = 0; i < 2; i++) {
+      expect((await rest('dave', 'POST', '/tools/conflux__call_tool/call', { name: 'beta__echo' })).status).toBe(404); // outside dave's rights
+      events += 2;
+    }
+    // Arguments a generated tool cannot use, or that match nothing: nothing ran.
+    expect((await rest('dave', 'POST', '/tools/broadcast__by_tag__red/call', {})).status).toBe(400);
+    expect((await rest('dave', 'POST', '/tools/conflux__search_tools/call', { limit: 'many' })).status).toBe(400);
+    expect((await rest('dave', 'POST', '/tools/conflux__call_tool/call', { name: 'conflux__call_tool' })).status).toBe(400);
+    events += 3;
+    const noMatch = await rest('dave', 'POST', '/tools/broadcast__by_tag__red/call', { tool: 'no_such_tool' });
+    expect(((await noMatch.json()) as { result: { isError?: boolean } }).result.isError).toBe(true);
+    events += 1;
+
+    const written = (await daveRows()) - rowsBefore;
+    expect(written).toBeLessThanOrEqual(MAX_REFUSED_PER_MINUTE);
+    expect(written + (skipped() - skippedBefore)).toBe(events);
+
+    // A call that reached its upstream is written in full, outer row and inner row, whatever the refusals before it.
+    const allowed = await rest('dave', 'POST', '/tools/conflux__call_tool/call', { name: 'alpha__echo', arguments: { text: 'reached alpha' } });
+    expect(allowed.status).toBe(200);
+    const reached = (await auditRows('principal=dave%40example.com&status=ok')).filter((r) => JSON.stringify(r.arguments).includes('reached alpha'));
+    expect(reached.map((r) => r.target).sort()).toEqual(['alpha__echo', 'conflux__call_tool']);
+  });
+
   it('writes at most maxRefusedPerMinute refused calls a minute, counts the rest, and still writes allowed calls', async () => {
     const skipped = async () => {
       const metrics = await (await fetch(`${base}/metrics`)).text();
@@ -204,5 +251,4 @@ describe('an audit trail that can be trusted', () => {
     const rows = await auditRows('tool=alpha__echo&status=ok');
     expect(rows.some((r) => (r.arguments as { text?: string } | undefined)?.text === 'after the flood')).toBe(true);
   });
-
 });

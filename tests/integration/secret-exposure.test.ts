@@ -245,6 +245,38 @@ describe('secrets and caller views', () => {
       });
     }
 
+    it('counts a hidden and an unknown name identically in /metrics, under one fixed label', async () => {
+      /** The tool series of /metrics, bucket and sum lines left out (they depend on how long a call took). */
+      const series = async (): Promise<Map<string, number>> => {
+        const text = await (await fetch(`${base}/metrics`)).text();
+        const lines = text.split('\n').filter((l) => l.startsWith('mcp_tool_') && !/_(?:bucket|sum)\{/.test(l));
+        return new Map(lines.map((l) => [l.slice(0, l.lastIndexOf(' ')), Number(l.slice(l.lastIndexOf(' ') + 1))]));
+      };
+      const delta = (before: Map<string, number>, after: Map<string, number>) =>
+        Object.fromEntries([...after].filter(([key, value]) => value !== (before.get(key) ?? 0)).map(([key, value]) => [key, value - (before.get(key) ?? 0)]));
+      const session = await rawSession(gateway.url, bearer(tokens.alice!), {});
+      try {
+        for (const via of ['direct', 'conflux__call_tool'] as const) {
+          const send = (name: string) => (via === 'direct' ? session.call(name, { text: 'x' }) : session.call('conflux__call_tool', { name }));
+          const start = await series();
+          await send(HIDDEN);
+          const afterHidden = await series();
+          await send(UNKNOWN);
+          const afterUnknown = await series();
+          const hidden = delta(start, afterHidden);
+          expect(Object.keys(hidden).length).toBeGreaterThan(0);
+          expect(delta(afterHidden, afterUnknown)).toEqual(hidden);
+        }
+      } finally {
+        await session.close();
+      }
+      const text = await (await fetch(`${base}/metrics`)).text();
+      expect(text).toContain('mcp_tool_executions_total{tool_id="(unknown)",status="error"}');
+      // Caller-chosen names never become labels (they could fill the label budget), and nothing says denied.
+      for (const name of [HIDDEN, UNKNOWN]) expect(text).not.toContain(name);
+      expect(text).not.toMatch(/mcp_tool_executions_total\{[^}]*status="denied"/);
+    });
+
     it('answers identically over REST: the call, the description, and the call through conflux__call_tool', async () => {
       const compare = async (send: (name: string) => Promise<Response>) => {
         const hidden = await send(HIDDEN);
@@ -260,6 +292,19 @@ describe('secrets and caller views', () => {
   });
 
   describe('upstream stderr in errors', () => {
+    it('redacts the values of secret-looking flags a stdio server printed with its command line', async () => {
+      const argv = () => gateway.conflux.upstreams.get('argv')!.status();
+      await waitFor(() => (argv().lastError ?? '').includes('started with'), 15_000, 'argv down with its stderr');
+      const lastError = argv().lastError!;
+      // The flags and the arguments that are not credentials stay readable.
+      expect(lastError).toContain('started with: --token [redacted] --API_KEY=[redacted] --verbose --db-password [redacted]');
+      for (const path of ['/servers', '/api/v1/servers', '/api/v1/servers/argv']) {
+        const text = JSON.stringify(await get('admin', path));
+        expect(text).toContain('started with');
+        for (const secret of FLAG_SECRETS) expect(text).not.toContain(secret);
+      }
+    });
+
     it('redacts what a crashing server printed in lastError, /servers, tool errors and REST errors', async () => {
       const { client, close } = await clientWithHeaders(gateway.url, bearer(tokens.admin!));
       try {

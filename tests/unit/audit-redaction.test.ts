@@ -104,6 +104,17 @@ describe('admin change arguments', () => {
     for (const secret of ['ghp_abcdef', 'value-1', 'hdr-value', 'hunter2', 'pw2', 'user:pass', 'abc123', 'frag-secret']) expect(text).not.toContain(secret);
   });
 
+  it('redacts the values of secret-looking flags in a command line, and leaves tool-call args alone', () => {
+    const body = { name: 'gh', command: 'npx', args: ['-y', 'server', '--token', 'tok-12345678', '--API_KEY=ak-1', '-password', 'pw-2', '--port', '8080'] };
+    expect(storedArguments(body, options({ admin: true }))).toEqual({
+      name: 'gh',
+      command: 'npx',
+      args: ['-y', 'server', '--token', '[redacted]', '--API_KEY=[redacted]', '-password', '[redacted]', '--port', '8080'],
+    });
+    // A tool's own `args` argument is the caller's data, not a command line the operator configured.
+    expect(storedArguments({ args: ['--token', 'shown'] }, options({ redactKey: /(?!)/ }))).toEqual({ args: ['--token', 'shown'] });
+  });
+
   it('leaves URLs in tool-call arguments alone and URLs without credentials unchanged', () => {
     expect(storedArguments({ url: 'https://example.com/search?q=cats' }, options())).toEqual({ url: 'https://example.com/search?q=cats' });
     expect(redactUrlCredentials('see http://example.com:8080/mcp for details')).toBe('see http://example.com:8080/mcp for details');

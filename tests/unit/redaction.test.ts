@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { publicUrl, redactText, redactUrl, secretsOf, textRedactor } from '../../src/observability/redact.js';
+import { publicUrl, redactArguments, redactText, redactUrl, secretArgumentValues, secretsOf, textRedactor } from '../../src/observability/redact.js';
 import { publicServerView, redactDefinition } from '../../src/registry/server-view.js';
 import type { ServerConfig } from '../../src/config/schema.js';
 
@@ -62,6 +62,36 @@ describe('the secrets of a server definition', () => {
     const redact = textRedactor({ headers: { Authorization: 'Bearer TOKEN123' } });
     expect(redact('server said: bad token TOKEN123')).toBe('server said: bad token [redacted]');
   });
+
+  it('include the values of secret-looking flags in a stdio command line, and nothing else of it', () => {
+    const args = [
+      '-y', '@acme/mcp-server', '--token', 'tok-12345678', '--API-KEY=xyz-api-1', '--db_password', 's3cret-pw',
+      '-secret', 'go-style-1', '--client-secret=cs-9', '--github-token', 'ghtok-2', '--auth', 'auth-value-3', '--Credentials', 'cred-4',
+      '--port', '8080', '--author', 'Jane Doe', '--keyboard', 'qwerty', '--db=postgres://app:dsn-pw@db/x', '/srv/data',
+    ];
+    expect(secretArgumentValues(args).sort()).toEqual(
+      ['tok-12345678', 'xyz-api-1', 's3cret-pw', 'go-style-1', 'cs-9', 'ghtok-2', 'auth-value-3', 'cred-4', 'app', 'dsn-pw'].sort(),
+    );
+    const redact = textRedactor({ args, env: {} });
+    expect(redact('fatal: started with --token tok-12345678 --API-KEY=xyz-api-1 -p s3cret-pw on port 8080 by Jane Doe in /srv/data')).toBe(
+      'fatal: started with --token [redacted] --API-KEY=[redacted] -p [redacted] on port 8080 by Jane Doe in /srv/data',
+    );
+    expect(secretsOf({ args: ['--password', 'pw-after-flag'] })).toContain('pw-after-flag');
+  });
+
+  it('take the argument after a secret flag whatever it looks like, and none after a flag that ends the list', () => {
+    expect(secretArgumentValues(['--password', '-starts-with-dash'])).toEqual(['-starts-with-dash']);
+    expect(secretArgumentValues(['serve', '--token'])).toEqual([]);
+    expect(secretArgumentValues(['--token='])).toEqual([]);
+  });
+});
+
+describe('a command line as admins see it', () => {
+  it('keeps every flag and argument but the values of secret-looking flags', () => {
+    expect(redactArguments(['-y', 'server', '--token', 'abc123', '--api_key=k-1', '--verbose', '-Password', 'pw', '--port', '80'])).toEqual([
+      '-y', 'server', '--token', '[redacted]', '--api_key=[redacted]', '--verbose', '-Password', '[redacted]', '--port', '80',
+    ]);
+  });
 });
 
 describe('URLs', () => {
@@ -70,8 +100,11 @@ describe('URLs', () => {
     expect(redactUrl('https://mcp.example.com/mcp')).toBe('https://mcp.example.com/mcp');
   });
 
-  it('for everyone else: scheme, host and path only', () => {
-    expect(publicUrl('https://user:pw@mcp.example.com:8443/mcp?token=abc&region=eu#top')).toBe('https://mcp.example.com:8443/mcp');
+  it('for everyone else: scheme, host and port only, as paths may hold keys', () => {
+    expect(publicUrl('https://user:pw@mcp.example.com:8443/mcp?token=abc&region=eu#top')).toBe('https://mcp.example.com:8443');
+    expect(publicUrl('https://mcp.example.com/mcp/k-0123456789abcdef/sse')).toBe('https://mcp.example.com');
+    expect(publicUrl('https://hooks.example.com/services/T000/B000/XXXXSECRET')).toBe('https://hooks.example.com');
+    expect(publicUrl('not a url')).toBe('');
   });
 });
 
@@ -91,13 +124,13 @@ describe('server views', () => {
 
   it('shows non-admins the public fields and a bare URL, nothing of the command', () => {
     const summary = { name: 'remote', state: 'ready' as const, transport: http.transport, description: 'remote', tags: ['x'], toolCount: 3 };
-    expect(publicServerView(summary, http)).toEqual({ ...summary, url: 'https://mcp.example.com/mcp' });
+    expect(publicServerView(summary, http)).toEqual({ ...summary, url: 'https://mcp.example.com' });
     const local = publicServerView({ ...summary, name: 'local', transport: 'stdio' }, stdio);
     expect(local).toEqual({ ...summary, name: 'local', transport: 'stdio' });
   });
 
   it('shows admins definitions with values hidden', () => {
     expect(redactDefinition(http)).toMatchObject({ url: 'https://[redacted]@mcp.example.com/mcp?key=[redacted]', headers: { Authorization: '[redacted]' } });
-    expect(redactDefinition(stdio)).toMatchObject({ command: 'npx', args: ['-y', 'server', '--token=abc'], env: { TOKEN: '[redacted]' } });
+    expect(redactDefinition(stdio)).toMatchObject({ command: 'npx', args: ['-y', 'server', '--token=[redacted]'], env: { TOKEN: '[redacted]' } });
   });
 });
