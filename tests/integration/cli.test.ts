@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import { access, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import postgres from 'postgres';
@@ -278,7 +278,7 @@ describe('the conflux CLI on an embedded database a gateway holds', () => {
     const gone = spawn(process.execPath, ['-e', '']);
     const [code] = await once(gone, 'exit');
     expect(code).toBe(0);
-    const stale = { pid: gone.pid!, startedAt: Date.now() - 5000, hostname: 'here', acquiredAt: new Date().toISOString(), url: 'http://127.0.0.1:9', token: 'left-behind' };
+    const stale = { pid: gone.pid!, startedAt: Date.now() - 5000, hostname: hostname(), acquiredAt: new Date().toISOString(), url: 'http://127.0.0.1:9', token: 'left-behind' };
     await writeFile(lockFile(), JSON.stringify(stale));
     const list = await cli(['keys', 'list']);
     expect(list.code).toBe(0);
