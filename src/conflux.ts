@@ -114,7 +114,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     logger,
     idleMs: settings.sessionIdleSeconds * 1000,
     rules: accessControl,
-    createServer: () =>
+    createServer: (owner) =>
       createSessionServer({
         catalog,
         upstreams,
@@ -128,7 +128,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
         logger,
         pageSize: settings.pageSize,
         maxConcurrentCallsPerSession: settings.limits.maxConcurrentCallsPerSession,
-      }),
+      }, owner.access),
     onOpened: () => metrics.sessionsCreated.inc(),
     onClosed: (session) => {
       metrics.sessionsDestroyed.inc();

@@ -30,18 +30,50 @@ export function isUpstreamFault(
   );
 }
 
-export function asMcpError(error: unknown): McpError {
-  if (error instanceof McpError) return error;
-  if (error instanceof RateLimitedError) return new McpError(LIMIT_ERROR, error.message, { retryAfter: error.retryAfterSeconds, scope: error.scope });
-  if (error instanceof LimitExceededError) return new McpError(LIMIT_ERROR, error.message);
+/**
+ * Any failure as the JSON-RPC error a client is sent, its message without the SDK's prefix
+ * (see `WireMcpError`). Every error that leaves the gateway over MCP passes through here.
+ */
+export function asMcpError(error: unknown): WireMcpError {
+  if (error instanceof WireMcpError) return error;
+  if (error instanceof McpError) return new WireMcpError(error.code, error.message, error.data);
+  if (error instanceof RateLimitedError) return new WireMcpError(LIMIT_ERROR, error.message, { retryAfter: error.retryAfterSeconds, scope: error.scope });
+  if (error instanceof LimitExceededError) return new WireMcpError(LIMIT_ERROR, error.message);
   if (error instanceof HiddenToolError) return unknownTool(error.tool);
-  if (error instanceof AccessDeniedError) return new McpError(ACCESS_DENIED, error.message);
-  if (isUpstreamFault(error)) return new McpError(ErrorCode.InternalError, error.message);
-  return new McpError(ErrorCode.InternalError, error instanceof Error ? error.message : String(error));
+  if (error instanceof AccessDeniedError) return new WireMcpError(ACCESS_DENIED, error.message);
+  if (isUpstreamFault(error)) return new WireMcpError(ErrorCode.InternalError, error.message);
+  return new WireMcpError(ErrorCode.InternalError, error instanceof Error ? error.message : String(error));
+}
+
+/** `MCP error <code>: ` as the SDK's `McpError` constructor writes it. */
+const SDK_PREFIX = /^MCP error -?\d+: /;
+
+/**
+ * `message` without the `MCP error <code>: ` prefixes in front of it. The SDK adds one each
+ * time an error is built from a message, and an upstream built on the SDK already sends one
+ * on the wire, so an upstream's error can arrive here with two.
+ */
+export function unprefixed(message: string): string {
+  let text = message;
+  while (SDK_PREFIX.test(text)) text = text.replace(SDK_PREFIX, '');
+  return text;
+}
+
+/**
+ * An `McpError` whose `message` is the text alone. The SDK's `McpError` constructor prefixes
+ * its message with `MCP error <code>: ` and its Protocol sends `message` as it is; the SDK
+ * client that receives it prefixes it again. Sent as this, a client reads the prefix once;
+ * REST and broadcasts, which quote the message, read no prefix at all.
+ */
+export class WireMcpError extends McpError {
+  constructor(code: number, message: string, data?: unknown) {
+    super(code, message, data);
+    this.message = unprefixed(message);
+  }
 }
 
 /** A tool name that does not exist for the caller (typed, so that REST can answer 404). */
-export class UnknownToolError extends McpError {
+export class UnknownToolError extends WireMcpError {
   constructor(readonly tool: string) {
     super(ErrorCode.InvalidParams, `Unknown tool: "${tool}"`);
     this.name = 'UnknownToolError';
@@ -64,11 +96,11 @@ export class HiddenToolError extends AccessDeniedError {
   }
 }
 
-export function unknownPrompt(name: string): McpError {
-  return new McpError(ErrorCode.InvalidParams, `Unknown prompt: "${name}"`);
+export function unknownPrompt(name: string): WireMcpError {
+  return new WireMcpError(ErrorCode.InvalidParams, `Unknown prompt: "${name}"`);
 }
 
 /** -32002 is the MCP specification's code for a resource that does not exist. */
-export function resourceNotFound(uri: string): McpError {
-  return new McpError(-32002, `Resource not found: ${uri}`, { uri });
+export function resourceNotFound(uri: string): WireMcpError {
+  return new WireMcpError(-32002, `Resource not found: ${uri}`, { uri });
 }

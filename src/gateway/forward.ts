@@ -1,11 +1,13 @@
 import type { Access } from '../auth/access-policy.js';
 import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { UpstreamUnavailableError } from '../upstream/errors.js';
 import type { RateLimits } from '../limits/rate-limits.js';
 import { inSpan } from '../observability/tracing.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { CallTracker } from './call-tracker.js';
 import type { DownstreamCall } from './downstream-call.js';
+import { asMcpError } from './error-mapping.js';
 
 export interface ForwardDeps {
   upstreams: UpstreamPool;
@@ -17,7 +19,9 @@ export interface ForwardDeps {
  * Sends one downstream request on to `server` and returns the upstream's result as it came.
  * While it is in flight, the upstream's own requests and logs are attributed to `call`;
  * progress travels back under the client's own token; the client's cancellation (or its
- * session ending) cancels the upstream request.
+ * session ending) cancels the upstream request. An upstream's JSON-RPC error is rethrown with
+ * its code and data, its message without the SDK's `MCP error <code>: ` prefixes (see
+ * `WireMcpError`), so that no surface quoting it shows them twice.
  */
 export async function forward(
   deps: ForwardDeps,
@@ -51,6 +55,8 @@ export async function forward(
     const result = await inSpan(`upstream ${method}`, 'client', { 'mcp.server': server, 'mcp.method': method }, () => upstream.request(method, params, options, tracked));
     await Promise.all(pending);
     return result;
+  } catch (error) {
+    throw error instanceof McpError ? asMcpError(error) : error;
   } finally {
     end();
   }

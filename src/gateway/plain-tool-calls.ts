@@ -1,7 +1,7 @@
-import { CallToolRequestSchema, CallToolResultSchema, ErrorCode, McpError, type JSONRPCNotification, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolRequestSchema, CallToolResultSchema, ErrorCode, type JSONRPCNotification, type RequestId } from '@modelcontextprotocol/sdk/types.js';
 import type { Access } from '../auth/access-policy.js';
 import type { DownstreamCall } from './downstream-call.js';
-import { asMcpError } from './error-mapping.js';
+import { asMcpError, WireMcpError } from './error-mapping.js';
 import { inCallSlot, type DownstreamSession } from './session-registry.js';
 import { callTool, type ToolCallDeps } from './tool-calls.js';
 
@@ -51,8 +51,7 @@ export class PlainToolCalls {
     const checked = CallToolRequestSchema.safeParse(message);
     if (checked.success) return undefined;
     const problems = checked.error.issues.map((i) => `${i.path.join('.') || 'request'}: ${i.message}`).join('; ');
-    const error = new McpError(ErrorCode.InvalidParams, `Invalid params for tools/call: ${problems}`);
-    return { messages: [{ jsonrpc: '2.0', id, error: errorBody(error) }] };
+    return { messages: [{ jsonrpc: '2.0', id, error: errorBody(new WireMcpError(ErrorCode.InvalidParams, `Invalid params for tools/call: ${problems}`)) }] };
   }
 
   async answer(
@@ -79,17 +78,17 @@ export class PlainToolCalls {
         notifications.push({ jsonrpc: '2.0', ...notification } as JSONRPCNotification);
       },
       sendRequest: async () => {
-        throw new McpError(ErrorCode.MethodNotFound, 'the client accepts no requests');
+        throw new WireMcpError(ErrorCode.MethodNotFound, 'the client accepts no requests');
       },
     };
     try {
       const result = await inCallSlot(session, this.deps.maxConcurrentCallsPerSession, () => callTool(this.deps, request.params, call));
       if (textOnly(result)) return respond({ result });
       const checked = CallToolResultSchema.safeParse(result);
-      if (!checked.success) throw new McpError(ErrorCode.InvalidParams, `Invalid tools/call result: ${checked.error.message}`);
+      if (!checked.success) throw new WireMcpError(ErrorCode.InvalidParams, `Invalid tools/call result: ${checked.error.message}`);
       return respond({ result: checked.data });
     } catch (error) {
-      return respond({ error: errorBody(asMcpError(error)) });
+      return respond({ error: errorBody(error) });
     } finally {
       calls.delete(request.id);
     }
@@ -121,7 +120,9 @@ function plainParams(params: unknown): boolean {
   return typeof name === 'string' && (args === undefined || (args !== null && typeof args === 'object' && !Array.isArray(args)));
 }
 
-function errorBody(error: McpError): { code: number; message: string; data?: unknown } {
+/** A failure as a JSON-RPC error object, as `asMcpError` makes it (so a client reads one `MCP error <code>: ` prefix). */
+function errorBody(failure: unknown): { code: number; message: string; data?: unknown } {
+  const error = asMcpError(failure);
   return { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) };
 }
 

@@ -53,7 +53,8 @@ export async function inCallSlot<T>(session: DownstreamSession | undefined, max:
 }
 
 export interface SessionRegistryOptions {
-  createServer: () => { server: Server; capabilities: ServerCapabilities };
+  /** The session's MCP server, for the caller opening it. */
+  createServer: (owner: SessionOwner) => { server: Server; capabilities: ServerCapabilities };
   logger: Logger;
   /** Called once for every session that ends, after it is removed. */
   onClosed?: (session: DownstreamSession) => void;
@@ -129,7 +130,7 @@ export class SessionRegistry {
    * once the transport accepts the initialize; `discardIfUninitialized` frees it otherwise.
    */
   async prepare(owner: SessionOwner): Promise<{ server: Server; transport: WebStandardStreamableHTTPServerTransport }> {
-    const { server, capabilities } = this.#options.createServer();
+    const { server, capabilities } = this.#options.createServer(owner);
     const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: randomUUID,
       onsessioninitialized: (id) => {

@@ -27,6 +27,7 @@ import { pageOf } from './list-page.js';
 import { upstreamLevel } from './log-levels.js';
 import type { ResourceSubscriptions } from './resource-subscriptions.js';
 import { inCallSlot, type SessionRegistry } from './session-registry.js';
+import { sessionInstructions, upstreamInstructions } from './session-instructions.js';
 import { callTool, type ToolCallDeps } from './tool-calls.js';
 
 export interface SessionServerDeps extends ToolCallDeps {
@@ -38,17 +39,25 @@ export interface SessionServerDeps extends ToolCallDeps {
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
-const INSTRUCTIONS =
-  'Conflux gateway: tools from several MCP servers, each named <server>__<tool>. ' +
-  'A tool error that names an upstream means that server failed, not that the request was wrong.';
-
 /**
  * The MCP server one downstream session talks to. Handlers read shared, cached catalogs and
- * forward to upstreams; capabilities are those the upstreams offer (tools always).
+ * forward to upstreams; capabilities are those the upstreams offer (tools always). `owner` is
+ * the access of the caller opening the session: its instructions carry those of the ready
+ * upstreams it may read.
  */
-export function createSessionServer(deps: SessionServerDeps): { server: Server; capabilities: ServerCapabilities } {
-  const capabilities = mergedCapabilities(deps.upstreams.list());
-  const server = new Server({ name: GATEWAY_NAME, version: GATEWAY_VERSION }, { capabilities, instructions: INSTRUCTIONS });
+export function createSessionServer(deps: SessionServerDeps, owner: Access): { server: Server; capabilities: ServerCapabilities } {
+  const upstreams = deps.upstreams.list();
+  const capabilities = mergedCapabilities(upstreams);
+  const server = new Server({ name: GATEWAY_NAME, version: GATEWAY_VERSION }, { capabilities, instructions: sessionInstructions(upstreamInstructions(upstreams), owner) });
+  /** Registers a handler whose failures reach the client as `asMcpError` makes them (one `MCP error <code>: ` prefix). */
+  const on: Server['setRequestHandler'] = (schema, handler) =>
+    server.setRequestHandler(schema, async (request, extra) => {
+      try {
+        return await handler(request, extra);
+      } catch (error) {
+        throw asMcpError(error);
+      }
+    });
   const { catalog } = deps;
   const viewOf = (extra: Extra) => catalog.viewFor(accessOf(extra)).view;
   /** A prompt or resource the caller may not see does not exist for it. */
@@ -88,30 +97,25 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
       record('ok');
       return result;
     } catch (error) {
-      const mapped = asMcpError(error);
-      record('error', mapped.message);
-      throw mapped;
+      record('error', asMcpError(error).message);
+      throw error;
     }
   };
 
-  server.setRequestHandler(ListToolsRequestSchema, (request, extra) => {
+  on(ListToolsRequestSchema, (request, extra) => {
     const { items, nextCursor } = pageOf(viewOf(extra).tools, request.params?.cursor, deps.pageSize);
     return { tools: [...items], ...(nextCursor ? { nextCursor } : {}) };
   });
-  server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
-    try {
-      return await inCallSlot(deps.sessions.get(extra.sessionId), deps.maxConcurrentCallsPerSession, () => callTool(deps, request.params, callOf(extra)));
-    } catch (error) {
-      throw asMcpError(error);
-    }
-  });
+  on(CallToolRequestSchema, (request, extra) =>
+    inCallSlot(deps.sessions.get(extra.sessionId), deps.maxConcurrentCallsPerSession, () => callTool(deps, request.params, callOf(extra))),
+  );
 
   if (capabilities.prompts) {
-    server.setRequestHandler(ListPromptsRequestSchema, (request, extra) => {
+    on(ListPromptsRequestSchema, (request, extra) => {
       const { items, nextCursor } = pageOf(viewOf(extra).prompts, request.params?.cursor, deps.pageSize);
       return { prompts: [...items], ...(nextCursor ? { nextCursor } : {}) };
     });
-    server.setRequestHandler(GetPromptRequestSchema, async (request, extra) => {
+    on(GetPromptRequestSchema, async (request, extra) => {
       const route = readable(catalog.prompts.routes.get(request.params.name), extra);
       if (!route) throw unknownPrompt(request.params.name);
       return relay(route.server, 'prompts/get', { ...request.params, name: route.originalName }, extra, {
@@ -122,15 +126,15 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
   }
 
   if (capabilities.resources) {
-    server.setRequestHandler(ListResourcesRequestSchema, (request, extra) => {
+    on(ListResourcesRequestSchema, (request, extra) => {
       const { items, nextCursor } = pageOf(viewOf(extra).resources, request.params?.cursor, deps.pageSize);
       return { resources: [...items], ...(nextCursor ? { nextCursor } : {}) };
     });
-    server.setRequestHandler(ListResourceTemplatesRequestSchema, (request, extra) => {
+    on(ListResourceTemplatesRequestSchema, (request, extra) => {
       const { items, nextCursor } = pageOf(viewOf(extra).templates, request.params?.cursor, deps.pageSize);
       return { resourceTemplates: [...items], ...(nextCursor ? { nextCursor } : {}) };
     });
-    server.setRequestHandler(ReadResourceRequestSchema, async (request, extra) => {
+    on(ReadResourceRequestSchema, async (request, extra) => {
       const { uri } = request.params;
       const route = readable(routeResourceUri(catalog.resources, uri), extra);
       if (!route || !deps.upstreams.get(route.server)) throw resourceNotFound(uri);
@@ -147,14 +151,14 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
       return result as never;
     });
     if (capabilities.resources.subscribe) {
-      server.setRequestHandler(SubscribeRequestSchema, async (request, extra) => {
+      on(SubscribeRequestSchema, async (request, extra) => {
         const session = deps.sessions.get(extra.sessionId);
         const route = readable(routeResourceUri(catalog.resources, request.params.uri), extra);
         if (!route || !deps.upstreams.get(route.server)) throw resourceNotFound(request.params.uri);
-        if (session) await deps.subscriptions.subscribe(session, request.params.uri, route).catch((e) => Promise.reject(asMcpError(e)));
+        if (session) await deps.subscriptions.subscribe(session, request.params.uri, route);
         return {};
       });
-      server.setRequestHandler(UnsubscribeRequestSchema, async (request, extra) => {
+      on(UnsubscribeRequestSchema, async (request, extra) => {
         const session = deps.sessions.get(extra.sessionId);
         if (session) await deps.subscriptions.unsubscribe(session, request.params.uri);
         return {};
@@ -163,7 +167,7 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
   }
 
   if (capabilities.completions) {
-    server.setRequestHandler(CompleteRequestSchema, async (request, extra) => {
+    on(CompleteRequestSchema, async (request, extra) => {
       const { ref } = request.params;
       if (ref.type === 'ref/prompt') {
         const route = readable(catalog.prompts.routes.get(ref.name), extra);
@@ -177,7 +181,7 @@ export function createSessionServer(deps: SessionServerDeps): { server: Server; 
   }
 
   if (capabilities.logging) {
-    server.setRequestHandler(SetLevelRequestSchema, async (request, extra) => {
+    on(SetLevelRequestSchema, async (request, extra) => {
       const session = deps.sessions.get(extra.sessionId);
       if (session) session.logLevel = request.params.level;
       // Upstream connections are shared: each logs at the most verbose level among the sessions

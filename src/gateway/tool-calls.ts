@@ -1,4 +1,4 @@
-import { ErrorCode, McpError, type CallToolRequest, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, type CallToolRequest, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { Logger } from 'pino';
 import type { LiveCatalog } from '../catalog/live-catalog.js';
@@ -11,7 +11,7 @@ import { legalName } from '../catalog/naming.js';
 import { broadcast, type BroadcastDeps, type BroadcastPart } from './broadcast.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { AccessDeniedError } from '../auth/access-policy.js';
-import { HiddenToolError, toolCallFailure, UnknownToolError, unknownTool } from './error-mapping.js';
+import { HiddenToolError, toolCallFailure, UnknownToolError, unknownTool, WireMcpError } from './error-mapping.js';
 import { forward } from './forward.js';
 
 export interface ToolCallDeps extends BroadcastDeps {
@@ -51,7 +51,7 @@ interface Outcome {
  * Arguments a generated tool cannot use (or a meta-tool asked to call itself): refused before
  * anything runs. Answered as any -32602 on every surface.
  */
-class InvalidToolArgumentsError extends McpError {
+class InvalidToolArgumentsError extends WireMcpError {
   constructor(message: string) {
     super(ErrorCode.InvalidParams, message);
   }
