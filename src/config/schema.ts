@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 
 /** Characters every exposed MCP name may use; server names and prefixes are held to the same set. */
@@ -33,6 +34,32 @@ const ToolsFilterSchema = z.strictObject({
 
 const StringMap = z.record(z.string(), z.string({ error: 'expected a string' }));
 
+/**
+ * An absolute `file:///` URI, kept in its normalised form (spaces escaped, `..` resolved).
+ * `file:demo` or `file://./demo` would parse as `/demo` or as a host, never as a path relative
+ * to anything, so the three slashes are required rather than guessed at.
+ */
+const FileUriSchema = z
+  .string()
+  .refine(isAbsoluteFileUri, 'expected an absolute file URI such as file:///srv/project')
+  .transform((uri) => new URL(uri).href);
+
+function isAbsoluteFileUri(text: string): boolean {
+  if (!/^file:\/\/\//i.test(text)) return false;
+  try {
+    fileURLToPath(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A root the gateway names to an upstream that asks `roots/list` when no client can answer it. */
+const RootSchema = z.strictObject({
+  uri: FileUriSchema,
+  name: z.string().min(1).optional(),
+});
+
 const commonServerFields = {
   enabled: z.boolean().default(true),
   description: z.string().optional(),
@@ -47,6 +74,12 @@ const commonServerFields = {
   /** A required server must be ready for the gateway to report itself ready. */
   required: z.boolean().default(false),
   tools: ToolsFilterSchema.optional(),
+  /**
+   * Answered to this server's `roots/list` when no calling client can answer it (see
+   * gateway/upstream-relay.ts); absent means none. Optional, not defaulted, so that server
+   * definitions built in code need not name it.
+   */
+  roots: z.array(RootSchema).optional(),
 };
 
 export const StdioServerSchema = z.strictObject({

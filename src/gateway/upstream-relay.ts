@@ -1,5 +1,6 @@
 import { ErrorCode, McpError, type LoggingMessageNotification } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
+import type { ServerConfig } from '../config/schema.js';
 import type { UpstreamEventSink } from '../upstream/upstream-connection.js';
 import type { CallTracker } from './call-tracker.js';
 import type { DownstreamCall } from './downstream-call.js';
@@ -36,9 +37,13 @@ export class UpstreamRelay implements UpstreamEventSink {
     request: { method: string; params?: Record<string, unknown> | undefined },
     signal: AbortSignal,
     owner: unknown,
+    configuredRoots: NonNullable<ServerConfig['roots']>,
   ): Promise<Record<string, unknown>> {
     // Exact when the wire says which request this belongs to; else by the calls in flight.
     const call = (owner as DownstreamCall | undefined) ?? this.tracker.attribute(server);
+    if (request.method === 'roots/list' && !answersRoots(call)) {
+      return { roots: [...configuredRoots] };
+    }
     if (call === 'ambiguous') {
       throw new McpError(ErrorCode.InternalError, `${request.method} refused: calls from several clients are in flight on "${server}" and the request names none of them`);
     }
@@ -91,6 +96,23 @@ export class UpstreamRelay implements UpstreamEventSink {
       }
     }
   }
+}
+
+/**
+ * Whether `roots/list` goes to the calling client. Otherwise the gateway answers it with the
+ * server's configured roots, because in each other case there is no client to ask, and the
+ * gateway (the upstream's one client, which declared `roots` at initialize) must answer:
+ * - no call in flight: servers ask right after initialize and on list changes, on their own
+ *   (server-filesystem does); an error there reads as a failed start;
+ * - calls of several sessions in flight: the configured roots are nobody's data, so answering
+ *   them cannot hand one session's roots to another, and a refusal would make the answer
+ *   depend on unrelated traffic;
+ * - a caller that did not declare `roots`: it has none to offer, and a method-not-found would
+ *   contradict the capability the shared connection declared; the configured roots are the
+ *   operator's statement of where this server may work, the same answer it gets at start.
+ */
+function answersRoots(call: DownstreamCall | 'ambiguous' | undefined): call is DownstreamCall {
+  return call !== undefined && call !== 'ambiguous' && call.clientCapabilities?.roots !== undefined;
 }
 
 function supportsElicitationMode(declared: object, params: Record<string, unknown> | undefined): boolean {

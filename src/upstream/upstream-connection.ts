@@ -57,15 +57,25 @@ export interface UpstreamEventSink {
   /**
    * `owner` is the `owner` of the request whose response stream carried this message, when the
    * wire tells (Streamable HTTP); undefined when it cannot (stdio, SSE, the GET stream).
+   * `configuredRoots` are the server's `roots` from its config, the answer to `roots/list`
+   * when no client can give one.
    */
-  onServerRequest(server: string, request: { method: string; params?: Record<string, unknown> | undefined }, signal: AbortSignal, owner: unknown): Promise<Record<string, unknown>>;
+  onServerRequest(
+    server: string,
+    request: { method: string; params?: Record<string, unknown> | undefined },
+    signal: AbortSignal,
+    owner: unknown,
+    configuredRoots: NonNullable<ServerConfig['roots']>,
+  ): Promise<Record<string, unknown>>;
   onLogMessage(server: string, params: LoggingMessageNotification['params'], owner: unknown): void;
   onResourceUpdated(server: string, uri: string): void;
 }
 
 /**
- * What the gateway tells upstreams it can do. Each is honoured only for a downstream client
- * that declared it, while a call of that client is in flight; otherwise the upstream gets an error.
+ * What the gateway tells upstreams it can do. Sampling and elicitation are honoured only for a
+ * downstream client that declared them, while a call of that client is in flight; otherwise the
+ * upstream gets an error. Roots are always answered: by the calling client, or with the server's
+ * configured `roots`.
  */
 const CLIENT_CAPABILITIES: ClientCapabilities = { sampling: {}, elicitation: { form: {}, url: {} }, roots: {} };
 
@@ -121,6 +131,11 @@ export class UpstreamConnection {
   resources: readonly Resource[] = [];
   resourceTemplates: readonly ResourceTemplate[] = [];
   capabilities: ServerCapabilities | undefined;
+  /**
+   * What the server's initialize result told its clients about using it; set while it is
+   * ready, cleared when the connection ends (a reconnect reads it afresh).
+   */
+  instructions: string | undefined;
 
   readonly #deps: UpstreamDeps;
   /** Hides this server's env and header values and token-shaped text (see `observability/redact.ts`). */
@@ -298,6 +313,8 @@ export class UpstreamConnection {
       this.#connectedAt = new Date();
       this.#breaker.reset();
       this.#pingFailures = 0;
+      // Set just before `ready` (no await between), so a server that is not ready has none.
+      this.instructions = opened.client.getInstructions();
       this.#startPings(generation);
       this.#logger.info({ wire: opened.wire, tools: this.tools.length }, 'upstream ready');
       this.#setState('ready');
@@ -359,7 +376,7 @@ export class UpstreamConnection {
     client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => events.onResourceUpdated(this.name, n.params.uri));
     for (const schema of [CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema]) {
       client.setRequestHandler(schema, ((request: { method: string; params?: Record<string, unknown> }, extra: { signal: AbortSignal }) =>
-        events.onServerRequest(this.name, request, extra.signal, this.#owners.delivering)) as never);
+        events.onServerRequest(this.name, request, extra.signal, this.#owners.delivering, this.config.roots ?? [])) as never);
     }
     return client;
   }
@@ -399,6 +416,7 @@ export class UpstreamConnection {
     if (generation !== this.#generation || this.#stopped) return;
     this.#generation++;
     this.#stopPings();
+    this.instructions = undefined;
     const reason = because ?? (this.#transport as { describeExit?: () => string | undefined } | undefined)?.describeExit?.();
     this.lastError = reason ?? 'connection closed';
     if (this.#connectedAt && Date.now() - this.#connectedAt.getTime() >= STABLE_AFTER_MS) this.#failures = 0;
@@ -439,6 +457,7 @@ export class UpstreamConnection {
     const transport = this.#transport;
     this.#client = undefined;
     this.#transport = undefined;
+    this.instructions = undefined;
     if (!client) return;
     if (polite && transport && 'terminateSession' in transport) {
       await withTimeout((transport as { terminateSession: () => Promise<void> }).terminateSession(), 1000).catch(() => {});
