@@ -45,7 +45,9 @@ async function writeConfig(text: string): Promise<string> {
 const fixtureServer = (label: string) =>
   `  ${label}:\n    command: ${process.execPath}\n    args: ["--import", "tsx", "${STDIO_FIXTURE}", "${label}"]\n    cwd: ${ROOT}\n`;
 
-describe('the conflux CLI', () => {
+// Each test runs CLI processes that start upstreams and open an embedded database: seconds on a
+// quiet machine, far more on a busy one.
+describe('the conflux CLI', { timeout: 240_000 }, () => {
   const running: ChildProcess[] = [];
   afterEach(() => {
     for (const child of running.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
@@ -296,14 +298,14 @@ async function upstreamPids(child: ChildProcess, count: number): Promise<number[
   await waitFor(() => {
     url = /"url":"(http:[^"]+)"/.exec(log)?.[1];
     return url !== undefined;
-  }, 15_000, 'the gateway to listen');
+  }, 120_000, 'the gateway to listen'); // creating its embedded database takes long on a busy machine
   const base = url!.replace(/\/mcp$/, '');
   let pids: number[] = [];
   await waitFor(async () => {
     const body = (await (await fetch(`${base}/servers`)).json()) as { servers: { state: string; pid?: number }[] };
     pids = body.servers.filter((s) => s.state === 'ready' && s.pid).map((s) => s.pid!);
     return pids.length === count;
-  }, 15_000, 'the upstreams to be ready');
+  }, 60_000, 'the upstreams to be ready');
   expect(pids.every(isAlive)).toBe(true);
   return pids;
 }
