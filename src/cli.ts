@@ -12,6 +12,7 @@ import { createLogger } from './observability/logger.js';
 import { DataDirLockedError, localUrlOf } from './store/data-dir-lock.js';
 import { openDatabase, type OpenedDatabase } from './store/database.js';
 import { Redis } from 'ioredis';
+import { bestEffort } from './observability/best-effort.js';
 
 const USAGE = `Usage: conflux <command> [options]
 
@@ -152,7 +153,7 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
   } catch (error) {
     if (error instanceof DataDirLockedError) logger.fatal({ dataDir: error.dataDir, pid: error.holder.pid }, error.message);
     else logger.fatal({ err: (error as Error).message }, 'cannot open the database');
-    await database?.close().catch(() => {});
+    await bestEffort(async () => database?.close(), logger, 'close the database after a failed start');
     return 1;
   }
   logger.info({ database: database.kind }, 'database ready');
@@ -219,6 +220,7 @@ async function callCommand(config: Config, env: Environment, name: string, args:
     database = await openDatabase({ url: env.databaseUrl, dataDir: join(env.dataDir, 'pgdata') });
     await database.migrate();
   } catch (error) {
+    // This command has no logger (results on stdout, problems on stderr) and reports the open's own error below.
     await database?.close().catch(() => {});
     if (error instanceof DataDirLockedError && error.holder.url !== undefined) {
       process.stderr.write(`(through the gateway at ${error.holder.url}, which holds ${error.dataDir})\n`);

@@ -95,7 +95,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   });
   const auth = settings.auth === 'none' ? undefined : settings.auth;
   if (auth?.apiKeys && !database) throw new Error('gateway.auth.apiKeys needs a database (DATABASE_URL or the embedded one)');
-  const apiKeys = database ? new ApiKeys(new ApiKeyRepository(database.db)) : undefined;
+  const apiKeys = database ? new ApiKeys(new ApiKeyRepository(database.db), logger.child({ component: 'auth' })) : undefined;
   const oauth = auth?.oauth ? new OAuthResourceServer(auth.oauth, logger.child({ component: 'oauth' })) : undefined;
   const limiter: RateLimiter = deps.redis
     ? new RedisRateLimiter(deps.redis, {
@@ -145,7 +145,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       pingTimeoutMs: settings.healthCheck.timeoutSeconds * 1000,
       pingFailureThreshold: settings.healthCheck.failureThreshold,
     },
-    events: new UpstreamRelay(tracker, sessions),
+    events: new UpstreamRelay(tracker, sessions, logger.child({ component: 'relay' })),
     onRestart: (server) => metrics.restarts.inc({ server_id: server }),
   });
   const metrics = new GatewayMetrics({
@@ -155,7 +155,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     auditRefusedSkipped: () => audit.drops.refusedOverLimit,
   });
   const rateLimits = new RateLimits(limiter, settings.rateLimit, metrics);
-  const subscriptions = new ResourceSubscriptions(upstreams);
+  const subscriptions = new ResourceSubscriptions(upstreams, logger.child({ component: 'subscriptions' }));
   const registry = new ServerRegistry({
     upstreams,
     repository: database ? new ServerRepository(database.db) : undefined,
@@ -256,7 +256,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       groups.installExitHook();
       await accessControl.start();
       // Discovered now so a wrong issuer shows in the log at start; requests retry it if it failed.
-      void oauth?.metadata().catch(() => {});
+      void oauth?.metadata().catch(() => {}); // discovery logs its own failure
       await registry.start(config.servers);
       if (deps.configFile) {
         watcher = watchConfigFile(deps.configFile.path, deps.configFile.env, logger, (next) => registry.setConfigServers(next.servers));
@@ -287,13 +287,17 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       const shownHost = host.includes(':') ? `[${host}]` : host;
       return { url: `http://${shownHost}:${listening.port}/mcp`, port: listening.port };
     },
-    callTool: (params, signal) => callTool({ catalog, upstreams, tracker, limit, audit, metrics, rateLimits }, params, detachedCall('cli', fullAccess(ANONYMOUS), signal)),
+    callTool: (params, signal) => callTool({ catalog, upstreams, tracker, limit, audit, metrics, rateLimits, logger }, params, detachedCall('cli', fullAccess(ANONYMOUS), signal)),
     async stop() {
       watcher?.close();
       await listening?.stopAccepting();
       const deadline = Date.now() + settings.shutdownGraceSeconds * 1000;
-      while (tracker.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      if (tracker.size > 0) logger.warn({ inFlight: tracker.size }, 'shutdown grace period over; cutting calls still in flight');
+      if (!(await tracker.idleWithin(settings.shutdownGraceSeconds * 1000))) logger.warn({ inFlight: tracker.size }, 'shutdown grace period over; cutting calls still in flight');
+      // The tracker counts upstream requests: the answers of the calls that just ended still
+      // pass through audit, the SDK server and the socket, within what is left of the grace.
+      else if (listening && !(await listening.answered(Math.max(0, deadline - Date.now())))) {
+        logger.warn('shutdown grace period over; cutting answers still being written');
+      }
       stopWatchingRevocations?.();
       streams.stop();
       await sessions.closeAll();

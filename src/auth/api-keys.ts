@@ -2,6 +2,9 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ApiKeyRepository, StoredApiKey } from '../store/api-key-repository.js';
 import { identityKey } from './identity-key.js';
 import type { Principal } from './principal.js';
+import type { Logger } from 'pino';
+import { bestEffort } from '../observability/best-effort.js';
+import { silentLogger } from '../observability/logger.js';
 
 const PREFIX = 'cfx_';
 /**
@@ -38,7 +41,11 @@ export class ApiKeys {
   private readonly verified = new Map<string, { row: StoredApiKey; until: number }>();
   private readonly revokedListeners = new Set<(keyId: string) => void>();
 
-  constructor(private readonly repository: ApiKeyRepository) {}
+  constructor(
+    private readonly repository: ApiKeyRepository,
+    /** Where a failed last-used update is reported; silent for one-off admin commands. */
+    private readonly logger: Logger = silentLogger(),
+  ) {}
 
   async create(options: { name: string; subject?: string | undefined; groups?: readonly string[] | undefined; expiresAt?: Date | undefined }): Promise<CreatedApiKey> {
     const id = randomBytes(9).toString('base64url').replace(/[-_]/g, 'x').slice(0, 12);
@@ -113,7 +120,7 @@ export class ApiKeys {
     const last = this.touched.get(row.id) ?? 0;
     if (now.getTime() - last > 60_000) {
       this.touched.set(row.id, now.getTime());
-      void this.repository.touch(row.id, now).catch(() => {});
+      void bestEffort(() => this.repository.touch(row.id, now), this.logger, 'record when an API key was last used', 'warn');
     }
     return {
       id: identityKey(row.subject, 'user'),

@@ -3,6 +3,7 @@ import type { LimitFunction } from 'p-limit';
 import { RateLimitedError } from '../limits/errors.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { forward, type ForwardDeps } from './forward.js';
+import { clientMessage } from './error-mapping.js';
 
 export interface BroadcastDeps extends ForwardDeps {
   /** Bounds upstream calls in flight across all broadcasts. */
@@ -51,7 +52,8 @@ export async function broadcast(
           outcome = result.isError ? { server, error: textOf(result) || 'the tool reported an error' } : { server, result };
         } catch (error) {
           refused = error instanceof RateLimitedError;
-          outcome = { server, error: error instanceof Error ? error.message : String(error) };
+          // The text is in the caller's result: an unexpected error shows only its incident id.
+          outcome = { server, error: clientMessage(error, deps.logger, { server, tool }) };
         }
         const status = outcome.error === undefined ? 'ok' : 'error';
         onPart?.({ server, status, error: outcome.error?.slice(0, 500), refused, durationMs: Math.round(performance.now() - partStarted) });

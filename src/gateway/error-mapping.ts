@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { ErrorCode, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { Logger } from 'pino';
 import { AccessDeniedError } from '../auth/access-policy.js';
 import { LimitExceededError, RateLimitedError } from '../limits/errors.js';
 import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from '../upstream/errors.js';
@@ -11,13 +13,52 @@ export const ACCESS_DENIED = -32003;
 /**
  * The one place where failures become what a client sees. Upstream faults are tool errors
  * (`isError: true`) naming the upstream and the cause, so a model can read and act on them;
- * JSON-RPC errors from the upstream pass through unchanged; anything else is an internal error.
+ * anything else is rethrown as it is, so the audit row keeps its message and the surface's
+ * mapping (`asMcpError`, or the REST one) decides what the client reads.
  */
 export function toolCallFailure(error: unknown): CallToolResult {
   if (isUpstreamFault(error)) {
     return { isError: true, content: [{ type: 'text', text: error.message }] };
   }
-  throw asMcpError(error);
+  throw error;
+}
+
+/**
+ * Failures whose message was written for the caller: upstream answers and faults, the
+ * caller's rights and limits. Anything else (a bug's TypeError, a database driver's error)
+ * may quote internals (SQL, paths, stack frames) and is never shown to a client.
+ */
+export function isExpectedError(error: unknown): boolean {
+  return (
+    error instanceof McpError ||
+    error instanceof RateLimitedError ||
+    error instanceof LimitExceededError ||
+    error instanceof AccessDeniedError ||
+    isUpstreamFault(error)
+  );
+}
+
+/** An unexpected failure, logged whole under `incident`; `message` is all the client reads of it. */
+export interface Incident {
+  incident: string;
+  message: string;
+}
+
+/**
+ * Logs an unexpected failure with a fresh incident id (error level: it is a bug or a broken
+ * dependency, an operator's to look at) and returns the text a client is given instead: the
+ * id alone, which an operator finds in the log.
+ */
+export function reportIncident(error: unknown, logger: Pick<Logger, 'error'>, context: Record<string, unknown> = {}): Incident {
+  const incident = randomUUID();
+  logger.error({ ...context, err: error, incident }, 'unexpected error; the client was given only the incident id');
+  return { incident, message: `Internal error (incident ${incident})` };
+}
+
+/** The text a client may read of `error`: its own message when expected, else an incident id (logged). */
+export function clientMessage(error: unknown, logger: Pick<Logger, 'error'>, context?: Record<string, unknown>): string {
+  if (isExpectedError(error)) return asMcpError(error, logger).message;
+  return reportIncident(error, logger, context).message;
 }
 
 export function isUpstreamFault(
@@ -33,8 +74,9 @@ export function isUpstreamFault(
 /**
  * Any failure as the JSON-RPC error a client is sent, its message without the SDK's prefix
  * (see `WireMcpError`). Every error that leaves the gateway over MCP passes through here.
+ * An unexpected error becomes -32603 with an incident id only; the error itself is logged.
  */
-export function asMcpError(error: unknown): WireMcpError {
+export function asMcpError(error: unknown, logger: Pick<Logger, 'error'>): WireMcpError {
   if (error instanceof WireMcpError) return error;
   if (error instanceof McpError) return new WireMcpError(error.code, error.message, error.data);
   if (error instanceof RateLimitedError) return new WireMcpError(LIMIT_ERROR, error.message, { retryAfter: error.retryAfterSeconds, scope: error.scope });
@@ -42,7 +84,13 @@ export function asMcpError(error: unknown): WireMcpError {
   if (error instanceof HiddenToolError) return unknownTool(error.tool);
   if (error instanceof AccessDeniedError) return new WireMcpError(ACCESS_DENIED, error.message);
   if (isUpstreamFault(error)) return new WireMcpError(ErrorCode.InternalError, error.message);
-  return new WireMcpError(ErrorCode.InternalError, error instanceof Error ? error.message : String(error));
+  const { incident, message } = reportIncident(error, logger);
+  return new WireMcpError(ErrorCode.InternalError, message, { incident });
+}
+
+/** A failure's own text without the SDK's prefixes, for the audit trail and logs (never for a client: see `clientMessage`). */
+export function failureText(error: unknown): string {
+  return unprefixed(error instanceof Error ? error.message : String(error));
 }
 
 /** `MCP error <code>: ` as the SDK's `McpError` constructor writes it. */

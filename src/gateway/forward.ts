@@ -1,5 +1,6 @@
 import type { Access } from '../auth/access-policy.js';
 import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { Logger } from 'pino';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { UpstreamUnavailableError } from '../upstream/errors.js';
 import type { RateLimits } from '../limits/rate-limits.js';
@@ -8,11 +9,13 @@ import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { CallTracker } from './call-tracker.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError } from './error-mapping.js';
+import { bestEffort } from '../observability/best-effort.js';
 
 export interface ForwardDeps {
   upstreams: UpstreamPool;
   tracker: CallTracker;
   rateLimits?: RateLimits | undefined;
+  logger: Logger;
 }
 
 /**
@@ -39,7 +42,8 @@ export async function forward(
   const tracked: DownstreamCall = {
     ...call,
     sendNotification: (notification) => {
-      const sent = call.sendNotification(notification).catch(() => {});
+      // A client that went away cannot take it; the call itself still ends normally.
+      const sent = bestEffort(() => call.sendNotification(notification), deps.logger, `relay ${notification.method} to the client`);
       pending.push(sent);
       return sent;
     },
@@ -56,7 +60,7 @@ export async function forward(
     await Promise.all(pending);
     return result;
   } catch (error) {
-    throw error instanceof McpError ? asMcpError(error) : error;
+    throw error instanceof McpError ? asMcpError(error, deps.logger) : error;
   } finally {
     end();
   }

@@ -1,4 +1,5 @@
 import { CallToolRequestSchema, CallToolResultSchema, ErrorCode, type JSONRPCNotification, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import type { Logger } from 'pino';
 import type { Access } from '../auth/access-policy.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError, WireMcpError } from './error-mapping.js';
@@ -51,7 +52,7 @@ export class PlainToolCalls {
     const checked = CallToolRequestSchema.safeParse(message);
     if (checked.success) return undefined;
     const problems = checked.error.issues.map((i) => `${i.path.join('.') || 'request'}: ${i.message}`).join('; ');
-    return { messages: [{ jsonrpc: '2.0', id, error: errorBody(new WireMcpError(ErrorCode.InvalidParams, `Invalid params for tools/call: ${problems}`)) }] };
+    return { messages: [{ jsonrpc: '2.0', id, error: errorBody(new WireMcpError(ErrorCode.InvalidParams, `Invalid params for tools/call: ${problems}`), this.deps.logger) }] };
   }
 
   async answer(
@@ -88,7 +89,7 @@ export class PlainToolCalls {
       if (!checked.success) throw new WireMcpError(ErrorCode.InvalidParams, `Invalid tools/call result: ${checked.error.message}`);
       return respond({ result: checked.data });
     } catch (error) {
-      return respond({ error: errorBody(error) });
+      return respond({ error: errorBody(error, this.deps.logger) });
     } finally {
       calls.delete(request.id);
     }
@@ -121,8 +122,8 @@ function plainParams(params: unknown): boolean {
 }
 
 /** A failure as a JSON-RPC error object, as `asMcpError` makes it (so a client reads one `MCP error <code>: ` prefix). */
-function errorBody(failure: unknown): { code: number; message: string; data?: unknown } {
-  const error = asMcpError(failure);
+function errorBody(failure: unknown, logger: Logger): { code: number; message: string; data?: unknown } {
+  const error = asMcpError(failure, logger);
   return { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) };
 }
 

@@ -1,6 +1,9 @@
+import type { Logger } from 'pino';
 import type { ResourceRoute } from '../catalog/resource-catalog.js';
+import { UpstreamUnavailableError } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { DownstreamSession } from './session-registry.js';
+import { bestEffort } from '../observability/best-effort.js';
 
 /**
  * Resource subscriptions of all sessions over the shared upstream connections: an upstream is
@@ -9,9 +12,11 @@ import type { DownstreamSession } from './session-registry.js';
 export class ResourceSubscriptions {
   readonly #counts = new Map<string, number>();
   readonly #upstreams: UpstreamPool;
+  readonly #logger: Logger;
 
-  constructor(upstreams: UpstreamPool) {
+  constructor(upstreams: UpstreamPool, logger: Logger) {
     this.#upstreams = upstreams;
+    this.#logger = logger;
   }
 
   async subscribe(session: DownstreamSession, exposedUri: string, route: ResourceRoute): Promise<void> {
@@ -34,10 +39,9 @@ export class ResourceSubscriptions {
       return;
     }
     this.#counts.delete(key);
-    await this.#upstreams
-      .get(route.server)
-      ?.request('resources/unsubscribe', { uri: route.originalUri })
-      .catch(() => {}); // the upstream may be gone; nothing is left to undo
+    const upstream = this.#upstreams.get(route.server);
+    // The upstream may be gone; nothing is left to undo.
+    if (upstream) await bestEffort(() => upstream.request('resources/unsubscribe', { uri: route.originalUri }), this.#logger, `unsubscribe from ${route.originalUri} on "${route.server}"`);
   }
 
   /** Drops every subscription of a session that ended. */
@@ -47,7 +51,7 @@ export class ResourceSubscriptions {
 
   #upstream(route: ResourceRoute) {
     const upstream = this.#upstreams.get(route.server);
-    if (!upstream) throw new Error(`upstream "${route.server}" is not configured`);
+    if (!upstream) throw new UpstreamUnavailableError(route.server, 'it is not configured');
     return upstream;
   }
 }

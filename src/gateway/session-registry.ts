@@ -8,6 +8,7 @@ import type { Principal } from '../auth/principal.js';
 import type { ResourceRoute } from '../catalog/resource-catalog.js';
 import { LimitExceededError } from '../limits/errors.js';
 import { SessionEventStore } from './session-event-store.js';
+import { bestEffort } from '../observability/best-effort.js';
 
 /** One downstream MCP session: its server, its transport, and when it was last used. */
 export interface DownstreamSession {
@@ -164,7 +165,7 @@ export class SessionRegistry {
 
   async discardIfUninitialized(prepared: { server: Server; transport: WebStandardStreamableHTTPServerTransport }): Promise<void> {
     const id = prepared.transport.sessionId;
-    if (id === undefined || !this.#sessions.has(id)) await prepared.server.close().catch(() => {});
+    if (id === undefined || !this.#sessions.has(id)) await bestEffort(() => prepared.server.close(), this.#options.logger, 'close a session that never initialized');
   }
 
   /** Open sessions opened under one rate key (a principal, or a client address without authentication). */
@@ -209,10 +210,12 @@ export class SessionRegistry {
 
   /** Tells every session which lists changed. A session that cannot be reached is left to expire. */
   notifyListsChanged(changes: { tools: boolean; prompts: boolean; resources: boolean }): void {
-    for (const { server, capabilities } of this.#sessions.values()) {
-      if (changes.tools) server.sendToolListChanged().catch(() => {});
-      if (changes.prompts && capabilities.prompts) server.sendPromptListChanged().catch(() => {});
-      if (changes.resources && capabilities.resources) server.sendResourceListChanged().catch(() => {});
+    const { logger } = this.#options;
+    for (const { id, server, capabilities } of this.#sessions.values()) {
+      const log = logger.isLevelEnabled('debug') ? logger.child({ session: id }) : logger;
+      if (changes.tools) void bestEffort(() => server.sendToolListChanged(), log, 'send notifications/tools/list_changed');
+      if (changes.prompts && capabilities.prompts) void bestEffort(() => server.sendPromptListChanged(), log, 'send notifications/prompts/list_changed');
+      if (changes.resources && capabilities.resources) void bestEffort(() => server.sendResourceListChanged(), log, 'send notifications/resources/list_changed');
     }
   }
 
@@ -222,7 +225,7 @@ export class SessionRegistry {
     this.#sessions.delete(id);
     this.#count(session.rateKey, -1);
     this.#options.logger.debug({ session: id }, 'session closed');
-    await session.server.close().catch(() => {});
+    await bestEffort(() => session.server.close(), this.#options.logger, 'close the session server');
     this.#options.onClosed?.(session);
   }
 

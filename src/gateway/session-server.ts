@@ -21,7 +21,7 @@ import { routeResourceUri, type ResourceRoute } from '../catalog/resource-catalo
 import type { UpstreamConnection } from '../upstream/upstream-connection.js';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
 import type { DownstreamCall } from './downstream-call.js';
-import { asMcpError, resourceNotFound, unknownPrompt } from './error-mapping.js';
+import { asMcpError, failureText, resourceNotFound, unknownPrompt } from './error-mapping.js';
 import { forward } from './forward.js';
 import { pageOf } from './list-page.js';
 import { upstreamLevel } from './log-levels.js';
@@ -29,6 +29,7 @@ import type { ResourceSubscriptions } from './resource-subscriptions.js';
 import { inCallSlot, type SessionRegistry } from './session-registry.js';
 import { sessionInstructions, upstreamInstructions } from './session-instructions.js';
 import { callTool, type ToolCallDeps } from './tool-calls.js';
+import { bestEffort } from '../observability/best-effort.js';
 
 export interface SessionServerDeps extends ToolCallDeps {
   sessions: SessionRegistry;
@@ -55,7 +56,7 @@ export function createSessionServer(deps: SessionServerDeps, owner: Access): { s
       try {
         return await handler(request, extra);
       } catch (error) {
-        throw asMcpError(error);
+        throw asMcpError(error, deps.logger);
       }
     });
   const { catalog } = deps;
@@ -97,7 +98,8 @@ export function createSessionServer(deps: SessionServerDeps, owner: Access): { s
       record('ok');
       return result;
     } catch (error) {
-      record('error', asMcpError(error).message);
+      // The audit trail (read by admins) keeps the error's own text; the client's answer is mapped by `on`.
+      record('error', failureText(error));
       throw error;
     }
   };
@@ -195,7 +197,7 @@ export function createSessionServer(deps: SessionServerDeps, owner: Access): { s
           .filter((u) => u.state === 'ready' && u.capabilities?.logging && access.visible(u.name))
           .map((u) => {
             const level = upstreamLevel(sessions.filter((s) => deps.sessions.accessOf(s).visible(u.name))) ?? request.params.level;
-            return u.request('logging/setLevel', { level }).catch(() => {});
+            return bestEffort(() => u.request('logging/setLevel', { level }), deps.logger.child({ server: u.name }), `set the upstream log level to ${level}`);
           }),
       );
       return {};

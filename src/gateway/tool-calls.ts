@@ -18,7 +18,7 @@ export interface ToolCallDeps extends BroadcastDeps {
   catalog: LiveCatalog;
   audit?: AuditLog | undefined;
   metrics?: GatewayMetrics | undefined;
-  logger?: Logger | undefined;
+  logger: Logger;
 }
 
 export interface ToolCallOptions {

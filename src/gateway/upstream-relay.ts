@@ -1,4 +1,5 @@
 import { ErrorCode, McpError, type LoggingMessageNotification } from '@modelcontextprotocol/sdk/types.js';
+import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ServerConfig } from '../config/schema.js';
 import type { UpstreamEventSink } from '../upstream/upstream-connection.js';
@@ -6,6 +7,7 @@ import type { CallTracker } from './call-tracker.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { allows, thresholdOf } from './log-levels.js';
 import type { SessionRegistry } from './session-registry.js';
+import { bestEffort } from '../observability/best-effort.js';
 
 const PassThroughResult = z.object({}).loose();
 
@@ -30,6 +32,7 @@ export class UpstreamRelay implements UpstreamEventSink {
   constructor(
     private readonly tracker: CallTracker,
     private readonly sessions: SessionRegistry,
+    private readonly logger: Logger,
   ) {}
 
   async onServerRequest(
@@ -73,6 +76,7 @@ export class UpstreamRelay implements UpstreamEventSink {
       const session = this.sessions.get(call.sessionId);
       const access = session ? this.sessions.accessOf(session) : call.access;
       if (access.visible(server) && allows(thresholdOf(session?.logLevel), params.level)) {
+        // Calls in flight are the ones forward() tracks, whose sendNotification logs its own failure and never rejects.
         void call.sendNotification(notification).catch(() => {});
       }
       return;
@@ -81,7 +85,7 @@ export class UpstreamRelay implements UpstreamEventSink {
     // may read the server get it.
     for (const session of this.sessions.all()) {
       if (session.logLevel && allows(session.logLevel, params.level) && this.sessions.accessOf(session).visible(server)) {
-        session.server.notification(notification).catch(() => {});
+        void bestEffort(() => session.server.notification(notification), this.logger, `relay a log message from "${server}" to session ${session.id}`);
       }
     }
   }
@@ -91,7 +95,7 @@ export class UpstreamRelay implements UpstreamEventSink {
       if (session.subscriptions.size === 0 || !this.sessions.accessOf(session).visible(server)) continue;
       for (const [exposedUri, route] of session.subscriptions) {
         if (route.server === server && route.originalUri === uri) {
-          session.server.sendResourceUpdated({ uri: exposedUri }).catch(() => {});
+          void bestEffort(() => session.server.sendResourceUpdated({ uri: exposedUri }), this.logger, `send notifications/resources/updated to session ${session.id}`);
         }
       }
     }

@@ -2,6 +2,7 @@ import { Hono, type MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import type { CredentialBoundStreams } from '../gateway/credential-bound-streams.js';
 import type { SessionRegistry } from '../gateway/session-registry.js';
+import { reportIncident } from '../gateway/error-mapping.js';
 import { RateLimiterUnavailableError } from '../limits/errors.js';
 import type { LimiterHealth } from '../limits/rate-limiter.js';
 import type { RateLimits } from '../limits/rate-limits.js';
@@ -62,7 +63,7 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
   app.all('/mcp', mcpEndpoint(deps.sessions, deps.limits, deps.fast, deps.streams));
   app.use(
     '/api/*',
-    callerMiddleware(callerDeps, (c, error) => apiErrorResponse(c, error)),
+    callerMiddleware(callerDeps, (c, error) => apiErrorResponse(c, error, deps.logger)),
   );
 
   // Unauthenticated: states and counts only. Error texts (which may quote an upstream's
@@ -94,7 +95,7 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
     return c.body(await deps.metrics.registry.metrics());
   });
 
-  app.use('/servers', callerMiddleware(callerDeps, (c, error) => apiErrorResponse(c, error)));
+  app.use('/servers', callerMiddleware(callerDeps, (c, error) => apiErrorResponse(c, error, deps.logger)));
   app.get('/servers', (c) => {
     const { access } = c.get('caller');
     const visible = deps.upstreams.statuses().filter((s) => access.visible(s.name));
@@ -104,9 +105,9 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
 
   app.notFound((c) => c.json({ error: { code: 'not_found', message: `No route for ${c.req.method} ${c.req.path}` } }, 404));
   app.onError((error, c) => {
-    if (c.req.path.startsWith('/api/')) return apiErrorResponse(c, error);
-    deps.logger.error({ err: error, path: c.req.path }, 'unhandled error in request');
-    return c.json({ error: { code: 'internal', message: 'Internal server error' } }, 500);
+    if (c.req.path.startsWith('/api/')) return apiErrorResponse(c, error, deps.logger);
+    const { incident } = reportIncident(error, deps.logger, { method: c.req.method, path: c.req.path });
+    return c.json({ error: { code: 'internal', message: `Internal server error (incident ${incident})`, details: { incident } } }, 500);
   });
   return app;
 }

@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
@@ -7,6 +7,11 @@ export interface Listening {
   port: number;
   /** Stops accepting connections; open ones (SSE streams, calls in flight) stay until `cut`. */
   stopAccepting(): Promise<void>;
+  /**
+   * Resolves true once every response being written has finished (GET event streams, which
+   * live as long as their session, excepted), or false after `ms`.
+   */
+  answered(ms: number): Promise<boolean>;
   /** Ends every open connection. */
   cut(): void;
 }
@@ -17,12 +22,36 @@ export function listen(app: { fetch: Hono["fetch"] }, host: string, port: number
     const server = serve({ fetch: app.fetch as never, hostname: host, port }) as Server;
     // Responses are small and latency matters more than packet count.
     server.on('connection', (socket) => socket.setNoDelay(true));
+    // Answers being written, so shutdown can let them reach their clients before it cuts.
+    let writing = 0;
+    const waiters = new Set<() => void>();
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      if (req.method === 'GET' && req.headers.accept?.includes('text/event-stream')) return;
+      writing++;
+      res.once('close', () => {
+        if (--writing === 0) for (const wake of waiters) wake();
+      });
+    });
     server.once('error', reject);
     server.once('listening', () => {
       server.off('error', reject);
       const closed = new Promise<void>((done) => server.once('close', () => done()));
       resolve({
         port: (server.address() as AddressInfo).port,
+        answered: (ms) =>
+          new Promise<boolean>((done) => {
+            if (writing === 0) return done(true);
+            const wake = () => {
+              clearTimeout(timer);
+              waiters.delete(wake);
+              done(true);
+            };
+            const timer = setTimeout(() => {
+              waiters.delete(wake);
+              done(false);
+            }, ms);
+            waiters.add(wake);
+          }),
         stopAccepting: async () => {
           server.close();
           server.closeIdleConnections();

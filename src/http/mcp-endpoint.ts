@@ -229,6 +229,7 @@ function onBodyEnd(response: Response, onEnd: (cancelled: boolean) => void, clos
   };
   const reader = response.body!.getReader();
   // A pending read then resolves as done, which ends the body the client sees.
+  // Cancelling our own response's reader rejects only when that stream already failed, which the read loop reports.
   closable?.(() => void reader.cancel('closed by the gateway').catch(() => {}));
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {

@@ -8,6 +8,7 @@ export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
     timer.unref();
   });
+  // Its rejection is handled by the race below; after a timeout nobody awaits it, and that late rejection is the ignored outcome.
   promise.catch(() => {});
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -153,7 +153,7 @@ export class ServerRegistry {
 
   #serial<T>(operation: () => Promise<T>): Promise<T> {
     const next = this.#queue.then(operation, operation);
-    this.#queue = next.catch(() => {});
+    this.#queue = next.catch(() => {}); // the caller of this operation receives its failure; the queue only orders
     return next;
   }
 }

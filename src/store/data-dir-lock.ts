@@ -116,7 +116,7 @@ export async function acquireDataDirLock(dataDir: string, probe: ProcessProbe = 
     }
     throw new Error(`could not take over the stale lock ${path}; delete it if no process uses ${dataDir}`);
   } finally {
-    await unlink(draft).catch(() => {});
+    await unlink(draft).catch(() => {}); // a leftover draft is harmless (named by a one-off token) and this module has no logger
   }
 }
 
@@ -187,7 +187,7 @@ function heldLock(dataDir: string, path: string, holder: LockHolder): DataDirLoc
     },
     async release() {
       process.off('exit', releaseAtExit);
-      if (ours(await readText(path))) await unlink(path).catch(() => {});
+      if (ours(await readText(path))) await unlink(path).catch(() => {}); // a racing takeover may have removed it; this module has no logger
     },
   };
 }
@@ -201,15 +201,15 @@ async function removeStaleLock(path: string, judged: string, draft: string): Pro
   const takeover = `${path}.takeover`;
   if (!(await linkExclusive(draft, takeover))) {
     // Another process is taking over (for milliseconds); one that died doing so left this behind.
-    if ((await ageOf(takeover)) > ABANDONED_TAKEOVER_MS) await unlink(takeover).catch(() => {});
+    if ((await ageOf(takeover)) > ABANDONED_TAKEOVER_MS) await unlink(takeover).catch(() => {}); // another process may clear it first
     await pause(TAKEOVER_RETRY_MS);
     return;
   }
   try {
     // Only a takeover replaces a lock file, and we hold the only takeover: reading then removing is safe.
-    if ((await readText(path)) === judged) await unlink(path).catch(() => {});
+    if ((await readText(path)) === judged) await unlink(path).catch(() => {}); // a missing file is the outcome wanted
   } finally {
-    await unlink(takeover).catch(() => {});
+    await unlink(takeover).catch(() => {}); // a missing file is the outcome wanted
   }
 }
 

@@ -9,6 +9,7 @@ import type { ChildProcessGroups } from './child-processes.js';
 import { HttpClientTransport } from './http-client-transport.js';
 import { StdioClientTransport } from './stdio-transport.js';
 import type { OwnerChannel } from './owner-channel.js';
+import { bestEffort } from '../observability/best-effort.js';
 
 export interface OpenedClient {
   client: Client;
@@ -33,7 +34,7 @@ export interface OpenOptions {
  * same URL, as the MCP specification's backwards-compatibility section describes.
  */
 export async function openClient(options: OpenOptions): Promise<OpenedClient> {
-  const { config, timeoutMs } = options;
+  const { config } = options;
   if (config.transport === 'stdio') {
     const transport = new StdioClientTransport({
       command: config.command,
@@ -43,16 +44,16 @@ export async function openClient(options: OpenOptions): Promise<OpenedClient> {
       logger: options.logger,
       groups: options.groups,
     });
-    return connect(options.newClient(), transport, 'stdio', timeoutMs, () => transport.describeExit());
+    return connect(options.newClient(), transport, 'stdio', options, () => transport.describeExit());
   }
-  if (config.transport === 'sse') return connect(options.newClient(), sseTransport(config), 'sse', timeoutMs);
+  if (config.transport === 'sse') return connect(options.newClient(), sseTransport(config), 'sse', options);
   try {
-    return await connect(options.newClient(), streamableTransport(config, options.owners), 'streamable-http', timeoutMs);
+    return await connect(options.newClient(), streamableTransport(config, options.owners), 'streamable-http', options);
   } catch (error) {
     if (!worthTryingSse(error)) throw error;
     options.logger.info({ reason: describeError(error) }, 'Streamable HTTP refused; trying legacy SSE');
     try {
-      return await connect(options.newClient(), sseTransport(config), 'sse', timeoutMs);
+      return await connect(options.newClient(), sseTransport(config), 'sse', options);
     } catch {
       throw error; // the Streamable HTTP failure is the one the user needs to see
     }
@@ -63,14 +64,14 @@ async function connect(
   client: Client,
   transport: Transport,
   wire: OpenedClient['wire'],
-  timeoutMs: number,
+  { timeoutMs, logger }: Pick<OpenOptions, 'timeoutMs' | 'logger'>,
   explainClose?: () => string | undefined,
 ): Promise<OpenedClient> {
   try {
     await client.connect(transport, { timeout: timeoutMs });
     return { client, transport, wire };
   } catch (error) {
-    await client.close().catch(() => {});
+    await bestEffort(() => client.close(), logger, 'close the client of a failed connection attempt');
     const exit = explainClose?.();
     if (exit && error instanceof McpError && error.code === ErrorCode.ConnectionClosed) throw new Error(exit);
     throw error;

@@ -31,6 +31,7 @@ import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { describeError, openClient } from './open-transport.js';
 import { textRedactor } from '../observability/redact.js';
 import { OwnerChannel } from './owner-channel.js';
+import { bestEffort } from '../observability/best-effort.js';
 
 export type UpstreamState = 'connecting' | 'ready' | 'degraded' | 'down' | 'misconfigured' | 'disabled';
 
@@ -276,7 +277,7 @@ export class UpstreamConnection {
       if (error instanceof StreamableHTTPError && error.code === 404 && client === this.#client) {
         // The upstream no longer knows our session (it restarted): start a new one.
         this.#lost(this.#generation, 'the upstream ended our session');
-        void client.close().catch(() => {});
+        void bestEffort(() => client.close(), this.#logger, 'close the client of an ended upstream session');
       }
       throw new UpstreamConnectionLostError(this.name, method, this.#redact(describeError(error)));
     }
@@ -297,7 +298,7 @@ export class UpstreamConnection {
         timeoutMs: this.connectTimeoutMs,
       });
       if (generation !== this.#generation) {
-        await opened.client.close().catch(() => {});
+        await bestEffort(() => opened.client.close(), this.#logger, 'close a superseded connection');
         return;
       }
       this.#client = opened.client;
@@ -460,9 +461,9 @@ export class UpstreamConnection {
     this.instructions = undefined;
     if (!client) return;
     if (polite && transport && 'terminateSession' in transport) {
-      await withTimeout((transport as { terminateSession: () => Promise<void> }).terminateSession(), 1000).catch(() => {});
+      await bestEffort(() => withTimeout((transport as { terminateSession: () => Promise<void> }).terminateSession(), 1000), this.#logger, 'end the upstream session (HTTP DELETE)');
     }
-    await client.close().catch(() => {});
+    await bestEffort(() => client.close(), this.#logger, 'close the upstream client');
   }
 
   #setState(state: UpstreamState): void {

@@ -16,10 +16,11 @@ export function createApiApp(deps: ApiDeps, limits: { maxJsonDepth: number }): H
   const document = openApiDocument(routes, { title: 'Conflux REST API', version: GATEWAY_VERSION }, API_BASE);
   app.get('/openapi.json', (c) => c.json(document));
   mountRoutes(app, routes, limits);
-  app.notFound((c) => apiErrorResponse(c, new ApiError(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`)));
+  app.notFound((c) => apiErrorResponse(c, new ApiError(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`), deps.logger));
   app.onError((error, c) => {
-    const response = apiErrorResponse(c, error);
-    if (response.status >= 500 && response.status !== 502 && response.status !== 503 && response.status !== 504) {
+    const response = apiErrorResponse(c, error, deps.logger);
+    // Unexpected errors (500) are logged by the mapping, under the incident id the client reads.
+    if (response.status > 500 && response.status !== 502 && response.status !== 503 && response.status !== 504) {
       deps.logger.error({ err: error }, 'REST request failed');
     }
     return response;

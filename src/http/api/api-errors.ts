@@ -1,11 +1,12 @@
 import type { Context } from 'hono';
+import type { Logger } from 'pino';
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import { AccessRuleError } from '../../auth/access-control.js';
 import { AccessDeniedError } from '../../auth/access-policy.js';
 import { ApiKeyError } from '../../auth/api-keys.js';
 import { AuthFailure } from '../../auth/auth-failure.js';
 import { LimitExceededError, RateLimitedError, RateLimiterUnavailableError } from '../../limits/errors.js';
-import { HiddenToolError, UnknownToolError } from '../../gateway/error-mapping.js';
+import { HiddenToolError, reportIncident, UnknownToolError } from '../../gateway/error-mapping.js';
 import { RegistryError } from '../../registry/errors.js';
 import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from '../../upstream/errors.js';
 
@@ -22,14 +23,18 @@ export class ApiError extends Error {
   }
 }
 
-/** The one mapping from failures to REST responses. */
-export function apiErrorResponse(c: Context, error: unknown): Response {
-  const { status, code, message, details } = toApiError(error);
+/**
+ * The one mapping from failures to REST responses. An error no rule knows is a 500 that
+ * names only an incident id; the error itself goes to `logger` under that id.
+ */
+export function apiErrorResponse(c: Context, error: unknown, logger: Pick<Logger, 'error'>): Response {
+  const { status, code, message, details } = toApiError(error) ?? internalError(error, logger, { method: c.req.method, path: c.req.path });
   if (error instanceof RateLimitedError) c.header('Retry-After', String(error.retryAfterSeconds));
   return c.json({ error: { code, message, ...(details === undefined ? {} : { details }) } }, status as 400);
 }
 
-function toApiError(error: unknown): ApiError {
+/** `error` as the REST API reports it; undefined when it is unexpected (see `isExpectedError`). */
+function toApiError(error: unknown): ApiError | undefined {
   if (error instanceof ApiError) return error;
   if (error instanceof RateLimiterUnavailableError) return new ApiError(503, 'rate_limiter_unavailable', error.message);
   if (error instanceof RateLimitedError) return new ApiError(429, 'rate_limited', error.message, { retryAfter: error.retryAfterSeconds, scope: error.scope });
@@ -51,5 +56,10 @@ function toApiError(error: unknown): ApiError {
     if (error.code === ErrorCode.MethodNotFound) return new ApiError(404, 'not_found', error.message);
     return new ApiError(502, 'upstream_error', error.message, { code: error.code });
   }
-  return new ApiError(500, 'internal', 'Internal server error');
+  return undefined;
+}
+
+function internalError(error: unknown, logger: Pick<Logger, 'error'>, context: Record<string, unknown>): ApiError {
+  const { incident } = reportIncident(error, logger, context);
+  return new ApiError(500, 'internal', `Internal server error (incident ${incident})`, { incident });
 }

@@ -1,0 +1,137 @@
+import { Writable } from 'node:stream';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createConflux, type Conflux } from '../../src/conflux.js';
+import { openDatabase, type OpenedDatabase } from '../../src/store/database.js';
+import { stdioFixture, testConfig } from '../helpers/gateway.js';
+
+// What a bug's TypeError may say: internal paths and names no client should read.
+const INTERNAL = 'Cannot read properties of undefined (reading "postings") at /srv/conflux/dist/catalog/tool-search.js:88';
+
+interface LogLine {
+  msg: string;
+  incident?: string;
+  err?: { message?: string; stack?: string };
+}
+
+/** A real pino logger whose lines the test can read. */
+function capturingLogger() {
+  const lines: LogLine[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(JSON.parse(line) as LogLine);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, stream), lines };
+}
+
+/** The incident id a client was given, and the log line with the error under that id. */
+function incidentOf(text: string, lines: readonly LogLine[]): { incident: string; logged: LogLine | undefined } {
+  const incident = /incident ([0-9a-f-]{36})/.exec(text)?.[1];
+  expect(incident, `an incident id in "${text}"`).toBeDefined();
+  return { incident: incident!, logged: lines.find((l) => l.incident === incident) };
+}
+
+async function connect(url: string, capabilities: Record<string, unknown>): Promise<{ client: Client; close: () => Promise<void> }> {
+  const client = new Client({ name: 'error-surfaces', version: '1.0.0' }, { capabilities });
+  const transport = new StreamableHTTPClientTransport(new URL(url));
+  await client.connect(transport);
+  return {
+    client,
+    close: async () => {
+      await transport.terminateSession().catch(() => {});
+      await client.close();
+    },
+  };
+}
+
+describe('unexpected errors reach clients only as an incident id', () => {
+  const { logger, lines } = capturingLogger();
+  let conflux: Conflux;
+  let database: OpenedDatabase;
+  let url: string;
+  let base: string;
+
+  beforeAll(async () => {
+    database = await openDatabase({});
+    await database.migrate();
+    conflux = createConflux(testConfig({ alpha: stdioFixture('alpha') }), { logger, database });
+    await conflux.start();
+    url = (await conflux.listen('127.0.0.1', 0)).url;
+    base = url.replace(/\/mcp$/, '/api/v1');
+    await conflux.upstreams.settled(15_000);
+    // A bug on the routing path of one tool (the search meta-tool's index), raised inside the real gateway.
+    vi.spyOn(conflux.catalog, 'searchIndex', 'get').mockImplementation(() => {
+      throw new TypeError(INTERNAL);
+    });
+  });
+
+  afterAll(async () => {
+    vi.restoreAllMocks();
+    await conflux?.stop();
+    await database?.close().catch(() => {}); // closed by the audit test already
+  });
+
+  for (const [path, capabilities] of [
+    ['the plain tools/call path', {}],
+    ['the SDK server path', { roots: {} }],
+  ] as const) {
+    it(`on ${path}: a JSON-RPC -32603 with the id, the error logged under it`, async () => {
+      const { client, close } = await connect(url, capabilities);
+      try {
+        const failure = await client.callTool({ name: 'conflux__search_tools', arguments: { query: 'echo' } }).then(
+          () => undefined,
+          (error: unknown) => error as { code?: number; message: string; data?: { incident?: string } },
+        );
+        expect(failure?.code).toBe(-32603);
+        expect(failure!.message).not.toContain('postings');
+        expect(failure!.message).not.toContain('/srv/conflux');
+        const { incident, logged } = incidentOf(failure!.message, lines);
+        expect(failure!.data?.incident).toBe(incident);
+        expect(logged?.err?.message).toBe(INTERNAL);
+        expect(logged?.err?.stack).toContain('TypeError');
+      } finally {
+        await close();
+      }
+    });
+  }
+
+  it('keeps the message of an expected error (an unknown tool) on MCP', async () => {
+    const { client, close } = await connect(url, {});
+    try {
+      await expect(client.callTool({ name: 'no_such_tool', arguments: {} })).rejects.toThrow('Unknown tool: "no_such_tool"');
+    } finally {
+      await close();
+    }
+  });
+
+  it('on REST: a tool call whose routing throws is a 500 naming the incident only', async () => {
+    const response = await fetch(`${base}/tools/conflux__search_tools/call`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'echo' }),
+    });
+    expect(response.status).toBe(500);
+    const body = (await response.json()) as { error: { code: string; message: string; details?: { incident?: string } } };
+    expect(body.error.code).toBe('internal');
+    expect(JSON.stringify(body)).not.toContain('postings');
+    const { incident, logged } = incidentOf(body.error.message, lines);
+    expect(body.error.details?.incident).toBe(incident);
+    expect(logged?.err?.message).toBe(INTERNAL);
+  });
+
+  it('on REST: an audit read from a database closed under the gateway is a 500 without the driver message', async () => {
+    await database.close();
+    const response = await fetch(`${base}/audit`);
+    expect(response.status).toBe(500);
+    const body = (await response.json()) as { error: { code: string; message: string } };
+    const { logged } = incidentOf(body.error.message, lines);
+    expect(logged?.err?.message).toBeTruthy();
+    // Whatever the driver said stays in the log.
+    expect(body.error.message).not.toContain(logged!.err!.message!);
+    expect(body.error.message).toMatch(/^Internal server error \(incident [0-9a-f-]{36}\)$/);
+  });
+});
