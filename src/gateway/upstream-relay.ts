@@ -1,10 +1,11 @@
-import { ErrorCode, McpError, type LoggingMessageNotification } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, type LoggingMessageNotification } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ServerConfig } from '../config/schema.js';
 import type { UpstreamEventSink } from '../upstream/upstream-connection.js';
 import type { CallTracker } from './call-tracker.js';
 import type { DownstreamCall } from './downstream-call.js';
+import { WireMcpError } from './error-mapping.js';
 import { allows, thresholdOf } from './log-levels.js';
 import type { SessionRegistry } from './session-registry.js';
 import { bestEffort } from '../observability/best-effort.js';
@@ -48,15 +49,15 @@ export class UpstreamRelay implements UpstreamEventSink {
       return { roots: [...configuredRoots] };
     }
     if (call === 'ambiguous') {
-      throw new McpError(ErrorCode.InternalError, `${request.method} refused: calls from several clients are in flight on "${server}" and the request names none of them`);
+      throw new WireMcpError(ErrorCode.InternalError, `${request.method} refused: calls from several clients are in flight on "${server}" and the request names none of them`);
     }
     if (!call) {
-      throw new McpError(ErrorCode.InvalidRequest, `${request.method} is relayed only while a client's request to "${server}" is in flight`);
+      throw new WireMcpError(ErrorCode.InvalidRequest, `${request.method} is relayed only while a client's request to "${server}" is in flight`);
     }
     const capability = NEEDED_CAPABILITY[request.method];
     const declared = capability ? call.clientCapabilities?.[capability] : undefined;
     if (!declared || (request.method === 'elicitation/create' && !supportsElicitationMode(declared, request.params))) {
-      throw new McpError(ErrorCode.MethodNotFound, `the client does not support ${request.method}`);
+      throw new WireMcpError(ErrorCode.MethodNotFound, `the client does not support ${request.method}`);
     }
     const cancelled = AbortSignal.any([signal, call.signal]);
     return call.sendRequest({ method: request.method, params: request.params } as never, PassThroughResult, {
