@@ -12,7 +12,10 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 export const ROOT = resolve(import.meta.dirname, '../..');
-const CONFORMANCE_BIN = join(ROOT, 'node_modules/.bin/conformance');
+// The package's own entry, not node_modules/.bin/conformance: the 0.2.0 pre-release installed as
+// `conformance-2026` ships a bin of the same name, and which one npm links there depends on the
+// install path (npm install vs npm ci).
+const CONFORMANCE_ENTRY = join(ROOT, 'node_modules/@modelcontextprotocol/conformance/dist/index.js');
 const NODE20_SHIM = join(ROOT, 'tests/conformance/node20/register.mjs');
 const FIXTURE = join(ROOT, 'tests/fixtures/conformance-server.ts');
 
@@ -40,7 +43,7 @@ export async function runSuite(url: string, suite: 'active' | 'all' = 'active'):
   const out = await mkdtemp(join(tmpdir(), 'conformance-'));
   const env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${NODE20_SHIM}`.trim() };
   try {
-    await run(CONFORMANCE_BIN, ['server', '--url', url, '--suite', suite, '-o', out], { env, timeout: 300_000, maxBuffer: 64 * 1024 * 1024 });
+    await run(process.execPath, [CONFORMANCE_ENTRY, 'server', '--url', url, '--suite', suite, '-o', out], { env, timeout: 300_000, maxBuffer: 64 * 1024 * 1024 });
   } catch (error) {
     // Exit code 1 means some scenario failed; the checks tell which. Anything else is a crash.
     if ((error as { code?: number }).code !== 1) throw error;
@@ -61,9 +64,9 @@ export interface RunningFixture {
   stop(): Promise<void>;
 }
 
-/** Starts the conformance fixture server on a free loopback port. */
-export async function startFixture(): Promise<RunningFixture> {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, '--port', '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+/** Starts a conformance fixture server (the v1 one unless `fixture` names another) on a free loopback port. */
+export async function startFixture(fixture: string = FIXTURE): Promise<RunningFixture> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fixture, '--port', '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolveUrl, reject) => {
     const timer = setTimeout(() => reject(new Error('the conformance fixture did not start')), 20_000);
     child.once('exit', (code) => reject(new Error(`the conformance fixture exited with ${code}`)));

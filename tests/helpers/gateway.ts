@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { ListRootsRequestSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { createConflux, type Conflux } from '../../src/conflux.js';
@@ -59,6 +59,29 @@ export async function connectClient(url: string, name = 'test-client'): Promise<
   return {
     client,
     nextToolListChange: () => new Promise<void>((r) => waiters.push(r)),
+    close: async () => {
+      await transport.terminateSession().catch(() => {});
+      await client.close();
+    },
+  };
+}
+
+/**
+ * The real SDK client with what a test varies: its name, request headers (a credential) and
+ * roots (declaring the capability, which also sends its tool calls down the session server's
+ * path rather than the plain one).
+ */
+export async function sdkClient(
+  url: string,
+  options: { name?: string; headers?: Record<string, string>; roots?: readonly string[] } = {},
+): Promise<{ client: Client; close(): Promise<void> }> {
+  const { roots } = options;
+  const client = new Client({ name: options.name ?? 'test-client', version: '1.0.0' }, { capabilities: roots ? { roots: {} } : {} });
+  if (roots) client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: roots.map((uri) => ({ uri })) }));
+  const transport = new StreamableHTTPClientTransport(new URL(url), options.headers ? { requestInit: { headers: options.headers } } : undefined);
+  await client.connect(transport);
+  return {
+    client,
     close: async () => {
       await transport.terminateSession().catch(() => {});
       await client.close();

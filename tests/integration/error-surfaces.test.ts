@@ -1,11 +1,9 @@
 import { Writable } from 'node:stream';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createConflux, type Conflux } from '../../src/conflux.js';
 import { openDatabase, type OpenedDatabase } from '../../src/store/database.js';
-import { stdioFixture, testConfig } from '../helpers/gateway.js';
+import { sdkClient, stdioFixture, testConfig } from '../helpers/gateway.js';
 
 // What a bug's TypeError may say: internal paths and names no client should read.
 const INTERNAL = 'Cannot read properties of undefined (reading "postings") at /srv/conflux/dist/catalog/tool-search.js:88';
@@ -35,19 +33,6 @@ function incidentOf(text: string, lines: readonly LogLine[]): { incident: string
   return { incident: incident!, logged: lines.find((l) => l.incident === incident) };
 }
 
-async function connect(url: string, capabilities: Record<string, unknown>): Promise<{ client: Client; close: () => Promise<void> }> {
-  const client = new Client({ name: 'error-surfaces', version: '1.0.0' }, { capabilities });
-  const transport = new StreamableHTTPClientTransport(new URL(url));
-  await client.connect(transport);
-  return {
-    client,
-    close: async () => {
-      await transport.terminateSession().catch(() => {});
-      await client.close();
-    },
-  };
-}
-
 describe('unexpected errors reach clients only as an incident id', () => {
   const { logger, lines } = capturingLogger();
   let conflux: Conflux;
@@ -75,12 +60,12 @@ describe('unexpected errors reach clients only as an incident id', () => {
     await database?.close().catch(() => {}); // closed by the audit test already
   });
 
-  for (const [path, capabilities] of [
-    ['the plain tools/call path', {}],
-    ['the SDK server path', { roots: {} }],
+  for (const [path, roots] of [
+    ['the plain tools/call path', undefined],
+    ['the SDK server path', []],
   ] as const) {
     it(`on ${path}: a JSON-RPC -32603 with the id, the error logged under it`, async () => {
-      const { client, close } = await connect(url, capabilities);
+      const { client, close } = await sdkClient(url, { name: 'error-surfaces', roots });
       try {
         const failure = await client.callTool({ name: 'conflux__search_tools', arguments: { query: 'echo' } }).then(
           () => undefined,
@@ -100,7 +85,7 @@ describe('unexpected errors reach clients only as an incident id', () => {
   }
 
   it('keeps the message of an expected error (an unknown tool) on MCP', async () => {
-    const { client, close } = await connect(url, {});
+    const { client, close } = await sdkClient(url, { name: 'error-surfaces' });
     try {
       await expect(client.callTool({ name: 'no_such_tool', arguments: {} })).rejects.toThrow('Unknown tool: "no_such_tool"');
     } finally {

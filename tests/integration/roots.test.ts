@@ -1,14 +1,12 @@
 import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ListRootsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { pino, type Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { createConflux, type Conflux } from '../../src/conflux.js';
-import { ROOT, stdioFixture, testConfig, textOf, waitFor } from '../helpers/gateway.js';
+import { ROOT, sdkClient, stdioFixture, testConfig, textOf, waitFor } from '../helpers/gateway.js';
 
 /**
  * Upstreams ask `roots/list` on their own, right after initialize: the gateway answers with the
@@ -54,20 +52,6 @@ async function start(config: Config): Promise<Running> {
   }
 }
 
-async function connect(url: string, name: string, roots?: string[]): Promise<{ client: Client; close(): Promise<void> }> {
-  const client = new Client({ name, version: '1.0.0' }, { capabilities: roots ? { roots: {} } : {} });
-  if (roots) client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: roots.map((uri) => ({ uri })) }));
-  const transport = new StreamableHTTPClientTransport(new URL(url));
-  await client.connect(transport);
-  return {
-    client,
-    close: async () => {
-      await transport.terminateSession().catch(() => {});
-      await client.close();
-    },
-  };
-}
-
 /** What the fixture's `roots/list` at start got, once it has an answer. */
 async function rootsSeen(client: Client, server: string): Promise<unknown> {
   let seen: unknown;
@@ -86,8 +70,8 @@ async function rootsSeen(client: Client, server: string): Promise<unknown> {
 describe('roots asked by an upstream', () => {
   const asksAtStart = { env: { ROOTS_AT_START: '1' } };
   let gateway: Running;
-  let plain: Awaited<ReturnType<typeof connect>>;
-  let ann: Awaited<ReturnType<typeof connect>>;
+  let plain: Awaited<ReturnType<typeof sdkClient>>;
+  let ann: Awaited<ReturnType<typeof sdkClient>>;
 
   beforeAll(async () => {
     gateway = await start(
@@ -96,8 +80,8 @@ describe('roots asked by an upstream', () => {
         bare: stdioFixture('bare', asksAtStart),
       }),
     );
-    plain = await connect(gateway.url, 'plain');
-    ann = await connect(gateway.url, 'ann', ['file:///home/ann']);
+    plain = await sdkClient(gateway.url, { name: 'plain' });
+    ann = await sdkClient(gateway.url, { name: 'ann', roots: ['file:///home/ann'] });
   });
   afterAll(async () => {
     await plain?.close();
@@ -141,14 +125,14 @@ describe('roots asked by an upstream', () => {
 
 describe('the demo config', () => {
   let gateway: Running;
-  let client: Awaited<ReturnType<typeof connect>>;
+  let client: Awaited<ReturnType<typeof sdkClient>>;
 
   beforeAll(async () => {
     const config = await loadConfigFile(join(ROOT, 'mcp-servers.yaml'), {});
     // Relative paths in the demo (the files server's `demo` folder) are relative to the project.
     for (const server of Object.values(config.servers)) if (server.transport === 'stdio') server.cwd ??= ROOT;
     gateway = await start(config);
-    client = await connect(gateway.url, 'demo-client');
+    client = await sdkClient(gateway.url, { name: 'demo-client' });
   });
   afterAll(async () => {
     await client?.close();
