@@ -29,7 +29,8 @@ export interface AuthRequest {
 /**
  * Decides who a request comes from, trying the enabled methods in turn: identity headers (from
  * a trusted proxy only), `X-API-Key`, then a Bearer token (API key, HS256 JWT or an OAuth
- * access token). Runs on every request: nothing about a token is remembered between them.
+ * access token). Runs on every request; a JWT that verified is remembered until its `exp` (see
+ * `VerdictCache`), API keys briefly by `ApiKeys`.
  *
  * With a `throttle`, an address that failed too often is refused (`RateLimitedError`) before
  * its credentials are looked at, and every refused credential counts against its address

@@ -64,7 +64,7 @@ export function bearerChallenge(failure: AuthFailure, resource: string, oauth: C
 }
 
 /**
- * Authenticates every request (tokens are checked each time, never remembered), evaluates the
+ * Authenticates every request (see `Authenticator` for what it remembers), evaluates the
  * caller's rights and applies the per-principal rate limit. `refuse` shapes refusals for its
  * surface (JSON-RPC or REST); challenges carry `WWW-Authenticate`.
  */

@@ -27,7 +27,6 @@ export class GatewayMetrics {
   readonly sessionsCreated: Counter;
   readonly sessionsDestroyed: Counter;
   readonly rateLimited: Counter<'scope'>;
-  readonly oauthRefreshes: Counter<'server_id'>;
   readonly authFailures: Counter<'status' | 'reason'>;
   readonly authThrottled: Counter;
   readonly rateLimiterFallbacks: Counter<'outcome'>;
@@ -115,7 +114,6 @@ export class GatewayMetrics {
     this.sessionsCreated = new Counter({ name: 'mcp_user_sessions_created_total', help: 'Downstream sessions opened', registers });
     this.sessionsDestroyed = new Counter({ name: 'mcp_user_sessions_destroyed_total', help: 'Downstream sessions closed', registers });
     this.rateLimited = new Counter({ name: 'mcp_rate_limit_rejections_total', help: 'Requests refused by rate limits', labelNames: ['scope'], registers });
-    this.oauthRefreshes = new Counter({ name: 'mcp_oauth_token_refreshes_total', help: 'Upstream OAuth token refreshes', labelNames: ['server_id'], registers });
     this.authFailures = new Counter({
       name: 'conflux_auth_failures_total',
       help: 'Requests refused by authentication (status 401/403/503; reason: the RFC 6750 error code, or missing)',

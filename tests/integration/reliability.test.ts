@@ -179,7 +179,6 @@ describe('metrics', () => {
       expect(text).toContain('mcp_tool_execution_duration_seconds_count{tool_id="m__echo"} 1');
       expect(text).toContain('mcp_user_sessions_active 1');
       expect(text).toContain('mcp_user_sessions_created_total 1');
-      expect(text).toContain('# TYPE mcp_oauth_token_refreshes_total counter');
       // every metric the shipped dashboard and the operations guide use exists
       const dashboard = await readFile(join(ROOT, 'deploy/grafana-dashboard.json'), 'utf8');
       const guide = await readFile(join(ROOT, 'docs/operations.md'), 'utf8');
