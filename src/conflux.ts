@@ -11,7 +11,7 @@ import { OAuthResourceServer } from './auth/oauth-resource-server.js';
 import { ANONYMOUS } from './auth/principal.js';
 import { LiveCatalog } from './catalog/live-catalog.js';
 import type { Config } from './config/schema.js';
-import { watchConfigFile } from './config/watch.js';
+import { changedGatewaySettings, watchConfigFile } from './config/watch.js';
 import { CallTracker } from './gateway/call-tracker.js';
 import { CredentialBoundStreams } from './gateway/credential-bound-streams.js';
 import { detachedCall } from './gateway/forward.js';
@@ -259,7 +259,12 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       void oauth?.metadata().catch(() => {}); // discovery logs its own failure
       await registry.start(config.servers);
       if (deps.configFile) {
-        watcher = watchConfigFile(deps.configFile.path, deps.configFile.env, logger, (next) => registry.setConfigServers(next.servers));
+        const file = deps.configFile.path;
+        watcher = watchConfigFile(file, deps.configFile.env, logger, (next) => {
+          const needRestart = changedGatewaySettings(settings, next.gateway);
+          if (needRestart.length > 0) logger.warn({ file, settings: needRestart }, 'gateway settings changed in the config file take effect at the next restart; the servers were applied');
+          return registry.setConfigServers(next.servers);
+        });
       }
     },
     async listen(host = settings.host, port = settings.port) {

@@ -2,7 +2,17 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfigFile } from './load.js';
-import type { Config } from './schema.js';
+import type { Config, GatewaySettings } from './schema.js';
+
+/**
+ * The `gateway.*` settings that differ between the running config and an edited one, as
+ * dotted names. A running gateway applies only its servers from an edited file; these need a
+ * restart, and the operator is told so rather than led to think they took effect.
+ */
+export function changedGatewaySettings(running: GatewaySettings, next: GatewaySettings): string[] {
+  const keys = new Set([...Object.keys(running), ...Object.keys(next)]) as Set<keyof GatewaySettings>;
+  return [...keys].filter((key) => JSON.stringify(running[key]) !== JSON.stringify(next[key])).map((key) => `gateway.${key}`);
+}
 
 /**
  * Calls `onChange` with the new config whenever the file changes and still validates. An
@@ -25,7 +35,7 @@ export function watchConfigFile(
       const signature = JSON.stringify(config);
       if (signature === last) return;
       last = signature;
-      logger.info({ file }, 'config file changed; applying');
+      logger.info({ file }, 'config file changed; applying its servers');
       await onChange(config);
     } catch (error) {
       if (error instanceof ConfigError) logger.error({ file, problems: error.problems }, 'config file change rejected; keeping the running config');

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { interpolateEnv } from '../../src/config/interpolate.js';
 import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { changedGatewaySettings } from '../../src/config/watch.js';
 
 const parse = (text: string, env: Record<string, string> = {}) => parseConfig(text, { source: 'test.yaml', env });
 
@@ -127,5 +128,14 @@ servers:
   it('validates the shipped mcp-servers.yaml', async () => {
     const config = await loadConfigFile(join(import.meta.dirname, '../../mcp-servers.yaml'), {});
     expect(Object.keys(config.servers)).toEqual(['everything', 'memory', 'files', 'remote']);
+  });
+});
+
+describe('an edited config file', () => {
+  it('names the gateway settings that changed, which take effect only at a restart', () => {
+    const running = parseConfig('gateway: { port: 8000 }\nservers: {}\n', { source: 'a', env: {} }).gateway;
+    const edited = parseConfig('gateway: { port: 9000, rateLimit: { perPrincipal: 5 } }\nservers: {}\n', { source: 'b', env: {} }).gateway;
+    expect(changedGatewaySettings(running, edited)).toEqual(['gateway.port', 'gateway.rateLimit']);
+    expect(changedGatewaySettings(running, running)).toEqual([]);
   });
 });
