@@ -10,12 +10,20 @@ export interface BreakerOptions {
  * A per-upstream circuit breaker. After `failureThreshold` upstream faults in a row it opens:
  * calls fail fast instead of waiting for timeouts. After `cooldownMs` one call is let through
  * as a probe (half-open); its success closes the breaker, its failure opens it again.
+ *
+ * A breaker opened because the upstream could not be reached closes as soon as the upstream is
+ * seen answering again (`reachable()`: a health ping, a reconnect), not only after its full
+ * cooldown: an upstream restart of a few seconds otherwise cost every caller the whole
+ * cooldown of fast failures. One opened by slow answers (timeouts) waits for its probe, since
+ * an upstream that answers pings can still time out on calls.
  */
 export class CircuitBreaker {
   #state: BreakerState = 'closed';
   #failures = 0;
   #openedAt = 0;
   #probeInFlight = false;
+  /** Whether the failures that opened the breaker were all "could not reach the upstream". */
+  #onlyUnreachable = true;
   readonly #options: BreakerOptions;
   readonly #now: () => number;
 
@@ -47,11 +55,17 @@ export class CircuitBreaker {
     this.#state = 'closed';
     this.#failures = 0;
     this.#probeInFlight = false;
+    this.#onlyUnreachable = true;
   }
 
-  failure(): void {
+  /**
+   * An upstream fault: `unreachable` when the upstream could not be reached at all (refused,
+   * closed), `fault` when it was reached but failed (timed out, answered garbage).
+   */
+  failure(kind: 'unreachable' | 'fault' = 'fault'): void {
     this.#probeInFlight = false;
     this.#failures++;
+    if (kind === 'fault') this.#onlyUnreachable = false;
     if (this.#state !== 'closed' || this.#failures >= this.#options.failureThreshold) {
       this.#state = 'open';
       this.#openedAt = this.#now();
@@ -61,6 +75,11 @@ export class CircuitBreaker {
   /** A call that ended without telling anything about the upstream's health (e.g. cancelled). */
   release(): void {
     this.#probeInFlight = false;
+  }
+
+  /** The upstream was seen answering; closes a breaker that only unreachability opened. */
+  reachable(): void {
+    if (this.#onlyUnreachable) this.success();
   }
 
   reset(): void {

@@ -39,6 +39,33 @@ export class UpstreamConnectionLostError extends Error {
   }
 }
 
+/**
+ * The upstream answered, but not in MCP: non-JSON-RPC bytes on a stdio server's stdout, or an
+ * HTTP answer whose body is not JSON-RPC (a proxy's HTML page, say). It extends the
+ * connection-lost error so every surface maps it the same way (the upstream, not the client,
+ * is at fault), but its message says what actually came back.
+ */
+export class UpstreamBadResponseError extends UpstreamConnectionLostError {
+  constructor(server: string, method: string, reason: string) {
+    super(server, method, reason);
+    this.message = `upstream "${server}" sent a response to ${method} that is not MCP: ${reason}`;
+    this.name = 'UpstreamBadResponseError';
+  }
+}
+
+/** Raised by a transport that received bytes that are not a JSON-RPC message. */
+export class NotJsonRpcError extends Error {
+  constructor(
+    /** Where it came from, e.g. `stdout` or `HTTP 200 (text/html)`. */
+    readonly source: string,
+    /** The start of what was received, for the error message. */
+    readonly sample: string,
+  ) {
+    super(`${source} carried something that is not JSON-RPC: ${JSON.stringify(sample.length > 120 ? `${sample.slice(0, 120)}…` : sample)}`);
+    this.name = 'NotJsonRpcError';
+  }
+}
+
 function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`;
 }

@@ -4,6 +4,7 @@ import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamable
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { JSONRPCMessageSchema, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { createParser } from 'eventsource-parser';
+import { NotJsonRpcError } from './errors.js';
 import type { OwnerChannel } from './owner-channel.js';
 
 export interface HttpClientTransportOptions {
@@ -81,11 +82,13 @@ export class HttpClientTransport implements Transport {
     }
     const text = await readAll(response, this.#options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES);
     if (text.trim() === '') return;
-    const parsed: unknown = JSON.parse(text);
-    const items = Array.isArray(parsed) ? parsed : [parsed];
+    const items = jsonRpcMessages(text);
+    // An answer the SDK cannot match to its request would leave the caller waiting for its
+    // timeout; failing the send tells it at once what came back instead.
+    if (!items) throw new NotJsonRpcError(`HTTP ${status} (${type || 'no content-type'})`, text);
     for (let i = 0; i < items.length; i++) {
       if (i > 0) await new Promise((resolve) => setImmediate(resolve)); // see #consumeEvents
-      this.#deliver(items[i], owner);
+      this.#dispatch(items[i]!, owner);
     }
   }
 
@@ -187,10 +190,32 @@ export class HttpClientTransport implements Transport {
 
   #deliver(value: unknown, owner: unknown): void {
     const parsed = JSONRPCMessageSchema.safeParse(value);
-    if (this.#options.owners) this.#options.owners.delivering = owner;
-    if (parsed.success) this.onmessage?.(parsed.data);
-    else this.onerror?.(new Error('upstream sent a message that is not JSON-RPC'));
+    if (parsed.success) this.#dispatch(parsed.data, owner);
+    else this.onerror?.(new NotJsonRpcError('an SSE event', JSON.stringify(value)));
   }
+
+  #dispatch(message: JSONRPCMessage, owner: unknown): void {
+    if (this.#options.owners) this.#options.owners.delivering = owner;
+    this.onmessage?.(message);
+  }
+}
+
+/** The messages of a JSON response body, or undefined if it is not JSON-RPC. */
+function jsonRpcMessages(text: string): JSONRPCMessage[] | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const items = Array.isArray(parsed) ? parsed : [parsed];
+  const messages: JSONRPCMessage[] = [];
+  for (const item of items) {
+    const message = JSONRPCMessageSchema.safeParse(item);
+    if (!message.success) return undefined;
+    messages.push(message.data);
+  }
+  return messages.length > 0 ? messages : undefined;
 }
 
 function readAll(response: IncomingMessage, limit: number): Promise<string> {

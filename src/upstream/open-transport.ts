@@ -10,6 +10,7 @@ import { HttpClientTransport } from './http-client-transport.js';
 import { StdioClientTransport } from './stdio-transport.js';
 import type { OwnerChannel } from './owner-channel.js';
 import { bestEffort } from '../observability/best-effort.js';
+import { describeError } from './failure-classification.js';
 
 export interface OpenedClient {
   client: Client;
@@ -95,16 +96,4 @@ function worthTryingSse(error: unknown): boolean {
     return status >= 400 && status < 500 && status !== 401 && status !== 403;
   }
   return false;
-}
-
-/** A one-line, human explanation of a connection failure. */
-export function describeError(error: unknown): string {
-  if (error instanceof McpError && error.code === ErrorCode.RequestTimeout) return 'timed out waiting for initialize';
-  if (error instanceof Error) {
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    if (cause?.code === 'ECONNREFUSED') return 'connection refused';
-    if (cause?.code) return `${error.message} (${cause.code})`;
-    return error.message;
-  }
-  return String(error);
 }

@@ -4,10 +4,11 @@ import { access, constants } from 'node:fs/promises';
 import { delimiter, join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
 import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { ReadBuffer, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
+import { deserializeMessage, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
+import { NotJsonRpcError } from './errors.js';
 import { signalGroup, withParentDeathSignal, type ChildProcessGroups } from './child-processes.js';
 
 export interface StdioTransportOptions {
@@ -32,7 +33,7 @@ export class StdioClientTransport implements Transport {
   onmessage?: (message: JSONRPCMessage) => void;
 
   readonly #options: StdioTransportOptions;
-  readonly #readBuffer = new ReadBuffer();
+  #pending: Buffer | undefined;
   readonly #queue: JSONRPCMessage[] = [];
   #draining = false;
   #child: ChildProcessWithoutNullStreams | undefined;
@@ -101,19 +102,20 @@ export class StdioClientTransport implements Transport {
   }
 
   #receive(chunk: Buffer): void {
-    this.#readBuffer.append(chunk);
-    for (;;) {
-      let message: JSONRPCMessage | null;
+    let buffer = this.#pending ? Buffer.concat([this.#pending, chunk]) : chunk;
+    for (let end = buffer.indexOf(0x0a); end !== -1; end = buffer.indexOf(0x0a)) {
+      const line = buffer.toString('utf8', 0, end).replace(/\r$/, '');
+      buffer = buffer.subarray(end + 1);
+      if (line.trim() === '') continue;
       try {
-        message = this.#readBuffer.readMessage();
-      } catch (error) {
-        // The faulty line has been consumed; report it and go on with the next one.
-        this.onerror?.(new Error(`upstream wrote a line that is not JSON-RPC: ${(error as Error).message}`));
-        continue;
+        this.#queue.push(deserializeMessage(line));
+      } catch {
+        // Skip the line and go on with the next one; the connection is told what it was, so
+        // a request it was meant to answer can say so rather than "connection lost".
+        this.onerror?.(new NotJsonRpcError('stdout', line));
       }
-      if (message === null) break;
-      this.#queue.push(message);
     }
+    this.#pending = buffer.length > 0 ? buffer : undefined;
     this.#drain();
   }
 

@@ -4,10 +4,8 @@ import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.j
 import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
-  ErrorCode,
   ListRootsRequestSchema,
   LoggingMessageNotificationSchema,
-  McpError,
   PromptListChangedNotificationSchema,
   ResourceListChangedNotificationSchema,
   ResourceUpdatedNotificationSchema,
@@ -25,10 +23,13 @@ import { z } from 'zod';
 import type { ServerConfig } from '../config/schema.js';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
 import type { ChildProcessGroups } from './child-processes.js';
-import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js';
-import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { NotJsonRpcError, UpstreamBadResponseError, UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
-import { describeError, openClient } from './open-transport.js';
+import { openClient } from './open-transport.js';
+import { backoffDelay, failuresAfterLoss } from './backoff.js';
+import { classifyConnectFailure, classifyRequestFailure, describeError } from './failure-classification.js';
+import { HealthMonitor } from './health-monitor.js';
+import { LatestWins } from './latest-wins.js';
 import { textRedactor } from '../observability/redact.js';
 import { OwnerChannel } from './owner-channel.js';
 import { bestEffort } from '../observability/best-effort.js';
@@ -90,6 +91,8 @@ export interface UpstreamDeps {
   onRestart?: (server: string) => void;
   /** Called whenever state or the tool list changes. */
   onChange: (upstream: UpstreamConnection) => void;
+  /** The clock for uptime and the restart budget; `Date.now` unless a test needs another. */
+  now?: () => number;
 }
 
 /** A public, serialisable view of one upstream. */
@@ -116,8 +119,6 @@ const PassThroughResult = z.object({}).loose();
 type PassThroughResult = z.infer<typeof PassThroughResult>;
 
 const MAX_LIST_PAGES = 100;
-/** A connection that stayed up this long counts as healthy again: its restart budget is reset. */
-const STABLE_AFTER_MS = 60_000;
 
 /**
  * One upstream MCP server: its SDK client, its state, its tools, and its reconnects.
@@ -125,20 +126,18 @@ const STABLE_AFTER_MS = 60_000;
  * exponential backoff and jitter until `stop()`.
  */
 export class UpstreamConnection {
-  state: UpstreamState = 'connecting';
-  /** The last lists the upstream reported (kept while it is down). */
-  tools: readonly Tool[] = [];
-  prompts: readonly Prompt[] = [];
-  resources: readonly Resource[] = [];
-  resourceTemplates: readonly ResourceTemplate[] = [];
-  capabilities: ServerCapabilities | undefined;
-  /**
-   * What the server's initialize result told its clients about using it; set while it is
-   * ready, cleared when the connection ends (a reconnect reads it afresh).
-   */
-  instructions: string | undefined;
+  #state: UpstreamState = 'connecting';
+  #tools: readonly Tool[] = [];
+  #prompts: readonly Prompt[] = [];
+  #resources: readonly Resource[] = [];
+  #resourceTemplates: readonly ResourceTemplate[] = [];
+  #capabilities: ServerCapabilities | undefined;
+  #instructions: string | undefined;
+  /** One sequence per list: only the newest request's answer is applied (see `LatestWins`). */
+  readonly #listSync = { tools: new LatestWins(), prompts: new LatestWins(), resources: new LatestWins(), templates: new LatestWins() };
 
   readonly #deps: UpstreamDeps;
+  readonly #now: () => number;
   /** Hides this server's env and header values and token-shaped text (see `observability/redact.ts`). */
   readonly #redact: (text: string) => string;
   #lastError: string | undefined;
@@ -151,8 +150,10 @@ export class UpstreamConnection {
   #nextRetryAt: Date | undefined;
   #failures = 0;
   #everConnected = false;
-  #pingTimer: NodeJS.Timeout | undefined;
-  #pingFailures = 0;
+  #monitor: HealthMonitor | undefined;
+  /** The last output that was not JSON-RPC, and how many there were: a request can tell whether its answer was one. */
+  #notJsonRpc: NotJsonRpcError | undefined;
+  #notJsonRpcCount = 0;
   readonly #breaker: CircuitBreaker;
   /**
    * Who a request is for, carried through the SDK client into the transport (which sends the
@@ -169,10 +170,45 @@ export class UpstreamConnection {
     deps: UpstreamDeps,
   ) {
     this.#deps = deps;
+    this.#now = deps.now ?? Date.now;
     this.#logger = deps.logger.child({ server: name });
-    this.#breaker = new CircuitBreaker(deps.health.breaker);
+    this.#breaker = new CircuitBreaker({ ...deps.health.breaker, now: this.#now });
     this.#redact = textRedactor(config.transport === 'stdio' ? { env: config.env, args: config.args } : { headers: config.headers, url: config.url });
-    if (!config.enabled) this.state = 'disabled';
+    if (!config.enabled) this.#state = 'disabled';
+  }
+
+  /** The connection's own state; `health` is what to report. */
+  get state(): UpstreamState {
+    return this.#state;
+  }
+
+  /** The last lists the upstream reported (kept while it is down). */
+  get tools(): readonly Tool[] {
+    return this.#tools;
+  }
+
+  get prompts(): readonly Prompt[] {
+    return this.#prompts;
+  }
+
+  get resources(): readonly Resource[] {
+    return this.#resources;
+  }
+
+  get resourceTemplates(): readonly ResourceTemplate[] {
+    return this.#resourceTemplates;
+  }
+
+  get capabilities(): ServerCapabilities | undefined {
+    return this.#capabilities;
+  }
+
+  /**
+   * What the server's initialize result told its clients about using it; set while it is
+   * ready, cleared when the connection ends (a reconnect reads it afresh).
+   */
+  get instructions(): string | undefined {
+    return this.#instructions;
   }
 
   /**
@@ -184,14 +220,14 @@ export class UpstreamConnection {
     return this.#lastError;
   }
 
-  set lastError(text: string | undefined) {
+  #setLastError(text: string | undefined): void {
     this.#lastError = text === undefined ? undefined : this.#redact(text);
   }
 
   /** The state to report: a connected server whose breaker is not closed or whose pings fail is `degraded`. */
   get health(): UpstreamState {
-    if (this.state === 'ready' && (this.#breaker.state !== 'closed' || this.#pingFailures > 0)) return 'degraded';
-    return this.state;
+    if (this.#state === 'ready' && (this.#breaker.state !== 'closed' || (this.#monitor?.failures ?? 0) > 0)) return 'degraded';
+    return this.#state;
   }
 
   get timeoutMs(): number {
@@ -205,7 +241,7 @@ export class UpstreamConnection {
 
   /** Begins connecting in the background; never throws. */
   start(): void {
-    if (this.state === 'disabled' || this.#stopped) return;
+    if (this.#state === 'disabled' || this.#stopped) return;
     void this.#connect();
   }
 
@@ -215,7 +251,8 @@ export class UpstreamConnection {
     this.#generation++;
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
-    this.#stopPings();
+    this.#stopMonitor();
+    this.#connectedAt = undefined;
     await this.#disconnect(true);
   }
 
@@ -243,43 +280,53 @@ export class UpstreamConnection {
    */
   async request(method: string, params: Record<string, unknown> | undefined, options: RequestOptions = {}, owner?: unknown): Promise<PassThroughResult> {
     const client = this.#client;
-    if (this.state !== 'ready' || !client) {
-      throw new UpstreamUnavailableError(this.name, this.lastError ?? this.state);
+    if (this.#state !== 'ready' || !client) {
+      throw new UpstreamUnavailableError(this.name, this.lastError ?? this.#state);
     }
     if (!this.#breaker.allow()) {
       throw new UpstreamUnavailableError(this.name, `circuit breaker open after repeated failures; next try in ${this.#breaker.retryAfterSeconds}s`);
     }
     const timeout = options.timeout ?? this.timeoutMs;
+    const notJsonRpcBefore = this.#notJsonRpcCount;
     try {
       const send = () => client.request({ method, params } as never, PassThroughResult, { ...options, timeout });
       const result = await this.#owners.offer(owner, send);
       this.#breaker.success();
       return result;
     } catch (error) {
-      if (options.signal?.aborted) {
-        this.#breaker.release();
-        throw error;
+      const failure = classifyRequestFailure(error, options.signal?.aborted === true);
+      // Output that was not JSON-RPC while this request waited was most likely its answer.
+      const garbled = this.#notJsonRpcCount !== notJsonRpcBefore ? this.#notJsonRpc : undefined;
+      switch (failure) {
+        case 'cancelled':
+          this.#breaker.release();
+          throw error;
+        case 'answer':
+          this.#breaker.success();
+          throw error;
+        case 'timeout':
+          this.#breaker.failure('fault');
+          if (garbled) throw new UpstreamBadResponseError(this.name, method, this.#redact(`${garbled.message} (and no answer within ${timeout / 1000}s)`));
+          throw new UpstreamTimeoutError(this.name, method, timeout);
+        case 'closed':
+          this.#breaker.failure('unreachable');
+          if (garbled) throw new UpstreamBadResponseError(this.name, method, this.#redact(`${garbled.message} (then: ${this.lastError ?? 'connection closed'})`));
+          throw new UpstreamConnectionLostError(this.name, method, this.lastError ?? 'connection closed');
+        case 'bad-response':
+          this.#breaker.failure('fault');
+          throw new UpstreamBadResponseError(this.name, method, this.#redact(describeError(error)));
+        case 'session-ended':
+          this.#breaker.failure('unreachable');
+          if (client === this.#client) {
+            // The upstream no longer knows our session (it restarted): start a new one.
+            this.#lost(this.#generation, 'the upstream ended our session');
+            void bestEffort(() => client.close(), this.#logger, 'close the client of an ended upstream session');
+          }
+          throw new UpstreamConnectionLostError(this.name, method, this.#redact(describeError(error)));
+        case 'unreachable':
+          this.#breaker.failure('unreachable');
+          throw new UpstreamConnectionLostError(this.name, method, this.#redact(describeError(error)));
       }
-      if (error instanceof McpError && error.code === ErrorCode.RequestTimeout) {
-        this.#breaker.failure();
-        throw new UpstreamTimeoutError(this.name, method, timeout);
-      }
-      if (error instanceof McpError && error.code === ErrorCode.ConnectionClosed) {
-        this.#breaker.failure();
-        throw new UpstreamConnectionLostError(this.name, method, this.lastError ?? 'connection closed');
-      }
-      // A JSON-RPC error is an answer: the upstream is alive.
-      if (error instanceof McpError) {
-        this.#breaker.success();
-        throw error;
-      }
-      this.#breaker.failure();
-      if (error instanceof StreamableHTTPError && error.code === 404 && client === this.#client) {
-        // The upstream no longer knows our session (it restarted): start a new one.
-        this.#lost(this.#generation, 'the upstream ended our session');
-        void bestEffort(() => client.close(), this.#logger, 'close the client of an ended upstream session');
-      }
-      throw new UpstreamConnectionLostError(this.name, method, this.#redact(describeError(error)));
     }
   }
 
@@ -287,7 +334,7 @@ export class UpstreamConnection {
     const generation = ++this.#generation;
     if (this.#everConnected || this.#failures > 0) this.#deps.onRestart?.(this.name);
     // A retry leaves the state at `down` until it succeeds: from outside, the server is still down.
-    if (this.state !== 'down') this.#setState('connecting');
+    if (this.#state !== 'down') this.#setState('connecting');
     try {
       const opened = await openClient({
         config: this.config,
@@ -304,72 +351,74 @@ export class UpstreamConnection {
       this.#client = opened.client;
       this.#transport = opened.transport;
       this.#wire = opened.wire;
-      this.capabilities = opened.client.getServerCapabilities();
+      this.#capabilities = opened.client.getServerCapabilities();
       opened.client.onclose = () => this.#lost(generation);
       await this.#fetchLists(opened.client, { tools: true, prompts: true, resources: true });
       if (generation !== this.#generation) return;
       this.#nextRetryAt = undefined;
-      this.lastError = undefined;
+      this.#setLastError(undefined);
       this.#everConnected = true;
-      this.#connectedAt = new Date();
+      this.#connectedAt = new Date(this.#now());
+      // Reconnected: whatever opened the breaker is over.
       this.#breaker.reset();
-      this.#pingFailures = 0;
       // Set just before `ready` (no await between), so a server that is not ready has none.
-      this.instructions = opened.client.getInstructions();
-      this.#startPings(generation);
-      this.#logger.info({ wire: opened.wire, tools: this.tools.length }, 'upstream ready');
+      this.#instructions = opened.client.getInstructions();
+      this.#startMonitor(opened.client, generation);
+      this.#logger.info({ wire: opened.wire, tools: this.#tools.length }, 'upstream ready');
       this.#setState('ready');
     } catch (error) {
       if (generation !== this.#generation) return;
-      this.lastError = describeError(error);
+      // Supersede this attempt first: closing its client below must not report a second loss
+      // (which would overwrite this error with "connection closed" and schedule a second retry).
+      const failed = ++this.#generation;
+      this.#setLastError(describeError(error));
       this.#logger.warn({ err: this.lastError }, 'upstream connection failed');
       await this.#disconnect(false);
-      if (isMisconfiguration(error)) {
+      if (failed !== this.#generation) return;
+      if (classifyConnectFailure(error) === 'misconfigured') {
         // Retrying cannot help: wait for a config change or an admin restart.
         this.#setState('misconfigured');
         return;
       }
-      this.#scheduleRetry(generation);
+      this.#scheduleRetry(failed);
     }
   }
 
-  #startPings(generation: number): void {
+  #startMonitor(client: Client, generation: number): void {
+    this.#stopMonitor();
     const { pingIntervalMs, pingTimeoutMs, pingFailureThreshold } = this.#deps.health;
-    if (pingIntervalMs <= 0) return;
-    this.#stopPings();
-    this.#pingTimer = setInterval(async () => {
-      const client = this.#client;
-      if (!client || generation !== this.#generation) return;
-      try {
-        await client.ping({ timeout: pingTimeoutMs });
-        if (this.#pingFailures > 0) {
-          this.#pingFailures = 0;
-          this.#deps.onChange(this);
-        }
-      } catch (error) {
+    this.#monitor = new HealthMonitor({
+      intervalMs: pingIntervalMs,
+      timeoutMs: pingTimeoutMs,
+      failureThreshold: pingFailureThreshold,
+      ping: (timeout) => client.ping({ timeout }),
+      breaker: this.#breaker,
+      onChange: () => this.#deps.onChange(this),
+      onPingFailed: (failures, error) => this.#logger.warn({ failures, err: describeError(error) }, 'upstream ping failed'),
+      onDead: (reason) => {
         if (generation !== this.#generation) return;
-        this.#pingFailures++;
-        this.#logger.warn({ failures: this.#pingFailures, err: describeError(error) }, 'upstream ping failed');
-        this.#deps.onChange(this);
-        if (this.#pingFailures >= pingFailureThreshold) {
-          this.lastError = `no answer to ${this.#pingFailures} pings`;
-          await this.#disconnect(false);
-          this.#lost(generation, this.lastError);
-        }
-      }
-    }, pingIntervalMs);
-    this.#pingTimer.unref();
+        // Lost first (it supersedes this connection), so closing the client cannot replace the reason.
+        this.#lost(generation, reason);
+        void bestEffort(() => client.close(), this.#logger, 'close the client of an unresponsive upstream');
+      },
+    });
+    this.#monitor.start();
   }
 
-  #stopPings(): void {
-    clearInterval(this.#pingTimer);
-    this.#pingTimer = undefined;
+  #stopMonitor(): void {
+    this.#monitor?.stop();
   }
 
   #newClient(): Client {
     const client = new Client({ name: GATEWAY_NAME, version: GATEWAY_VERSION }, { capabilities: CLIENT_CAPABILITIES });
     const { events } = this.#deps;
-    client.onerror = (error) => this.#logger.debug({ err: error.message }, 'upstream transport error');
+    client.onerror = (error) => {
+      if (error instanceof NotJsonRpcError) {
+        this.#notJsonRpc = error;
+        this.#notJsonRpcCount++;
+      }
+      this.#logger.debug({ err: error.message }, 'upstream transport error');
+    };
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => this.#refresh(client, { tools: true }));
     client.setNotificationHandler(PromptListChangedNotificationSchema, () => this.#refresh(client, { prompts: true }));
     client.setNotificationHandler(ResourceListChangedNotificationSchema, () => this.#refresh(client, { resources: true }));
@@ -382,29 +431,44 @@ export class UpstreamConnection {
     return client;
   }
 
-  /** Fetches the asked-for lists the upstream's capabilities offer. */
+  /**
+   * Fetches the asked-for lists the upstream's capabilities offer. Each list applies only the
+   * answer to its newest request: a slower, older answer arriving last is dropped.
+   */
   async #fetchLists(client: Client, which: { tools?: boolean; prompts?: boolean; resources?: boolean }): Promise<void> {
-    const caps = this.capabilities;
+    const caps = this.#capabilities;
     const timeout = this.connectTimeoutMs;
-    const [tools, prompts, resources, templates] = await Promise.all([
-      which.tools ? (caps?.tools ? allPages((cursor) => client.listTools({ cursor }, { timeout }), (r) => r.tools) : []) : undefined,
-      which.prompts ? (caps?.prompts ? allPages((cursor) => client.listPrompts({ cursor }, { timeout }), (r) => r.prompts) : []) : undefined,
-      which.resources ? (caps?.resources ? allPages((cursor) => client.listResources({ cursor }, { timeout }), (r) => r.resources) : []) : undefined,
-      which.resources
-        ? caps?.resources
-          ? allPages((cursor) => client.listResourceTemplates({ cursor }, { timeout }), (r) => r.resourceTemplates).catch(() => [])
-          : []
-        : undefined,
+    const current = () => client === this.#client;
+    const sync = this.#listSync;
+    await Promise.all([
+      which.tools &&
+        sync.tools.run(
+          () => (caps?.tools ? allPages((cursor) => client.listTools({ cursor }, { timeout }), (r) => r.tools) : Promise.resolve([])),
+          (tools) => current() && (this.#tools = tools),
+        ),
+      which.prompts &&
+        sync.prompts.run(
+          () => (caps?.prompts ? allPages((cursor) => client.listPrompts({ cursor }, { timeout }), (r) => r.prompts) : Promise.resolve([])),
+          (prompts) => current() && (this.#prompts = prompts),
+        ),
+      which.resources &&
+        sync.resources.run(
+          () => (caps?.resources ? allPages((cursor) => client.listResources({ cursor }, { timeout }), (r) => r.resources) : Promise.resolve([])),
+          (resources) => current() && (this.#resources = resources),
+        ),
+      which.resources &&
+        sync.templates.run(
+          () =>
+            caps?.resources
+              ? allPages((cursor) => client.listResourceTemplates({ cursor }, { timeout }), (r) => r.resourceTemplates).catch(() => [])
+              : Promise.resolve([]),
+          (templates) => current() && (this.#resourceTemplates = templates),
+        ),
     ]);
-    if (client !== this.#client) return;
-    if (tools) this.tools = tools;
-    if (prompts) this.prompts = prompts;
-    if (resources) this.resources = resources;
-    if (templates) this.resourceTemplates = templates;
   }
 
   async #refresh(client: Client, which: { tools?: boolean; prompts?: boolean; resources?: boolean }): Promise<void> {
-    if (client !== this.#client || this.state !== 'ready') return;
+    if (client !== this.#client || this.#state !== 'ready') return;
     try {
       await this.#fetchLists(client, which);
       if (client === this.#client) this.#deps.onChange(this);
@@ -416,11 +480,14 @@ export class UpstreamConnection {
   #lost(generation: number, because?: string): void {
     if (generation !== this.#generation || this.#stopped) return;
     this.#generation++;
-    this.#stopPings();
-    this.instructions = undefined;
+    this.#stopMonitor();
+    this.#instructions = undefined;
     const reason = because ?? (this.#transport as { describeExit?: () => string | undefined } | undefined)?.describeExit?.();
-    this.lastError = reason ?? 'connection closed';
-    if (this.#connectedAt && Date.now() - this.#connectedAt.getTime() >= STABLE_AFTER_MS) this.#failures = 0;
+    this.#setLastError(reason ?? 'connection closed');
+    // Only the connection that was ready counts for the restart budget; cleared here so that a
+    // later reconnect failing part-way does not find it, and uptime stops counting.
+    this.#failures = failuresAfterLoss(this.#failures, this.#connectedAt?.getTime(), this.#now());
+    this.#connectedAt = undefined;
     this.#logger.warn({ reason: this.lastError }, 'upstream connection lost');
     this.#client = undefined;
     this.#transport = undefined;
@@ -436,16 +503,15 @@ export class UpstreamConnection {
     if (this.#stopped || generation !== this.#generation) return;
     const { initialDelayMs, maxDelayMs, maxAttempts } = this.#deps.reconnect;
     if (maxAttempts > 0 && this.#failures >= maxAttempts) {
-      this.lastError = `${this.lastError ?? 'failed'} (gave up after ${this.#failures} attempts; restart it or change its config)`;
+      this.#setLastError(`${this.lastError ?? 'failed'} (gave up after ${this.#failures} attempts; restart it or change its config)`);
       this.#logger.error({ attempts: this.#failures }, 'upstream keeps failing; no more retries');
       this.#nextRetryAt = undefined;
       this.#deps.onChange(this);
       return;
     }
-    const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(this.#failures, 20));
-    const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+    const delay = backoffDelay(this.#failures, { initialDelayMs, maxDelayMs });
     this.#failures++;
-    this.#nextRetryAt = new Date(Date.now() + delay);
+    this.#nextRetryAt = new Date(this.#now() + delay);
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
       if (!this.#stopped && generation === this.#generation) void this.#connect();
@@ -458,7 +524,8 @@ export class UpstreamConnection {
     const transport = this.#transport;
     this.#client = undefined;
     this.#transport = undefined;
-    this.instructions = undefined;
+    this.#instructions = undefined;
+    this.#connectedAt = undefined;
     if (!client) return;
     if (polite && transport && 'terminateSession' in transport) {
       await bestEffort(() => withTimeout((transport as { terminateSession: () => Promise<void> }).terminateSession(), 1000), this.#logger, 'end the upstream session (HTTP DELETE)');
@@ -467,9 +534,9 @@ export class UpstreamConnection {
   }
 
   #setState(state: UpstreamState): void {
-    if (this.state === 'disabled') return;
-    const changed = this.state !== state;
-    this.state = state;
+    if (this.#state === 'disabled') return;
+    const changed = this.#state !== state;
+    this.#state = state;
     if (changed || state === 'ready') this.#deps.onChange(this);
   }
 }
@@ -488,12 +555,6 @@ async function allPages<R extends { nextCursor?: string | undefined }, T>(
     if (!cursor) break;
   }
   return all;
-}
-
-/** Failures that no retry can fix: a missing command, refused credentials. */
-function isMisconfiguration(error: unknown): boolean {
-  if (error instanceof StreamableHTTPError) return error.code === 401 || error.code === 403;
-  return error instanceof Error && /^cannot start ".*": (command not found|permission denied)$/.test(error.message);
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {

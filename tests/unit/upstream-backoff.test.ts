@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { STABLE_AFTER_MS, backoffDelay, failuresAfterLoss } from '../../src/upstream/backoff.js';
+import { classifyConnectFailure, classifyRequestFailure, describeError } from '../../src/upstream/failure-classification.js';
+import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { NotJsonRpcError } from '../../src/upstream/errors.js';
+
+const policy = { initialDelayMs: 100, maxDelayMs: 1000 };
+
+describe('reconnect backoff', () => {
+  it('doubles per attempt up to the maximum, between half and all of the ceiling', () => {
+    expect([0, 1, 2, 3, 4, 10].map((n) => backoffDelay(n, policy, () => 0))).toEqual([50, 100, 200, 400, 500, 500]);
+    expect([0, 1, 2, 3, 4, 10].map((n) => backoffDelay(n, policy, () => 0.999999))).toEqual([100, 200, 400, 800, 1000, 1000]);
+    expect(backoffDelay(2, policy, () => 0.5)).toBe(300);
+  });
+
+  it('does not overflow for very many attempts', () => {
+    expect(backoffDelay(5000, { initialDelayMs: 1000, maxDelayMs: 30_000 }, () => 0)).toBe(15_000);
+  });
+
+  it('resets the restart budget only for a connection that was ready long enough', () => {
+    expect(failuresAfterLoss(4, 1_000, 1_000 + STABLE_AFTER_MS)).toBe(0);
+    expect(failuresAfterLoss(4, 1_000, 1_000 + STABLE_AFTER_MS - 1)).toBe(4);
+    // a reconnect that failed part-way was never ready: no connectedAt, the count goes on
+    expect(failuresAfterLoss(4, undefined, 10 * STABLE_AFTER_MS)).toBe(4);
+  });
+});
+
+describe('upstream failure classification', () => {
+  it('treats a missing command and refused credentials as misconfiguration, the rest as retryable', () => {
+    expect(classifyConnectFailure(new Error('cannot start "x": command not found'))).toBe('misconfigured');
+    expect(classifyConnectFailure(new Error('cannot start "x": permission denied'))).toBe('misconfigured');
+    expect(classifyConnectFailure(new StreamableHTTPError(401, 'no'))).toBe('misconfigured');
+    expect(classifyConnectFailure(new StreamableHTTPError(403, 'no'))).toBe('misconfigured');
+    expect(classifyConnectFailure(new StreamableHTTPError(500, 'oops'))).toBe('retryable');
+    expect(classifyConnectFailure(new Error('process exited with code 1'))).toBe('retryable');
+    expect(classifyConnectFailure('weird')).toBe('retryable');
+  });
+
+  it('tells answers, timeouts, closed connections, non-MCP bytes and lost sessions apart', () => {
+    expect(classifyRequestFailure(new McpError(ErrorCode.RequestTimeout, 't'), true)).toBe('cancelled');
+    expect(classifyRequestFailure(new McpError(ErrorCode.RequestTimeout, 't'), false)).toBe('timeout');
+    expect(classifyRequestFailure(new McpError(ErrorCode.ConnectionClosed, 'c'), false)).toBe('closed');
+    expect(classifyRequestFailure(new McpError(ErrorCode.InvalidParams, 'bad'), false)).toBe('answer');
+    expect(classifyRequestFailure(new NotJsonRpcError('HTTP 200 (text/html)', '<html>'), false)).toBe('bad-response');
+    expect(classifyRequestFailure(new StreamableHTTPError(404, 'gone'), false)).toBe('session-ended');
+    expect(classifyRequestFailure(new TypeError('fetch failed'), false)).toBe('unreachable');
+  });
+
+  it('describes failures in one line, saying what came back when it was not MCP', () => {
+    expect(describeError(new McpError(ErrorCode.RequestTimeout, 't'))).toBe('timed out waiting for initialize');
+    expect(describeError(Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } }))).toBe('connection refused');
+    expect(describeError(Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNRESET' } }))).toBe('fetch failed (ECONNRESET)');
+    expect(describeError(new NotJsonRpcError('HTTP 200 (text/html)', '<html>hi</html>'))).toBe('HTTP 200 (text/html) carried something that is not JSON-RPC: "<html>hi</html>"');
+    expect(describeError(42)).toBe('42');
+  });
+});
