@@ -152,3 +152,20 @@ export function unknownPrompt(name: string): WireMcpError {
 export function resourceNotFound(uri: string): WireMcpError {
   return new WireMcpError(-32002, `Resource not found: ${uri}`, { uri });
 }
+
+/**
+ * The answer to a request still in flight when its session closes (a DELETE, the credential
+ * ending, the gateway stopping): -32000, the code the SDK uses for a closed connection.
+ */
+export function sessionClosed(): WireMcpError {
+  return new WireMcpError(ErrorCode.ConnectionClosed, 'Session closed: the request was cancelled');
+}
+
+/**
+ * -32602 for a request whose params do not fit the method's schema, naming each problem by
+ * its path (the SDK would answer -32603 with its validator's raw output).
+ */
+export function invalidParams(method: string, issues: readonly { path: readonly PropertyKey[]; message: string }[]): WireMcpError {
+  const problems = issues.map((i) => `${i.path.map(String).join('.') || 'request'}: ${i.message}`).join('; ');
+  return new WireMcpError(ErrorCode.InvalidParams, `Invalid params for ${method}: ${problems}`);
+}

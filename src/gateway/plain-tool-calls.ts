@@ -2,7 +2,7 @@ import { CallToolRequestSchema, CallToolResultSchema, ErrorCode, type JSONRPCNot
 import type { Logger } from 'pino';
 import type { Access } from '../auth/access-policy.js';
 import type { DownstreamCall } from './downstream-call.js';
-import { asMcpError, WireMcpError } from './error-mapping.js';
+import { asMcpError, invalidParams, sessionClosed, WireMcpError } from './error-mapping.js';
 import { inCallSlot, type DownstreamSession } from './session-registry.js';
 import { callTool, type ToolCallDeps } from './tool-calls.js';
 
@@ -51,8 +51,7 @@ export class PlainToolCalls {
     const { id } = request;
     const checked = CallToolRequestSchema.safeParse(message);
     if (checked.success) return undefined;
-    const problems = checked.error.issues.map((i) => `${i.path.join('.') || 'request'}: ${i.message}`).join('; ');
-    return { messages: [{ jsonrpc: '2.0', id, error: errorBody(new WireMcpError(ErrorCode.InvalidParams, `Invalid params for tools/call: ${problems}`), this.deps.logger) }] };
+    return { messages: [{ jsonrpc: '2.0', id, error: errorBody(invalidParams('tools/call', checked.error.issues), this.deps.logger) }] };
   }
 
   async answer(
@@ -64,6 +63,11 @@ export class PlainToolCalls {
   ): Promise<PlainAnswer> {
     const notifications: JSONRPCNotification[] = [];
     const respond = (body: { result: unknown } | { error: object }) => ({ messages: [...notifications, { jsonrpc: '2.0', id: request.id, ...body }] });
+    // A session closing (DELETE, its credential ending) stops its calls and answers them.
+    const closing = session.lifetime.signal;
+    if (closing.aborted) return respond({ error: errorBody(sessionClosed(), this.deps.logger) });
+    const onClosing = () => controller.abort(closing.reason);
+    closing.addEventListener('abort', onClosing, { once: true });
     let calls = this.#inFlight.get(session);
     if (!calls) this.#inFlight.set(session, (calls = new Map()));
     calls.set(request.id, controller);
@@ -89,8 +93,9 @@ export class PlainToolCalls {
       if (!checked.success) throw new WireMcpError(ErrorCode.InvalidParams, `Invalid tools/call result: ${checked.error.message}`);
       return respond({ result: checked.data });
     } catch (error) {
-      return respond({ error: errorBody(error, this.deps.logger) });
+      return respond({ error: errorBody(closing.aborted ? sessionClosed() : error, this.deps.logger) });
     } finally {
+      closing.removeEventListener('abort', onClosing);
       calls.delete(request.id);
     }
   }

@@ -8,9 +8,16 @@ import { bestEffort } from '../observability/best-effort.js';
 /**
  * Resource subscriptions of all sessions over the shared upstream connections: an upstream is
  * subscribed once per URI however many sessions ask, and unsubscribed when the last one leaves.
+ *
+ * Subscribes and unsubscribes of one upstream URI run one after another: the upstream answers
+ * asynchronously, and two sessions subscribing at once must not both see "nobody yet" (the
+ * upstream would get two subscribes and never be unsubscribed).
  */
 export class ResourceSubscriptions {
-  readonly #counts = new Map<string, number>();
+  /** Upstream URI → the (session, exposed URI) pairs holding its subscription. */
+  readonly #holders = new Map<string, Set<string>>();
+  /** Upstream URI → the end of its queue of subscription changes. */
+  readonly #queues = new Map<string, Promise<void>>();
   readonly #upstreams: UpstreamPool;
   readonly #logger: Logger;
 
@@ -19,34 +26,66 @@ export class ResourceSubscriptions {
     this.#logger = logger;
   }
 
+  /** Subscribes `session` to `exposedUri`; the upstream is asked only by the first holder. */
   async subscribe(session: DownstreamSession, exposedUri: string, route: ResourceRoute): Promise<void> {
-    if (session.subscriptions.has(exposedUri)) return;
     const key = keyOf(route);
-    const count = this.#counts.get(key) ?? 0;
-    if (count === 0) await this.#upstream(route).request('resources/subscribe', { uri: route.originalUri });
-    this.#counts.set(key, count + 1);
+    const holder = holderOf(session, exposedUri);
+    // Recorded at once, so that an unsubscribe (or the session ending) while this waits in the
+    // queue finds the route and queues behind it.
     session.subscriptions.set(exposedUri, route);
+    await this.#serialised(key, async () => {
+      // Unsubscribed, or subscribed again over another route, while this waited.
+      if (session.subscriptions.get(exposedUri) !== route) return;
+      const holders = this.#holders.get(key) ?? new Set<string>();
+      if (holders.has(holder)) return;
+      if (holders.size === 0) {
+        try {
+          await this.#upstream(route).request('resources/subscribe', { uri: route.originalUri });
+        } catch (error) {
+          if (session.subscriptions.get(exposedUri) === route) session.subscriptions.delete(exposedUri);
+          throw error;
+        }
+      }
+      holders.add(holder);
+      this.#holders.set(key, holders);
+    });
   }
 
+  /** Unsubscribes `session` from `exposedUri`; the upstream is told when the last holder leaves. */
   async unsubscribe(session: DownstreamSession, exposedUri: string): Promise<void> {
     const route = session.subscriptions.get(exposedUri);
     if (!route) return;
     session.subscriptions.delete(exposedUri);
     const key = keyOf(route);
-    const count = (this.#counts.get(key) ?? 1) - 1;
-    if (count > 0) {
-      this.#counts.set(key, count);
-      return;
-    }
-    this.#counts.delete(key);
-    const upstream = this.#upstreams.get(route.server);
-    // The upstream may be gone; nothing is left to undo.
-    if (upstream) await bestEffort(() => upstream.request('resources/unsubscribe', { uri: route.originalUri }), this.#logger, `unsubscribe from ${route.originalUri} on "${route.server}"`);
+    const holder = holderOf(session, exposedUri);
+    await this.#serialised(key, async () => {
+      const holders = this.#holders.get(key);
+      // Its subscribe failed or was overtaken: it holds nothing.
+      if (!holders?.delete(holder) || holders.size > 0) return;
+      this.#holders.delete(key);
+      const upstream = this.#upstreams.get(route.server);
+      // The upstream may be gone; nothing is left to undo.
+      if (upstream) await bestEffort(() => upstream.request('resources/unsubscribe', { uri: route.originalUri }), this.#logger, `unsubscribe from ${route.originalUri} on "${route.server}"`);
+    });
   }
 
   /** Drops every subscription of a session that ended. */
   async release(session: DownstreamSession): Promise<void> {
     await Promise.all([...session.subscriptions.keys()].map((uri) => this.unsubscribe(session, uri)));
+  }
+
+  /** Runs `work` after every change already queued for `key`; a failure does not stop the queue. */
+  async #serialised(key: string, work: () => Promise<void>): Promise<void> {
+    const result = (this.#queues.get(key) ?? Promise.resolve()).then(work);
+    const tail = result.then(
+      () => {},
+      () => {},
+    );
+    this.#queues.set(key, tail);
+    void tail.then(() => {
+      if (this.#queues.get(key) === tail) this.#queues.delete(key);
+    });
+    await result;
   }
 
   #upstream(route: ResourceRoute) {
@@ -58,4 +97,8 @@ export class ResourceSubscriptions {
 
 function keyOf(route: ResourceRoute): string {
   return `${route.server}\0${route.originalUri}`;
+}
+
+function holderOf(session: DownstreamSession, exposedUri: string): string {
+  return `${session.id}\0${exposedUri}`;
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
-import type { LoggingLevel, ServerCapabilities } from '@modelcontextprotocol/sdk/types.js';
+import type { LoggingLevel, RequestId, ServerCapabilities } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
 import type { Access } from '../auth/access-policy.js';
 import type { Principal } from '../auth/principal.js';
@@ -9,6 +9,7 @@ import type { ResourceRoute } from '../catalog/resource-catalog.js';
 import { LimitExceededError } from '../limits/errors.js';
 import { SessionEventStore } from './session-event-store.js';
 import { bestEffort } from '../observability/best-effort.js';
+import { sessionClosed } from './error-mapping.js';
 
 /** One downstream MCP session: its server, its transport, and when it was last used. */
 export interface DownstreamSession {
@@ -39,6 +40,14 @@ export interface DownstreamSession {
   readonly subscriptions: Map<string, ResourceRoute>;
   /** Tool calls in flight, against `maxConcurrentCallsPerSession`. */
   activeCalls: number;
+  /** Aborted when the session closes: work done for it (the fast path's tool calls) stops. */
+  readonly lifetime: AbortController;
+  /**
+   * Requests handed to the session's transport whose answer stream is still open. When the
+   * session closes they are cancelled and answered with an error: the transport would only
+   * end their streams, and a client whose stream ends unanswered waits for ever.
+   */
+  readonly requestsInFlight: Set<RequestId>;
 }
 
 /** Runs `work` as one of `session`'s tool calls in flight; refused when `max` already are. */
@@ -150,13 +159,16 @@ export class SessionRegistry {
           logLevel: undefined,
           subscriptions: new Map(),
           activeCalls: 0,
+          lifetime: new AbortController(),
+          requestsInFlight: new Set(),
         };
         this.#sessions.set(id, session);
         this.#count(owner.rateKey, +1);
         this.#options.onOpened?.(session);
         this.#options.logger.debug({ session: id }, 'session opened');
       },
-      onsessionclosed: (id) => void this.close(id),
+      // Awaited by the transport, so calls in flight are answered before it ends their streams.
+      onsessionclosed: (id) => this.close(id),
       eventStore: new SessionEventStore(),
     });
     await server.connect(transport);
@@ -225,6 +237,7 @@ export class SessionRegistry {
     this.#sessions.delete(id);
     this.#count(session.rateKey, -1);
     this.#options.logger.debug({ session: id }, 'session closed');
+    await this.#endCallsInFlight(session);
     await bestEffort(() => session.server.close(), this.#options.logger, 'close the session server');
     this.#options.onClosed?.(session);
   }
@@ -234,18 +247,37 @@ export class SessionRegistry {
     await Promise.all([...this.#sessions.keys()].map((id) => this.close(id)));
   }
 
-  /**
-   * Closes sessions without a request for the idle time. An open GET stream does not count as
-   * use: otherwise one stream held open keeps a session (and its quota slot) forever. Closing
-   * ends the stream; a client re-initializes on the 404 that follows. A tool call in flight
-   * does count, so a long call is not cut.
-   */
+  /** Stops the session's calls in flight and answers them, before its transport ends their streams. */
+  async #endCallsInFlight(session: DownstreamSession): Promise<void> {
+    const error = sessionClosed();
+    session.lifetime.abort(error);
+    const { transport } = session;
+    const ids = [...session.requestsInFlight];
+    session.requestsInFlight.clear();
+    await Promise.all(
+      ids.map((requestId) => {
+        // Cancelled first, as a client's notifications/cancelled would be: the handler stops,
+        // its upstream request is cancelled, and it sends no answer of its own after ours.
+        transport.onmessage?.({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId, reason: error.message } });
+        const answer = { jsonrpc: '2.0' as const, id: requestId, error: { code: error.code, message: error.message } };
+        return bestEffort(() => transport.send(answer, { relatedRequestId: requestId }), this.#options.logger, 'answer a request of a closing session');
+      }),
+    );
+  }
+
+  /** Adds to or takes from the sessions counted under `rateKey`. */
   #count(rateKey: string, change: 1 | -1): void {
     const count = (this.#perKey.get(rateKey) ?? 0) + change;
     if (count > 0) this.#perKey.set(rateKey, count);
     else this.#perKey.delete(rateKey);
   }
 
+  /**
+   * Closes sessions without a request for the idle time. An open GET stream does not count as
+   * use: otherwise one stream held open keeps a session (and its quota slot) forever. Closing
+   * ends the stream; a client re-initializes on the 404 that follows. A tool call in flight
+   * does count, so a long call is not cut.
+   */
   #closeIdle(): void {
     const cutoff = Date.now() - this.#options.idleMs;
     for (const session of this.#sessions.values()) {

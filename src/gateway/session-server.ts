@@ -21,7 +21,7 @@ import { routeResourceUri, type ResourceRoute } from '../catalog/resource-catalo
 import type { UpstreamConnection } from '../upstream/upstream-connection.js';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
 import type { DownstreamCall } from './downstream-call.js';
-import { asMcpError, failureText, resourceNotFound, unknownPrompt } from './error-mapping.js';
+import { asMcpError, failureText, invalidParams, resourceNotFound, unknownPrompt } from './error-mapping.js';
 import { forward } from './forward.js';
 import { pageOf } from './list-page.js';
 import { upstreamLevel } from './log-levels.js';
@@ -30,6 +30,7 @@ import { inCallSlot, type SessionRegistry } from './session-registry.js';
 import { sessionInstructions, upstreamInstructions } from './session-instructions.js';
 import { callTool, type ToolCallDeps } from './tool-calls.js';
 import { bestEffort } from '../observability/best-effort.js';
+import { z } from 'zod';
 
 export interface SessionServerDeps extends ToolCallDeps {
   sessions: SessionRegistry;
@@ -50,15 +51,25 @@ export function createSessionServer(deps: SessionServerDeps, owner: Access): { s
   const upstreams = deps.upstreams.list();
   const capabilities = mergedCapabilities(upstreams);
   const server = new Server({ name: GATEWAY_NAME, version: GATEWAY_VERSION }, { capabilities, instructions: sessionInstructions(upstreamInstructions(upstreams), owner) });
-  /** Registers a handler whose failures reach the client as `asMcpError` makes them (one `MCP error <code>: ` prefix). */
-  const on: Server['setRequestHandler'] = (schema, handler) =>
-    server.setRequestHandler(schema, async (request, extra) => {
+  /**
+   * Registers a handler whose failures reach the client as `asMcpError` makes them (one
+   * `MCP error <code>: ` prefix). The SDK is given a schema that checks the method alone: it
+   * would answer params of the wrong type with -32603 and its validator's raw output, so they
+   * are checked here and refused with -32602 naming each problem.
+   */
+  const on: Server['setRequestHandler'] = (schema, handler) => {
+    const method = methodOf(schema);
+    const checked = schema as unknown as z.ZodType;
+    server.setRequestHandler(z.looseObject({ method: z.literal(method) }) as unknown as typeof schema, async (request, extra) => {
+      const parsed = checked.safeParse(request);
+      if (!parsed.success) throw invalidParams(method, parsed.error.issues);
       try {
-        return await handler(request, extra);
+        return await handler(parsed.data as typeof request, extra);
       } catch (error) {
         throw asMcpError(error, deps.logger);
       }
     });
+  };
   const { catalog } = deps;
   const viewOf = (extra: Extra) => catalog.viewFor(accessOf(extra)).view;
   /** A prompt or resource the caller may not see does not exist for it. */
@@ -204,6 +215,13 @@ export function createSessionServer(deps: SessionServerDeps, owner: Access): { s
     });
   }
   return { server, capabilities };
+}
+
+/** The method literal of one of the SDK's request schemas. */
+function methodOf(schema: unknown): string {
+  const method = (schema as { shape?: { method?: { value?: unknown } } }).shape?.method?.value;
+  if (typeof method !== 'string') throw new Error('a request schema without a method literal');
+  return method;
 }
 
 /**

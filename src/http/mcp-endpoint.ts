@@ -92,12 +92,27 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
           headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': session.id },
         });
       }
-      const response = await session.transport.handleRequest(request, { parsedBody: parsed, authInfo });
       const ids = requestIds(parsed);
-      if (ids.length === 0 || !response.body || !response.headers.get('content-type')?.startsWith('text/event-stream')) return response;
+      // Known to the session until answered, so that closing it can answer them (see `requestsInFlight`).
+      for (const id of ids) session.requestsInFlight.add(id);
+      const settled = () => {
+        for (const id of ids) session.requestsInFlight.delete(id);
+      };
+      let response: Response;
+      try {
+        response = await session.transport.handleRequest(request, { parsedBody: parsed, authInfo });
+      } catch (error) {
+        settled();
+        throw error;
+      }
+      if (ids.length === 0 || !response.body || !response.headers.get('content-type')?.startsWith('text/event-stream')) {
+        settled();
+        return response;
+      }
       // A client that goes away before its answer cancels the work: the request's handler is
       // aborted as if the client had sent notifications/cancelled, which reaches the upstream.
       return onBodyEnd(response, (cancelled) => {
+        settled();
         if (!cancelled) return;
         for (const requestId of ids) {
           session.transport.onmessage?.({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId, reason: 'client disconnected' } });

@@ -36,7 +36,7 @@ export interface RateLimiter {
 
 /** Per-process limits, for a single replica. */
 export class MemoryRateLimiter implements RateLimiter {
-  readonly #windows = new Map<string, { start: number; current: number; previous: number }>();
+  readonly #windows = new Map<string, { start: number; windowMs: number; current: number; previous: number }>();
   readonly #sweeper: NodeJS.Timeout;
   readonly #now: () => number;
 
@@ -50,8 +50,8 @@ export class MemoryRateLimiter implements RateLimiter {
     const now = this.#now();
     const start = now - (now % windowMs);
     let entry = this.#windows.get(key);
-    if (!entry || entry.start <= start - 2 * windowMs) entry = { start, current: 0, previous: 0 };
-    else if (entry.start < start) entry = { start, current: 0, previous: entry.start === start - windowMs ? entry.current : 0 };
+    if (!entry || entry.start <= start - 2 * windowMs) entry = { start, windowMs, current: 0, previous: 0 };
+    else if (entry.start < start) entry = { start, windowMs, current: 0, previous: entry.start === start - windowMs ? entry.current : 0 };
     this.#windows.set(key, entry);
     return decide(entry.current, entry.previous, now - start, limit, windowMs, () => entry.current++);
   }
@@ -74,9 +74,14 @@ export class MemoryRateLimiter implements RateLimiter {
     this.#windows.clear();
   }
 
+  /**
+   * Drops entries that no longer weigh anything: an entry counts as the current window and then
+   * as the previous one, so it matters until two of its own windows have passed. A fixed age
+   * would reset windows longer than that age early.
+   */
   #sweep(): void {
     const now = this.#now();
-    for (const [key, entry] of this.#windows) if (now - entry.start > 2 * 3_600_000) this.#windows.delete(key);
+    for (const [key, entry] of this.#windows) if (now - entry.start >= 2 * entry.windowMs) this.#windows.delete(key);
   }
 }
 
