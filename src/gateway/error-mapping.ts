@@ -34,7 +34,8 @@ export function isExpectedError(error: unknown): boolean {
     error instanceof RateLimitedError ||
     error instanceof LimitExceededError ||
     error instanceof AccessDeniedError ||
-    isUpstreamFault(error)
+    isUpstreamFault(error) ||
+    isCancellation(error)
   );
 }
 
@@ -84,8 +85,16 @@ export function asMcpError(error: unknown, logger: Pick<Logger, 'error'>): WireM
   if (error instanceof HiddenToolError) return unknownTool(error.tool);
   if (error instanceof AccessDeniedError) return new WireMcpError(ACCESS_DENIED, error.message);
   if (isUpstreamFault(error)) return new WireMcpError(ErrorCode.InternalError, error.message);
+  // An aborted signal rethrows its reason as it is (often a plain string): the call was
+  // cancelled, by the client or by its session closing, which is no incident.
+  if (isCancellation(error)) return new WireMcpError(ErrorCode.RequestTimeout, `Request cancelled: ${failureText(error)}`);
   const { incident, message } = reportIncident(error, logger);
   return new WireMcpError(ErrorCode.InternalError, message, { incident });
+}
+
+/** The reason of an aborted signal: a string given to `abort()`, or the default AbortError. */
+function isCancellation(error: unknown): boolean {
+  return typeof error === 'string' || (error instanceof Error && error.name === 'AbortError');
 }
 
 /** A failure's own text without the SDK's prefixes, for the audit trail and logs (never for a client: see `clientMessage`). */

@@ -47,7 +47,10 @@ export class PlainToolCalls {
    */
   malformed(session: DownstreamSession, message: unknown): PlainAnswer | undefined {
     const request = toolsCall(message);
-    if (!request || !session.server.getClientCapabilities() || plainParams(request.params)) return undefined;
+    if (!request || !session.server.getClientCapabilities()) return undefined;
+    // Name and arguments alone were checked by hand; anything more (`_meta`, `task`) is rare
+    // and checked whole here, or the SDK would answer its validator's dump.
+    if (plainParams(request.params) && onlyNameAndArguments(request.params)) return undefined;
     const { id } = request;
     const checked = CallToolRequestSchema.safeParse(message);
     if (checked.success) return undefined;
@@ -66,10 +69,15 @@ export class PlainToolCalls {
     // A session closing (DELETE, its credential ending) stops its calls and answers them.
     const closing = session.lifetime.signal;
     if (closing.aborted) return respond({ error: errorBody(sessionClosed(), this.deps.logger) });
-    const onClosing = () => controller.abort(closing.reason);
-    closing.addEventListener('abort', onClosing, { once: true });
     let calls = this.#inFlight.get(session);
-    if (!calls) this.#inFlight.set(session, (calls = new Map()));
+    if (!calls) {
+      const inSession = (calls = new Map());
+      this.#inFlight.set(session, inSession);
+      // One listener per session, not per call: closing aborts every call then in flight.
+      closing.addEventListener('abort', () => {
+        for (const inFlight of inSession.values()) inFlight.abort(closing.reason);
+      }, { once: true });
+    }
     calls.set(request.id, controller);
     const call: DownstreamCall = {
       principal: access.principal.id,
@@ -95,7 +103,6 @@ export class PlainToolCalls {
     } catch (error) {
       return respond({ error: errorBody(closing.aborted ? sessionClosed() : error, this.deps.logger) });
     } finally {
-      closing.removeEventListener('abort', onClosing);
       calls.delete(request.id);
     }
   }
@@ -124,6 +131,12 @@ function plainParams(params: unknown): boolean {
   if (params === null || typeof params !== 'object') return false;
   const { name, arguments: args } = params as { name?: unknown; arguments?: unknown };
   return typeof name === 'string' && (args === undefined || (args !== null && typeof args === 'object' && !Array.isArray(args)));
+}
+
+function onlyNameAndArguments(params: unknown): boolean {
+  if (params === null || typeof params !== 'object') return false;
+  for (const key in params) if (key !== 'name' && key !== 'arguments') return false;
+  return true;
 }
 
 /** A failure as a JSON-RPC error object, as `asMcpError` makes it (so a client reads one `MCP error <code>: ` prefix). */

@@ -24,13 +24,18 @@ export function listen(app: { fetch: Hono["fetch"] }, host: string, port: number
     server.on('connection', (socket) => socket.setNoDelay(true));
     // Answers being written, so shutdown can let them reach their clients before it cuts.
     let writing = 0;
+    let draining = false;
     const waiters = new Set<() => void>();
+    // One listener for every response (a response closes once): nothing is allocated per request.
+    const answerClosed = () => {
+      if (--writing === 0) for (const wake of waiters) wake();
+    };
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      // Once shutdown began, a keep-alive connection carries no further request after this one.
+      if (draining) res.shouldKeepAlive = false;
       if (req.method === 'GET' && req.headers.accept?.includes('text/event-stream')) return;
       writing++;
-      res.once('close', () => {
-        if (--writing === 0) for (const wake of waiters) wake();
-      });
+      res.on('close', answerClosed);
     });
     server.once('error', reject);
     server.once('listening', () => {
@@ -53,6 +58,7 @@ export function listen(app: { fetch: Hono["fetch"] }, host: string, port: number
             waiters.add(wake);
           }),
         stopAccepting: async () => {
+          draining = true;
           server.close();
           server.closeIdleConnections();
         },

@@ -55,14 +55,23 @@ export class UpstreamBadResponseError extends UpstreamConnectionLostError {
 
 /** Raised by a transport that received bytes that are not a JSON-RPC message. */
 export class NotJsonRpcError extends Error {
+  /** The start of what was received (no more is kept). */
+  readonly sample: string;
+
   constructor(
     /** Where it came from, e.g. `stdout` or `HTTP 200 (text/html)`. */
     readonly source: string,
-    /** The start of what was received, for the error message. */
-    readonly sample: string,
+    received: string,
   ) {
-    super(`${source} carried something that is not JSON-RPC: ${JSON.stringify(sample.length > 120 ? `${sample.slice(0, 120)}…` : sample)}`);
+    const sample = received.length > 120 ? `${received.slice(0, 120)}…` : received;
+    super(`${source} carried something that is not JSON-RPC: ${JSON.stringify(sample)}`);
+    this.sample = sample;
     this.name = 'NotJsonRpcError';
+  }
+
+  /** What it was, without what it said: for a request the output cannot be tied to. */
+  get summary(): string {
+    return `${this.source} carried something that is not JSON-RPC`;
   }
 }
 

@@ -61,9 +61,10 @@ export class HealthMonitor {
       const hadFailures = this.#failures > 0;
       const breakerBefore = breaker.state;
       this.#failures = 0;
-      // After unanswered pings the calls' failures were the same outage: it is over.
-      if (hadFailures) breaker.reset();
-      else breaker.reachable();
+      // Reachable again: a breaker opened only because the upstream could not be reached
+      // closes now; one opened by slow answers waits for its probe (pings can be answered
+      // while calls still time out).
+      breaker.reachable();
       if (hadFailures || breaker.state !== breakerBefore) this.#options.onChange();
     } catch (error) {
       if (this.#stopped) return;

@@ -295,7 +295,9 @@ export class UpstreamConnection {
       return result;
     } catch (error) {
       const failure = classifyRequestFailure(error, options.signal?.aborted === true);
-      // Output that was not JSON-RPC while this request waited was most likely its answer.
+      // Output that was not JSON-RPC while this request waited was most likely its answer, but
+      // nothing ties it to this request (another caller's call may have caused it): the client
+      // is told what it was, the operator's log has what it said.
       const garbled = this.#notJsonRpcCount !== notJsonRpcBefore ? this.#notJsonRpc : undefined;
       switch (failure) {
         case 'cancelled':
@@ -306,11 +308,11 @@ export class UpstreamConnection {
           throw error;
         case 'timeout':
           this.#breaker.failure('fault');
-          if (garbled) throw new UpstreamBadResponseError(this.name, method, this.#redact(`${garbled.message} (and no answer within ${timeout / 1000}s)`));
+          if (garbled) throw new UpstreamBadResponseError(this.name, method, `${garbled.summary} (and no answer within ${timeout / 1000}s)`);
           throw new UpstreamTimeoutError(this.name, method, timeout);
         case 'closed':
           this.#breaker.failure('unreachable');
-          if (garbled) throw new UpstreamBadResponseError(this.name, method, this.#redact(`${garbled.message} (then: ${this.lastError ?? 'connection closed'})`));
+          if (garbled) throw new UpstreamBadResponseError(this.name, method, `${garbled.summary} (then: ${this.lastError ?? 'connection closed'})`);
           throw new UpstreamConnectionLostError(this.name, method, this.lastError ?? 'connection closed');
         case 'bad-response':
           this.#breaker.failure('fault');
@@ -417,7 +419,8 @@ export class UpstreamConnection {
         this.#notJsonRpc = error;
         this.#notJsonRpcCount++;
       }
-      this.#logger.debug({ err: error.message }, 'upstream transport error');
+      if (error instanceof NotJsonRpcError) this.#logger.debug({ source: error.source, sample: this.#redact(error.sample) }, 'upstream sent something that is not JSON-RPC');
+      else this.#logger.debug({ err: error.message }, 'upstream transport error');
     };
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => this.#refresh(client, { tools: true }));
     client.setNotificationHandler(PromptListChangedNotificationSchema, () => this.#refresh(client, { prompts: true }));

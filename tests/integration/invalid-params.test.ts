@@ -44,6 +44,8 @@ describe('params of the wrong type', () => {
     ['prompts/get', { name: null }, /params\.name: .*string/],
     ['logging/setLevel', { level: 'loudest' }, /params\.level: .*"debug"/],
     ['completion/complete', { ref: 'alpha__greet', argument: { name: 'name', value: 'A' } }, /params\.ref: /],
+    // Name and arguments fine, something else not: checked whole on every path.
+    ['tools/call', { name: 'alpha__echo', arguments: { text: 'x' }, task: 'x' }, /params\.task: /],
   ];
 
   it.each([

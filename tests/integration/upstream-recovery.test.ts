@@ -88,7 +88,7 @@ describe('upstream connection recovery', () => {
     const error = await connection.request('tools/call', { name: 'garbage', arguments: {} }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UpstreamBadResponseError);
     expect((error as Error).message).toBe(
-      'upstream "garbled" sent a response to tools/call that is not MCP: stdout carried something that is not JSON-RPC: "<html>oops</html>" (then: process exited with code 1)',
+      'upstream "garbled" sent a response to tools/call that is not MCP: stdout carried something that is not JSON-RPC (then: process exited with code 1)',
     );
   });
 });

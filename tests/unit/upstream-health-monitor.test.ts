@@ -56,12 +56,12 @@ describe('upstream health monitor and circuit breaker', () => {
     monitor.stop();
   });
 
-  it('after unanswered pings, the first answered one ends the outage: breaker closed, failures cleared', async () => {
+  it('after unanswered pings, the first answered one clears the failures and closes a breaker opened by unreachable failures', async () => {
     const { breaker, upstream, events, monitor } = setup();
     upstream.up = false;
     monitor.start();
-    breaker.failure('fault');
-    breaker.failure('fault');
+    breaker.failure('unreachable');
+    breaker.failure('unreachable');
     await vi.advanceTimersByTimeAsync(1500);
     expect(monitor.failures).toBe(1);
     upstream.up = true;
@@ -69,6 +69,20 @@ describe('upstream health monitor and circuit breaker', () => {
     expect(monitor.failures).toBe(0);
     expect(breaker.state).toBe('closed');
     expect(events).toEqual(['change:1', 'change:0']);
+    monitor.stop();
+  });
+
+  it('leaves a breaker opened by slow answers open when a ping is answered after unanswered ones', async () => {
+    const { breaker, upstream, monitor } = setup();
+    upstream.up = false;
+    monitor.start();
+    breaker.failure('fault');
+    breaker.failure('fault');
+    await vi.advanceTimersByTimeAsync(1500);
+    upstream.up = true;
+    await vi.advanceTimersByTimeAsync(1010);
+    expect(monitor.failures).toBe(0);
+    expect(breaker.state).toBe('open');
     monitor.stop();
   });
 
