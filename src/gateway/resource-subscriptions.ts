@@ -30,6 +30,9 @@ export class ResourceSubscriptions {
   async subscribe(session: DownstreamSession, exposedUri: string, route: ResourceRoute): Promise<void> {
     const key = keyOf(route);
     const holder = holderOf(session, exposedUri);
+    // The same exposed URI now leads elsewhere (the catalog changed): the old hold is given up.
+    const previous = session.subscriptions.get(exposedUri);
+    if (previous !== undefined && keyOf(previous) !== key) void bestEffort(this.#leave(session, exposedUri, previous), this.#logger, 'give up a subscription over an old route');
     // Recorded at once, so that an unsubscribe (or the session ending) while this waits in the
     // queue finds the route and queues behind it.
     session.subscriptions.set(exposedUri, route);
@@ -56,9 +59,14 @@ export class ResourceSubscriptions {
     const route = session.subscriptions.get(exposedUri);
     if (!route) return;
     session.subscriptions.delete(exposedUri);
+    await this.#leave(session, exposedUri, route);
+  }
+
+  /** Gives up `session`'s hold on `route`'s upstream URI, unsubscribing the upstream when it was the last. */
+  #leave(session: DownstreamSession, exposedUri: string, route: ResourceRoute): Promise<void> {
     const key = keyOf(route);
     const holder = holderOf(session, exposedUri);
-    await this.#serialised(key, async () => {
+    return this.#serialised(key, async () => {
       const holders = this.#holders.get(key);
       // Its subscribe failed or was overtaken: it holds nothing.
       if (!holders?.delete(holder) || holders.size > 0) return;

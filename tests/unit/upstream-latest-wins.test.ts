@@ -32,7 +32,7 @@ describe('list synchroniser (newest request wins)', () => {
     expect(applied).toEqual(['a']);
   });
 
-  it('applies nothing for a failed newest request, and an older answer stays dropped', async () => {
+  it('keeps an older answer when the newer request fails: the list is not left stale', async () => {
     const sync = new LatestWins();
     const applied: string[] = [];
     const older = sync.run(answerAfter(200, 'older'), (v) => applied.push(v));
@@ -40,7 +40,17 @@ describe('list synchroniser (newest request wins)', () => {
     const newerOutcome = newer.catch((e: Error) => e.message);
     await vi.advanceTimersByTimeAsync(200);
     expect(await newerOutcome).toBe('boom');
-    expect(await older).toBe(false);
+    expect(await older).toBe(true);
+    expect(applied).toEqual(['older']);
+  });
+
+  it('drops every answer in flight once invalidated', async () => {
+    const sync = new LatestWins();
+    const applied: string[] = [];
+    const stale = sync.run(answerAfter(100, 'stale'), (v) => applied.push(v));
+    sync.invalidate();
+    await vi.advanceTimersByTimeAsync(100);
+    expect(await stale).toBe(false);
     expect(applied).toEqual([]);
   });
 });
