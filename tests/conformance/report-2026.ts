@@ -3,9 +3,7 @@
  * (2025-11-25 and 2026-07-28) against the v2 fixture directly and through Conflux (`prefix: ""`)
  * and prints the tables recorded in docs/conformance.md. `--requirements 2026-07-28` runs one set.
  */
-import { parseConfig } from '../../src/config/load.js';
-import { createConflux } from '../../src/conflux.js';
-import { silentLogger } from '../../src/observability/logger.js';
+import { startGateway, testConfig } from '../helpers/gateway.js';
 import { FIXTURE_V2, REQUIREMENT_SETS, runRequirements, summarizeRequirements, type RequirementSet } from './conformance-2026-runner.js';
 import { startFixture } from './conformance-runner.js';
 
@@ -15,12 +13,11 @@ const sets = REQUIREMENT_SETS.filter((set) => only === undefined || set === only
 if (sets.length === 0) throw new Error(`Unknown requirement set ${only}; expected one of ${REQUIREMENT_SETS.join(', ')}`);
 
 const fixture = await startFixture(FIXTURE_V2);
-const config = parseConfig(JSON.stringify({ gateway: { port: 0 }, servers: { conformance: { url: fixture.url, prefix: '' } } }), { source: 'conformance', env: {} });
-const conflux = createConflux(config, { logger: silentLogger() });
+let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
 try {
-  await conflux.start();
-  const { url } = await conflux.listen('127.0.0.1', 0);
-  await conflux.upstreams.settled(10_000);
+  // The same gateway the conformance tests put in front of the fixture.
+  gateway = await startGateway(testConfig({ conformance: { url: fixture.url, prefix: '' } }));
+  const { url } = gateway;
   for (const set of sets as RequirementSet[]) {
     const started = Date.now();
     const direct = await runRequirements(fixture.url, set);
@@ -30,6 +27,6 @@ try {
     console.log(`\n(direct ${(directMs / 1000).toFixed(1)} s, through Conflux ${((Date.now() - started - directMs) / 1000).toFixed(1)} s)\n`);
   }
 } finally {
-  await conflux.stop();
+  await gateway?.stop();
   await fixture.stop();
 }
