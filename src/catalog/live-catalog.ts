@@ -2,6 +2,7 @@ import type { Prompt, Resource, ResourceTemplate, Tool } from '@modelcontextprot
 import type { AccessLevel } from '../auth/access-policy.js';
 import type { ToolsFilter } from '../config/schema.js';
 import { fullView, restrictedView, type CatalogView, type Visibility } from './catalog-view.js';
+import { offersWithAppResourceUris } from './mcp-app-uris.js';
 import { buildPromptCatalog, EMPTY_PROMPTS, type PromptCatalog } from './prompt-catalog.js';
 import { buildResourceCatalog, EMPTY_RESOURCES, type ResourceCatalog } from './resource-catalog.js';
 import { buildToolCatalog, EMPTY_CATALOG, type ToolCatalog, type ToolCatalogOptions } from './tool-catalog.js';
@@ -116,12 +117,13 @@ export class LiveCatalog {
   }
 
   update(offers: readonly UpstreamOffer[]): CatalogChanges {
-    this.#tools = buildToolCatalog(offers, this.#options);
+    this.#resources = buildResourceCatalog(offers);
+    // Resources first: an app tool's `ui://` reference is rewritten to where its own server's resource is exposed.
+    this.#tools = buildToolCatalog(offersWithAppResourceUris(offers, this.#resources), this.#options);
     this.#views.clear();
     this.#searchIndex = undefined;
     this.#toolsJson = undefined;
     this.#prompts = buildPromptCatalog(offers);
-    this.#resources = buildResourceCatalog(offers);
     const signatures = {
       tools: JSON.stringify(this.#tools.tools),
       prompts: JSON.stringify(this.#prompts.prompts),
