@@ -1,4 +1,4 @@
-import type { Tool } from '@modelcontextprotocol/core';
+import type { Tool } from '@modelcontextprotocol/server';
 import { gatewayUri, routeResourceUri, type ResourceCatalog } from './resource-catalog.js';
 
 /*
