@@ -1,4 +1,4 @@
-import type { Tool } from '@modelcontextprotocol/server';
+import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { gatewayUri, routeResourceUri, type ResourceCatalog } from './resource-catalog.js';
 
 /*
