@@ -1,4 +1,4 @@
-import type { CallToolRequest, CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { createMcpHandler, InMemoryServerEventBus, type CallToolRequest, type CallToolResult } from '@modelcontextprotocol/server';
 import type { Hono } from 'hono';
 import type { Redis } from 'ioredis';
 import pLimit from 'p-limit';
@@ -18,12 +18,14 @@ import { detachedCall } from './gateway/forward.js';
 import { PlainToolCalls } from './gateway/plain-tool-calls.js';
 import { ResourceSubscriptions } from './gateway/resource-subscriptions.js';
 import { SessionRegistry } from './gateway/session-registry.js';
-import { createSessionServer } from './gateway/session-server.js';
+import { accessIn, listedAsIs } from './gateway/mcp-handlers.js';
+import { createRequestServer, createSessionServer, type SessionServerDeps } from './gateway/session-server.js';
 import { callTool } from './gateway/tool-calls.js';
 import { UpstreamRelay } from './gateway/upstream-relay.js';
 import { API_BASE, createApiApp } from './http/api/api-app.js';
 import { createHttpApp } from './http/app.js';
 import { listen, type Listening } from './http/listen.js';
+import { modernRequests } from './http/modern-requests.js';
 import { isLoopbackHost } from './http/guards/loopback.js';
 import { mountWellKnown } from './http/well-known.js';
 import { AccessRepository } from './store/access-repository.js';
@@ -114,21 +116,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     logger,
     idleMs: settings.sessionIdleSeconds * 1000,
     rules: accessControl,
-    createServer: (owner) =>
-      createSessionServer({
-        catalog,
-        upstreams,
-        tracker,
-        sessions,
-        subscriptions,
-        limit,
-        audit,
-        metrics,
-        rateLimits,
-        logger,
-        pageSize: settings.pageSize,
-        maxConcurrentCallsPerSession: settings.limits.maxConcurrentCallsPerSession,
-      }, owner.access),
+    createServer: (owner) => createSessionServer(serverDeps, owner.access),
     onOpened: () => metrics.sessionsCreated.inc(),
     onClosed: (session) => {
       metrics.sessionsDestroyed.inc();
@@ -156,6 +144,31 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   });
   const rateLimits = new RateLimits(limiter, settings.rateLimit, metrics);
   const subscriptions = new ResourceSubscriptions(upstreams, logger.child({ component: 'subscriptions' }));
+  const serverDeps: SessionServerDeps = {
+    catalog,
+    upstreams,
+    tracker,
+    sessions,
+    subscriptions,
+    limit,
+    audit,
+    metrics,
+    rateLimits,
+    logger,
+    pageSize: settings.pageSize,
+    maxConcurrentCallsPerSession: settings.limits.maxConcurrentCallsPerSession,
+  };
+  // 2026-07-28 requests: one server per request, built for its caller; list changes reach the
+  // clients listening for them through this bus, as 2025 sessions hear them as notifications.
+  const listChanges = new InMemoryServerEventBus((error) => logger.warn({ err: error }, 'a listen stream could not take a list change'));
+  const modern = createMcpHandler((request) => createRequestServer(serverDeps, accessIn(request.authInfo)), {
+    legacy: 'reject',
+    bus: listChanges,
+    // Listen streams hold a connection each, as sessions hold their state: the same bound.
+    maxSubscriptions: settings.limits.maxSessions,
+    // Refusals (bad envelope, header mismatch, unsupported revision) are answered to the client; they are no fault of the gateway's.
+    onerror: (error) => logger.debug({ err: error }, '2026-07-28 request refused or failed'),
+  });
   const registry = new ServerRegistry({
     upstreams,
     repository: database ? new ServerRepository(database.db) : undefined,
@@ -183,9 +196,14 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     if (changes.tools || changes.prompts || changes.resources) {
       logger.info({ tools: catalog.current.tools.length, changes }, 'catalog changed');
       sessions.notifyListsChanged(changes);
+      if (changes.tools) listChanges.publish({ kind: 'tools_list_changed' });
+      if (changes.prompts) listChanges.publish({ kind: 'prompts_list_changed' });
+      if (changes.resources) listChanges.publish({ kind: 'resources_list_changed' });
     }
   });
 
+  // Per cached view (views are rebuilt on every catalog change, so the answer never goes stale).
+  const listedAsIsByView = new WeakMap<object, boolean>();
   const streams = new CredentialBoundStreams({
     keyActive: apiKeys ? (id) => apiKeys.isActive(id) : undefined,
     checkIntervalMs: 2000,
@@ -197,12 +215,16 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     sessions,
     upstreams,
     logger,
+    modern: modernRequests(modern, { streams, maxListenStreamsPerCaller: settings.limits.maxSessionsPerPrincipal }),
     maxBodyBytes: { mcp: settings.maxBodyBytes, api: settings.api.maxBodyBytes },
     limits: settings.limits,
     fast: {
       toolsBytes: (access) => {
         const cached = catalog.viewFor(access);
-        return cached.view.tools.length <= settings.pageSize ? cached.toolsBytes : undefined;
+        if (cached.view.tools.length > settings.pageSize) return undefined;
+        let asIs = listedAsIsByView.get(cached.view);
+        if (asIs === undefined) listedAsIsByView.set(cached.view, (asIs = listedAsIs(cached.view.tools)));
+        return asIs ? cached.toolsBytes : undefined;
       },
       toolCalls: new PlainToolCalls({
         catalog,
@@ -305,6 +327,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       }
       stopWatchingRevocations?.();
       streams.stop();
+      await modern.close();
       await sessions.closeAll();
       listening?.cut();
       await upstreams.stop();

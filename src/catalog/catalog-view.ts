@@ -1,4 +1,4 @@
-import type { Prompt, Resource, ResourceTemplate, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Prompt, Resource, ResourceTemplateType as ResourceTemplate, Tool } from '@modelcontextprotocol/client';
 import type { PromptCatalog } from './prompt-catalog.js';
 import { routeResourceUri, type ResourceCatalog } from './resource-catalog.js';
 import { broadcastTool, MIN_BROADCAST_SERVERS, MIN_TAG_SERVERS, tagTool, type ServerTools } from './generated-tools.js';

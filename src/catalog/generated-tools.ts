@@ -1,4 +1,4 @@
-import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Tool } from '@modelcontextprotocol/client';
 import { legalName } from './naming.js';
 import type { ToolRoute } from './tool-catalog.js';
 

@@ -1,4 +1,4 @@
-import type { Prompt, Resource, ResourceTemplate, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Prompt, Resource, ResourceTemplateType as ResourceTemplate, Tool } from '@modelcontextprotocol/client';
 import type { AccessLevel } from '../auth/access-policy.js';
 import type { ToolsFilter } from '../config/schema.js';
 import { fullView, restrictedView, type CatalogView, type Visibility } from './catalog-view.js';

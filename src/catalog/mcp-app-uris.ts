@@ -1,4 +1,4 @@
-import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Tool } from '@modelcontextprotocol/client';
 import { gatewayUri, routeResourceUri, type ResourceCatalog } from './resource-catalog.js';
 
 /*

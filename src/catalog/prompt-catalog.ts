@@ -1,4 +1,4 @@
-import type { Prompt } from '@modelcontextprotocol/sdk/types.js';
+import type { Prompt } from '@modelcontextprotocol/client';
 import { byServerName, claimName, exposedName } from './naming.js';
 
 export interface UpstreamPrompts {

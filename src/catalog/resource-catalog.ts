@@ -1,5 +1,4 @@
-import type { Resource, ResourceTemplate } from '@modelcontextprotocol/sdk/types.js';
-import { UriTemplate } from '@modelcontextprotocol/sdk/shared/uriTemplate.js';
+import { UriTemplate, type Resource, type ResourceTemplateType as ResourceTemplate } from '@modelcontextprotocol/client';
 import { byServerName } from './naming.js';
 
 export interface UpstreamResources {

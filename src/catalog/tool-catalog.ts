@@ -1,4 +1,4 @@
-import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Tool } from '@modelcontextprotocol/client';
 import picomatch from 'picomatch';
 import type { ToolsFilter } from '../config/schema.js';
 import { generatedTools, type GeneratedToolsOptions, type ServerTools } from './generated-tools.js';

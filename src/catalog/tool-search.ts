@@ -1,5 +1,5 @@
 import MiniSearch from 'minisearch';
-import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Tool } from '@modelcontextprotocol/client';
 import type { CatalogTool } from './tool-catalog.js';
 
 export interface ToolHit {

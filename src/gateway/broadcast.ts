@@ -1,4 +1,4 @@
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult } from '@modelcontextprotocol/client';
 import type { LimitFunction } from 'p-limit';
 import { RateLimitedError } from '../limits/errors.js';
 import type { DownstreamCall } from './downstream-call.js';

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { ErrorCode, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { ProtocolError, ProtocolErrorCode, type CallToolResult } from '@modelcontextprotocol/server';
 import type { Logger } from 'pino';
 import { AccessDeniedError } from '../auth/access-policy.js';
 import { LimitExceededError, RateLimitedError } from '../limits/errors.js';
@@ -9,6 +9,13 @@ import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableE
 export const LIMIT_ERROR = -32000;
 /** JSON-RPC code for requests outside the caller's rights (implementation-defined server error range). */
 export const ACCESS_DENIED = -32003;
+/**
+ * The codes SDK 1.x used for a closed connection and a cancelled or timed-out request. SDK 2
+ * reports those locally only (`SdkErrorCode`), but the gateway answers them on the wire, and
+ * clients already read these values.
+ */
+export const CONNECTION_CLOSED = -32000;
+export const REQUEST_CANCELLED = -32001;
 
 /**
  * The one place where failures become what a client sees. Upstream faults are tool errors
@@ -30,7 +37,7 @@ export function toolCallFailure(error: unknown): CallToolResult {
  */
 export function isExpectedError(error: unknown): boolean {
   return (
-    error instanceof McpError ||
+    error instanceof ProtocolError ||
     error instanceof RateLimitedError ||
     error instanceof LimitExceededError ||
     error instanceof AccessDeniedError ||
@@ -79,17 +86,17 @@ export function isUpstreamFault(
  */
 export function asMcpError(error: unknown, logger: Pick<Logger, 'error'>): WireMcpError {
   if (error instanceof WireMcpError) return error;
-  if (error instanceof McpError) return new WireMcpError(error.code, error.message, error.data);
+  if (error instanceof ProtocolError) return new WireMcpError(error.code, error.message, error.data);
   if (error instanceof RateLimitedError) return new WireMcpError(LIMIT_ERROR, error.message, { retryAfter: error.retryAfterSeconds, scope: error.scope });
   if (error instanceof LimitExceededError) return new WireMcpError(LIMIT_ERROR, error.message);
   if (error instanceof HiddenToolError) return unknownTool(error.tool);
   if (error instanceof AccessDeniedError) return new WireMcpError(ACCESS_DENIED, error.message);
-  if (isUpstreamFault(error)) return new WireMcpError(ErrorCode.InternalError, error.message);
+  if (isUpstreamFault(error)) return new WireMcpError(ProtocolErrorCode.InternalError, error.message);
   // An aborted signal rethrows its reason as it is (often a plain string): the call was
   // cancelled, by the client or by its session closing, which is no incident.
-  if (isCancellation(error)) return new WireMcpError(ErrorCode.RequestTimeout, `Request cancelled: ${failureText(error)}`);
+  if (isCancellation(error)) return new WireMcpError(REQUEST_CANCELLED, `Request cancelled: ${failureText(error)}`);
   const { incident, message } = reportIncident(error, logger);
-  return new WireMcpError(ErrorCode.InternalError, message, { incident });
+  return new WireMcpError(ProtocolErrorCode.InternalError, message, { incident });
 }
 
 /** The reason of an aborted signal: a string given to `abort()`, or the default AbortError. */
@@ -102,13 +109,13 @@ export function failureText(error: unknown): string {
   return unprefixed(error instanceof Error ? error.message : String(error));
 }
 
-/** `MCP error <code>: ` as the SDK's `McpError` constructor writes it. */
+/** `MCP error <code>: ` as SDK 1.x's `McpError` constructor writes it (and its clients add on receipt). */
 const SDK_PREFIX = /^MCP error -?\d+: /;
 
 /**
- * `message` without the `MCP error <code>: ` prefixes in front of it. The SDK adds one each
- * time an error is built from a message, and an upstream built on the SDK already sends one
- * on the wire, so an upstream's error can arrive here with two.
+ * `message` without the `MCP error <code>: ` prefixes in front of it. SDK 1.x adds one each
+ * time an error is built from a message, and an upstream built on it already sends one on the
+ * wire, so an upstream's error can arrive here with one or two.
  */
 export function unprefixed(message: string): string {
   let text = message;
@@ -117,22 +124,21 @@ export function unprefixed(message: string): string {
 }
 
 /**
- * An `McpError` whose `message` is the text alone. The SDK's `McpError` constructor prefixes
- * its message with `MCP error <code>: ` and its Protocol sends `message` as it is; the SDK
- * client that receives it prefixes it again. Sent as this, a client reads the prefix once;
- * REST and broadcasts, which quote the message, read no prefix at all.
+ * A `ProtocolError` whose `message` is the text alone, without the prefixes an upstream's
+ * error may carry. The server sends `message` as it is, and an SDK 1.x client prefixes what it
+ * receives once: sent as this, a client reads the prefix at most once; REST and broadcasts,
+ * which quote the message, read no prefix at all.
  */
-export class WireMcpError extends McpError {
+export class WireMcpError extends ProtocolError {
   constructor(code: number, message: string, data?: unknown) {
-    super(code, message, data);
-    this.message = unprefixed(message);
+    super(code, unprefixed(message), data);
   }
 }
 
 /** A tool name that does not exist for the caller (typed, so that REST can answer 404). */
 export class UnknownToolError extends WireMcpError {
   constructor(readonly tool: string) {
-    super(ErrorCode.InvalidParams, `Unknown tool: "${tool}"`);
+    super(ProtocolErrorCode.InvalidParams, `Unknown tool: "${tool}"`);
     this.name = 'UnknownToolError';
   }
 }
@@ -154,27 +160,37 @@ export class HiddenToolError extends AccessDeniedError {
 }
 
 export function unknownPrompt(name: string): WireMcpError {
-  return new WireMcpError(ErrorCode.InvalidParams, `Unknown prompt: "${name}"`);
+  return new WireMcpError(ProtocolErrorCode.InvalidParams, `Unknown prompt: "${name}"`);
 }
 
-/** -32002 is the MCP specification's code for a resource that does not exist. */
+/**
+ * A resource that does not exist for the caller: -32602 with the URI in `data`, as the MCP
+ * specification asks from 2026-07-28 on (SDK 2 sends every -32002 as -32602 on both eras, so a
+ * 2025 client reads the same).
+ */
 export function resourceNotFound(uri: string): WireMcpError {
-  return new WireMcpError(-32002, `Resource not found: ${uri}`, { uri });
+  return new WireMcpError(ProtocolErrorCode.InvalidParams, `Resource not found: ${uri}`, { uri });
 }
 
 /**
  * The answer to a request still in flight when its session closes (a DELETE, the credential
- * ending, the gateway stopping): -32000, the code the SDK uses for a closed connection.
+ * ending, the gateway stopping): -32000, the code SDK 1.x clients know for a closed connection.
  */
 export function sessionClosed(): WireMcpError {
-  return new WireMcpError(ErrorCode.ConnectionClosed, 'Session closed: the request was cancelled');
+  return new WireMcpError(CONNECTION_CLOSED, 'Session closed: the request was cancelled');
+}
+
+/** One problem a schema found, as Standard Schema validators (zod among them) report it. */
+export interface SchemaIssue {
+  readonly path?: readonly (PropertyKey | { readonly key: PropertyKey })[] | undefined;
+  readonly message: string;
 }
 
 /**
  * -32602 for a request whose params do not fit the method's schema, naming each problem by
- * its path (the SDK would answer -32603 with its validator's raw output).
+ * its path (the SDK would answer with its validator's raw output).
  */
-export function invalidParams(method: string, issues: readonly { path: readonly PropertyKey[]; message: string }[]): WireMcpError {
-  const problems = issues.map((i) => `${i.path.map(String).join('.') || 'request'}: ${i.message}`).join('; ');
-  return new WireMcpError(ErrorCode.InvalidParams, `Invalid params for ${method}: ${problems}`);
+export function invalidParams(method: string, issues: readonly SchemaIssue[]): WireMcpError {
+  const problems = issues.map((i) => `${(i.path ?? []).map((p) => String(typeof p === 'object' ? p.key : p)).join('.') || 'request'}: ${i.message}`).join('; ');
+  return new WireMcpError(ProtocolErrorCode.InvalidParams, `Invalid params for ${method}: ${problems}`);
 }

@@ -1,11 +1,11 @@
+import { ProtocolError } from '@modelcontextprotocol/client';
 import type { Access } from '../auth/access-policy.js';
-import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { Logger } from 'pino';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { UpstreamUnavailableError } from '../upstream/errors.js';
 import type { RateLimits } from '../limits/rate-limits.js';
 import { inSpan } from '../observability/tracing.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
+import type { UpstreamRequestOptions } from '../upstream/upstream-connection.js';
 import type { CallTracker } from './call-tracker.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError } from './error-mapping.js';
@@ -23,8 +23,10 @@ export interface ForwardDeps {
  * While it is in flight, the upstream's own requests and logs are attributed to `call`;
  * progress travels back under the client's own token; the client's cancellation (or its
  * session ending) cancels the upstream request. An upstream's JSON-RPC error is rethrown with
- * its code and data, its message without the SDK's `MCP error <code>: ` prefixes (see
- * `WireMcpError`), so that no surface quoting it shows them twice.
+ * its code and data, its message without the `MCP error <code>: ` prefixes an SDK 1.x
+ * upstream adds (see `WireMcpError`), so that no surface quoting it shows them twice. A 2026
+ * upstream's `input_required` comes back as it is, and a retry's `inputResponses` and
+ * `requestState` in `params` go on untouched.
  */
 export async function forward(
   deps: ForwardDeps,
@@ -48,7 +50,7 @@ export async function forward(
       return sent;
     },
   };
-  const options: RequestOptions = { signal: call.signal };
+  const options: UpstreamRequestOptions = { signal: call.signal };
   const progressToken = (params?._meta as { progressToken?: string | number } | undefined)?.progressToken;
   if (progressToken !== undefined) {
     options.resetTimeoutOnProgress = true;
@@ -60,7 +62,7 @@ export async function forward(
     await Promise.all(pending);
     return result;
   } catch (error) {
-    throw error instanceof McpError ? asMcpError(error, deps.logger) : error;
+    throw error instanceof ProtocolError ? asMcpError(error, deps.logger) : error;
   } finally {
     end();
   }

@@ -1,4 +1,5 @@
-import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { ProtocolErrorCode } from '@modelcontextprotocol/server';
+import { WireMcpError } from './error-mapping.js';
 
 /** One page of `items`, with an opaque cursor for the next when there is more. */
 export function pageOf<T>(items: readonly T[], cursor: string | undefined, pageSize: number): { items: readonly T[]; nextCursor?: string } {
@@ -14,6 +15,6 @@ function encodeCursor(offset: number): string {
 
 function decodeCursor(cursor: string): number {
   const match = /^o:(\d{1,9})$/.exec(Buffer.from(cursor, 'base64url').toString());
-  if (!match) throw new McpError(ErrorCode.InvalidParams, 'Invalid cursor');
+  if (!match) throw new WireMcpError(ProtocolErrorCode.InvalidParams, 'Invalid cursor');
   return Number(match[1]);
 }

@@ -1,8 +1,9 @@
-import { CallToolRequestSchema, CallToolResultSchema, ErrorCode, type JSONRPCNotification, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { isInputRequiredResult, ProtocolErrorCode, specTypeSchemas, type CallToolResult, type JSONRPCNotification, type RequestId } from '@modelcontextprotocol/server';
 import type { Logger } from 'pino';
 import type { Access } from '../auth/access-policy.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError, invalidParams, sessionClosed, WireMcpError } from './error-mapping.js';
+import { outputSchemaOf } from './mcp-handlers.js';
 import { inCallSlot, type DownstreamSession } from './session-registry.js';
 import { callTool, type ToolCallDeps } from './tool-calls.js';
 
@@ -52,9 +53,9 @@ export class PlainToolCalls {
     // and checked whole here, or the SDK would answer its validator's dump.
     if (plainParams(request.params) && onlyNameAndArguments(request.params)) return undefined;
     const { id } = request;
-    const checked = CallToolRequestSchema.safeParse(message);
-    if (checked.success) return undefined;
-    return { messages: [{ jsonrpc: '2.0', id, error: errorBody(invalidParams('tools/call', checked.error.issues), this.deps.logger) }] };
+    const { issues } = specTypeSchemas.CallToolRequest['~standard'].validate(message);
+    if (!issues) return undefined;
+    return { messages: [{ jsonrpc: '2.0', id, error: errorBody(invalidParams('tools/call', issues), this.deps.logger) }] };
   }
 
   async answer(
@@ -91,15 +92,20 @@ export class PlainToolCalls {
         notifications.push({ jsonrpc: '2.0', ...notification } as JSONRPCNotification);
       },
       sendRequest: async () => {
-        throw new WireMcpError(ErrorCode.MethodNotFound, 'the client accepts no requests');
+        throw new WireMcpError(ProtocolErrorCode.MethodNotFound, 'the client accepts no requests');
       },
     };
     try {
       const result = await inCallSlot(session, this.deps.maxConcurrentCallsPerSession, () => callTool(this.deps, request.params, call));
       if (textOnly(result)) return respond({ result });
-      const checked = CallToolResultSchema.safeParse(result);
-      if (!checked.success) throw new WireMcpError(ErrorCode.InvalidParams, `Invalid tools/call result: ${checked.error.message}`);
-      return respond({ result: checked.data });
+      if (isInputRequiredResult(result)) return respond({ result: cannotAsk(result) });
+      const projected =
+        result.structuredContent === undefined
+          ? result
+          : session.server.projectCallToolResult(result, outputSchemaOf(this.deps.catalog.viewFor(access).view.tools, request.params.name));
+      const checked = specTypeSchemas.CallToolResult['~standard'].validate(projected);
+      if (checked.issues) throw new WireMcpError(ProtocolErrorCode.InvalidParams, `Invalid tools/call result: ${checked.issues.map((i) => i.message).join('; ')}`);
+      return respond({ result: checked.value });
     } catch (error) {
       return respond({ error: errorBody(closing.aborted ? sessionClosed() : error, this.deps.logger) });
     } finally {
@@ -146,8 +152,24 @@ function errorBody(failure: unknown, logger: Logger): { code: number; message: s
 }
 
 /**
- * The most common result, text blocks and maybe `isError`, recognised by hand; it is valid by
- * CallToolResultSchema, which checks everything else (its parse was most of this path's zod time).
+ * An upstream's `input_required` answer to a client that declared none of sampling,
+ * elicitation or roots: it cannot give the input, so the call fails as a tool error, as the
+ * SDK's 2025 shim answers such a client on the regular path.
+ */
+function cannotAsk(result: { inputRequests?: Record<string, unknown> }): CallToolResult {
+  const [key, request] = Object.entries(result.inputRequests ?? {})[0] ?? [];
+  const method = (request as { method?: unknown } | undefined)?.method;
+  const text =
+    key === undefined
+      ? 'The tool asked to be called again with its state, which this client cannot be asked for'
+      : `Cannot request input '${key}' (${String(method)}): the client on this 2025-era connection did not declare the required capability`;
+  return { content: [{ type: 'text', text }], isError: true };
+}
+
+/**
+ * The most common result, text blocks and maybe `isError`, recognised by hand; it is a valid
+ * `CallToolResult`, whose full check covers everything else (that check was most of this path's
+ * schema time).
  */
 function textOnly(result: object): boolean {
   for (const key in result) if (key !== 'content' && key !== 'isError') return false;

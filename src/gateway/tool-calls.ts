@@ -1,4 +1,4 @@
-import { ErrorCode, type CallToolRequest, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { ProtocolErrorCode, type CallToolRequest, type CallToolResult } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import type { Logger } from 'pino';
 import type { LiveCatalog } from '../catalog/live-catalog.js';
@@ -53,7 +53,7 @@ interface Outcome {
  */
 class InvalidToolArgumentsError extends WireMcpError {
   constructor(message: string) {
-    super(ErrorCode.InvalidParams, message);
+    super(ProtocolErrorCode.InvalidParams, message);
   }
 }
 

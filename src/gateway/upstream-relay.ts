@@ -1,7 +1,7 @@
-import { ErrorCode, type LoggingMessageNotification } from '@modelcontextprotocol/sdk/types.js';
+import { ProtocolErrorCode, type LoggingMessageNotificationParams } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import type { ServerConfig } from '../config/schema.js';
+import { withoutHopMeta } from '../upstream/hop-meta.js';
 import type { UpstreamEventSink } from '../upstream/upstream-connection.js';
 import type { CallTracker } from './call-tracker.js';
 import type { DownstreamCall } from './downstream-call.js';
@@ -9,8 +9,6 @@ import { WireMcpError } from './error-mapping.js';
 import { allows, thresholdOf } from './log-levels.js';
 import type { SessionRegistry } from './session-registry.js';
 import { bestEffort } from '../observability/best-effort.js';
-
-const PassThroughResult = z.object({}).loose();
 
 /** The client capability each server-to-client request needs. */
 const NEEDED_CAPABILITY: Record<string, 'sampling' | 'elicitation' | 'roots'> = {
@@ -49,26 +47,25 @@ export class UpstreamRelay implements UpstreamEventSink {
       return { roots: [...configuredRoots] };
     }
     if (call === 'ambiguous') {
-      throw new WireMcpError(ErrorCode.InternalError, `${request.method} refused: calls from several clients are in flight on "${server}" and the request names none of them`);
+      throw new WireMcpError(ProtocolErrorCode.InternalError, `${request.method} refused: calls from several clients are in flight on "${server}" and the request names none of them`);
     }
     if (!call) {
-      throw new WireMcpError(ErrorCode.InvalidRequest, `${request.method} is relayed only while a client's request to "${server}" is in flight`);
+      throw new WireMcpError(ProtocolErrorCode.InvalidRequest, `${request.method} is relayed only while a client's request to "${server}" is in flight`);
     }
     const capability = NEEDED_CAPABILITY[request.method];
     const declared = capability ? call.clientCapabilities?.[capability] : undefined;
     if (!declared || (request.method === 'elicitation/create' && !supportsElicitationMode(declared, request.params))) {
-      throw new WireMcpError(ErrorCode.MethodNotFound, `the client does not support ${request.method}`);
+      throw new WireMcpError(ProtocolErrorCode.MethodNotFound, `the client does not support ${request.method}`);
     }
     const cancelled = AbortSignal.any([signal, call.signal]);
-    return call.sendRequest({ method: request.method, params: request.params } as never, PassThroughResult, {
-      signal: cancelled,
-      timeout: CLIENT_REQUEST_TIMEOUT_MS,
-    });
+    // Reserved `_meta` keys belong to the hop they came on, in both directions.
+    const answer = await call.sendRequest({ method: request.method, params: withoutHopMeta(request.params) }, { signal: cancelled, timeout: CLIENT_REQUEST_TIMEOUT_MS });
+    return withoutHopMeta(answer);
   }
 
-  onLogMessage(server: string, params: LoggingMessageNotification['params'], owner: unknown): void {
+  onLogMessage(server: string, params: LoggingMessageNotificationParams, owner: unknown): void {
     const labelled = { ...params, logger: params.logger ? `${server}/${params.logger}` : server };
-    const notification = { method: 'notifications/message' as const, params: labelled };
+    const notification = { method: 'notifications/message' as const, params: labelled as Record<string, unknown> };
     const call = (owner as DownstreamCall | undefined) ?? this.tracker.attribute(server);
     if (call === 'ambiguous') return;
     if (call) {

@@ -14,6 +14,8 @@ import { AuthFailure } from '../auth/auth-failure.js';
 import { callerMiddleware, type CallerDeps, type CallerEnv } from './caller.js';
 import { BAD_REQUEST, jsonRpcError, UNAUTHORIZED } from './json-rpc-errors.js';
 import { mcpEndpoint, type FastPaths, type McpEndpointLimits } from './mcp-endpoint.js';
+import type { ModernRequests } from './modern-requests.js';
+import { MESSAGES_PATH, SSE_PATH, sseMessageEndpoint, sseStreamEndpoint } from './sse-endpoint.js';
 import { bodyLimit } from './guards/body-limit.js';
 import { hostOriginGuard, type HostOriginGuardOptions } from './guards/host-origin.js';
 import { jsonContentTypeGuard } from './guards/json-content-type.js';
@@ -24,10 +26,12 @@ export interface HttpAppDeps {
   upstreams: UpstreamPool;
   logger: Logger;
   guard: HostOriginGuardOptions;
-  /** Largest body on `/mcp`, and on every other route (the REST API). */
+  /** Largest body on `/mcp` (and `/messages`), and on every other route (the REST API). */
   maxBodyBytes: { mcp: number; api: number };
   limits: McpEndpointLimits;
   fast?: FastPaths | undefined;
+  /** Serves 2026-07-28 requests on `/mcp`; without it every request is taken for 2025 traffic. */
+  modern?: ModernRequests | undefined;
   /** Open GET streams, ended when the credential that opened them ends. */
   streams?: CredentialBoundStreams | undefined;
   rateLimits?: RateLimits | undefined;
@@ -41,7 +45,7 @@ export interface HttpAppDeps {
 }
 
 /**
- * The gateway's HTTP surface: `/mcp` (Streamable HTTP), `/health`, `/ready`, `/metrics`,
+ * The gateway's HTTP surface: `/mcp` (Streamable HTTP), `/sse` + `/messages` (HTTP+SSE), `/health`, `/ready`, `/metrics`,
  * `/servers`; the REST API and the discovery documents are mounted by the caller, after the
  * guards, which are registered first so that they run for every route there is or will be.
  */
@@ -50,17 +54,22 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
   const callerDeps: CallerDeps = { ...deps.auth, rateLimits: deps.rateLimits };
 
   app.use('*', hostOriginGuard(deps.guard), jsonContentTypeGuard(), bodyLimitFor(deps.maxBodyBytes));
-  app.use(
-    '/mcp',
-    callerMiddleware(callerDeps, (_c, error) => {
-      if (error instanceof AuthFailure) return jsonRpcError(error.status, UNAUTHORIZED, error.message);
-      if (error instanceof RateLimiterUnavailableError) return jsonRpcError(503, BAD_REQUEST, error.message);
-      const response = jsonRpcError(429, BAD_REQUEST, error.message);
-      response.headers.set('Retry-After', String(error.retryAfterSeconds));
-      return response;
-    }),
-  );
-  app.all('/mcp', mcpEndpoint(deps.sessions, deps.limits, deps.fast, deps.streams));
+  // The same authentication for every MCP wire, its refusals in JSON-RPC.
+  const mcpCaller = callerMiddleware(callerDeps, (_c, error) => {
+    if (error instanceof AuthFailure) return jsonRpcError(error.status, UNAUTHORIZED, error.message);
+    if (error instanceof RateLimiterUnavailableError) return jsonRpcError(503, BAD_REQUEST, error.message);
+    const response = jsonRpcError(429, BAD_REQUEST, error.message);
+    response.headers.set('Retry-After', String(error.retryAfterSeconds));
+    return response;
+  });
+  app.use('/mcp', mcpCaller);
+  app.all('/mcp', mcpEndpoint(deps.sessions, deps.limits, deps.fast, deps.streams, deps.modern));
+  // The 2024-11-05 HTTP+SSE wire, for clients that speak only that.
+  const sse = { sessions: deps.sessions, limits: deps.limits, streams: deps.streams };
+  app.use(SSE_PATH, mcpCaller);
+  app.get(SSE_PATH, sseStreamEndpoint(sse));
+  app.use(MESSAGES_PATH, mcpCaller);
+  app.post(MESSAGES_PATH, sseMessageEndpoint({ ...sse, maxJsonDepth: deps.limits.maxJsonDepth }));
   app.use(
     '/api/*',
     callerMiddleware(callerDeps, (c, error) => apiErrorResponse(c, error, deps.logger)),
@@ -123,5 +132,5 @@ function bodyLimitFor(max: { mcp: number; api: number }) {
       }),
     ]),
   ) as Record<'mcp' | 'api', ReturnType<typeof bodyLimit>>;
-  return ((c, next) => (c.req.path === '/mcp' ? limits.mcp : limits.api)(c, next)) satisfies MiddlewareHandler;
+  return ((c, next) => (c.req.path === '/mcp' || c.req.path === MESSAGES_PATH ? limits.mcp : limits.api)(c, next)) satisfies MiddlewareHandler;
 }

@@ -53,6 +53,22 @@ export class UpstreamBadResponseError extends UpstreamConnectionLostError {
   }
 }
 
+/**
+ * The upstream and Conflux share no protocol version: what the server offers (a future
+ * revision only, say) is not among what Conflux speaks, and it refuses the others. No retry can
+ * fix that; the server waits for a config change, an upgrade, or an admin restart.
+ */
+export class NoCommonVersionError extends Error {
+  constructor(
+    readonly offered: readonly string[],
+    readonly spoken: readonly string[],
+  ) {
+    const offers = offered.length > 0 ? `offers ${offered.join(', ')}` : 'offers no version Conflux knows';
+    super(`no protocol version in common: the server ${offers}; Conflux speaks ${spoken.join(', ')}`);
+    this.name = 'NoCommonVersionError';
+  }
+}
+
 /** Raised by a transport that received bytes that are not a JSON-RPC message. */
 export class NotJsonRpcError extends Error {
   /** The start of what was received (no more is kept). */

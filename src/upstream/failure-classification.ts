@@ -1,14 +1,15 @@
-import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
-import { NotJsonRpcError } from './errors.js';
+import { ProtocolError, SdkError, SdkErrorCode, SdkHttpError } from '@modelcontextprotocol/client';
+import { NoCommonVersionError, NotJsonRpcError } from './errors.js';
 
 /**
  * What a failed connection attempt means: `misconfigured` when no retry can fix it (a missing
- * command, refused credentials) and the server waits for a config change or an admin restart;
- * `retryable` otherwise.
+ * command, refused credentials, no protocol version in common) and the server waits for a
+ * config change or an admin restart; `retryable` otherwise.
  */
 export function classifyConnectFailure(error: unknown): 'misconfigured' | 'retryable' {
-  if (error instanceof StreamableHTTPError) return error.code === 401 || error.code === 403 ? 'misconfigured' : 'retryable';
+  if (error instanceof NoCommonVersionError) return 'misconfigured';
+  if (error instanceof SdkHttpError) return error.data.status === 401 || error.data.status === 403 ? 'misconfigured' : 'retryable';
+  if (error instanceof SdkError && (error.code === SdkErrorCode.ClientHttpAuthentication || error.code === SdkErrorCode.ClientHttpForbidden)) return 'misconfigured';
   if (error instanceof Error && /^cannot start ".*": (command not found|permission denied)$/.test(error.message)) return 'misconfigured';
   return 'retryable';
 }
@@ -28,25 +29,48 @@ export type RequestFailure = 'cancelled' | 'answer' | 'timeout' | 'closed' | 'ba
 /** Classifies an error thrown by a request to an upstream (see `RequestFailure`). */
 export function classifyRequestFailure(error: unknown, aborted: boolean): RequestFailure {
   if (aborted) return 'cancelled';
-  if (error instanceof McpError) {
-    if (error.code === ErrorCode.RequestTimeout) return 'timeout';
-    if (error.code === ErrorCode.ConnectionClosed) return 'closed';
-    return 'answer';
-  }
+  if (error instanceof ProtocolError) return 'answer';
   if (error instanceof NotJsonRpcError) return 'bad-response';
-  if (error instanceof StreamableHTTPError && error.code === 404) return 'session-ended';
+  if (error instanceof SdkHttpError) return error.data.status === 404 ? 'session-ended' : 'unreachable';
+  if (error instanceof SdkError) {
+    switch (error.code) {
+      case SdkErrorCode.RequestTimeout:
+        return 'timeout';
+      case SdkErrorCode.ConnectionClosed:
+      case SdkErrorCode.NotConnected:
+        return 'closed';
+      // The answer came, but not as MCP says it must (a 2026 result without its resultType, say).
+      case SdkErrorCode.InvalidResult:
+      case SdkErrorCode.UnsupportedResultType:
+      case SdkErrorCode.ClientHttpUnexpectedContent:
+        return 'bad-response';
+      default:
+        return 'unreachable';
+    }
+  }
   return 'unreachable';
 }
 
 /** A one-line, human explanation of a connection or request failure. */
 export function describeError(error: unknown): string {
-  if (error instanceof McpError && error.code === ErrorCode.RequestTimeout) return 'timed out waiting for initialize';
+  if (error instanceof SdkError && error.code === SdkErrorCode.RequestTimeout) return 'timed out waiting for initialize';
   if (error instanceof NotJsonRpcError) return error.message;
   if (error instanceof Error) {
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    if (cause?.code === 'ECONNREFUSED') return 'connection refused';
-    if (cause?.code) return `${error.message} (${cause.code})`;
+    const code = causeCode(error);
+    if (code === 'ECONNREFUSED') return 'connection refused';
+    if (code) return `${error.message} (${code})`;
     return error.message;
   }
   return String(error);
+}
+
+/** The system error code (ECONNREFUSED, ...) anywhere down the error's `cause` chain. */
+function causeCode(error: Error): string | undefined {
+  let cause = (error as { cause?: unknown }).cause;
+  for (let depth = 0; depth < 5 && cause && typeof cause === 'object'; depth++) {
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return undefined;
 }

@@ -1,11 +1,19 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { JSONRPCMessageSchema, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import {
+  isJSONRPCErrorResponse,
+  isJSONRPCResultResponse,
+  parseJSONRPCMessage,
+  SdkErrorCode,
+  SdkHttpError,
+  type JSONRPCMessage,
+  type Transport,
+  type TransportSendOptions,
+} from '@modelcontextprotocol/client';
 import { createParser } from 'eventsource-parser';
 import { NotJsonRpcError } from './errors.js';
 import type { OwnerChannel } from './owner-channel.js';
+import { envelopeVersion, standardHeaders } from './standard-headers.js';
 
 export interface HttpClientTransportOptions {
   headers: Readonly<Record<string, string>>;
@@ -21,24 +29,31 @@ export interface HttpClientTransportOptions {
 const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 const STREAM_RETRY_MS = 1000;
 
+/** Headers the transport derives from its own state or from the message; a caller's per-request headers never replace them. */
+const RESERVED_HEADERS = new Set(['authorization', 'content-type', 'content-length', 'accept', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'mcp-session-id']);
+
 /**
  * Client side of Streamable HTTP on `node:http` with a keep-alive agent and Nagle off, in
  * place of the SDK's `fetch`-based transport, which costs the gateway about a tenth of its CPU
  * per call (Request/Headers/AbortSignal objects and a web stream per response). It speaks the
  * same wire: POST with JSON or SSE answers, the session header, the protocol-version header,
- * a GET stream for server-initiated messages, and DELETE to end the session.
+ * a GET stream for server-initiated messages, and DELETE to end the session; and for
+ * 2026-07-28 the standard headers taken from each request's envelope, and cancellation by
+ * closing the request's own response stream.
  */
 export class HttpClientTransport implements Transport {
   onclose?: () => void;
   onerror?: (error: Error) => void;
   onmessage?: (message: JSONRPCMessage) => void;
   sessionId?: string;
+  /** One POST per request: on a 2026-07-28 connection the SDK cancels by aborting it. */
+  readonly hasPerRequestStream = true;
 
   readonly #url: URL;
   readonly #options: HttpClientTransportOptions;
   readonly #agent: HttpAgent;
   readonly #send: typeof httpRequest;
-  readonly #inFlight = new Set<{ destroy: () => void }>();
+  readonly #inFlight = new Set<ClientRequest>();
   #protocolVersion: string | undefined;
   #streamRetry: NodeJS.Timeout | undefined;
   #closed = false;
@@ -57,11 +72,20 @@ export class HttpClientTransport implements Transport {
     this.#protocolVersion = version;
   }
 
-  async send(message: JSONRPCMessage): Promise<void> {
+  async send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
     const owner = this.#options.owners?.take();
     if (this.#closed) throw new Error('transport closed');
+    const signal = options?.requestSignal;
     const body = JSON.stringify(message);
-    const response = await this.#request('POST', { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body);
+    const headers: Record<string, string> = { ...extraHeaders(options?.headers), 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    Object.assign(headers, standardHeaders(message));
+    let response: IncomingMessage;
+    try {
+      response = await this.#request('POST', headers, body, signal);
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason ?? error;
+      throw error;
+    }
     const sessionId = response.headers['mcp-session-id'];
     if (typeof sessionId === 'string') this.sessionId = sessionId;
     const status = response.statusCode ?? 0;
@@ -72,12 +96,16 @@ export class HttpClientTransport implements Transport {
     }
     if (status < 200 || status >= 300) {
       const text = await readAll(response, 64 * 1024).catch(() => '');
-      throw new StreamableHTTPError(status, `Error POSTing to endpoint (HTTP ${status}): ${text.slice(0, 500)}`);
+      // On 2026-07-28 a refusal addressed to the request (a header mismatch, say) is its answer.
+      if (status === 400 && envelopeVersion(message) !== undefined && this.#deliverRefusal(text, message, owner)) return;
+      throw httpError(status, response.statusMessage, text);
     }
     const type = String(response.headers['content-type'] ?? '');
     if (type.startsWith('text/event-stream')) {
       // The answer streams; notifications and requests about it may come first.
-      void this.#consumeEvents(response, owner);
+      void this.#consumeEvents(response, owner, signal).then((answered) => {
+        if (!answered && !signal?.aborted && !this.#closed) options?.onRequestStreamEnd?.();
+      });
       return;
     }
     const text = await readAll(response, this.#options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES);
@@ -110,31 +138,48 @@ export class HttpClientTransport implements Transport {
     this.onclose?.();
   }
 
-  #request(method: string, headers: Record<string, string>, body?: string): Promise<IncomingMessage> {
+  #request(method: string, headers: Record<string, string>, body?: string, signal?: AbortSignal): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
       const request = this.#send(this.#url, {
         method,
         agent: this.#agent,
         headers: {
           ...this.#options.headers,
-          ...headers,
           ...(this.sessionId ? { 'mcp-session-id': this.sessionId } : {}),
           ...(this.#protocolVersion ? { 'mcp-protocol-version': this.#protocolVersion } : {}),
+          ...headers,
           ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}),
         },
       });
       this.#inFlight.add(request);
+      // Aborting ends this request and its response stream only, not the connection.
+      const abort = () => request.destroy();
+      signal?.addEventListener('abort', abort, { once: true });
       request.setNoDelay(true);
       request.once('response', (response) => {
-        response.once('close', () => this.#inFlight.delete(request));
+        response.once('close', () => {
+          this.#inFlight.delete(request);
+          signal?.removeEventListener('abort', abort);
+        });
         resolve(response);
       });
       request.once('error', (error) => {
         this.#inFlight.delete(request);
+        signal?.removeEventListener('abort', abort);
         reject(Object.assign(new TypeError('fetch failed'), { cause: error }));
       });
       request.end(body);
     });
+  }
+
+  /** Delivers a JSON-RPC error body that answers `message` in-band; false when it is anything else. */
+  #deliverRefusal(text: string, message: JSONRPCMessage, owner: unknown): boolean {
+    const answer = jsonRpcMessages(text);
+    const only = answer?.length === 1 ? answer[0]! : undefined;
+    if (!only || !isJSONRPCErrorResponse(only) || !('id' in message) || only.id !== message.id) return false;
+    this.#dispatch(only, owner);
+    return true;
   }
 
   /** The GET stream for messages the server sends on its own; reopened while the transport lives. */
@@ -147,7 +192,7 @@ export class HttpClientTransport implements Transport {
           response.resume(); // the server offers no such stream
           return;
         }
-        void this.#consumeEvents(response, undefined).then(() => this.#retryStream());
+        void this.#consumeEvents(response, undefined, undefined).then(() => this.#retryStream());
       },
       () => this.#retryStream(),
     );
@@ -159,8 +204,10 @@ export class HttpClientTransport implements Transport {
     this.#streamRetry.unref();
   }
 
-  async #consumeEvents(response: IncomingMessage, owner: unknown): Promise<void> {
+  /** Reads an SSE response to its end; resolves to whether an answer (a response) was among its events. */
+  async #consumeEvents(response: IncomingMessage, owner: unknown, signal: AbortSignal | undefined): Promise<boolean> {
     const events: string[] = [];
+    let answered = false;
     const parser = createParser({
       onEvent: (event) => {
         if ((event.event === undefined || event.event === 'message') && event.data.trim() !== '') events.push(event.data);
@@ -177,26 +224,55 @@ export class HttpClientTransport implements Transport {
           // report and the result, say) would otherwise swap places and the notification be lost.
           if (i > 0) await new Promise((resolve) => setImmediate(resolve));
           try {
-            this.#deliver(JSON.parse(batch[i]!), owner);
+            const message = this.#deliver(JSON.parse(batch[i]!), owner);
+            if (message && (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message))) answered = true;
           } catch (error) {
             this.onerror?.(new Error(`upstream sent an SSE event that is not JSON: ${(error as Error).message}`));
           }
         }
       }
     } catch (error) {
-      if (!this.#closed) this.onerror?.(error as Error);
+      if (!this.#closed && !signal?.aborted) this.onerror?.(error as Error);
     }
+    return answered;
   }
 
-  #deliver(value: unknown, owner: unknown): void {
-    const parsed = JSONRPCMessageSchema.safeParse(value);
-    if (parsed.success) this.#dispatch(parsed.data, owner);
+  #deliver(value: unknown, owner: unknown): JSONRPCMessage | undefined {
+    const message = asJsonRpcMessage(value);
+    if (message) this.#dispatch(message, owner);
     else this.onerror?.(new NotJsonRpcError('an SSE event', JSON.stringify(value)));
+    return message;
   }
 
   #dispatch(message: JSONRPCMessage, owner: unknown): void {
     if (this.#options.owners) this.#options.owners.delivering = owner;
     this.onmessage?.(message);
+  }
+}
+
+/** A caller's per-request headers (`Mcp-Param-*`), without any the transport owns. */
+function extraHeaders(headers: Readonly<Record<string, string>> | undefined): Record<string, string> {
+  const kept: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    if (!RESERVED_HEADERS.has(name.toLowerCase())) kept[name.toLowerCase()] = value;
+  }
+  return kept;
+}
+
+/**
+ * An HTTP refusal as the SDK's own transport reports one: the status and the body's start,
+ * which the SDK reads to tell a 2025-only server (a JSON-RPC error body) from an auth wall.
+ */
+function httpError(status: number, statusText: string | undefined, text: string): SdkHttpError {
+  const code = status === 401 ? SdkErrorCode.ClientHttpAuthentication : status === 403 ? SdkErrorCode.ClientHttpForbidden : SdkErrorCode.ClientHttpNotImplemented;
+  return new SdkHttpError(code, `Error POSTing to endpoint (HTTP ${status}): ${text.slice(0, 500)}`, { status, statusText, text });
+}
+
+function asJsonRpcMessage(value: unknown): JSONRPCMessage | undefined {
+  try {
+    return parseJSONRPCMessage(value);
+  } catch {
+    return undefined;
   }
 }
 
@@ -211,9 +287,9 @@ function jsonRpcMessages(text: string): JSONRPCMessage[] | undefined {
   const items = Array.isArray(parsed) ? parsed : [parsed];
   const messages: JSONRPCMessage[] = [];
   for (const item of items) {
-    const message = JSONRPCMessageSchema.safeParse(item);
-    if (!message.success) return undefined;
-    messages.push(message.data);
+    const message = asJsonRpcMessage(item);
+    if (!message) return undefined;
+    messages.push(message);
   }
   return messages.length > 0 ? messages : undefined;
 }

@@ -1,8 +1,4 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
-import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { Client, SdkError, SdkErrorCode, SdkHttpError, SSEClientTransport, type PriorDiscovery, type Transport } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
 import type { HttpServerConfig, ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
@@ -11,12 +7,20 @@ import { StdioClientTransport } from './stdio-transport.js';
 import type { OwnerChannel } from './owner-channel.js';
 import { bestEffort } from '../observability/best-effort.js';
 import { describeError } from './failure-classification.js';
+import { nextVerdict, noCommonVersion, offeredVersions, type NegotiatedProtocol } from './era-negotiation.js';
+
+type Wire = 'stdio' | 'streamable-http' | 'sse';
 
 export interface OpenedClient {
   client: Client;
   transport: Transport;
   /** The wire actually in use (a `streamable-http` server may have been reached over SSE). */
-  wire: 'stdio' | 'streamable-http' | 'sse';
+  wire: Wire;
+  protocol: NegotiatedProtocol;
+  /** The era verdict this connection proves, to remember for the next connect. */
+  verdict: PriorDiscovery;
+  /** Whether `verdict` is news: found out by probing, not the remembered one that was given. */
+  learned: boolean;
 }
 
 export interface OpenOptions {
@@ -25,75 +29,136 @@ export interface OpenOptions {
   groups: ChildProcessGroups;
   newClient: () => Client;
   timeoutMs: number;
+  /** The remembered era verdict: connect without probing. */
+  prior?: PriorDiscovery | undefined;
+  /** Called when the remembered verdict proved wrong and was set aside for a fresh probe. */
+  onStaleVerdict?: (() => void) | undefined;
   /** Carries a request's owner to the messages on its response stream (Streamable HTTP). */
   owners?: OwnerChannel;
 }
 
+/** Attempts per wire: the remembered verdict, a fresh probe, then a plain legacy handshake. */
+const MAX_NEGOTIATION_ATTEMPTS = 3;
+
 /**
- * Connects an SDK client to one upstream over its configured wire. A `streamable-http`
- * server that refuses the Streamable HTTP handshake is tried again over legacy SSE at the
- * same URL, as the MCP specification's backwards-compatibility section describes.
+ * Connects an SDK client to one upstream over its configured wire and settles its protocol
+ * era: a remembered verdict is used as it is (no probe), otherwise the client probes with
+ * `server/discover` and falls back to `initialize`. A `streamable-http` server that refuses the
+ * Streamable HTTP handshake is tried again over legacy SSE at the same URL, as the MCP
+ * specification's backwards-compatibility section describes. A server that shares no protocol
+ * version with Conflux fails with `NoCommonVersionError`.
  */
 export async function openClient(options: OpenOptions): Promise<OpenedClient> {
+  try {
+    return await openOnWire(options);
+  } catch (error) {
+    throw noCommonVersion(error) ?? error;
+  }
+}
+
+async function openOnWire(options: OpenOptions): Promise<OpenedClient> {
   const { config } = options;
   if (config.transport === 'stdio') {
-    const transport = new StdioClientTransport({
-      command: config.command,
-      args: config.args,
-      env: config.env,
-      cwd: config.cwd,
-      logger: options.logger,
-      groups: options.groups,
+    return negotiate('stdio', options, () => {
+      const transport = new StdioClientTransport({
+        command: config.command,
+        args: config.args,
+        env: config.env,
+        cwd: config.cwd,
+        logger: options.logger,
+        groups: options.groups,
+      });
+      return { transport, explainClose: () => transport.describeExit() };
     });
-    return connect(options.newClient(), transport, 'stdio', options, () => transport.describeExit());
   }
-  if (config.transport === 'sse') return connect(options.newClient(), sseTransport(config), 'sse', options);
+  if (config.transport === 'sse') return connectSse(config, options);
   try {
-    return await connect(options.newClient(), streamableTransport(config, options.owners), 'streamable-http', options);
+    return await negotiate('streamable-http', options, () => ({ transport: new HttpClientTransport(new URL(config.url), { headers: config.headers, owners: options.owners }) }));
   } catch (error) {
     if (!worthTryingSse(error)) throw error;
     options.logger.info({ reason: describeError(error) }, 'Streamable HTTP refused; trying legacy SSE');
     try {
-      return await connect(options.newClient(), sseTransport(config), 'sse', options);
+      return await connectSse(config, options);
     } catch {
       throw error; // the Streamable HTTP failure is the one the user needs to see
     }
   }
 }
 
+/**
+ * Connects with the remembered verdict, and when the failure says the verdict (or the probe)
+ * was wrong, once more with the next one (see `nextVerdict`), each time on a fresh client and
+ * transport (a stdio child that died of the probe cannot be reused).
+ */
+async function negotiate(
+  wire: Wire,
+  options: OpenOptions,
+  open: () => { transport: Transport; explainClose?: () => string | undefined },
+): Promise<OpenedClient> {
+  let prior = options.prior;
+  for (let attempt = 1; ; attempt++) {
+    const { transport, explainClose } = open();
+    const client = options.newClient();
+    try {
+      await connect(client, transport, prior, options, explainClose);
+      return opened(client, transport, wire, prior !== options.prior || prior === undefined);
+    } catch (error) {
+      const next = attempt < MAX_NEGOTIATION_ATTEMPTS ? nextVerdict(error, prior, wire) : undefined;
+      if (!next) throw error;
+      if (prior !== undefined) options.onStaleVerdict?.();
+      options.logger.info({ reason: describeError(error), prior: prior?.kind ?? 'none', next: next.prior?.kind ?? 'probe' }, 'upstream protocol era not settled; connecting again');
+      prior = next.prior;
+    }
+  }
+}
+
+/** Legacy SSE is a 2024 wire: whatever listens there speaks the 2025 era, so there is nothing to probe. */
+async function connectSse(config: HttpServerConfig, options: OpenOptions): Promise<OpenedClient> {
+  const client = options.newClient();
+  const transport = new SSEClientTransport(new URL(config.url), {
+    requestInit: { headers: config.headers },
+    eventSourceInit: { fetch: (url, init) => fetch(url, { ...init, headers: { ...config.headers, ...init?.headers } }) },
+  });
+  await connect(client, transport, { kind: 'legacy' }, options);
+  return opened(client, transport, 'sse', options.prior?.kind !== 'legacy');
+}
+
 async function connect(
   client: Client,
   transport: Transport,
-  wire: OpenedClient['wire'],
+  prior: PriorDiscovery | undefined,
   { timeoutMs, logger }: Pick<OpenOptions, 'timeoutMs' | 'logger'>,
   explainClose?: () => string | undefined,
-): Promise<OpenedClient> {
+): Promise<void> {
   try {
-    await client.connect(transport, { timeout: timeoutMs });
-    return { client, transport, wire };
+    await client.connect(transport, { timeout: timeoutMs, ...(prior ? { prior } : {}) });
   } catch (error) {
     await bestEffort(() => client.close(), logger, 'close the client of a failed connection attempt');
+    // A failed negotiation has already closed the transport, a failed handshake may not have.
+    await bestEffort(() => transport.close(), logger, 'close the transport of a failed connection attempt');
     const exit = explainClose?.();
-    if (exit && error instanceof McpError && error.code === ErrorCode.ConnectionClosed) throw new Error(exit);
+    if (exit && error instanceof SdkError && error.code === SdkErrorCode.ConnectionClosed) throw new Error(exit);
     throw error;
   }
 }
 
-function streamableTransport(config: HttpServerConfig, owners: OwnerChannel | undefined): Transport {
-  return new HttpClientTransport(new URL(config.url), { headers: config.headers, owners });
+function opened(client: Client, transport: Transport, wire: Wire, learned: boolean): OpenedClient {
+  const discover = client.getDiscoverResult();
+  const version = client.getNegotiatedProtocolVersion() ?? 'unknown';
+  const modern = client.getProtocolEra() === 'modern' && discover !== undefined;
+  return {
+    client,
+    transport,
+    wire,
+    protocol: { era: modern ? 'modern' : 'legacy', version },
+    verdict: modern ? { kind: 'modern', discover } : { kind: 'legacy' },
+    learned,
+  };
 }
 
-function sseTransport(config: HttpServerConfig): Transport {
-  return new SSEClientTransport(new URL(config.url), {
-    requestInit: { headers: config.headers },
-    eventSourceInit: { fetch: (url, init) => fetch(url, { ...init, headers: { ...config.headers, ...init?.headers } }) },
-  });
-}
-
+/** A 4xx to the Streamable HTTP handshake, other than an auth wall or a version refusal (an MCP server answered). */
 function worthTryingSse(error: unknown): boolean {
-  if (error instanceof StreamableHTTPError) {
-    const status = error.code ?? 0;
-    return status >= 400 && status < 500 && status !== 401 && status !== 403;
-  }
-  return false;
+  if (!(error instanceof SdkHttpError) || offeredVersions(error) !== undefined) return false;
+  const status = error.data.status;
+  return status >= 400 && status < 500 && status !== 401 && status !== 403;
 }

@@ -3,10 +3,9 @@ import { once } from 'node:events';
 import { access, constants } from 'node:fs/promises';
 import { delimiter, join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
-import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { deserializeMessage, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import type { Readable } from 'node:stream';
+import { deserializeMessage, serializeMessage, type JSONRPCMessage, type Transport } from '@modelcontextprotocol/client';
+import { getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import type { Logger } from 'pino';
 import { NotJsonRpcError } from './errors.js';
 import { signalGroup, withParentDeathSignal, type ChildProcessGroups } from './child-processes.js';
@@ -48,6 +47,15 @@ export class StdioClientTransport implements Transport {
 
   get pid(): number | undefined {
     return this.#child?.pid;
+  }
+
+  /**
+   * The child's stderr (read here, line by line, into the log). Its presence, with `pid`, is how
+   * the SDK recognises a stdio wire when it probes for the protocol era: there a server that
+   * stays silent on `server/discover` is a 2025 server, not an outage.
+   */
+  get stderr(): Readable | null {
+    return this.#child?.stderr ?? null;
   }
 
   /** How the child ended and what it last wrote to stderr: the best explanation of a failed connect. */

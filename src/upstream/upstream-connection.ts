@@ -1,27 +1,22 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
-  CreateMessageRequestSchema,
-  ElicitRequestSchema,
-  ListRootsRequestSchema,
-  LoggingMessageNotificationSchema,
-  PromptListChangedNotificationSchema,
-  ResourceListChangedNotificationSchema,
-  ResourceUpdatedNotificationSchema,
-  ToolListChangedNotificationSchema,
-  type ClientCapabilities,
-  type LoggingMessageNotification,
+  Client,
+  ProtocolError,
+  ProtocolErrorCode,
+  SdkError,
+  SdkErrorCode,
+  type LoggingMessageNotificationParams,
+  type Progress,
+  type PriorDiscovery,
   type Prompt,
   type Resource,
-  type ResourceTemplate,
+  type ResourceTemplateType,
   type ServerCapabilities,
   type Tool,
-} from '@modelcontextprotocol/sdk/types.js';
+  type Transport,
+} from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ServerConfig } from '../config/schema.js';
-import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
 import type { ChildProcessGroups } from './child-processes.js';
 import { NotJsonRpcError, UpstreamBadResponseError, UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
@@ -33,6 +28,13 @@ import { LatestWins } from './latest-wins.js';
 import { textRedactor } from '../observability/redact.js';
 import { OwnerChannel } from './owner-channel.js';
 import { bestEffort } from '../observability/best-effort.js';
+import { EraMemory, InMemoryEraVerdicts, type EraVerdictStore } from './era-verdicts.js';
+import { STDIO_PROBE_TIMEOUT_MS, type NegotiatedProtocol } from './era-negotiation.js';
+import { createUpstreamClient } from './upstream-client.js';
+import { withoutHopMeta } from './hop-meta.js';
+import { ListSubscription, listenFilter } from './list-subscription.js';
+
+export { isInputRequired } from './input-required.js';
 
 export type UpstreamState = 'connecting' | 'ready' | 'degraded' | 'down' | 'misconfigured' | 'disabled';
 
@@ -69,17 +71,9 @@ export interface UpstreamEventSink {
     owner: unknown,
     configuredRoots: NonNullable<ServerConfig['roots']>,
   ): Promise<Record<string, unknown>>;
-  onLogMessage(server: string, params: LoggingMessageNotification['params'], owner: unknown): void;
+  onLogMessage(server: string, params: LoggingMessageNotificationParams, owner: unknown): void;
   onResourceUpdated(server: string, uri: string): void;
 }
-
-/**
- * What the gateway tells upstreams it can do. Sampling and elicitation are honoured only for a
- * downstream client that declared them, while a call of that client is in flight; otherwise the
- * upstream gets an error. Roots are always answered: by the calling client, or with the server's
- * configured `roots`.
- */
-const CLIENT_CAPABILITIES: ClientCapabilities = { sampling: {}, elicitation: { form: {}, url: {} }, roots: {} };
 
 export interface UpstreamDeps {
   logger: Logger;
@@ -93,6 +87,19 @@ export interface UpstreamDeps {
   onChange: (upstream: UpstreamConnection) => void;
   /** The clock for uptime and the restart budget; `Date.now` unless a test needs another. */
   now?: () => number;
+  /** Each server's protocol era as last found out, shared by its reconnects (one per connection when not given). */
+  verdicts?: EraVerdictStore;
+}
+
+/** Conflux's own request options (no SDK type crosses this boundary). */
+export interface UpstreamRequestOptions {
+  signal?: AbortSignal | undefined;
+  /** Milliseconds; the server's configured timeout when not given. */
+  timeout?: number | undefined;
+  /** Progress the upstream reports about this request. */
+  onprogress?: ((progress: Progress) => void) | undefined;
+  /** Whether a progress report restarts the timeout. */
+  resetTimeoutOnProgress?: boolean | undefined;
 }
 
 /** A public, serialisable view of one upstream. */
@@ -109,6 +116,8 @@ export interface UpstreamStatus {
   nextRetryAt: string | undefined;
   pid: number | undefined;
   breaker: BreakerState;
+  /** The protocol era and version of the last connection (2026-07-28 is `modern`); undefined before the first. */
+  protocol: NegotiatedProtocol | undefined;
 }
 
 /**
@@ -117,8 +126,6 @@ export interface UpstreamStatus {
  */
 const PassThroughResult = z.object({}).loose();
 type PassThroughResult = z.infer<typeof PassThroughResult>;
-
-const MAX_LIST_PAGES = 100;
 
 /**
  * One upstream MCP server: its SDK client, its state, its tools, and its reconnects.
@@ -130,7 +137,7 @@ export class UpstreamConnection {
   #tools: readonly Tool[] = [];
   #prompts: readonly Prompt[] = [];
   #resources: readonly Resource[] = [];
-  #resourceTemplates: readonly ResourceTemplate[] = [];
+  #resourceTemplates: readonly ResourceTemplateType[] = [];
   #capabilities: ServerCapabilities | undefined;
   #instructions: string | undefined;
   /** One sequence per list: only the newest request's answer is applied (see `LatestWins`). */
@@ -151,6 +158,16 @@ export class UpstreamConnection {
   #failures = 0;
   #everConnected = false;
   #monitor: HealthMonitor | undefined;
+  /** The `subscriptions/listen` stream of a 2026-07-28 connection (list changes and resource updates arrive only there). */
+  #listStream: ListSubscription | undefined;
+  /**
+   * Resources subscribed to on a 2026-07-28 upstream, which has no `resources/subscribe`: they
+   * are part of the stream's filter, and kept across reconnects.
+   */
+  readonly #resourceSubscriptions = new Set<string>();
+  #protocol: NegotiatedProtocol | undefined;
+  /** This server's remembered protocol era. */
+  readonly #era: EraMemory;
   /** The last output that was not JSON-RPC, and how many there were: a request can tell whether its answer was one. */
   #notJsonRpc: NotJsonRpcError | undefined;
   #notJsonRpcCount = 0;
@@ -173,6 +190,7 @@ export class UpstreamConnection {
     this.#now = deps.now ?? Date.now;
     this.#logger = deps.logger.child({ server: name });
     this.#breaker = new CircuitBreaker({ ...deps.health.breaker, now: this.#now });
+    this.#era = new EraMemory(deps.verdicts ?? new InMemoryEraVerdicts(), name, this.#logger, this.#now);
     this.#redact = textRedactor(config.transport === 'stdio' ? { env: config.env, args: config.args } : { headers: config.headers, url: config.url });
     if (!config.enabled) this.#state = 'disabled';
   }
@@ -195,7 +213,7 @@ export class UpstreamConnection {
     return this.#resources;
   }
 
-  get resourceTemplates(): readonly ResourceTemplate[] {
+  get resourceTemplates(): readonly ResourceTemplateType[] {
     return this.#resourceTemplates;
   }
 
@@ -270,15 +288,18 @@ export class UpstreamConnection {
       nextRetryAt: this.#nextRetryAt?.toISOString(),
       pid: (this.#transport as { pid?: number } | undefined)?.pid,
       breaker: this.#breaker.state,
+      protocol: this.#protocol,
     };
   }
 
   /**
    * Sends a request to this upstream and returns its result unvalidated. Upstream JSON-RPC
-   * errors are rethrown as they came (`McpError`); timeouts and lost connections become
-   * typed upstream errors.
+   * errors are rethrown as they came (`ProtocolError`); timeouts and lost connections become
+   * typed upstream errors. A 2026-07-28 upstream's `input_required` answer is returned as it
+   * came (see `isInputRequired`), and the `inputResponses` and `requestState` of a retry are
+   * passed on untouched. Reserved `_meta` keys belong to one hop and cross in neither direction.
    */
-  async request(method: string, params: Record<string, unknown> | undefined, options: RequestOptions = {}, owner?: unknown): Promise<PassThroughResult> {
+  async request(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions = {}, owner?: unknown): Promise<PassThroughResult> {
     const client = this.#client;
     if (this.#state !== 'ready' || !client) {
       throw new UpstreamUnavailableError(this.name, this.lastError ?? this.#state);
@@ -286,14 +307,23 @@ export class UpstreamConnection {
     if (!this.#breaker.allow()) {
       throw new UpstreamUnavailableError(this.name, `circuit breaker open after repeated failures; next try in ${this.#breaker.retryAfterSeconds}s`);
     }
+    if (this.#protocol?.era === 'modern' && (method === 'resources/subscribe' || method === 'resources/unsubscribe')) {
+      return this.#changeSubscription(method, params?.uri);
+    }
     const timeout = options.timeout ?? this.timeoutMs;
     const notJsonRpcBefore = this.#notJsonRpcCount;
+    const sent = withoutHopMeta(params);
     try {
-      const send = () => client.request({ method, params } as never, PassThroughResult, { ...options, timeout });
+      const send = () =>
+        client.request({ method, ...(sent ? { params: sent } : {}) }, PassThroughResult, { ...requestOptions(options), timeout, allowInputRequired: true });
       const result = await this.#owners.offer(owner, send);
       this.#breaker.success();
-      return result;
+      return withoutHopMeta(result);
     } catch (error) {
+      if (isEraMismatch(error)) {
+        // Nothing was sent: the method does not exist in the protocol revision this upstream speaks.
+        throw new ProtocolError(ProtocolErrorCode.MethodNotFound, `${method} is not available on "${this.name}" (it speaks MCP ${this.#protocol?.version ?? 'of another revision'})`);
+      }
       const failure = classifyRequestFailure(error, options.signal?.aborted === true);
       // Output that was not JSON-RPC while this request waited was most likely its answer, but
       // nothing ties it to this request (another caller's call may have caused it): the client
@@ -302,7 +332,8 @@ export class UpstreamConnection {
       switch (failure) {
         case 'cancelled':
           this.#breaker.release();
-          throw error;
+          // The SDK wraps the caller's reason; the caller gets back the one it gave.
+          throw options.signal?.reason ?? error;
         case 'answer':
           this.#breaker.success();
           throw error;
@@ -337,7 +368,9 @@ export class UpstreamConnection {
     if (this.#everConnected || this.#failures > 0) this.#deps.onRestart?.(this.name);
     // A retry leaves the state at `down` until it succeeds: from outside, the server is still down.
     if (this.#state !== 'down') this.#setState('connecting');
+    let prior: PriorDiscovery | undefined;
     try {
+      prior = await this.#era.recall();
       const opened = await openClient({
         config: this.config,
         logger: this.#logger,
@@ -345,16 +378,22 @@ export class UpstreamConnection {
         newClient: () => this.#newClient(),
         owners: this.#owners,
         timeoutMs: this.connectTimeoutMs,
+        prior,
+        onStaleVerdict: () => void this.#era.forget(),
       });
       if (generation !== this.#generation) {
         await bestEffort(() => opened.client.close(), this.#logger, 'close a superseded connection');
         return;
       }
+      if (opened.learned) void this.#era.remember(opened.verdict);
       this.#client = opened.client;
       this.#transport = opened.transport;
       this.#wire = opened.wire;
+      this.#protocol = opened.protocol;
       this.#capabilities = opened.client.getServerCapabilities();
       opened.client.onclose = () => this.#lost(generation);
+      // Listening first: a change made while the lists are fetched is not missed.
+      if (opened.protocol.era === 'modern') await this.#listenForChanges(opened.client);
       await this.#fetchLists(opened.client, { tools: true, prompts: true, resources: true });
       if (generation !== this.#generation) return;
       this.#nextRetryAt = undefined;
@@ -366,7 +405,7 @@ export class UpstreamConnection {
       // Set just before `ready` (no await between), so a server that is not ready has none.
       this.#instructions = opened.client.getInstructions();
       this.#startMonitor(opened.client, generation);
-      this.#logger.info({ wire: opened.wire, tools: this.#tools.length }, 'upstream ready');
+      this.#logger.info({ wire: opened.wire, protocol: opened.protocol.version, tools: this.#tools.length }, 'upstream ready');
       this.#setState('ready');
     } catch (error) {
       if (generation !== this.#generation) return;
@@ -375,6 +414,9 @@ export class UpstreamConnection {
       const failed = ++this.#generation;
       this.#setLastError(describeError(error));
       this.#logger.warn({ err: this.lastError }, 'upstream connection failed');
+      // A remembered 2026 verdict is checked by nothing at connect (no round trip): when the
+      // connection it opened did not work, the next attempt finds out afresh.
+      if (prior?.kind === 'modern') void this.#era.forget();
       await this.#disconnect(false);
       if (failed !== this.#generation) return;
       if (classifyConnectFailure(error) === 'misconfigured') {
@@ -386,14 +428,62 @@ export class UpstreamConnection {
     }
   }
 
+  /**
+   * `resources/subscribe` and `resources/unsubscribe` on a 2026-07-28 upstream: the URI joins or
+   * leaves the change stream's filter, and the stream is replaced by one with the new filter.
+   */
+  async #changeSubscription(method: 'resources/subscribe' | 'resources/unsubscribe', uri: unknown): Promise<PassThroughResult> {
+    if (typeof uri !== 'string') throw new ProtocolError(ProtocolErrorCode.InvalidParams, `${method} needs a uri`);
+    if (!this.#capabilities?.resources?.subscribe) throw new ProtocolError(ProtocolErrorCode.MethodNotFound, `"${this.name}" offers no resource subscriptions`);
+    const subscribing = method === 'resources/subscribe';
+    if (subscribing === this.#resourceSubscriptions.has(uri)) return {};
+    if (subscribing) this.#resourceSubscriptions.add(uri);
+    else this.#resourceSubscriptions.delete(uri);
+    try {
+      await this.#listStream?.refilter();
+      return {};
+    } catch (error) {
+      if (subscribing) this.#resourceSubscriptions.delete(uri);
+      else this.#resourceSubscriptions.add(uri);
+      if (error instanceof ProtocolError) throw error;
+      throw new UpstreamConnectionLostError(this.name, method, this.#redact(describeError(error)));
+    }
+  }
+
+  /**
+   * Opens the `subscriptions/listen` stream of a 2026-07-28 connection for the lists its server
+   * says change and the resources subscribed to (none open until there is something to hear).
+   */
+  async #listenForChanges(client: Client): Promise<void> {
+    const stream = new ListSubscription({
+      client,
+      filter: () => listenFilter(client.getServerCapabilities(), this.#resourceSubscriptions),
+      backoff: this.#deps.reconnect,
+      timeoutMs: this.connectTimeoutMs,
+      // Changes made while no stream was open were not heard of; lists still within their ttlMs come from the client's cache.
+      onReopened: () => void this.#refresh(client, { tools: true, prompts: true, resources: true }),
+      logger: this.#logger,
+    });
+    this.#listStream = stream;
+    await stream.start();
+  }
+
+  #stopListening(): void {
+    const stream = this.#listStream;
+    this.#listStream = undefined;
+    if (stream) void bestEffort(() => stream.stop(), this.#logger, 'close the upstream list-change stream');
+  }
+
   #startMonitor(client: Client, generation: number): void {
     this.#stopMonitor();
     const { pingIntervalMs, pingTimeoutMs, pingFailureThreshold } = this.#deps.health;
+    // 2026-07-28 has no ping; `server/discover` is the cheapest request every such server answers.
+    const modern = client.getProtocolEra() === 'modern';
     this.#monitor = new HealthMonitor({
       intervalMs: pingIntervalMs,
       timeoutMs: pingTimeoutMs,
       failureThreshold: pingFailureThreshold,
-      ping: (timeout) => client.ping({ timeout }),
+      ping: (timeout) => (modern ? client.discover({ timeout }) : client.ping({ timeout })),
       breaker: this.#breaker,
       onChange: () => this.#deps.onChange(this),
       onPingFailed: (failures, error) => this.#logger.warn({ failures, err: describeError(error) }, 'upstream ping failed'),
@@ -412,66 +502,63 @@ export class UpstreamConnection {
   }
 
   #newClient(): Client {
-    const client = new Client({ name: GATEWAY_NAME, version: GATEWAY_VERSION }, { capabilities: CLIENT_CAPABILITIES });
     const { events } = this.#deps;
-    client.onerror = (error) => {
-      if (error instanceof NotJsonRpcError) {
-        this.#notJsonRpc = error;
-        this.#notJsonRpcCount++;
-      }
-      if (error instanceof NotJsonRpcError) this.#logger.debug({ source: error.source, sample: this.#redact(error.sample) }, 'upstream sent something that is not JSON-RPC');
-      else this.#logger.debug({ err: error.message }, 'upstream transport error');
-    };
-    client.setNotificationHandler(ToolListChangedNotificationSchema, () => this.#refresh(client, { tools: true }));
-    client.setNotificationHandler(PromptListChangedNotificationSchema, () => this.#refresh(client, { prompts: true }));
-    client.setNotificationHandler(ResourceListChangedNotificationSchema, () => this.#refresh(client, { resources: true }));
-    client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => events.onLogMessage(this.name, n.params, this.#owners.delivering));
-    client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => events.onResourceUpdated(this.name, n.params.uri));
-    for (const schema of [CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema]) {
-      client.setRequestHandler(schema, ((request: { method: string; params?: Record<string, unknown> }, extra: { signal: AbortSignal }) =>
-        events.onServerRequest(this.name, request, extra.signal, this.#owners.delivering, this.config.roots ?? [])) as never);
-    }
-    return client;
+    const stdio = this.config.transport === 'stdio';
+    return createUpstreamClient(stdio ? { stdioProbeTimeoutMs: Math.min(this.connectTimeoutMs, STDIO_PROBE_TIMEOUT_MS) } : {}, {
+      onListChanged: (client, which) => void this.#refresh(client, which),
+      onLogMessage: (params) => events.onLogMessage(this.name, params, this.#owners.delivering),
+      onResourceUpdated: (uri) => events.onResourceUpdated(this.name, uri),
+      onServerRequest: (request, signal) => events.onServerRequest(this.name, request, signal, this.#owners.delivering, this.config.roots ?? []),
+      onError: (error) => {
+        if (error instanceof NotJsonRpcError) {
+          this.#notJsonRpc = error;
+          this.#notJsonRpcCount++;
+          this.#logger.debug({ source: error.source, sample: this.#redact(error.sample) }, 'upstream sent something that is not JSON-RPC');
+        } else {
+          this.#logger.debug({ err: error.message }, 'upstream transport error');
+        }
+      },
+    });
   }
 
   /**
    * Fetches the asked-for lists the upstream's capabilities offer. Each list applies only the
-   * answer to its newest request: a slower, older answer arriving last is dropped.
+   * answer to its newest request: a slower, older answer arriving last is dropped. The SDK
+   * client follows the pages, and serves a list again from its cache while the `ttlMs` a 2026
+   * server gave it lasts (a `list_changed` drops it first).
    */
   async #fetchLists(client: Client, which: { tools?: boolean; prompts?: boolean; resources?: boolean }): Promise<void> {
     const caps = this.#capabilities;
-    const timeout = this.connectTimeoutMs;
+    const options = { timeout: this.connectTimeoutMs };
     const current = () => client === this.#client;
     const sync = this.#listSync;
     await Promise.all([
       which.tools &&
         sync.tools.run(
-          () => (caps?.tools ? allPages((cursor) => client.listTools({ cursor }, { timeout }), (r) => r.tools) : Promise.resolve([])),
+          async () => (caps?.tools ? (await client.listTools(undefined, options)).tools : []),
           (tools) => current() && (this.#tools = tools),
         ),
       which.prompts &&
         sync.prompts.run(
-          () => (caps?.prompts ? allPages((cursor) => client.listPrompts({ cursor }, { timeout }), (r) => r.prompts) : Promise.resolve([])),
+          async () => (caps?.prompts ? (await client.listPrompts(undefined, options)).prompts : []),
           (prompts) => current() && (this.#prompts = prompts),
         ),
       which.resources &&
         sync.resources.run(
-          () => (caps?.resources ? allPages((cursor) => client.listResources({ cursor }, { timeout }), (r) => r.resources) : Promise.resolve([])),
+          async () => (caps?.resources ? (await client.listResources(undefined, options)).resources : []),
           (resources) => current() && (this.#resources = resources),
         ),
       which.resources &&
         sync.templates.run(
-          () =>
-            caps?.resources
-              ? allPages((cursor) => client.listResourceTemplates({ cursor }, { timeout }), (r) => r.resourceTemplates).catch(() => [])
-              : Promise.resolve([]),
+          async () => (caps?.resources ? (await client.listResourceTemplates(undefined, options).catch(() => ({ resourceTemplates: [] }))).resourceTemplates : []),
           (templates) => current() && (this.#resourceTemplates = templates),
         ),
     ]);
   }
 
+  /** Fetches lists again after a change; also while (re)connecting, so a change made during the first fetch is not lost. */
   async #refresh(client: Client, which: { tools?: boolean; prompts?: boolean; resources?: boolean }): Promise<void> {
-    if (client !== this.#client || this.#state !== 'ready') return;
+    if (client !== this.#client) return;
     try {
       await this.#fetchLists(client, which);
       if (client === this.#client) this.#deps.onChange(this);
@@ -484,6 +571,7 @@ export class UpstreamConnection {
     if (generation !== this.#generation || this.#stopped) return;
     this.#generation++;
     this.#stopMonitor();
+    this.#stopListening();
     this.#instructions = undefined;
     const reason = because ?? (this.#transport as { describeExit?: () => string | undefined } | undefined)?.describeExit?.();
     this.#setLastError(reason ?? 'connection closed');
@@ -529,6 +617,7 @@ export class UpstreamConnection {
     this.#transport = undefined;
     this.#instructions = undefined;
     this.#connectedAt = undefined;
+    this.#stopListening();
     if (!client) return;
     if (polite && transport && 'terminateSession' in transport) {
       await bestEffort(() => withTimeout((transport as { terminateSession: () => Promise<void> }).terminateSession(), 1000), this.#logger, 'end the upstream session (HTTP DELETE)');
@@ -544,20 +633,18 @@ export class UpstreamConnection {
   }
 }
 
-/** Follows `nextCursor` until the end (at most MAX_LIST_PAGES pages, against a looping server). */
-async function allPages<R extends { nextCursor?: string | undefined }, T>(
-  fetchPage: (cursor: string | undefined) => Promise<R>,
-  items: (page: R) => T[],
-): Promise<T[]> {
-  const all: T[] = [];
-  let cursor: string | undefined;
-  for (let page = 0; page < MAX_LIST_PAGES; page++) {
-    const result = await fetchPage(cursor);
-    all.push(...items(result));
-    cursor = result.nextCursor;
-    if (!cursor) break;
-  }
-  return all;
+/** The SDK's options for a request: the caller's, and nothing of them the SDK would read differently. */
+function requestOptions(options: UpstreamRequestOptions): { signal?: AbortSignal; onprogress?: (progress: Progress) => void; resetTimeoutOnProgress?: boolean } {
+  return {
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.onprogress ? { onprogress: options.onprogress } : {}),
+    ...(options.resetTimeoutOnProgress !== undefined ? { resetTimeoutOnProgress: options.resetTimeoutOnProgress } : {}),
+  };
+}
+
+/** Sending a method the negotiated protocol revision does not have (the SDK refuses before sending). */
+function isEraMismatch(error: unknown): boolean {
+  return error instanceof SdkError && error.code === SdkErrorCode.MethodNotSupportedByProtocolVersion;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {

@@ -2,6 +2,8 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
+import { bestEffort } from '../observability/best-effort.js';
+import { InMemoryEraVerdicts, type EraVerdictStore } from './era-verdicts.js';
 import { UpstreamConnection, type HealthPolicy, type ReconnectPolicy, type UpstreamEventSink, type UpstreamStatus } from './upstream-connection.js';
 
 export interface UpstreamPoolDeps {
@@ -11,6 +13,8 @@ export interface UpstreamPoolDeps {
   reconnect: ReconnectPolicy;
   health: HealthPolicy;
   onRestart?: (server: string) => void;
+  /** Where each server's protocol era is remembered across reconnects (in memory when not given). */
+  verdicts?: EraVerdictStore;
 }
 
 /**
@@ -19,12 +23,12 @@ export interface UpstreamPoolDeps {
  */
 export class UpstreamPool {
   readonly #connections = new Map<string, UpstreamConnection>();
-  readonly #deps: UpstreamPoolDeps;
+  readonly #deps: UpstreamPoolDeps & { verdicts: EraVerdictStore };
   readonly #listeners = new Set<() => void>();
   #changeQueued = false;
 
   constructor(deps: UpstreamPoolDeps) {
-    this.#deps = deps;
+    this.#deps = { ...deps, verdicts: deps.verdicts ?? new InMemoryEraVerdicts() };
   }
 
   /** Called (coalesced, once per tick) when any upstream's state or tools change. */
@@ -62,6 +66,8 @@ export class UpstreamPool {
       else continue;
       this.#connections.delete(name);
       closing.push(connection.stop());
+      // A changed definition may be another server (a new URL or command): find its era afresh.
+      closing.push(bestEffort(() => this.#deps.verdicts.delete(name), this.#deps.logger, `forget the protocol era of "${name}"`, 'warn'));
     }
     for (const [name, config] of Object.entries(servers)) {
       if (this.#connections.has(name)) continue;

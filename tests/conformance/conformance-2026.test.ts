@@ -26,23 +26,70 @@ const DIRECT_UNSCORED_PASSING: Record<RequirementSet, string[]> = {
 };
 
 /**
- * 2025-11-25 scenarios that pass directly but not through Conflux (scored and unscored).
- * - server-sse-polling (not scored): the suite posts with `MCP-Protocol-Version: 2025-03-26` on a
- *   session negotiated at 2025-11-25; through the gateway's SDK v1 transport the priming event
- *   carries no `retry` field and the tool result is not replayed after Last-Event-ID (two WARNINGs).
+ * 2025-11-25 scenarios that pass directly but not through Conflux (scored and unscored). None:
+ * server-sse-polling closed when the session transport moved to SDK 2 and began naming a
+ * `retry` interval in its priming events.
  */
-const GATEWAY_KNOWN_GAPS_2025 = ['server-sse-polling'];
+const GATEWAY_KNOWN_GAPS_2025: string[] = [];
 
 /**
- * Baseline, not a goal: everything that "passes" through Conflux on 2026-07-28 today. The gateway
- * does not serve 2026-07-28 yet (it answers sessionless requests 400 "Mcp-Session-Id header is
- * required"), so these pass only because the suite accepts a refusal:
- * - input-required-result-validate-input: checks that bad input responses are refused, and every
- *   request is refused;
- * - tasks-status-notifications (not scored): the suite skips it without a check.
- * Serving 2026-07-28 must grow this list towards the direct result.
+ * Everything that passes through Conflux on 2026-07-28 today, scored and not, pinned exactly so
+ * that progress shows as a change here. Gaps: see GATEWAY_2026_GAPS.
  */
-const GATEWAY_2026_BASELINE = ['input-required-result-validate-input', 'tasks-status-notifications'];
+const GATEWAY_2026_BASELINE = [
+  'caching',
+  'completion-complete',
+  'dns-rebinding-protection',
+  'http-header-validation',
+  'input-required-result-basic-elicitation',
+  'input-required-result-basic-list-roots',
+  'input-required-result-basic-sampling',
+  'input-required-result-ignore-extra-params',
+  'input-required-result-missing-input-response',
+  'input-required-result-multi-round',
+  'input-required-result-multiple-input-requests',
+  'input-required-result-non-tool-request',
+  'input-required-result-request-state',
+  'input-required-result-result-type',
+  'input-required-result-tampered-state',
+  'input-required-result-unsupported-methods',
+  'input-required-result-validate-input',
+  'json-schema-2020-12',
+  'prompts-get-embedded-resource',
+  'prompts-get-simple',
+  'prompts-get-with-args',
+  'prompts-get-with-image',
+  'prompts-list',
+  'resources-list',
+  'resources-read-binary',
+  'resources-read-text',
+  'resources-templates-read',
+  'sep-2164-resource-not-found',
+  'server-sse-multiple-streams',
+  'tasks-status-notifications',
+  'tools-call-audio',
+  'tools-call-embedded-resource',
+  'tools-call-error',
+  'tools-call-image',
+  'tools-call-mixed-content',
+  'tools-call-simple-text',
+  'tools-call-with-progress',
+  'tools-list',
+];
+
+/**
+ * 2026-07-28 scenarios that pass directly but not through Conflux (scored and unscored).
+ * - input-required-result-capability-check: the upstream is asked with the gateway's own
+ *   client capabilities, not the caller's, so it asks for an elicitation the caller did not
+ *   declare, and the gateway refuses to pass that on (-32021).
+ * - server-stateless (two WARNINGs, SHOULD): the fixture's trigger tools publish list_changed
+ *   without changing a list; the gateway announces a change only when what clients see changed
+ *   (it refetches the list and compares), so the listen stream stays quiet.
+ * - http-custom-header-server-validation (not scored): SDK 2.4 checks `Mcp-Param-*` headers
+ *   only for tools registered on an `McpServer`; the gateway's tools are served by the
+ *   low-level `Server`, so mismatched headers are not refused.
+ */
+const GATEWAY_2026_GAPS = ['http-custom-header-server-validation', 'input-required-result-capability-check', 'server-stateless'];
 
 /** Scenarios (and checks) that succeed directly but not through the gateway. */
 function lostThroughGateway(direct: readonly RequirementResult[], through: readonly RequirementResult[]): Map<string, string[]> {
@@ -111,8 +158,7 @@ describe('official MCP conformance suite 0.2.0-alpha.12, by requirement set (v2 
     expect(passing(through['2026-07-28'], false).sort()).toEqual(GATEWAY_2026_BASELINE);
   });
 
-  it('2026-07-28 through the gateway: sessionless requests are refused for lacking a session (2025-only gateway)', () => {
-    const toolsList = through['2026-07-28'].find((r) => r.scenario === 'tools-list');
-    expect(toolsList?.checks.find((c) => c.id === 'tools-list')?.errorMessage).toMatch(/Mcp-Session-Id header is required/);
+  it('2026-07-28 through the gateway: everything that passes directly passes, except the known gaps', () => {
+    expect([...lostThroughGateway(direct['2026-07-28'], through['2026-07-28']).keys()].sort()).toEqual(GATEWAY_2026_GAPS);
   });
 });

@@ -134,7 +134,7 @@ describe('access control', () => {
       expect(prompts.every((p) => p.startsWith('alpha__'))).toBe(true);
       expect(prompts.length).toBeGreaterThan(0);
       const read = await client.readResource({ uri: 'demo://beta/static' }).catch((e: unknown) => e);
-      expect((read as McpError).code).toBe(-32002);
+      expect(read).toMatchObject({ code: -32602, data: { uri: 'demo://beta/static' } });
     } finally {
       await close();
     }

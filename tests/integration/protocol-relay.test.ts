@@ -99,8 +99,8 @@ describe('full-protocol relay', () => {
     expect(textOf({ content: item.contents as never })).toBe('item 7 of beta');
   });
 
-  it('answers an unknown resource with -32002', async () => {
-    await expect(a.client.readResource({ uri: 'nowhere://x' })).rejects.toMatchObject({ code: -32002 });
+  it('answers an unknown resource with -32602 naming it (SDK 2 sends the old -32002 so on every revision)', async () => {
+    await expect(a.client.readResource({ uri: 'nowhere://x' })).rejects.toMatchObject({ code: -32602, data: { uri: 'nowhere://x' } });
   });
 
   it('namespaces prompts and routes prompts/get', async () => {

@@ -1,4 +1,4 @@
-import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Tool } from '@modelcontextprotocol/client';
 import { describe, expect, it } from 'vitest';
 import { restrictedView } from '../../src/catalog/catalog-view.js';
 import { buildPromptCatalog } from '../../src/catalog/prompt-catalog.js';

@@ -1,4 +1,4 @@
-import type { Resource, ResourceTemplate, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Resource, ResourceTemplateType as ResourceTemplate, Tool } from '@modelcontextprotocol/client';
 import { describe, expect, it } from 'vitest';
 import { LiveCatalog, type UpstreamOffer } from '../../src/catalog/live-catalog.js';
 import { appResourceUri, offersWithAppResourceUris, withAppResourceUris } from '../../src/catalog/mcp-app-uris.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { GATEWAY_INSTRUCTIONS, MAX_INSTRUCTIONS, MAX_SERVER_INSTRUCTIONS, sessionInstructions, type UpstreamInstructions } from '../../src/gateway/session-instructions.js';
 import { unprefixed, WireMcpError } from '../../src/gateway/error-mapping.js';
-import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { ProtocolError, ProtocolErrorCode } from '@modelcontextprotocol/server';
 
 const everyone = { visible: () => true };
 const upstream = (server: string, text: string, prefix = server): UpstreamInstructions => ({ server, prefix, separator: '__', text });
@@ -43,9 +43,10 @@ describe('errors as sent', () => {
   it('carry their text without the SDK prefixes, however many', () => {
     expect(unprefixed('MCP error -32602: MCP error -32602: bad')).toBe('bad');
     expect(unprefixed('MCP error -32603: MCP error 7: bad: MCP error -1: x')).toBe('bad: MCP error -1: x');
-    const upstream = new McpError(ErrorCode.InvalidParams, 'MCP error -32602: bad');
+    // As an upstream on SDK 1.x sends it: with the prefix in the message itself.
+    const upstream = new ProtocolError(ProtocolErrorCode.InvalidParams, 'MCP error -32602: bad');
     const sent = new WireMcpError(upstream.code, upstream.message, { why: 1 });
     expect({ code: sent.code, message: sent.message, data: sent.data }).toEqual({ code: -32602, message: 'bad', data: { why: 1 } });
-    expect(sent).toBeInstanceOf(McpError);
+    expect(sent).toBeInstanceOf(ProtocolError);
   });
 });

@@ -1,4 +1,4 @@
-import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Tool } from '@modelcontextprotocol/client';
 import { describe, expect, it } from 'vitest';
 import { shortHash } from '../../src/catalog/naming.js';
 import { buildToolCatalog, type UpstreamTools } from '../../src/catalog/tool-catalog.js';

@@ -1,4 +1,4 @@
-import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { Tool } from '@modelcontextprotocol/client';
 import { describe, expect, it } from 'vitest';
 import { buildToolCatalog, type UpstreamTools } from '../../src/catalog/tool-catalog.js';
 import { ToolSearchIndex } from '../../src/catalog/tool-search.js';

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { STABLE_AFTER_MS, backoffDelay, failuresAfterLoss } from '../../src/upstream/backoff.js';
 import { classifyConnectFailure, classifyRequestFailure, describeError } from '../../src/upstream/failure-classification.js';
-import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
-import { NotJsonRpcError } from '../../src/upstream/errors.js';
+import { ProtocolError, ProtocolErrorCode, SdkError, SdkErrorCode, SdkHttpError } from '@modelcontextprotocol/client';
+import { NoCommonVersionError, NotJsonRpcError } from '../../src/upstream/errors.js';
+
+const httpError = (status: number) => new SdkHttpError(SdkErrorCode.ClientHttpNotImplemented, `HTTP ${status}`, { status });
 
 const policy = { initialDelayMs: 100, maxDelayMs: 1000 };
 
@@ -30,28 +31,34 @@ describe('upstream failure classification', () => {
   it('treats a missing command and refused credentials as misconfiguration, the rest as retryable', () => {
     expect(classifyConnectFailure(new Error('cannot start "x": command not found'))).toBe('misconfigured');
     expect(classifyConnectFailure(new Error('cannot start "x": permission denied'))).toBe('misconfigured');
-    expect(classifyConnectFailure(new StreamableHTTPError(401, 'no'))).toBe('misconfigured');
-    expect(classifyConnectFailure(new StreamableHTTPError(403, 'no'))).toBe('misconfigured');
-    expect(classifyConnectFailure(new StreamableHTTPError(500, 'oops'))).toBe('retryable');
+    expect(classifyConnectFailure(httpError(401))).toBe('misconfigured');
+    expect(classifyConnectFailure(httpError(403))).toBe('misconfigured');
+    expect(classifyConnectFailure(new SdkHttpError(SdkErrorCode.ClientHttpForbidden, 'probe refused', { status: 403 }))).toBe('misconfigured');
+    expect(classifyConnectFailure(httpError(500))).toBe('retryable');
+    expect(classifyConnectFailure(new NoCommonVersionError(['2099-01-01'], ['2026-07-28']))).toBe('misconfigured');
     expect(classifyConnectFailure(new Error('process exited with code 1'))).toBe('retryable');
     expect(classifyConnectFailure('weird')).toBe('retryable');
   });
 
   it('tells answers, timeouts, closed connections, non-MCP bytes and lost sessions apart', () => {
-    expect(classifyRequestFailure(new McpError(ErrorCode.RequestTimeout, 't'), true)).toBe('cancelled');
-    expect(classifyRequestFailure(new McpError(ErrorCode.RequestTimeout, 't'), false)).toBe('timeout');
-    expect(classifyRequestFailure(new McpError(ErrorCode.ConnectionClosed, 'c'), false)).toBe('closed');
-    expect(classifyRequestFailure(new McpError(ErrorCode.InvalidParams, 'bad'), false)).toBe('answer');
+    expect(classifyRequestFailure(new SdkError(SdkErrorCode.RequestTimeout, 't'), true)).toBe('cancelled');
+    expect(classifyRequestFailure(new SdkError(SdkErrorCode.RequestTimeout, 't'), false)).toBe('timeout');
+    expect(classifyRequestFailure(new SdkError(SdkErrorCode.ConnectionClosed, 'c'), false)).toBe('closed');
+    expect(classifyRequestFailure(new ProtocolError(ProtocolErrorCode.InvalidParams, 'bad'), false)).toBe('answer');
     expect(classifyRequestFailure(new NotJsonRpcError('HTTP 200 (text/html)', '<html>'), false)).toBe('bad-response');
-    expect(classifyRequestFailure(new StreamableHTTPError(404, 'gone'), false)).toBe('session-ended');
+    expect(classifyRequestFailure(new SdkError(SdkErrorCode.InvalidResult, 'no resultType'), false)).toBe('bad-response');
+    expect(classifyRequestFailure(httpError(404), false)).toBe('session-ended');
     expect(classifyRequestFailure(new TypeError('fetch failed'), false)).toBe('unreachable');
   });
 
   it('describes failures in one line, saying what came back when it was not MCP', () => {
-    expect(describeError(new McpError(ErrorCode.RequestTimeout, 't'))).toBe('timed out waiting for initialize');
+    expect(describeError(new SdkError(SdkErrorCode.RequestTimeout, 't'))).toBe('timed out waiting for initialize');
     expect(describeError(Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } }))).toBe('connection refused');
     expect(describeError(Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNRESET' } }))).toBe('fetch failed (ECONNRESET)');
     expect(describeError(new NotJsonRpcError('HTTP 200 (text/html)', '<html>hi</html>'))).toBe('HTTP 200 (text/html) carried something that is not JSON-RPC: "<html>hi</html>"');
+    // the probe's own failure wraps the transport's, which wraps the socket's
+    const refused = Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
+    expect(describeError(new SdkError(SdkErrorCode.EraNegotiationFailed, 'Version negotiation probe failed: fetch failed', undefined, { cause: refused }))).toBe('connection refused');
     expect(describeError(42)).toBe('42');
   });
 });

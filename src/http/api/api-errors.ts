@@ -1,6 +1,6 @@
 import type { Context } from 'hono';
 import type { Logger } from 'pino';
-import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { ProtocolError, ProtocolErrorCode } from '@modelcontextprotocol/server';
 import { AccessRuleError } from '../../auth/access-control.js';
 import { AccessDeniedError } from '../../auth/access-policy.js';
 import { ApiKeyError } from '../../auth/api-keys.js';
@@ -50,10 +50,10 @@ function toApiError(error: unknown): ApiError | undefined {
   if (error instanceof UpstreamUnavailableError || error instanceof UpstreamConnectionLostError) {
     return new ApiError(502, 'upstream_unavailable', error.message, { server: error.server });
   }
-  if (error instanceof McpError) {
+  if (error instanceof ProtocolError) {
     // An upstream (or the gateway) refused the request's content: the caller's to fix.
-    if (error.code === ErrorCode.InvalidParams || error.code === ErrorCode.InvalidRequest) return new ApiError(400, 'invalid_request', error.message);
-    if (error.code === ErrorCode.MethodNotFound) return new ApiError(404, 'not_found', error.message);
+    if (error.code === ProtocolErrorCode.InvalidParams || error.code === ProtocolErrorCode.InvalidRequest) return new ApiError(400, 'invalid_request', error.message);
+    if (error.code === ProtocolErrorCode.MethodNotFound) return new ApiError(404, 'not_found', error.message);
     return new ApiError(502, 'upstream_error', error.message, { code: error.code });
   }
   return undefined;

@@ -1,0 +1,293 @@
+import {
+  CLIENT_CAPABILITIES_META_KEY,
+  LOG_LEVEL_META_KEY,
+  isInputRequiredResult,
+  ProtocolErrorCode,
+  type AuthInfo,
+  type ClientCapabilities,
+  type LoggingLevel,
+  type Notification,
+  type Result,
+  type Server,
+  type ServerCapabilities,
+  type ServerContext,
+  type Tool,
+} from '@modelcontextprotocol/server';
+import { AccessDeniedError, type Access } from '../auth/access-policy.js';
+import { routeResourceUri, type ResourceRoute } from '../catalog/resource-catalog.js';
+import { bestEffort } from '../observability/best-effort.js';
+import type { DownstreamCall } from './downstream-call.js';
+import { asMcpError, failureText, resourceNotFound, unknownPrompt, WireMcpError } from './error-mapping.js';
+import { forward } from './forward.js';
+import { pageOf } from './list-page.js';
+import { allows, upstreamLevel } from './log-levels.js';
+import { checkedRequest, UNCHECKED, type ServedMethod, type ServedRequest } from './request-params.js';
+import type { ResourceSubscriptions } from './resource-subscriptions.js';
+import { inCallSlot, type SessionRegistry } from './session-registry.js';
+import { callTool, type ToolCallDeps } from './tool-calls.js';
+
+export interface McpHandlerDeps extends ToolCallDeps {
+  sessions: SessionRegistry;
+  subscriptions: ResourceSubscriptions;
+  pageSize: number;
+  maxConcurrentCallsPerSession: number;
+}
+
+/**
+ * The protocol era a server instance serves: `legacy` is a 2025 session (initialize, a session
+ * id, server-to-client requests), `modern` one 2026-07-28 request (no session; the client is
+ * asked for input through `input_required` results, and logs only when the request asks).
+ */
+export type Era = 'legacy' | 'modern';
+
+/**
+ * Registers the gateway's MCP handlers on `server`, for the methods `capabilities` advertise.
+ * The same handlers serve both eras; what differs is how a call reaches back to its client
+ * (`callOf`) and what 2026-07-28 results say about caching.
+ */
+export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilities: ServerCapabilities, era: Era): void {
+  /**
+   * Registers a handler whose failures reach the client as `asMcpError` makes them. The SDK is
+   * given params it does not check (its check of a spec method answers -32603 with its
+   * validator's output); `checkedRequest` refuses them with -32602 naming each problem.
+   */
+  const on = <M extends ServedMethod>(method: M, handler: (request: ServedRequest<M>, ctx: ServerContext) => Promise<Result> | Result) => {
+    server.setRequestHandler(method, { params: UNCHECKED }, async (params, ctx) => {
+      const request = checkedRequest(method, params);
+      try {
+        return await handler(request, ctx);
+      } catch (error) {
+        throw asMcpError(error, deps.logger);
+      }
+    });
+  };
+  const { catalog } = deps;
+  const viewOf = (ctx: ServerContext) => catalog.viewFor(accessOf(ctx)).view;
+  /** A prompt or resource the caller may not see does not exist for it. */
+  const readable = <T extends { server: string }>(route: T | undefined, ctx: ServerContext): T | undefined =>
+    route && accessOf(ctx).visible(route.server) ? route : undefined;
+  const callOf = (ctx: ServerContext): DownstreamCall => (era === 'legacy' ? sessionCall(server, ctx) : requestCall(ctx));
+  /** Forwards a request; prompt gets and resource reads are audited like tool calls. */
+  const relay = async (serverName: string, method: string, params: Record<string, unknown>, ctx: ServerContext, audited?: { kind: 'prompt_get' | 'resource_read'; target: string }) => {
+    const call = callOf(ctx);
+    const started = performance.now();
+    const record = (status: 'ok' | 'error', error?: string) =>
+      audited &&
+      deps.audit?.record({
+        kind: audited.kind,
+        principal: call.principal,
+        sessionId: call.sessionId,
+        channel: call.channel,
+        server: serverName,
+        target: audited.target,
+        arguments: audited.kind === 'prompt_get' ? params.arguments : undefined,
+        status,
+        error,
+        durationMs: Math.round(performance.now() - started),
+      });
+    try {
+      const result = await forward(deps, serverName, method, { ...params, ...retryParams(ctx) }, call);
+      record('ok');
+      return result;
+    } catch (error) {
+      // The audit trail (read by admins) keeps the error's own text; the client's answer is mapped by `on`.
+      record('error', failureText(error));
+      throw error;
+    }
+  };
+
+  on('tools/list', (request, ctx) => {
+    const { items, nextCursor } = pageOf(viewOf(ctx).tools, request.params?.cursor, deps.pageSize);
+    return { tools: [...items], ...(nextCursor ? { nextCursor } : {}) };
+  });
+  on('tools/call', async (request, ctx) => {
+    const result = await inCallSlot(deps.sessions.get(ctx.sessionId), deps.maxConcurrentCallsPerSession, () =>
+      callTool(deps, { ...request.params, ...retryParams(ctx) }, callOf(ctx)),
+    );
+    if (isInputRequiredResult(result) || result.structuredContent === undefined) return result;
+    // Structured content as the client's revision carries it (a 2025 client gets a non-object
+    // value wrapped in an object; any client a text copy of it), as the SDK's own tools do.
+    return server.projectCallToolResult(result, outputSchemaOf(viewOf(ctx).tools, request.params.name));
+  });
+
+  if (capabilities.prompts) {
+    on('prompts/list', (request, ctx) => {
+      const { items, nextCursor } = pageOf(viewOf(ctx).prompts, request.params?.cursor, deps.pageSize);
+      return { prompts: [...items], ...(nextCursor ? { nextCursor } : {}) };
+    });
+    on('prompts/get', async (request, ctx) => {
+      const route = readable(catalog.prompts.routes.get(request.params.name), ctx);
+      if (!route) throw unknownPrompt(request.params.name);
+      return relay(route.server, 'prompts/get', { ...request.params, name: route.originalName }, ctx, { kind: 'prompt_get', target: request.params.name });
+    });
+  }
+
+  if (capabilities.resources) {
+    on('resources/list', (request, ctx) => {
+      const { items, nextCursor } = pageOf(viewOf(ctx).resources, request.params?.cursor, deps.pageSize);
+      return { resources: [...items], ...(nextCursor ? { nextCursor } : {}) };
+    });
+    on('resources/templates/list', (request, ctx) => {
+      const { items, nextCursor } = pageOf(viewOf(ctx).templates, request.params?.cursor, deps.pageSize);
+      return { resourceTemplates: [...items], ...(nextCursor ? { nextCursor } : {}) };
+    });
+    on('resources/read', async (request, ctx) => {
+      const { uri } = request.params;
+      const route = readable(routeResourceUri(catalog.resources, uri), ctx);
+      if (!route || !deps.upstreams.get(route.server)) throw resourceNotFound(uri);
+      const result = (await relay(route.server, 'resources/read', { ...request.params, uri: route.originalUri }, ctx, { kind: 'resource_read', target: uri })) as {
+        contents?: { uri: string }[];
+        resultType?: unknown;
+      };
+      // Contents name the URI the upstream knows; the client asked for the exposed one.
+      if (route.originalUri !== uri && Array.isArray(result.contents)) {
+        result.contents = result.contents.map((c) => (c.uri === route.originalUri ? { ...c, uri } : c));
+      }
+      // What this caller may read is decided per caller: no shared cache may keep it, whatever
+      // the upstream (which knows one client, the gateway) allowed. Its freshness stands.
+      return era === 'modern' && result.resultType !== 'input_required' ? { ...result, cacheScope: 'private' } : result;
+    });
+    if (era === 'legacy' && capabilities.resources.subscribe) {
+      on('resources/subscribe', async (request, ctx) => {
+        const session = deps.sessions.get(ctx.sessionId);
+        const route = readable(routeResourceUri(catalog.resources, request.params.uri), ctx);
+        if (!route || !deps.upstreams.get(route.server)) throw resourceNotFound(request.params.uri);
+        if (session) await deps.subscriptions.subscribe(session, request.params.uri, route);
+        return {};
+      });
+      on('resources/unsubscribe', async (request, ctx) => {
+        const session = deps.sessions.get(ctx.sessionId);
+        if (session) await deps.subscriptions.unsubscribe(session, request.params.uri);
+        return {};
+      });
+    }
+  }
+
+  if (capabilities.completions) {
+    on('completion/complete', async (request, ctx) => {
+      const { ref } = request.params;
+      if (ref.type === 'ref/prompt') {
+        const route = readable(catalog.prompts.routes.get(ref.name), ctx);
+        if (!route) throw unknownPrompt(ref.name);
+        return relay(route.server, 'completion/complete', { ...request.params, ref: { ...ref, name: route.originalName } }, ctx);
+      }
+      const route = readable<ResourceRoute>(catalog.resources.templateRoutes.get(ref.uri) ?? routeResourceUri(catalog.resources, ref.uri), ctx);
+      if (!route) throw resourceNotFound(ref.uri);
+      return relay(route.server, 'completion/complete', { ...request.params, ref: { ...ref, uri: route.originalUri } }, ctx);
+    });
+  }
+
+  // 2026-07-28 has no logging/setLevel: each request names its level in its `_meta`.
+  if (era === 'legacy' && capabilities.logging) {
+    on('logging/setLevel', async (request, ctx) => {
+      const session = deps.sessions.get(ctx.sessionId);
+      if (session) session.logLevel = request.params.level;
+      // Upstream connections are shared: each logs at the most verbose level among the sessions
+      // that may read it. A caller changes only the servers it may read, so a principal
+      // without grants cannot make any upstream more talkative.
+      const access = accessOf(ctx);
+      const sessions = [...deps.sessions.all()];
+      await Promise.all(
+        deps.upstreams
+          .list()
+          .filter((u) => u.state === 'ready' && u.capabilities?.logging && access.visible(u.name))
+          .map((u) => {
+            const level = upstreamLevel(sessions.filter((s) => deps.sessions.accessOf(s).visible(u.name))) ?? request.params.level;
+            return bestEffort(() => u.request('logging/setLevel', { level }), deps.logger.child({ server: u.name }), `set the upstream log level to ${level}`);
+          }),
+      );
+      return {};
+    });
+  }
+}
+
+/**
+ * Whether a 2025 client reads `tools` exactly as they are listed: the SDK sends an output schema
+ * whose root is not an object (which only 2026-07-28 allows) wrapped in one, so a list holding
+ * such a tool cannot be served from the catalog's bytes.
+ */
+export function listedAsIs(tools: readonly Tool[]): boolean {
+  return tools.every((tool) => tool.outputSchema === undefined || tool.outputSchema.type === 'object');
+}
+
+/** The output schema a tool advertises to the caller, if any. */
+export function outputSchemaOf(tools: readonly Tool[], name: string): Tool['outputSchema'] {
+  for (const tool of tools) if (tool.name === name) return tool.outputSchema;
+  return undefined;
+}
+
+/**
+ * The caller's rights, put in the request's `authInfo` by the HTTP layer after authenticating
+ * it (the token itself stays there). Without them nothing is allowed.
+ */
+export function accessIn(authInfo: AuthInfo | undefined): Access {
+  const access = authInfo?.extra?.access as Access | undefined;
+  if (!access) throw new AccessDeniedError('Access denied: the request carries no authenticated caller');
+  return access;
+}
+
+function accessOf(ctx: ServerContext): Access {
+  return accessIn(ctx.http?.authInfo);
+}
+
+/** A request on a 2025 session: messages about it travel on its stream, requests to the client included. */
+function sessionCall(server: Server, ctx: ServerContext): DownstreamCall {
+  const access = accessOf(ctx);
+  return {
+    principal: access.principal.id,
+    access,
+    channel: 'mcp',
+    sessionId: ctx.sessionId,
+    requestId: ctx.mcpReq.id,
+    clientCapabilities: server.getClientCapabilities(),
+    signal: ctx.mcpReq.signal,
+    sendNotification: (notification) => ctx.mcpReq.notify(notification as Notification),
+    sendRequest: (request, options) => ctx.mcpReq.send(request, UNCHECKED, options),
+  };
+}
+
+/**
+ * A 2026-07-28 request. Its client declared its capabilities in the request itself, and they
+ * are passed on as declared (an upstream asked on its behalf may tailor what it asks for). It
+ * cannot be sent requests mid-call, though: it is asked through `input_required` results, which
+ * pass through from the upstream, so a 2025 upstream's own server-to-client request during such
+ * a call is refused. Log messages reach the client only at or above the level the request
+ * named; a request that named none asked for no logs.
+ */
+function requestCall(ctx: ServerContext): DownstreamCall {
+  const access = accessOf(ctx);
+  const envelope = ctx.mcpReq.envelope as Record<string, unknown> | undefined;
+  const logLevel = envelope?.[LOG_LEVEL_META_KEY] as LoggingLevel | undefined;
+  return {
+    principal: access.principal.id,
+    access,
+    channel: 'mcp',
+    sessionId: undefined,
+    requestId: ctx.mcpReq.id,
+    clientCapabilities: envelope?.[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined,
+    signal: ctx.mcpReq.signal,
+    sendNotification: async (notification) => {
+      if (notification.method === 'notifications/message') {
+        const level = notification.params?.level as LoggingLevel | undefined;
+        if (!logLevel || !level || !allows(logLevel, level)) return;
+      }
+      await ctx.mcpReq.notify(notification as Notification);
+    },
+    sendRequest: async (request) => {
+      throw new WireMcpError(ProtocolErrorCode.MethodNotFound, `the client cannot be sent ${request.method} during a 2026-07-28 request`);
+    },
+  };
+}
+
+/**
+ * The answers a retried request carries to an upstream's `input_required` result, forwarded
+ * with it: the upstream that asked reads them (and its own `requestState`, unchanged). On a
+ * 2025 session the SDK asks the client itself and fills these in as it retries the handler.
+ */
+function retryParams(ctx: ServerContext): { inputResponses?: Record<string, unknown>; requestState?: string } {
+  const state = ctx.mcpReq.requestState();
+  return {
+    ...(ctx.mcpReq.inputResponses ? { inputResponses: ctx.mcpReq.inputResponses } : {}),
+    ...(typeof state === 'string' ? { requestState: state } : {}),
+  };
+}

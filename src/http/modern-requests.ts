@@ -1,0 +1,78 @@
+import type { AuthInfo, McpHttpHandler } from '@modelcontextprotocol/server';
+import type { Principal } from '../auth/principal.js';
+import type { CredentialBoundStreams } from '../gateway/credential-bound-streams.js';
+import { BAD_REQUEST, jsonRpcError } from './json-rpc-errors.js';
+import { onBodyEnd } from './response-end.js';
+
+/** The caller of one 2026-07-28 request, as the HTTP layer authenticated it. */
+export interface ModernCaller {
+  authInfo: AuthInfo;
+  principal: Principal;
+  /** What per-caller limits count against (see `Caller.rateKey`). */
+  rateKey: string;
+}
+
+/** Serves one 2026-07-28 request whose body the endpoint already parsed. */
+export type ModernRequests = (request: Request, parsedBody: unknown, caller: ModernCaller) => Promise<Response>;
+
+export interface ModernRequestsOptions {
+  /** Listen streams ended when the credential that opened them ends. */
+  streams?: CredentialBoundStreams | undefined;
+  /** Open `subscriptions/listen` streams one caller may hold (the SDK bounds them all together). */
+  maxListenStreamsPerCaller: number;
+}
+
+/**
+ * The 2026-07-28 side of `/mcp`: each request is served by a server built for its caller
+ * (`handler` is the SDK's `createMcpHandler`, strict about the era, which also validates the
+ * envelope and the `Mcp-Method`/`Mcp-Name` headers and answers their errors with the request's
+ * id). The body was read and depth-checked once by the endpoint and is passed on parsed.
+ *
+ * A `subscriptions/listen` stream is the one thing that lasts: like a 2025 session it is
+ * counted per caller (so one client cannot take every place the SDK allows), and like a 2025
+ * GET stream it ends when the credential it was opened with does.
+ */
+export function modernRequests(handler: Pick<McpHttpHandler, 'fetch'>, options: ModernRequestsOptions): ModernRequests {
+  const listening = new Map<string, number>();
+  const count = (rateKey: string, change: 1 | -1) => {
+    const next = (listening.get(rateKey) ?? 0) + change;
+    if (next > 0) listening.set(rateKey, next);
+    else listening.delete(rateKey);
+  };
+  return async (request, parsedBody, { authInfo, principal, rateKey }) => {
+    const listen = listenId(parsedBody);
+    if (listen === undefined) return handler.fetch(request, { authInfo, parsedBody });
+    if ((listening.get(rateKey) ?? 0) >= options.maxListenStreamsPerCaller) {
+      return jsonRpcError(429, BAD_REQUEST, `Too many listen streams for this client (at most ${options.maxListenStreamsPerCaller})`, listen);
+    }
+    // Held while the SDK opens the stream, so concurrent listens cannot all pass the check.
+    count(rateKey, +1);
+    let response: Response;
+    try {
+      response = await handler.fetch(request, { authInfo, parsedBody });
+    } catch (error) {
+      count(rateKey, -1);
+      throw error;
+    }
+    if (!response.body || !response.headers.get('content-type')?.startsWith('text/event-stream')) {
+      count(rateKey, -1);
+      return response;
+    }
+    let unwatch = () => {};
+    return onBodyEnd(
+      response,
+      () => {
+        unwatch();
+        count(rateKey, -1);
+      },
+      (close) => (unwatch = options.streams?.watch(principal, close) ?? unwatch),
+    );
+  };
+}
+
+/** The id of a `subscriptions/listen` request, or undefined for anything else. */
+function listenId(body: unknown): string | number | undefined {
+  if (body === null || typeof body !== 'object') return undefined;
+  const { method, id } = body as { method?: unknown; id?: unknown };
+  return method === 'subscriptions/listen' && (typeof id === 'string' || typeof id === 'number') ? id : undefined;
+}
