@@ -73,6 +73,39 @@ export class Session {
   }
 }
 
+/**
+ * A 2026-07-28 client: no handshake and no session. Every request carries the protocol
+ * envelope in `_meta` and the standard headers the revision requires (`MCP-Protocol-Version`,
+ * `Mcp-Method`, and `Mcp-Name` for methods that name a tool, prompt or resource).
+ */
+export class StatelessClient {
+  static readonly VERSION = '2026-07-28';
+  #next = 1;
+  constructor(
+    readonly url: string,
+    private readonly credentials: Record<string, string> = {},
+  ) {}
+
+  /** Sends one request; resolves with the result text, or throws on any error. */
+  async call(method: string, params: Record<string, unknown>): Promise<string> {
+    const id = this.#next++;
+    const envelope = {
+      'io.modelcontextprotocol/protocolVersion': StatelessClient.VERSION,
+      'io.modelcontextprotocol/clientInfo': { name: 'bench', version: '1' },
+      'io.modelcontextprotocol/clientCapabilities': {},
+    };
+    const body = `{"jsonrpc":"2.0","id":${id},"method":"${method}","params":${JSON.stringify({ ...params, _meta: envelope })}}`;
+    const name = typeof params.name === 'string' ? params.name : typeof params.uri === 'string' ? params.uri : undefined;
+    const headers: Record<string, string> = { ...this.credentials, 'mcp-protocol-version': StatelessClient.VERSION, 'mcp-method': method };
+    if (name !== undefined) headers['mcp-name'] = name;
+    const reply = await post(this.url, body, headers);
+    if (reply.status !== 200) throw new Error(`${method}: HTTP ${reply.status} ${reply.body.slice(0, 200)}`);
+    const json = reply.body.startsWith('{') ? reply.body : dataOf(reply.body);
+    if (!json.includes('"result"') || json.includes('"isError":true')) throw new Error(`${method}: ${json.slice(0, 200)}`);
+    return json;
+  }
+}
+
 function dataOf(sse: string): string {
   const lines = sse.split('\n').filter((l) => l.startsWith('data: '));
   return lines[lines.length - 1]?.slice(6) ?? '';

@@ -8,8 +8,10 @@ interface HopRow {
   direct: { p50Ms: number; p99Ms: number; callsPerSecond: number };
   proxy?: { p50Ms: number; p99Ms: number; callsPerSecond: number };
   gateway: { p50Ms: number; p99Ms: number; callsPerSecond: number };
+  gateway2026?: { p50Ms: number; p99Ms: number; callsPerSecond: number };
   addedMsProxy?: number;
   addedMsGateway?: number;
+  addedMsGateway2026?: number;
   throughputProxy?: number;
   throughputGateway: number;
 }
@@ -26,6 +28,19 @@ export function renderResults(result: { machine: Record<string, unknown>; comman
     lines.push('### 1. `tools/call` on a Streamable HTTP upstream', '', '| sessions | direct p50 / p99 ms | calls/s | byte proxy p50 / p99 ms | calls/s | Conflux p50 / p99 ms | calls/s | added p50 ms: proxy / Conflux | throughput vs direct: proxy / Conflux |', '|---|---|---|---|---|---|---|---|---|');
     for (const row of r.httpHop as HopRow[]) {
       lines.push(`| ${row.sessions} | ${row.direct.p50Ms} / ${row.direct.p99Ms} | ${row.direct.callsPerSecond} | ${row.proxy!.p50Ms} / ${row.proxy!.p99Ms} | ${row.proxy!.callsPerSecond} | ${row.gateway.p50Ms} / ${row.gateway.p99Ms} | ${row.gateway.callsPerSecond} | ${row.addedMsProxy} / ${row.addedMsGateway} | ${row.throughputProxy} / ${row.throughputGateway} |`);
+    }
+    const modern = (r.httpHop as HopRow[]).filter((row) => row.gateway2026);
+    if (modern.length > 0) {
+      lines.push(
+        '',
+        'The same calls through Conflux from a sessionless 2026-07-28 client (every request carries its own `_meta` envelope and standard headers; the gateway answers it per request from the shared catalog), against the 2025-11-25 session path above:',
+        '',
+        '| sessions | 2025 session p50 / p99 ms | calls/s | 2026 sessionless p50 / p99 ms | calls/s | added p50 ms vs direct: 2025 / 2026 |',
+        '|---|---|---|---|---|---|',
+      );
+      for (const row of modern) {
+        lines.push(`| ${row.sessions} | ${row.gateway.p50Ms} / ${row.gateway.p99Ms} | ${row.gateway.callsPerSecond} | ${row.gateway2026!.p50Ms} / ${row.gateway2026!.p99Ms} | ${row.gateway2026!.callsPerSecond} | ${row.addedMsGateway} / ${row.addedMsGateway2026} |`);
+      }
     }
     lines.push('');
   }

@@ -8,7 +8,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runLoad, percentiles, round, Session, type LoadResult } from './load.js';
+import { runLoad, percentiles, round, Session, StatelessClient, type LoadResult } from './load.js';
 import { ROOT, start, upstreams, type Running } from './processes.js';
 import { renderResults, writeResults } from './report.js';
 import { SseSession } from './sse-session.js';
@@ -62,7 +62,16 @@ const httpClient = (url: string, tool = 'echo', credentials: Record<string, stri
   return { call: echoCall(session, tool), close: () => session.close() };
 };
 
-/** 1. tools/call on a Streamable HTTP upstream: direct, through the byte proxy, through Conflux. */
+/** A 2026-07-28 caller: one stateless client per simulated session, nothing to open or close. */
+const statelessClient = (url: string, tool = 'echo') => async () => {
+  const client = new StatelessClient(url);
+  return { call: () => client.call('tools/call', { name: tool, arguments: { text: 'hello' } }), close: async () => {} };
+};
+
+/**
+ * 1. tools/call on a Streamable HTTP upstream: direct, through the byte proxy, through Conflux
+ * (a 2025-11-25 session), and through Conflux as a sessionless 2026-07-28 client.
+ */
 async function hopCost(): Promise<void> {
   const upstream = await start(upstreams('http'));
   running.push(upstream);
@@ -74,16 +83,20 @@ async function hopCost(): Promise<void> {
     const direct = await runLoad(sessions, SECONDS, WARMUP, httpClient(`${upstream.url}/mcp/0`));
     const viaProxy = await runLoad(sessions, SECONDS, WARMUP, httpClient(`${proxy.url}/mcp/0`));
     const viaGateway = await runLoad(sessions, SECONDS, WARMUP, httpClient(gw.url));
-    for (const [name, r] of [['direct', direct], ['proxy', viaProxy], ['gateway', viaGateway]] as const) check(`http ${name} x${sessions}`, r);
+    const viaGateway2026 = await runLoad(sessions, SECONDS, WARMUP, statelessClient(gw.url));
+    for (const [name, r] of [['direct', direct], ['proxy', viaProxy], ['gateway', viaGateway], ['gateway 2026', viaGateway2026]] as const) check(`http ${name} x${sessions}`, r);
     rows.push({
       sessions,
       direct,
       proxy: viaProxy,
       gateway: viaGateway,
+      gateway2026: viaGateway2026,
       addedMsProxy: round(viaProxy.p50Ms - direct.p50Ms, 3),
       addedMsGateway: round(viaGateway.p50Ms - direct.p50Ms, 3),
       throughputProxy: round(viaProxy.callsPerSecond / direct.callsPerSecond, 2),
       throughputGateway: round(viaGateway.callsPerSecond / direct.callsPerSecond, 2),
+      addedMsGateway2026: round(viaGateway2026.p50Ms - direct.p50Ms, 3),
+      throughputGateway2026: round(viaGateway2026.callsPerSecond / direct.callsPerSecond, 2),
     });
   }
   report.httpHop = rows;
