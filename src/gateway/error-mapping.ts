@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { ProtocolError as UpstreamProtocolError } from '@modelcontextprotocol/client';
 import { ProtocolError, ProtocolErrorCode, type CallToolResult } from '@modelcontextprotocol/server';
 import type { Logger } from 'pino';
 import { AccessDeniedError } from '../auth/access-policy.js';
@@ -37,7 +38,7 @@ export function toolCallFailure(error: unknown): CallToolResult {
  */
 export function isExpectedError(error: unknown): boolean {
   return (
-    error instanceof ProtocolError ||
+    isProtocolError(error) ||
     error instanceof RateLimitedError ||
     error instanceof LimitExceededError ||
     error instanceof AccessDeniedError ||
@@ -69,6 +70,15 @@ export function clientMessage(error: unknown, logger: Pick<Logger, 'error'>, con
   return reportIncident(error, logger, context).message;
 }
 
+/**
+ * A JSON-RPC error, from either SDK package. The server and client packages each bundle their
+ * own copy of the protocol core, so an upstream's error (raised by the client package) is not
+ * an `instanceof` the server package's `ProtocolError`, nor the other way round.
+ */
+export function isProtocolError(error: unknown): error is ProtocolError | UpstreamProtocolError {
+  return error instanceof ProtocolError || error instanceof UpstreamProtocolError;
+}
+
 export function isUpstreamFault(
   error: unknown,
 ): error is UpstreamUnavailableError | UpstreamTimeoutError | UpstreamConnectionLostError {
@@ -86,7 +96,7 @@ export function isUpstreamFault(
  */
 export function asMcpError(error: unknown, logger: Pick<Logger, 'error'>): WireMcpError {
   if (error instanceof WireMcpError) return error;
-  if (error instanceof ProtocolError) return new WireMcpError(error.code, error.message, error.data);
+  if (isProtocolError(error)) return new WireMcpError(error.code, error.message, error.data);
   if (error instanceof RateLimitedError) return new WireMcpError(LIMIT_ERROR, error.message, { retryAfter: error.retryAfterSeconds, scope: error.scope });
   if (error instanceof LimitExceededError) return new WireMcpError(LIMIT_ERROR, error.message);
   if (error instanceof HiddenToolError) return unknownTool(error.tool);
@@ -178,6 +188,30 @@ export function resourceNotFound(uri: string): WireMcpError {
  */
 export function sessionClosed(): WireMcpError {
   return new WireMcpError(CONNECTION_CLOSED, 'Session closed: the request was cancelled');
+}
+
+/**
+ * A retry whose `requestState` names no call this caller paused: tampered with, minted for
+ * another principal or request, expired, or used already. The SDK's own wording and data for
+ * a state its verifier refuses, so a client reads one answer whichever side refused it.
+ */
+export function invalidRequestState(): WireMcpError {
+  return new WireMcpError(ProtocolErrorCode.InvalidParams, 'Invalid or expired requestState', { reason: 'invalid_request_state' });
+}
+
+/** A retry that does not answer every input request it was sent (2026-07-28 asks for each key). */
+export function missingInputResponses(keys: readonly string[]): WireMcpError {
+  return new WireMcpError(ProtocolErrorCode.InvalidParams, `inputResponses has no answer for ${keys.map((k) => `"${k}"`).join(', ')}`, { missing: [...keys] });
+}
+
+/** What an upstream is told when its request cannot wait for the client: the gateway holds as many paused calls as it may. */
+export function tooManyPausedCalls(): WireMcpError {
+  return new WireMcpError(LIMIT_ERROR, 'too many calls are waiting for their client; try again later');
+}
+
+/** What an upstream is told when the client it asked through the gateway gave no answer. */
+export function unansweredRequest(method: string, why: string): WireMcpError {
+  return new WireMcpError(ProtocolErrorCode.InternalError, `${method} got no answer: ${why}`);
 }
 
 /** One problem a schema found, as Standard Schema validators (zod among them) report it. */

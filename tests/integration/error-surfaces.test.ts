@@ -93,6 +93,23 @@ describe('unexpected errors reach clients only as an incident id', () => {
     }
   });
 
+  it("passes an upstream's own JSON-RPC error through with its code and text, as no incident", async () => {
+    const { client, close } = await sdkClient(url, { name: 'error-surfaces' });
+    try {
+      // The upstream refuses a prompt without its required argument (-32602); the gateway only relays it.
+      const failure = await client.getPrompt({ name: 'alpha__greet', arguments: {} }).then(
+        () => undefined,
+        (error: unknown) => error as { code?: number; message: string },
+      );
+      expect(failure?.code).toBe(-32602);
+      expect(failure!.message).toMatch(/name/);
+      expect(failure!.message).not.toMatch(/incident/);
+      expect(failure!.message).not.toMatch(/MCP error -32602: MCP error -32602/);
+    } finally {
+      await close();
+    }
+  });
+
   it('on REST: a tool call whose routing throws is a 500 naming the incident only', async () => {
     const response = await fetch(`${base}/tools/conflux__search_tools/call`, {
       method: 'POST',

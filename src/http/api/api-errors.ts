@@ -1,12 +1,12 @@
 import type { Context } from 'hono';
 import type { Logger } from 'pino';
-import { ProtocolError, ProtocolErrorCode } from '@modelcontextprotocol/server';
+import { ProtocolErrorCode } from '@modelcontextprotocol/server';
 import { AccessRuleError } from '../../auth/access-control.js';
 import { AccessDeniedError } from '../../auth/access-policy.js';
 import { ApiKeyError } from '../../auth/api-keys.js';
 import { AuthFailure } from '../../auth/auth-failure.js';
 import { LimitExceededError, RateLimitedError, RateLimiterUnavailableError } from '../../limits/errors.js';
-import { HiddenToolError, reportIncident, UnknownToolError } from '../../gateway/error-mapping.js';
+import { HiddenToolError, isProtocolError, reportIncident, UnknownToolError } from '../../gateway/error-mapping.js';
 import { RegistryError } from '../../registry/errors.js';
 import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from '../../upstream/errors.js';
 
@@ -50,7 +50,7 @@ function toApiError(error: unknown): ApiError | undefined {
   if (error instanceof UpstreamUnavailableError || error instanceof UpstreamConnectionLostError) {
     return new ApiError(502, 'upstream_unavailable', error.message, { server: error.server });
   }
-  if (error instanceof ProtocolError) {
+  if (isProtocolError(error)) {
     // An upstream (or the gateway) refused the request's content: the caller's to fix.
     if (error.code === ProtocolErrorCode.InvalidParams || error.code === ProtocolErrorCode.InvalidRequest) return new ApiError(400, 'invalid_request', error.message);
     if (error.code === ProtocolErrorCode.MethodNotFound) return new ApiError(404, 'not_found', error.message);
