@@ -19,7 +19,11 @@ import { PlainToolCalls } from './gateway/plain-tool-calls.js';
 import { ResourceSubscriptions } from './gateway/resource-subscriptions.js';
 import { SessionRegistry } from './gateway/session-registry.js';
 import { accessIn, listedAsIs } from './gateway/mcp-handlers.js';
-import { createRequestServer, createSessionServer, type SessionServerDeps } from './gateway/session-server.js';
+import { ModernCallBridge } from './gateway/modern-call-bridge.js';
+import { createRequestServer, createSessionServer, mergedCapabilities, type SessionServerDeps } from './gateway/session-server.js';
+import { TaskListen } from './gateway/task-listen.js';
+import { TaskRelay } from './gateway/task-relay.js';
+import { InMemoryTaskRouteStore } from './gateway/task-routes.js';
 import { callTool } from './gateway/tool-calls.js';
 import { UpstreamRelay } from './gateway/upstream-relay.js';
 import { API_BASE, createApiApp } from './http/api/api-app.js';
@@ -62,6 +66,8 @@ export interface Conflux {
   readonly audit: AuditLog;
   readonly metrics: GatewayMetrics;
   readonly accessControl: AccessControl;
+  /** 2026-07-28 calls paused for their client's input (a 2025 upstream asked it something mid-call). */
+  readonly inputRounds: Pick<ModernCallBridge, 'paused'>;
   /** API keys, when the gateway has a database. */
   readonly apiKeys: ApiKeys | undefined;
   readonly app: Hono<CallerEnv>;
@@ -144,8 +150,16 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   });
   const rateLimits = new RateLimits(limiter, settings.rateLimit, metrics);
   const subscriptions = new ResourceSubscriptions(upstreams, logger.child({ component: 'subscriptions' }));
+  const tasks = new TaskRelay({ upstreams, tracker, rateLimits, logger, routes: new InMemoryTaskRouteStore() });
+  const inputRounds = new ModernCallBridge({
+    ttlMs: settings.limits.pausedCallSeconds * 1000,
+    // Each paused call holds an upstream request open, as a session holds its state: the same bound.
+    capacity: settings.limits.maxSessions,
+    logger: logger.child({ component: 'input-rounds' }),
+  });
   const serverDeps: SessionServerDeps = {
     catalog,
+    tasks,
     upstreams,
     tracker,
     sessions,
@@ -157,6 +171,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     logger,
     pageSize: settings.pageSize,
     maxConcurrentCallsPerSession: settings.limits.maxConcurrentCallsPerSession,
+    inputRounds,
   };
   // 2026-07-28 requests: one server per request, built for its caller; list changes reach the
   // clients listening for them through this bus, as 2025 sessions hear them as notifications.
@@ -168,6 +183,12 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     maxSubscriptions: settings.limits.maxSessions,
     // Refusals (bad envelope, header mismatch, unsupported revision) are answered to the client; they are no fault of the gateway's.
     onerror: (error) => logger.debug({ err: error }, '2026-07-28 request refused or failed'),
+  });
+  const taskListens = new TaskListen({
+    relay: tasks,
+    bus: listChanges,
+    capabilities: () => mergedCapabilities(upstreams.list(), 'modern'),
+    maxStreams: settings.limits.maxSessions,
   });
   const registry = new ServerRegistry({
     upstreams,
@@ -215,7 +236,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     sessions,
     upstreams,
     logger,
-    modern: modernRequests(modern, { streams, maxListenStreamsPerCaller: settings.limits.maxSessionsPerPrincipal }),
+    modern: modernRequests(modern, { streams, maxListenStreamsPerCaller: settings.limits.maxSessionsPerPrincipal, taskListens }),
     maxBodyBytes: { mcp: settings.maxBodyBytes, api: settings.api.maxBodyBytes },
     limits: settings.limits,
     fast: {
@@ -228,6 +249,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       },
       toolCalls: new PlainToolCalls({
         catalog,
+        tasks,
         upstreams,
         tracker,
         limit,
@@ -260,7 +282,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   mountWellKnown(app, oauth, logger);
   app.route(
     API_BASE,
-    createApiApp({ catalog, upstreams, tracker, limit, registry, audit, auditRepository, metrics, rateLimits, accessControl, apiKeys, logger }, { maxJsonDepth: settings.limits.maxJsonDepth }),
+    createApiApp({ catalog, tasks, upstreams, tracker, limit, registry, audit, auditRepository, metrics, rateLimits, accessControl, apiKeys, logger }, { maxJsonDepth: settings.limits.maxJsonDepth }),
   );
 
   return {
@@ -272,6 +294,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     audit,
     metrics,
     accessControl,
+    inputRounds,
     apiKeys,
     app,
     async start() {
@@ -314,10 +337,12 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       const shownHost = host.includes(':') ? `[${host}]` : host;
       return { url: `http://${shownHost}:${listening.port}/mcp`, port: listening.port };
     },
-    callTool: (params, signal) => callTool({ catalog, upstreams, tracker, limit, audit, metrics, rateLimits, logger }, params, detachedCall('cli', fullAccess(ANONYMOUS), signal)),
+    callTool: (params, signal) => callTool({ catalog, tasks, upstreams, tracker, limit, audit, metrics, rateLimits, logger }, params, detachedCall('cli', fullAccess(ANONYMOUS), signal)),
     async stop() {
       watcher?.close();
       await listening?.stopAccepting();
+      // A paused call waits for a retry that can no longer arrive: cancelled now, not after the grace period.
+      inputRounds.stop();
       const deadline = Date.now() + settings.shutdownGraceSeconds * 1000;
       if (!(await tracker.idleWithin(settings.shutdownGraceSeconds * 1000))) logger.warn({ inFlight: tracker.size }, 'shutdown grace period over; cutting calls still in flight');
       // The tracker counts upstream requests: the answers of the calls that just ended still
@@ -328,6 +353,8 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       stopWatchingRevocations?.();
       streams.stop();
       await modern.close();
+      taskListens.closeAll();
+      tasks.close();
       await sessions.closeAll();
       listening?.cut();
       await upstreams.stop();

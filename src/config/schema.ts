@@ -328,8 +328,13 @@ export const GatewaySettingsSchema = z.strictObject({
       maxConcurrentCallsPerSession: z.number().int().positive().default(64),
       /** Deepest nesting of arrays and objects accepted in a JSON-RPC message. */
       maxJsonDepth: z.number().int().positive().default(64),
+      /**
+       * How long a 2026-07-28 call waits for its client's retry after an `input_required` the
+       * gateway sent for a 2025 upstream's mid-call request; then the upstream call is cancelled.
+       */
+      pausedCallSeconds: z.number().positive().default(300),
     })
-    .default({ maxSessions: 10_000, maxSessionsPerPrincipal: 1000, maxConcurrentCallsPerSession: 64, maxJsonDepth: 64 }),
+    .default({ maxSessions: 10_000, maxSessionsPerPrincipal: 1000, maxConcurrentCallsPerSession: 64, maxJsonDepth: 64, pausedCallSeconds: 300 }),
   /** On SIGTERM, calls in flight get this long to finish before connections are cut. */
   shutdownGraceSeconds: z.number().min(0).default(10),
   /** Who may connect: `none` (local use) or one or more of oauth, apiKeys, jwt, trustedHeaders. */

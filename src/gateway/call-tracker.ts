@@ -67,13 +67,17 @@ export class CallTracker {
     for (const resolve of waiters) resolve();
   }
 
-  /** The call an upstream message belongs to: `undefined` when none is in flight, `'ambiguous'` when several sessions have one. */
+  /**
+   * The call an upstream message belongs to: `undefined` when none is in flight, `'ambiguous'`
+   * when several sessions have one. Calls without a session (2026-07-28 requests, REST, the
+   * CLI) are each their own: two of them in flight are as ambiguous as two sessions.
+   */
   attribute(server: string): DownstreamCall | 'ambiguous' | undefined {
     const calls = this.#inFlight.get(server);
     if (!calls || calls.size === 0) return undefined;
     let chosen: DownstreamCall | undefined;
     for (const call of calls) {
-      if (chosen && chosen.sessionId !== call.sessionId) return 'ambiguous';
+      if (chosen && (chosen.sessionId === undefined || chosen.sessionId !== call.sessionId)) return 'ambiguous';
       chosen = call; // the latest call of the one session
     }
     return chosen;

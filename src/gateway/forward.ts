@@ -26,7 +26,9 @@ export interface ForwardDeps {
  * its code and data, its message without the `MCP error <code>: ` prefixes an SDK 1.x
  * upstream adds (see `WireMcpError`), so that no surface quoting it shows them twice. A 2026
  * upstream's `input_required` comes back as it is, and a retry's `inputResponses` and
- * `requestState` in `params` go on untouched.
+ * `requestState` in `params` go on untouched. `extra.tasks` lets the upstream answer with a task
+ * handle (the caller declared the Tasks extension). Such an upstream is told the client's own
+ * capabilities (those the gateway can relay), so that it asks only for what the client can give.
  */
 export async function forward(
   deps: ForwardDeps,
@@ -34,6 +36,7 @@ export async function forward(
   method: string,
   params: Record<string, unknown> | undefined,
   call: DownstreamCall,
+  extra: Pick<UpstreamRequestOptions, 'tasks'> = {},
 ): Promise<Record<string, unknown>> {
   const upstream = deps.upstreams.get(server);
   if (!upstream) throw new UpstreamUnavailableError(server, 'it is not configured');
@@ -50,7 +53,8 @@ export async function forward(
       return sent;
     },
   };
-  const options: UpstreamRequestOptions = { signal: call.signal };
+  // A 2026 upstream reads what the client can be asked for in the request itself.
+  const options: UpstreamRequestOptions = { ...extra, signal: call.signal, clientCapabilities: call.clientCapabilities ?? {} };
   const progressToken = (params?._meta as { progressToken?: string | number } | undefined)?.progressToken;
   if (progressToken !== undefined) {
     options.resetTimeoutOnProgress = true;

@@ -5,6 +5,7 @@ import {
   ProtocolErrorCode,
   type AuthInfo,
   type ClientCapabilities,
+  type InputRequiredResult,
   type LoggingLevel,
   type Notification,
   type Result,
@@ -19,11 +20,13 @@ import { bestEffort } from '../observability/best-effort.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError, failureText, resourceNotFound, unknownPrompt, WireMcpError } from './error-mapping.js';
 import { forward } from './forward.js';
+import type { ModernCallBridge } from './modern-call-bridge.js';
 import { pageOf } from './list-page.js';
 import { allows, upstreamLevel } from './log-levels.js';
 import { checkedRequest, UNCHECKED, type ServedMethod, type ServedRequest } from './request-params.js';
 import type { ResourceSubscriptions } from './resource-subscriptions.js';
 import { inCallSlot, type SessionRegistry } from './session-registry.js';
+import { registerTaskHandlers, tasksOffered } from './task-relay.js';
 import { callTool, type ToolCallDeps } from './tool-calls.js';
 
 export interface McpHandlerDeps extends ToolCallDeps {
@@ -31,6 +34,8 @@ export interface McpHandlerDeps extends ToolCallDeps {
   subscriptions: ResourceSubscriptions;
   pageSize: number;
   maxConcurrentCallsPerSession: number;
+  /** How a 2026-07-28 call reaches its client when a 2025 upstream asks it something mid-call. */
+  inputRounds: ModernCallBridge;
 }
 
 /**
@@ -67,9 +72,22 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
   const readable = <T extends { server: string }>(route: T | undefined, ctx: ServerContext): T | undefined =>
     route && accessOf(ctx).visible(route.server) ? route : undefined;
   const callOf = (ctx: ServerContext): DownstreamCall => (era === 'legacy' ? sessionCall(server, ctx) : requestCall(ctx));
+  /**
+   * Runs `work` for a request that may need the client's input mid-call (`tools/call`,
+   * `prompts/get`, `resources/read`): on a 2025 session the client is asked on its stream; on
+   * 2026-07-28 through `input_required` rounds, `target` naming what a retry must name again.
+   */
+  const withClient = <T extends Result>(ctx: ServerContext, target: string, work: (call: DownstreamCall) => Promise<T>): Promise<T | InputRequiredResult> =>
+    era === 'legacy' ? work(sessionCall(server, ctx)) : deps.inputRounds.serve(ctx, target, requestCall(ctx), work);
   /** Forwards a request; prompt gets and resource reads are audited like tool calls. */
-  const relay = async (serverName: string, method: string, params: Record<string, unknown>, ctx: ServerContext, audited?: { kind: 'prompt_get' | 'resource_read'; target: string }) => {
-    const call = callOf(ctx);
+  const relay = async (
+    serverName: string,
+    method: string,
+    params: Record<string, unknown>,
+    ctx: ServerContext,
+    call: DownstreamCall,
+    audited?: { kind: 'prompt_get' | 'resource_read'; target: string },
+  ) => {
     const started = performance.now();
     const record = (status: 'ok' | 'error', error?: string) =>
       audited &&
@@ -101,8 +119,8 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
     return { tools: [...items], ...(nextCursor ? { nextCursor } : {}) };
   });
   on('tools/call', async (request, ctx) => {
-    const result = await inCallSlot(deps.sessions.get(ctx.sessionId), deps.maxConcurrentCallsPerSession, () =>
-      callTool(deps, { ...request.params, ...retryParams(ctx) }, callOf(ctx)),
+    const result = await withClient(ctx, request.params.name, (call) =>
+      inCallSlot(deps.sessions.get(ctx.sessionId), deps.maxConcurrentCallsPerSession, () => callTool(deps, { ...request.params, ...retryParams(ctx) }, call)),
     );
     if (isInputRequiredResult(result) || result.structuredContent === undefined) return result;
     // Structured content as the client's revision carries it (a 2025 client gets a non-object
@@ -118,7 +136,9 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
     on('prompts/get', async (request, ctx) => {
       const route = readable(catalog.prompts.routes.get(request.params.name), ctx);
       if (!route) throw unknownPrompt(request.params.name);
-      return relay(route.server, 'prompts/get', { ...request.params, name: route.originalName }, ctx, { kind: 'prompt_get', target: request.params.name });
+      return withClient(ctx, request.params.name, (call) =>
+        relay(route.server, 'prompts/get', { ...request.params, name: route.originalName }, ctx, call, { kind: 'prompt_get', target: request.params.name }),
+      );
     });
   }
 
@@ -135,7 +155,9 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
       const { uri } = request.params;
       const route = readable(routeResourceUri(catalog.resources, uri), ctx);
       if (!route || !deps.upstreams.get(route.server)) throw resourceNotFound(uri);
-      const result = (await relay(route.server, 'resources/read', { ...request.params, uri: route.originalUri }, ctx, { kind: 'resource_read', target: uri })) as {
+      const result = (await withClient(ctx, uri, (call) =>
+        relay(route.server, 'resources/read', { ...request.params, uri: route.originalUri }, ctx, call, { kind: 'resource_read', target: uri }),
+      )) as {
         contents?: { uri: string }[];
         resultType?: unknown;
       };
@@ -163,17 +185,20 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
     }
   }
 
+  // The Tasks extension is a 2026-07-28 one: a 2025 session is never handed a task.
+  if (era === 'modern' && tasksOffered(deps.upstreams.list())) registerTaskHandlers(server, deps.tasks, callOf, deps.logger);
+
   if (capabilities.completions) {
     on('completion/complete', async (request, ctx) => {
       const { ref } = request.params;
       if (ref.type === 'ref/prompt') {
         const route = readable(catalog.prompts.routes.get(ref.name), ctx);
         if (!route) throw unknownPrompt(ref.name);
-        return relay(route.server, 'completion/complete', { ...request.params, ref: { ...ref, name: route.originalName } }, ctx);
+        return relay(route.server, 'completion/complete', { ...request.params, ref: { ...ref, name: route.originalName } }, ctx, callOf(ctx));
       }
       const route = readable<ResourceRoute>(catalog.resources.templateRoutes.get(ref.uri) ?? routeResourceUri(catalog.resources, ref.uri), ctx);
       if (!route) throw resourceNotFound(ref.uri);
-      return relay(route.server, 'completion/complete', { ...request.params, ref: { ...ref, uri: route.originalUri } }, ctx);
+      return relay(route.server, 'completion/complete', { ...request.params, ref: { ...ref, uri: route.originalUri } }, ctx, callOf(ctx));
     });
   }
 
@@ -249,10 +274,11 @@ function sessionCall(server: Server, ctx: ServerContext): DownstreamCall {
 /**
  * A 2026-07-28 request. Its client declared its capabilities in the request itself, and they
  * are passed on as declared (an upstream asked on its behalf may tailor what it asks for). It
- * cannot be sent requests mid-call, though: it is asked through `input_required` results, which
- * pass through from the upstream, so a 2025 upstream's own server-to-client request during such
- * a call is refused. Log messages reach the client only at or above the level the request
- * named; a request that named none asked for no logs.
+ * cannot be sent requests mid-call: it is asked through `input_required` results, a 2026
+ * upstream's passing through, a 2025 upstream's requests turned into them by `ModernCallBridge`
+ * (which replaces `sendRequest` on the methods that allow it); elsewhere such a request is
+ * refused. Log messages reach the client only at or above the level the request named; a
+ * request that named none asked for no logs.
  */
 function requestCall(ctx: ServerContext): DownstreamCall {
   const access = accessOf(ctx);

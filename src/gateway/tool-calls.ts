@@ -13,9 +13,13 @@ import type { DownstreamCall } from './downstream-call.js';
 import { AccessDeniedError } from '../auth/access-policy.js';
 import { HiddenToolError, toolCallFailure, UnknownToolError, unknownTool, WireMcpError } from './error-mapping.js';
 import { forward } from './forward.js';
+import type { TaskRelay } from './task-relay.js';
+import { isTaskHandle, withoutLegacyTaskParam } from './task-wire.js';
 
 export interface ToolCallDeps extends BroadcastDeps {
   catalog: LiveCatalog;
+  /** Task handles upstreams answer calls with (the Tasks extension), and the requests that follow them. */
+  tasks: TaskRelay;
   audit?: AuditLog | undefined;
   metrics?: GatewayMetrics | undefined;
   logger: Logger;
@@ -179,7 +183,10 @@ async function dispatch(
         throw new AccessDeniedError(`Access denied: you may list "${params.name}" but not call it`);
       }
       try {
-        return { result: (await forward(deps, route.server, 'tools/call', { ...params, name: route.originalName }, call)) as CallToolResult, refused: false };
+        const tasks = deps.tasks.offeredTo(call);
+        const result = await forward(deps, route.server, 'tools/call', { ...withoutLegacyTaskParam(params), name: route.originalName }, call, { tasks });
+        if (tasks && isTaskHandle(result)) return { result: await deps.tasks.adopt(route.server, route.originalName, result, call), refused: false };
+        return { result: result as CallToolResult, refused: false };
       } catch (error) {
         if (options.faults === 'throw' || error instanceof RateLimitedError) throw error;
         return { result: toolCallFailure(error), refused: false };

@@ -1,6 +1,8 @@
 import type { AuthInfo, McpHttpHandler } from '@modelcontextprotocol/server';
 import type { Principal } from '../auth/principal.js';
 import type { CredentialBoundStreams } from '../gateway/credential-bound-streams.js';
+import { accessIn } from '../gateway/mcp-handlers.js';
+import type { TaskListen } from '../gateway/task-listen.js';
 import { BAD_REQUEST, jsonRpcError } from './json-rpc-errors.js';
 import { onBodyEnd } from './response-end.js';
 
@@ -20,6 +22,8 @@ export interface ModernRequestsOptions {
   streams?: CredentialBoundStreams | undefined;
   /** Open `subscriptions/listen` streams one caller may hold (the SDK bounds them all together). */
   maxListenStreamsPerCaller: number;
+  /** Serves the listen streams whose filter names task ids (the SDK's honor no extension fields). */
+  taskListens?: Pick<TaskListen, 'serve'> | undefined;
 }
 
 /**
@@ -49,7 +53,7 @@ export function modernRequests(handler: Pick<McpHttpHandler, 'fetch'>, options: 
     count(rateKey, +1);
     let response: Response;
     try {
-      response = await handler.fetch(request, { authInfo, parsedBody });
+      response = (await options.taskListens?.serve(request, parsedBody, accessIn(authInfo))) ?? (await handler.fetch(request, { authInfo, parsedBody }));
     } catch (error) {
       count(rateKey, -1);
       throw error;

@@ -2,12 +2,16 @@ import { PROTOCOL_VERSION_META_KEY, type JSONRPCMessage } from '@modelcontextpro
 
 /**
  * The params field each method's `Mcp-Name` header mirrors (SEP-2243), as the SDK's own
- * transport and the SDK's HTTP entry (which checks the header against the body) agree.
+ * transport and the SDK's HTTP entry (which checks the header against the body) agree; the
+ * Tasks extension (SEP-2663) adds its methods, named by `taskId`.
  */
 const MCP_NAME_SOURCE: Readonly<Record<string, string>> = {
   'tools/call': 'name',
   'prompts/get': 'name',
   'resources/read': 'uri',
+  'tasks/get': 'taskId',
+  'tasks/update': 'taskId',
+  'tasks/cancel': 'taskId',
 };
 
 /**

@@ -8,7 +8,7 @@ import { SPOKEN_PROTOCOL_VERSIONS } from './era-negotiation.js';
  * upstream gets an error. Roots are always answered: by the calling client, or with the server's
  * configured `roots`.
  */
-const CLIENT_CAPABILITIES: ClientCapabilities = { sampling: {}, elicitation: { form: {}, url: {} }, roots: {} };
+export const CLIENT_CAPABILITIES: ClientCapabilities = { sampling: {}, elicitation: { form: {}, url: {} }, roots: {} };
 
 /** Pages followed per list, against a server whose cursors never end. */
 const MAX_LIST_PAGES = 100;

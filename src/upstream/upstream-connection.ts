@@ -1,4 +1,5 @@
 import {
+  CLIENT_CAPABILITIES_META_KEY,
   Client,
   ProtocolError,
   ProtocolErrorCode,
@@ -13,6 +14,7 @@ import {
   type ServerCapabilities,
   type Tool,
   type Transport,
+  type ClientCapabilities,
 } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -30,7 +32,8 @@ import { OwnerChannel } from './owner-channel.js';
 import { bestEffort } from '../observability/best-effort.js';
 import { EraMemory, InMemoryEraVerdicts, type EraVerdictStore } from './era-verdicts.js';
 import { STDIO_PROBE_TIMEOUT_MS, type NegotiatedProtocol } from './era-negotiation.js';
-import { createUpstreamClient } from './upstream-client.js';
+import { CLIENT_CAPABILITIES, createUpstreamClient } from './upstream-client.js';
+import { carryTaskHandles, declaringTasks, withTaskHandle } from './task-results.js';
 import { withoutHopMeta } from './hop-meta.js';
 import { ListSubscription, listenFilter } from './list-subscription.js';
 
@@ -100,6 +103,14 @@ export interface UpstreamRequestOptions {
   onprogress?: ((progress: Progress) => void) | undefined;
   /** Whether a progress report restarts the timeout. */
   resetTimeoutOnProgress?: boolean | undefined;
+  /** The caller declared the Tasks extension: a 2026-07-28 upstream is told so, and may answer with a task handle. */
+  tasks?: boolean | undefined;
+  /**
+   * What the client this request is made for declared it can be asked: a 2026-07-28 upstream
+   * reads it in the request's envelope (those the gateway can relay), and asks only for that.
+   * Without it the envelope names what the gateway itself answers.
+   */
+  clientCapabilities?: ClientCapabilities | undefined;
 }
 
 /** A public, serialisable view of one upstream. */
@@ -312,13 +323,16 @@ export class UpstreamConnection {
     }
     const timeout = options.timeout ?? this.timeoutMs;
     const notJsonRpcBefore = this.#notJsonRpcCount;
-    const sent = withoutHopMeta(params);
+    const modern = this.#protocol?.era === 'modern';
+    const forwarded = withoutHopMeta(params);
+    const capabilities = options.clientCapabilities ? relayableCapabilities(options.clientCapabilities) : CLIENT_CAPABILITIES;
+    const sent = !modern ? forwarded : options.tasks ? declaringTasks(forwarded, capabilities) : options.clientCapabilities ? withCapabilities(forwarded, capabilities) : forwarded;
     try {
       const send = () =>
         client.request({ method, ...(sent ? { params: sent } : {}) }, PassThroughResult, { ...requestOptions(options), timeout, allowInputRequired: true });
       const result = await this.#owners.offer(owner, send);
       this.#breaker.success();
-      return withoutHopMeta(result);
+      return withoutHopMeta(modern ? withTaskHandle(result) : result);
     } catch (error) {
       if (isEraMismatch(error)) {
         // Nothing was sent: the method does not exist in the protocol revision this upstream speaks.
@@ -392,6 +406,7 @@ export class UpstreamConnection {
       this.#protocol = opened.protocol;
       this.#capabilities = opened.client.getServerCapabilities();
       opened.client.onclose = () => this.#lost(generation);
+      if (opened.protocol.era === 'modern') carryTaskHandles(opened.transport);
       // Listening first: a change made while the lists are fetched is not missed.
       if (opened.protocol.era === 'modern') await this.#listenForChanges(opened.client);
       await this.#fetchLists(opened.client, { tools: true, prompts: true, resources: true });
@@ -640,6 +655,24 @@ function requestOptions(options: UpstreamRequestOptions): { signal?: AbortSignal
     ...(options.onprogress ? { onprogress: options.onprogress } : {}),
     ...(options.resetTimeoutOnProgress !== undefined ? { resetTimeoutOnProgress: options.resetTimeoutOnProgress } : {}),
   };
+}
+
+/**
+ * Of what a client declared, what the gateway can relay to it: sampling, elicitation and
+ * roots, as declared (less roots' `listChanged`: no `roots/list_changed` is relayed).
+ */
+function relayableCapabilities(declared: ClientCapabilities): ClientCapabilities {
+  return {
+    ...(declared.sampling ? { sampling: declared.sampling } : {}),
+    ...(declared.elicitation ? { elicitation: declared.elicitation } : {}),
+    ...(declared.roots ? { roots: {} } : {}),
+  };
+}
+
+/** `params` whose envelope names `capabilities` (the SDK client lets `_meta` keys given with a request win over those it attaches). */
+function withCapabilities(params: Record<string, unknown> | undefined, capabilities: ClientCapabilities): Record<string, unknown> {
+  const meta = params?._meta as Record<string, unknown> | undefined;
+  return { ...params, _meta: { ...meta, [CLIENT_CAPABILITIES_META_KEY]: capabilities } };
 }
 
 /** Sending a method the negotiated protocol revision does not have (the SDK refuses before sending). */

@@ -325,20 +325,21 @@ describe('input_required from a 2026-07-28 upstream, through the gateway', () =>
   });
 
   it.each([
-    ['asks a 2025 client that declared elicitation, on its session', { elicitation: {} }, 'Hello, Ada!'],
-    // The plain tools/call path (nothing declared) and the session server's (roots declared) answer alike.
-    ['fails as a tool error for a 2025 client that declared nothing', {}, "Cannot request input 'user_name' (elicitation/create): the client on this 2025-era connection did not declare"],
-    ['fails as a tool error for a 2025 client that declared only roots', { roots: {} }, "Cannot request input 'user_name' (elicitation/create): the client on this 2025-era connection did not declare"],
-  ])('%s', async (_how, capabilities, expected) => {
+    ['asks a 2025 client that declared elicitation, on its session', { elicitation: {} }],
+    // The upstream is told the caller's capabilities, and refuses itself (-32021) what the caller
+    // could not answer; the plain tools/call path (nothing declared) and the session server's
+    // (roots declared) answer alike.
+    ['is refused by the upstream for a 2025 client that declared nothing', {}],
+    ['is refused by the upstream for a 2025 client that declared only roots', { roots: {} }],
+  ])('%s', async (_how, capabilities) => {
     const declares = 'elicitation' in capabilities;
     const client = new LegacyClient({ name: 'legacy', version: '1.0.0' }, { capabilities });
     if (declares) client.setRequestHandler(ElicitRequestSchema, async () => ({ action: 'accept', content: { name: 'Ada' } }));
     const transport = new LegacyTransport(new URL(gateway.url));
     await client.connect(transport);
     try {
-      const result = await client.callTool({ name: TOOL, arguments: {} });
-      expect(textOf(result)).toContain(expected);
-      expect(result.isError ?? false).toBe(!declares);
+      if (declares) expect(textOf(await client.callTool({ name: TOOL, arguments: {} }))).toBe('Hello, Ada!');
+      else await expect(client.callTool({ name: TOOL, arguments: {} })).rejects.toMatchObject({ code: -32021, message: expect.stringContaining('do not declare the required capability') });
     } finally {
       await transport.terminateSession().catch(() => {});
       await client.close();

@@ -92,6 +92,45 @@ describe('faults with real processes', () => {
     expect(pids.some(isAlive)).toBe(false);
     await expect(fetch(gateway.url.replace(/\/mcp$/, '/health'))).rejects.toThrow();
   });
+
+  it('does not wait out the grace period for open listen and event streams, which last as long as their client', async () => {
+    // A grace period longer than the test's timeout: waiting it out fails the test.
+    const gateway = await startGateway(testConfig({ b: stdioFixture('b') }, { shutdownGraceSeconds: 600 }));
+    const listen = await fetch(gateway.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'subscriptions/listen' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'subscriptions/listen',
+        params: {
+          notifications: { toolsListChanged: true },
+          _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'x', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} },
+        },
+      }),
+    });
+    const sse = await fetch(gateway.url.replace(/\/mcp$/, '/sse'), { headers: { accept: 'text/event-stream' } });
+    expect([listen.status, listen.headers.get('content-type'), sse.status]).toEqual([200, 'text/event-stream', 200]);
+    const readToEnd = async (response: Response) => {
+      const reader = response.body!.getReader();
+      let read = '';
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) return read;
+          read += new TextDecoder().decode(value);
+        }
+      } catch {
+        return read;
+      }
+    };
+    const listenRead = readToEnd(listen);
+    const sseRead = readToEnd(sse);
+    await waitFor(() => gateway.conflux.sessions.size === 1, 5000, 'the SSE session');
+    await gateway.stop();
+    expect(await listenRead).toContain('notifications/subscriptions/acknowledged');
+    expect(await sseRead).toContain('event: endpoint');
+  }, 30_000);
 });
 
 describe('rate limits', () => {
