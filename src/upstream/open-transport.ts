@@ -132,6 +132,7 @@ async function connect(
 ): Promise<void> {
   try {
     await client.connect(transport, { timeout: timeoutMs, ...(prior ? { prior } : {}) });
+    answersAfterNotifications(transport);
   } catch (error) {
     await bestEffort(() => client.close(), logger, 'close the client of a failed connection attempt');
     // A failed negotiation has already closed the transport, a failed handshake may not have.
@@ -140,6 +141,22 @@ async function connect(
     if (exit && error instanceof SdkError && error.code === SdkErrorCode.ConnectionClosed) throw new Error(exit);
     throw error;
   }
+}
+
+/**
+ * Delivers each response to the SDK one microtask late. The SDK runs notification handlers in a
+ * microtask but settles a response at once, dropping the request's progress handler: a progress
+ * notification read in the same chunk as the result it precedes (common on stdio) would find no
+ * handler, and the client would never see its last progress. Deferred, the response is settled
+ * after every notification that came before it on the wire.
+ */
+function answersAfterNotifications(transport: Transport): void {
+  const deliver = transport.onmessage;
+  if (!deliver) return;
+  transport.onmessage = (message, extra) => {
+    if ('id' in message && !('method' in message)) queueMicrotask(() => deliver.call(transport, message, extra));
+    else deliver.call(transport, message, extra);
+  };
 }
 
 function opened(client: Client, transport: Transport, wire: Wire, learned: boolean): OpenedClient {
