@@ -99,11 +99,6 @@ export async function runRequirements(url: string, requirements: RequirementSet)
   }
 }
 
-/** Names of the scenarios that passed, scored ones only unless `scoredOnly` is false. */
-export function passing(results: readonly RequirementResult[], scoredOnly = true): string[] {
-  return results.filter((r) => r.passed && (r.scored || !scoredOnly)).map((r) => r.scenario);
-}
-
 /** Markdown for one requirement set: totals, then one row per scenario with both outcomes. */
 export function summarizeRequirements(requirements: RequirementSet, direct: readonly RequirementResult[], gateway: readonly RequirementResult[]): string {
   const byName = new Map(gateway.map((r) => [r.scenario, r]));
