@@ -1,4 +1,4 @@
-import type { ClientCapabilities } from '@modelcontextprotocol/server';
+import type { ClientCapabilities, LoggingLevel } from '@modelcontextprotocol/server';
 import type { Access } from '../auth/access-policy.js';
 
 /** A message the gateway sends to the client about a call: a notification, or a request it asks of the client. */
@@ -28,6 +28,13 @@ export interface DownstreamCall {
    * it declared. A client that cannot be sent requests on this call declares none of the three.
    */
   clientCapabilities: ClientCapabilities | undefined;
+  /**
+   * The least severe log message the client takes about this call: a 2025 session's threshold
+   * when the call began (the level it set, else the default), the level a 2026-07-28 request
+   * named; undefined when no log message about it can reach a client (a 2026 request that named
+   * none, REST, the CLI).
+   */
+  logLevel?: LoggingLevel | undefined;
   signal: AbortSignal;
   sendNotification(notification: OutboundMessage): Promise<void>;
   /** Asks the client; resolves with its result as it came (the upstream that asked checks it). */

@@ -53,8 +53,8 @@ export async function forward(
       return sent;
     },
   };
-  // A 2026 upstream reads what the client can be asked for in the request itself.
-  const options: UpstreamRequestOptions = { ...extra, signal: call.signal, clientCapabilities: call.clientCapabilities ?? {} };
+  // A 2026 upstream reads what the client can be asked for, and the level it wants logs at, in the request itself.
+  const options: UpstreamRequestOptions = { ...extra, signal: call.signal, clientCapabilities: call.clientCapabilities ?? {}, logLevel: call.logLevel };
   const progressToken = (params?._meta as { progressToken?: string | number } | undefined)?.progressToken;
   if (progressToken !== undefined) {
     options.resetTimeoutOnProgress = true;

@@ -16,7 +16,10 @@ export function allows(threshold: LoggingLevel, level: LoggingLevel): boolean {
   return LEVELS.indexOf(level) >= LEVELS.indexOf(threshold);
 }
 
-/** What a session receives about its own calls: the level it set, else the default. */
+/**
+ * What a caller receives about its own calls: the level it set (a 2025 session's
+ * `logging/setLevel`, the level a 2026-07-28 request names in its `_meta`), else the default.
+ */
 export function thresholdOf(set: LoggingLevel | undefined): LoggingLevel {
   return set ?? DEFAULT_LOG_THRESHOLD;
 }

@@ -22,7 +22,7 @@ import { asMcpError, failureText, resourceNotFound, unknownPrompt, WireMcpError 
 import { forward } from './forward.js';
 import type { ModernCallBridge } from './modern-call-bridge.js';
 import { pageOf } from './list-page.js';
-import { allows, upstreamLevel } from './log-levels.js';
+import { allows, thresholdOf, upstreamLevel } from './log-levels.js';
 import { checkedRequest, UNCHECKED, type ServedMethod, type ServedRequest } from './request-params.js';
 import type { ResourceSubscriptions } from './resource-subscriptions.js';
 import { inCallSlot, type SessionRegistry } from './session-registry.js';
@@ -71,14 +71,15 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
   /** A prompt or resource the caller may not see does not exist for it. */
   const readable = <T extends { server: string }>(route: T | undefined, ctx: ServerContext): T | undefined =>
     route && accessOf(ctx).visible(route.server) ? route : undefined;
-  const callOf = (ctx: ServerContext): DownstreamCall => (era === 'legacy' ? sessionCall(server, ctx) : requestCall(ctx));
+  const sessionLevel = (ctx: ServerContext) => thresholdOf(deps.sessions.get(ctx.sessionId)?.logLevel);
+  const callOf = (ctx: ServerContext): DownstreamCall => (era === 'legacy' ? sessionCall(server, ctx, sessionLevel(ctx)) : requestCall(ctx));
   /**
    * Runs `work` for a request that may need the client's input mid-call (`tools/call`,
    * `prompts/get`, `resources/read`): on a 2025 session the client is asked on its stream; on
    * 2026-07-28 through `input_required` rounds, `target` naming what a retry must name again.
    */
   const withClient = <T extends Result>(ctx: ServerContext, target: string, work: (call: DownstreamCall) => Promise<T>): Promise<T | InputRequiredResult> =>
-    era === 'legacy' ? work(sessionCall(server, ctx)) : deps.inputRounds.serve(ctx, target, requestCall(ctx), work);
+    era === 'legacy' ? work(sessionCall(server, ctx, sessionLevel(ctx))) : deps.inputRounds.serve(ctx, target, requestCall(ctx), work);
   /** Forwards a request; prompt gets and resource reads are audited like tool calls. */
   const relay = async (
     serverName: string,
@@ -120,7 +121,10 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
   });
   on('tools/call', async (request, ctx) => {
     const result = await withClient(ctx, request.params.name, (call) =>
-      inCallSlot(deps.sessions.get(ctx.sessionId), deps.maxConcurrentCallsPerSession, () => callTool(deps, { ...request.params, ...retryParams(ctx) }, call)),
+      // A 2025 session's calls take its slots; a 2026-07-28 caller's, without a session, the caller's own.
+      era === 'legacy'
+        ? inCallSlot(deps.sessions.get(ctx.sessionId), deps.maxConcurrentCallsPerSession, () => callTool(deps, { ...request.params, ...retryParams(ctx) }, call))
+        : deps.sessions.inCallerSlot(rateKeyOf(ctx), deps.maxConcurrentCallsPerSession, () => callTool(deps, { ...request.params, ...retryParams(ctx) }, call)),
     );
     if (isInputRequiredResult(result) || result.structuredContent === undefined) return result;
     // Structured content as the client's revision carries it (a 2025 client gets a non-object
@@ -255,8 +259,14 @@ function accessOf(ctx: ServerContext): Access {
   return accessIn(ctx.http?.authInfo);
 }
 
+/** What per-caller limits count against: the rate key the HTTP layer put beside the caller's rights. */
+function rateKeyOf(ctx: ServerContext): string {
+  const rateKey = ctx.http?.authInfo?.extra?.rateKey;
+  return typeof rateKey === 'string' ? rateKey : `principal:${accessOf(ctx).principal.id}`;
+}
+
 /** A request on a 2025 session: messages about it travel on its stream, requests to the client included. */
-function sessionCall(server: Server, ctx: ServerContext): DownstreamCall {
+function sessionCall(server: Server, ctx: ServerContext, logLevel: LoggingLevel): DownstreamCall {
   const access = accessOf(ctx);
   return {
     principal: access.principal.id,
@@ -265,6 +275,7 @@ function sessionCall(server: Server, ctx: ServerContext): DownstreamCall {
     sessionId: ctx.sessionId,
     requestId: ctx.mcpReq.id,
     clientCapabilities: server.getClientCapabilities(),
+    logLevel,
     signal: ctx.mcpReq.signal,
     sendNotification: (notification) => ctx.mcpReq.notify(notification as Notification),
     sendRequest: (request, options) => ctx.mcpReq.send(request, UNCHECKED, options),
@@ -291,6 +302,7 @@ function requestCall(ctx: ServerContext): DownstreamCall {
     sessionId: undefined,
     requestId: ctx.mcpReq.id,
     clientCapabilities: envelope?.[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined,
+    logLevel,
     signal: ctx.mcpReq.signal,
     sendNotification: async (notification) => {
       if (notification.method === 'notifications/message') {

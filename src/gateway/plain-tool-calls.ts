@@ -5,6 +5,7 @@ import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError, invalidParams, sessionClosed, WireMcpError } from './error-mapping.js';
 import { outputSchemaOf } from './mcp-handlers.js';
 import { inCallSlot, type DownstreamSession } from './session-registry.js';
+import { thresholdOf } from './log-levels.js';
 import { callTool, type ToolCallDeps } from './tool-calls.js';
 
 export interface PlainToolCallsDeps extends ToolCallDeps {
@@ -87,6 +88,7 @@ export class PlainToolCalls {
       sessionId: session.id,
       requestId: request.id,
       clientCapabilities: session.server.getClientCapabilities(),
+      logLevel: thresholdOf(session.logLevel),
       signal: controller.signal,
       sendNotification: async (notification) => {
         notifications.push({ jsonrpc: '2.0', ...notification } as JSONRPCNotification);

@@ -99,6 +99,8 @@ export class SessionRegistry {
   readonly #perKey = new Map<string, number>();
   /** Sessions being opened (their `initialize` not answered yet), counted against the limits. */
   #opening = 0;
+  /** Tool calls in flight without a session (2026-07-28), per rate key. */
+  readonly #callerCalls = new Map<string, number>();
   /** Rights re-evaluated under the current rules, per latest request's rights. */
   readonly #current = new WeakMap<Access, { version: number; access: Access }>();
   readonly #options: SessionRegistryOptions;
@@ -182,6 +184,24 @@ export class SessionRegistry {
   /** Open sessions opened under one rate key (a principal, or a client address without authentication). */
   countFor(rateKey: string): number {
     return this.#perKey.get(rateKey) ?? 0;
+  }
+
+  /**
+   * Runs `work` as one of the tool calls in flight that a caller makes without a session (a
+   * 2026-07-28 request), counted per rate key and refused when `max` already are: the limit a
+   * session's calls are held to, so that not opening one is no way around it.
+   */
+  async inCallerSlot<T>(rateKey: string, max: number, work: () => Promise<T>): Promise<T> {
+    const active = this.#callerCalls.get(rateKey) ?? 0;
+    if (active >= max) throw new LimitExceededError(`too many concurrent tool calls from this client (at most ${max})`);
+    this.#callerCalls.set(rateKey, active + 1);
+    try {
+      return await work();
+    } finally {
+      const left = (this.#callerCalls.get(rateKey) ?? 1) - 1;
+      if (left > 0) this.#callerCalls.set(rateKey, left);
+      else this.#callerCalls.delete(rateKey);
+    }
   }
 
   get(id: string | undefined): DownstreamSession | undefined {

@@ -73,7 +73,8 @@ export class UpstreamRelay implements UpstreamEventSink {
       // principal) that made it, and only while it may still read the server.
       const session = this.sessions.get(call.sessionId);
       const access = session ? this.sessions.accessOf(session) : call.access;
-      if (access.visible(server) && allows(thresholdOf(session?.logLevel), params.level)) {
+      // The session's level as it is now; without a session, the level the request named.
+      if (access.visible(server) && allows(thresholdOf(session?.logLevel ?? call.logLevel), params.level)) {
         // Calls in flight are the ones forward() tracks, whose sendNotification logs its own failure and never rejects.
         void call.sendNotification(notification).catch(() => {});
       }

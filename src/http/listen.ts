@@ -9,7 +9,8 @@ export interface Listening {
   stopAccepting(): Promise<void>;
   /**
    * Resolves true once every response being written has finished (GET event streams, which
-   * live as long as their session, excepted), or false after `ms`.
+   * live as long as their session, and 2026-07-28 `subscriptions/listen` streams, which live as
+   * long as their client, excepted), or false after `ms`.
    */
   answered(ms: number): Promise<boolean>;
   /** Ends every open connection. */
@@ -34,6 +35,8 @@ export function listen(app: { fetch: Hono["fetch"] }, host: string, port: number
       // Once shutdown began, a keep-alive connection carries no further request after this one.
       if (draining) res.shouldKeepAlive = false;
       if (req.method === 'GET' && req.headers.accept?.includes('text/event-stream')) return;
+      // Told by its Mcp-Method header, which the 2026-07-28 handler requires to match the body.
+      if (req.method === 'POST' && req.headers['mcp-method'] === 'subscriptions/listen') return;
       writing++;
       res.on('close', answerClosed);
     });

@@ -40,7 +40,8 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
     const sessionId = request.headers.get('mcp-session-id');
     const { principal, access, rateKey } = c.get('caller');
     // Handlers read the caller's rights from here; the token itself stays in the HTTP layer.
-    const authInfo: AuthInfo = { token: '', clientId: principal, scopes: [...access.principal.scopes], extra: { access } };
+    // The rate key rides along for the limits a 2026-07-28 caller, without a session, is counted by.
+    const authInfo: AuthInfo = { token: '', clientId: principal, scopes: [...access.principal.scopes], extra: { access, rateKey } };
     // A session belongs to the principal that opened it; to anyone else it does not exist.
     // It keeps this request's rights, which decide what is later delivered to it.
     const sessionOf = (id: string) => sessions.touch(id, principal, access);

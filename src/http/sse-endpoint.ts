@@ -91,6 +91,9 @@ export function sseMessageEndpoint(deps: SseEndpointDeps & { maxJsonDepth: numbe
       if (requestId !== undefined) session.requestsInFlight.delete(requestId);
       return jsonRpcError(400, INVALID_REQUEST, `Invalid Request: ${(error as Error).message}`);
     }
+    // A cancelled request is never answered (the SDK sends nothing for it): it is no longer in flight.
+    const cancelled = cancelledIdOf(body);
+    if (cancelled !== undefined) session.requestsInFlight.delete(cancelled);
     return new Response('Accepted', { status: 202 });
   };
 }
@@ -114,6 +117,14 @@ function requestIdOf(body: unknown): string | number | undefined {
   if (body === null || typeof body !== 'object') return undefined;
   const { id, method } = body as { id?: unknown; method?: unknown };
   return typeof method === 'string' && (typeof id === 'string' || typeof id === 'number') ? id : undefined;
+}
+
+/** The request a `notifications/cancelled` names; undefined for any other message. */
+function cancelledIdOf(body: unknown): string | number | undefined {
+  if (body === null || typeof body !== 'object') return undefined;
+  const { method, params } = body as { method?: unknown; params?: { requestId?: unknown } };
+  const id = method === 'notifications/cancelled' ? params?.requestId : undefined;
+  return typeof id === 'string' || typeof id === 'number' ? id : undefined;
 }
 
 function methodNotAllowed(allow: string): Response {

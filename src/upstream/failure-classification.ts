@@ -21,7 +21,9 @@ export function classifyConnectFailure(error: unknown): 'misconfigured' | 'retry
  * - `timeout`: no answer in time; a fault, but the upstream may well be reachable (a slow tool).
  * - `closed`: the connection closed under the request.
  * - `bad-response`: something came back that is not MCP.
- * - `session-ended`: HTTP 404 for our session: the upstream restarted and forgot it.
+ * - `session-ended`: HTTP 404 to a request that named our session (2025): the upstream
+ *   restarted and forgot it. Without a session (2026-07-28) a 404 says nothing of the
+ *   connection; one carrying the request's JSON-RPC error never gets here (it is the answer).
  * - `unreachable`: any other transport failure (refused, reset).
  */
 export type RequestFailure = 'cancelled' | 'answer' | 'timeout' | 'closed' | 'bad-response' | 'session-ended' | 'unreachable';
@@ -31,7 +33,7 @@ export function classifyRequestFailure(error: unknown, aborted: boolean): Reques
   if (aborted) return 'cancelled';
   if (error instanceof ProtocolError) return 'answer';
   if (error instanceof NotJsonRpcError) return 'bad-response';
-  if (error instanceof SdkHttpError) return error.data.status === 404 ? 'session-ended' : 'unreachable';
+  if (error instanceof SdkHttpError) return error.data.status === 404 && typeof error.data.sessionId === 'string' ? 'session-ended' : 'unreachable';
   if (error instanceof SdkError) {
     switch (error.code) {
       case SdkErrorCode.RequestTimeout:

@@ -13,7 +13,7 @@ import {
 import { createParser } from 'eventsource-parser';
 import { NotJsonRpcError } from './errors.js';
 import type { OwnerChannel } from './owner-channel.js';
-import { envelopeVersion, standardHeaders } from './standard-headers.js';
+import { standardHeaders } from './standard-headers.js';
 
 export interface HttpClientTransportOptions {
   headers: Readonly<Record<string, string>>;
@@ -79,6 +79,7 @@ export class HttpClientTransport implements Transport {
     const body = JSON.stringify(message);
     const headers: Record<string, string> = { ...extraHeaders(options?.headers), 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     Object.assign(headers, standardHeaders(message));
+    const session = this.sessionId;
     let response: IncomingMessage;
     try {
       response = await this.#request('POST', headers, body, signal);
@@ -96,9 +97,14 @@ export class HttpClientTransport implements Transport {
     }
     if (status < 200 || status >= 300) {
       const text = await readAll(response, 64 * 1024).catch(() => '');
-      // On 2026-07-28 a refusal addressed to the request (a header mismatch, say) is its answer.
-      if (status === 400 && envelopeVersion(message) !== undefined && this.#deliverRefusal(text, message, owner)) return;
-      throw httpError(status, response.statusMessage, text);
+      // A client error carrying the JSON-RPC error that answers this request is that answer: a
+      // 2026-07-28 server answers an unknown method with 404, a header mismatch with 400. Not a
+      // 404 to a request that named our session (the server forgot it: the connection is over),
+      // nor an auth wall (no retry can help; the connection reads it as misconfiguration).
+      const sessionEnded = status === 404 && session !== undefined;
+      const answers = status >= 400 && status < 500 && status !== 401 && status !== 403 && !sessionEnded;
+      if (answers && this.#deliverRefusal(text, message, owner)) return;
+      throw httpError(status, response.statusMessage, text, session);
     }
     const type = String(response.headers['content-type'] ?? '');
     if (type.startsWith('text/event-stream')) {
@@ -261,11 +267,12 @@ function extraHeaders(headers: Readonly<Record<string, string>> | undefined): Re
 
 /**
  * An HTTP refusal as the SDK's own transport reports one: the status and the body's start,
- * which the SDK reads to tell a 2025-only server (a JSON-RPC error body) from an auth wall.
+ * which the SDK reads to tell a 2025-only server (a JSON-RPC error body) from an auth wall;
+ * and the session the request named, if any (a 404 to it means the server forgot it).
  */
-function httpError(status: number, statusText: string | undefined, text: string): SdkHttpError {
+function httpError(status: number, statusText: string | undefined, text: string, sessionId: string | undefined): SdkHttpError {
   const code = status === 401 ? SdkErrorCode.ClientHttpAuthentication : status === 403 ? SdkErrorCode.ClientHttpForbidden : SdkErrorCode.ClientHttpNotImplemented;
-  return new SdkHttpError(code, `Error POSTing to endpoint (HTTP ${status}): ${text.slice(0, 500)}`, { status, statusText, text });
+  return new SdkHttpError(code, `Error POSTing to endpoint (HTTP ${status}): ${text.slice(0, 500)}`, { status, statusText, text, ...(sessionId !== undefined ? { sessionId } : {}) });
 }
 
 function asJsonRpcMessage(value: unknown): JSONRPCMessage | undefined {

@@ -2,6 +2,7 @@ import type { Client, McpSubscription, ServerCapabilities, SubscriptionFilter } 
 import type { Logger } from 'pino';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import { describeError } from './failure-classification.js';
+import { bestEffort } from '../observability/best-effort.js';
 
 export interface ListSubscriptionOptions {
   client: Client;
@@ -38,7 +39,9 @@ export function listenFilter(capabilities: ServerCapabilities | undefined, resou
  * 2025 server's unsolicited notifications. A stream that ends (the server restarted, the
  * network dropped it) is opened again after a backoff, and `onReopened` refreshes the lists. A
  * new filter (a resource subscribed to) opens a new stream before the old one is closed, so
- * nothing falls between them.
+ * nothing falls between them. Streams are opened one at a time, each with the filter as it is
+ * when its turn comes: of subscriptions made together the last stream has every one, and each
+ * stream replaced is closed.
  */
 export class ListSubscription {
   readonly #options: ListSubscriptionOptions;
@@ -46,6 +49,8 @@ export class ListSubscription {
   #retry: NodeJS.Timeout | undefined;
   #failures = 0;
   #stopped = false;
+  /** The last stream change queued (opening, replacing, closing): the next waits for it. */
+  #turn: Promise<unknown> = Promise.resolve();
 
   constructor(options: ListSubscriptionOptions) {
     this.#options = options;
@@ -54,7 +59,7 @@ export class ListSubscription {
   /** Opens the stream; resolves once the server acknowledged it or the first attempt failed (it is retried). */
   async start(): Promise<void> {
     try {
-      await this.#open(false);
+      await this.#inTurn(() => this.#open(false));
     } catch (error) {
       this.#options.logger.warn({ err: describeError(error) }, 'could not open the upstream change stream');
       this.#reopenLater();
@@ -62,24 +67,25 @@ export class ListSubscription {
   }
 
   /** Replaces the stream with one for the current filter; rejects (keeping the old stream) when the server refuses it. */
-  async refilter(): Promise<void> {
-    clearTimeout(this.#retry);
-    this.#retry = undefined;
-    const previous = this.#current;
-    if (this.#options.filter() === undefined) {
-      this.#current = undefined;
-      await previous?.close();
-      return;
-    }
-    try {
-      await this.#open(false);
-    } catch (error) {
-      // Without a stream (the last one ended and its retry was waiting) keep trying, with the
-      // filter as it will be then.
-      if (!this.#current) this.#reopenLater();
-      throw error;
-    }
-    if (previous && previous !== this.#current) await previous.close();
+  refilter(): Promise<void> {
+    return this.#inTurn(async () => {
+      clearTimeout(this.#retry);
+      this.#retry = undefined;
+      if (this.#options.filter() === undefined) {
+        const previous = this.#current;
+        this.#current = undefined;
+        await previous?.close();
+        return;
+      }
+      try {
+        await this.#open(false);
+      } catch (error) {
+        // Without a stream (the last one ended and its retry was waiting) keep trying, with the
+        // filter as it will be then.
+        if (!this.#current) this.#reopenLater();
+        throw error;
+      }
+    });
   }
 
   async stop(): Promise<void> {
@@ -90,6 +96,14 @@ export class ListSubscription {
     await current?.close();
   }
 
+  /** Runs `change` once every change queued before it is done (failed or not). */
+  #inTurn(change: () => Promise<void>): Promise<void> {
+    const run = this.#turn.then(change);
+    this.#turn = run.catch(() => {});
+    return run;
+  }
+
+  /** Opens a stream for the filter as it is now, in place of the current one (closed once the new one is acknowledged). Call in turn. */
   async #open(reopening: boolean): Promise<void> {
     const { client, timeoutMs, logger } = this.#options;
     const filter = this.#options.filter();
@@ -99,7 +113,9 @@ export class ListSubscription {
       await subscription.close();
       return;
     }
+    const previous = this.#current;
     this.#current = subscription;
+    if (previous) await bestEffort(() => previous.close(), logger, 'close a replaced upstream change stream');
     const openedAt = Date.now();
     if (reopening) this.#options.onReopened();
     void subscription.closed.then((reason) => {
@@ -119,7 +135,8 @@ export class ListSubscription {
     clearTimeout(this.#retry);
     this.#retry = setTimeout(() => {
       this.#retry = undefined;
-      this.#open(true).catch((error: unknown) => {
+      // A stream opened meanwhile (for a new filter) makes this one needless.
+      this.#inTurn(() => (this.#current ? Promise.resolve() : this.#open(true))).catch((error: unknown) => {
         this.#options.logger.warn({ err: describeError(error) }, 'could not reopen the upstream change stream');
         this.#reopenLater();
       });

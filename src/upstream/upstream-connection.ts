@@ -1,10 +1,12 @@
 import {
   CLIENT_CAPABILITIES_META_KEY,
   Client,
+  LOG_LEVEL_META_KEY,
   ProtocolError,
   ProtocolErrorCode,
   SdkError,
   SdkErrorCode,
+  type LoggingLevel,
   type LoggingMessageNotificationParams,
   type Progress,
   type PriorDiscovery,
@@ -35,6 +37,8 @@ import { STDIO_PROBE_TIMEOUT_MS, type NegotiatedProtocol } from './era-negotiati
 import { CLIENT_CAPABILITIES, createUpstreamClient } from './upstream-client.js';
 import { carryTaskHandles, declaringTasks, withTaskHandle } from './task-results.js';
 import { withoutHopMeta } from './hop-meta.js';
+import { offersMethod } from './offered-methods.js';
+import { paramHeaders } from './param-headers.js';
 import { ListSubscription, listenFilter } from './list-subscription.js';
 
 export { isInputRequired } from './input-required.js';
@@ -111,6 +115,11 @@ export interface UpstreamRequestOptions {
    * Without it the envelope names what the gateway itself answers.
    */
   clientCapabilities?: ClientCapabilities | undefined;
+  /**
+   * The least severe log message the client wants about this request: a 2026-07-28 upstream logs
+   * about a request only at the level the request names (none when it names none).
+   */
+  logLevel?: LoggingLevel | undefined;
 }
 
 /** A public, serialisable view of one upstream. */
@@ -315,6 +324,12 @@ export class UpstreamConnection {
     if (this.#state !== 'ready' || !client) {
       throw new UpstreamUnavailableError(this.name, this.lastError ?? this.#state);
     }
+    if (this.#protocol?.era === 'modern' && this.#capabilities && !offersMethod(this.#capabilities, method)) {
+      // A 2026-07-28 server serves what it declares, and would refuse the rest itself (with an
+      // HTTP 404 for an unknown method). A 2025 one may serve more than it declares
+      // (`completion/complete` predates the `completions` capability), so it is asked.
+      throw new ProtocolError(ProtocolErrorCode.MethodNotFound, `"${this.name}" does not offer ${method}`);
+    }
     if (!this.#breaker.allow()) {
       throw new UpstreamUnavailableError(this.name, `circuit breaker open after repeated failures; next try in ${this.#breaker.retryAfterSeconds}s`);
     }
@@ -327,9 +342,17 @@ export class UpstreamConnection {
     const forwarded = withoutHopMeta(params);
     const capabilities = options.clientCapabilities ? relayableCapabilities(options.clientCapabilities) : CLIENT_CAPABILITIES;
     const sent = !modern ? forwarded : options.tasks ? declaringTasks(forwarded, capabilities) : options.clientCapabilities ? withCapabilities(forwarded, capabilities) : forwarded;
+    // The client's own level was taken out with the hop's envelope: the caller's goes in its place.
+    const logged = modern && options.logLevel ? withLogLevel(sent, options.logLevel) : sent;
+    const headers = modern && method === 'tools/call' ? this.#paramHeadersFor(logged) : undefined;
     try {
       const send = () =>
-        client.request({ method, ...(sent ? { params: sent } : {}) }, PassThroughResult, { ...requestOptions(options), timeout, allowInputRequired: true });
+        client.request({ method, ...(logged ? { params: logged } : {}) }, PassThroughResult, {
+          ...requestOptions(options),
+          timeout,
+          allowInputRequired: true,
+          ...(headers ? { headers } : {}),
+        });
       const result = await this.#owners.offer(owner, send);
       this.#breaker.success();
       return withoutHopMeta(modern ? withTaskHandle(result) : result);
@@ -441,6 +464,13 @@ export class UpstreamConnection {
       }
       this.#scheduleRetry(failed);
     }
+  }
+
+  /** The `Mcp-Param-*` headers a `tools/call` needs, from the tool's input schema as this upstream lists it. */
+  #paramHeadersFor(params: Record<string, unknown> | undefined): Record<string, string> | undefined {
+    const tool = this.#tools.find((t) => t.name === params?.name);
+    const headers = tool ? paramHeaders(tool.inputSchema, params?.arguments as Record<string, unknown> | undefined) : {};
+    return Object.keys(headers).length > 0 ? headers : undefined;
   }
 
   /**
@@ -673,6 +703,12 @@ function relayableCapabilities(declared: ClientCapabilities): ClientCapabilities
 function withCapabilities(params: Record<string, unknown> | undefined, capabilities: ClientCapabilities): Record<string, unknown> {
   const meta = params?._meta as Record<string, unknown> | undefined;
   return { ...params, _meta: { ...meta, [CLIENT_CAPABILITIES_META_KEY]: capabilities } };
+}
+
+/** `params` whose envelope asks for log messages from `level` up. */
+function withLogLevel(params: Record<string, unknown> | undefined, level: LoggingLevel): Record<string, unknown> {
+  const meta = params?._meta as Record<string, unknown> | undefined;
+  return { ...params, _meta: { ...meta, [LOG_LEVEL_META_KEY]: level } };
 }
 
 /** Sending a method the negotiated protocol revision does not have (the SDK refuses before sending). */

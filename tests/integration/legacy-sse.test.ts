@@ -261,6 +261,26 @@ describe('the 2024-11-05 HTTP+SSE transport', () => {
     await waitFor(async () => (await status()) === 'cancelled', 10_000, 'the upstream work to be cancelled');
   });
 
+  it('a request the client cancels is no longer in flight: closing the session later sends no answer for it', async () => {
+    const stream = await initializedRaw(base);
+    expect((await post(stream.endpoint, { jsonrpc: '2.0', id: 8, method: 'tools/call', params: { name: 'alpha__work', arguments: {} } })).status).toBe(202);
+    const status = async () => textOf(await gateway.conflux.callTool({ name: 'alpha__work_status', arguments: {} }));
+    await waitFor(async () => (await status()) === 'running', 10_000, 'the work to start');
+    expect(gateway.conflux.sessions.get(stream.sessionId)?.requestsInFlight.has(8)).toBe(true);
+    expect((await post(stream.endpoint, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 8, reason: 'not needed' } })).status).toBe(202);
+    await waitFor(async () => (await status()) === 'cancelled', 10_000, 'the upstream work to be cancelled');
+    expect(gateway.conflux.sessions.get(stream.sessionId)?.requestsInFlight.size).toBe(0);
+    await gateway.conflux.sessions.close(stream.sessionId);
+    await stream.ended;
+    const after: SseEvent[] = [];
+    for (;;) {
+      const event = await stream.next().catch(() => undefined);
+      if (!event) break;
+      after.push(event);
+    }
+    expect(after.filter((e) => e.event === 'message').map((e) => JSON.parse(e.data) as { id?: unknown })).not.toContainEqual(expect.objectContaining({ id: 8 }));
+  });
+
   it('refuses a foreign Origin on GET /sse and POST /messages, opening nothing', async () => {
     const refused = await fetch(`${base}/sse`, { headers: { accept: 'text/event-stream', origin: 'http://evil.example' } });
     expect(refused.status).toBe(403);

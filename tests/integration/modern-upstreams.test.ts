@@ -23,6 +23,8 @@ import { sdkClient, startGateway, testConfig, textOf, waitFor, type RunningGatew
  */
 
 const text = (t: string): CallToolResult => ({ content: [{ type: 'text', text: t }] });
+/** Typed as a plain string: the SDK's JSON Schema type has no such key. */
+const X_MCP_HEADER: string = 'x-mcp-header';
 
 /** A call the test holds inside the upstream until it releases it. */
 class Gate {
@@ -78,7 +80,7 @@ async function startModernUpstream(): Promise<ModernUpstream> {
       'regional',
       {
         description: 'Has an argument mirrored into the Mcp-Param-Region header',
-        inputSchema: fromJsonSchema<{ region?: string }>({ type: 'object', properties: { region: { type: 'string', 'x-mcp-header': 'Region' } } }),
+        inputSchema: fromJsonSchema<{ region?: string }>({ type: 'object', properties: { region: { type: 'string', [X_MCP_HEADER]: 'Region' } } }),
       },
       async (args) => text(`region=${args.region ?? '<none>'}`),
     );
@@ -156,7 +158,7 @@ async function startModernUpstream(): Promise<ModernUpstream> {
     stop: async () => {
       await handlers.plain.close();
       await handlers.liar.close();
-      http.closeAllConnections?.();
+      (http as HttpServer).closeAllConnections();
       await new Promise((r) => http.close(r));
     },
   };
@@ -420,7 +422,7 @@ describe('a 2025 upstream that forgets our session', () => {
           },
         });
         const server = new LegacyMcpServer({ name: 'forgetful', version: '1.0.0' });
-        server.registerTool('ping', { inputSchema: {} }, async () => text('pong'));
+        server.registerTool('ping', { inputSchema: {} }, async () => ({ content: [{ type: 'text' as const, text: 'pong' }] }));
         await server.connect(created);
         transport = created;
       }

@@ -47,7 +47,9 @@ describe('upstream failure classification', () => {
     expect(classifyRequestFailure(new ProtocolError(ProtocolErrorCode.InvalidParams, 'bad'), false)).toBe('answer');
     expect(classifyRequestFailure(new NotJsonRpcError('HTTP 200 (text/html)', '<html>'), false)).toBe('bad-response');
     expect(classifyRequestFailure(new SdkError(SdkErrorCode.InvalidResult, 'no resultType'), false)).toBe('bad-response');
-    expect(classifyRequestFailure(httpError(404), false)).toBe('session-ended');
+    // A 404 ends a session only when the request named one (2025); else it is a refusal like any other.
+    expect(classifyRequestFailure(new SdkHttpError(SdkErrorCode.ClientHttpNotImplemented, 'HTTP 404', { status: 404, sessionId: 's-1' }), false)).toBe('session-ended');
+    expect(classifyRequestFailure(httpError(404), false)).toBe('unreachable');
     expect(classifyRequestFailure(new TypeError('fetch failed'), false)).toBe('unreachable');
   });
 

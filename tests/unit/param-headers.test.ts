@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { offersMethod } from '../../src/upstream/offered-methods.js';
+import { paramHeaders } from '../../src/upstream/param-headers.js';
+
+const schema = (properties: Record<string, unknown>) => ({ type: 'object', properties });
+
+describe('Mcp-Param headers of a tool call', () => {
+  it('mirrors each declared primitive argument, nested ones too, as the SDK client does', () => {
+    const tool = schema({
+      region: { type: 'string', 'x-mcp-header': 'Region' },
+      count: { type: 'integer', 'x-mcp-header': 'Count' },
+      dry: { type: 'boolean', 'x-mcp-header': 'Dry-Run' },
+      target: { type: 'object', properties: { zone: { type: 'string', 'x-mcp-header': 'Zone' } } },
+      note: { type: 'string' },
+    });
+    expect(paramHeaders(tool, { region: 'eu', count: 3, dry: false, target: { zone: 'b' }, note: 'x' })).toEqual({
+      'Mcp-Param-Region': 'eu',
+      'Mcp-Param-Count': '3',
+      'Mcp-Param-Dry-Run': 'false',
+      'Mcp-Param-Zone': 'b',
+    });
+  });
+
+  it('sends nothing for an absent, null or non-primitive value, and base64-encodes what a header cannot carry', () => {
+    const tool = schema({ region: { type: 'string', 'x-mcp-header': 'Region' } });
+    expect(paramHeaders(tool, {})).toEqual({});
+    expect(paramHeaders(tool, { region: null })).toEqual({});
+    expect(paramHeaders(tool, { region: ['eu'] })).toEqual({});
+    expect(paramHeaders(tool, undefined)).toEqual({});
+    expect(paramHeaders(tool, { region: 'zürich' })).toEqual({ 'Mcp-Param-Region': `=?base64?${Buffer.from('zürich').toString('base64')}?=` });
+    expect(paramHeaders(tool, { region: ' eu' })).toEqual({ 'Mcp-Param-Region': `=?base64?${Buffer.from(' eu').toString('base64')}?=` });
+  });
+
+  it('sends none at all for a schema whose declarations are unusable', () => {
+    expect(paramHeaders(schema({ a: { type: 'string', 'x-mcp-header': 'Bad Name' } }), { a: 'x' })).toEqual({});
+    expect(paramHeaders(schema({ a: { type: 'object', 'x-mcp-header': 'A' } }), { a: {} })).toEqual({});
+    expect(paramHeaders(schema({ a: { type: 'string', 'x-mcp-header': 'Same' }, b: { type: 'string', 'x-mcp-header': 'same' } }), { a: 'x', b: 'y' })).toEqual({});
+    expect(paramHeaders(undefined, { a: 'x' })).toEqual({});
+  });
+});
+
+describe('methods a server offers', () => {
+  it('reads the capability each method needs; methods no capability governs are offered', () => {
+    expect(offersMethod({ prompts: {} }, 'completion/complete')).toBe(false);
+    expect(offersMethod({ completions: {} }, 'completion/complete')).toBe(true);
+    expect(offersMethod({ resources: {} }, 'resources/read')).toBe(true);
+    expect(offersMethod({ resources: {} }, 'resources/subscribe')).toBe(false);
+    expect(offersMethod({ resources: { subscribe: true } }, 'resources/subscribe')).toBe(true);
+    expect(offersMethod({}, 'tools/call')).toBe(false);
+    expect(offersMethod({}, 'tasks/get')).toBe(true);
+    expect(offersMethod({}, 'toString')).toBe(true);
+  });
+});
