@@ -40,3 +40,8 @@ export interface DownstreamCall {
   /** Asks the client; resolves with its result as it came (the upstream that asked checks it). */
   sendRequest(request: OutboundMessage, options?: { signal?: AbortSignal; timeout?: number }): Promise<Record<string, unknown>>;
 }
+
+/** A 2026-07-28 request: it arrived on `/mcp` with no session (REST and the CLI have none either, but speak no MCP revision). */
+export function isSessionlessMcp(call: Pick<DownstreamCall, 'channel' | 'sessionId'>): boolean {
+  return call.channel === 'mcp' && call.sessionId === undefined;
+}

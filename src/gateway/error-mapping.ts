@@ -24,12 +24,25 @@ export const REQUEST_CANCELLED = -32001;
  * anything else is rethrown as it is, so the audit row keeps its message and the surface's
  * mapping (`asMcpError`, or the REST one) decides what the client reads.
  */
-export function toolCallFailure(error: unknown): CallToolResult {
+export function toolCallFailure(error: unknown, caller: { speaks2026: boolean }): CallToolResult {
   if (isUpstreamFault(error)) {
     return { isError: true, content: [{ type: 'text', text: error.message }] };
   }
+  // -32021 names what the gateway's own request to the upstream lacked, a code 2026-07-28
+  // defined. A caller that does not speak that revision (a 2025 session, REST, the CLI) gets
+  // the refusal in its own idiom, a tool error, as the SDK's legacy shim gives it directly.
+  if (!caller.speaks2026 && isProtocolError(error) && error.code === MISSING_CLIENT_CAPABILITY) {
+    const required = (error.data as { requiredCapabilities?: Record<string, unknown> } | undefined)?.requiredCapabilities ?? {};
+    // Extensions are named by their ids (`io.modelcontextprotocol/tasks`), the rest by capability.
+    const wanted = Object.entries(required).flatMap(([name, value]) => (name === 'extensions' && value && typeof value === 'object' ? Object.keys(value) : [name]));
+    const text = wanted.length > 0 ? `This tool needs a client that supports ${wanted.join(', ')}; this client did not declare it.` : unprefixed(error.message);
+    return { isError: true, content: [{ type: 'text', text }] };
+  }
   throw error;
 }
+
+/** The 2026-07-28 code for a request that needs a capability its client did not declare. */
+const MISSING_CLIENT_CAPABILITY = -32021;
 
 /**
  * Failures whose message was written for the caller: upstream answers and faults, the

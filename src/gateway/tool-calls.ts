@@ -9,7 +9,7 @@ import { inSpan } from '../observability/tracing.js';
 import type { ToolRoute } from '../catalog/tool-catalog.js';
 import { legalName } from '../catalog/naming.js';
 import { broadcast, type BroadcastDeps, type BroadcastPart } from './broadcast.js';
-import type { DownstreamCall } from './downstream-call.js';
+import { isSessionlessMcp, type DownstreamCall } from './downstream-call.js';
 import { AccessDeniedError } from '../auth/access-policy.js';
 import { HiddenToolError, toolCallFailure, UnknownToolError, unknownTool, WireMcpError } from './error-mapping.js';
 import { forward } from './forward.js';
@@ -189,7 +189,7 @@ async function dispatch(
         return { result: result as CallToolResult, refused: false };
       } catch (error) {
         if (options.faults === 'throw' || error instanceof RateLimitedError) throw error;
-        return { result: toolCallFailure(error), refused: false };
+        return { result: toolCallFailure(error, { speaks2026: isSessionlessMcp(call) }), refused: false };
       }
     case 'broadcast':
       return broadcastTool(deps, params.name, route, parse(BroadcastArgs, args, params.name), call);

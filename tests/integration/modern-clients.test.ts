@@ -327,8 +327,9 @@ describe('input_required from a 2026-07-28 upstream, through the gateway', () =>
   it.each([
     ['asks a 2025 client that declared elicitation, on its session', { elicitation: {} }],
     // The upstream is told the caller's capabilities, and refuses itself (-32021) what the caller
-    // could not answer; the plain tools/call path (nothing declared) and the session server's
-    // (roots declared) answer alike.
+    // could not answer; a 2025 client reads that as a tool error in its own idiom (as the SDK's
+    // legacy shim answers it directly), on the plain tools/call path (nothing declared) and the
+    // session server's (roots declared) alike.
     ['is refused by the upstream for a 2025 client that declared nothing', {}],
     ['is refused by the upstream for a 2025 client that declared only roots', { roots: {} }],
   ])('%s', async (_how, capabilities) => {
@@ -339,7 +340,11 @@ describe('input_required from a 2026-07-28 upstream, through the gateway', () =>
     await client.connect(transport);
     try {
       if (declares) expect(textOf(await client.callTool({ name: TOOL, arguments: {} }))).toBe('Hello, Ada!');
-      else await expect(client.callTool({ name: TOOL, arguments: {} })).rejects.toMatchObject({ code: -32021, message: expect.stringContaining('do not declare the required capability') });
+      else {
+        const refused = await client.callTool({ name: TOOL, arguments: {} });
+        expect(refused.isError).toBe(true);
+        expect(textOf(refused)).toBe('This tool needs a client that supports elicitation; this client did not declare it.');
+      }
     } finally {
       await transport.terminateSession().catch(() => {});
       await client.close();

@@ -272,8 +272,11 @@ describe('tasks through the gateway (2026-07-28, two upstreams, two principals)'
       expect(legacy.getServerCapabilities()).not.toHaveProperty('extensions');
       const result = await legacy.callTool({ name: 'beta__slow_compute', arguments: { seconds: 0, label: 'legacy' } });
       expect(textOf(result)).toBe('computed legacy on beta');
-      // A tool that needs a task cannot run for a client that cannot follow one: the upstream's -32021 comes back.
-      await expect(legacy.callTool({ name: 'beta__failing_job', arguments: {} })).rejects.toMatchObject({ code: -32021 });
+      // A tool that needs a task cannot run for a client that cannot follow one: the upstream's -32021
+      // comes back as a tool error, the 2025 idiom for a refusal.
+      const refused = await legacy.callTool({ name: 'beta__failing_job', arguments: {} });
+      expect(refused.isError).toBe(true);
+      expect(textOf(refused)).toBe(`This tool needs a client that supports ${TASKS_EXTENSION}; this client did not declare it.`);
       // The 2025 session has no task methods.
       await expect(legacy.request({ method: 'tasks/get', params: { taskId: 'task-1' } } as never, {} as never)).rejects.toMatchObject({ code: -32601 });
     } finally {

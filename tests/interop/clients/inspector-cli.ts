@@ -31,7 +31,9 @@ function parsed(what: string, outcome: { code: number; stdout: string; stderr: s
 
 /**
  * The MCP Inspector CLI (2.12) as a client: every operation is one process that connects,
- * does one thing and exits. Tool arguments are passed as `--tool-arg key=value`.
+ * does one thing and exits. Tool arguments are passed as `--tool-arg key=value`. It cannot
+ * answer sampling or elicitation: the CLI builds its client with `sample: false, elicit: false`
+ * and declares only `roots` (and the `tasks`/`skills` extensions).
  */
 export function inspectorClient(url: string, transport: 'http' | 'sse'): InteropClient {
   return {

@@ -20,3 +20,27 @@ export function textOrThrow(result: object): string {
   if (isError === true) throw new Error(`tool error: ${text}`);
   return text;
 }
+
+/**
+ * What a client answers when a server asks it something in the middle of a call. A client
+ * declares the capability for each answer it is given and for no other, so the gateway and the
+ * upstream never ask it for what it cannot give.
+ */
+export interface ServerRequestAnswers {
+  /** Answers `sampling/createMessage`: the completion's text, given the text of the last message. */
+  sampling?: (prompt: string) => string;
+  /** Answers a form `elicitation/create` by accepting it with this text in every string field of the form. */
+  elicitation?: (message: string) => string;
+}
+
+/** The accepted content of a form: `value` in each string property of its requested schema. */
+export function filledForm(requestedSchema: unknown, value: string): Record<string, string> {
+  const properties = (requestedSchema as { properties?: Record<string, { type?: unknown }> } | undefined)?.properties ?? {};
+  return Object.fromEntries(Object.entries(properties).flatMap(([name, property]) => (property.type === 'string' ? [[name, value]] : [])));
+}
+
+/** The text of a sampling request's last message (text blocks joined). */
+export function lastMessageText(messages: readonly { content: unknown }[]): string {
+  const content = messages.at(-1)?.content;
+  return joinedText(Array.isArray(content) ? content : content === undefined ? [] : [content]);
+}
