@@ -38,7 +38,7 @@ const GATEWAY_KNOWN_GAPS: Record<RequirementSet, Record<string, string>> = {
   '2026-07-28': {
     // Not scored.
     'http-custom-header-server-validation':
-      'the gateway neither checks a caller\'s Mcp-Param-* headers (SDK 2.4 does so only for tools registered on an McpServer) nor sends them upstream, where the fixture refuses a call without them (-32020)',
+      'the gateway does not check a caller\'s Mcp-Param-* headers against the arguments (SDK 2.4 does so only for tools registered on an McpServer; the gateway serves through the low-level Server)',
   },
 };
 /** Scenarios (and checks) that succeed directly but not through the gateway. */
