@@ -236,7 +236,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     sessions,
     upstreams,
     logger,
-    modern: modernRequests(modern, { streams, maxListenStreamsPerCaller: settings.limits.maxSessionsPerPrincipal, taskListens }),
+    modern: modernRequests(modern, { streams, maxListenStreamsPerCaller: settings.limits.maxSessionsPerPrincipal, taskListens, catalog }),
     maxBodyBytes: { mcp: settings.maxBodyBytes, api: settings.api.maxBodyBytes },
     limits: settings.limits,
     fast: {

@@ -5,7 +5,7 @@ import { fullView, restrictedView, type CatalogView, type Visibility } from './c
 import { offersWithAppResourceUris } from './mcp-app-uris.js';
 import { buildPromptCatalog, EMPTY_PROMPTS, type PromptCatalog } from './prompt-catalog.js';
 import { buildResourceCatalog, EMPTY_RESOURCES, type ResourceCatalog } from './resource-catalog.js';
-import { buildToolCatalog, EMPTY_CATALOG, type ToolCatalog, type ToolCatalogOptions } from './tool-catalog.js';
+import { buildToolCatalog, EMPTY_CATALOG, type CatalogTool, type ToolCatalog, type ToolCatalogOptions } from './tool-catalog.js';
 import { ToolSearchIndex } from './tool-search.js';
 
 /** Everything one upstream offers, as the catalog needs it. */
@@ -54,6 +54,7 @@ export class LiveCatalog {
   readonly #options: ToolCatalogOptions;
   #tools: ToolCatalog = EMPTY_CATALOG;
   #searchIndex: ToolSearchIndex | undefined;
+  #toolsByName: ReadonlyMap<string, CatalogTool> | undefined;
   #toolsJson: string | undefined;
   #prompts: PromptCatalog = EMPTY_PROMPTS;
   #resources: ResourceCatalog = EMPTY_RESOURCES;
@@ -73,6 +74,12 @@ export class LiveCatalog {
   get toolsJson(): string {
     this.#toolsJson ??= JSON.stringify(this.#tools.tools);
     return this.#toolsJson;
+  }
+
+  /** The upstreams' own tools by exposed name, indexed on first use after each change. */
+  get upstreamToolsByName(): ReadonlyMap<string, CatalogTool> {
+    this.#toolsByName ??= new Map(this.#tools.upstreamTools.map((entry) => [entry.tool.name, entry]));
+    return this.#toolsByName;
   }
 
   /** The search index of the current tools, built on first use after each change. */
@@ -122,6 +129,7 @@ export class LiveCatalog {
     this.#tools = buildToolCatalog(offersWithAppResourceUris(offers, this.#resources), this.#options);
     this.#views.clear();
     this.#searchIndex = undefined;
+    this.#toolsByName = undefined;
     this.#toolsJson = undefined;
     this.#prompts = buildPromptCatalog(offers);
     const signatures = {

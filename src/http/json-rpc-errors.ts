@@ -13,3 +13,5 @@ export const BAD_REQUEST = -32000;
 export const SESSION_NOT_FOUND = -32001;
 /** Refusals of authentication; the HTTP status (401/403) and `WWW-Authenticate` carry the detail. */
 export const UNAUTHORIZED = -32004;
+/** 2026-07-28 (SEP-2243): a standard or `Mcp-Param-*` header missing, malformed, or disagreeing with the body. */
+export const HEADER_MISMATCH = -32020;

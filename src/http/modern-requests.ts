@@ -3,7 +3,9 @@ import type { Principal } from '../auth/principal.js';
 import type { CredentialBoundStreams } from '../gateway/credential-bound-streams.js';
 import { accessIn } from '../gateway/mcp-handlers.js';
 import type { TaskListen } from '../gateway/task-listen.js';
-import { BAD_REQUEST, jsonRpcError } from './json-rpc-errors.js';
+import type { LiveCatalog } from '../catalog/live-catalog.js';
+import { BAD_REQUEST, HEADER_MISMATCH, jsonRpcError } from './json-rpc-errors.js';
+import { paramHeaderMismatch } from './param-header-check.js';
 import { onBodyEnd } from './response-end.js';
 
 /** The caller of one 2026-07-28 request, as the HTTP layer authenticated it. */
@@ -24,6 +26,8 @@ export interface ModernRequestsOptions {
   maxListenStreamsPerCaller: number;
   /** Serves the listen streams whose filter names task ids (the SDK's honor no extension fields). */
   taskListens?: Pick<TaskListen, 'serve'> | undefined;
+  /** Where a `tools/call`'s tool is found, to check its `Mcp-Param-*` headers against its arguments. */
+  catalog: Pick<LiveCatalog, 'upstreamToolsByName'>;
 }
 
 /**
@@ -45,7 +49,11 @@ export function modernRequests(handler: Pick<McpHttpHandler, 'fetch'>, options: 
   };
   return async (request, parsedBody, { authInfo, principal, rateKey }) => {
     const listen = listenId(parsedBody);
-    if (listen === undefined) return handler.fetch(request, { authInfo, parsedBody });
+    if (listen === undefined) {
+      const mismatch = paramHeaderMismatch(parsedBody, request.headers, options.catalog, accessIn(authInfo));
+      if (mismatch !== undefined) return jsonRpcError(400, HEADER_MISMATCH, mismatch, requestIdOf(parsedBody));
+      return handler.fetch(request, { authInfo, parsedBody });
+    }
     if ((listening.get(rateKey) ?? 0) >= options.maxListenStreamsPerCaller) {
       return jsonRpcError(429, BAD_REQUEST, `Too many listen streams for this client (at most ${options.maxListenStreamsPerCaller})`, listen);
     }
@@ -79,4 +87,9 @@ function listenId(body: unknown): string | number | undefined {
   if (body === null || typeof body !== 'object') return undefined;
   const { method, id } = body as { method?: unknown; id?: unknown };
   return method === 'subscriptions/listen' && (typeof id === 'string' || typeof id === 'number') ? id : undefined;
+}
+
+function requestIdOf(body: unknown): string | number | null {
+  const id = body !== null && typeof body === 'object' ? (body as { id?: unknown }).id : undefined;
+  return typeof id === 'string' || typeof id === 'number' ? id : null;
 }

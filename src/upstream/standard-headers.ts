@@ -49,3 +49,11 @@ export function encodeHeaderValue(value: string): string {
   const plain = value.length > 0 && value === value.trim() && /^[\t\x20-\x7e]*$/.test(value) && !(value.startsWith(BASE64_PREFIX) && value.endsWith(BASE64_SUFFIX));
   return plain ? value : `${BASE64_PREFIX}${Buffer.from(value, 'utf8').toString('base64')}${BASE64_SUFFIX}`;
 }
+
+/** A header value as `encodeHeaderValue` writes it, read back; undefined when its base64 form is malformed. */
+export function decodeHeaderValue(header: string): string | undefined {
+  if (!(header.startsWith(BASE64_PREFIX) && header.endsWith(BASE64_SUFFIX))) return header;
+  const encoded = header.slice(BASE64_PREFIX.length, header.length - BASE64_SUFFIX.length);
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(encoded) || encoded.length % 4 !== 0) return undefined;
+  return Buffer.from(encoded, 'base64').toString('utf8');
+}

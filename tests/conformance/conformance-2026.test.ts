@@ -35,11 +35,7 @@ const GATEWAY_KNOWN_GAPS: Record<RequirementSet, Record<string, string>> = {
     'server-sse-polling':
       'the fixture closes its stream mid-call only on a 2025 session; 2026-07-28, which the gateway speaks upstream, has no resumable streams, so the result comes on the open stream and the client never reconnects (server-sse-disconnect-resume: INFO, not SUCCESS)',
   },
-  '2026-07-28': {
-    // Not scored.
-    'http-custom-header-server-validation':
-      'the gateway does not check a caller\'s Mcp-Param-* headers against the arguments (SDK 2.4 does so only for tools registered on an McpServer; the gateway serves through the low-level Server)',
-  },
+  '2026-07-28': {},
 };
 /** Scenarios (and checks) that succeed directly but not through the gateway. */
 function lostThroughGateway(direct: readonly RequirementResult[], through: readonly RequirementResult[]): Map<string, string[]> {

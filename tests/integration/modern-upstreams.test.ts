@@ -306,6 +306,28 @@ describe('2026-07-28 upstreams behind a shared connection', () => {
     ]);
   });
 
+  it('refuses a 2026 call whose Mcp-Param header is absent, malformed or disagrees with its argument, before it is served', async () => {
+    const calls = () => upstream.seen.filter((m) => m.method === 'tools/call' && m.name === 'regional').length;
+    const before = calls();
+    const call = (id: number, args: Record<string, unknown>, headers: Record<string, string> = {}) =>
+      rawModern(gateway.url, id, 'tools/call', { name: 'plain__regional', arguments: args }, { headers }).then(async (response) => ({ status: response.status, answer: answerOf(await messagesOf(response)) }));
+    for (const [id, headers, message] of [
+      [1, {}, 'Mcp-Param-Region header is absent'],
+      [2, { 'mcp-param-region': 'us' }, 'Mcp-Param-Region header does not match the tools/call arguments'],
+      [3, { 'mcp-param-region': '=?base64?not base64!?=' }, 'Mcp-Param-Region header is malformed'],
+    ] as const) {
+      const { status, answer } = await call(id, { region: 'eu' }, headers);
+      expect(status).toBe(400);
+      expect(answer).toMatchObject({ id, error: { code: -32020, message } });
+    }
+    expect(calls()).toBe(before);
+    // Agreeing headers (plain or base64), and no header for an absent argument, are served.
+    expect((await call(4, { region: 'eu' }, { 'mcp-param-region': 'eu' })).answer.result).toBeDefined();
+    expect((await call(5, { region: 'eu' }, { 'mcp-param-region': `=?base64?${Buffer.from('eu').toString('base64')}?=` })).answer.result).toBeDefined();
+    expect((await call(6, {})).answer.result).toBeDefined();
+    expect(calls()).toBe(before + 3);
+  });
+
   it("relays a call's request-scoped logs at the level its caller asked for", async () => {
     const chatty = () => upstream.seen.filter((m) => m.method === 'tools/call' && m.name === 'chatty');
     const before = chatty().length;
