@@ -153,8 +153,11 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   const tasks = new TaskRelay({ upstreams, tracker, rateLimits, logger, routes: new InMemoryTaskRouteStore() });
   const inputRounds = new ModernCallBridge({
     ttlMs: settings.limits.pausedCallSeconds * 1000,
-    // Each paused call holds an upstream request open, as a session holds its state: the same bound.
+    // Each paused call holds an upstream request open, as a session holds its state: the same
+    // bound; one caller holds at most as many as it may have calls at once (a 2026 caller's
+    // slots, which its paused calls occupy anyway), so no caller fills the store for the others.
     capacity: settings.limits.maxSessions,
+    capacityPerCaller: settings.limits.maxConcurrentCallsPerSession,
     logger: logger.child({ component: 'input-rounds' }),
   });
   const serverDeps: SessionServerDeps = {

@@ -331,10 +331,14 @@ export const GatewaySettingsSchema = z.strictObject({
       /**
        * How long a 2026-07-28 call waits for its client's retry after an `input_required` the
        * gateway sent for a 2025 upstream's mid-call request; then the upstream call is cancelled.
+       * The default matches a server's default `timeout`, which bounds the upstream call (the
+       * client's time to answer included) anyway; a paused call on a server without exact
+       * attribution (stdio) keeps other callers' mid-call requests there from being relayed
+       * while it waits, so a long wait costs them.
        */
-      pausedCallSeconds: z.number().positive().default(300),
+      pausedCallSeconds: z.number().positive().default(60),
     })
-    .default({ maxSessions: 10_000, maxSessionsPerPrincipal: 1000, maxConcurrentCallsPerSession: 64, maxJsonDepth: 64, pausedCallSeconds: 300 }),
+    .default({ maxSessions: 10_000, maxSessionsPerPrincipal: 1000, maxConcurrentCallsPerSession: 64, maxJsonDepth: 64, pausedCallSeconds: 60 }),
   /** On SIGTERM, calls in flight get this long to finish before connections are cut. */
   shutdownGraceSeconds: z.number().min(0).default(10),
   /** Who may connect: `none` (local use) or one or more of oauth, apiKeys, jwt, trustedHeaders. */

@@ -222,6 +222,11 @@ export function tooManyPausedCalls(): WireMcpError {
   return new WireMcpError(LIMIT_ERROR, 'too many calls are waiting for their client; try again later');
 }
 
+/** What an upstream is told when its caller already has as many calls waiting for it as one caller may. */
+export function tooManyPausedCallsOfCaller(): WireMcpError {
+  return new WireMcpError(LIMIT_ERROR, 'too many calls of this client are waiting for its answers; answer those first');
+}
+
 /** What an upstream is told when the client it asked through the gateway gave no answer. */
 export function unansweredRequest(method: string, why: string): WireMcpError {
   return new WireMcpError(ProtocolErrorCode.InternalError, `${method} got no answer: ${why}`);

@@ -79,7 +79,15 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
    * 2026-07-28 through `input_required` rounds, `target` naming what a retry must name again.
    */
   const withClient = <T extends Result>(ctx: ServerContext, target: string, work: (call: DownstreamCall) => Promise<T>): Promise<T | InputRequiredResult> =>
-    era === 'legacy' ? work(sessionCall(server, ctx, sessionLevel(ctx))) : deps.inputRounds.serve(ctx, target, requestCall(ctx), work);
+    era === 'legacy' ? work(sessionCall(server, ctx, sessionLevel(ctx))) : deps.inputRounds.serve(ctx, { target, caller: rateKeyOf(ctx) }, requestCall(ctx), work);
+  /**
+   * A 2026-07-28 caller's prompt get or resource read takes one of its call slots for as long
+   * as its work runs (paused rounds included), as its tool calls do: without them one caller
+   * could hold any number of upstream requests open. A 2025 session's are bounded by its own
+   * requests in flight.
+   */
+  const inSlot = <T>(ctx: ServerContext, work: () => Promise<T>): Promise<T> =>
+    era === 'legacy' ? work() : deps.sessions.inCallerSlot(rateKeyOf(ctx), deps.maxConcurrentCallsPerSession, work);
   /** Forwards a request; prompt gets and resource reads are audited like tool calls. */
   const relay = async (
     serverName: string,
@@ -141,7 +149,7 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
       const route = readable(catalog.prompts.routes.get(request.params.name), ctx);
       if (!route) throw unknownPrompt(request.params.name);
       return withClient(ctx, request.params.name, (call) =>
-        relay(route.server, 'prompts/get', { ...request.params, name: route.originalName }, ctx, call, { kind: 'prompt_get', target: request.params.name }),
+        inSlot(ctx, () => relay(route.server, 'prompts/get', { ...request.params, name: route.originalName }, ctx, call, { kind: 'prompt_get', target: request.params.name })),
       );
     });
   }
@@ -160,7 +168,7 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
       const route = readable(routeResourceUri(catalog.resources, uri), ctx);
       if (!route || !deps.upstreams.get(route.server)) throw resourceNotFound(uri);
       const result = (await withClient(ctx, uri, (call) =>
-        relay(route.server, 'resources/read', { ...request.params, uri: route.originalUri }, ctx, call, { kind: 'resource_read', target: uri }),
+        inSlot(ctx, () => relay(route.server, 'resources/read', { ...request.params, uri: route.originalUri }, ctx, call, { kind: 'resource_read', target: uri })),
       )) as {
         contents?: { uri: string }[];
         resultType?: unknown;

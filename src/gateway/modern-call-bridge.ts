@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createRequestStateCodec, type InputRequiredResult, type RequestStateCodec, type Result, type ServerContext } from '@modelcontextprotocol/server';
 import type { Logger } from 'pino';
 import type { DownstreamCall, OutboundMessage } from './downstream-call.js';
-import { invalidRequestState, missingInputResponses, tooManyPausedCalls, unansweredRequest } from './error-mapping.js';
+import { invalidRequestState, missingInputResponses, tooManyPausedCalls, tooManyPausedCallsOfCaller, unansweredRequest } from './error-mapping.js';
 import { accessIn } from './mcp-handlers.js';
 import { InMemoryPausedCalls, type PausedCall, type PausedCallStore } from './paused-calls.js';
 
@@ -202,6 +202,8 @@ export interface ModernCallBridgeOptions {
   ttlMs: number;
   /** Paused calls held at most (each holds an upstream request open). */
   capacity: number;
+  /** Paused calls one caller (rate key) may have held at once. */
+  capacityPerCaller: number;
   logger: Logger;
   /**
    * The key `requestState` is sealed with (at least 32 bytes). Random per gateway when not
@@ -235,6 +237,7 @@ export class ModernCallBridge {
     this.#store = new InMemoryPausedCalls<BridgedCall>({
       ttlMs: options.ttlMs,
       capacity: options.capacity,
+      capacityPerCaller: options.capacityPerCaller,
       onExpired: ({ record, live }) => {
         this.#logger.debug({ principal: record.principal, method: record.method, target: record.target }, 'a paused call was not resumed in time; cancelled');
         live.cancel(`the client did not answer within ${seconds}s`);
@@ -257,12 +260,13 @@ export class ModernCallBridge {
    * Serves one request of a call: its first (starting `run` with a call whose requests to the
    * client become input requests) or a retry carrying the gateway's `requestState` (resuming
    * the paused call). `target` is the tool or prompt name or the URI the request names; a
-   * retry must name the same. Returns the work's result, or `input_required`.
+   * retry must name the same; `caller` is the caller's rate key, which its share of the store
+   * is counted by. Returns the work's result, or `input_required`.
    */
-  async serve<T extends Result>(ctx: ServerContext, target: string, call: DownstreamCall, run: (call: DownstreamCall) => Promise<T>): Promise<T | InputRequiredResult> {
+  async serve<T extends Result>(ctx: ServerContext, { target, caller }: { target: string; caller: string }, call: DownstreamCall, run: (call: DownstreamCall) => Promise<T>): Promise<T | InputRequiredResult> {
     const state = ctx.mcpReq.requestState();
     // A call's work yields what `run` yields, over however many rounds: its type is `T`'s.
-    if (!isGatewayState(state)) return (await this.#round(new BridgedCall(call, run), ctx, call, target)) as T | InputRequiredResult;
+    if (!isGatewayState(state)) return (await this.#round(new BridgedCall(call, run), ctx, call, target, caller)) as T | InputRequiredResult;
     // Refused before anything is taken: a forged or foreign state leaves the paused call as it was.
     const payload = await this.#verify(state, ctx);
     if (payload.target !== target) throw invalidRequestState();
@@ -277,7 +281,7 @@ export class ModernCallBridge {
       throw missingInputResponses(missing);
     }
     // Answered once this request serves the call, so that what the upstream sends next reaches it.
-    return (await this.#round(paused.live, ctx, call, target, () => paused.live.answer(asked, responses))) as T | InputRequiredResult;
+    return (await this.#round(paused.live, ctx, call, target, caller, () => paused.live.answer(asked, responses))) as T | InputRequiredResult;
   }
 
   /** Cancels every paused call (shutdown: no retry can reach them any more). */
@@ -286,7 +290,7 @@ export class ModernCallBridge {
   }
 
   /** One request's share of the call: the result, or the next `input_required` round. */
-  async #round(bridged: BridgedCall, ctx: ServerContext, call: DownstreamCall, target: string, resume?: () => void): Promise<Result | InputRequiredResult> {
+  async #round(bridged: BridgedCall, ctx: ServerContext, call: DownstreamCall, target: string, caller: string, resume?: () => void): Promise<Result | InputRequiredResult> {
     // The client going away (or cancelling) during a round ends the call: nothing would resume it.
     const leave = () => bridged.cancel('the client cancelled the request or went away');
     const signal = ctx.mcpReq.signal;
@@ -304,9 +308,13 @@ export class ModernCallBridge {
         const asked = Object.keys(step.requests);
         const id = randomUUID();
         const requestState = STATE_PREFIX + (await this.#codec.mint({ id, target }, ctx));
-        const held: PausedCall<BridgedCall> = { record: { id, principal: call.principal, method: ctx.mcpReq.method, target, asked }, live: bridged };
-        if (!this.#store.put(held)) {
-          bridged.refuse(asked, tooManyPausedCalls());
+        // The client left while the state was sealed: `leave` cancelled the call, and a held
+        // copy would only wait out its time for a retry that cannot come.
+        if (signal.aborted) throw signal.reason;
+        const held: PausedCall<BridgedCall> = { record: { id, principal: call.principal, caller, method: ctx.mcpReq.method, target, asked }, live: bridged };
+        const outcome = this.#store.put(held);
+        if (outcome !== 'held') {
+          bridged.refuse(asked, outcome === 'full' ? tooManyPausedCalls() : tooManyPausedCallsOfCaller());
           continue;
         }
         return { resultType: 'input_required', inputRequests: step.requests, requestState } as InputRequiredResult;

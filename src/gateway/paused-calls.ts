@@ -8,6 +8,8 @@ export interface PausedCallRecord {
   id: string;
   /** Who made the call: only the same principal's retry may resume it (the state is bound to it too). */
   principal: string;
+  /** The caller's rate key (its API key or principal): what the per-caller bound counts. */
+  caller: string;
   /** `tools/call`, `prompts/get` or `resources/read`. */
   method: string;
   /** The tool or prompt name, or the URI, as the client named it. */
@@ -35,8 +37,11 @@ export interface PausedCall<Live> {
  * record (or kept there by routing on the state). Nothing else of a paused call is in memory.
  */
 export interface PausedCallStore<Live> {
-  /** Holds `call` until it is taken or expires; false when the store is full (the call is not held). */
-  put(call: PausedCall<Live>): boolean;
+  /**
+   * Holds `call` until it is taken or expires: `held`, or why it is not (`full`: all callers
+   * together hold as many as the store may; `caller-full`: this caller holds its share).
+   */
+  put(call: PausedCall<Live>): PutOutcome;
   /** Removes and returns the call, or undefined when there is none (never held, taken already, or expired). */
   take(id: string): PausedCall<Live> | undefined;
   /** Removes and returns every call whose time ran out by `now` (epoch ms). */
@@ -46,11 +51,15 @@ export interface PausedCallStore<Live> {
   stop(): PausedCall<Live>[];
 }
 
+export type PutOutcome = 'held' | 'full' | 'caller-full';
+
 export interface InMemoryPausedCallsOptions<Live> {
   /** How long a call is held for its retry. */
   ttlMs: number;
   /** Calls held at most; each holds an upstream request open. */
   capacity: number;
+  /** Calls one caller may have held at once, so that no caller fills the store for the others. */
+  capacityPerCaller: number;
   /** Called with each call that expired, after it left the store. */
   onExpired: (call: PausedCall<Live>) => void;
   /** The clock; `Date.now` unless a test needs another. */
@@ -64,6 +73,8 @@ export interface InMemoryPausedCallsOptions<Live> {
  */
 export class InMemoryPausedCalls<Live> implements PausedCallStore<Live> {
   readonly #calls = new Map<string, PausedCall<Live> & { record: PausedCallRecord }>();
+  /** Calls held per caller (rate key); a caller with none has no entry. */
+  readonly #perCaller = new Map<string, number>();
   readonly #options: InMemoryPausedCallsOptions<Live>;
   readonly #now: () => number;
   #timer: NodeJS.Timeout | undefined;
@@ -78,18 +89,22 @@ export class InMemoryPausedCalls<Live> implements PausedCallStore<Live> {
     return this.#calls.size;
   }
 
-  put(call: PausedCall<Live>): boolean {
-    if (this.#stopped || this.#calls.size >= this.#options.capacity) return false;
+  put(call: PausedCall<Live>): PutOutcome {
+    if (this.#stopped || this.#calls.size >= this.#options.capacity) return 'full';
+    const { caller } = call.record;
+    const held = this.#perCaller.get(caller) ?? 0;
+    if (held >= this.#options.capacityPerCaller) return 'caller-full';
     const record: PausedCallRecord = { ...call.record, expiresAt: this.#now() + this.#options.ttlMs };
     this.#calls.set(record.id, { record, live: call.live });
+    this.#perCaller.set(caller, held + 1);
     if (this.#calls.size === 1) this.#arm();
-    return true;
+    return 'held';
   }
 
   take(id: string): PausedCall<Live> | undefined {
     const call = this.#calls.get(id);
     if (!call) return undefined;
-    this.#calls.delete(id);
+    this.#remove(call.record);
     if (this.#calls.size === 0) this.#arm();
     // A call past its time that the timer has not reached yet is expired, not resumable.
     if (call.record.expiresAt <= this.#now()) {
@@ -101,9 +116,9 @@ export class InMemoryPausedCalls<Live> implements PausedCallStore<Live> {
 
   expire(now: number): PausedCall<Live>[] {
     const expired: PausedCall<Live>[] = [];
-    for (const [id, call] of this.#calls) {
+    for (const call of this.#calls.values()) {
       if (call.record.expiresAt > now) break;
-      this.#calls.delete(id);
+      this.#remove(call.record);
       expired.push(call);
     }
     return expired;
@@ -115,7 +130,15 @@ export class InMemoryPausedCalls<Live> implements PausedCallStore<Live> {
     this.#timer = undefined;
     const held = [...this.#calls.values()];
     this.#calls.clear();
+    this.#perCaller.clear();
     return held;
+  }
+
+  #remove(record: PausedCallRecord): void {
+    this.#calls.delete(record.id);
+    const left = (this.#perCaller.get(record.caller) ?? 1) - 1;
+    if (left > 0) this.#perCaller.set(record.caller, left);
+    else this.#perCaller.delete(record.caller);
   }
 
   /** Arms the timer for the oldest call held, if any. */

@@ -13,6 +13,8 @@ import type { TaskFields } from './task-wire.js';
 
 /** As the SDK's listen streams: a comment frame this often keeps proxies from closing an idle stream. */
 const KEEP_ALIVE_MS = 15_000;
+/** SEP-2243's `HeaderMismatch`, which the SDK answers a request without its standard headers with (HTTP 400). */
+const HEADER_MISMATCH = -32020;
 /** Task ids one stream may watch: each is a poll of its upstream while it runs. */
 export const MAX_TASKS_PER_STREAM = 64;
 
@@ -70,6 +72,12 @@ export class TaskListen {
     });
     if (classified.kind !== 'modern' || classified.messageKind !== 'request') return undefined;
     const id = classified.message.id;
+    // The SDK's next rung, which a request served here would otherwise skip: classification
+    // reads the body, and only this refuses a request without the headers infrastructure routes on.
+    const missing = missingStandardHeader(headers, classified.classification.revision);
+    if (missing) {
+      return Response.json({ jsonrpc: '2.0', id, error: { code: HEADER_MISMATCH, message: `Bad Request: the request headers and body disagree: ${missing}`, data: { mismatch: { header: '(missing)', body: missing } } } }, { status: 400 });
+    }
     if (this.#open.size >= this.#options.maxStreams) {
       return Response.json({ jsonrpc: '2.0', id, error: { code: -32603, message: 'Subscription limit reached' } });
     }
@@ -162,6 +170,20 @@ export class TaskListen {
       headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' },
     });
   }
+}
+
+/**
+ * The SDK's check of a 2026-07-28 request's required standard headers (not exported by it),
+ * in its order and words: what is missing, or undefined. `Mcp-Name` has no source in a listen request.
+ */
+function missingStandardHeader(headers: Headers, claimed: string | undefined): string | undefined {
+  if (headers.get('mcp-protocol-version') === null) {
+    return claimed === undefined
+      ? 'the body carries a modern per-request envelope but the required MCP-Protocol-Version header is absent'
+      : `the body envelope names protocol version ${claimed} but the required MCP-Protocol-Version header is absent`;
+  }
+  if (headers.get('mcp-method') === null) return 'the body names method subscriptions/listen but the required Mcp-Method header is absent';
+  return undefined;
 }
 
 interface ListenBody {

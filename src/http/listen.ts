@@ -10,7 +10,7 @@ export interface Listening {
   /**
    * Resolves true once every response being written has finished (GET event streams, which
    * live as long as their session, and 2026-07-28 `subscriptions/listen` streams, which live as
-   * long as their client, excepted), or false after `ms`.
+   * long as their client, excepted once their event-stream head is written), or false after `ms`.
    */
   answered(ms: number): Promise<boolean>;
   /** Ends every open connection. */
@@ -31,14 +31,32 @@ export function listen(app: { fetch: Hono["fetch"] }, host: string, port: number
     const answerClosed = () => {
       if (--writing === 0) for (const wake of waiters) wake();
     };
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    // Ahead of the app's own listener, which may write a response's head before returning.
+    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
       // Once shutdown began, a keep-alive connection carries no further request after this one.
       if (draining) res.shouldKeepAlive = false;
-      if (req.method === 'GET' && req.headers.accept?.includes('text/event-stream')) return;
-      // Told by its Mcp-Method header, which the 2026-07-28 handler requires to match the body.
-      if (req.method === 'POST' && req.headers['mcp-method'] === 'subscriptions/listen') return;
       writing++;
-      res.on('close', answerClosed);
+      let counted = true;
+      const uncount = () => {
+        if (!counted) return;
+        counted = false;
+        res.off('close', uncount);
+        answerClosed();
+      };
+      res.on('close', uncount);
+      // A long-lived stream is told by what the gateway answered, not by what the client
+      // claims: a GET, or a listen (whose Mcp-Method header was checked against its body before
+      // it was served), answered with an event stream. Anything else refused or answered is
+      // waited for like any answer.
+      const streamable = req.method === 'GET' || (req.method === 'POST' && req.headers['mcp-method'] === 'subscriptions/listen');
+      if (streamable) {
+        const writeHead = res.writeHead;
+        res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+          const written = (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
+          if (isEventStream(contentTypeOf(this, args))) uncount();
+          return written;
+        } as typeof res.writeHead;
+      }
     });
     server.once('error', reject);
     server.once('listening', () => {
@@ -72,4 +90,20 @@ export function listen(app: { fetch: Hono["fetch"] }, host: string, port: number
       });
     });
   });
+}
+
+/** The content type a `writeHead` call sent: from its header argument, or from headers set before. */
+function contentTypeOf(res: ServerResponse, args: readonly unknown[]): string | undefined {
+  const given = args.findLast((a) => a !== null && typeof a === 'object');
+  if (Array.isArray(given)) {
+    for (let i = 0; i + 1 < given.length; i += 2) if (String(given[i]).toLowerCase() === 'content-type') return String(given[i + 1]);
+  } else if (given) {
+    for (const [name, value] of Object.entries(given)) if (name.toLowerCase() === 'content-type') return String(value);
+  }
+  const set = res.getHeader('content-type');
+  return set === undefined ? undefined : String(set);
+}
+
+function isEventStream(contentType: string | undefined): boolean {
+  return contentType?.toLowerCase().startsWith('text/event-stream') === true;
 }

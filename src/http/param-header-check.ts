@@ -20,7 +20,9 @@ export function paramHeaderMismatch(body: unknown, headers: Headers, catalog: Pi
   if (!call) return undefined;
   const entry = catalog.upstreamToolsByName.get(call.name);
   if (!entry || entry.route.kind !== 'upstream' || !access.visible(entry.route.server, entry.route.originalName)) return undefined;
-  const expected = paramHeaders(entry.tool.inputSchema, call.arguments);
+  // What the caller sent is compared whatever its length; one too long to forward is refused
+  // when the call is sent upstream (-32602, naming the argument).
+  const expected = paramHeaders(entry.tool.inputSchema, call.arguments, { capped: false });
   for (const [name, value] of Object.entries(expected)) {
     const sent = headers.get(name);
     if (sent === null) return `${name} header is absent`;

@@ -24,16 +24,27 @@ export function classifyConnectFailure(error: unknown): 'misconfigured' | 'retry
  * - `session-ended`: HTTP 404 to a request that named our session (2025): the upstream
  *   restarted and forgot it. Without a session (2026-07-28) a 404 says nothing of the
  *   connection; one carrying the request's JSON-RPC error never gets here (it is the answer).
+ * - `refused`: an HTTP client error without a JSON-RPC answer (400, 413, 431, ...): the upstream
+ *   is alive and refused this request for what it was (too large, malformed), which says
+ *   nothing of the next one. Not 401/403 (the gateway's credentials, every request alike), nor
+ *   408/429 (the upstream's own load, a reason to back off).
  * - `unreachable`: any other transport failure (refused, reset).
  */
-export type RequestFailure = 'cancelled' | 'answer' | 'timeout' | 'closed' | 'bad-response' | 'session-ended' | 'unreachable';
+export type RequestFailure = 'cancelled' | 'answer' | 'timeout' | 'closed' | 'bad-response' | 'session-ended' | 'refused' | 'unreachable';
+
+/** Client errors that speak of the upstream or of the gateway's standing with it, not of one request. */
+const NOT_THE_REQUESTS_OWN = new Set([401, 403, 408, 429]);
 
 /** Classifies an error thrown by a request to an upstream (see `RequestFailure`). */
 export function classifyRequestFailure(error: unknown, aborted: boolean): RequestFailure {
   if (aborted) return 'cancelled';
   if (error instanceof ProtocolError) return 'answer';
   if (error instanceof NotJsonRpcError) return 'bad-response';
-  if (error instanceof SdkHttpError) return error.data.status === 404 && typeof error.data.sessionId === 'string' ? 'session-ended' : 'unreachable';
+  if (error instanceof SdkHttpError) {
+    const status = error.data.status;
+    if (status === 404 && typeof error.data.sessionId === 'string') return 'session-ended';
+    return typeof status === 'number' && status >= 400 && status < 500 && !NOT_THE_REQUESTS_OWN.has(status) ? 'refused' : 'unreachable';
+  }
   if (error instanceof SdkError) {
     switch (error.code) {
       case SdkErrorCode.RequestTimeout:
@@ -51,6 +62,13 @@ export function classifyRequestFailure(error: unknown, aborted: boolean): Reques
     }
   }
   return 'unreachable';
+}
+
+/** What an upstream's refusal (`refused`) said: its HTTP status and reason phrase. */
+export function describeRefusal(error: unknown): string {
+  if (!(error instanceof SdkHttpError)) return describeError(error);
+  const { status, statusText } = error.data as { status?: number; statusText?: string };
+  return `HTTP ${status ?? '?'}${statusText ? ` ${statusText}` : ''}`;
 }
 
 /** A one-line, human explanation of a connection or request failure. */

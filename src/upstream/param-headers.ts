@@ -1,3 +1,4 @@
+import { ProtocolError, ProtocolErrorCode } from '@modelcontextprotocol/client';
 import { encodeHeaderValue } from './standard-headers.js';
 
 /**
@@ -13,6 +14,14 @@ const ANNOTATION = 'x-mcp-header';
 /** RFC 9110 `token`. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const PRIMITIVE_TYPES = new Set(['string', 'integer', 'number', 'boolean']);
+/**
+ * Caps on what a caller's arguments may put into headers (encoded bytes). HTTP servers refuse
+ * large header blocks as a whole (Node's default limit is 16 KiB, many proxies allow 8 KiB)
+ * with a 4xx that carries no JSON-RPC answer; refusing here names the argument, and the
+ * upstream's shared connection never sees the request. Values meant for routing are short.
+ */
+export const MAX_PARAM_HEADER_BYTES = 4 * 1024;
+export const MAX_PARAM_HEADERS_TOTAL_BYTES = 8 * 1024;
 
 interface Declaration {
   path: readonly string[];
@@ -23,17 +32,32 @@ interface Declaration {
  * The `Mcp-Param-*` headers for a call of a tool with `inputSchema` and `args`. An argument that
  * is absent, null or not a primitive gets no header; a schema whose declarations are unusable
  * (not a token, not a primitive type, two names equal but for case) gets none at all, as the
- * SDK client does.
+ * SDK client does. Throws -32602 naming the argument when a value, or all of them together,
+ * exceed the caps above, unless `capped` is false (headers a caller sent, to compare with).
  */
-export function paramHeaders(inputSchema: unknown, args: Record<string, unknown> | undefined): Record<string, string> {
+export function paramHeaders(inputSchema: unknown, args: Record<string, unknown> | undefined, { capped = true }: { capped?: boolean } = {}): Record<string, string> {
   const declarations = declarationsIn(inputSchema);
   const headers: Record<string, string> = {};
   if (!declarations) return headers;
+  let total = 0;
   for (const { path, headerName } of declarations) {
     const value = primitiveText(valueAt(args, path));
-    if (value !== undefined) headers[`${HEADER_PREFIX}${headerName}`] = encodeHeaderValue(value);
+    if (value === undefined) continue;
+    const encoded = encodeHeaderValue(value);
+    total += encoded.length;
+    if (capped && encoded.length > MAX_PARAM_HEADER_BYTES) {
+      throw tooLarge(`the argument "${path.join('.')}" is too long to be sent in the Mcp-Param-${headerName} header (${encoded.length} bytes encoded; at most ${MAX_PARAM_HEADER_BYTES})`);
+    }
+    if (capped && total > MAX_PARAM_HEADERS_TOTAL_BYTES) {
+      throw tooLarge(`the arguments sent in Mcp-Param headers are too long together (the argument "${path.join('.')}" brings them over ${MAX_PARAM_HEADERS_TOTAL_BYTES} bytes encoded)`);
+    }
+    headers[`${HEADER_PREFIX}${headerName}`] = encoded;
   }
   return headers;
+}
+
+function tooLarge(message: string): ProtocolError {
+  return new ProtocolError(ProtocolErrorCode.InvalidParams, message);
 }
 
 /** The declarations along chains of `properties` (the only place the spec allows them); undefined when one is unusable. */

@@ -26,7 +26,7 @@ import { NotJsonRpcError, UpstreamBadResponseError, UpstreamConnectionLostError,
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { openClient } from './open-transport.js';
 import { backoffDelay, failuresAfterLoss } from './backoff.js';
-import { classifyConnectFailure, classifyRequestFailure, describeError } from './failure-classification.js';
+import { classifyConnectFailure, classifyRequestFailure, describeError, describeRefusal } from './failure-classification.js';
 import { HealthMonitor } from './health-monitor.js';
 import { LatestWins } from './latest-wins.js';
 import { textRedactor } from '../observability/redact.js';
@@ -330,12 +330,6 @@ export class UpstreamConnection {
       // (`completion/complete` predates the `completions` capability), so it is asked.
       throw new ProtocolError(ProtocolErrorCode.MethodNotFound, `"${this.name}" does not offer ${method}`);
     }
-    if (!this.#breaker.allow()) {
-      throw new UpstreamUnavailableError(this.name, `circuit breaker open after repeated failures; next try in ${this.#breaker.retryAfterSeconds}s`);
-    }
-    if (this.#protocol?.era === 'modern' && (method === 'resources/subscribe' || method === 'resources/unsubscribe')) {
-      return this.#changeSubscription(method, params?.uri);
-    }
     const timeout = options.timeout ?? this.timeoutMs;
     const notJsonRpcBefore = this.#notJsonRpcCount;
     const modern = this.#protocol?.era === 'modern';
@@ -344,7 +338,14 @@ export class UpstreamConnection {
     const sent = !modern ? forwarded : options.tasks ? declaringTasks(forwarded, capabilities) : options.clientCapabilities ? withCapabilities(forwarded, capabilities) : forwarded;
     // The client's own level was taken out with the hop's envelope: the caller's goes in its place.
     const logged = modern && options.logLevel ? withLogLevel(sent, options.logLevel) : sent;
+    // Before the breaker: a value too long for a header is refused without taking a probe's place.
     const headers = modern && method === 'tools/call' ? this.#paramHeadersFor(logged) : undefined;
+    if (!this.#breaker.allow()) {
+      throw new UpstreamUnavailableError(this.name, `circuit breaker open after repeated failures; next try in ${this.#breaker.retryAfterSeconds}s`);
+    }
+    if (this.#protocol?.era === 'modern' && (method === 'resources/subscribe' || method === 'resources/unsubscribe')) {
+      return this.#changeSubscription(method, params?.uri);
+    }
     try {
       const send = () =>
         client.request({ method, ...(logged ? { params: logged } : {}) }, PassThroughResult, {
@@ -374,6 +375,11 @@ export class UpstreamConnection {
         case 'answer':
           this.#breaker.success();
           throw error;
+        case 'refused':
+          // The upstream is alive and refused this request alone (too large, malformed): the
+          // caller's failure, told as the caller's bad request, not a fault of the upstream.
+          this.#breaker.success();
+          throw new ProtocolError(ProtocolErrorCode.InvalidRequest, `upstream "${this.name}" refused ${method}: ${describeRefusal(error)}`);
         case 'timeout':
           this.#breaker.failure('fault');
           if (garbled) throw new UpstreamBadResponseError(this.name, method, `${garbled.summary} (and no answer within ${timeout / 1000}s)`);

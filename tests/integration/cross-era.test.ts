@@ -1,8 +1,13 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Client, StreamableHTTPClientTransport, type ClientCapabilities } from '@modelcontextprotocol/client';
 import { Client as LegacyClient } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as LegacyTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { ElicitRequestSchema, ElicitResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDemoServer } from '../fixtures/demo-tools.js';
 import { startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
 import { startModernOnlyServer, type ModernOnlyServer } from '../fixtures/modern-only-server.js';
 import { startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
@@ -83,8 +88,9 @@ async function rawCall(
   url: string,
   id: number,
   params: Record<string, unknown>,
-  options: { headers?: Record<string, string>; capabilities?: ClientCapabilities; signal?: AbortSignal } = {},
+  options: { headers?: Record<string, string>; capabilities?: ClientCapabilities; signal?: AbortSignal; method?: string } = {},
 ): Promise<RpcAnswer> {
+  const method = options.method ?? 'tools/call';
   const envelope = {
     'io.modelcontextprotocol/protocolVersion': '2026-07-28',
     'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
@@ -97,11 +103,11 @@ async function rawCall(
       'content-type': 'application/json',
       accept: 'application/json, text/event-stream',
       'mcp-protocol-version': '2026-07-28',
-      'mcp-method': 'tools/call',
-      'mcp-name': String(params.name),
+      'mcp-method': method,
+      'mcp-name': String(params.name ?? params.uri),
       ...(options.headers ?? who('ann')),
     },
-    body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { ...params, _meta: envelope } }),
+    body: JSON.stringify({ jsonrpc: '2.0', id, method, params: { ...params, _meta: envelope } }),
   });
   const text = await response.text();
   if (!response.headers.get('content-type')?.startsWith('text/event-stream')) return JSON.parse(text) as RpcAnswer;
@@ -327,5 +333,102 @@ describe('a paused call its client never resumes', () => {
     expect(await call).toBeInstanceOf(Error);
     await waitFor(async () => (await status()) === 'cancelled while asking', 10_000, 'the upstream call to be cancelled');
     expect(gateway.conflux.inputRounds.paused).toBe(0);
+  });
+});
+
+/** A 2025 Streamable HTTP upstream (its requests name the call they belong to) whose prompt asks the client for a name. */
+async function askingPromptUpstream(): Promise<{ url: string; close(): Promise<void> }> {
+  const transports = new Map<string, StreamableHTTPServerTransport>();
+  const http: Server = createServer(async (req, res) => {
+    const sessionId = req.headers['mcp-session-id'];
+    let transport = typeof sessionId === 'string' ? transports.get(sessionId) : undefined;
+    if (!transport) {
+      if (sessionId) return void res.writeHead(404).end();
+      const created = new StreamableHTTPServerTransport({ sessionIdGenerator: randomUUID, onsessioninitialized: (id) => void transports.set(id, created) });
+      const server = createDemoServer('up');
+      server.registerPrompt('asking', { description: 'Asks for a name' }, async (extra) => {
+        const named = await extra.sendRequest(
+          { method: 'elicitation/create', params: { mode: 'form', message: 'Your name?', requestedSchema: { type: 'object', properties: { name: { type: 'string' } } } } },
+          ElicitResultSchema,
+        );
+        return { messages: [{ role: 'user', content: { type: 'text', text: `up greets ${String(named.content?.name ?? '')}` } }] };
+      });
+      await server.connect(created);
+      transport = created;
+    }
+    await transport.handleRequest(req, res);
+  });
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
+    close: async () => {
+      await Promise.all([...transports.values()].map((t) => t.close()));
+      http.closeAllConnections();
+      await new Promise((resolve) => http.close(resolve));
+    },
+  };
+}
+
+const TRUSTED = { auth: { trustedHeaders: { proxies: ['127.0.0.0/8', '::1'] } }, access: { defaultLevel: 'call' as const } };
+
+describe('paused calls of several callers', () => {
+  let up: { url: string; close(): Promise<void> };
+  let gateway: RunningGateway;
+
+  beforeAll(async () => {
+    up = await askingPromptUpstream();
+    gateway = await startGateway(testConfig({ up: { url: up.url } }, { ...TRUSTED, limits: { maxSessions: 3, maxConcurrentCallsPerSession: 1 } }));
+  }, 60_000);
+  afterAll(async () => {
+    await gateway?.stop();
+    await up?.close();
+  });
+
+  it("hold one caller to its own share: its prompt gets and reads wait in its call slots, as its tool calls do, and the next caller is still asked", async () => {
+    const paused = await rawCall(gateway.url, 1, { name: 'up__ask_user', arguments: {} }, { headers: who('ann') });
+    expect(paused.result?.resultType).toBe('input_required');
+    for (const [id, method, params] of [
+      [2, 'tools/call', { name: 'up__ask_user', arguments: {} }],
+      [3, 'prompts/get', { name: 'up__asking' }],
+      [4, 'prompts/get', { name: 'up__asking' }],
+    ] as const) {
+      const refused = await rawCall(gateway.url, id, params, { headers: who('ann'), method });
+      expect(refused.error).toMatchObject({ code: -32000, message: expect.stringContaining('too many concurrent') });
+    }
+    expect(gateway.conflux.inputRounds.paused).toBe(1);
+    const bob = await rawCall(gateway.url, 5, { name: 'up__asking' }, { headers: who('bob'), method: 'prompts/get' });
+    expect(bob.result?.resultType).toBe('input_required');
+    const answered = await rawCall(
+      gateway.url,
+      6,
+      { name: 'up__asking', inputResponses: { 'elicitation-1': { action: 'accept', content: { name: 'bob' } } }, requestState: bob.result?.requestState },
+      { headers: who('bob'), method: 'prompts/get' },
+    );
+    expect(answered.result?.messages).toEqual([{ role: 'user', content: { type: 'text', text: 'up greets bob' } }]);
+  });
+
+});
+
+describe('an abandoned paused call on a stdio upstream', () => {
+  let gateway: RunningGateway;
+
+  beforeAll(async () => {
+    // Long enough that bob's call below is answered before ann's expires, even on a loaded machine.
+    gateway = await startGateway(testConfig({ alpha: stdioFixture('alpha', ASKING) }, { ...TRUSTED, limits: { pausedCallSeconds: 12 } }));
+  }, 60_000);
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+
+  it("leaves another caller's mid-call request there unrelayed until it expires (pausedCallSeconds), no longer", async () => {
+    const abandoned = await rawCall(gateway.url, 10, { name: 'alpha__ask_then_work', arguments: {} }, { headers: who('ann') });
+    expect(abandoned.result?.resultType).toBe('input_required');
+    // A stdio request names no call: with ann's call in flight, bob's elicitation could be hers.
+    const meanwhile = await rawCall(gateway.url, 11, { name: 'alpha__ask_user', arguments: {} }, { headers: who('bob') });
+    expect(resultText(meanwhile)).toContain('calls from several clients are in flight on "alpha"');
+    await waitFor(() => gateway.conflux.inputRounds.paused === 0, 40_000, "ann's call to expire");
+    const after = await rawCall(gateway.url, 12, { name: 'alpha__ask_user', arguments: {} }, { headers: who('bob') });
+    expect(after.result?.resultType).toBe('input_required');
+    expect(after.result?.inputRequests?.['elicitation-1']?.method).toBe('elicitation/create');
   });
 });

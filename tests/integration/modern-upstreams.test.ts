@@ -101,6 +101,9 @@ async function startModernUpstream(): Promise<ModernUpstream> {
       {
         hostname: '127.0.0.1',
         port: 0,
+        // Below the gateway's cap on one Mcp-Param value, so that a header the gateway sends can
+        // still be refused (HTTP 431, no JSON-RPC body), as a proxy with a small limit would.
+        serverOptions: { maxHeaderSize: 2048 },
         fetch: async (request) => {
           const path = new URL(request.url).pathname.split('/')[1] as 'plain' | 'liar';
           const handler = handlers[path];
@@ -326,6 +329,44 @@ describe('2026-07-28 upstreams behind a shared connection', () => {
     expect((await call(5, { region: 'eu' }, { 'mcp-param-region': `=?base64?${Buffer.from('eu').toString('base64')}?=` })).answer.result).toBeDefined();
     expect((await call(6, {})).answer.result).toBeDefined();
     expect(calls()).toBe(before + 3);
+  });
+
+  it("keeps one caller's oversized Mcp-Param value to itself: refused at the gateway, or by the upstream, without opening the breaker", async () => {
+    const calls = () => upstream.seen.filter((m) => m.method === 'tools/call' && m.name === 'regional').length;
+    const before = calls();
+    await whileAnotherCallIsInFlight('plain', async () => {
+      const attacker = await legacyClient(gateway.url);
+      try {
+        // Over the gateway's cap: refused before it is sent, naming the argument.
+        const capped = await attacker.client.callTool({ name: 'plain__regional', arguments: { region: 'x'.repeat(5000) } }).catch((e: unknown) => e);
+        expect(capped).toBeInstanceOf(McpError);
+        expect((capped as McpError).code).toBe(-32602);
+        expect((capped as McpError).message).toContain('the argument "region" is too long to be sent in the Mcp-Param-Region header');
+        // Under the cap, over what this upstream accepts: its HTTP 431 answers this call alone, as often as it is sent.
+        for (let i = 0; i < 6; i++) {
+          const refused = await attacker.client.callTool({ name: 'plain__regional', arguments: { region: 'x'.repeat(3000) } }).catch((e: unknown) => e);
+          expect(refused).toBeInstanceOf(McpError);
+          expect((refused as McpError).code).toBe(-32600);
+          expect((refused as McpError).message).toContain('upstream "plain" refused tools/call: HTTP 431');
+        }
+      } finally {
+        await attacker.close();
+      }
+      // A 2026 caller's header is still held to its argument, whatever its length; then capped.
+      const big = 'y'.repeat(5000);
+      const mismatched = answerOf(await messagesOf(await rawModern(gateway.url, 21, 'tools/call', { name: 'plain__regional', arguments: { region: big } }, { headers: { 'mcp-param-region': 'eu' } })));
+      expect(mismatched.error).toMatchObject({ code: -32020, message: 'Mcp-Param-Region header does not match the tools/call arguments' });
+      const agreeing = answerOf(await messagesOf(await rawModern(gateway.url, 22, 'tools/call', { name: 'plain__regional', arguments: { region: big } }, { headers: { 'mcp-param-region': big } })));
+      expect(agreeing.error).toMatchObject({ code: -32602, message: expect.stringContaining('the argument "region" is too long') });
+    });
+    expect(gateway.conflux.upstreams.get('plain')!.status().breaker).toBe('closed');
+    expect(calls()).toBe(before);
+    const other = await legacyClient(gateway.url);
+    try {
+      expect(textOf(await other.client.callTool({ name: 'plain__regional', arguments: { region: 'eu' } }))).toBe('region=eu');
+    } finally {
+      await other.close();
+    }
   });
 
   it("relays a call's request-scoped logs at the level its caller asked for", async () => {

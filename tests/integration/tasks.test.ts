@@ -26,7 +26,7 @@ interface RpcAnswer {
 }
 
 /** A 2026-07-28 request as a client sends it (envelope, standard headers), answered JSON or SSE. */
-async function rawModern(url: string, key: string, method: string, params: Record<string, unknown> = {}, capabilities: Record<string, unknown> = TASKS): Promise<RpcAnswer> {
+async function rawModern(url: string, key: string, method: string, params: Record<string, unknown> = {}, capabilities: Record<string, unknown> = TASKS, who?: Record<string, string>): Promise<RpcAnswer> {
   const id = Math.floor(Math.random() * 1e9);
   const name = typeof params.name === 'string' ? params.name : typeof params.taskId === 'string' ? params.taskId : undefined;
   const envelope = {
@@ -42,7 +42,7 @@ async function rawModern(url: string, key: string, method: string, params: Recor
       'mcp-protocol-version': '2026-07-28',
       'mcp-method': method,
       ...(name !== undefined && method !== 'subscriptions/listen' ? { 'mcp-name': name } : {}),
-      'x-api-key': key,
+      ...(who ?? { 'x-api-key': key }),
     },
     body: JSON.stringify({ jsonrpc: '2.0', id, method, params: { ...params, _meta: envelope } }),
   });
@@ -316,6 +316,59 @@ describe('tasks through the gateway (2026-07-28, two upstreams, two principals)'
     }
   });
 });
+
+describe('a task listen stream without its standard headers', () => {
+  let alpha: TasksServer;
+  let gateway: RunningGateway;
+
+  beforeAll(async () => {
+    alpha = await startTasksServer({ label: 'alpha' });
+    gateway = await startGateway(testConfig({ alpha: { url: alpha.url } }, { auth: { trustedHeaders: { proxies: ['127.0.0.0/8', '::1'] } }, access: { defaultLevel: 'call' } }));
+  }, 60_000);
+  afterAll(async () => {
+    await gateway?.stop();
+    await alpha?.stop();
+  });
+
+  it('is refused as the SDK refuses any other listen: HTTP 400, -32020, naming the header, with the request id', async () => {
+    const ann = { 'x-user-email': 'ann@example.com' };
+    const created = await rawModernAs(gateway.url, ann, 'tools/call', { name: 'alpha__slow_compute', arguments: { seconds: 600, label: 'x' } });
+    const taskId = created.result!.taskId as string;
+    const listenWith = async (headers: Record<string, string>, notifications: Record<string, unknown>) => {
+      const response = await fetch(gateway.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...ann, ...headers },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 'listen-7',
+          method: 'subscriptions/listen',
+          params: {
+            notifications,
+            _meta: {
+              'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+              'io.modelcontextprotocol/clientInfo': { name: 'raw-tasks', version: '1' },
+              'io.modelcontextprotocol/clientCapabilities': TASKS,
+            },
+          },
+        }),
+      });
+      return { status: response.status, type: response.headers.get('content-type'), body: (await response.json()) as Record<string, any> };
+    };
+    for (const notifications of [{ taskIds: [taskId] }, { toolsListChanged: true }]) {
+      const noVersion = await listenWith({ 'mcp-method': 'subscriptions/listen' }, notifications);
+      expect(noVersion.status).toBe(400);
+      expect(noVersion.body).toMatchObject({ id: 'listen-7', error: { code: -32020, message: expect.stringContaining('the required MCP-Protocol-Version header is absent') } });
+      const noMethod = await listenWith({ 'mcp-protocol-version': '2026-07-28' }, notifications);
+      expect(noMethod.status).toBe(400);
+      expect(noMethod.body).toMatchObject({ id: 'listen-7', error: { code: -32020, message: expect.stringContaining('the required Mcp-Method header is absent') } });
+    }
+  });
+});
+
+/** `rawModern` for a caller told by trusted headers rather than an API key. */
+function rawModernAs(url: string, who: Record<string, string>, method: string, params: Record<string, unknown>): Promise<RpcAnswer> {
+  return rawModern(url, '', method, params, TASKS, who);
+}
 
 describe('the task-id table and status feed', () => {
   afterEach(() => void vi.useRealTimers());

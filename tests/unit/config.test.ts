@@ -36,6 +36,9 @@ servers:
 `, { REMOTE_KEY: 'k1' });
     expect(config.gateway).toMatchObject({ host: '127.0.0.1', port: 8000 });
     expect(config.servers.everything).toMatchObject({ transport: 'stdio', command: 'npx', enabled: true, timeout: 60, tags: ['demo'] });
+    // A paused call waits no longer than a server's default timeout lets its upstream call run:
+    // while it waits on a stdio server, other callers' mid-call requests there are not relayed.
+    expect(config.gateway.limits.pausedCallSeconds).toBe(config.servers.everything!.timeout);
     expect(config.servers.remote).toMatchObject({ url: 'http://127.0.0.1:3001/mcp', headers: { 'X-API-Key': 'k1' }, timeout: 30, prefix: '' });
   });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { offersMethod } from '../../src/upstream/offered-methods.js';
-import { paramHeaders } from '../../src/upstream/param-headers.js';
+import { MAX_PARAM_HEADER_BYTES, MAX_PARAM_HEADERS_TOTAL_BYTES, paramHeaders } from '../../src/upstream/param-headers.js';
 
 const schema = (properties: Record<string, unknown>) => ({ type: 'object', properties });
 
@@ -36,6 +36,25 @@ describe('Mcp-Param headers of a tool call', () => {
     expect(paramHeaders(schema({ a: { type: 'object', 'x-mcp-header': 'A' } }), { a: {} })).toEqual({});
     expect(paramHeaders(schema({ a: { type: 'string', 'x-mcp-header': 'Same' }, b: { type: 'string', 'x-mcp-header': 'same' } }), { a: 'x', b: 'y' })).toEqual({});
     expect(paramHeaders(undefined, { a: 'x' })).toEqual({});
+  });
+});
+
+describe('the caps on Mcp-Param header values', () => {
+  const tool = schema({ a: { type: 'string', 'x-mcp-header': 'A' }, b: { type: 'string', 'x-mcp-header': 'B' }, c: { type: 'object', properties: { d: { type: 'string', 'x-mcp-header': 'D' } } } });
+
+  it('refuses one value over the cap, counted encoded, with -32602 naming the argument', () => {
+    expect(paramHeaders(tool, { a: 'x'.repeat(MAX_PARAM_HEADER_BYTES) })).toEqual({ 'Mcp-Param-A': 'x'.repeat(MAX_PARAM_HEADER_BYTES) });
+    expect(() => paramHeaders(tool, { a: 'x'.repeat(MAX_PARAM_HEADER_BYTES + 1) })).toThrow(expect.objectContaining({ code: -32602, message: expect.stringContaining('the argument "a" is too long') }));
+    // 3,100 characters of 'ü' are 6,200 bytes, base64-encoded to more than the cap.
+    expect(() => paramHeaders(tool, { c: { d: 'ü'.repeat(3100) } })).toThrow(expect.objectContaining({ code: -32602, message: expect.stringContaining('the argument "c.d"') }));
+    // Uncapped, to compare with what a caller sent.
+    expect(paramHeaders(tool, { a: 'x'.repeat(MAX_PARAM_HEADER_BYTES + 1) }, { capped: false })).toEqual({ 'Mcp-Param-A': 'x'.repeat(MAX_PARAM_HEADER_BYTES + 1) });
+  });
+
+  it('refuses values that are each under the cap but over the total together', () => {
+    const each = 'x'.repeat(MAX_PARAM_HEADERS_TOTAL_BYTES / 2 - 10);
+    expect(Object.keys(paramHeaders(tool, { a: each, b: each }))).toHaveLength(2);
+    expect(() => paramHeaders(tool, { a: each, b: each, c: { d: 'x'.repeat(100) } })).toThrow(expect.objectContaining({ code: -32602, message: expect.stringContaining('too long together') }));
   });
 });
 

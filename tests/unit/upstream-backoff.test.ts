@@ -49,7 +49,9 @@ describe('upstream failure classification', () => {
     expect(classifyRequestFailure(new SdkError(SdkErrorCode.InvalidResult, 'no resultType'), false)).toBe('bad-response');
     // A 404 ends a session only when the request named one (2025); else it is a refusal like any other.
     expect(classifyRequestFailure(new SdkHttpError(SdkErrorCode.ClientHttpNotImplemented, 'HTTP 404', { status: 404, sessionId: 's-1' }), false)).toBe('session-ended');
-    expect(classifyRequestFailure(httpError(404), false)).toBe('unreachable');
+    // A client error without a JSON-RPC answer is that request's own refusal, not a fault of the upstream.
+    for (const status of [400, 404, 413, 431]) expect(classifyRequestFailure(httpError(status), false)).toBe('refused');
+    for (const status of [401, 403, 429, 500, 502]) expect(classifyRequestFailure(httpError(status), false)).toBe('unreachable');
     expect(classifyRequestFailure(new TypeError('fetch failed'), false)).toBe('unreachable');
   });
 
