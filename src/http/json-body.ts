@@ -1,3 +1,5 @@
+import { INVALID_REQUEST, jsonRpcError, PARSE_ERROR } from './json-rpc-errors.js';
+
 /** Why a request body is not an acceptable JSON document. */
 export type JsonBodyProblem = { kind: 'parse' | 'depth'; message: string };
 
@@ -28,4 +30,23 @@ function depthExceeds(root: unknown, maxDepth: number): boolean {
     }
   }
   return false;
+}
+
+/**
+ * A JSON-RPC request body, read and checked once for the MCP endpoints (`/mcp`, `/messages`):
+ * the parsed value, or the JSON-RPC error response to send instead (-32700 for bad JSON, -32600
+ * for a body that cannot be read or nests too deep).
+ */
+export async function readJsonRpcBody(request: Request, maxDepth: number): Promise<unknown> {
+  let text: string;
+  try {
+    text = await request.text();
+  } catch {
+    return jsonRpcError(400, INVALID_REQUEST, 'Invalid Request: the body could not be read');
+  }
+  const parsed = parseJsonBody(text, maxDepth);
+  if ('value' in parsed) return parsed.value;
+  return parsed.problem.kind === 'parse'
+    ? jsonRpcError(400, PARSE_ERROR, `Parse error: ${parsed.problem.message}`)
+    : jsonRpcError(400, INVALID_REQUEST, `Invalid Request: ${parsed.problem.message}`);
 }

@@ -6,8 +6,8 @@ import type { Context } from 'hono';
 import type { CredentialBoundStreams } from '../gateway/credential-bound-streams.js';
 import type { SessionRegistry } from '../gateway/session-registry.js';
 import type { CallerEnv } from './caller.js';
-import { parseJsonBody } from './json-body.js';
-import { BAD_REQUEST, INVALID_REQUEST, jsonRpcError, PARSE_ERROR, SESSION_NOT_FOUND } from './json-rpc-errors.js';
+import { readJsonRpcBody } from './json-body.js';
+import { BAD_REQUEST, jsonRpcError, SESSION_NOT_FOUND } from './json-rpc-errors.js';
 import type { ModernRequests } from './modern-requests.js';
 import { onBodyEnd } from './response-end.js';
 
@@ -47,7 +47,7 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
     const sessionOf = (id: string) => sessions.touch(id, principal, access);
 
     if (request.method === 'POST') {
-      const parsed = await readJson(request, limits.maxJsonDepth);
+      const parsed = await readJsonRpcBody(request, limits.maxJsonDepth);
       if (parsed instanceof Response) return parsed;
       if (modern && !isLegacy(request, parsed)) return modern(request, parsed, { authInfo, principal: access.principal, rateKey });
       if (!sessionId) {
@@ -172,20 +172,6 @@ function isLegacy(request: Request, body: unknown): boolean {
       body,
     }).kind === 'legacy'
   );
-}
-
-async function readJson(request: Request, maxDepth: number): Promise<unknown> {
-  let text: string;
-  try {
-    text = await request.text();
-  } catch {
-    return jsonRpcError(400, INVALID_REQUEST, 'Invalid Request: the body could not be read');
-  }
-  const parsed = parseJsonBody(text, maxDepth);
-  if ('value' in parsed) return parsed.value;
-  return parsed.problem.kind === 'parse'
-    ? jsonRpcError(400, PARSE_ERROR, `Parse error: ${parsed.problem.message}`)
-    : jsonRpcError(400, INVALID_REQUEST, `Invalid Request: ${parsed.problem.message}`);
 }
 
 /** A single first-page `tools/list` request, which the fast path may answer. */

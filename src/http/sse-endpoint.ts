@@ -4,8 +4,8 @@ import type { CredentialBoundStreams } from '../gateway/credential-bound-streams
 import type { SessionRegistry } from '../gateway/session-registry.js';
 import { SseSessionTransport } from '../gateway/sse-session-transport.js';
 import type { CallerEnv } from './caller.js';
-import { parseJsonBody } from './json-body.js';
-import { BAD_REQUEST, INVALID_REQUEST, jsonRpcError, PARSE_ERROR, SESSION_NOT_FOUND } from './json-rpc-errors.js';
+import { readJsonRpcBody } from './json-body.js';
+import { BAD_REQUEST, INVALID_REQUEST, jsonRpcError, SESSION_NOT_FOUND } from './json-rpc-errors.js';
 import type { McpEndpointLimits } from './mcp-endpoint.js';
 
 /**
@@ -77,7 +77,7 @@ export function sseMessageEndpoint(deps: SseEndpointDeps & { maxJsonDepth: numbe
     // Only the principal that opened the session finds it, and only a session opened on /sse.
     const session = SESSION_ID.test(id) ? sessions.touch(id, principal, access, SseSessionTransport) : undefined;
     if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
-    const body = await readJson(c.req.raw, deps.maxJsonDepth);
+    const body = await readJsonRpcBody(c.req.raw, deps.maxJsonDepth);
     if (body instanceof Response) return body;
     if (Array.isArray(body)) return jsonRpcError(400, INVALID_REQUEST, 'Invalid Request: this transport takes one message per request');
     // Handlers read the caller's rights from here, as on /mcp; the token itself stays in the HTTP layer.
@@ -96,20 +96,6 @@ export function sseMessageEndpoint(deps: SseEndpointDeps & { maxJsonDepth: numbe
     if (cancelled !== undefined) session.requestsInFlight.delete(cancelled);
     return new Response('Accepted', { status: 202 });
   };
-}
-
-async function readJson(request: Request, maxDepth: number): Promise<unknown> {
-  let text: string;
-  try {
-    text = await request.text();
-  } catch {
-    return jsonRpcError(400, INVALID_REQUEST, 'Invalid Request: the body could not be read');
-  }
-  const parsed = parseJsonBody(text, maxDepth);
-  if ('value' in parsed) return parsed.value;
-  return parsed.problem.kind === 'parse'
-    ? jsonRpcError(400, PARSE_ERROR, `Parse error: ${parsed.problem.message}`)
-    : jsonRpcError(400, INVALID_REQUEST, `Invalid Request: ${parsed.problem.message}`);
 }
 
 /** The id of a request (a message with a method and an id); undefined for notifications and answers. */
