@@ -11,6 +11,7 @@ import { createDemoServer } from '../fixtures/demo-tools.js';
 import { startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
 import { startModernOnlyServer, type ModernOnlyServer } from '../fixtures/modern-only-server.js';
 import { startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+import { modernEnvelope } from '../helpers/modern-envelope.js';
 
 /**
  * A 2026-07-28 client calling, through the gateway, a tool of a 2025 upstream that asks the
@@ -91,11 +92,7 @@ async function rawCall(
   options: { headers?: Record<string, string>; capabilities?: ClientCapabilities; signal?: AbortSignal; method?: string } = {},
 ): Promise<RpcAnswer> {
   const method = options.method ?? 'tools/call';
-  const envelope = {
-    'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-    'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
-    'io.modelcontextprotocol/clientCapabilities': options.capabilities ?? ALL,
-  };
+  const envelope = modernEnvelope(options.capabilities ?? ALL);
   const response = await fetch(url, {
     method: 'POST',
     signal: options.signal,

@@ -11,6 +11,7 @@ import { startFixture, type RunningFixture } from '../conformance/conformance-ru
 import { freshPglite } from '../helpers/databases.js';
 import { startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import type { OpenedDatabase } from '../../src/store/database.js';
+import { modernEnvelope } from '../helpers/modern-envelope.js';
 
 /**
  * Clients on the SDK's 2.x client speaking the 2026-07-28 revision to the gateway: pinned to it,
@@ -37,11 +38,7 @@ function rawModern(
   headers: Record<string, string> = {},
   capabilities: Record<string, unknown> = {},
 ): Promise<Response> {
-  const envelope = {
-    'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-    'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
-    'io.modelcontextprotocol/clientCapabilities': capabilities,
-  };
+  const envelope = modernEnvelope(capabilities);
   const params: Record<string, unknown> = { ...message.params, _meta: { ...envelope, ...(message.params?._meta as object | undefined) } };
   return fetch(url, {
     method: 'POST',

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { bearer, hs256Token, JWT_SECRET } from '../helpers/auth.js';
 import { sdkClient, startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+import { modernEnvelope } from '../helpers/modern-envelope.js';
 
 /**
  * Upstreams on the 2026-07-28 revision (the SDK's `createMcpHandler`, sessionless) behind one
@@ -169,12 +170,7 @@ async function startModernUpstream(): Promise<ModernUpstream> {
 
 /** A 2026-07-28 request sent by hand (envelope and standard headers), naming `logLevel` when given. */
 function rawModern(url: string, id: number, method: string, params: Record<string, unknown>, options: { logLevel?: string; headers?: Record<string, string> } = {}): Promise<Response> {
-  const meta = {
-    'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-    'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
-    'io.modelcontextprotocol/clientCapabilities': {},
-    ...(options.logLevel ? { 'io.modelcontextprotocol/logLevel': options.logLevel } : {}),
-  };
+  const meta = modernEnvelope({}, options.logLevel ? { 'io.modelcontextprotocol/logLevel': options.logLevel } : {});
   return fetch(url, {
     method: 'POST',
     headers: {

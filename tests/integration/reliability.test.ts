@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, connectClient, isAlive, startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import { newRedis, redisAvailable } from '../helpers/redis.js';
+import { modernEnvelope } from '../helpers/modern-envelope.js';
 
 const hasRedis = await redisAvailable();
 
@@ -105,7 +106,7 @@ describe('faults with real processes', () => {
         method: 'subscriptions/listen',
         params: {
           notifications: { toolsListChanged: true },
-          _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'x', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} },
+          _meta: modernEnvelope(),
         },
       }),
     });

@@ -11,6 +11,7 @@ import type { OpenedDatabase } from '../../src/store/database.js';
 import { startTasksServer, TASKS_EXTENSION, type TasksServer } from '../fixtures/tasks-server.js';
 import { freshPglite } from '../helpers/databases.js';
 import { startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+import { modernEnvelope } from '../helpers/modern-envelope.js';
 
 /**
  * The Tasks extension (SEP-2663) through the gateway: 2026-07-28 clients call tools of two
@@ -29,11 +30,7 @@ interface RpcAnswer {
 async function rawModern(url: string, key: string, method: string, params: Record<string, unknown> = {}, capabilities: Record<string, unknown> = TASKS, who?: Record<string, string>): Promise<RpcAnswer> {
   const id = Math.floor(Math.random() * 1e9);
   const name = typeof params.name === 'string' ? params.name : typeof params.taskId === 'string' ? params.taskId : undefined;
-  const envelope = {
-    'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-    'io.modelcontextprotocol/clientInfo': { name: 'raw-tasks', version: '1' },
-    'io.modelcontextprotocol/clientCapabilities': capabilities,
-  };
+  const envelope = modernEnvelope(capabilities);
   const response = await fetch(url, {
     method: 'POST',
     headers: {
@@ -77,11 +74,7 @@ async function listen(url: string, key: string, notifications: Record<string, un
       method: 'subscriptions/listen',
       params: {
         notifications,
-        _meta: {
-          'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-          'io.modelcontextprotocol/clientInfo': { name: 'raw-tasks', version: '1' },
-          'io.modelcontextprotocol/clientCapabilities': TASKS,
-        },
+        _meta: modernEnvelope(TASKS),
       },
     }),
   });
@@ -344,11 +337,7 @@ describe('a task listen stream without its standard headers', () => {
           method: 'subscriptions/listen',
           params: {
             notifications,
-            _meta: {
-              'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-              'io.modelcontextprotocol/clientInfo': { name: 'raw-tasks', version: '1' },
-              'io.modelcontextprotocol/clientCapabilities': TASKS,
-            },
+            _meta: modernEnvelope(TASKS),
           },
         }),
       });
