@@ -1,5 +1,6 @@
 import type { ClaimsMapping } from '../config/schema.js';
 import { identityKey } from './identity-key.js';
+import type { Secret } from './secret.js';
 
 /** How a principal proved who it is. */
 export type AuthMethod = 'none' | 'oauth' | 'jwt' | 'api_key' | 'header';
@@ -24,6 +25,11 @@ export interface Principal {
   readonly expiresAt?: number | undefined;
   /** The API key this principal authenticated with (see `ApiKeys.isActive` and `ApiKeys.onRevoked`). */
   readonly apiKeyId?: string | undefined;
+  /**
+   * The bearer credential the caller presented (OAuth or JWT token, API key), for what acts
+   * on its behalf: a token exchange, a per-user process's `${user.token}`. Never logged.
+   */
+  readonly token?: Secret | undefined;
 }
 
 /** The caller when authentication is off: one local user who may do everything. */

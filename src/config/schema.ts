@@ -82,12 +82,79 @@ const commonServerFields = {
   roots: z.array(RootSchema).optional(),
 };
 
+/**
+ * Where a secret comes from: `env://VAR` (read when used), `file:///path` (re-read when the
+ * file changes, so rotated secrets apply without a restart), or the value itself (write it as
+ * `${VAR}` so it stays out of the file). See upstream/auth/credential-ref.ts.
+ */
+export const CredentialRefSchema = z.string({ error: 'expected a credential reference (env://VAR, file:///path, or a value)' }).min(1, 'a credential must not be empty');
+
+const CredentialPlacement = {
+  /** Where the credential is sent: a request header (default) or a query parameter of the server's URL. */
+  location: z.enum(['header', 'query']).default('header'),
+  /** The header's name (location `header`). */
+  header: z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'expected an HTTP header name').optional(),
+  /** The query parameter's name (location `query`). */
+  param: z.string().min(1).optional(),
+};
+
+/** How Conflux proves itself to one upstream server. Secrets are references, never shown back. */
+export const UpstreamAuthSchema = z.discriminatedUnion(
+  'method',
+  [
+    z.strictObject({ method: z.literal('none') }),
+    /** `Authorization: Bearer <credential>` (or the `prefix` and `header` given). */
+    z.strictObject({ method: z.literal('bearer'), credential: CredentialRefSchema, prefix: z.string().default('Bearer '), ...CredentialPlacement }),
+    /** The credential as it is, in `X-API-Key` unless `header` (or `param`) says otherwise. */
+    z.strictObject({ method: z.literal('api_key'), credential: CredentialRefSchema, prefix: z.string().default(''), ...CredentialPlacement }),
+    /** HTTP Basic: `username` and the credential as password. */
+    z.strictObject({ method: z.literal('basic'), username: z.string().min(1), credential: CredentialRefSchema, ...CredentialPlacement }),
+    /** Any header value: `template` with `{credential}` in it, e.g. `Token {credential}`. */
+    z.strictObject({
+      method: z.literal('template'),
+      credential: CredentialRefSchema,
+      template: z.string().includes('{credential}', { message: 'the template must contain {credential}' }),
+      ...CredentialPlacement,
+    }),
+    /**
+     * OAuth 2.1 towards the upstream, its authorization server found from the upstream's own 401
+     * (RFC 9728, then RFC 8414 or OpenID discovery). `service`: one token for the gateway
+     * (client credentials); `user`: each user authorises once (authorization code + PKCE);
+     * `exchange`: the caller's own token swapped for one scoped to the upstream (RFC 8693).
+     */
+    z.strictObject({
+      method: z.literal('oauth2'),
+      identity: z.enum(['service', 'user', 'exchange']).default('service'),
+      /** A pre-registered client; without one, a client ID metadata document or dynamic registration (RFC 7591) is used. */
+      clientId: z.string().min(1).optional(),
+      clientSecret: CredentialRefSchema.optional(),
+      /** A private key (PEM or JWK) for `private_key_jwt` client authentication, instead of a secret. */
+      privateKey: CredentialRefSchema.optional(),
+      privateKeyAlgorithm: z.string().min(1).default('RS256'),
+      /** An HTTPS URL where this gateway's client ID metadata document is published (the client ID itself). */
+      clientMetadataUrl: z.url({ protocol: /^https$/, error: 'expected an https URL' }).optional(),
+      /** Scopes to ask for; default: those the upstream's challenge or metadata names. */
+      scopes: z.array(z.string().min(1)).default([]),
+      /** The authorization server, when the upstream's 401 does not lead to it. */
+      authorizationServer: z.url().optional(),
+      /** `exchange`: the audience to ask for (default: the upstream's resource URI). */
+      audience: z.string().min(1).optional(),
+    }),
+  ],
+  { error: 'expected auth.method to be one of none, bearer, api_key, basic, template, oauth2' },
+);
+
 export const StdioServerSchema = z.strictObject({
   transport: z.literal('stdio'),
   command: z.string().min(1, 'expected a command'),
   args: z.array(z.string()).default([]),
   env: StringMap.default({}),
   cwd: z.string().optional(),
+  /**
+   * `false`: one process per user, started on first use, its `env` and `args` able to name the
+   * user (`${user.id}`, `${user.sub}`, `${user.email}`, `${user.groups}`, `${user.token}`).
+   */
+  shared: z.boolean().optional(),
   ...commonServerFields,
 });
 
@@ -95,6 +162,9 @@ export const HttpServerSchema = z.strictObject({
   transport: z.enum(['streamable-http', 'sse']),
   url: z.url({ protocol: /^https?$/, error: 'expected a URL' }),
   headers: StringMap.default({}),
+  auth: UpstreamAuthSchema.optional(),
+  /** `false`: one connection per user (implied by `auth.identity` `user` and `exchange`). */
+  shared: z.boolean().optional(),
   ...commonServerFields,
 });
 
@@ -339,6 +409,32 @@ export const GatewaySettingsSchema = z.strictObject({
       pausedCallSeconds: z.number().positive().default(60),
     })
     .default({ maxSessions: 10_000, maxSessionsPerPrincipal: 1000, maxConcurrentCallsPerSession: 64, maxJsonDepth: 64, pausedCallSeconds: 60 }),
+  /** Upstreams that act for each user: their instances, and the OAuth client the gateway is towards them. */
+  upstreamIdentity: z
+    .strictObject({
+      /**
+       * This gateway's address as browsers reach it; the OAuth callback is `<publicUrl>/oauth/callback`.
+       * Default: http://<host>:<port> (loopback names for a wildcard bind).
+       */
+      publicUrl: z.url({ protocol: /^https?$/ }).optional(),
+      /** The key users' upstream tokens are encrypted with at rest (AES-256-GCM). Default: a key file kept beside the embedded database. */
+      tokenKey: CredentialRefSchema.optional(),
+      /** Earlier keys, still able to decrypt what they encrypted (rotation: new key in `tokenKey`, old ones here). */
+      previousTokenKeys: z.array(CredentialRefSchema).default([]),
+      /** The client name shown on authorization servers' consent pages and in dynamic registration. */
+      clientName: z.string().min(1).default('Conflux'),
+      /** How long a started authorization waits for its callback. */
+      authorizationTimeoutSeconds: z.number().positive().default(600),
+      instances: z
+        .strictObject({
+          /** A user's instance is stopped after this long without a request (0: only when their sessions end). */
+          idleSeconds: z.number().min(0).default(600),
+          maxPerUser: z.number().int().positive().default(10),
+          maxTotal: z.number().int().positive().default(200),
+        })
+        .default({ idleSeconds: 600, maxPerUser: 10, maxTotal: 200 }),
+    })
+    .default({ previousTokenKeys: [], clientName: 'Conflux', authorizationTimeoutSeconds: 600, instances: { idleSeconds: 600, maxPerUser: 10, maxTotal: 200 } }),
   /** On SIGTERM, calls in flight get this long to finish before connections are cut. */
   shutdownGraceSeconds: z.number().min(0).default(10),
   /** Who may connect: `none` (local use) or one or more of oauth, apiKeys, jwt, trustedHeaders. */
@@ -363,3 +459,7 @@ export type AuthSettings = z.infer<typeof AuthSettingsSchema>;
 export type OAuthSettings = z.infer<typeof OAuthSettingsSchema>;
 export type AccessSettings = z.infer<typeof AccessSettingsSchema>;
 export type ClaimsMapping = z.infer<typeof ClaimsSchema>;
+export type UpstreamAuthConfig = z.infer<typeof UpstreamAuthSchema>;
+export type OAuth2AuthConfig = Extract<UpstreamAuthConfig, { method: 'oauth2' }>;
+export type StaticAuthConfig = Exclude<UpstreamAuthConfig, { method: 'oauth2' } | { method: 'none' }>;
+export type UpstreamIdentitySettings = z.infer<typeof GatewaySettingsSchema>['upstreamIdentity'];

@@ -22,6 +22,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
+import type { UpstreamAuth } from './auth/upstream-auth.js';
 import { NotJsonRpcError, UpstreamBadResponseError, UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { openClient } from './open-transport.js';
@@ -96,6 +97,8 @@ export interface UpstreamDeps {
   now?: () => number;
   /** Each server's protocol era as last found out, shared by its reconnects (one per connection when not given). */
   verdicts?: EraVerdictStore;
+  /** How this connection authenticates to its upstream; the connection owns it (closes it on stop). */
+  auth?: UpstreamAuth | undefined;
 }
 
 /** Conflux's own request options (no SDK type crosses this boundary). */

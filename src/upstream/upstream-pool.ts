@@ -4,6 +4,7 @@ import type { ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
 import { bestEffort } from '../observability/best-effort.js';
 import { InMemoryEraVerdicts, type EraVerdictStore } from './era-verdicts.js';
+import type { AuthFor } from './auth/upstream-auth.js';
 import { UpstreamConnection, type HealthPolicy, type ReconnectPolicy, type UpstreamEventSink, type UpstreamStatus } from './upstream-connection.js';
 
 export interface UpstreamPoolDeps {
@@ -15,6 +16,8 @@ export interface UpstreamPoolDeps {
   onRestart?: (server: string) => void;
   /** Where each server's protocol era is remembered across reconnects (in memory when not given). */
   verdicts?: EraVerdictStore;
+  /** How each connection authenticates to its upstream (none when not given). */
+  authFor?: AuthFor;
 }
 
 /**
@@ -105,7 +108,7 @@ export class UpstreamPool {
   }
 
   #open(name: string, config: ServerConfig): void {
-    const connection = new UpstreamConnection(name, config, { ...this.#deps, onChange: () => this.#queueChange() });
+    const connection = new UpstreamConnection(name, config, { ...this.#deps, auth: this.#deps.authFor?.(name, config), onChange: () => this.#queueChange() });
     this.#connections.set(name, connection);
     connection.start();
   }

@@ -1,0 +1,35 @@
+import type { AuthFor, UpstreamAuth } from './upstream-auth.js';
+import type { OAuthClientDeps } from './oauth-client-deps.js';
+import type { UserIdentities } from './user-identity.js';
+import { staticAuth } from './static-auth.js';
+import { ServiceIdentity } from './service-identity.js';
+import { ExchangeIdentity } from './token-exchange.js';
+
+export interface AuthFactoryDeps {
+  oauth: OAuthClientDeps;
+  /** Users' authorisations; without them (no database), `identity: user` servers cannot be used. */
+  users?: UserIdentities | undefined;
+}
+
+/**
+ * The one place that turns a server's `auth` into the auth of a connection: the shared
+ * connection's (no caller) or one user's. Per-user identities are asked for only with a caller.
+ */
+export function createAuthFor(deps: AuthFactoryDeps): AuthFor {
+  return (server, config, caller): UpstreamAuth | undefined => {
+    if (config.transport === 'stdio' || !config.auth || config.auth.method === 'none') return undefined;
+    const auth = config.auth;
+    if (auth.method !== 'oauth2') return staticAuth(server, auth, deps.oauth.env);
+    switch (auth.identity) {
+      case 'service':
+        return new ServiceIdentity(server, config, auth, deps.oauth);
+      case 'exchange':
+        if (!caller) throw new Error(`"${server}" acts for each user: its connections are opened for a caller`);
+        return new ExchangeIdentity(server, config, auth, caller, deps.oauth);
+      case 'user':
+        if (!caller) throw new Error(`"${server}" acts for each user: its connections are opened for a caller`);
+        if (!deps.users) throw new Error(`"${server}" needs users' authorisations, which need a database`);
+        return deps.users.authFor(server, config, auth, caller);
+    }
+  };
+}
