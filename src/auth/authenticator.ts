@@ -9,6 +9,7 @@ import { AuthFailure } from './auth-failure.js';
 import { identityKey } from './identity-key.js';
 import type { OAuthResourceServer } from './oauth-resource-server.js';
 import { ANONYMOUS, principalFromClaims, type Principal } from './principal.js';
+import { Secret } from './secret.js';
 import { lifetimeProblem } from './token-lifetime.js';
 import { TrustedProxies } from './trusted-proxies.js';
 import { VerdictCache } from './verdict-cache.js';
@@ -95,7 +96,7 @@ export class Authenticator {
     }
 
     const apiKey = headers.get('x-api-key');
-    if (apiKey !== null) return this.apiKey(apiKey);
+    if (apiKey !== null) return withToken(await this.apiKey(apiKey), apiKey);
 
     const authorization = headers.get('authorization');
     if (authorization === null) {
@@ -105,9 +106,9 @@ export class Authenticator {
     const match = /^Bearer +([^\s]+) *$/i.exec(authorization);
     if (!match) throw new AuthFailure(401, 'invalid_request', 'the Authorization header must be "Bearer <token>"');
     const token = match[1]!;
-    if (looksLikeApiKey(token)) return this.apiKey(token);
-    if (this.secret && algorithmOf(token) === 'HS256') return this.sharedSecretJwt(token, settings.jwt!);
-    if (this.methods.oauth) return this.methods.oauth.authenticate(token, request.resource);
+    if (looksLikeApiKey(token)) return withToken(await this.apiKey(token), token);
+    if (this.secret && algorithmOf(token) === 'HS256') return withToken(await this.sharedSecretJwt(token, settings.jwt!), token);
+    if (this.methods.oauth) return withToken(await this.methods.oauth.authenticate(token, request.resource), token);
     throw AuthFailure.invalidToken('no enabled authentication method accepts this token');
   }
 
@@ -147,6 +148,14 @@ export class Authenticator {
       throw AuthFailure.invalidToken('the token is invalid');
     }
   }
+}
+
+/**
+ * `principal` carrying the credential it presented, for what acts on the caller's behalf (a
+ * token exchange). A copy: verified principals are cached and shared between requests.
+ */
+function withToken(principal: Principal, token: string): Principal {
+  return { ...principal, token: new Secret(token) };
 }
 
 function algorithmOf(token: string): string | undefined {

@@ -3,14 +3,17 @@
  *
  * - Server definitions (REST, admins only): env and header values become `[redacted]` (names
  *   stay), a URL's credentials, the values of secret-looking query parameters and the values
- *   of secret-looking flags in a command line too. Callers that are not admins get no
+ *   of secret-looking flags in a command line too, and the secrets written into `auth` (its
+ *   `env://` and `file://` references stay: they say where a secret is, not what it is). Callers that are not admins get no
  *   definition at all, and of a URL only its scheme, host and port (`registry/server-view.ts`).
  * - Text that quotes an upstream (a child's stderr tail, a connection error): stored redacted
  *   as the connection's `lastError`, so `/servers`, the REST API, tool errors, broadcasts and
  *   the audit trail all get the redacted form. Hidden: the server's own env and header values
  *   (and a header's token without its scheme, URL credentials, secret query values, the
- *   values of its secret-looking command-line flags) wherever they appear, if at least 4
- *   characters long; then URL credentials, secret query values,
+ *   values of its secret-looking command-line flags, the secrets written into its `auth`, and
+ *   the credentials its connection sent lately: values read from files or the environment,
+ *   access tokens issued to the gateway) wherever they appear, if at least 4 characters long;
+ *   then URL credentials, secret query values,
  *   `Bearer`/`Basic` credentials, `token=...`/`"password": "..."`-style pairs, and token
  *   shapes (GitHub, GitLab, `sk-`, Stripe, Slack, AWS, Google, Conflux API keys, JWTs, PEM
  *   private keys).
@@ -189,10 +192,64 @@ function urlSecrets(text: string): string[] {
   return values;
 }
 
-/** A redactor for one server's text, with its known secrets gathered once. */
-export function textRedactor(definition: Parameters<typeof secretsOf>[0]): (text: string) => string {
+/**
+ * A redactor for one server's text, with its known secrets gathered once, and `more()` asked
+ * at each use (values only known while running: credentials read from a file or the
+ * environment, access tokens issued to the gateway).
+ */
+export function textRedactor(definition: Parameters<typeof secretsOf>[0], more?: () => Iterable<string>): (text: string) => string {
   const known = secretsOf(definition);
-  return (text) => redactText(text, known);
+  return (text) => redactText(text, more ? [...known, ...more()] : known);
+}
+
+/** A credential reference that names where the secret is, and so is safe to show. */
+export function isCredentialReference(value: string): boolean {
+  return value.startsWith('env://') || value.startsWith('file://');
+}
+
+/** The secret-bearing fields of a server's `auth`: a static credential, an OAuth client secret or private key. */
+const AUTH_SECRET_FIELDS = ['credential', 'clientSecret', 'privateKey'] as const;
+
+/**
+ * A server's `auth` as admins see it: a secret written into the config (directly or through
+ * `${VAR}`) becomes `[redacted]`; an `env://` or `file://` reference stays (it names where the
+ * secret is, not what it is).
+ */
+export function redactAuth<T extends object>(auth: T): T {
+  const out = { ...auth } as Record<string, unknown>;
+  for (const field of AUTH_SECRET_FIELDS) {
+    const value = out[field];
+    if (typeof value === 'string' && !isCredentialReference(value)) out[field] = REDACTED;
+  }
+  return out as T;
+}
+
+/** The secrets written into a server's `auth` (not references), for `redactText`. */
+export function authSecrets(auth: object | undefined): string[] {
+  if (!auth) return [];
+  const fields = auth as Record<string, unknown>;
+  return AUTH_SECRET_FIELDS.map((field) => fields[field]).filter((value): value is string => typeof value === 'string' && !isCredentialReference(value));
+}
+
+/**
+ * What one request's credentials reveal, for `redactText`: each header and query value, a
+ * header's credential without its scheme (`Bearer <token>`), and a Basic header's decoded
+ * `user:password` and password (an upstream may echo any of them).
+ */
+export function credentialSecrets(credentials: { headers: Readonly<Record<string, string>>; query: Readonly<Record<string, string>> }): string[] {
+  const values = [...Object.values(credentials.headers), ...Object.values(credentials.query)];
+  for (const header of Object.values(credentials.headers)) {
+    const match = /^(\S+)\s+(\S.*)$/.exec(header);
+    if (!match) continue;
+    values.push(match[2]!);
+    if (match[1]!.toLowerCase() === 'basic') {
+      const decodedPair = Buffer.from(match[2]!, 'base64').toString('utf8');
+      values.push(decodedPair);
+      const colon = decodedPair.indexOf(':');
+      if (colon >= 0) values.push(decodedPair.slice(colon + 1));
+    }
+  }
+  return values;
 }
 
 function decoded(text: string): string {

@@ -1,5 +1,5 @@
 import type { ServerConfig } from '../config/schema.js';
-import { publicUrl, redactArguments, redactUrl, redactValues } from '../observability/redact.js';
+import { publicUrl, redactArguments, redactAuth, redactUrl, redactValues } from '../observability/redact.js';
 import type { UpstreamStatus } from '../upstream/upstream-connection.js';
 
 /**
@@ -38,9 +38,11 @@ export function publicServerView(summary: ServerSummary, definition: ServerConfi
 /**
  * A definition as admins see it: header and environment values can be secrets, so only
  * their names are shown, and the URL's credentials and secret query values are hidden, as
- * are the values of secret-looking flags in a command line (`--token [redacted]`).
+ * are the values of secret-looking flags in a command line (`--token [redacted]`), and the
+ * secrets written into its `auth` (an `env://` or `file://` reference is shown: it says where
+ * the secret is, not what it is).
  */
 export function redactDefinition(definition: ServerConfig): ServerConfig {
   if (definition.transport === 'stdio') return { ...definition, args: redactArguments(definition.args), env: redactValues(definition.env) };
-  return { ...definition, url: redactUrl(definition.url), headers: redactValues(definition.headers) };
+  return { ...definition, url: redactUrl(definition.url), headers: redactValues(definition.headers), ...(definition.auth ? { auth: redactAuth(definition.auth) } : {}) };
 }

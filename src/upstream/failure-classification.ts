@@ -1,12 +1,19 @@
-import { ProtocolError, SdkError, SdkErrorCode, SdkHttpError } from '@modelcontextprotocol/client';
+import { ProtocolError, SdkError, SdkErrorCode, SdkHttpError, SseError, UnauthorizedError } from '@modelcontextprotocol/client';
+import { UpstreamAuthError } from './auth/upstream-auth.js';
 import { NoCommonVersionError, NotJsonRpcError } from './errors.js';
 
 /**
  * What a failed connection attempt means: `misconfigured` when no retry can fix it (a missing
- * command, refused credentials, no protocol version in common) and the server waits for a
- * config change or an admin restart; `retryable` otherwise.
+ * command, refused credentials, a credential that cannot be read, a client the authorization
+ * server refuses, a user who must authorise first, no protocol version in common) and the
+ * server waits for a config change or an admin restart; `retryable` otherwise (an authorization
+ * server that failed may answer later).
  */
 export function classifyConnectFailure(error: unknown): 'misconfigured' | 'retryable' {
+  const auth = authFailureIn(error);
+  if (auth) return auth.kind === 'failed' ? 'retryable' : 'misconfigured';
+  if (error instanceof UnauthorizedError) return 'misconfigured';
+  if (error instanceof SseError && (error.code === 401 || error.code === 403)) return 'misconfigured';
   if (error instanceof NoCommonVersionError) return 'misconfigured';
   if (error instanceof SdkHttpError) return error.data.status === 401 || error.data.status === 403 ? 'misconfigured' : 'retryable';
   if (error instanceof SdkError && (error.code === SdkErrorCode.ClientHttpAuthentication || error.code === SdkErrorCode.ClientHttpForbidden)) return 'misconfigured';
@@ -71,9 +78,27 @@ export function describeRefusal(error: unknown): string {
   return `HTTP ${status ?? '?'}${statusText ? ` ${statusText}` : ''}`;
 }
 
+/**
+ * The reason the gateway could not authenticate, when `error` is it or was caused by it (the
+ * SDK wraps what a transport throws during its version probe).
+ */
+export function authFailureIn(error: unknown): UpstreamAuthError | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    if (current instanceof UpstreamAuthError) return current;
+    current = current.cause;
+  }
+  return undefined;
+}
+
 /** A one-line, human explanation of a connection or request failure. */
 export function describeError(error: unknown): string {
+  const auth = authFailureIn(error);
+  if (auth) return auth.message;
   if (error instanceof SdkError && error.code === SdkErrorCode.RequestTimeout) return 'timed out waiting for initialize';
+  // However the SDK words it ("Version negotiation failed: ... (HTTP 401)"), it is the credentials.
+  if (error instanceof SdkError && error.code === SdkErrorCode.ClientHttpAuthentication) return 'upstream refused the credentials (401)';
+  if (error instanceof SdkError && error.code === SdkErrorCode.ClientHttpForbidden) return 'upstream refused access with these credentials (403)';
   if (error instanceof NotJsonRpcError) return error.message;
   if (error instanceof Error) {
     const code = causeCode(error);

@@ -11,6 +11,8 @@ import {
   type TransportSendOptions,
 } from '@modelcontextprotocol/client';
 import { createParser } from 'eventsource-parser';
+import { INSUFFICIENT_SCOPE } from './auth/authorized-fetch.js';
+import type { AuthChallenge, UpstreamAuth } from './auth/upstream-auth.js';
 import { NotJsonRpcError } from './errors.js';
 import type { OwnerChannel } from './owner-channel.js';
 import { standardHeaders } from './standard-headers.js';
@@ -24,6 +26,8 @@ export interface HttpClientTransportOptions {
   owners?: OwnerChannel | undefined;
   /** Largest response body accepted from the upstream. */
   maxResponseBytes?: number;
+  /** Credentials added to every request (POST, the GET stream, DELETE), and asked to recover from a refusal. */
+  auth?: UpstreamAuth | undefined;
 }
 
 const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
@@ -39,7 +43,9 @@ const RESERVED_HEADERS = new Set(['authorization', 'content-type', 'content-leng
  * same wire: POST with JSON or SSE answers, the session header, the protocol-version header,
  * a GET stream for server-initiated messages, and DELETE to end the session; and for
  * 2026-07-28 the standard headers taken from each request's envelope, and cancellation by
- * closing the request's own response stream.
+ * closing the request's own response stream. With `auth`, every request carries its credentials,
+ * and a request refused for them (401, or 403 `insufficient_scope`) is sent once more when the
+ * auth says it has new ones.
  */
 export class HttpClientTransport implements Transport {
   onclose?: () => void;
@@ -82,7 +88,7 @@ export class HttpClientTransport implements Transport {
     const session = this.sessionId;
     let response: IncomingMessage;
     try {
-      response = await this.#request('POST', headers, body, signal);
+      response = await this.#authorizedRequest('POST', headers, body, signal);
     } catch (error) {
       if (signal?.aborted) throw signal.reason ?? error;
       throw error;
@@ -129,7 +135,7 @@ export class HttpClientTransport implements Transport {
   /** Ends the upstream session (DELETE), as the SDK's transport does. */
   async terminateSession(): Promise<void> {
     if (!this.sessionId) return;
-    const response = await this.#request('DELETE', {});
+    const response = await this.#authorizedRequest('DELETE', {});
     response.resume();
     this.sessionId = undefined;
   }
@@ -144,19 +150,44 @@ export class HttpClientTransport implements Transport {
     this.onclose?.();
   }
 
-  #request(method: string, headers: Record<string, string>, body?: string, signal?: AbortSignal): Promise<IncomingMessage> {
+  /**
+   * `#request` with the auth's credentials; a refusal of them is shown to the auth, and the
+   * request sent a second time if it has new ones. A second refusal is the answer.
+   */
+  async #authorizedRequest(method: string, headers: Record<string, string>, body?: string, signal?: AbortSignal): Promise<IncomingMessage> {
+    const auth = this.#options.auth;
+    if (!auth) return this.#request(method, headers, body, signal);
+    for (let attempt = 1; ; attempt++) {
+      const credentials = await auth.credentials();
+      const response = await this.#request(method, { ...headers, ...credentials.headers }, body, signal, credentials.query);
+      const challenge = attempt === 1 ? authChallenge(response) : undefined;
+      if (!challenge) return response;
+      let retry: boolean;
+      try {
+        retry = await auth.onRejected(challenge);
+      } catch (error) {
+        response.resume();
+        throw error;
+      }
+      if (!retry) return response;
+      response.resume();
+    }
+  }
+
+  #request(method: string, headers: Record<string, string>, body?: string, signal?: AbortSignal, query?: Record<string, string>): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
-      const request = this.#send(this.#url, {
+      const request = this.#send(withQuery(this.#url, query), {
         method,
         agent: this.#agent,
-        headers: {
+        // One spelling per name: a configured `Authorization` and the auth's `authorization` would both be sent.
+        headers: lowerCased({
           ...this.#options.headers,
           ...(this.sessionId ? { 'mcp-session-id': this.sessionId } : {}),
           ...(this.#protocolVersion ? { 'mcp-protocol-version': this.#protocolVersion } : {}),
           ...headers,
           ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}),
-        },
+        }),
       });
       this.#inFlight.add(request);
       // Aborting ends this request and its response stream only, not the connection.
@@ -191,7 +222,7 @@ export class HttpClientTransport implements Transport {
   /** The GET stream for messages the server sends on its own; reopened while the transport lives. */
   #openStream(): void {
     if (this.#closed) return;
-    this.#request('GET', { accept: 'text/event-stream' }).then(
+    this.#authorizedRequest('GET', { accept: 'text/event-stream' }).then(
       (response) => {
         const status = response.statusCode ?? 0;
         if (status === 405 || status === 404 || !String(response.headers['content-type'] ?? '').startsWith('text/event-stream')) {
@@ -256,6 +287,30 @@ export class HttpClientTransport implements Transport {
   }
 }
 
+/** A refusal the auth may recover from: 401, or 403 naming `insufficient_scope`. */
+function authChallenge(response: IncomingMessage): AuthChallenge | undefined {
+  const status = response.statusCode;
+  const header = response.headers['www-authenticate'];
+  const wwwAuthenticate = Array.isArray(header) ? header.join(', ') : header;
+  if (status === 401) return { status, wwwAuthenticate };
+  if (status === 403 && wwwAuthenticate && INSUFFICIENT_SCOPE.test(wwwAuthenticate)) return { status, wwwAuthenticate };
+  return undefined;
+}
+
+/** `url` with credentials in its query, when the auth puts them there. */
+function withQuery(url: URL, query: Record<string, string> | undefined): URL {
+  if (!query || Object.keys(query).length === 0) return url;
+  const target = new URL(url);
+  for (const [name, value] of Object.entries(query)) target.searchParams.set(name, value);
+  return target;
+}
+
+function lowerCased(headers: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) out[name.toLowerCase()] = value;
+  return out;
+}
+
 /** A caller's per-request headers (`Mcp-Param-*`), without any the transport owns. */
 function extraHeaders(headers: Readonly<Record<string, string>> | undefined): Record<string, string> {
   const kept: Record<string, string> = {};
@@ -271,8 +326,11 @@ function extraHeaders(headers: Readonly<Record<string, string>> | undefined): Re
  * and the session the request named, if any (a 404 to it means the server forgot it).
  */
 function httpError(status: number, statusText: string | undefined, text: string, sessionId: string | undefined): SdkHttpError {
-  const code = status === 401 ? SdkErrorCode.ClientHttpAuthentication : status === 403 ? SdkErrorCode.ClientHttpForbidden : SdkErrorCode.ClientHttpNotImplemented;
-  return new SdkHttpError(code, `Error POSTing to endpoint (HTTP ${status}): ${text.slice(0, 500)}`, { status, statusText, text, ...(sessionId !== undefined ? { sessionId } : {}) });
+  const session = sessionId !== undefined ? { sessionId } : {};
+  // What an auth wall says is not kept: an upstream may echo the credentials it refused.
+  if (status === 401) return new SdkHttpError(SdkErrorCode.ClientHttpAuthentication, 'upstream refused the credentials (401)', { status, statusText, text: '', ...session });
+  if (status === 403) return new SdkHttpError(SdkErrorCode.ClientHttpForbidden, 'upstream refused access with these credentials (403)', { status, statusText, text: '', ...session });
+  return new SdkHttpError(SdkErrorCode.ClientHttpNotImplemented, `Error POSTing to endpoint (HTTP ${status}): ${text.slice(0, 500)}`, { status, statusText, text, ...session });
 }
 
 function asJsonRpcMessage(value: unknown): JSONRPCMessage | undefined {

@@ -6,7 +6,9 @@ import { HttpClientTransport } from './http-client-transport.js';
 import { StdioClientTransport } from './stdio-transport.js';
 import type { OwnerChannel } from './owner-channel.js';
 import { bestEffort } from '../observability/best-effort.js';
-import { describeError } from './failure-classification.js';
+import { authFailureIn, describeError } from './failure-classification.js';
+import type { UpstreamAuth } from './auth/upstream-auth.js';
+import { authorizedFetch } from './auth/authorized-fetch.js';
 import { nextVerdict, noCommonVersion, offeredVersions, type NegotiatedProtocol } from './era-negotiation.js';
 
 type Wire = 'stdio' | 'streamable-http' | 'sse';
@@ -35,6 +37,10 @@ export interface OpenOptions {
   onStaleVerdict?: (() => void) | undefined;
   /** Carries a request's owner to the messages on its response stream (Streamable HTTP). */
   owners?: OwnerChannel;
+  /** Credentials for every HTTP request (Streamable HTTP and legacy SSE alike). */
+  auth?: UpstreamAuth | undefined;
+  /** Hides secrets in what is logged about failed attempts (they may quote the upstream). */
+  redact?: ((text: string) => string) | undefined;
 }
 
 /** Attempts per wire: the remembered verdict, a fresh probe, then a plain legacy handshake. */
@@ -73,10 +79,10 @@ async function openOnWire(options: OpenOptions): Promise<OpenedClient> {
   }
   if (config.transport === 'sse') return connectSse(config, options);
   try {
-    return await negotiate('streamable-http', options, () => ({ transport: new HttpClientTransport(new URL(config.url), { headers: config.headers, owners: options.owners }) }));
+    return await negotiate('streamable-http', options, () => ({ transport: new HttpClientTransport(new URL(config.url), { headers: config.headers, owners: options.owners, auth: options.auth }) }));
   } catch (error) {
     if (!worthTryingSse(error)) throw error;
-    options.logger.info({ reason: describeError(error) }, 'Streamable HTTP refused; trying legacy SSE');
+    options.logger.info({ reason: redacted(options, describeError(error)) }, 'Streamable HTTP refused; trying legacy SSE');
     try {
       return await connectSse(config, options);
     } catch {
@@ -103,21 +109,29 @@ async function negotiate(
       await connect(client, transport, prior, options, explainClose);
       return opened(client, transport, wire, prior !== options.prior || prior === undefined);
     } catch (error) {
-      const next = attempt < MAX_NEGOTIATION_ATTEMPTS ? nextVerdict(error, prior, wire) : undefined;
+      // Credentials that cannot be had stay so whatever the era: no second probe.
+      const next = attempt < MAX_NEGOTIATION_ATTEMPTS && !authFailureIn(error) ? nextVerdict(error, prior, wire) : undefined;
       if (!next) throw error;
       if (prior !== undefined) options.onStaleVerdict?.();
-      options.logger.info({ reason: describeError(error), prior: prior?.kind ?? 'none', next: next.prior?.kind ?? 'probe' }, 'upstream protocol era not settled; connecting again');
+      options.logger.info({ reason: redacted(options, describeError(error)), prior: prior?.kind ?? 'none', next: next.prior?.kind ?? 'probe' }, 'upstream protocol era not settled; connecting again');
       prior = next.prior;
     }
   }
 }
 
-/** Legacy SSE is a 2024 wire: whatever listens there speaks the 2025 era, so there is nothing to probe. */
+/**
+ * Legacy SSE is a 2024 wire: whatever listens there speaks the 2025 era, so there is nothing to
+ * probe. Credentials go through the transport's fetch hooks (the stream's GET and each POST),
+ * not its `authProvider`, which knows only bearer tokens: an API key header or a query
+ * parameter must reach the upstream too.
+ */
 async function connectSse(config: HttpServerConfig, options: OpenOptions): Promise<OpenedClient> {
   const client = options.newClient();
+  const send = options.auth ? authorizedFetch(options.auth, fetch) : fetch;
   const transport = new SSEClientTransport(new URL(config.url), {
     requestInit: { headers: config.headers },
-    eventSourceInit: { fetch: (url, init) => fetch(url, { ...init, headers: { ...config.headers, ...init?.headers } }) },
+    ...(options.auth ? { fetch: send } : {}),
+    eventSourceInit: { fetch: (url, init) => send(url, { ...init, headers: { ...config.headers, ...headerRecord(init?.headers) } }) },
   });
   await connect(client, transport, { kind: 'legacy' }, options);
   return opened(client, transport, 'sse', options.prior?.kind !== 'legacy');
@@ -171,6 +185,14 @@ function opened(client: Client, transport: Transport, wire: Wire, learned: boole
     verdict: modern ? { kind: 'modern', discover } : { kind: 'legacy' },
     learned,
   };
+}
+
+function redacted(options: Pick<OpenOptions, 'redact'>, text: string): string {
+  return options.redact ? options.redact(text) : text;
+}
+
+function headerRecord(headers: RequestInit['headers']): Record<string, string> {
+  return Object.fromEntries(new Headers(headers).entries());
 }
 
 /** A 4xx to the Streamable HTTP handshake, other than an auth wall or a version refusal (an MCP server answered). */

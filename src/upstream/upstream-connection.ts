@@ -22,15 +22,16 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
-import type { UpstreamAuth } from './auth/upstream-auth.js';
+import type { UpstreamAuth, UpstreamAuthError } from './auth/upstream-auth.js';
+import { RecentCredentials, observedAuth } from './auth/observed-auth.js';
 import { NotJsonRpcError, UpstreamBadResponseError, UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { openClient } from './open-transport.js';
 import { backoffDelay, failuresAfterLoss } from './backoff.js';
-import { classifyConnectFailure, classifyRequestFailure, describeError, describeRefusal } from './failure-classification.js';
+import { authFailureIn, classifyConnectFailure, classifyRequestFailure, describeError, describeRefusal } from './failure-classification.js';
 import { HealthMonitor } from './health-monitor.js';
 import { LatestWins } from './latest-wins.js';
-import { textRedactor } from '../observability/redact.js';
+import { authSecrets, textRedactor } from '../observability/redact.js';
 import { OwnerChannel } from './owner-channel.js';
 import { bestEffort } from '../observability/best-effort.js';
 import { EraMemory, InMemoryEraVerdicts, type EraVerdictStore } from './era-verdicts.js';
@@ -168,8 +169,12 @@ export class UpstreamConnection {
 
   readonly #deps: UpstreamDeps;
   readonly #now: () => number;
-  /** Hides this server's env and header values and token-shaped text (see `observability/redact.ts`). */
+  /** Hides this server's env and header values, the credentials it was sent, and token-shaped text (see `observability/redact.ts`). */
   readonly #redact: (text: string) => string;
+  /** The connection's auth, watched so that what it sends is known to `#redact`. */
+  readonly #auth: UpstreamAuth | undefined;
+  /** Why the last connection attempt could not authenticate (a request while not ready is told this, not just "down"). */
+  #authFailure: UpstreamAuthError | undefined;
   #lastError: string | undefined;
   readonly #logger: Logger;
   #client: Client | undefined;
@@ -214,7 +219,10 @@ export class UpstreamConnection {
     this.#logger = deps.logger.child({ server: name });
     this.#breaker = new CircuitBreaker({ ...deps.health.breaker, now: this.#now });
     this.#era = new EraMemory(deps.verdicts ?? new InMemoryEraVerdicts(), name, this.#logger, this.#now);
-    this.#redact = textRedactor(config.transport === 'stdio' ? { env: config.env, args: config.args } : { headers: config.headers, url: config.url });
+    const sent = new RecentCredentials();
+    this.#auth = deps.auth ? observedAuth(deps.auth, sent) : undefined;
+    const written = config.transport === 'stdio' ? [] : authSecrets(config.auth);
+    this.#redact = textRedactor(config.transport === 'stdio' ? { env: config.env, args: config.args } : { headers: config.headers, url: config.url }, () => [...written, ...sent.values()]);
     if (!config.enabled) this.#state = 'disabled';
   }
 
@@ -295,6 +303,7 @@ export class UpstreamConnection {
     this.#stopMonitor();
     this.#connectedAt = undefined;
     await this.#disconnect(true);
+    this.#auth?.close();
   }
 
   status(): UpstreamStatus {
@@ -325,6 +334,8 @@ export class UpstreamConnection {
   async request(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions = {}, owner?: unknown): Promise<PassThroughResult> {
     const client = this.#client;
     if (this.#state !== 'ready' || !client) {
+      // The typed reason (a user's missing authorisation carries its URL) says more than "down".
+      if (this.#authFailure) throw this.#authFailure;
       throw new UpstreamUnavailableError(this.name, this.lastError ?? this.#state);
     }
     if (this.#protocol?.era === 'modern' && this.#capabilities && !offersMethod(this.#capabilities, method)) {
@@ -361,6 +372,14 @@ export class UpstreamConnection {
       this.#breaker.success();
       return withoutHopMeta(modern ? withTaskHandle(result) : result);
     } catch (error) {
+      const authFailure = authFailureIn(error);
+      if (authFailure) {
+        // The gateway could not authenticate this request: no fault of the upstream's, unless
+        // its authorization server failed; the caller reads why (and a URL, when a user must act).
+        if (authFailure.kind === 'failed') this.#breaker.failure('unreachable');
+        else this.#breaker.release();
+        throw authFailure;
+      }
       if (isEraMismatch(error)) {
         // Nothing was sent: the method does not exist in the protocol revision this upstream speaks.
         throw new ProtocolError(ProtocolErrorCode.MethodNotFound, `${method} is not available on "${this.name}" (it speaks MCP ${this.#protocol?.version ?? 'of another revision'})`);
@@ -417,6 +436,7 @@ export class UpstreamConnection {
     let prior: PriorDiscovery | undefined;
     try {
       prior = await this.#era.recall();
+      await this.#auth?.ready();
       const opened = await openClient({
         config: this.config,
         logger: this.#logger,
@@ -426,6 +446,8 @@ export class UpstreamConnection {
         timeoutMs: this.connectTimeoutMs,
         prior,
         onStaleVerdict: () => void this.#era.forget(),
+        auth: this.#auth,
+        redact: this.#redact,
       });
       if (generation !== this.#generation) {
         await bestEffort(() => opened.client.close(), this.#logger, 'close a superseded connection');
@@ -445,6 +467,7 @@ export class UpstreamConnection {
       if (generation !== this.#generation) return;
       this.#nextRetryAt = undefined;
       this.#setLastError(undefined);
+      this.#authFailure = undefined;
       this.#everConnected = true;
       this.#connectedAt = new Date(this.#now());
       // Reconnected: whatever opened the breaker is over.
@@ -460,6 +483,7 @@ export class UpstreamConnection {
       // (which would overwrite this error with "connection closed" and schedule a second retry).
       const failed = ++this.#generation;
       this.#setLastError(describeError(error));
+      this.#authFailure = authFailureIn(error);
       this.#logger.warn({ err: this.lastError }, 'upstream connection failed');
       // A remembered 2026 verdict is checked by nothing at connect (no round trip): when the
       // connection it opened did not work, the next attempt finds out afresh.

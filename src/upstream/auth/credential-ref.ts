@@ -4,8 +4,12 @@ import { UpstreamAuthError } from './upstream-auth.js';
 
 /** A secret named by a credential reference, read when it is used. */
 export interface CredentialSource {
-  /** The current value; throws `UpstreamAuthError` (`misconfigured`) naming the reference, never a value. */
-  read(): string;
+  /**
+   * The current value; throws `UpstreamAuthError` (`misconfigured`) naming the reference, never a
+   * value. `fresh`: look at a file now, not at most once a second (an upstream just refused what
+   * it held, which may have been rotated since).
+   */
+  read(options?: { fresh?: boolean }): string;
   /** What the reference names, safe to show: `env://VAR`, `file:///path`, or `an inline value`. */
   readonly describe: string;
 }
@@ -50,9 +54,9 @@ function fileSource(server: string, ref: string, now: () => number): CredentialS
   let cached: { value: string; stamp: string; checkedAt: number } | undefined;
   return {
     describe: ref,
-    read: () => {
+    read: (options) => {
       const at = now();
-      if (cached && at - cached.checkedAt < FILE_RECHECK_MS) return cached.value;
+      if (cached && !options?.fresh && at - cached.checkedAt < FILE_RECHECK_MS) return cached.value;
       let stats: Stats;
       try {
         stats = statSync(path);

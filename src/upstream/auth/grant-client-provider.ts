@@ -1,0 +1,167 @@
+import {
+  createPrivateKeyJwtAuth,
+  type AddClientAuthentication,
+  type OAuthClientInformationContext,
+  type OAuthClientMetadata,
+  type OAuthDiscoveryState,
+  type OAuthClientProvider,
+  type StoredOAuthClientInformation,
+  type StoredOAuthTokens,
+} from '@modelcontextprotocol/client';
+import type { OAuth2AuthConfig } from '../../config/schema.js';
+import { credentialSource, type CredentialSource } from './credential-ref.js';
+import { UpstreamAuthError } from './upstream-auth.js';
+
+export interface GrantClientOptions {
+  server: string;
+  auth: OAuth2AuthConfig;
+  clientName: string;
+  env: Readonly<Record<string, string | undefined>>;
+  /** The grant's own token request parameters (`grant_type` and the rest) for `scope`. */
+  grant: (scope: string | undefined) => URLSearchParams;
+  /** The grant types a dynamic registration asks for. */
+  grantTypes: string[];
+}
+
+/**
+ * The gateway as an OAuth client of one upstream's authorization server, for a grant that needs
+ * nobody at a browser (client credentials, token exchange), in the shape the SDK's `auth()`
+ * drives: it discovers the authorization server, registers when there is no client (a client
+ * ID metadata document where the server supports one, else dynamic registration, in the SDK's
+ * order), and asks for a token with `prepareTokenRequest`, adding `resource` (RFC 8707) and the
+ * client authentication the server's metadata allows (`client_secret_basic` or `_post`), or a
+ * `private_key_jwt` assertion signed with the configured key. Everything lives in memory: a
+ * restart asks again.
+ *
+ * A configured client's credentials are stamped with the configured `authorizationServer`
+ * when there is one (the SDK then refuses to send them anywhere else); without it, with the
+ * issuer discovery found, which is what "discovered from the upstream's 401" means.
+ */
+export class GrantClientProvider implements OAuthClientProvider {
+  readonly clientMetadataUrl: string | undefined;
+  readonly addClientAuthentication: AddClientAuthentication | undefined;
+  readonly #options: GrantClientOptions;
+  readonly #secret: CredentialSource | undefined;
+  readonly #privateKey: CredentialSource | undefined;
+  #registered: StoredOAuthClientInformation | undefined;
+  #tokens: StoredOAuthTokens | undefined;
+  #discovery: OAuthDiscoveryState | undefined;
+
+  constructor(options: GrantClientOptions) {
+    this.#options = options;
+    const { auth, server, env } = options;
+    this.clientMetadataUrl = auth.clientMetadataUrl;
+    this.#secret = auth.clientSecret ? credentialSource(server, auth.clientSecret, env) : undefined;
+    this.#privateKey = auth.privateKey ? credentialSource(server, auth.privateKey, env) : undefined;
+    const privateKey = this.#privateKey;
+    const clientId = auth.clientId ?? auth.clientMetadataUrl;
+    this.addClientAuthentication =
+      privateKey && clientId
+        ? async (headers, params, url, metadata) => {
+            // Read at every request: a rotated key file applies to the next token request.
+            const sign = createPrivateKeyJwtAuth({ issuer: clientId, subject: clientId, privateKey: keyMaterial(privateKey.read()), alg: auth.privateKeyAlgorithm });
+            await sign(headers, params, url, metadata);
+            params.set('client_id', clientId);
+          }
+        : undefined;
+  }
+
+  /** Reads the configured secrets once, so a missing one is reported before anything is sent. */
+  check(): void {
+    this.#secret?.read();
+    this.#privateKey?.read();
+  }
+
+  get redirectUrl(): undefined {
+    return undefined;
+  }
+
+  get clientMetadata(): OAuthClientMetadata {
+    const { auth, clientName, grantTypes } = this.#options;
+    return {
+      client_name: clientName,
+      redirect_uris: [],
+      grant_types: grantTypes,
+      response_types: [],
+      token_endpoint_auth_method: this.#privateKey ? 'private_key_jwt' : 'client_secret_basic',
+      ...(auth.scopes.length ? { scope: auth.scopes.join(' ') } : {}),
+    };
+  }
+
+  clientInformation(ctx?: OAuthClientInformationContext): StoredOAuthClientInformation | undefined {
+    const { auth } = this.#options;
+    if (!auth.clientId) return this.#registered;
+    const issuer = auth.authorizationServer ?? ctx?.issuer;
+    return {
+      client_id: auth.clientId,
+      ...(this.#secret ? { client_secret: this.#secret.read() } : {}),
+      ...(issuer ? { issuer } : {}),
+    };
+  }
+
+  saveClientInformation(info: StoredOAuthClientInformation): void {
+    // A configured client is the configuration's; only a registration (or a metadata URL) is kept.
+    if (!this.#options.auth.clientId) this.#registered = info;
+  }
+
+  tokens(): StoredOAuthTokens | undefined {
+    return this.#tokens;
+  }
+
+  saveTokens(tokens: StoredOAuthTokens): void {
+    this.#tokens = tokens;
+  }
+
+  /** The tokens the last `auth()` saved, taken (so a failed `auth()` after it cannot be mistaken for success). */
+  takeTokens(): StoredOAuthTokens | undefined {
+    const tokens = this.#tokens;
+    this.#tokens = undefined;
+    return tokens;
+  }
+
+  redirectToAuthorization(): void {
+    throw new UpstreamAuthError('misconfigured', this.#options.server, 'the authorization server wants a user to sign in, which this identity cannot do');
+  }
+
+  saveCodeVerifier(): void {}
+
+  codeVerifier(): string {
+    throw new UpstreamAuthError('misconfigured', this.#options.server, 'no authorization code flow is used by this identity');
+  }
+
+  prepareTokenRequest(scope?: string): URLSearchParams {
+    return this.#options.grant(scope);
+  }
+
+  discoveryState(): OAuthDiscoveryState | undefined {
+    const configured = this.#options.auth.authorizationServer;
+    return this.#discovery ?? (configured ? { authorizationServerUrl: configured } : undefined);
+  }
+
+  saveDiscoveryState(state: OAuthDiscoveryState): void {
+    this.#discovery = state;
+  }
+
+  /** The authorization server's issuer, once discovery found it (for metrics and messages). */
+  get issuer(): string | undefined {
+    const state = this.discoveryState();
+    return state?.authorizationServerMetadata?.issuer ?? state?.authorizationServerUrl;
+  }
+
+  invalidateCredentials(scope: 'all' | 'client' | 'tokens' | 'verifier' | 'discovery'): void {
+    if (scope === 'all' || scope === 'tokens') this.#tokens = undefined;
+    if (scope === 'all' || scope === 'client') this.#registered = undefined;
+    if (scope === 'all' || scope === 'discovery') this.#discovery = undefined;
+  }
+}
+
+/** A private key as configured: a JWK (JSON) or PEM text. */
+function keyMaterial(text: string): string | Record<string, unknown> {
+  const trimmed = text.trim();
+  if (!trimmed.startsWith('{')) return trimmed;
+  try {
+    return JSON.parse(trimmed) as Record<string, unknown>;
+  } catch {
+    return trimmed; // not JSON after all: let the key import say what is wrong
+  }
+}

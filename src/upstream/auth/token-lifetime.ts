@@ -1,0 +1,27 @@
+/** An access token the gateway holds for an upstream. */
+export interface HeldToken {
+  value: string;
+  /** Epoch ms. */
+  obtainedAt: number;
+  /** Epoch ms; undefined when the authorization server gave no lifetime. */
+  expiresAt: number | undefined;
+  /** What was granted, as the token response said (or as asked when it did not say). */
+  scope: string | undefined;
+}
+
+/** A token is renewed when this share of its life or less is left... */
+const RENEW_SHARE = 0.1;
+/** ...or this long, whichever is less: a one-hour token is renewed 30 s before it ends, a 60 s token 6 s before. */
+const RENEW_MARGIN_MS = 30_000;
+
+/** Whether `token` should be replaced before it is used at `now`. A token of unknown lifetime is kept until refused. */
+export function needsRenewal(token: HeldToken, now: number): boolean {
+  if (token.expiresAt === undefined) return false;
+  const life = token.expiresAt - token.obtainedAt;
+  return token.expiresAt - now <= Math.min(life * RENEW_SHARE, RENEW_MARGIN_MS);
+}
+
+/** Whether `token` can still be sent at `now` (a renewal failed: the old one serves while it lasts). */
+export function stillValid(token: HeldToken, now: number): boolean {
+  return token.expiresAt === undefined || token.expiresAt > now;
+}
