@@ -70,13 +70,15 @@ export class CallTracker {
   /**
    * The call an upstream message belongs to: `undefined` when none is in flight, `'ambiguous'`
    * when several sessions have one. Calls without a session (2026-07-28 requests, REST, the
-   * CLI) are each their own: two of them in flight are as ambiguous as two sessions.
+   * CLI) are each their own: two of them in flight are as ambiguous as two sessions. With
+   * `principal`, only that principal's calls count (a user's own instance of a server).
    */
-  attribute(server: string): DownstreamCall | 'ambiguous' | undefined {
+  attribute(server: string, principal?: string): DownstreamCall | 'ambiguous' | undefined {
     const calls = this.#inFlight.get(server);
     if (!calls || calls.size === 0) return undefined;
     let chosen: DownstreamCall | undefined;
     for (const call of calls) {
+      if (principal !== undefined && call.principal !== principal) continue;
       if (chosen && (chosen.sessionId === undefined || chosen.sessionId !== call.sessionId)) return 'ambiguous';
       chosen = call; // the latest call of the one session
     }

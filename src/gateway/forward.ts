@@ -29,6 +29,9 @@ export interface ForwardDeps {
  * `requestState` in `params` go on untouched. `extra.tasks` lets the upstream answer with a task
  * handle (the caller declared the Tasks extension). Such an upstream is told the client's own
  * capabilities (those the gateway can relay), so that it asks only for what the client can give.
+ * A server that acts for each user gets the request on the caller's own instance, started
+ * first when the caller has none; a user who must authorise it first gets its
+ * `UpstreamAuthError` as it is.
  */
 export async function forward(
   deps: ForwardDeps,
@@ -38,9 +41,10 @@ export async function forward(
   call: DownstreamCall,
   extra: Pick<UpstreamRequestOptions, 'tasks'> = {},
 ): Promise<Record<string, unknown>> {
-  const upstream = deps.upstreams.get(server);
-  if (!upstream) throw new UpstreamUnavailableError(server, 'it is not configured');
+  if (!deps.upstreams.get(server)) throw new UpstreamUnavailableError(server, 'it is not configured');
   await deps.rateLimits?.server(server);
+  // A shared server's connection, or (a server that acts for each user) the caller's own instance.
+  const upstream = await deps.upstreams.forCaller(server, { principal: call.access.principal });
   // Notifications about this call (progress, logs) must reach the client before its answer:
   // sending one is asynchronous, so the answer waits for those already under way.
   const pending: Promise<unknown>[] = [];

@@ -17,6 +17,7 @@ import {
 import { AccessDeniedError, type Access } from '../auth/access-policy.js';
 import { routeResourceUri, type ResourceRoute } from '../catalog/resource-catalog.js';
 import { bestEffort } from '../observability/best-effort.js';
+import { isPerUser } from '../upstream/auth/upstream-auth.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError, failureText, resourceNotFound, unknownPrompt, WireMcpError } from './error-mapping.js';
 import { forward } from './forward.js';
@@ -222,15 +223,21 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
       // Upstream connections are shared: each logs at the most verbose level among the sessions
       // that may read it. A caller changes only the servers it may read, so a principal
       // without grants cannot make any upstream more talkative.
+      // A server that acts for each user: the caller's own instance (when it runs), at the level of the caller's sessions.
       const access = accessOf(ctx);
       const sessions = [...deps.sessions.all()];
+      const user = access.principal.id;
       await Promise.all(
         deps.upstreams
           .list()
           .filter((u) => u.state === 'ready' && u.capabilities?.logging && access.visible(u.name))
           .map((u) => {
-            const level = upstreamLevel(sessions.filter((s) => deps.sessions.accessOf(s).visible(u.name))) ?? request.params.level;
-            return bestEffort(() => u.request('logging/setLevel', { level }), deps.logger.child({ server: u.name }), `set the upstream log level to ${level}`);
+            const perUser = isPerUser(u.config);
+            const target = perUser ? deps.upstreams.running(u.name, user) : u;
+            if (!target) return undefined;
+            const readers = sessions.filter((s) => (!perUser || s.principal === user) && deps.sessions.accessOf(s).visible(u.name));
+            const level = upstreamLevel(readers) ?? request.params.level;
+            return bestEffort(() => target.request('logging/setLevel', { level }), deps.logger.child({ server: u.name }), `set the upstream log level to ${level}`);
           }),
       );
       return {};

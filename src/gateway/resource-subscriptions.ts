@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { ResourceRoute } from '../catalog/resource-catalog.js';
+import { isPerUser } from '../upstream/auth/upstream-auth.js';
 import { UpstreamUnavailableError } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { DownstreamSession } from './session-registry.js';
@@ -8,6 +9,8 @@ import { bestEffort } from '../observability/best-effort.js';
 /**
  * Resource subscriptions of all sessions over the shared upstream connections: an upstream is
  * subscribed once per URI however many sessions ask, and unsubscribed when the last one leaves.
+ * A server that acts for each user is subscribed on each user's own instance, for that user's
+ * sessions.
  *
  * Subscribes and unsubscribes of one upstream URI run one after another: the upstream answers
  * asynchronously, and two sessions subscribing at once must not both see "nobody yet" (the
@@ -28,11 +31,11 @@ export class ResourceSubscriptions {
 
   /** Subscribes `session` to `exposedUri`; the upstream is asked only by the first holder. */
   async subscribe(session: DownstreamSession, exposedUri: string, route: ResourceRoute): Promise<void> {
-    const key = keyOf(route);
+    const key = this.#keyOf(route, session);
     const holder = holderOf(session, exposedUri);
     // The same exposed URI now leads elsewhere (the catalog changed): the old hold is given up.
     const previous = session.subscriptions.get(exposedUri);
-    if (previous !== undefined && keyOf(previous) !== key) void bestEffort(this.#leave(session, exposedUri, previous), this.#logger, 'give up a subscription over an old route');
+    if (previous !== undefined && this.#keyOf(previous, session) !== key) void bestEffort(this.#leave(session, exposedUri, previous), this.#logger, 'give up a subscription over an old route');
     // Recorded at once, so that an unsubscribe (or the session ending) while this waits in the
     // queue finds the route and queues behind it.
     session.subscriptions.set(exposedUri, route);
@@ -43,7 +46,8 @@ export class ResourceSubscriptions {
       if (holders.has(holder)) return;
       if (holders.size === 0) {
         try {
-          await this.#upstream(route).request('resources/subscribe', { uri: route.originalUri });
+          const upstream = await this.#upstream(route, session);
+          await upstream.request('resources/subscribe', { uri: route.originalUri });
         } catch (error) {
           if (session.subscriptions.get(exposedUri) === route) session.subscriptions.delete(exposedUri);
           throw error;
@@ -64,14 +68,15 @@ export class ResourceSubscriptions {
 
   /** Gives up `session`'s hold on `route`'s upstream URI, unsubscribing the upstream when it was the last. */
   #leave(session: DownstreamSession, exposedUri: string, route: ResourceRoute): Promise<void> {
-    const key = keyOf(route);
+    const key = this.#keyOf(route, session);
     const holder = holderOf(session, exposedUri);
     return this.#serialised(key, async () => {
       const holders = this.#holders.get(key);
       // Its subscribe failed or was overtaken: it holds nothing.
       if (!holders?.delete(holder) || holders.size > 0) return;
       this.#holders.delete(key);
-      const upstream = this.#upstreams.get(route.server);
+      // A user's instance is not started only to be unsubscribed.
+      const upstream = this.#perUser(route.server) ? this.#upstreams.running(route.server, session.principal) : this.#upstreams.get(route.server);
       // The upstream may be gone; nothing is left to undo.
       if (upstream) await bestEffort(() => upstream.request('resources/unsubscribe', { uri: route.originalUri }), this.#logger, `unsubscribe from ${route.originalUri} on "${route.server}"`);
     });
@@ -96,15 +101,22 @@ export class ResourceSubscriptions {
     await result;
   }
 
-  #upstream(route: ResourceRoute) {
+  async #upstream(route: ResourceRoute, session: DownstreamSession) {
     const upstream = this.#upstreams.get(route.server);
     if (!upstream) throw new UpstreamUnavailableError(route.server, 'it is not configured');
-    return upstream;
+    return this.#perUser(route.server) ? this.#upstreams.forCaller(route.server, { principal: session.access.principal }) : upstream;
   }
-}
 
-function keyOf(route: ResourceRoute): string {
-  return `${route.server}\0${route.originalUri}`;
+  /** One upstream subscription per URI: on a shared connection for everyone, on a user's instance for that user. */
+  #keyOf(route: ResourceRoute, session: DownstreamSession): string {
+    const shared = `${route.server}\0${route.originalUri}`;
+    return this.#perUser(route.server) ? `${shared}\0${session.principal}` : shared;
+  }
+
+  #perUser(server: string): boolean {
+    const config = this.#upstreams.get(server)?.config;
+    return config !== undefined && isPerUser(config);
+  }
 }
 
 function holderOf(session: DownstreamSession, exposedUri: string): string {

@@ -1,4 +1,4 @@
-import type { UpstreamConnection } from '../upstream/upstream-connection.js';
+import type { Upstream } from '../upstream/upstream.js';
 
 /** What the gateway says of itself, first in every session's instructions. */
 export const GATEWAY_INSTRUCTIONS =
@@ -22,7 +22,7 @@ export interface UpstreamInstructions {
 }
 
 /** The instructions of the ready upstreams that sent some, by server name. */
-export function upstreamInstructions(upstreams: readonly UpstreamConnection[]): UpstreamInstructions[] {
+export function upstreamInstructions(upstreams: readonly Upstream[]): UpstreamInstructions[] {
   return upstreams
     .filter((u) => u.state === 'ready' && u.instructions?.trim())
     .map((u) => ({ server: u.name, prefix: u.config.prefix ?? u.name, separator: u.config.separator, text: u.instructions! }))

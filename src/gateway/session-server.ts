@@ -1,6 +1,6 @@
 import { Server, type CacheHint, type ServerCapabilities } from '@modelcontextprotocol/server';
 import type { Access } from '../auth/access-policy.js';
-import type { UpstreamConnection } from '../upstream/upstream-connection.js';
+import type { Upstream } from '../upstream/upstream.js';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
 import { registerHandlers, type Era, type McpHandlerDeps } from './mcp-handlers.js';
 import { sessionInstructions, upstreamInstructions } from './session-instructions.js';
@@ -62,9 +62,9 @@ function createServer(deps: SessionServerDeps, access: Access, era: Era): { serv
  * server that connects later. On 2026-07-28 resource updates are not offered: the gateway
  * subscribes upstreams per 2025 session only.
  */
-export function mergedCapabilities(upstreams: readonly UpstreamConnection[], era: Era): ServerCapabilities {
+export function mergedCapabilities(upstreams: readonly Upstream[], era: Era): ServerCapabilities {
   const live = upstreams.filter((u) => u.state !== 'disabled');
-  const offers = (pick: (caps: NonNullable<UpstreamConnection['capabilities']>) => unknown) => live.some((u) => (u.capabilities ? pick(u.capabilities) : true));
+  const offers = (pick: (caps: NonNullable<Upstream['capabilities']>) => unknown) => live.some((u) => (u.capabilities ? pick(u.capabilities) : true));
   const capabilities: ServerCapabilities = { tools: { listChanged: true } };
   if (offers((c) => c.prompts)) capabilities.prompts = { listChanged: true };
   if (offers((c) => c.resources)) {

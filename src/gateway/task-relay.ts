@@ -1,6 +1,6 @@
 import { ProtocolError, ProtocolErrorCode, type CallToolResult, type Result, type Server, type ServerContext } from '@modelcontextprotocol/server';
 import { AccessDeniedError, type Access } from '../auth/access-policy.js';
-import type { UpstreamConnection } from '../upstream/upstream-connection.js';
+import type { Upstream } from '../upstream/upstream.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError, WireMcpError } from './error-mapping.js';
 import { forward, type ForwardDeps } from './forward.js';
@@ -118,7 +118,8 @@ export class TaskRelay {
   /** A watched task as its upstream reports it now; undefined once it is gone. */
   async #poll(taskId: string): Promise<TaskFields | undefined> {
     const route = await this.#deps.routes.get(taskId);
-    const upstream = route && this.#deps.upstreams.get(route.server);
+    // The task lives on its owner's instance when the server acts for each user: none is started to ask.
+    const upstream = route && this.#deps.upstreams.running(route.server, route.owner);
     if (!route || !upstream) return undefined;
     await this.#deps.rateLimits?.server(route.server);
     try {
@@ -134,7 +135,7 @@ export class TaskRelay {
  * Whether the gateway offers the extension: when an upstream advertises it, or might (one not
  * connected yet), as with the other capabilities.
  */
-export function tasksOffered(upstreams: readonly UpstreamConnection[]): boolean {
+export function tasksOffered(upstreams: readonly Upstream[]): boolean {
   return upstreams.some((u) => u.state !== 'disabled' && (u.capabilities ? declaresTasks(u.capabilities) : true));
 }
 

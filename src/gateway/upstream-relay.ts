@@ -7,7 +7,7 @@ import type { CallTracker } from './call-tracker.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { WireMcpError } from './error-mapping.js';
 import { allows, thresholdOf } from './log-levels.js';
-import type { SessionRegistry } from './session-registry.js';
+import type { DownstreamSession, SessionRegistry } from './session-registry.js';
 import { bestEffort } from '../observability/best-effort.js';
 
 /** The client capability each server-to-client request needs. */
@@ -26,13 +26,23 @@ const CLIENT_REQUEST_TIMEOUT_MS = 10 * 60 * 1000;
  * resource updates to the sessions subscribed to that resource. Log messages carry whatever
  * the upstream chose to write (paths, tokens, other users' data), so they reach only sessions
  * that may read the server, judged when the message arrives, at each session's own level.
+ *
+ * One user's own instance of a server (see `forPrincipal`) is that user's alone: what it says
+ * reaches that user's calls and sessions only.
  */
 export class UpstreamRelay implements UpstreamEventSink {
   constructor(
     private readonly tracker: CallTracker,
     private readonly sessions: SessionRegistry,
     private readonly logger: Logger,
+    /** Set for one user's instance: its messages reach that principal only (`null`: a template's, nobody's). */
+    private readonly only?: { principal: string | null },
   ) {}
+
+  /** The relay for one user's instance (`undefined`: a template instance, which acts for nobody). */
+  forPrincipal(principal: string | undefined): UpstreamRelay {
+    return new UpstreamRelay(this.tracker, this.sessions, this.logger, { principal: principal ?? null });
+  }
 
   async onServerRequest(
     server: string,
@@ -42,7 +52,7 @@ export class UpstreamRelay implements UpstreamEventSink {
     configuredRoots: NonNullable<ServerConfig['roots']>,
   ): Promise<Record<string, unknown>> {
     // Exact when the wire says which request this belongs to; else by the calls in flight.
-    const call = (owner as DownstreamCall | undefined) ?? this.tracker.attribute(server);
+    const call = (owner as DownstreamCall | undefined) ?? this.#attribute(server);
     if (request.method === 'roots/list' && !answersRoots(call)) {
       return { roots: [...configuredRoots] };
     }
@@ -66,7 +76,7 @@ export class UpstreamRelay implements UpstreamEventSink {
   onLogMessage(server: string, params: LoggingMessageNotificationParams, owner: unknown): void {
     const labelled = { ...params, logger: params.logger ? `${server}/${params.logger}` : server };
     const notification = { method: 'notifications/message' as const, params: labelled as Record<string, unknown> };
-    const call = (owner as DownstreamCall | undefined) ?? this.tracker.attribute(server);
+    const call = (owner as DownstreamCall | undefined) ?? this.#attribute(server);
     if (call === 'ambiguous') return;
     if (call) {
       // Caused by a call: only on that call's own stream, so only to the session (and so the
@@ -82,7 +92,7 @@ export class UpstreamRelay implements UpstreamEventSink {
     }
     // Not caused by any request: only sessions that asked for logs (with logging/setLevel) and
     // may read the server get it.
-    for (const session of this.sessions.all()) {
+    for (const session of this.#sessions()) {
       if (session.logLevel && allows(session.logLevel, params.level) && this.sessions.accessOf(session).visible(server)) {
         void bestEffort(() => session.server.notification(notification), this.logger, `relay a log message from "${server}" to session ${session.id}`);
       }
@@ -90,13 +100,26 @@ export class UpstreamRelay implements UpstreamEventSink {
   }
 
   onResourceUpdated(server: string, uri: string): void {
-    for (const session of this.sessions.all()) {
+    for (const session of this.#sessions()) {
       if (session.subscriptions.size === 0 || !this.sessions.accessOf(session).visible(server)) continue;
       for (const [exposedUri, route] of session.subscriptions) {
         if (route.server === server && route.originalUri === uri) {
           void bestEffort(() => session.server.sendResourceUpdated({ uri: exposedUri }), this.logger, `send notifications/resources/updated to session ${session.id}`);
         }
       }
+    }
+  }
+
+  /** The call in flight an unattributed message belongs to, among this relay's principal's calls when it has one. */
+  #attribute(server: string): DownstreamCall | 'ambiguous' | undefined {
+    if (this.only?.principal === null) return undefined;
+    return this.tracker.attribute(server, this.only?.principal);
+  }
+
+  /** The sessions this relay may deliver to. */
+  *#sessions(): Iterable<DownstreamSession> {
+    for (const session of this.sessions.all()) {
+      if (!this.only || session.principal === this.only.principal) yield session;
     }
   }
 }

@@ -16,10 +16,12 @@ export interface PublicServerView {
   toolCount: number;
   /** HTTP servers only: scheme, host and port; no credentials, path (it may hold a key), query or fragment. */
   url?: string;
+  /** Set when each user gets an instance of their own (`shared: false`, or the user's own identity). */
+  perUser?: true;
 }
 
 /** The part of a status (or of a server not yet connected) that a public view is made of. */
-export type ServerSummary = Pick<UpstreamStatus, 'name' | 'state' | 'transport' | 'description' | 'tags' | 'toolCount'>;
+export type ServerSummary = Pick<UpstreamStatus, 'name' | 'state' | 'transport' | 'description' | 'tags' | 'toolCount'> & { perUser?: true | undefined };
 
 /** The view of a server for a caller that is not an admin. */
 export function publicServerView(summary: ServerSummary, definition: ServerConfig | undefined): PublicServerView {
@@ -32,6 +34,7 @@ export function publicServerView(summary: ServerSummary, definition: ServerConfi
     toolCount: summary.toolCount,
   };
   if (definition && definition.transport !== 'stdio') view.url = publicUrl(definition.url);
+  if (summary.perUser) view.perUser = true;
   return view;
 }
 

@@ -4,8 +4,12 @@ import type { ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
 import { bestEffort } from '../observability/best-effort.js';
 import { InMemoryEraVerdicts, type EraVerdictStore } from './era-verdicts.js';
-import type { AuthFor } from './auth/upstream-auth.js';
-import { UpstreamConnection, type HealthPolicy, type ReconnectPolicy, type UpstreamEventSink, type UpstreamStatus } from './upstream-connection.js';
+import { isPerUser, type AuthFor, type CallerIdentity } from './auth/upstream-auth.js';
+import { UpstreamUnavailableError } from './errors.js';
+import { PerUserServer, type InstanceEvents } from './per-user-server.js';
+import type { ServerStatus, Upstream } from './upstream.js';
+import { UpstreamConnection, type HealthPolicy, type ReconnectPolicy, type UpstreamEventSink, type UpstreamState } from './upstream-connection.js';
+import { UserInstances, type InstanceLimits } from './user-instances.js';
 
 export interface UpstreamPoolDeps {
   logger: Logger;
@@ -18,20 +22,47 @@ export interface UpstreamPoolDeps {
   verdicts?: EraVerdictStore;
   /** How each connection authenticates to its upstream (none when not given). */
   authFor?: AuthFor;
+  /**
+   * Where one user's instance sends what its upstream says on its own (`undefined`: a
+   * template's, which acts for nobody); `events` for all when not given.
+   */
+  eventsFor?: (user: string | undefined) => UpstreamEventSink;
+  /** Per-user instances: idleness and caps (`gateway.upstreamIdentity.instances`). */
+  instances?: InstanceLimits;
+  /** Counts per-user instances starting, stopping and reaped. */
+  instanceEvents?: InstanceEvents;
 }
+
+/** One running per-user instance, as `GET /api/v1/sessions` lists it. */
+export interface UserInstanceView {
+  server: string;
+  user: string;
+  state: UpstreamState | 'starting';
+  pid: number | undefined;
+  startedAt: string;
+  lastUsedAt: string;
+}
+
+const DEFAULT_INSTANCE_LIMITS: InstanceLimits = { idleSeconds: 600, maxPerUser: 10, maxTotal: 200 };
+const NO_INSTANCE_EVENTS: InstanceEvents = { started: () => {}, stopped: () => {}, reaped: () => {} };
 
 /**
  * Every configured upstream, keyed by server name. Applying a new set of server definitions
  * touches only what changed: unchanged servers keep their connection (and child process).
+ * A server that acts for each user (see `isPerUser`) is a `PerUserServer`: its entry lists its
+ * tools, and requests reach each caller's own instance through `forCaller`.
  */
 export class UpstreamPool {
-  readonly #connections = new Map<string, UpstreamConnection>();
+  readonly #connections = new Map<string, UpstreamConnection | PerUserServer>();
   readonly #deps: UpstreamPoolDeps & { verdicts: EraVerdictStore };
   readonly #listeners = new Set<() => void>();
+  /** Every per-user instance, all servers together (the caps count across servers). */
+  readonly #instances: UserInstances<UpstreamConnection>;
   #changeQueued = false;
 
   constructor(deps: UpstreamPoolDeps) {
     this.#deps = { ...deps, verdicts: deps.verdicts ?? new InMemoryEraVerdicts() };
+    this.#instances = new UserInstances(deps.instances ?? DEFAULT_INSTANCE_LIMITS);
   }
 
   /** Called (coalesced, once per tick) when any upstream's state or tools change. */
@@ -40,16 +71,89 @@ export class UpstreamPool {
     return () => this.#listeners.delete(listener);
   }
 
-  get(name: string): UpstreamConnection | undefined {
+  /** The server's entry: its connection, or (acting for each user) the entry that lists its tools and sends nothing. */
+  get(name: string): Upstream | undefined {
     return this.#connections.get(name);
   }
 
-  list(): UpstreamConnection[] {
+  list(): Upstream[] {
     return [...this.#connections.values()];
   }
 
-  statuses(): UpstreamStatus[] {
+  statuses(): ServerStatus[] {
     return this.list().map((upstream) => upstream.status());
+  }
+
+  /**
+   * Where a request for `caller` goes: a shared server's connection, or the caller's own
+   * instance of a per-user server (started now when it has none, and ready). An
+   * `UpstreamAuthError` (the caller must authorise first) and a cap's `LimitExceededError`
+   * reach the caller as they are.
+   */
+  async forCaller(server: string, caller: CallerIdentity): Promise<Upstream> {
+    const entry = this.#connections.get(server);
+    if (!entry) throw new UpstreamUnavailableError(server, 'it is not configured');
+    return entry instanceof PerUserServer ? entry.forCaller(caller) : entry;
+  }
+
+  /** Like `forCaller`, for what only makes sense on a running instance (an upstream task's status): none is started. */
+  running(server: string, user: string): Upstream | undefined {
+    const entry = this.#connections.get(server);
+    return entry instanceof PerUserServer ? entry.running(user) : entry;
+  }
+
+  /**
+   * A user opened a session: each per-user server they may see that has listed nothing yet (an
+   * HTTP one, which has no template) is started for them in the background, so its tools reach
+   * the catalog (and the sessions, as a list change) without anyone having to call one first.
+   * A user who must authorise first, or is at a cap, just does not list it.
+   */
+  listThrough(caller: CallerIdentity, visible: (server: string) => boolean): void {
+    for (const entry of this.#perUser()) {
+      if (!entry.unlisted || !entry.config.enabled || !visible(entry.name)) continue;
+      void entry.forCaller(caller).catch((error: unknown) => this.#deps.logger.debug({ err: error, server: entry.name }, 'a per-user server could not be listed through this user'));
+    }
+  }
+
+  /** The running per-user instances. */
+  instances(): UserInstanceView[] {
+    return this.#instances
+      .all()
+      .filter((slot) => slot.instance)
+      .map((slot) => {
+        const status = slot.instance!.status();
+        return {
+          server: slot.server,
+          user: slot.user,
+          state: status.state === 'connecting' ? 'starting' : status.state,
+          pid: status.pid,
+          startedAt: new Date(slot.startedAt).toISOString(),
+          lastUsedAt: new Date(slot.lastUsedAt).toISOString(),
+        };
+      });
+  }
+
+  /**
+   * The user has no downstream session left: their instances stop (each once its requests in
+   * flight end). A later request of theirs starts a fresh one.
+   */
+  sessionsEnded(user: string): void {
+    for (const entry of this.#perUser()) entry.retire(user);
+  }
+
+  /** Stops `user`'s instance of `server` now (their authorisation was revoked, say); false when there was none. */
+  async stopInstance(server: string, user: string): Promise<boolean> {
+    const entry = this.#connections.get(server);
+    if (!(entry instanceof PerUserServer) || !this.#instances.find(server, user)) return false;
+    await entry.stopUser(user);
+    return true;
+  }
+
+  /** Stops every instance of `user` now; resolves with how many there were. */
+  async stopUser(user: string): Promise<number> {
+    const count = this.#instances.ofUser(user).length;
+    await Promise.all(this.#perUser().map((entry) => entry.stopUser(user)));
+    return count;
   }
 
   /**
@@ -92,11 +196,12 @@ export class UpstreamPool {
     this.#queueChange();
   }
 
-  /** Stops every upstream; resolves when all children have exited. */
+  /** Stops every upstream and user instance; resolves when all children have exited. */
   async stop(): Promise<void> {
-    const all = this.list();
+    const all = [...this.#connections.values()];
     this.#connections.clear();
     await Promise.all(all.map((connection) => connection.stop()));
+    this.#instances.close();
   }
 
   /** Resolves when no upstream is still in its first `connecting` phase, or after `timeoutMs`. */
@@ -108,9 +213,22 @@ export class UpstreamPool {
   }
 
   #open(name: string, config: ServerConfig): void {
-    const connection = new UpstreamConnection(name, config, { ...this.#deps, auth: this.#deps.authFor?.(name, config), onChange: () => this.#queueChange() });
+    const connection = isPerUser(config)
+      ? new PerUserServer(name, config, {
+          connection: this.#deps,
+          authFor: this.#deps.authFor,
+          eventsFor: this.#deps.eventsFor ?? (() => this.#deps.events),
+          instances: this.#instances,
+          events: this.#deps.instanceEvents ?? NO_INSTANCE_EVENTS,
+          onChange: () => this.#queueChange(),
+        })
+      : new UpstreamConnection(name, config, { ...this.#deps, auth: this.#deps.authFor?.(name, config), onChange: () => this.#queueChange() });
     this.#connections.set(name, connection);
     connection.start();
+  }
+
+  #perUser(): PerUserServer[] {
+    return [...this.#connections.values()].filter((entry) => entry instanceof PerUserServer);
   }
 
   #queueChange(): void {

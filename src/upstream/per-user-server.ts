@@ -1,0 +1,413 @@
+import { createHash } from 'node:crypto';
+import type { Prompt, Resource, ResourceTemplateType, ServerCapabilities, Tool } from '@modelcontextprotocol/client';
+import type { ServerConfig } from '../config/schema.js';
+import type { AuthFor, CallerIdentity } from './auth/upstream-auth.js';
+import { UpstreamUnavailableError } from './errors.js';
+import type { ServerStatus, Upstream } from './upstream.js';
+import { UpstreamConnection, type UpstreamDeps, type UpstreamEventSink, type UpstreamRequestOptions, type UpstreamState } from './upstream-connection.js';
+import type { InstanceSlot, UserInstances } from './user-instances.js';
+import { withUserValues } from './user-placeholders.js';
+
+/** What the catalog entry says before any instance has listed a per-user HTTP server's tools. */
+export const NOT_LISTED_YET = 'acts for each user; lists appear once a user has connected';
+
+/** Counted as instances start and stop (see `observability/metrics.ts`). */
+export interface InstanceEvents {
+  started(server: string): void;
+  stopped(server: string): void;
+  /** Stopped for idleness (also counted as stopped). */
+  reaped(server: string): void;
+}
+
+export interface PerUserServerDeps {
+  /** What every connection of the server is built with (its auth, events and change hook are added per instance). */
+  connection: Omit<UpstreamDeps, 'onChange' | 'auth' | 'events'>;
+  authFor?: AuthFor | undefined;
+  /** The sink for one user's instance; `undefined`: the template's, which acts for nobody. */
+  eventsFor: (user: string | undefined) => UpstreamEventSink;
+  /** Shared by every per-user server: the caps count all of a user's instances. */
+  instances: UserInstances<UpstreamConnection>;
+  events: InstanceEvents;
+  /** The entry's lists or state changed (the catalog is rebuilt). */
+  onChange: () => void;
+}
+
+/** The lists of an upstream, as last reported by the instance the entry lists from. */
+interface Listing {
+  tools: readonly Tool[];
+  prompts: readonly Prompt[];
+  resources: readonly Resource[];
+  resourceTemplates: readonly ResourceTemplateType[];
+  capabilities: ServerCapabilities | undefined;
+  instructions: string | undefined;
+}
+
+/**
+ * A server with one instance per user: the catalog entry (`Upstream`) and the users'
+ * instances behind it. Its lists come from a template instance started with no user (stdio:
+ * placeholders empty), else from the first user instance that became ready (HTTP, where no
+ * instance can start without a user's credentials), kept after that instance stops. The entry
+ * itself never sends a request: each goes to the caller's own instance (`forCaller`), which
+ * is started on first use, never shared, and stopped when idle, when its user's sessions end,
+ * or with the entry.
+ */
+export class PerUserServer implements Upstream {
+  readonly #deps: PerUserServerDeps;
+  readonly #template: UpstreamConnection | undefined;
+  /** Where the lists come from now: the template, or a user instance while no template has listed. */
+  #lister: UpstreamConnection | undefined;
+  #listing: Listing | undefined;
+  /** Starts under way, by user: concurrent first calls of one user share one. */
+  readonly #starting = new Map<string, Promise<Upstream>>();
+  /** Each live instance's handle, by the connection it wraps. */
+  readonly #handles = new WeakMap<UpstreamConnection, InstanceHandle>();
+  /** Wakes a start waiting for its instance's first outcome (on each change, and when its slot is let go). */
+  readonly #wakers = new Map<InstanceSlot<UpstreamConnection>, (letGo: boolean) => void>();
+  /** Stops under way (idle reaps, sessions ended): `stop()` waits for them. */
+  readonly #stopping = new Set<Promise<void>>();
+  #stopped = false;
+
+  constructor(
+    readonly name: string,
+    readonly config: ServerConfig,
+    deps: PerUserServerDeps,
+  ) {
+    this.#deps = deps;
+    if (config.transport === 'stdio') {
+      this.#template = new UpstreamConnection(name, withUserValues(config, undefined), {
+        ...deps.connection,
+        events: deps.eventsFor(undefined),
+        onChange: (connection) => this.#listerChanged(connection),
+      });
+    }
+  }
+
+  /** Starts the template instance (stdio); an HTTP server starts nothing until a user calls. */
+  start(): void {
+    this.#template?.start();
+  }
+
+  get state(): UpstreamState {
+    if (!this.config.enabled) return 'disabled';
+    return this.#template?.state ?? 'ready';
+  }
+
+  get health(): UpstreamState {
+    if (!this.config.enabled) return 'disabled';
+    return this.#template?.health ?? 'ready';
+  }
+
+  get tools(): readonly Tool[] {
+    return this.#listing?.tools ?? [];
+  }
+
+  get prompts(): readonly Prompt[] {
+    return this.#listing?.prompts ?? [];
+  }
+
+  get resources(): readonly Resource[] {
+    return this.#listing?.resources ?? [];
+  }
+
+  get resourceTemplates(): readonly ResourceTemplateType[] {
+    return this.#listing?.resourceTemplates ?? [];
+  }
+
+  get capabilities(): ServerCapabilities | undefined {
+    return this.#listing?.capabilities;
+  }
+
+  get instructions(): string | undefined {
+    return this.#listing?.instructions;
+  }
+
+  get lastError(): string | undefined {
+    if (this.#template) return this.#template.lastError;
+    return this.#listing ? undefined : NOT_LISTED_YET;
+  }
+
+  status(): ServerStatus {
+    const template = this.#template?.status();
+    return {
+      name: this.name,
+      state: this.health,
+      transport: this.config.transport,
+      wire: template?.wire,
+      description: this.config.description,
+      tags: this.config.tags,
+      toolCount: this.tools.length,
+      lastError: this.lastError,
+      connectedAt: template?.connectedAt,
+      nextRetryAt: template?.nextRetryAt,
+      pid: template?.pid,
+      breaker: template?.breaker ?? 'closed',
+      protocol: template?.protocol ?? this.#lister?.status().protocol,
+      perUser: true,
+      instances: this.#deps.instances.ofServer(this.name).filter((slot) => slot.instance).length,
+    };
+  }
+
+  /** The entry acts for nobody: a request sent here would reach no user's instance, or the wrong one. */
+  async request(method: string): Promise<Record<string, unknown>> {
+    throw new UpstreamUnavailableError(this.name, `it acts for each user; ${method} must be sent to the caller's own instance`);
+  }
+
+  /**
+   * The caller's own instance, started on first use with the caller's values and credentials,
+   * and ready. Its auth is made ready before anything starts: an `UpstreamAuthError` (a user who
+   * must authorise first) reaches the caller as it is.
+   */
+  async forCaller(caller: CallerIdentity): Promise<Upstream> {
+    if (this.#stopped) throw new UpstreamUnavailableError(this.name, 'it was removed or changed');
+    if (!this.config.enabled) throw new UpstreamUnavailableError(this.name, 'disabled');
+    const user = caller.principal.id;
+    const pending = this.#starting.get(user);
+    if (pending) return pending;
+    const slot = this.#deps.instances.find(this.name, user);
+    const running = slot?.instance;
+    const handle = running && this.#handles.get(running);
+    if (slot && handle && usable(handle.connection) && !(slot.active === 0 && handle.outdatedFor(caller))) {
+      this.#deps.instances.touch(slot);
+      return handle;
+    }
+    const start = (async () => {
+      // One that gave up reconnecting (or never came up), or runs with a credential that has
+      // expired when the caller has a new one, is replaced by a fresh start.
+      if (slot) await this.#stopSlot(slot);
+      return this.#start(caller);
+    })().finally(() => this.#starting.delete(user));
+    this.#starting.set(user, start);
+    return start;
+  }
+
+  /** No template, and no instance has listed the server's tools yet: nobody can see them to call one. */
+  get unlisted(): boolean {
+    return this.#template === undefined && this.#listing === undefined;
+  }
+
+  /** The user's instance if it runs now; none is started (for what only makes sense on a running one). */
+  running(user: string): Upstream | undefined {
+    const instance = this.#deps.instances.find(this.name, user)?.instance;
+    return instance && !this.#starting.has(user) ? this.#handles.get(instance) : undefined;
+  }
+
+  /** Stops the user's instance, now or (requests in flight) when they end; `stop()` waits for it either way. */
+  retire(user: string): void {
+    const slot = this.#deps.instances.find(this.name, user);
+    if (slot) this.#deps.instances.retireWhenIdle(slot, () => void this.#stopSlot(slot));
+  }
+
+  /** Stops the user's instance now. */
+  stopUser(user: string): Promise<void> {
+    const slot = this.#deps.instances.find(this.name, user);
+    return slot ? this.#stopSlot(slot) : Promise.resolve();
+  }
+
+  /** Stops the template and every user's instance; resolves when all are gone. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    const slots = this.#deps.instances.ofServer(this.name);
+    await Promise.all([this.#template?.stop(), ...slots.map((slot) => this.#stopSlot(slot)), Promise.allSettled(this.#starting.values())]);
+    await Promise.all(this.#stopping);
+  }
+
+  async #start(caller: CallerIdentity): Promise<Upstream> {
+    const user = caller.principal.id;
+    const { slot, started } = this.#deps.instances.reserve(this.name, user, (idle) => this.#reap(idle));
+    const wanted = () => !this.#stopped && this.#deps.instances.find(this.name, user) === slot;
+    try {
+      const config = withUserValues(this.config, caller.principal);
+      const auth = this.#deps.authFor?.(this.name, config, caller);
+      try {
+        await auth?.ready();
+        if (!wanted()) throw new UpstreamUnavailableError(this.name, `its instance for ${user} was stopped while it started`);
+      } catch (error) {
+        auth?.close();
+        throw error;
+      }
+      const connection = new UpstreamConnection(this.name, config, {
+        ...this.#deps.connection,
+        auth,
+        events: this.#deps.eventsFor(user),
+        onChange: (changed) => {
+          this.#wakers.get(slot)?.(false);
+          this.#instanceChanged(changed);
+        },
+      });
+      slot.instance = connection;
+      this.#handles.set(connection, new InstanceHandle(this.config, connection, slot, this.#deps.instances, { values: fingerprint(config), expiresAt: caller.principal.expiresAt }));
+      this.#deps.events.started(this.name);
+      connection.start();
+      await this.#firstOutcome(slot, connection);
+      if (!wanted()) throw new UpstreamUnavailableError(this.name, `its instance for ${user} was stopped while it started`);
+      if (connection.state !== 'ready') {
+        const reason = connection.state === 'connecting' ? `no answer within ${connection.connectTimeoutMs / 1000}s` : (connection.lastError ?? connection.state);
+        throw new UpstreamUnavailableError(this.name, `its instance for ${user} did not start: ${reason}`);
+      }
+      return this.#handles.get(connection)!;
+    } catch (error) {
+      await this.#stopSlot(slot);
+      throw error;
+    } finally {
+      started();
+    }
+  }
+
+  /** Resolves once the first connection attempt has ended (ready or failed), the slot was let go, or the connect timeout passed. */
+  #firstOutcome(slot: InstanceSlot<UpstreamConnection>, connection: UpstreamConnection): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, connection.connectTimeoutMs);
+      timer.unref();
+      const check = (letGo: boolean) => {
+        if (letGo || connection.state !== 'connecting') done();
+      };
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wakers.set(slot, check);
+      check(false);
+    }).finally(() => this.#wakers.delete(slot));
+  }
+
+  #reap(slot: InstanceSlot<UpstreamConnection>): void {
+    this.#deps.connection.logger.info({ server: this.name, user: slot.user }, 'user instance idle; stopping it');
+    if (slot.instance) this.#deps.events.reaped(this.name);
+    void this.#stopSlot(slot);
+  }
+
+  /** Releases the slot and stops its instance (once, however many ask). */
+  #stopSlot(slot: InstanceSlot<UpstreamConnection>): Promise<void> {
+    if (!this.#deps.instances.release(slot)) return Promise.resolve();
+    // A start waiting for this instance finds it let go at once, not at its connect timeout.
+    this.#wakers.get(slot)?.(true);
+    const connection = slot.instance;
+    if (!connection) return Promise.resolve();
+    if (connection === this.#lister) this.#lister = undefined;
+    const stopping = connection
+      .stop()
+      .catch((error: unknown) => this.#deps.connection.logger.warn({ err: error, server: this.name, user: slot.user }, 'a user instance did not stop cleanly'))
+      .finally(() => {
+        this.#deps.events.stopped(this.name);
+        this.#stopping.delete(stopping);
+      });
+    this.#stopping.add(stopping);
+    return stopping;
+  }
+
+  /** A user instance changed: the first one ready lists for the entry while neither the template nor another does. */
+  #instanceChanged(connection: UpstreamConnection): void {
+    if (this.#lister === undefined && (this.#template === undefined || this.#listing === undefined) && connection.state === 'ready') {
+      this.#lister = connection;
+    }
+    if (connection === this.#lister) this.#listerChanged(connection);
+  }
+
+  /** The template (or the listing instance) changed: its lists are the entry's, once it is ready. */
+  #listerChanged(connection: UpstreamConnection): void {
+    if (this.#stopped) return;
+    if (connection === this.#template && connection.state === 'ready') this.#lister = connection;
+    if (connection === this.#lister && connection.state === 'ready') {
+      this.#listing = {
+        tools: connection.tools,
+        prompts: connection.prompts,
+        resources: connection.resources,
+        resourceTemplates: connection.resourceTemplates,
+        capabilities: connection.capabilities,
+        instructions: connection.instructions,
+      };
+    }
+    this.#deps.onChange();
+  }
+}
+
+/** A definition's fingerprint, to tell whether a user's values in it changed (the token is not kept a second time). */
+function fingerprint(config: ServerConfig): string {
+  return createHash('sha256').update(JSON.stringify(config)).digest('base64url');
+}
+
+/** Ready, or reconnecting on its own after a loss: kept. Misconfigured, or given up: started afresh. */
+function usable(connection: UpstreamConnection): boolean {
+  const { state } = connection;
+  if (state === 'ready' || state === 'degraded' || state === 'connecting') return true;
+  return state === 'down' && connection.status().nextRetryAt !== undefined;
+}
+
+/**
+ * One user's instance as callers get it: the connection, with each request counted as use of
+ * the instance (an instance serving a request is never reaped), and the server's definition
+ * as configured (the user's values, a token among them, stay inside the connection).
+ */
+class InstanceHandle implements Upstream {
+  constructor(
+    readonly config: ServerConfig,
+    readonly connection: UpstreamConnection,
+    readonly slot: InstanceSlot<UpstreamConnection>,
+    readonly instances: UserInstances<UpstreamConnection>,
+    /** What the instance was started with: its definition's fingerprint, and when the credential in it expires. */
+    readonly startedWith: { values: string; expiresAt: number | undefined },
+  ) {}
+
+  /**
+   * Whether the instance runs with values (a `${user.token}`) that expired, and `caller`'s
+   * differ. Only expiry counts: a user with two valid tokens at once does not make their
+   * instance restart at every call.
+   */
+  outdatedFor(caller: CallerIdentity): boolean {
+    const { expiresAt, values } = this.startedWith;
+    return expiresAt !== undefined && expiresAt <= Date.now() && fingerprint(withUserValues(this.config, caller.principal)) !== values;
+  }
+
+  get name(): string {
+    return this.connection.name;
+  }
+
+  get state(): UpstreamState {
+    return this.connection.state;
+  }
+
+  get health(): UpstreamState {
+    return this.connection.health;
+  }
+
+  get tools(): readonly Tool[] {
+    return this.connection.tools;
+  }
+
+  get prompts(): readonly Prompt[] {
+    return this.connection.prompts;
+  }
+
+  get resources(): readonly Resource[] {
+    return this.connection.resources;
+  }
+
+  get resourceTemplates(): readonly ResourceTemplateType[] {
+    return this.connection.resourceTemplates;
+  }
+
+  get capabilities(): ServerCapabilities | undefined {
+    return this.connection.capabilities;
+  }
+
+  get instructions(): string | undefined {
+    return this.connection.instructions;
+  }
+
+  get lastError(): string | undefined {
+    return this.connection.lastError;
+  }
+
+  status(): ServerStatus {
+    return { ...this.connection.status(), perUser: true };
+  }
+
+  async request(method: string, params: Record<string, unknown> | undefined, options?: UpstreamRequestOptions, owner?: unknown): Promise<Record<string, unknown>> {
+    const end = this.instances.use(this.slot);
+    try {
+      return await this.connection.request(method, params, options, owner);
+    } finally {
+      end();
+    }
+  }
+}
