@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { isLoopbackHost } from './http/guards/loopback.js';
 import type { AdminBackend, ApiKeyRecord } from './admin-backend.js';
 import type { AccessRules, Grant, ToolRule } from './auth/access-policy.js';
+import type { ConnectionsBackend } from './admin-commands.js';
 
 /** A refusal or failure reported by the gateway's admin API (or the gateway not answering). */
 export class GatewayAdminError extends Error {
@@ -93,6 +94,40 @@ export function gatewayAdmin(baseUrl: string, token: string | undefined): AdminB
     },
     async removeToolRule(id) {
       await request('DELETE', `/access/tool-rules/${encodeURIComponent(id)}`, z.unknown());
+    },
+  };
+}
+
+const ConnectionSchema = z.object({
+  user: z.string(),
+  server: z.string(),
+  createdAt: date,
+  expiresAt: date.nullable(),
+  scopes: z.array(z.string()),
+  source: z.enum(['authorization', 'api']),
+});
+
+/**
+ * `conflux connections` through a running gateway's REST API (`/api/v1/connections`): every
+ * user's connections, or one user's (`user`), and revocation. Listing others' needs an admin;
+ * revoking without `user` revokes the token holder's own.
+ */
+export function gatewayConnections(baseUrl: string, token: string | undefined): ConnectionsBackend {
+  const request = gatewayRequest(baseUrl, token);
+  return {
+    async list(user) {
+      const answer = await request('GET', `/connections?user=${encodeURIComponent(user ?? '*')}`, z.object({ connections: z.array(ConnectionSchema) }));
+      if (!answer) throw new GatewayAdminError(204, 'bad_response', 'the gateway answered without a body');
+      return answer.connections;
+    },
+    async revoke(server, user) {
+      try {
+        await request('DELETE', `/connections/${encodeURIComponent(server)}${user === undefined ? '' : `?user=${encodeURIComponent(user)}`}`, z.unknown());
+        return true;
+      } catch (error) {
+        if (error instanceof GatewayAdminError && error.status === 404) return false;
+        throw error;
+      }
     },
   };
 }

@@ -1,15 +1,18 @@
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { GatewayAdminError, gatewayAdmin } from './admin-api-client.js';
+import { GatewayAdminError, gatewayAdmin, gatewayConnections } from './admin-api-client.js';
 import { directAdmin, type AdminBackend } from './admin-backend.js';
 import { AccessControl, AccessRuleError } from './auth/access-control.js';
 import { ApiKeyError, ApiKeys } from './auth/api-keys.js';
+import { identityKey } from './auth/identity-key.js';
 import type { Environment } from './config/env.js';
 import type { AccessSettings } from './config/schema.js';
 import { AccessRepository } from './store/access-repository.js';
 import { ApiKeyRepository } from './store/api-key-repository.js';
 import { DataDirLockedError, type LockHolder } from './store/data-dir-lock.js';
 import { openDatabase } from './store/database.js';
+import { UpstreamTokenRepository } from './store/upstream-token-repository.js';
+import { connectionOf, type UserConnection } from './upstream/auth/user-token-store.js';
 
 export interface AdminOptions {
   group?: string[] | undefined;
@@ -33,6 +36,9 @@ export const ADMIN_USAGE = `  keys create NAME       Create an API key (printed 
   access rule            Allow or deny tools: [--user U | --group G] [--server S] --allow GLOB | --deny GLOB
   access revoke ID       Remove a stored grant
   access remove-rule ID  Remove a stored tool rule
+  connections list       Users' connections to per-user upstreams (never a token) [--user U]
+  connections revoke S   Revoke a user's connection to server S: --user U (through a gateway,
+                         without --user: the credential's own)
                          While a gateway serves the embedded database, these go through its admin
                          API; with gateway.auth on, give an admin's API key or bearer token in
                          CONFLUX_ADMIN_TOKEN (or --admin-token).
@@ -46,21 +52,30 @@ const LOCK_POLL_MS = 250;
 
 type Out = (line: string) => void;
 
+/** What `conflux connections` reads and changes: users' stored upstream connections. */
+export interface ConnectionsBackend {
+  /** One user's connections, or everyone's. */
+  list(user?: string): Promise<UserConnection[]>;
+  /** False when there was no such connection. Without `user`: the caller's own (through a gateway only). */
+  revoke(server: string, user?: string): Promise<boolean>;
+}
+
 interface OpenedAdmin {
   backend: AdminBackend;
+  connections: ConnectionsBackend;
   /** The gateway the commands go through, when it holds the embedded database. */
   gateway?: { holder: LockHolder & { url: string }; dataDir: string; token: string | undefined } | undefined;
   close(): Promise<void>;
 }
 
 /**
- * `keys` and `access`: the admin API's key and rule management. Run against the database
+ * `keys`, `access` and `connections`: the admin API's key, rule and user connection management. Run against the database
  * directly (PostgreSQL, or an embedded folder no one holds), or through the running gateway
  * that holds the embedded folder: two processes on one PGlite folder would undo each other's
  * writes.
  */
 export async function adminCommand(
-  command: 'keys' | 'access',
+  command: 'keys' | 'access' | 'connections',
   rest: string[],
   options: AdminOptions,
   env: Environment,
@@ -73,6 +88,7 @@ export async function adminCommand(
   if (!opened) return 1;
   try {
     if (opened.gateway) err(`(through the gateway at ${opened.gateway.holder.url}, process ${opened.gateway.holder.pid}, which holds ${opened.gateway.dataDir})`);
+    if (command === 'connections') return await connectionsCommand(opened.connections, opened.gateway !== undefined, rest, options, out, err);
     return command === 'keys' ? await keysCommand(opened.backend, rest, options, out, err) : await accessCommand(opened.backend, rest, options, out, err);
   } catch (error) {
     if (!(error instanceof GatewayAdminError || error instanceof ApiKeyError || error instanceof AccessRuleError)) throw error;
@@ -93,7 +109,7 @@ async function openAdmin(env: Environment, access: AccessSettings, token: string
       if (!(error instanceof DataDirLockedError)) throw error;
       const { holder } = error;
       if (holder.url !== undefined) {
-        return { backend: gatewayAdmin(holder.url, token), gateway: { holder: { ...holder, url: holder.url }, dataDir: error.dataDir, token }, close: async () => {} };
+        return { backend: gatewayAdmin(holder.url, token), connections: gatewayConnections(holder.url, token), gateway: { holder: { ...holder, url: holder.url }, dataDir: error.dataDir, token }, close: async () => {} };
       }
       if (Date.now() >= deadline) {
         err(error.message);
@@ -110,8 +126,14 @@ async function openDirect(url: string | undefined, dataDir: string, access: Acce
     await database.migrate();
     const control = new AccessControl(access, new AccessRepository(database.db), pino({ enabled: false }));
     await control.start();
+    const tokens = new UpstreamTokenRepository(database.db);
     return {
       backend: directAdmin(new ApiKeys(new ApiKeyRepository(database.db)), control),
+      connections: {
+        // Stored under the principal's id, in its compared form (see identity-key.ts).
+        list: async (user) => (await tokens.tokens(user === undefined ? undefined : identityKey(user, 'user'))).map(connectionOf),
+        revoke: (server, user) => tokens.deleteToken(identityKey(user!, 'user'), server),
+      },
       close: async () => {
         control.stop();
         await database.close();
@@ -217,6 +239,29 @@ async function accessCommand(admin: AdminBackend, [action, target]: string[], op
     }
     default:
       return usage(err, `access: unknown action "${action ?? ''}"`);
+  }
+}
+
+async function connectionsCommand(connections: ConnectionsBackend, throughGateway: boolean, [action, server]: string[], options: AdminOptions, out: Out, err: Out): Promise<number> {
+  switch (action) {
+    case 'list': {
+      const list = await connections.list(options.user);
+      if (options.json) out(JSON.stringify(list, null, 2));
+      else for (const c of list) out([c.user, c.server, c.source, c.createdAt.toISOString(), c.expiresAt?.toISOString() ?? '-', c.scopes.join(' ') || '-'].join('\t'));
+      return 0;
+    }
+    case 'revoke': {
+      if (!server) return usage(err, 'connections revoke: missing the server name');
+      if (options.user === undefined && !throughGateway) return usage(err, 'connections revoke: give --user (whose connection to revoke)');
+      if (!(await connections.revoke(server, options.user))) {
+        err(`connections revoke: no connection to "${server}"${options.user ? ` for ${options.user}` : ''}`);
+        return 1;
+      }
+      out(`revoked the connection to ${server}${options.user ? ` of ${options.user}` : ''}`);
+      return 0;
+    }
+    default:
+      return usage(err, `connections: unknown action "${action ?? ''}"`);
   }
 }
 

@@ -28,8 +28,8 @@ Options:
   -H, --host HOST        Address to listen on                           [env CONFLUX_HOST, default 127.0.0.1]
   -p, --port PORT        Port to listen on                              [env CONFLUX_PORT, default 8000]
   -a, --args JSON        Arguments for "call", as a JSON object
-      --json             "tools", "keys", "access": print JSON instead of a table
-      --admin-token KEY  "keys", "access", "call": a credential for a serving gateway with auth on (admin for keys and access) [env CONFLUX_ADMIN_TOKEN]
+      --json             "tools", "keys", "access", "connections": print JSON instead of a table
+      --admin-token KEY  "keys", "access", "connections", "call": a credential for a serving gateway with auth on (admin for keys and access) [env CONFLUX_ADMIN_TOKEN]
   -h, --help             Show this help
 `;
 
@@ -108,6 +108,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'keys':
     case 'access':
+    case 'connections':
       return adminCommand(command, rest, { ...values, adminToken: values['admin-token'] }, env, config.gateway.access, (line) => process.stdout.write(`${line}\n`), (line) => process.stderr.write(`${line}\n`));
     case 'tools':
       return withUpstreams(config, env, async (conflux) => {
@@ -251,7 +252,7 @@ async function callCommand(config: Config, env: Environment, name: string, args:
 }
 
 async function withUpstreams(config: Config, env: Environment, body: (conflux: Conflux) => Promise<number>, database?: OpenedDatabase): Promise<number> {
-  const conflux = createConflux(config, { logger: createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel), database });
+  const conflux = createConflux(config, { logger: createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel), database, env: env.variables });
   try {
     await conflux.start();
     const longest = Math.max(5, ...Object.values(config.servers).map((s) => s.timeout));

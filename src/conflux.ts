@@ -32,6 +32,10 @@ import { listen, type Listening } from './http/listen.js';
 import { modernRequests } from './http/modern-requests.js';
 import { isLoopbackHost } from './http/guards/loopback.js';
 import { mountWellKnown } from './http/well-known.js';
+import { mountOAuthCallback } from './http/oauth-callback.js';
+import { createAuthFor } from './upstream/auth/auth-factory.js';
+import type { OAuthClientDeps } from './upstream/auth/oauth-client-deps.js';
+import { userIdentitiesFor } from './upstream/auth/user-identity.js';
 import { AccessRepository } from './store/access-repository.js';
 import { ApiKeyRepository } from './store/api-key-repository.js';
 import type { CallerEnv } from './http/caller.js';
@@ -43,6 +47,7 @@ import { GatewayMetrics } from './observability/metrics.js';
 import { ServerRegistry } from './registry/server-registry.js';
 import { AuditRepository } from './store/audit-repository.js';
 import type { OpenedDatabase } from './store/database.js';
+import { localUrlOf } from './store/data-dir-lock.js';
 import { ServerRepository } from './store/server-repository.js';
 import { ChildProcessGroups } from './upstream/child-processes.js';
 import { UpstreamPool } from './upstream/upstream-pool.js';
@@ -55,6 +60,8 @@ export interface ConfluxDeps {
   configFile?: { path: string; env: Readonly<Record<string, string | undefined>> } | undefined;
   /** Shared state for several replicas (rate limits); without it, state is per process. */
   redis?: Redis | undefined;
+  /** The process environment, for `env://` credential references (default: the config file's, else none). */
+  env?: Readonly<Record<string, string | undefined>> | undefined;
 }
 
 export interface Conflux {
@@ -123,13 +130,29 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     idleMs: settings.sessionIdleSeconds * 1000,
     rules: accessControl,
     createServer: (owner) => createSessionServer(serverDeps, owner.access),
-    onOpened: () => metrics.sessionsCreated.inc(),
+    onOpened: (session) => {
+      metrics.sessionsCreated.inc();
+      upstreams.listThrough({ principal: session.access.principal }, (server) => session.access.visible(server));
+    },
     onClosed: (session) => {
       metrics.sessionsDestroyed.inc();
       void subscriptions.release(session);
+      // The user's own upstream instances live as long as some session of theirs does.
+      if (![...sessions.all()].some((open) => open.principal === session.principal)) upstreams.sessionsEnded(session.principal);
     },
   });
+  // The gateway as an OAuth client of upstreams; users' own authorisations need the database.
+  const oauthClient: OAuthClientDeps = {
+    logger: logger.child({ component: 'upstream-oauth' }),
+    env: deps.env ?? deps.configFile?.env ?? {},
+    clientName: settings.upstreamIdentity.clientName,
+    onTokenRefreshed: (server) => metrics.oauthTokenRefreshes.inc({ server_id: server }),
+    onTokenRefreshFailed: (_server, provider) => metrics.oauthTokenRefreshFailures.inc({ provider }),
+  };
+  const users = userIdentitiesFor(settings, database, oauthClient);
+  const relay = new UpstreamRelay(tracker, sessions, logger.child({ component: 'relay' }));
   const upstreams = new UpstreamPool({
+    authFor: createAuthFor({ oauth: oauthClient, users }),
     logger,
     groups,
     reconnect: settings.reconnect,
@@ -139,14 +162,25 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       pingTimeoutMs: settings.healthCheck.timeoutSeconds * 1000,
       pingFailureThreshold: settings.healthCheck.failureThreshold,
     },
-    events: new UpstreamRelay(tracker, sessions, logger.child({ component: 'relay' })),
+    events: relay,
+    eventsFor: (user) => relay.forPrincipal(user),
+    instances: settings.upstreamIdentity.instances,
+    instanceEvents: {
+      started: (server) => metrics.userInstanceStarts.inc({ server_id: server }),
+      stopped: (server) => metrics.userInstanceStops.inc({ server_id: server }),
+      reaped: (server) => metrics.userInstanceReaps.inc({ server_id: server }),
+    },
     onRestart: (server) => metrics.restarts.inc({ server_id: server }),
   });
+  // A user who has just authorised a server gets their instance started: its tools are listed
+  // (from the first user's, for a server nobody had used) and their next call finds it ready.
+  users?.onConnected((caller, server) => void upstreams.forCaller(server, caller).catch((error: unknown) => logger.debug({ err: error, server }, 'the instance of a user who just authorised did not start')));
   const metrics = new GatewayMetrics({
     servers: () => upstreams.statuses().map((s) => ({ name: s.name, state: s.state, connectedAt: s.connectedAt, breaker: s.breaker })),
     sessions: () => sessions.size,
     auditDropped: () => audit.stats.dropped,
     auditRefusedSkipped: () => audit.drops.refusedOverLimit,
+    userInstances: () => upstreams.instances(),
   });
   const rateLimits = new RateLimits(limiter, settings.rateLimit, metrics);
   const subscriptions = new ResourceSubscriptions(upstreams, logger.child({ component: 'subscriptions' }));
@@ -283,9 +317,10 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     limiterHealth: () => limiter.health(),
   });
   mountWellKnown(app, oauth, logger);
+  if (users) mountOAuthCallback(app, users, logger.child({ component: 'upstream-oauth' }));
   app.route(
     API_BASE,
-    createApiApp({ catalog, tasks, upstreams, tracker, limit, registry, audit, auditRepository, metrics, rateLimits, accessControl, apiKeys, logger }, { maxJsonDepth: settings.limits.maxJsonDepth }),
+    createApiApp({ catalog, tasks, upstreams, tracker, limit, registry, audit, auditRepository, metrics, rateLimits, accessControl, apiKeys, users, logger }, { maxJsonDepth: settings.limits.maxJsonDepth }),
   );
 
   return {
@@ -337,6 +372,8 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
         );
       }
       listening = await listen(app, host, port);
+      // Authorization servers send users back to `<publicUrl>/oauth/callback`; without a publicUrl, to where this listens.
+      users?.listening(localUrlOf(host, listening.port));
       const shownHost = host.includes(':') ? `[${host}]` : host;
       return { url: `http://${shownHost}:${listening.port}/mcp`, port: listening.port };
     },
@@ -346,6 +383,8 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       await listening?.stopAccepting();
       // A paused call waits for a retry that can no longer arrive: cancelled now, not after the grace period.
       inputRounds.stop();
+      // Likewise a call waiting for its user to finish an authorization.
+      users?.close();
       const deadline = Date.now() + settings.shutdownGraceSeconds * 1000;
       if (!(await tracker.idleWithin(settings.shutdownGraceSeconds * 1000))) logger.warn({ inFlight: tracker.size }, 'shutdown grace period over; cutting calls still in flight');
       // The tracker counts upstream requests: the answers of the calls that just ended still

@@ -139,6 +139,12 @@ export const UpstreamAuthSchema = z.discriminatedUnion(
       authorizationServer: z.url().optional(),
       /** `exchange`: the audience to ask for (default: the upstream's resource URI). */
       audience: z.string().min(1).optional(),
+    }).superRefine((auth, ctx) => {
+      if (auth.clientSecret && auth.privateKey) ctx.addIssue({ code: 'custom', path: ['privateKey'], message: 'give a clientSecret or a privateKey, not both' });
+      // A secret or key belongs to a client the authorization server knows: its id must be given.
+      if ((auth.clientSecret || auth.privateKey) && !auth.clientId && !auth.clientMetadataUrl) {
+        ctx.addIssue({ code: 'custom', path: ['clientId'], message: 'a clientSecret or privateKey needs the clientId it belongs to' });
+      }
     }),
   ],
   { error: 'expected auth.method to be one of none, bearer, api_key, basic, template, oauth2' },

@@ -4,6 +4,8 @@ import { ProtocolError, ProtocolErrorCode, type CallToolResult } from '@modelcon
 import type { Logger } from 'pino';
 import { AccessDeniedError } from '../auth/access-policy.js';
 import { LimitExceededError, RateLimitedError } from '../limits/errors.js';
+import { authorizationRequiredText } from '../upstream/auth/authorization-required.js';
+import { UpstreamAuthError } from '../upstream/auth/upstream-auth.js';
 import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from '../upstream/errors.js';
 
 /** JSON-RPC code for refusals by the gateway's own limits (implementation-defined server error range). */
@@ -25,9 +27,13 @@ export const REQUEST_CANCELLED = -32001;
  * mapping (`asMcpError`, or the REST one) decides what the client reads.
  */
 export function toolCallFailure(error: unknown, caller: { speaks2026: boolean }): CallToolResult {
+  // A user's missing authorisation first, whatever fault it caused: its URL is what the user needs.
+  const authFailure = upstreamAuthErrorIn(error);
+  if (authFailure?.kind === 'authorization-required') return upstreamAuthResult(authFailure);
   if (isUpstreamFault(error)) {
     return { isError: true, content: [{ type: 'text', text: error.message }] };
   }
+  if (authFailure) return upstreamAuthResult(authFailure);
   // -32021 names what the gateway's own request to the upstream lacked, a code 2026-07-28
   // defined. A caller that does not speak that revision (a 2025 session, REST, the CLI) gets
   // the refusal in its own idiom, a tool error, as the SDK's legacy shim gives it directly.
@@ -56,8 +62,29 @@ export function isExpectedError(error: unknown): boolean {
     error instanceof LimitExceededError ||
     error instanceof AccessDeniedError ||
     isUpstreamFault(error) ||
+    upstreamAuthErrorIn(error) !== undefined ||
     isCancellation(error)
   );
+}
+
+/**
+ * Why the gateway cannot act towards an upstream (its credential, or the user's authorisation),
+ * when `error` is that or was caused by it. Its message names the server and the reason, never
+ * a secret; an `authorization-required` one carries the URL the user must open.
+ */
+export function upstreamAuthErrorIn(error: unknown): UpstreamAuthError | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    if (current instanceof UpstreamAuthError) return current;
+    current = current.cause;
+  }
+  return undefined;
+}
+
+/** The tool error a caller reads for an upstream the gateway cannot authenticate to: for a user who must authorise it, what to do and the URL. */
+export function upstreamAuthResult(error: UpstreamAuthError): CallToolResult {
+  const text = error.kind === 'authorization-required' ? authorizationRequiredText(error) : `"${error.server}" cannot be reached with the gateway's credentials: ${error.message}`;
+  return { isError: true, content: [{ type: 'text', text }] };
 }
 
 /** An unexpected failure, logged whole under `incident`; `message` is all the client reads of it. */
@@ -114,7 +141,12 @@ export function asMcpError(error: unknown, logger: Pick<Logger, 'error'>): WireM
   if (error instanceof LimitExceededError) return new WireMcpError(LIMIT_ERROR, error.message);
   if (error instanceof HiddenToolError) return unknownTool(error.tool);
   if (error instanceof AccessDeniedError) return new WireMcpError(ACCESS_DENIED, error.message);
-  if (isUpstreamFault(error)) return new WireMcpError(ProtocolErrorCode.InternalError, error.message);
+  const authFailure = upstreamAuthErrorIn(error);
+  if (isUpstreamFault(error) && authFailure?.kind !== 'authorization-required') return new WireMcpError(ProtocolErrorCode.InternalError, error.message);
+  if (authFailure) {
+    const text = (upstreamAuthResult(authFailure).content[0] as { text: string }).text;
+    return new WireMcpError(ProtocolErrorCode.InternalError, text, { server: authFailure.server, ...(authFailure.authorizationUrl ? { authorizationUrl: authFailure.authorizationUrl } : {}) });
+  }
   // An aborted signal rethrows its reason as it is (often a plain string): the call was
   // cancelled, by the client or by its session closing, which is no incident.
   if (isCancellation(error)) return new WireMcpError(REQUEST_CANCELLED, `Request cancelled: ${failureText(error)}`);

@@ -11,10 +11,13 @@ import { legalName } from '../catalog/naming.js';
 import { broadcast, type BroadcastDeps, type BroadcastPart } from './broadcast.js';
 import { isSessionlessMcp, type DownstreamCall } from './downstream-call.js';
 import { AccessDeniedError } from '../auth/access-policy.js';
-import { HiddenToolError, toolCallFailure, UnknownToolError, unknownTool, WireMcpError } from './error-mapping.js';
+import { HiddenToolError, toolCallFailure, UnknownToolError, unknownTool, upstreamAuthErrorIn, upstreamAuthResult, WireMcpError } from './error-mapping.js';
 import { forward } from './forward.js';
 import type { TaskRelay } from './task-relay.js';
 import { isTaskHandle, withoutLegacyTaskParam } from './task-wire.js';
+import { AuthorizationRequiredError } from '../upstream/auth/authorization-required.js';
+import type { UpstreamAuthError } from '../upstream/auth/upstream-auth.js';
+import { bestEffort } from '../observability/best-effort.js';
 
 export interface ToolCallDeps extends BroadcastDeps {
   catalog: LiveCatalog;
@@ -184,10 +187,14 @@ async function dispatch(
       }
       try {
         const tasks = deps.tasks.offeredTo(call);
-        const result = await forward(deps, route.server, 'tools/call', { ...withoutLegacyTaskParam(params), name: route.originalName }, call, { tasks });
+        const send = () => forward(deps, route.server, 'tools/call', { ...withoutLegacyTaskParam(params), name: route.originalName }, call, { tasks });
+        const result = await withUserAuthorization(deps, route.server, call, send);
         if (tasks && isTaskHandle(result)) return { result: await deps.tasks.adopt(route.server, route.originalName, result, call), refused: false };
         return { result: result as CallToolResult, refused: false };
       } catch (error) {
+        // The gateway's own credentials towards the upstream failed: a tool error on every surface, REST included.
+        const authFailure = upstreamAuthErrorIn(error);
+        if (authFailure) return { result: upstreamAuthResult(authFailure), refused: false };
         if (options.faults === 'throw' || error instanceof RateLimitedError) throw error;
         return { result: toolCallFailure(error, { speaks2026: isSessionlessMcp(call) }), refused: false };
       }
@@ -204,6 +211,46 @@ async function dispatch(
       return routedCall(deps, { name, arguments: targetArgs ?? {} }, call, options);
     }
   }
+}
+
+/**
+ * Sends a call to a server that acts for each user. When the user has not authorised it yet, a
+ * client that opens URLs for its user (URL-mode elicitation) is asked to show the authorization
+ * URL; once it accepts, the call waits for the callback (at most the server's timeout) and is
+ * sent once more. Otherwise (no such client, declined, not finished in time) the answer is a
+ * tool error that tells the user to authorise, with the URL.
+ */
+async function withUserAuthorization(deps: ToolCallDeps, server: string, call: DownstreamCall, send: () => Promise<Record<string, unknown>>): Promise<Record<string, unknown>> {
+  try {
+    return await send();
+  } catch (error) {
+    const required = upstreamAuthErrorIn(error);
+    if (required?.kind !== 'authorization-required' || !(await authorizedThroughClient(deps, server, required, call))) throw error;
+  }
+  // Once: a second refusal reaches the caller as the tool error with its URL.
+  return send();
+}
+
+/** Asks the client to open the authorization URL (elicitation `mode: url`) and waits for the user to finish; true once they have. */
+async function authorizedThroughClient(deps: ToolCallDeps, server: string, required: UpstreamAuthError, call: DownstreamCall): Promise<boolean> {
+  if (!(required instanceof AuthorizationRequiredError) || call.clientCapabilities?.elicitation?.url === undefined) return false;
+  const timeoutMs = (deps.upstreams.get(server)?.config.timeout ?? 60) * 1000;
+  const { elicitationId } = required;
+  let answer: Record<string, unknown>;
+  try {
+    answer = await call.sendRequest(
+      { method: 'elicitation/create', params: { mode: 'url', elicitationId, url: required.authorizationUrl, message: `Authorise the gateway to act for you on "${server}".` } },
+      { signal: call.signal, timeout: timeoutMs },
+    );
+  } catch (error) {
+    // The client could not be asked after all (a 2026-07-28 request, a client that went away): the URL goes in the answer.
+    deps.logger.debug({ err: error, server }, 'the client could not be asked to open an authorization URL');
+    return false;
+  }
+  if (answer.action !== 'accept') return false;
+  const connected = await required.connected(timeoutMs, call.signal);
+  if (connected) void bestEffort(call.sendNotification({ method: 'notifications/elicitation/complete', params: { elicitationId } }), deps.logger, 'tell the client the authorization is complete');
+  return connected;
 }
 
 async function broadcastTool(

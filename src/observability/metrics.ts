@@ -30,10 +30,22 @@ export class GatewayMetrics {
   readonly authFailures: Counter<'status' | 'reason'>;
   readonly authThrottled: Counter;
   readonly rateLimiterFallbacks: Counter<'outcome'>;
+  readonly oauthTokenRefreshes: Counter<'server_id'>;
+  readonly oauthTokenRefreshFailures: Counter<'provider'>;
+  readonly userInstanceStarts: Counter<'server_id'>;
+  readonly userInstanceStops: Counter<'server_id'>;
+  readonly userInstanceReaps: Counter<'server_id'>;
   readonly auditDropped: Gauge;
   readonly auditRefusedSkipped: Gauge;
 
-  constructor(sources: { servers: () => ServerSnapshot[]; sessions: () => number; auditDropped: () => number; auditRefusedSkipped?: () => number }) {
+  constructor(sources: {
+    servers: () => ServerSnapshot[];
+    sessions: () => number;
+    auditDropped: () => number;
+    auditRefusedSkipped?: () => number;
+    /** The running per-user upstream instances. */
+    userInstances?: () => { server: string; user: string }[];
+  }) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'conflux_' });
     new Gauge({
@@ -85,6 +97,16 @@ export class GatewayMetrics {
         this.set(sources.sessions());
       },
     });
+    new Gauge({
+      name: 'mcp_user_instances',
+      help: 'Running per-user instances of upstream servers (shared: false, or acting as each user), by server and user',
+      labelNames: ['server_id', 'user'],
+      registers,
+      collect() {
+        this.reset();
+        for (const i of sources.userInstances?.() ?? []) this.inc({ server_id: i.server, user: i.user });
+      },
+    });
     this.auditDropped = new Gauge({
       name: 'conflux_audit_events_dropped_total',
       help: 'Audit events dropped: the buffer was full, or the database refused the event itself',
@@ -125,6 +147,21 @@ export class GatewayMetrics {
       help: 'Requests refused (429) before authentication because their client address failed authentication too often',
       registers,
     });
+    this.oauthTokenRefreshes = new Counter({
+      name: 'mcp_oauth_token_refreshes_total',
+      help: "Upstream access tokens the gateway renewed (its service identity's, or one exchanged for a user) before or when they expired",
+      labelNames: ['server_id'],
+      registers,
+    });
+    this.oauthTokenRefreshFailures = new Counter({
+      name: 'mcp_oauth_token_refresh_failures_total',
+      help: 'Upstream token requests that failed, by authorization server (its issuer host)',
+      labelNames: ['provider'],
+      registers,
+    });
+    this.userInstanceStarts = new Counter({ name: 'mcp_user_instance_starts_total', help: 'Per-user upstream instances started', labelNames: ['server_id'], registers });
+    this.userInstanceStops = new Counter({ name: 'mcp_user_instance_stops_total', help: 'Per-user upstream instances stopped, for any reason', labelNames: ['server_id'], registers });
+    this.userInstanceReaps = new Counter({ name: 'mcp_user_instance_reaps_total', help: 'Per-user upstream instances stopped after gateway.upstreamIdentity.instances.idleSeconds without a request', labelNames: ['server_id'], registers });
     this.rateLimiterFallbacks = new Counter({
       name: 'conflux_rate_limiter_unavailable_total',
       help: 'Rate limit decisions made without Redis, which did not answer (outcome: allowed under failOpen, refused under failClosed)',

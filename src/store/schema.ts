@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigserial, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { bigserial, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 
 /** Upstream servers registered at run time through the API (the config file's are not stored). */
 export const registeredServers = pgTable('registered_servers', {
@@ -78,3 +78,27 @@ export const toolRules = pgTable('tool_rules', {
   pattern: text('pattern').notNull(),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 });
+
+/**
+ * What the gateway holds as an OAuth client of upstreams: users' tokens (`kind` `token`: `owner`
+ * the user, `target` the server) and its dynamic registrations at authorization servers (`kind`
+ * `client`: `owner` the issuer, `target` the redirect URL registered). Secrets are only in
+ * `secret`, sealed with AES-256-GCM under the key `key_id` names (see upstream/auth/token-cipher.ts).
+ */
+export const upstreamCredentials = pgTable(
+  'upstream_credentials',
+  {
+    kind: text('kind').notNull(),
+    owner: text('owner').notNull(),
+    target: text('target').notNull(),
+    /** The sealed secret part (tokens, a client secret); null when there is none. */
+    secret: text('secret'),
+    keyId: text('key_id'),
+    /** What may be shown: a token's issuer and scope, a client's id and metadata. */
+    metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull().default({}),
+    expiresAt: timestamp('expires_at', { withTimezone: true }),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.kind, t.owner, t.target] })],
+);

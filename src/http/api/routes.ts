@@ -12,11 +12,13 @@ import { publicServerView, redactDefinition } from '../../registry/server-view.j
 import type { AuditRepository } from '../../store/audit-repository.js';
 import type { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { accessRoutes, type AccessRouteDeps } from './access-routes.js';
+import { connectionRoutes, type ConnectionRouteDeps } from './connection-routes.js';
+import { instanceRoutes, type InstanceRouteDeps } from './instance-routes.js';
 import { adminAction, callerOf, requireAdmin } from './admin-guard.js';
 import { ApiError } from './api-errors.js';
 import { route, type ApiRoute } from './route-table.js';
 
-export interface ApiDeps extends ToolCallDeps, BroadcastDeps, AccessRouteDeps {
+export interface ApiDeps extends ToolCallDeps, BroadcastDeps, AccessRouteDeps, ConnectionRouteDeps, InstanceRouteDeps {
   catalog: LiveCatalog;
   upstreams: UpstreamPool;
   registry: ServerRegistry;
@@ -56,7 +58,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     const definition = registry.definition(name)!;
     const status = upstreams.get(name)?.status();
     const state = status?.state ?? (definition.enabled ? 'connecting' : 'disabled');
-    const summary = { name, state, transport: definition.transport, description: definition.description, tags: definition.tags, toolCount: status?.toolCount ?? 0 };
+    const summary = { name, state, transport: definition.transport, description: definition.description, tags: definition.tags, toolCount: status?.toolCount ?? 0, perUser: status?.perUser };
     if (!admin) return publicServerView(summary, definition);
     return {
       name,
@@ -68,6 +70,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       tags: definition.tags,
       enabled: definition.enabled,
       toolCount: summary.toolCount,
+      ...(status?.perUser ? { perUser: true, instances: status.instances } : {}),
       lastError: status?.lastError,
       connectedAt: status?.connectedAt,
       definition: redactDefinition(definition),
@@ -264,5 +267,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       },
     }),
     ...accessRoutes(deps),
+    ...connectionRoutes(deps),
+    ...instanceRoutes(deps),
   ];
 }

@@ -1,0 +1,159 @@
+import { randomBytes } from 'node:crypto';
+import type { OAuthDiscoveryState } from '@modelcontextprotocol/client';
+
+/** How a started authorization ended, for whoever waits on it. */
+export type AuthorizationOutcome = { connected: true } | { connected: false; reason: string };
+
+/**
+ * One authorization a user was sent to do: what the callback needs to finish it (the PKCE
+ * verifier and the discovery it started from, which the SDK checks the callback against) and
+ * what waiters hear when it ends.
+ */
+export interface PendingAuthorization<C = unknown> {
+  /** The OAuth `state`: 256 random bits, the only thing that ties a callback to this record. */
+  readonly state: string;
+  readonly user: string;
+  readonly server: string;
+  /** The scope asked for (undefined: the upstream's own choice). */
+  readonly scope: string | undefined;
+  readonly expiresAt: number;
+  /** What the starter needs again to finish it (the server's definition as it was, the redirect URL sent). */
+  readonly context: C;
+  codeVerifier: string | undefined;
+  discovery: OAuthDiscoveryState | undefined;
+  /** Where the user is sent; set once the SDK built it. */
+  authorizationUrl: string | undefined;
+  /** Settles once: connected by the callback, or failed, expired or dropped. Never rejects. */
+  readonly outcome: Promise<AuthorizationOutcome>;
+}
+
+interface Entry<C> extends PendingAuthorization<C> {
+  settle(outcome: AuthorizationOutcome): void;
+}
+
+export interface PendingAuthorizationsOptions {
+  /** How long a started authorization waits for its callback. */
+  ttlMs: number;
+  /** Records held at most; the oldest is dropped beyond it. */
+  capacity?: number;
+  /** Records one user holds at most; their oldest is dropped beyond it, so one user cannot crowd out the others. */
+  capacityPerUser?: number;
+  now?: () => number;
+}
+
+const DEFAULT_CAPACITY = 10_000;
+const DEFAULT_CAPACITY_PER_USER = 20;
+
+/**
+ * Authorizations started and not yet called back, by `state`. In memory: a callback must come
+ * back to the replica that started it (the authorization server redirects the browser within
+ * minutes, and a sticky load balancer or a single replica sees it through). Each record is
+ * used once (`take`), expires after `ttlMs`, and the store is bounded in total and per user.
+ */
+export class PendingAuthorizations<C = unknown> {
+  readonly #entries = new Map<string, Entry<C>>();
+  readonly #ttlMs: number;
+  readonly #capacity: number;
+  readonly #capacityPerUser: number;
+  readonly #now: () => number;
+
+  constructor(options: PendingAuthorizationsOptions) {
+    this.#ttlMs = options.ttlMs;
+    this.#capacity = options.capacity ?? DEFAULT_CAPACITY;
+    this.#capacityPerUser = options.capacityPerUser ?? DEFAULT_CAPACITY_PER_USER;
+    this.#now = options.now ?? Date.now;
+  }
+
+  get size(): number {
+    this.#sweep();
+    return this.#entries.size;
+  }
+
+  /** Records a new authorization for `user` on `server`, dropping the oldest records beyond the bounds. */
+  create(user: string, server: string, scope: string | undefined, context: C): PendingAuthorization<C> {
+    this.#sweep();
+    const mine = [...this.#entries.values()].filter((entry) => entry.user === user);
+    for (const entry of mine.slice(0, Math.max(0, mine.length - this.#capacityPerUser + 1))) this.#drop(entry, 'replaced by newer authorizations of the same user');
+    while (this.#entries.size >= this.#capacity) this.#drop(this.#entries.values().next().value!, 'too many authorizations are waiting');
+    let settle!: (outcome: AuthorizationOutcome) => void;
+    const outcome = new Promise<AuthorizationOutcome>((resolve) => (settle = resolve));
+    let settled = false;
+    const entry: Entry<C> = {
+      state: randomBytes(32).toString('base64url'),
+      user,
+      server,
+      scope,
+      expiresAt: this.#now() + this.#ttlMs,
+      context,
+      codeVerifier: undefined,
+      discovery: undefined,
+      authorizationUrl: undefined,
+      outcome,
+      settle: (result) => {
+        if (settled) return;
+        settled = true;
+        settle(result);
+      },
+    };
+    this.#entries.set(entry.state, entry);
+    return entry;
+  }
+
+  /**
+   * An authorization of `user` on `server` still waiting, with its URL, for `scope`, and with at
+   * least half its time left: a user asked twice (two calls, two clients) gets one URL to open.
+   */
+  reusable(user: string, server: string, scope: string | undefined): PendingAuthorization<C> | undefined {
+    this.#sweep();
+    const now = this.#now();
+    let found: Entry<C> | undefined;
+    for (const entry of this.#entries.values()) {
+      if (entry.user === user && entry.server === server && entry.scope === scope && entry.authorizationUrl && entry.expiresAt - now >= this.#ttlMs / 2) found = entry;
+    }
+    return found;
+  }
+
+  /** The record of `state` if it is still waiting, removed: a state is good for one callback only. */
+  take(state: string): PendingAuthorization<C> | undefined {
+    this.#sweep();
+    const entry = this.#entries.get(state);
+    if (!entry) return undefined;
+    this.#entries.delete(state);
+    return entry;
+  }
+
+  /** Removes a record that could not be started (its URL was never handed out). */
+  discard(record: PendingAuthorization<C>, reason: string): void {
+    const entry = this.#entries.get(record.state);
+    if (entry === record) this.#drop(entry, reason);
+  }
+
+  /** Tells the waiters of a taken record how it ended. */
+  settle(record: PendingAuthorization<C>, outcome: AuthorizationOutcome): void {
+    (record as Entry<C>).settle(outcome);
+  }
+
+  /** Drops every record of `user` on `server` (their connection was revoked or replaced). */
+  dropFor(user: string, server: string, reason: string): void {
+    for (const entry of [...this.#entries.values()]) if (entry.user === user && entry.server === server) this.#drop(entry, reason);
+  }
+
+  /** Drops everything (the gateway is stopping): waiters are told so. */
+  clear(reason: string): void {
+    for (const entry of [...this.#entries.values()]) this.#drop(entry, reason);
+  }
+
+  /** Records are kept in creation order, each with the same lifetime: the expired ones are at the front. */
+  #sweep(): void {
+    const now = this.#now();
+    for (const entry of this.#entries.values()) {
+      if (entry.expiresAt > now) break;
+      this.#drop(entry, 'the authorization was not completed in time');
+    }
+  }
+
+  #drop(entry: Entry<C>, reason: string): void {
+    this.#entries.delete(entry.state);
+    entry.settle({ connected: false, reason });
+  }
+}

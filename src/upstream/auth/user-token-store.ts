@@ -1,0 +1,193 @@
+import type { OAuthTokens, StoredOAuthClientInformation } from '@modelcontextprotocol/client';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { StoredCredential, UpstreamTokenRepository } from '../../store/upstream-token-repository.js';
+import { TokenDecryptionError, type TokenCipher } from './token-cipher.js';
+
+/** One user's tokens for one server, opened. Held in memory only while in use. */
+export interface UserTokens {
+  accessToken: string;
+  refreshToken: string | undefined;
+  scope: string | undefined;
+  /** The authorization server that issued them; undefined for a token a user handed in through the API. */
+  issuer: string | undefined;
+  /** Epoch ms; undefined when the authorization server gave no lifetime. */
+  expiresAt: number | undefined;
+  /** Epoch ms: when they were stored. */
+  obtainedAt: number;
+  /** `authorization`: got by the gateway's authorization code flow; `api`: given by the user (`POST /api/v1/sessions`). */
+  source: 'authorization' | 'api';
+}
+
+/** A stored connection as it may be shown: never a token. */
+export interface UserConnection {
+  user: string;
+  server: string;
+  createdAt: Date;
+  expiresAt: Date | null;
+  scopes: string[];
+  source: UserTokens['source'];
+}
+
+/** What the sealed part of a token row holds. */
+const SealedTokens = z.object({ access_token: z.string().min(1), refresh_token: z.string().min(1).optional() });
+const TokenMetadata = z.object({ issuer: z.string().optional(), scope: z.string().optional(), source: z.enum(['authorization', 'api']).default('authorization') });
+const ClientMetadata = z.looseObject({ client_id: z.string().min(1) });
+
+/**
+ * A store's answer is re-read after this long: a revocation made through another replica
+ * reaches this one within it, and a busy connection does not read the database per request.
+ */
+const RECHECK_MS = 10_000;
+
+/**
+ * Users' tokens and the gateway's client registrations, sealed on the way into the database
+ * and opened on the way out (the row's identity is the cipher's context, so a sealed value
+ * moved to another row does not open). A row that does not open (its key removed, or tampered
+ * with) reads as absent: the user is asked to authorise again, which replaces it.
+ */
+export class UserTokenStore {
+  readonly #cache = new Map<string, { tokens: UserTokens | undefined; at: number }>();
+
+  constructor(
+    private readonly repository: UpstreamTokenRepository,
+    private readonly cipher: TokenCipher,
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async get(user: string, server: string): Promise<UserTokens | undefined> {
+    const key = cacheKey(user, server);
+    const cached = this.#cache.get(key);
+    if (cached && this.now() - cached.at < RECHECK_MS) return cached.tokens;
+    const row = await this.repository.token(user, server);
+    const tokens = row ? this.#openTokens(row, user, server) : undefined;
+    this.#cache.set(key, { tokens, at: this.now() });
+    return tokens;
+  }
+
+  /**
+   * Stores tokens from a token endpoint (or a user). `previous`: the tokens these refresh; a
+   * refresh answer without a refresh token keeps the one it was made with, and the connection
+   * keeps its creation time.
+   */
+  async save(user: string, server: string, tokens: OAuthTokens & { issuer?: string | undefined }, options: { source: UserTokens['source']; previous?: UserTokens | undefined }): Promise<UserTokens> {
+    const opened: UserTokens = {
+      accessToken: tokens.access_token,
+      refreshToken: tokens.refresh_token ?? options.previous?.refreshToken,
+      scope: tokens.scope ?? options.previous?.scope,
+      issuer: tokens.issuer ?? options.previous?.issuer,
+      expiresAt: tokens.expires_in === undefined ? undefined : this.now() + tokens.expires_in * 1000,
+      obtainedAt: this.now(),
+      source: options.source,
+    };
+    const secret = JSON.stringify({ access_token: opened.accessToken, ...(opened.refreshToken ? { refresh_token: opened.refreshToken } : {}) });
+    const sealed = this.cipher.seal(secret, tokenContext(user, server));
+    await this.repository.saveToken(
+      user,
+      server,
+      {
+        secret: sealed.ciphertext,
+        keyId: sealed.keyId,
+        metadata: { ...(opened.issuer ? { issuer: opened.issuer } : {}), ...(opened.scope ? { scope: opened.scope } : {}), source: opened.source },
+        expiresAt: opened.expiresAt === undefined ? null : new Date(opened.expiresAt),
+      },
+      options.previous !== undefined,
+    );
+    this.#cache.set(cacheKey(user, server), { tokens: opened, at: this.now() });
+    return opened;
+  }
+
+  /** True when there was a connection. */
+  async delete(user: string, server: string): Promise<boolean> {
+    this.#cache.set(cacheKey(user, server), { tokens: undefined, at: this.now() });
+    return this.repository.deleteToken(user, server);
+  }
+
+  /** Stored connections: one user's, or everyone's. */
+  async list(user?: string): Promise<UserConnection[]> {
+    return (await this.repository.tokens(user)).map(connectionOf);
+  }
+
+  /** The gateway's registration at `issuer` for `redirectUrl` (a dynamic registration's result). */
+  async client(issuer: string, redirectUrl: string): Promise<StoredOAuthClientInformation | undefined> {
+    const row = await this.repository.client(issuer, redirectUrl);
+    if (!row) return undefined;
+    const info = ClientMetadata.safeParse(row.metadata);
+    if (!info.success) return undefined;
+    if (row.secret === null || row.keyId === null) return info.data as StoredOAuthClientInformation;
+    try {
+      const secret = this.cipher.open({ keyId: row.keyId, ciphertext: row.secret }, clientContext(issuer, redirectUrl));
+      return { ...info.data, client_secret: secret } as StoredOAuthClientInformation;
+    } catch (error) {
+      if (!(error instanceof TokenDecryptionError)) throw error;
+      this.logger.warn({ issuer, reason: error.message }, 'a stored client registration does not open; registering again');
+      return undefined;
+    }
+  }
+
+  /** Stores a registration; its secret (if any) sealed, the rest (client id, metadata) as it is. */
+  async saveClient(issuer: string, redirectUrl: string, info: StoredOAuthClientInformation): Promise<void> {
+    const { client_secret: secret, ...rest } = info as StoredOAuthClientInformation & { client_secret?: string };
+    const sealed = secret ? this.cipher.seal(secret, clientContext(issuer, redirectUrl)) : undefined;
+    await this.repository.saveClient(issuer, redirectUrl, {
+      secret: sealed?.ciphertext ?? null,
+      keyId: sealed?.keyId ?? null,
+      metadata: rest as Record<string, unknown>,
+      expiresAt: typeof rest.client_secret_expires_at === 'number' && rest.client_secret_expires_at > 0 ? new Date(rest.client_secret_expires_at * 1000) : null,
+    });
+  }
+
+  async deleteClient(issuer: string, redirectUrl: string): Promise<void> {
+    await this.repository.deleteClient(issuer, redirectUrl);
+  }
+
+  #openTokens(row: StoredCredential, user: string, server: string): UserTokens | undefined {
+    if (row.secret === null || row.keyId === null) return undefined;
+    let opened: z.infer<typeof SealedTokens>;
+    try {
+      opened = SealedTokens.parse(JSON.parse(this.cipher.open({ keyId: row.keyId, ciphertext: row.secret }, tokenContext(user, server))));
+    } catch (error) {
+      if (!(error instanceof TokenDecryptionError || error instanceof SyntaxError || error instanceof z.ZodError)) throw error;
+      this.logger.warn({ user, server, reason: error instanceof TokenDecryptionError ? error.message : 'malformed' }, "a stored upstream token does not open; the user will be asked to authorise again");
+      return undefined;
+    }
+    const metadata = TokenMetadata.safeParse(row.metadata);
+    return {
+      accessToken: opened.access_token,
+      refreshToken: opened.refresh_token,
+      scope: metadata.success ? metadata.data.scope : undefined,
+      issuer: metadata.success ? metadata.data.issuer : undefined,
+      expiresAt: row.expiresAt?.getTime(),
+      obtainedAt: row.updatedAt.getTime(),
+      source: metadata.success ? metadata.data.source : 'authorization',
+    };
+  }
+}
+
+/** A stored token row as a connection may be shown: who, where, since and until when, which scopes. */
+export function connectionOf(row: StoredCredential): UserConnection {
+  const metadata = TokenMetadata.safeParse(row.metadata);
+  const scope = metadata.success ? metadata.data.scope : undefined;
+  return {
+    user: row.owner,
+    server: row.target,
+    createdAt: row.createdAt,
+    expiresAt: row.expiresAt,
+    scopes: scope ? scope.split(' ').filter(Boolean) : [],
+    source: metadata.success ? metadata.data.source : 'authorization',
+  };
+}
+
+function cacheKey(user: string, server: string): string {
+  return JSON.stringify([user, server]);
+}
+
+/** What a token row's ciphertext is bound to: its own identity. */
+function tokenContext(user: string, server: string): string {
+  return `token\0${user}\0${server}`;
+}
+
+function clientContext(issuer: string, redirectUrl: string): string {
+  return `client\0${issuer}\0${redirectUrl}`;
+}
