@@ -174,6 +174,8 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   });
   // A user who has just authorised a server gets their instance started: its tools are listed
   // (from the first user's, for a server nobody had used) and their next call finds it ready.
+  // A revoked authorisation ends that user's connection to the server, not just its next token.
+  users?.onRevoked((user, server) => void upstreams.stopInstance(server, user).catch((error: unknown) => logger.warn({ err: error, server }, 'could not stop the instance of a revoked authorisation')));
   users?.onConnected((caller, server) => void upstreams.forCaller(server, caller).catch((error: unknown) => logger.debug({ err: error, server }, 'the instance of a user who just authorised did not start')));
   const metrics = new GatewayMetrics({
     servers: () => upstreams.statuses().map((s) => ({ name: s.name, state: s.state, connectedAt: s.connectedAt, breaker: s.breaker })),

@@ -9,6 +9,7 @@ import { LimitExceededError, RateLimitedError, RateLimiterUnavailableError } fro
 import { HiddenToolError, isProtocolError, reportIncident, UnknownToolError } from '../../gateway/error-mapping.js';
 import { RegistryError } from '../../registry/errors.js';
 import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from '../../upstream/errors.js';
+import { UpstreamAuthError } from '../../upstream/auth/upstream-auth.js';
 
 /** An error the REST API reports as `{error: {code, message, details}}` with `status`. */
 export class ApiError extends Error {
@@ -49,6 +50,11 @@ function toApiError(error: unknown): ApiError | undefined {
   if (error instanceof UpstreamTimeoutError) return new ApiError(504, 'upstream_timeout', error.message, { server: error.server });
   if (error instanceof UpstreamUnavailableError || error instanceof UpstreamConnectionLostError) {
     return new ApiError(502, 'upstream_unavailable', error.message, { server: error.server });
+  }
+  if (error instanceof UpstreamAuthError) {
+    // The URL is the caller's own: it was made for this caller's authorisation.
+    if (error.kind === 'authorization-required') return new ApiError(403, 'authorization_required', error.message, { server: error.server, authorizationUrl: error.authorizationUrl });
+    return new ApiError(502, error.kind === 'misconfigured' ? 'upstream_misconfigured' : 'upstream_auth_failed', error.message, { server: error.server });
   }
   if (isProtocolError(error)) {
     // An upstream (or the gateway) refused the request's content: the caller's to fix.
