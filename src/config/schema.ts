@@ -145,6 +145,10 @@ export const UpstreamAuthSchema = z.discriminatedUnion(
       if ((auth.clientSecret || auth.privateKey) && !auth.clientId && !auth.clientMetadataUrl) {
         ctx.addIssue({ code: 'custom', path: ['clientId'], message: 'a clientSecret or privateKey needs the clientId it belongs to' });
       }
+      // Callers' own tokens go to the authorization server: the operator names it, the upstream's 401 does not.
+      if (auth.identity === 'exchange' && !auth.authorizationServer) {
+        ctx.addIssue({ code: 'custom', path: ['authorizationServer'], message: "identity: exchange sends callers' tokens to the authorization server: name it in authorizationServer" });
+      }
     }),
   ],
   { error: 'expected auth.method to be one of none, bearer, api_key, basic, template, oauth2' },
@@ -172,6 +176,10 @@ export const HttpServerSchema = z.strictObject({
   /** `false`: one connection per user (implied by `auth.identity` `user` and `exchange`). */
   shared: z.boolean().optional(),
   ...commonServerFields,
+}).superRefine((server, ctx) => {
+  if (server.shared === true && server.auth?.method === 'oauth2' && server.auth.identity !== 'service') {
+    ctx.addIssue({ code: 'custom', path: ['shared'], message: `a server with identity: ${server.auth.identity} acts for each user and cannot be shared` });
+  }
 });
 
 export const ServerConfigSchema = z.preprocess(

@@ -1,4 +1,4 @@
-import type { AuthFor, UpstreamAuth } from './upstream-auth.js';
+import { UpstreamAuthError, type AuthFor, type UpstreamAuth } from './upstream-auth.js';
 import type { OAuthClientDeps } from './oauth-client-deps.js';
 import type { UserIdentities } from './user-identity.js';
 import { staticAuth } from './static-auth.js';
@@ -24,12 +24,17 @@ export function createAuthFor(deps: AuthFactoryDeps): AuthFor {
       case 'service':
         return new ServiceIdentity(server, config, auth, deps.oauth);
       case 'exchange':
-        if (!caller) throw new Error(`"${server}" acts for each user: its connections are opened for a caller`);
+        if (!caller) throw perUserOnly(server);
         return new ExchangeIdentity(server, config, auth, caller, deps.oauth);
       case 'user':
-        if (!caller) throw new Error(`"${server}" acts for each user: its connections are opened for a caller`);
-        if (!deps.users) throw new Error(`"${server}" needs users' authorisations, which need a database`);
+        if (!caller) throw perUserOnly(server);
+        if (!deps.users) throw new UpstreamAuthError('misconfigured', server, "identity: user keeps users' authorisations in the database, and the gateway has none");
         return deps.users.authFor(server, config, auth, caller);
     }
   };
+}
+
+/** A per-user identity asked for without a user: the pool opens such connections only through `forCaller`. */
+function perUserOnly(server: string): UpstreamAuthError {
+  return new UpstreamAuthError('misconfigured', server, `"${server}" acts for each user: its connections are opened for a caller`);
 }
