@@ -132,6 +132,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     createServer: (owner) => createSessionServer(serverDeps, owner.access),
     onOpened: (session) => {
       metrics.sessionsCreated.inc();
+      upstreams.sessionOpened(session.principal);
       upstreams.listThrough({ principal: session.access.principal }, (server) => session.access.visible(server));
     },
     onClosed: (session) => {

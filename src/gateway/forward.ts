@@ -43,8 +43,9 @@ export async function forward(
 ): Promise<Record<string, unknown>> {
   if (!deps.upstreams.get(server)) throw new UpstreamUnavailableError(server, 'it is not configured');
   await deps.rateLimits?.server(server);
-  // A shared server's connection, or (a server that acts for each user) the caller's own instance.
-  const upstream = await deps.upstreams.forCaller(server, { principal: call.access.principal });
+  // A shared server's connection, or (a server that acts for each user) the caller's own
+  // instance; a caller who cancels stops waiting for one that is starting.
+  const upstream = await deps.upstreams.forCaller(server, { principal: call.access.principal }, call.signal);
   // Notifications about this call (progress, logs) must reach the client before its answer:
   // sending one is asynchronous, so the answer waits for those already under way.
   const pending: Promise<unknown>[] = [];

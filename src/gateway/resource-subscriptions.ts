@@ -10,7 +10,8 @@ import { bestEffort } from '../observability/best-effort.js';
  * Resource subscriptions of all sessions over the shared upstream connections: an upstream is
  * subscribed once per URI however many sessions ask, and unsubscribed when the last one leaves.
  * A server that acts for each user is subscribed on each user's own instance, for that user's
- * sessions.
+ * sessions; a subscription is use of that instance, which is not stopped for idleness while one
+ * is held (it would stop sending updates, and nobody would know).
  *
  * Subscribes and unsubscribes of one upstream URI run one after another: the upstream answers
  * asynchronously, and two sessions subscribing at once must not both see "nobody yet" (the
@@ -19,6 +20,8 @@ import { bestEffort } from '../observability/best-effort.js';
 export class ResourceSubscriptions {
   /** Upstream URI → the (session, exposed URI) pairs holding its subscription. */
   readonly #holders = new Map<string, Set<string>>();
+  /** Upstream URI → what keeps the user's instance it is subscribed on from being reaped (released with the last holder). */
+  readonly #holds = new Map<string, () => void>();
   /** Upstream URI → the end of its queue of subscription changes. */
   readonly #queues = new Map<string, Promise<void>>();
   readonly #upstreams: UpstreamPool;
@@ -48,6 +51,7 @@ export class ResourceSubscriptions {
         try {
           const upstream = await this.#upstream(route, session);
           await upstream.request('resources/subscribe', { uri: route.originalUri });
+          if (this.#perUser(route.server)) this.#holds.set(key, this.#upstreams.hold(upstream));
         } catch (error) {
           if (session.subscriptions.get(exposedUri) === route) session.subscriptions.delete(exposedUri);
           throw error;
@@ -75,6 +79,8 @@ export class ResourceSubscriptions {
       // Its subscribe failed or was overtaken: it holds nothing.
       if (!holders?.delete(holder) || holders.size > 0) return;
       this.#holders.delete(key);
+      this.#holds.get(key)?.();
+      this.#holds.delete(key);
       // A user's instance is not started only to be unsubscribed.
       const upstream = this.#perUser(route.server) ? this.#upstreams.running(route.server, session.principal) : this.#upstreams.get(route.server);
       // The upstream may be gone; nothing is left to undo.

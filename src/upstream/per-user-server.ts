@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Prompt, Resource, ResourceTemplateType, ServerCapabilities, Tool } from '@modelcontextprotocol/client';
+import type { Principal } from '../auth/principal.js';
 import type { ServerConfig } from '../config/schema.js';
 import type { AuthFor, CallerIdentity } from './auth/upstream-auth.js';
 import { UpstreamUnavailableError } from './errors.js';
@@ -46,7 +47,10 @@ interface Listing {
  * A server with one instance per user: the catalog entry (`Upstream`) and the users'
  * instances behind it. Its lists come from a template instance started with no user (stdio:
  * placeholders empty), else from the first user instance that became ready (HTTP, where no
- * instance can start without a user's credentials), kept after that instance stops. The entry
+ * instance can start without a user's credentials), kept after that instance stops. What a
+ * user's instance lists goes to every caller, so from one only what describes the server is
+ * taken (tools, prompts, resource templates), never what may be that user's own data (its
+ * concrete resources, its instructions). The entry
  * itself never sends a request: each goes to the caller's own instance (`forCaller`), which
  * is started on first use, never shared, and stopped when idle, when its user's sessions end,
  * or with the entry.
@@ -63,6 +67,12 @@ export class PerUserServer implements Upstream {
   readonly #handles = new WeakMap<UpstreamConnection, InstanceHandle>();
   /** Wakes a start waiting for its instance's first outcome (on each change, and when its slot is let go). */
   readonly #wakers = new Map<InstanceSlot<UpstreamConnection>, (letGo: boolean) => void>();
+  /**
+   * Who each slot's auth acts for: one object per slot, whose `principal` a later call of the
+   * same user with a newer credential replaces, so that what reads it later (a token exchange
+   * renewing its token) uses the caller's current token, not the first call's.
+   */
+  readonly #callers = new WeakMap<InstanceSlot<UpstreamConnection>, CallerIdentity>();
   /** Stops under way (idle reaps, sessions ended): `stop()` waits for them. */
   readonly #stopping = new Set<Promise<void>>();
   #stopped = false;
@@ -155,19 +165,27 @@ export class PerUserServer implements Upstream {
   /**
    * The caller's own instance, started on first use with the caller's values and credentials,
    * and ready. Its auth is made ready before anything starts: an `UpstreamAuthError` (a user who
-   * must authorise first) reaches the caller as it is.
+   * must authorise first, a refusal of the factory, or of the upstream at the handshake)
+   * reaches the caller as it is. The auth's readiness and the handshake are each bounded by the
+   * server's connect timeout.
+   *
+   * `signal` (the call's) ends only this caller's wait: the start goes on, since concurrent
+   * calls of the same user share it and a caller who gave up usually retries; an instance
+   * nobody comes back for is reaped when idle, or stops with its user's sessions.
    */
-  async forCaller(caller: CallerIdentity): Promise<Upstream> {
+  async forCaller(caller: CallerIdentity, signal?: AbortSignal): Promise<Upstream> {
     if (this.#stopped) throw new UpstreamUnavailableError(this.name, 'it was removed or changed');
     if (!this.config.enabled) throw new UpstreamUnavailableError(this.name, 'disabled');
+    signal?.throwIfAborted();
     const user = caller.principal.id;
-    const pending = this.#starting.get(user);
-    if (pending) return pending;
     const slot = this.#deps.instances.find(this.name, user);
+    if (slot) this.#renew(slot, caller.principal);
+    const pending = this.#starting.get(user);
+    if (pending) return untilAborted(pending, signal);
     const running = slot?.instance;
     const handle = running && this.#handles.get(running);
     if (slot && handle && usable(handle.connection) && !(slot.active === 0 && handle.outdatedFor(caller))) {
-      this.#deps.instances.touch(slot);
+      this.#deps.instances.keep(slot);
       return handle;
     }
     const start = (async () => {
@@ -177,7 +195,15 @@ export class PerUserServer implements Upstream {
       return this.#start(caller);
     })().finally(() => this.#starting.delete(user));
     this.#starting.set(user, start);
-    return start;
+    // Every waiter gets the failure from its own wait; when they all gave up, only the log has it.
+    start.catch((error: unknown) => this.#deps.connection.logger.debug({ err: error, server: this.name, user }, 'a user instance did not start'));
+    return untilAborted(start, signal);
+  }
+
+  /** The user opened a session: their instance, stopping since their last session ended, is kept. */
+  keep(user: string): void {
+    const slot = this.#deps.instances.find(this.name, user);
+    if (slot) this.#deps.instances.keep(slot);
   }
 
   /** No template, and no instance has listed the server's tools yet: nobody can see them to call one. */
@@ -215,11 +241,15 @@ export class PerUserServer implements Upstream {
     const user = caller.principal.id;
     const { slot, started } = this.#deps.instances.reserve(this.name, user, (idle) => this.#reap(idle));
     const wanted = () => !this.#stopped && this.#deps.instances.find(this.name, user) === slot;
+    const identity: CallerIdentity = { principal: caller.principal };
+    this.#callers.set(slot, identity);
     try {
       const config = withUserValues(this.config, caller.principal);
-      const auth = this.#deps.authFor?.(this.name, config, caller);
+      // The factory's refusal (an `UpstreamAuthError`) is thrown here: the slot is let go below.
+      const auth = this.#deps.authFor?.(this.name, config, identity);
       try {
-        await auth?.ready();
+        // An authorization server that never answers must not hold the caller beyond the connect timeout.
+        if (auth) await withDeadline(auth.ready(), connectTimeoutMsOf(config), () => new UpstreamUnavailableError(this.name, `its instance for ${user} did not start: no credentials within ${connectTimeoutMsOf(config) / 1000}s`));
         if (!wanted()) throw new UpstreamUnavailableError(this.name, `its instance for ${user} was stopped while it started`);
       } catch (error) {
         auth?.close();
@@ -241,6 +271,10 @@ export class PerUserServer implements Upstream {
       await this.#firstOutcome(slot, connection);
       if (!wanted()) throw new UpstreamUnavailableError(this.name, `its instance for ${user} was stopped while it started`);
       if (connection.state !== 'ready') {
+        // Refused at the handshake (a refresh the authorization server refused, say): the caller
+        // gets that error, with the URL to authorise at when there is one.
+        const refused = connection.authFailure;
+        if (refused) throw refused;
         const reason = connection.state === 'connecting' ? `no answer within ${connection.connectTimeoutMs / 1000}s` : (connection.lastError ?? connection.state);
         throw new UpstreamUnavailableError(this.name, `its instance for ${user} did not start: ${reason}`);
       }
@@ -295,6 +329,12 @@ export class PerUserServer implements Upstream {
     return stopping;
   }
 
+  /** A later call of the slot's user with a newer credential: the slot's auth reads that one from now on. */
+  #renew(slot: InstanceSlot<UpstreamConnection>, presented: Principal): void {
+    const identity = this.#callers.get(slot);
+    if (identity && newerCredential(presented, identity.principal)) identity.principal = presented;
+  }
+
   /** A user instance changed: the first one ready lists for the entry while neither the template nor another does. */
   #instanceChanged(connection: UpstreamConnection): void {
     if (this.#lister === undefined && (this.#template === undefined || this.#listing === undefined) && connection.state === 'ready') {
@@ -303,22 +343,76 @@ export class PerUserServer implements Upstream {
     if (connection === this.#lister) this.#listerChanged(connection);
   }
 
-  /** The template (or the listing instance) changed: its lists are the entry's, once it is ready. */
+  /**
+   * The template (or the listing instance) changed: its lists are the entry's, once it is ready.
+   * A user's instance lists for everyone, so its concrete resources and its instructions (which
+   * may name that user or hold their data) are left out: each user reaches their own resources
+   * through the templates, on their own instance. The template acts for nobody: all of it is kept.
+   */
   #listerChanged(connection: UpstreamConnection): void {
     if (this.#stopped) return;
     if (connection === this.#template && connection.state === 'ready') this.#lister = connection;
     if (connection === this.#lister && connection.state === 'ready') {
+      const forNobody = connection === this.#template;
       this.#listing = {
         tools: connection.tools,
         prompts: connection.prompts,
-        resources: connection.resources,
+        resources: forNobody ? connection.resources : [],
         resourceTemplates: connection.resourceTemplates,
         capabilities: connection.capabilities,
-        instructions: connection.instructions,
+        instructions: forNobody ? connection.instructions : undefined,
       };
     }
     this.#deps.onChange();
   }
+}
+
+/** Keeps `upstream`, when it is a user's instance, from being reaped for idleness until the returned function is called. */
+export function holdInstance(upstream: Upstream): () => void {
+  return upstream instanceof InstanceHandle ? upstream.instances.hold(upstream.slot) : () => {};
+}
+
+/**
+ * Whether `presented` (the same user's) carries a newer credential than `current`: one that
+ * expires later, or another token with the same expiry (a rotated key without one). A user
+ * presenting two valid tokens in turn keeps the one that lasts longer, instead of switching at
+ * every call.
+ */
+export function newerCredential(presented: Principal, current: Principal): boolean {
+  if (presented === current || presented.id !== current.id) return false;
+  const next = presented.expiresAt ?? Number.POSITIVE_INFINITY;
+  const held = current.expiresAt ?? Number.POSITIVE_INFINITY;
+  if (next !== held) return next > held;
+  return presented.token?.reveal() !== current.token?.reveal();
+}
+
+/** As `UpstreamConnection.connectTimeoutMs`: what a start may take, before the connection exists. */
+function connectTimeoutMsOf(config: ServerConfig): number {
+  return (config.connectTimeout ?? Math.max(config.timeout, 10)) * 1000;
+}
+
+/** `work`, or its failure with `timeout()` once `ms` have passed. */
+async function withDeadline<T>(work: Promise<T>, ms: number, timeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(timeout()), ms);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `work`, unless `signal` aborts first: then its reason (as a cancelled upstream request fails), while `work` goes on. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** A definition's fingerprint, to tell whether a user's values in it changed (the token is not kept a second time). */

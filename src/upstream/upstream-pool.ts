@@ -4,9 +4,9 @@ import type { ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
 import { bestEffort } from '../observability/best-effort.js';
 import { InMemoryEraVerdicts, type EraVerdictStore } from './era-verdicts.js';
-import { isPerUser, type AuthFor, type CallerIdentity } from './auth/upstream-auth.js';
+import { isPerUser, UpstreamAuthError, type AuthFor, type CallerIdentity, type UpstreamAuth } from './auth/upstream-auth.js';
 import { UpstreamUnavailableError } from './errors.js';
-import { PerUserServer, type InstanceEvents } from './per-user-server.js';
+import { holdInstance, PerUserServer, type InstanceEvents } from './per-user-server.js';
 import type { ServerStatus, Upstream } from './upstream.js';
 import { UpstreamConnection, type HealthPolicy, type ReconnectPolicy, type UpstreamEventSink, type UpstreamState } from './upstream-connection.js';
 import { UserInstances, type InstanceLimits } from './user-instances.js';
@@ -88,12 +88,21 @@ export class UpstreamPool {
    * Where a request for `caller` goes: a shared server's connection, or the caller's own
    * instance of a per-user server (started now when it has none, and ready). An
    * `UpstreamAuthError` (the caller must authorise first) and a cap's `LimitExceededError`
-   * reach the caller as they are.
+   * reach the caller as they are. `signal` (the call's) stops the wait for an instance that is
+   * starting.
    */
-  async forCaller(server: string, caller: CallerIdentity): Promise<Upstream> {
+  async forCaller(server: string, caller: CallerIdentity, signal?: AbortSignal): Promise<Upstream> {
     const entry = this.#connections.get(server);
     if (!entry) throw new UpstreamUnavailableError(server, 'it is not configured');
-    return entry instanceof PerUserServer ? entry.forCaller(caller) : entry;
+    return entry instanceof PerUserServer ? entry.forCaller(caller, signal) : entry;
+  }
+
+  /**
+   * Keeps `upstream` (what `forCaller` gave), when it is a user's instance, from being stopped
+   * for idleness until the returned function is called: a resource subscription on it is use.
+   */
+  hold(upstream: Upstream): () => void {
+    return holdInstance(upstream);
   }
 
   /** Like `forCaller`, for what only makes sense on a running instance (an upstream task's status): none is started. */
@@ -131,6 +140,11 @@ export class UpstreamPool {
           lastUsedAt: new Date(slot.lastUsedAt).toISOString(),
         };
       });
+  }
+
+  /** The user opened a session: their instances, stopping since their last session ended, are kept. */
+  sessionOpened(user: string): void {
+    for (const entry of this.#perUser()) entry.keep(user);
   }
 
   /**
@@ -222,9 +236,22 @@ export class UpstreamPool {
           events: this.#deps.instanceEvents ?? NO_INSTANCE_EVENTS,
           onChange: () => this.#queueChange(),
         })
-      : new UpstreamConnection(name, config, { ...this.#deps, auth: this.#deps.authFor?.(name, config), onChange: () => this.#queueChange() });
+      : new UpstreamConnection(name, config, { ...this.#deps, auth: this.#sharedAuth(name, config), onChange: () => this.#queueChange() });
     this.#connections.set(name, connection);
     connection.start();
+  }
+
+  /**
+   * A shared connection's auth. The factory's refusal (`UpstreamAuthError`) is the connection's
+   * to report (misconfigured, and to each request), not a failure of the whole `apply`.
+   */
+  #sharedAuth(name: string, config: ServerConfig): UpstreamAuth | undefined {
+    try {
+      return this.#deps.authFor?.(name, config);
+    } catch (error) {
+      if (!(error instanceof UpstreamAuthError)) throw error;
+      return refusedAuth(error);
+    }
   }
 
   #perUser(): PerUserServer[] {
@@ -239,4 +266,14 @@ export class UpstreamPool {
       for (const listener of this.#listeners) listener();
     });
   }
+}
+
+/** An auth that refuses with `error` whenever it is asked. */
+function refusedAuth(error: UpstreamAuthError): UpstreamAuth {
+  return {
+    ready: () => Promise.reject(error),
+    credentials: () => Promise.reject(error),
+    onRejected: async () => false,
+    close: () => {},
+  };
 }

@@ -18,6 +18,8 @@ export interface InstanceSlot<T> {
   readonly lastUsedAt: number;
   /** Requests in flight (its own start counts as one): an instance serving one is never reaped. */
   readonly active: number;
+  /** Holds on the instance besides requests (resource subscriptions): an instance held is never reaped for idleness. */
+  readonly holds: number;
   /** Set once the instance exists; it may still be starting. */
   instance: T | undefined;
 }
@@ -25,6 +27,7 @@ export interface InstanceSlot<T> {
 interface Slot<T> extends InstanceSlot<T> {
   lastUsedAt: number;
   active: number;
+  holds: number;
   timer: NodeJS.Timeout | undefined;
   held: boolean;
   /** Called once the slot has been idle for `idleSeconds`. */
@@ -83,7 +86,7 @@ export class UserInstances<T> {
     if (own >= this.#limits.maxPerUser) throw new LimitExceededError(`user ${user} already has ${own} instances (maxPerUser); "${server}" cannot start another until one stops`);
     if (this.#slots.size >= this.#limits.maxTotal) throw new LimitExceededError(`the gateway already runs ${this.#slots.size} per-user instances (maxTotal); "${server}" cannot start one for ${user}`);
     const now = this.#now();
-    const slot: Slot<T> = { server, user, startedAt: now, lastUsedAt: now, active: 0, instance: undefined, timer: undefined, held: true, onIdle, retire: undefined };
+    const slot: Slot<T> = { server, user, startedAt: now, lastUsedAt: now, active: 0, holds: 0, instance: undefined, timer: undefined, held: true, onIdle, retire: undefined };
     this.#slots.set(key, slot);
     return { slot, started: this.use(slot) };
   }
@@ -106,13 +109,37 @@ export class UserInstances<T> {
         retire();
         return;
       }
-      this.#arm(slot, this.#limits.idleSeconds * 1000);
+      if (slot.holds === 0) this.#arm(slot, this.#limits.idleSeconds * 1000);
     };
   }
 
-  /** Marks the instance used now, without a request in flight (it was just handed to a caller). */
-  touch(handle: InstanceSlot<T>): void {
-    (handle as Slot<T>).lastUsedAt = this.#now();
+  /**
+   * Keeps the instance from being reaped for idleness until the returned function is called
+   * (a second call does nothing): a resource subscription on it is use, however long no
+   * request comes. It does not keep an instance whose user's sessions all ended (`retireWhenIdle`).
+   */
+  hold(handle: InstanceSlot<T>): () => void {
+    const slot = handle as Slot<T>;
+    slot.holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      slot.holds--;
+      slot.lastUsedAt = this.#now();
+      if (slot.holds === 0 && slot.active === 0 && slot.held && !slot.retire) this.#arm(slot, this.#limits.idleSeconds * 1000);
+    };
+  }
+
+  /**
+   * Marks the instance used now, without a request in flight (it was just handed to a caller, or
+   * its user opened a session): the user is back, so a stop waiting for the requests in flight
+   * to end (`retireWhenIdle`) is called off.
+   */
+  keep(handle: InstanceSlot<T>): void {
+    const slot = handle as Slot<T>;
+    slot.retire = undefined;
+    slot.lastUsedAt = this.#now();
   }
 
   /** Runs `retire` now when nothing is in flight on the slot, else when its last request ends. */
@@ -145,7 +172,8 @@ export class UserInstances<T> {
     if (this.#limits.idleSeconds === 0 || slot.timer) return;
     slot.timer = setTimeout(() => {
       slot.timer = undefined;
-      if (!slot.held || slot.active > 0) return; // the end of the request in flight re-arms it
+      // The end of the request in flight, or the release of the last hold, re-arms it.
+      if (!slot.held || slot.active > 0 || slot.holds > 0) return;
       const idleFor = this.#now() - slot.lastUsedAt;
       const idleMs = this.#limits.idleSeconds * 1000;
       if (idleFor >= idleMs) slot.onIdle(slot);

@@ -5,9 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Principal } from '../../src/auth/principal.js';
 import { parseConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/observability/logger.js';
-import { UpstreamAuthError, type UpstreamAuth } from '../../src/upstream/auth/upstream-auth.js';
+import { Secret } from '../../src/auth/secret.js';
+import { UpstreamAuthError, type AuthFor, type CallerIdentity, type UpstreamAuth } from '../../src/upstream/auth/upstream-auth.js';
 import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import { NOT_LISTED_YET } from '../../src/upstream/per-user-server.js';
+import { UpstreamUnavailableError } from '../../src/upstream/errors.js';
 import { UpstreamPool } from '../../src/upstream/upstream-pool.js';
 import { startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
 import { bearer, hs256Token, JWT_SECRET } from '../helpers/auth.js';
@@ -376,6 +378,120 @@ describe('a per-user instance whose user must authorise first', () => {
       // The entry itself never reaches anyone's instance.
       await expect(pool.get('guarded')!.request('tools/list', {})).rejects.toThrow(/acts for each user/);
       await expect(pool.forCaller('missing', { principal })).rejects.toThrow('upstream "missing" is unavailable: it is not configured');
+    } finally {
+      await pool.stop();
+      await upstream.close();
+    }
+  });
+});
+
+/** A pool as the gateway builds it, with `authFor` as given. */
+function poolWith(authFor: AuthFor): UpstreamPool {
+  return new UpstreamPool({
+    logger: silentLogger(),
+    events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
+    groups: new ChildProcessGroups(),
+    reconnect: { initialDelayMs: 100, maxDelayMs: 500, maxAttempts: 0 },
+    health: { breaker: { failureThreshold: 5, cooldownMs: 1000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
+    authFor,
+  });
+}
+
+function serversOf(servers: Record<string, unknown>) {
+  return parseConfig(JSON.stringify({ servers }), { source: 'test', env: {} }).servers;
+}
+
+function person(id: string, token: string, expiresInMs: number): Principal {
+  return { id, subject: id, groups: [], roles: [], scopes: [], method: 'jwt', token: new Secret(token), expiresAt: Date.now() + expiresInMs };
+}
+
+describe("a per-user instance's auth", () => {
+  it("acts for one caller object per user, renewed with the user's newer credential at each call", async () => {
+    const upstream = await startStreamableUpstream('renewed');
+    const callers: CallerIdentity[] = [];
+    // A token exchange reads `caller.principal.token` whenever it renews: the object it was given must follow the user.
+    const pool = poolWith((_server, _config, caller) => void (caller && callers.push(caller)));
+    try {
+      await pool.apply(serversOf({ renewed: { url: upstream.url, shared: false } }));
+      const first = person('ivy@example.com', 'first-token', 60_000);
+      const instance = await pool.forCaller('renewed', { principal: first });
+      expect(callers.map((c) => c.principal)).toEqual([first]);
+
+      const renewed = person('ivy@example.com', 'renewed-token', 120_000);
+      expect(await pool.forCaller('renewed', { principal: renewed })).toBe(instance);
+      expect(callers).toHaveLength(1);
+      expect(callers[0]!.principal).toBe(renewed);
+
+      // An older credential still valid (another client of hers) does not take the place of the newer one.
+      expect(await pool.forCaller('renewed', { principal: person('ivy@example.com', 'older-token', 30_000) })).toBe(instance);
+      expect(callers[0]!.principal).toBe(renewed);
+      // Another user's call is another instance, with its own caller object.
+      await pool.forCaller('renewed', { principal: person('jon@example.com', 'jon-token', 60_000) });
+      expect(callers).toHaveLength(2);
+      expect(callers[0]!.principal).toBe(renewed);
+      expect(callers[1]!.principal.id).toBe('jon@example.com');
+    } finally {
+      await pool.stop();
+      await upstream.close();
+    }
+  });
+
+  it("hands the factory's refusal to the caller as it is, holding no slot, and keeps a shared connection's to that connection", async () => {
+    const upstream = await startStreamableUpstream('refused');
+    const refusal = new UpstreamAuthError('misconfigured', 'refused', 'the credential for "refused" cannot be read');
+    const shared = new UpstreamAuthError('misconfigured', 'fixed', 'the credential for "fixed" cannot be read');
+    const pool = poolWith((server, _config, caller) => {
+      if (server === 'refused' && caller) throw refusal;
+      if (server === 'fixed') throw shared;
+      return undefined;
+    });
+    const principal = person('kim@example.com', 'kim-token', 60_000);
+    try {
+      // The factory throwing for one server does not stop the others from being applied.
+      await pool.apply(serversOf({ refused: { url: upstream.url, shared: false }, fixed: { url: upstream.url }, open: { url: upstream.url } }));
+      await expect(pool.forCaller('refused', { principal })).rejects.toBe(refusal);
+      expect(pool.instances()).toEqual([]);
+      // No half-made slot: the next call is refused the same way, not as "already held".
+      await expect(pool.forCaller('refused', { principal })).rejects.toBe(refusal);
+      await waitFor(() => pool.get('fixed')!.state === 'misconfigured' && pool.get('open')!.state === 'ready', 15_000, 'the shared connections to settle');
+      expect(pool.get('fixed')!.lastError).toBe(shared.message);
+      await expect(pool.get('fixed')!.request('tools/list', {})).rejects.toBe(shared);
+    } finally {
+      await pool.stop();
+      await upstream.close();
+    }
+  });
+});
+
+describe('a per-user instance that is slow to start', () => {
+  it('lets a caller who cancels stop waiting, and fails a start whose credentials never come at the connect timeout', async () => {
+    const upstream = await startStreamableUpstream('slow');
+    let closed = 0;
+    // An authorization server that never answers.
+    const hanging: UpstreamAuth = {
+      ready: () => new Promise<void>(() => {}),
+      credentials: () => new Promise(() => {}),
+      onRejected: async () => false,
+      close: () => void closed++,
+    };
+    const pool = poolWith((_server, _config, caller) => (caller ? hanging : undefined));
+    try {
+      await pool.apply(serversOf({ slow: { url: upstream.url, shared: false, connectTimeout: 1 } }));
+      const cancel = new AbortController();
+      const waiting = pool.forCaller('slow', { principal: person('lou@example.com', 'lou-token', 60_000) }, cancel.signal);
+      cancel.abort();
+      await expect(waiting).rejects.toMatchObject({ name: 'AbortError' });
+
+      const failure = await pool.forCaller('slow', { principal: person('max@example.com', 'max-token', 60_000) }).then(
+        () => new Error('it started'),
+        (error: unknown) => error as Error,
+      );
+      expect(failure).toBeInstanceOf(UpstreamUnavailableError);
+      expect(failure.message).toBe('upstream "slow" is unavailable: its instance for max@example.com did not start: no credentials within 1s');
+      // Both starts gave up (the cancelled caller's went on, and met the same deadline): nothing is held.
+      await waitFor(() => closed === 2, 15_000, 'both starts to give up');
+      expect(pool.instances()).toEqual([]);
+      expect(upstream.sessionsOpened).toBe(0);
     } finally {
       await pool.stop();
       await upstream.close();

@@ -29,6 +29,7 @@ import { createConflux } from '../../src/conflux.js';
 import { bearer, clientWithHeaders, hs256Token, JWT_SECRET } from '../helpers/auth.js';
 import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import { UpstreamConnection } from '../../src/upstream/upstream-connection.js';
+import { UpstreamPool } from '../../src/upstream/upstream-pool.js';
 import { openDatabase } from '../../src/store/database.js';
 
 const principal = (id: string): Principal => ({ id, subject: id, groups: [], roles: [], scopes: [], method: 'jwt' });
@@ -339,6 +340,43 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
     expect(required.kind).toBe('authorization-required');
     expect(h.refreshFailures).toEqual([`refresh@${new URL(idp.issuer).host}`]);
     expect(await h.users.connections('hank')).toEqual([]);
+  });
+
+  it("hands a per-user instance's caller the authorization URL when the upstream refuses the token at the handshake and the refresh is refused", async () => {
+    const h = harness(database, cipher);
+    const pool = new UpstreamPool({
+      logger: silentLogger(),
+      events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
+      groups: new ChildProcessGroups(),
+      reconnect: { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 0 },
+      health: { breaker: { failureThreshold: 3, cooldownMs: 30_000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
+      authFor: (server, serverConfig, caller) => {
+        const http = serverConfig as HttpServerConfig;
+        return caller ? h.users.authFor(server, http, http.auth as OAuth2AuthConfig, caller) : undefined;
+      },
+    });
+    const caller = { principal: principal('nia') };
+    try {
+      await pool.apply({ people: config });
+      // A token that has not expired, so `ready()` passes, but that the upstream refuses; its refresh token is unknown.
+      await h.users.supply(caller, 'people', { accessToken: 'stale-access-token', refreshToken: 'unknown-refresh-token', expiresIn: 600 });
+      const failure = await pool.forCaller('people', caller).then(
+        () => new Error('it started'),
+        (error: unknown) => error as Error,
+      );
+      expect(failure).toBeInstanceOf(AuthorizationRequiredError);
+      const required = failure as AuthorizationRequiredError;
+      expect(required.kind).toBe('authorization-required');
+      expect(required.authorizationUrl.startsWith(idp.issuer)).toBe(true);
+      expect(pool.instances()).toEqual([]);
+      // The URL works: once the user has authorised there, their instance starts and acts as them.
+      expect((await completeInBrowser(idp, h, required, 'alice')).status).toBe(200);
+      const instance = await pool.forCaller('people', caller);
+      const answer = await instance.request('tools/call', { name: 'whoami', arguments: {} });
+      expect((JSON.parse((answer.content as { text: string }[])[0]!.text) as { sub: string }).sub).toBe('alice');
+    } finally {
+      await pool.stop();
+    }
   });
 });
 

@@ -28,7 +28,7 @@ describe('user instances', () => {
     expect(slot.active).toBe(0);
   });
 
-  it('count idleness from the last use: a request in flight, or a touch, puts it off', () => {
+  it('count idleness from the last use: a request in flight, or a keep, puts it off', () => {
     const instances = new UserInstances<string>(limits);
     let reaped = 0;
     const { slot, started } = instances.reserve('s', 'alice', () => reaped++);
@@ -41,7 +41,7 @@ describe('user instances', () => {
     end(); // a second end changes nothing
     expect(slot.active).toBe(0);
     vi.advanceTimersByTime(9_000);
-    instances.touch(slot);
+    instances.keep(slot);
     vi.advanceTimersByTime(9_000);
     expect(reaped).toBe(0);
     vi.advanceTimersByTime(1_000);
@@ -84,6 +84,57 @@ describe('user instances', () => {
     expect(retired).toEqual(['idle']);
     end();
     expect(retired).toEqual(['idle', 'busy']);
+  });
+
+  it('call off a pending retire when the user comes back, reaping it for idleness only afterwards', () => {
+    const instances = new UserInstances<string>(limits);
+    const retired: string[] = [];
+    let reaped = 0;
+    const { slot, started } = instances.reserve('s', 'alice', () => reaped++);
+    started();
+    const end = instances.use(slot);
+    // Her last session ended while a request was in flight: the stop waits for it...
+    instances.retireWhenIdle(slot, () => retired.push('alice'));
+    // ...and she opens a new session (or calls again) before it ends.
+    instances.keep(slot);
+    end();
+    expect(retired).toEqual([]);
+    vi.advanceTimersByTime(10_000);
+    expect(reaped).toBe(1);
+  });
+
+  it('never reap an instance that is held (a resource subscription), and count idleness from the last release', () => {
+    const instances = new UserInstances<string>(limits);
+    let reaped = 0;
+    const { slot, started } = instances.reserve('s', 'alice', () => reaped++);
+    const release = instances.hold(slot);
+    const second = instances.hold(slot);
+    started();
+    expect(slot.holds).toBe(2);
+    // A request comes and goes while held: its end arms nothing that could reap.
+    instances.use(slot)();
+    vi.advanceTimersByTime(10 * 60_000);
+    expect(reaped).toBe(0);
+    release();
+    release(); // a second release changes nothing
+    vi.advanceTimersByTime(10 * 60_000);
+    expect(reaped).toBe(0);
+    second();
+    expect(slot.holds).toBe(0);
+    vi.advanceTimersByTime(9_999);
+    expect(reaped).toBe(0);
+    vi.advanceTimersByTime(1);
+    expect(reaped).toBe(1);
+  });
+
+  it('still retire a held instance once its user has no session left', () => {
+    const instances = new UserInstances<string>(limits);
+    const retired: string[] = [];
+    const { slot, started } = instances.reserve('s', 'alice', () => {});
+    started();
+    instances.hold(slot);
+    instances.retireWhenIdle(slot, () => retired.push('alice'));
+    expect(retired).toEqual(['alice']);
   });
 
   it('leave no timer behind once released or closed', () => {
