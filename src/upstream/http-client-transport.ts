@@ -14,6 +14,7 @@ import { createParser } from 'eventsource-parser';
 import { INSUFFICIENT_SCOPE } from './auth/authorized-fetch.js';
 import type { AuthChallenge, UpstreamAuth } from './auth/upstream-auth.js';
 import { NotJsonRpcError } from './errors.js';
+import { authFailureIn } from './failure-classification.js';
 import type { OwnerChannel } from './owner-channel.js';
 import { standardHeaders } from './standard-headers.js';
 
@@ -31,7 +32,10 @@ export interface HttpClientTransportOptions {
 }
 
 const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+/** The GET stream is reopened after this long when it ends or fails to open... */
 const STREAM_RETRY_MS = 1000;
+/** ...doubling with each failure to open in a row, up to this. */
+const MAX_STREAM_RETRY_MS = 60_000;
 
 /** Headers the transport derives from its own state or from the message; a caller's per-request headers never replace them. */
 const RESERVED_HEADERS = new Set(['authorization', 'content-type', 'content-length', 'accept', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'mcp-session-id']);
@@ -62,6 +66,14 @@ export class HttpClientTransport implements Transport {
   readonly #inFlight = new Set<ClientRequest>();
   #protocolVersion: string | undefined;
   #streamRetry: NodeJS.Timeout | undefined;
+  /** Failures to open the GET stream in a row (its retry backs off). */
+  #streamFailures = 0;
+  /**
+   * The GET stream could not get credentials (the authorization server refuses or is down): it
+   * is not reopened until a request succeeds, or it would ask for a token every few seconds for
+   * as long as the connection lives.
+   */
+  #streamParked = false;
   #closed = false;
 
   constructor(url: URL, options: HttpClientTransportOptions) {
@@ -96,6 +108,11 @@ export class HttpClientTransport implements Transport {
     const sessionId = response.headers['mcp-session-id'];
     if (typeof sessionId === 'string') this.sessionId = sessionId;
     const status = response.statusCode ?? 0;
+    if (status >= 200 && status < 300 && this.#streamParked) {
+      // Credentials work again: the GET stream parked for want of them opens now.
+      this.#streamParked = false;
+      this.#openStream();
+    }
     if (status === 202) {
       response.resume();
       if ('method' in message && message.method === 'notifications/initialized') this.#openStream();
@@ -219,25 +236,42 @@ export class HttpClientTransport implements Transport {
     return true;
   }
 
-  /** The GET stream for messages the server sends on its own; reopened while the transport lives. */
+  /**
+   * The GET stream for messages the server sends on its own; reopened while the transport lives,
+   * backing off while it fails, and parked while its credentials cannot be had.
+   */
   #openStream(): void {
     if (this.#closed) return;
     this.#authorizedRequest('GET', { accept: 'text/event-stream' }).then(
       (response) => {
         const status = response.statusCode ?? 0;
+        if (status === 401 || status === 403) {
+          response.resume(); // refused for its credentials, which the auth could not renew
+          this.#streamParked = true;
+          return;
+        }
         if (status === 405 || status === 404 || !String(response.headers['content-type'] ?? '').startsWith('text/event-stream')) {
           response.resume(); // the server offers no such stream
           return;
         }
+        this.#streamFailures = 0;
         void this.#consumeEvents(response, undefined, undefined).then(() => this.#retryStream());
       },
-      () => this.#retryStream(),
+      (error: unknown) => {
+        if (authFailureIn(error)) {
+          this.#streamParked = true;
+          return;
+        }
+        this.#streamFailures++;
+        this.#retryStream();
+      },
     );
   }
 
   #retryStream(): void {
     if (this.#closed) return;
-    this.#streamRetry = setTimeout(() => this.#openStream(), STREAM_RETRY_MS);
+    const delay = Math.min(STREAM_RETRY_MS * 2 ** Math.max(0, this.#streamFailures - 1), MAX_STREAM_RETRY_MS);
+    this.#streamRetry = setTimeout(() => this.#openStream(), delay);
     this.#streamRetry.unref();
   }
 

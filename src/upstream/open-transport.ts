@@ -39,7 +39,7 @@ export interface OpenOptions {
   owners?: OwnerChannel;
   /** Credentials for every HTTP request (Streamable HTTP and legacy SSE alike). */
   auth?: UpstreamAuth | undefined;
-  /** Hides secrets in what is logged about failed attempts (they may quote the upstream). */
+  /** Hides secrets in what is logged about failed attempts and a child's stderr (they may quote the upstream, or its environment). */
   redact?: ((text: string) => string) | undefined;
 }
 
@@ -73,6 +73,7 @@ async function openOnWire(options: OpenOptions): Promise<OpenedClient> {
         cwd: config.cwd,
         logger: options.logger,
         groups: options.groups,
+        redact: options.redact,
       });
       return { transport, explainClose: () => transport.describeExit() };
     });

@@ -19,12 +19,17 @@ export interface StdioTransportOptions {
   groups: ChildProcessGroups;
   /** How long to wait for the child to exit after stdin closes, then after SIGTERM. */
   exitGraceMs?: number;
+  /**
+   * Hides secrets in the stderr lines logged: a child may print its own environment, which for a
+   * per-user instance holds that user's token (`${user.token}`). The connection's redactor.
+   */
+  redact?: ((text: string) => string) | undefined;
 }
 
 /**
  * Client side of the stdio wire. Unlike the SDK's own, it starts the child as the leader of
  * its own process group (so a server's own children are ended with it), registers it for
- * kill-on-exit, sends stderr to the log line by line, and survives garbage on stdout.
+ * kill-on-exit, sends stderr to the log line by line (redacted), and survives garbage on stdout.
  */
 export class StdioClientTransport implements Transport {
   onclose?: () => void;
@@ -105,7 +110,7 @@ export class StdioClientTransport implements Transport {
       if (line.trim() === '') return;
       this.#stderrTail.push(line.length > 500 ? `${line.slice(0, 500)}…` : line);
       if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift();
-      logger.info({ stream: 'stderr' }, line);
+      logger.info({ stream: 'stderr' }, this.#options.redact ? this.#options.redact(line) : line);
     });
   }
 

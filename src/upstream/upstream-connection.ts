@@ -22,7 +22,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
-import type { UpstreamAuth, UpstreamAuthError } from './auth/upstream-auth.js';
+import { UpstreamAuthError, type UpstreamAuth } from './auth/upstream-auth.js';
 import { RecentCredentials, observedAuth } from './auth/observed-auth.js';
 import { NotJsonRpcError, UpstreamBadResponseError, UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
@@ -260,6 +260,11 @@ export class UpstreamConnection {
     return this.#instructions;
   }
 
+  /** Why the last connection attempt could not authenticate (the error, with its URL to authorise at), if that was why. */
+  get authFailure(): UpstreamAuthError | undefined {
+    return this.#authFailure;
+  }
+
   /**
    * Why the upstream last failed. It often quotes the upstream (a child's stderr tail, an
    * HTTP error body), which may print secrets, and it reaches `/servers` and tool errors: it
@@ -271,6 +276,17 @@ export class UpstreamConnection {
 
   #setLastError(text: string | undefined): void {
     this.#lastError = text === undefined ? undefined : this.#redact(text);
+  }
+
+  /**
+   * `error` with its message redacted like `lastError`: it reaches tool errors and the REST API
+   * as it is. Redacted in place, so that what else it is (an `AuthorizationRequiredError` with
+   * its URL and callback) stays.
+   */
+  #redactedAuth(error: UpstreamAuthError): UpstreamAuthError {
+    const message = this.#redact(error.message);
+    if (message !== error.message) error.message = message;
+    return error;
   }
 
   /** The state to report: a connected server whose breaker is not closed or whose pings fail is `degraded`. */
@@ -378,7 +394,7 @@ export class UpstreamConnection {
         // its authorization server failed; the caller reads why (and a URL, when a user must act).
         if (authFailure.kind === 'failed') this.#breaker.failure('unreachable');
         else this.#breaker.release();
-        throw authFailure;
+        throw this.#redactedAuth(authFailure);
       }
       if (isEraMismatch(error)) {
         // Nothing was sent: the method does not exist in the protocol revision this upstream speaks.
@@ -436,7 +452,12 @@ export class UpstreamConnection {
     let prior: PriorDiscovery | undefined;
     try {
       prior = await this.#era.recall();
-      await this.#auth?.ready();
+      if (this.#auth) {
+        // An authorization server that never answers must not hold the connection beyond its connect timeout.
+        await withDeadline(this.#auth.ready(), this.connectTimeoutMs, () => new UpstreamAuthError('failed', this.name, `no credentials within ${this.connectTimeoutMs / 1000}s`));
+        // Stopped (or superseded) while the credentials were being got: nothing more is sent.
+        if (generation !== this.#generation) return;
+      }
       const opened = await openClient({
         config: this.config,
         logger: this.#logger,
@@ -483,7 +504,8 @@ export class UpstreamConnection {
       // (which would overwrite this error with "connection closed" and schedule a second retry).
       const failed = ++this.#generation;
       this.#setLastError(describeError(error));
-      this.#authFailure = authFailureIn(error);
+      const authFailure = authFailureIn(error);
+      this.#authFailure = authFailure && this.#redactedAuth(authFailure);
       this.#logger.warn({ err: this.lastError }, 'upstream connection failed');
       // A remembered 2026 verdict is checked by nothing at connect (no round trip): when the
       // connection it opened did not work, the next attempt finds out afresh.
@@ -747,6 +769,16 @@ function withLogLevel(params: Record<string, unknown> | undefined, level: Loggin
 /** Sending a method the negotiated protocol revision does not have (the SDK refuses before sending). */
 function isEraMismatch(error: unknown): boolean {
   return error instanceof SdkError && error.code === SdkErrorCode.MethodNotSupportedByProtocolVersion;
+}
+
+/** `work`, or the error `timeout` makes when it has not settled within `ms`. */
+async function withDeadline<T>(work: Promise<T>, ms: number, timeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([work, new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(timeout()), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {

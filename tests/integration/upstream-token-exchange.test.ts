@@ -19,21 +19,21 @@ interface Whoami {
   aud: string;
 }
 
-const person = (subject: string, token?: string): Principal => ({
+const person = (subject: string, token?: string, method: Principal['method'] = 'oauth'): Principal => ({
   id: `${subject}@example.com`,
   subject,
   email: `${subject}@example.com`,
   groups: [],
   roles: [],
   scopes: [],
-  method: 'oauth',
+  method,
   ...(token ? { token: new Secret(token) } : {}),
 });
 
 /**
  * RFC 8693 token exchange at the connection level: each connection exchanges its caller's own
- * token at the upstream's authorization server (found from the upstream's 401), so two callers
- * reach the upstream as two different identities, and a caller without a token is refused.
+ * token at the configured authorization server, so two callers reach the upstream as two
+ * different identities, and a caller without an OAuth or JWT token (an API key) is refused.
  */
 describe('token exchange identity', () => {
   let idp: TestIdentityProvider;
@@ -50,7 +50,7 @@ describe('token exchange identity', () => {
     config = testConfig({
       exchanged: {
         url: upstream.url,
-        auth: { method: 'oauth2', identity: 'exchange', clientId: idp.client.clientId, clientSecret: idp.client.clientSecret, scopes: ['mcp:tools'] },
+        auth: { method: 'oauth2', identity: 'exchange', authorizationServer: idp.issuer, clientId: idp.client.clientId, clientSecret: idp.client.clientSecret, scopes: ['mcp:tools'] },
       },
     }).servers.exchanged as HttpServerConfig;
   }, 30_000);
@@ -107,6 +107,15 @@ describe('token exchange identity', () => {
     await waitFor(() => anonymous.state === 'misconfigured', 15_000, 'the connection to give up');
     expect(anonymous.lastError).toBe("this server needs the caller's own token; the caller authenticated without one");
     await expect(whoami(anonymous)).rejects.toThrow("the caller authenticated without one");
+  });
+
+  it('refuses an API key caller without sending its key anywhere', async () => {
+    const before = idp.tokenRequests;
+    const keyed = connectionFor(person('dave', 'cfx_abcdefghijkl_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG', 'api_key'));
+    await waitFor(() => keyed.state === 'misconfigured', 15_000, 'the connection to give up');
+    expect(keyed.lastError).toBe("this server exchanges the caller's own OAuth token; API key callers have none to exchange");
+    expect(idp.tokenRequests).toBe(before);
+    expect(upstream.seen.some((token) => token.sub === 'dave')).toBe(false);
   });
 
   it('reports a subject token the authorization server refuses, and counts the failure', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { needsRenewal, stillValid } from '../../src/upstream/auth/token-lifetime.js';
+import { needsRenewal, renewalCooldownMs, stillValid } from '../../src/upstream/auth/token-lifetime.js';
 
 const token = (lifeMs: number | undefined) => ({ value: 't', obtainedAt: 0, expiresAt: lifeMs === undefined ? undefined : lifeMs, scope: undefined });
 
@@ -21,5 +21,9 @@ describe('upstream token lifetime', () => {
   it('lets a token that could not be renewed serve until it expires', () => {
     expect(stillValid(token(60_000), 59_999)).toBe(true);
     expect(stillValid(token(60_000), 60_000)).toBe(false);
+  });
+
+  it('waits longer after each failed token request in a row, up to a minute', () => {
+    expect([0, 1, 2, 3, 4, 5, 6, 20].map(renewalCooldownMs)).toEqual([0, 5_000, 10_000, 20_000, 40_000, 60_000, 60_000, 60_000]);
   });
 });

@@ -17,7 +17,16 @@ export function authorizedFetch(auth: UpstreamAuth, base: FetchLike): FetchLike 
       for (const [name, value] of Object.entries(credentials.headers)) headers.set(name, value);
       const response = await base(target, { ...init, headers });
       const challenge = attempt === 1 ? authChallenge(response) : undefined;
-      if (!challenge || !(await auth.onRejected(challenge))) return response;
+      if (!challenge) return response;
+      let retry: boolean;
+      try {
+        retry = await auth.onRejected(challenge);
+      } catch (error) {
+        // The refusal's body is not read by anyone: let its connection go.
+        await response.body?.cancel().catch(() => {});
+        throw error;
+      }
+      if (!retry) return response;
       await response.body?.cancel();
     }
   };

@@ -35,7 +35,10 @@ export interface GrantClientOptions {
  *
  * A configured client's credentials are stamped with the configured `authorizationServer`
  * when there is one (the SDK then refuses to send them anywhere else); without it, with the
- * issuer discovery found, which is what "discovered from the upstream's 401" means.
+ * issuer discovery found, which is what "discovered from the upstream's 401" means. That first
+ * issuer is then pinned for the provider's life (one connection): an upstream that later names
+ * another authorization server is refused, not followed with the client's secret or assertion
+ * (trust on first use; a configuration reload starts afresh).
  */
 export class GrantClientProvider implements OAuthClientProvider {
   readonly clientMetadataUrl: string | undefined;
@@ -46,6 +49,8 @@ export class GrantClientProvider implements OAuthClientProvider {
   #registered: StoredOAuthClientInformation | undefined;
   #tokens: StoredOAuthTokens | undefined;
   #discovery: OAuthDiscoveryState | undefined;
+  /** The issuer the first discovery found, when none is configured: the only one ever sent the client's credentials. */
+  #pinnedIssuer: string | undefined;
 
   constructor(options: GrantClientOptions) {
     this.#options = options;
@@ -70,6 +75,22 @@ export class GrantClientProvider implements OAuthClientProvider {
   check(): void {
     this.#secret?.read();
     this.#privateKey?.read();
+  }
+
+  /**
+   * The secret values this client holds as read now (its secret, its private key and, for a JWK,
+   * the key's private members), for redacting whatever an authorization server answers.
+   */
+  secrets(): string[] {
+    const values: string[] = [];
+    for (const source of [this.#secret, this.#privateKey]) {
+      try {
+        if (source) values.push(...secretParts(source.read()));
+      } catch {
+        // An unreadable secret is reported by `check()`; there is nothing of it to hide.
+      }
+    }
+    return values;
   }
 
   get redirectUrl(): undefined {
@@ -133,12 +154,33 @@ export class GrantClientProvider implements OAuthClientProvider {
     return this.#options.grant(scope);
   }
 
+  /**
+   * What `auth()` starts from. A configured authorization server is the only one used, whatever
+   * an upstream's 401 or resource metadata names (a caller's token for an exchange, a client's
+   * secret, go only where the operator said).
+   */
   discoveryState(): OAuthDiscoveryState | undefined {
     const configured = this.#options.auth.authorizationServer;
-    return this.#discovery ?? (configured ? { authorizationServerUrl: configured } : undefined);
+    if (!configured) return this.#discovery;
+    return this.#discovery?.authorizationServerUrl === configured ? this.#discovery : { authorizationServerUrl: configured };
   }
 
+  /**
+   * Called by `auth()` after discovery, before any client credential is used: an issuer other
+   * than the pinned one is refused here, so nothing is sent to it.
+   */
   saveDiscoveryState(state: OAuthDiscoveryState): void {
+    if (!this.#options.auth.authorizationServer) {
+      const issuer = state.authorizationServerMetadata?.issuer ?? state.authorizationServerUrl;
+      this.#pinnedIssuer ??= issuer;
+      if (!sameIssuer(this.#pinnedIssuer, issuer)) {
+        throw new UpstreamAuthError(
+          'misconfigured',
+          this.#options.server,
+          `the upstream now names authorization server ${issuer}; it first named ${this.#pinnedIssuer}, and the gateway sends its client credentials only there (set authorizationServer, or reload the server, to trust another)`,
+        );
+      }
+    }
     this.#discovery = state;
   }
 
@@ -153,6 +195,21 @@ export class GrantClientProvider implements OAuthClientProvider {
     if (scope === 'all' || scope === 'client') this.#registered = undefined;
     if (scope === 'all' || scope === 'discovery') this.#discovery = undefined;
   }
+}
+
+/** Issuers compared as RFC 8414 does, but forgiving a trailing slash. */
+function sameIssuer(a: string, b: string): boolean {
+  return a.replace(/\/+$/, '') === b.replace(/\/+$/, '');
+}
+
+/** JWK members that are private key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1). */
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
+
+/** A secret as read, and, for a JWK, its private members (an error may quote one alone). */
+function secretParts(text: string): string[] {
+  const key = keyMaterial(text);
+  if (typeof key === 'string') return [text, key];
+  return [text, ...PRIVATE_JWK_MEMBERS.map((member) => key[member]).filter((value): value is string => typeof value === 'string')];
 }
 
 /** A private key as configured: a JWK (JSON) or PEM text. */

@@ -25,3 +25,18 @@ export function needsRenewal(token: HeldToken, now: number): boolean {
 export function stillValid(token: HeldToken, now: number): boolean {
   return token.expiresAt === undefined || token.expiresAt > now;
 }
+
+/** After a failed token request the next waits this long... */
+const FIRST_COOLDOWN_MS = 5_000;
+/** ...doubling with each failure in a row, up to this. */
+const MAX_COOLDOWN_MS = 60_000;
+
+/**
+ * How long to wait after `failures` failed token requests in a row before asking again: an
+ * authorization server that is down or refusing is not asked once per call (5 s, 10 s, 20 s...
+ * up to a minute).
+ */
+export function renewalCooldownMs(failures: number): number {
+  if (failures <= 0) return 0;
+  return Math.min(FIRST_COOLDOWN_MS * 2 ** (failures - 1), MAX_COOLDOWN_MS);
+}
