@@ -18,8 +18,9 @@
  *   shapes (GitHub, GitLab, `sk-`, Stripe, Slack, AWS, Google, Conflux API keys, JWTs, PEM
  *   private keys).
  *
- * Redaction errs towards hiding: a word that merely looks like a credential goes too. The
- * gateway's own log keeps the child's stderr lines as written (operators need them).
+ * Redaction errs towards hiding: a word that merely looks like a credential goes too. A child's
+ * stderr lines reach the gateway's log through its connection's redactor too: a per-user
+ * child's environment holds that user's token.
  */
 
 export const REDACTED = '[redacted]';
