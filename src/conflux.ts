@@ -33,6 +33,7 @@ import { modernRequests } from './http/modern-requests.js';
 import { isLoopbackHost } from './http/guards/loopback.js';
 import { mountWellKnown } from './http/well-known.js';
 import { mountOAuthCallback } from './http/oauth-callback.js';
+import { mountOAuthStart } from './http/oauth-start.js';
 import { createAuthFor } from './upstream/auth/auth-factory.js';
 import type { OAuthClientDeps } from './upstream/auth/oauth-client-deps.js';
 import { userIdentitiesFor } from './upstream/auth/user-identity.js';
@@ -320,7 +321,10 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     limiterHealth: () => limiter.health(),
   });
   mountWellKnown(app, oauth, logger);
-  if (users) mountOAuthCallback(app, users, logger.child({ component: 'upstream-oauth' }));
+  if (users) {
+    mountOAuthStart(app, users, logger.child({ component: 'upstream-oauth' }));
+    mountOAuthCallback(app, users, logger.child({ component: 'upstream-oauth' }));
+  }
   app.route(
     API_BASE,
     createApiApp({ catalog, tasks, upstreams, tracker, limit, registry, audit, auditRepository, metrics, rateLimits, accessControl, apiKeys, users, logger }, { maxJsonDepth: settings.limits.maxJsonDepth }),

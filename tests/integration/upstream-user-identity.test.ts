@@ -12,6 +12,7 @@ import type { Principal } from '../../src/auth/principal.js';
 import type { HttpServerConfig, OAuth2AuthConfig } from '../../src/config/schema.js';
 import { HttpServerSchema } from '../../src/config/schema.js';
 import { mountOAuthCallback } from '../../src/http/oauth-callback.js';
+import { mountOAuthStart } from '../../src/http/oauth-start.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import type { OpenedDatabase } from '../../src/store/database.js';
 import { UpstreamTokenRepository } from '../../src/store/upstream-token-repository.js';
@@ -22,6 +23,7 @@ import type { UpstreamAuth } from '../../src/upstream/auth/upstream-auth.js';
 import { UserIdentities } from '../../src/upstream/auth/user-identity.js';
 import { startIdentityProvider, type TestIdentityProvider } from '../fixtures/oidc-provider.js';
 import { startProtectedUpstream, type ProtectedUpstream } from '../fixtures/protected-upstream.js';
+import { AuthorizationBrowser } from '../helpers/authorization-browser.js';
 import { freshPglite } from '../helpers/databases.js';
 import { ROOT, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import { pino } from 'pino';
@@ -38,6 +40,8 @@ const CALLBACK_BASE = 'http://127.0.0.1:9';
 interface Harness {
   users: UserIdentities;
   callback: Hono;
+  /** A new browser towards the harness's routes (start link and callback). */
+  browser(): AuthorizationBrowser;
   refreshes: string[];
   refreshFailures: string[];
   /** Moves the identities' clock forward (authorization timeouts, token expiry). */
@@ -63,8 +67,10 @@ function harness(database: OpenedDatabase, cipher: TokenCipher, options: { autho
     baseUrl: CALLBACK_BASE,
   });
   const callback = new Hono();
+  mountOAuthStart(callback, users, silentLogger());
   mountOAuthCallback(callback, users, silentLogger());
-  return { users, callback, refreshes, refreshFailures, advance: (ms) => void (offset += ms) };
+  const browser = () => new AuthorizationBrowser(async (url, init) => callback.request(url, init));
+  return { users, callback, browser, refreshes, refreshFailures, advance: (ms) => void (offset += ms) };
 }
 
 /** What `ready()` refused with: the authorization the user must do. */
@@ -77,13 +83,15 @@ async function authorizationOf(auth: UpstreamAuth): Promise<AuthorizationRequire
   return error as AuthorizationRequiredError;
 }
 
-/** The user opens the URL (the provider's browserless driver logs in as `account` and consents); the browser lands on the callback. */
+/**
+ * The user opens the gateway's link and confirms (the browser is bound), the provider's
+ * browserless driver logs in as `account` and consents, and the browser lands on the callback.
+ */
 async function completeInBrowser(idp: TestIdentityProvider, h: Harness, required: AuthorizationRequiredError, account: string): Promise<Response> {
-  const url = new URL(required.authorizationUrl);
+  const browser = h.browser();
+  const url = await browser.authorizationServerUrl(required.authorizationUrl);
   expect(url.searchParams.get('redirect_uri')).toBe(`${CALLBACK_BASE}/oauth/callback`);
-  const code = await idp.authorize(url, account);
-  const query = new URLSearchParams({ code, state: url.searchParams.get('state')!, iss: idp.issuer });
-  return h.callback.request(`/oauth/callback?${query}`);
+  return browser.finish(idp, url, account);
 }
 
 /** `whoami` on the protected upstream, with the credentials `auth` gives (fresh for every request). */
@@ -136,15 +144,22 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
     const required = await authorizationOf(auth);
     expect(required.kind).toBe('authorization-required');
     expect(required.server).toBe('docs');
-    const url = new URL(required.authorizationUrl);
+    // The user gets the gateway's link, named by a handle that is also the elicitation's id.
+    expect(required.authorizationUrl).toBe(`${CALLBACK_BASE}/oauth/start/${required.elicitationId}`);
+    // Asked again before confirming: the same link, not a second authorization.
+    expect((await authorizationOf(auth)).authorizationUrl).toBe(required.authorizationUrl);
+
+    const browser = h.browser();
+    const confirmation = await browser.open(required.authorizationUrl);
+    expect(confirmation.status).toBe(200);
+    expect(confirmation.html).toContain('alice@example.com');
+    expect(confirmation.html).toContain('docs');
+    const url = await browser.authorizationServerUrl(required.authorizationUrl);
     expect(url.origin).toBe(idp.issuer);
     expect(url.searchParams.get('code_challenge_method')).toBe('S256');
     expect(url.searchParams.get('resource')).toBe(upstream.url);
-    expect(required.elicitationId).toBe(url.searchParams.get('state'));
-    // Asked again before finishing: the same link, not a second authorization.
-    expect((await authorizationOf(auth)).authorizationUrl).toBe(required.authorizationUrl);
-
-    const page = await completeInBrowser(idp, h, required, 'alice');
+    expect(url.searchParams.get('state')).not.toBe(required.elicitationId);
+    const page = await browser.finish(idp, url, 'alice');
     expect(page.status).toBe(200);
     const html = await page.text();
     expect(html).toContain('Connected');
@@ -213,26 +228,32 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
 
     const auth = h.users.authFor('expiring', config, oauth, { principal: principal('frank') });
     const required = await authorizationOf(auth);
-    const code = await idp.authorize(new URL(required.authorizationUrl), 'alice');
+    const browser = h.browser();
+    const url = await browser.authorizationServerUrl(required.authorizationUrl);
+    const code = await idp.authorize(url, 'alice');
     h.advance(61_000);
-    const late = await h.callback.request(`/oauth/callback?${new URLSearchParams({ code, state: required.elicitationId })}`);
+    const late = await browser.callback(url, { code });
     expect(late.status).toBe(400);
     expect(await required.connected(1000)).toBe(false);
     expect(await h.users.connections('frank')).toEqual([]);
 
     const fresh = await authorizationOf(auth);
-    const page = await completeInBrowser(idp, h, fresh, 'alice');
-    expect(page.status).toBe(200);
-    const replay = await h.callback.request(`/oauth/callback?${new URLSearchParams({ code: 'another', state: fresh.elicitationId })}`);
+    const again = h.browser();
+    const freshUrl = await again.authorizationServerUrl(fresh.authorizationUrl);
+    expect((await again.finish(idp, freshUrl, 'alice')).status).toBe(200);
+    const replay = await again.callback(freshUrl, { code: 'another' });
     expect(replay.status).toBe(400);
+    expect(await replay.text()).toContain('unknown, was already used, or has expired');
   });
 
   it('tells the user when they refused consent at the authorization server', async () => {
     const h = harness(database, cipher);
     const auth = h.users.authFor('refused', config, oauth, { principal: principal('gina') });
     const required = await authorizationOf(auth);
-    await expect(idp.authorize(new URL(required.authorizationUrl), 'alice', { deny: true })).rejects.toThrow(/access_denied/);
-    const page = await h.callback.request(`/oauth/callback?${new URLSearchParams({ error: 'access_denied', error_description: '<script>x</script>', state: required.elicitationId })}`);
+    const browser = h.browser();
+    const url = await browser.authorizationServerUrl(required.authorizationUrl);
+    await expect(idp.authorize(url, 'alice', { deny: true })).rejects.toThrow(/access_denied/);
+    const page = await browser.callback(url, { error: 'access_denied', error_description: '<script>x</script>' });
     expect(page.status).toBe(400);
     const html = await page.text();
     expect(html).toContain('access_denied');
@@ -307,11 +328,13 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
       await waitFor(() => connection.state === 'ready', 30_000, 'the connection to connect');
       const stepUp = await connection.request('tools/call', { name: 'admin_tool', arguments: {} }).catch((error: unknown) => error);
       expect(stepUp).toBeInstanceOf(AuthorizationRequiredError);
-      const scope = new URL((stepUp as AuthorizationRequiredError).authorizationUrl).searchParams.get('scope')!.split(' ');
+      const browser = h.browser();
+      const stepUpUrl = await browser.authorizationServerUrl((stepUp as AuthorizationRequiredError).authorizationUrl);
+      const scope = stepUpUrl.searchParams.get('scope')!.split(' ');
       expect(scope).toEqual(expect.arrayContaining(['mcp:tools', 'mcp:admin']));
       // The narrower token still serves what it covers meanwhile.
       expect(((await connection.request('tools/call', { name: 'whoami', arguments: {} })).content as { text: string }[])[0]!.text).toContain('alice');
-      expect((await completeInBrowser(idp, h, stepUp as AuthorizationRequiredError, 'alice')).status).toBe(200);
+      expect((await browser.finish(idp, stepUpUrl, 'alice')).status).toBe(200);
       const done = await connection.request('tools/call', { name: 'admin_tool', arguments: {} });
       expect((done.content as { text: string }[])[0]!.text).toBe('admin_tool done');
     } finally {
@@ -367,7 +390,7 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
       expect(failure).toBeInstanceOf(AuthorizationRequiredError);
       const required = failure as AuthorizationRequiredError;
       expect(required.kind).toBe('authorization-required');
-      expect(required.authorizationUrl.startsWith(idp.issuer)).toBe(true);
+      expect(required.authorizationUrl.startsWith(`${CALLBACK_BASE}/oauth/start/`)).toBe(true);
       expect(pool.instances()).toEqual([]);
       // The URL works: once the user has authorised there, their instance starts and acts as them.
       expect((await completeInBrowser(idp, h, required, 'alice')).status).toBe(200);
@@ -471,28 +494,29 @@ describe('user identity through the gateway', { timeout: 120_000 }, () => {
 
   const api = (path: string, user: string, init: RequestInit = {}) =>
     fetch(`${base}/api/v1${path}`, { ...init, headers: { ...as(user), ...(init.body ? { 'content-type': 'application/json' } : {}), ...init.headers } });
-  /** The user opens `authorizationUrl`; the browser comes back to the gateway's callback. */
-  const browse = async (authorizationUrl: string, account: string) => {
-    const url = new URL(authorizationUrl);
-    const code = await idp.authorize(url, account);
-    const callback = new URL(url.searchParams.get('redirect_uri')!);
-    callback.search = new URLSearchParams({ code, state: url.searchParams.get('state')!, iss: idp.issuer }).toString();
-    return fetch(callback);
-  };
+  /** A browser towards the gateway (real HTTP; redirects are followed by the browser helper, not by fetch). */
+  const browser = () => new AuthorizationBrowser((url, init) => fetch(url, { ...init, redirect: 'manual' }));
+  /** The user opens the gateway's link, confirms, signs in at the authorization server; the browser comes back to the gateway's callback. */
+  const browse = (link: string, account: string) => browser().authorize(idp, link, account);
   const linkIn = (text: string) => /https?:\/\/\S+/.exec(text.slice(text.indexOf('Open this URL')))?.[0];
 
   it('starts an authorization through the API, completes it at the gateway callback, and lists each user only their own connection', async () => {
     const started = await api('/connections/docs', 'alice', { method: 'POST' });
     expect(started.status).toBe(200);
     const { authorizationUrl } = (await started.json()) as { authorizationUrl: string };
-    expect(new URL(authorizationUrl).searchParams.get('redirect_uri')).toBe(`${base}/oauth/callback`);
+    expect(authorizationUrl.startsWith(`${base}/oauth/start/`)).toBe(true);
+    expect(authorizationUrl).not.toContain('state=');
+    expect((await browser().authorizationServerUrl(authorizationUrl)).searchParams.get('redirect_uri')).toBe(`${base}/oauth/callback`);
+    // That browser confirmed it and went no further: the user asks again and gets a new link.
+    const again = (await (await api('/connections/docs', 'alice', { method: 'POST' })).json()) as { authorizationUrl: string };
+    expect(again.authorizationUrl).not.toBe(authorizationUrl);
 
     // The callback is behind the app-wide guards: a foreign Host is refused before anything else.
     const foreign = await fetch(`${base}/oauth/callback?state=x&code=y`, { headers: { origin: 'https://evil.example' } });
     expect(foreign.status).toBe(403);
     expect(await foreign.text()).toContain('forbidden_origin');
 
-    const page = await browse(authorizationUrl, 'alice');
+    const page = await browse(again.authorizationUrl, 'alice');
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('Connected');
 
@@ -521,7 +545,8 @@ describe('user identity through the gateway', { timeout: 120_000 }, () => {
       const text = textOf(refused);
       expect(text).toContain('not authorised');
       const link = linkIn(text)!;
-      expect(link.startsWith(`${idp.issuer}/`)).toBe(true);
+      expect(link.startsWith(`${base}/oauth/start/`)).toBe(true);
+      expect(link).not.toContain('state=');
 
       const rest = (await (await api('/tools/docs__whoami/call', 'bob', { method: 'POST', body: '{}' })).json()) as { result: { isError?: boolean; content: { text: string }[] } };
       expect(rest.result.isError).toBe(true);
@@ -552,7 +577,8 @@ describe('user identity through the gateway', { timeout: 120_000 }, () => {
       expect(result.isError).toBeFalsy();
       expect(JSON.parse(textOf(result)).sub).toBe('carol');
       expect(asked).toHaveLength(1);
-      expect(asked[0]).toMatchObject({ mode: 'url', elicitationId: new URL(String(asked[0]!.url)).searchParams.get('state') });
+      expect(String(asked[0]!.url)).not.toContain('state=');
+      expect(asked[0]).toMatchObject({ mode: 'url', elicitationId: new URL(String(asked[0]!.url)).pathname.split('/').at(-1) });
       expect((await browsing[0])!.status).toBe(200);
     } finally {
       await client.close();
@@ -566,7 +592,7 @@ describe('user identity through the gateway', { timeout: 120_000 }, () => {
     try {
       const result = await client.callTool({ name: 'docs__whoami', arguments: {} });
       expect(result.isError).toBe(true);
-      expect(linkIn(textOf(result))?.startsWith(`${idp.issuer}/`)).toBe(true);
+      expect(linkIn(textOf(result))?.startsWith(`${base}/oauth/start/`)).toBe(true);
     } finally {
       await client.close();
     }

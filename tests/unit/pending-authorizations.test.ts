@@ -55,6 +55,49 @@ describe('pending authorizations', () => {
     expect(pending.reusable('alice', 'docs', 'read')).toBeUndefined();
   });
 
+  it('are named to the user by a handle that is not the state, bound to one browser once, and completed only with that binding', () => {
+    const pending = new PendingAuthorizations<string>({ ttlMs: 60_000 });
+    const record = pending.create('alice', 'docs', undefined, 'context');
+    record.authorizationUrl = 'https://as.example/authorize?state=x';
+    expect(record.handle).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(record.handle).not.toBe(record.state);
+    expect(pending.byHandle(record.handle)).toBe(record);
+    expect(pending.byHandle(record.state)).toBeUndefined();
+    // Never confirmed: no browser can complete it.
+    expect(pending.presentedBinding(record, {})).toBe(false);
+
+    const first = pending.bind(record.handle);
+    if (!first.bound) throw new Error('not bound');
+    expect(first.cookie.name).toMatch(/^conflux_oauth_[0-9a-f]{16}$/);
+    expect(first.cookie.value).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(pending.bind(record.handle)).toEqual({ bound: false, reason: 'already-bound' });
+    expect(pending.bind('no-such-handle')).toEqual({ bound: false, reason: 'unknown' });
+    expect(pending.isBound(record)).toBe(true);
+    // Confirmed in a browser: not handed out again to another caller.
+    expect(pending.reusable('alice', 'docs', undefined)).toBeUndefined();
+
+    expect(pending.presentedBinding(record, {})).toBe(false);
+    expect(pending.presentedBinding(record, { [first.cookie.name]: `${first.cookie.value}x` })).toBe(false);
+    expect(pending.presentedBinding(record, { conflux_oauth_0000000000000000: first.cookie.value })).toBe(false);
+    expect(pending.presentedBinding(record, { [first.cookie.name]: first.cookie.value })).toBe(true);
+    expect(pending.bindingCookie(record)).toBe(first.cookie.name);
+    // Nothing of the cookie's value is kept in the record.
+    expect(JSON.stringify(record)).not.toContain(first.cookie.value);
+
+    expect(pending.take(record.state)).toBe(record);
+    expect(pending.byHandle(record.handle)).toBeUndefined();
+    expect(pending.bind(record.handle)).toEqual({ bound: false, reason: 'unknown' });
+  });
+
+  it('forget the handles of expired records', () => {
+    let now = 0;
+    const pending = new PendingAuthorizations({ ttlMs: 1000, now: () => now });
+    const record = pending.create('alice', 'docs', undefined, undefined);
+    now = 1000;
+    expect(pending.byHandle(record.handle)).toBeUndefined();
+    expect(pending.bind(record.handle)).toEqual({ bound: false, reason: 'unknown' });
+  });
+
   it('are dropped when their connection is revoked, and all when the gateway stops', async () => {
     const pending = new PendingAuthorizations({ ttlMs: 60_000 });
     const docs = pending.create('alice', 'docs', undefined, undefined);

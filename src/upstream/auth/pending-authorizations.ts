@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { OAuthDiscoveryState } from '@modelcontextprotocol/client';
 
 /** How a started authorization ended, for whoever waits on it. */
@@ -10,8 +10,13 @@ export type AuthorizationOutcome = { connected: true } | { connected: false; rea
  * what waiters hear when it ends.
  */
 export interface PendingAuthorization<C = unknown> {
-  /** The OAuth `state`: 256 random bits, the only thing that ties a callback to this record. */
+  /** The OAuth `state`: 256 random bits. It goes to the authorization server only (in the redirect), never to the user. */
   readonly state: string;
+  /**
+   * The user's link is `/oauth/start/<handle>`: 256 random bits, not the state. Whoever opens it
+   * first and confirms binds the authorization to their browser (`bind`).
+   */
+  readonly handle: string;
   readonly user: string;
   readonly server: string;
   /** The scope asked for (undefined: the upstream's own choice). */
@@ -29,7 +34,17 @@ export interface PendingAuthorization<C = unknown> {
 
 interface Entry<C> extends PendingAuthorization<C> {
   settle(outcome: AuthorizationOutcome): void;
+  /** Set once by `bind`: the cookie's name and the SHA-256 of its value (the value itself is only in that browser). */
+  binding: { cookie: string; hash: Buffer } | undefined;
 }
+
+/** What confirming a link gave: the browser's cookie, or why there is none. */
+export type BindResult<C> =
+  | { bound: true; record: PendingAuthorization<C>; cookie: { name: string; value: string } }
+  | { bound: false; reason: 'unknown' | 'already-bound' };
+
+/** Binding cookies are named `conflux_oauth_<id>`: one per authorization, so two under way in one browser do not overwrite each other. */
+export const BINDING_COOKIE_PREFIX = 'conflux_oauth_';
 
 export interface PendingAuthorizationsOptions {
   /** How long a started authorization waits for its callback. */
@@ -45,13 +60,15 @@ const DEFAULT_CAPACITY = 10_000;
 const DEFAULT_CAPACITY_PER_USER = 20;
 
 /**
- * Authorizations started and not yet called back, by `state`. In memory: a callback must come
+ * Authorizations started and not yet called back, by `state` (the callback) and by `handle`
+ * (the user's link, which binds one to a browser before it leaves for the authorization server). In memory: a callback must come
  * back to the replica that started it (the authorization server redirects the browser within
  * minutes, and a sticky load balancer or a single replica sees it through). Each record is
  * used once (`take`), expires after `ttlMs`, and the store is bounded in total and per user.
  */
 export class PendingAuthorizations<C = unknown> {
   readonly #entries = new Map<string, Entry<C>>();
+  readonly #byHandle = new Map<string, Entry<C>>();
   readonly #ttlMs: number;
   readonly #capacity: number;
   readonly #capacityPerUser: number;
@@ -80,6 +97,8 @@ export class PendingAuthorizations<C = unknown> {
     let settled = false;
     const entry: Entry<C> = {
       state: randomBytes(32).toString('base64url'),
+      handle: randomBytes(32).toString('base64url'),
+      binding: undefined,
       user,
       server,
       scope,
@@ -96,19 +115,62 @@ export class PendingAuthorizations<C = unknown> {
       },
     };
     this.#entries.set(entry.state, entry);
+    this.#byHandle.set(entry.handle, entry);
     return entry;
+  }
+
+  /** The record the user's link names if it is still waiting (whether bound or not); nothing is changed. */
+  byHandle(handle: string): PendingAuthorization<C> | undefined {
+    this.#sweep();
+    return this.#byHandle.get(handle);
+  }
+
+  /** Whether the record was confirmed in a browser already. */
+  isBound(record: PendingAuthorization<C>): boolean {
+    return (record as Entry<C>).binding !== undefined;
+  }
+
+  /**
+   * Binds the authorization the link names to the browser confirming it, once: the cookie
+   * returned is what its callback must present. A second confirmation (another browser, or the
+   * same one again) is refused: the first one owns it.
+   */
+  bind(handle: string): BindResult<C> {
+    this.#sweep();
+    const entry = this.#byHandle.get(handle);
+    if (!entry) return { bound: false, reason: 'unknown' };
+    if (entry.binding) return { bound: false, reason: 'already-bound' };
+    const cookie = { name: `${BINDING_COOKIE_PREFIX}${randomBytes(8).toString('hex')}`, value: randomBytes(32).toString('base64url') };
+    entry.binding = { cookie: cookie.name, hash: sha256(cookie.value) };
+    return { bound: true, record: entry, cookie };
+  }
+
+  /**
+   * Whether `cookies` (those the callback's browser sent) hold the record's binding. False for a
+   * record never confirmed: its callback cannot come from a browser that asked for it.
+   */
+  presentedBinding(record: PendingAuthorization<C>, cookies: Readonly<Record<string, string>>): boolean {
+    const binding = (record as Entry<C>).binding;
+    const value = binding ? cookies[binding.cookie] : undefined;
+    return binding !== undefined && value !== undefined && timingSafeEqual(sha256(value), binding.hash);
+  }
+
+  /** The name of the record's binding cookie (to clear it), if it was confirmed. */
+  bindingCookie(record: PendingAuthorization<C>): string | undefined {
+    return (record as Entry<C>).binding?.cookie;
   }
 
   /**
    * An authorization of `user` on `server` still waiting, with its URL, for `scope`, and with at
-   * least half its time left: a user asked twice (two calls, two clients) gets one URL to open.
+   * least half its time left, not yet confirmed in a browser: a user asked twice (two calls,
+   * two clients) gets one URL to open, and one who confirmed and gave up gets a fresh one.
    */
   reusable(user: string, server: string, scope: string | undefined): PendingAuthorization<C> | undefined {
     this.#sweep();
     const now = this.#now();
     let found: Entry<C> | undefined;
     for (const entry of this.#entries.values()) {
-      if (entry.user === user && entry.server === server && entry.scope === scope && entry.authorizationUrl && entry.expiresAt - now >= this.#ttlMs / 2) found = entry;
+      if (entry.user === user && entry.server === server && entry.scope === scope && entry.authorizationUrl && !entry.binding && entry.expiresAt - now >= this.#ttlMs / 2) found = entry;
     }
     return found;
   }
@@ -119,6 +181,7 @@ export class PendingAuthorizations<C = unknown> {
     const entry = this.#entries.get(state);
     if (!entry) return undefined;
     this.#entries.delete(state);
+    this.#byHandle.delete(entry.handle);
     return entry;
   }
 
@@ -154,6 +217,11 @@ export class PendingAuthorizations<C = unknown> {
 
   #drop(entry: Entry<C>, reason: string): void {
     this.#entries.delete(entry.state);
+    this.#byHandle.delete(entry.handle);
     entry.settle({ connected: false, reason });
   }
+}
+
+function sha256(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
 }

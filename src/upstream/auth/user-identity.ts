@@ -19,6 +19,8 @@ export type { UserConnection } from './user-token-store.js';
 
 /** Where the gateway's OAuth callback is served. */
 export const OAUTH_CALLBACK_PATH = '/oauth/callback';
+/** Where users' links lead: `<publicUrl>/oauth/start/<handle>`, a confirmation page that binds the authorization to their browser. */
+export const OAUTH_START_PATH = '/oauth/start';
 
 export interface UserIdentitiesDeps {
   repository: UpstreamTokenRepository;
@@ -98,6 +100,14 @@ export class UserIdentities {
   /** The redirect URL sent to authorization servers: `<publicUrl>/oauth/callback`. */
   get redirectUrl(): string {
     return `${(this.#deps.settings.publicUrl ?? this.#baseUrl).replace(/\/$/, '')}${OAUTH_CALLBACK_PATH}`;
+  }
+
+  /**
+   * The authorizations waiting for their user, for the start route (`/oauth/start/<handle>`):
+   * it shows whose and which each is, and binds it to the browser that confirms it.
+   */
+  get authorizations(): PendingAuthorizations<AuthorizationContext> {
+    return this.#pending;
   }
 
   /** The gateway listens at `baseUrl` (used when `publicUrl` is not set). */
@@ -198,17 +208,27 @@ export class UserIdentities {
 
   /**
    * Completes the authorization `state` names with the authorization server's answer, stores
-   * the tokens and tells whoever waits on it. Refused with `AuthorizationCallbackError`: an
-   * unknown, expired or used state (400), a refusal by the authorization server (400), or a code
-   * that could not be redeemed (502).
+   * the tokens and tells whoever waits on it. `cookies` are the callback browser's: they must
+   * hold the binding set when the user confirmed the link, or a browser other than the user's
+   * (one sent a stolen link or state) could finish it. Refused with `AuthorizationCallbackError`:
+   * an unknown, expired or used state (400), a browser without the binding (400, and the
+   * authorization is dropped), a refusal by the authorization server (400), or a code that could
+   * not be redeemed (502). Answers the binding cookie's name, for the page to clear it.
    */
-  async complete(callback: { state: string; code?: string | undefined; iss?: string | undefined; error?: string | undefined }): Promise<{ user: string; server: string }> {
+  async complete(
+    callback: { state: string; code?: string | undefined; iss?: string | undefined; error?: string | undefined },
+    cookies: Readonly<Record<string, string>>,
+  ): Promise<{ user: string; server: string; bindingCookie: string | undefined }> {
     const record = this.#pending.take(callback.state);
     if (!record) throw new AuthorizationCallbackError(400, 'This authorization is unknown, was already used, or has expired. Call the tool again for a new link.');
     const fail = (status: 400 | 502, message: string): never => {
       this.#pending.settle(record, { connected: false, reason: message });
       throw new AuthorizationCallbackError(status, message);
     };
+    if (!this.#pending.presentedBinding(record, cookies)) {
+      this.#deps.oauth.logger.warn({ server: record.server, user: record.user }, 'an authorization callback came from a browser that did not confirm its link; the authorization was dropped');
+      return fail(400, 'This authorization was not started in this browser. Open the link you were given, in the browser you sign in with, and confirm there.');
+    }
     if (callback.error !== undefined || !callback.code) {
       return fail(400, `The authorization server did not authorise the gateway (${oauthErrorCode(callback.error)}).`);
     }
@@ -222,7 +242,7 @@ export class UserIdentities {
     this.#deps.oauth.logger.info({ server: record.server, user: record.user }, 'a user authorised an upstream');
     this.#tell(this.#connectedListeners, record.context.caller, record.server);
     this.#pending.settle(record, { connected: true });
-    return { user: record.user, server: record.server };
+    return { user: record.user, server: record.server, bindingCookie: this.#pending.bindingCookie(record) };
   }
 
   /** Stored connections: `user`'s, or everyone's. Never a token. */
@@ -291,7 +311,10 @@ export class UserIdentities {
 
   #required(record: PendingAuthorization<AuthorizationContext>): AuthorizationRequiredError {
     // The message is logged and shown as the server's last error: the URL (one user's to open) stays out of it.
-    return new AuthorizationRequiredError(record.server, `the user has not authorised the gateway on "${record.server}" yet`, record.authorizationUrl!, record.state, record.outcome);
+    // The user gets the gateway's link, never the authorization server's URL: that carries the
+    // state, and whoever opened it could finish the authorization in a browser of their choosing.
+    const link = `${(this.#deps.settings.publicUrl ?? this.#baseUrl).replace(/\/$/, '')}${OAUTH_START_PATH}/${record.handle}`;
+    return new AuthorizationRequiredError(record.server, `the user has not authorised the gateway on "${record.server}" yet`, link, record.handle, record.outcome);
   }
 
   #tell(listeners: Set<(caller: CallerIdentity, server: string) => void>, caller: CallerIdentity | undefined, server: string): void {
