@@ -84,7 +84,18 @@ export function upstreamAuthErrorIn(error: unknown): UpstreamAuthError | undefin
 /** The tool error a caller reads for an upstream the gateway cannot authenticate to: for a user who must authorise it, what to do and the URL. */
 export function upstreamAuthResult(error: UpstreamAuthError): CallToolResult {
   const text = error.kind === 'authorization-required' ? authorizationRequiredText(error) : `"${error.server}" cannot be reached with the gateway's credentials: ${error.message}`;
-  return { isError: true, content: [{ type: 'text', text }] };
+  const result: CallToolResult = { isError: true, content: [{ type: 'text', text }] };
+  // The URL's `state` completes the user's authorization: only the caller reads it, never an audit row or a log.
+  if (error.kind === 'authorization-required') recordedTexts.set(result, `authorization required for "${error.server}"`);
+  return result;
+}
+
+/** What audit rows and logs keep of results whose text is for the caller's eyes only. */
+const recordedTexts = new WeakMap<CallToolResult, string>();
+
+/** The text an audit row or a log line keeps of `result`'s error, when it must differ from what the caller reads (undefined: the caller's text will do). */
+export function recordedTextOf(result: CallToolResult): string | undefined {
+  return recordedTexts.get(result);
 }
 
 /** An unexpected failure, logged whole under `incident`; `message` is all the client reads of it. */

@@ -11,7 +11,7 @@ import { legalName } from '../catalog/naming.js';
 import { broadcast, type BroadcastDeps, type BroadcastPart } from './broadcast.js';
 import { isSessionlessMcp, type DownstreamCall } from './downstream-call.js';
 import { AccessDeniedError } from '../auth/access-policy.js';
-import { HiddenToolError, toolCallFailure, UnknownToolError, unknownTool, upstreamAuthErrorIn, upstreamAuthResult, WireMcpError } from './error-mapping.js';
+import { HiddenToolError, recordedTextOf, toolCallFailure, UnknownToolError, unknownTool, upstreamAuthErrorIn, upstreamAuthResult, WireMcpError } from './error-mapping.js';
 import { forward } from './forward.js';
 import type { TaskRelay } from './task-relay.js';
 import { isTaskHandle, withoutLegacyTaskParam } from './task-wire.js';
@@ -150,7 +150,7 @@ async function audited(
       throw error;
     }
     const { result, refused } = outcome;
-    done(result.isError ? 'error' : 'ok', result.isError ? firstText(result) : undefined, refused);
+    done(result.isError ? 'error' : 'ok', result.isError ? (recordedTextOf(result) ?? firstText(result)) : undefined, refused);
     return outcome;
   });
 }
@@ -231,24 +231,30 @@ async function withUserAuthorization(deps: ToolCallDeps, server: string, call: D
   return send();
 }
 
-/** Asks the client to open the authorization URL (elicitation `mode: url`) and waits for the user to finish; true once they have. */
+/**
+ * Asks the client to open the authorization URL (elicitation `mode: url`) and waits for the user
+ * to finish; true once they have. Both waits (the client's answer, then the callback) share one
+ * deadline: the authorization's own lifetime (`authorizationTimeoutSeconds`), cut short by the call's signal.
+ */
 async function authorizedThroughClient(deps: ToolCallDeps, server: string, required: UpstreamAuthError, call: DownstreamCall): Promise<boolean> {
   if (!(required instanceof AuthorizationRequiredError) || call.clientCapabilities?.elicitation?.url === undefined) return false;
-  const timeoutMs = (deps.upstreams.get(server)?.config.timeout ?? 60) * 1000;
+  // Whole milliseconds, at least one: AbortSignal.timeout takes an integer.
+  const remaining = () => Math.max(1, Math.ceil(required.remainingMs() ?? (deps.upstreams.get(server)?.config.timeout ?? 60) * 1000));
+  const deadline = AbortSignal.any([call.signal, AbortSignal.timeout(remaining())]);
   const { elicitationId } = required;
   let answer: Record<string, unknown>;
   try {
     answer = await call.sendRequest(
       { method: 'elicitation/create', params: { mode: 'url', elicitationId, url: required.authorizationUrl, message: `Authorise the gateway to act for you on "${server}".` } },
-      { signal: call.signal, timeout: timeoutMs },
+      { signal: deadline, timeout: remaining() },
     );
-  } catch (error) {
-    // The client could not be asked after all (a 2026-07-28 request, a client that went away): the URL goes in the answer.
-    deps.logger.debug({ err: error, server }, 'the client could not be asked to open an authorization URL');
+  } catch {
+    // The client could not be asked after all (a 2026-07-28 request, a client that went away, the deadline): the URL goes in the answer.
+    deps.logger.debug({ server }, 'the client could not be asked to open an authorization URL');
     return false;
   }
   if (answer.action !== 'accept') return false;
-  const connected = await required.connected(timeoutMs, call.signal);
+  const connected = await required.connected(remaining(), deadline);
   if (connected) void bestEffort(call.sendNotification({ method: 'notifications/elicitation/complete', params: { elicitationId } }), deps.logger, 'tell the client the authorization is complete');
   return connected;
 }

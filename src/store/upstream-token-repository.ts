@@ -39,17 +39,34 @@ export class UpstreamTokenRepository {
     return rows as StoredCredential[];
   }
 
-  /**
-   * Stores a user's tokens for a server, replacing any. `refreshed`: the same connection's
-   * new tokens, which keeps its creation time; otherwise the connection is new from now.
-   */
-  async saveToken(user: string, server: string, value: NewCredential, refreshed = false): Promise<void> {
-    await this.#upsert('token', user, server, value, !refreshed);
+  /** Stores a user's new tokens for a server (an authorization, a token handed in), replacing any: the connection is new from now. */
+  async saveToken(user: string, server: string, value: NewCredential): Promise<void> {
+    await this.#upsert('token', user, server, value, true);
   }
 
-  /** True when there was one. */
-  async deleteToken(user: string, server: string): Promise<boolean> {
-    return this.#delete('token', user, server);
+  /**
+   * Replaces the tokens sealed as `previousSecret` by their refreshed successors, keeping the
+   * connection's creation time. False when the row no longer holds them (revoked, or replaced
+   * meanwhile): the refresh's result is dropped rather than bringing a revoked connection back.
+   * The sealed value serves as the row's version: every write seals with a fresh IV.
+   */
+  async replaceToken(user: string, server: string, value: NewCredential, previousSecret: string): Promise<boolean> {
+    const rows = await this.db
+      .update(upstreamCredentials)
+      .set({ ...value, updatedAt: sql`now()` })
+      .where(and(this.#key('token', user, server), eq(upstreamCredentials.secret, previousSecret)))
+      .returning({ owner: upstreamCredentials.owner });
+    return rows.length === 1;
+  }
+
+  /** True when there was one. `onlySecret`: delete only while the row still holds that sealed value. */
+  async deleteToken(user: string, server: string, onlySecret?: string): Promise<boolean> {
+    if (onlySecret === undefined) return this.#delete('token', user, server);
+    const rows = await this.db
+      .delete(upstreamCredentials)
+      .where(and(this.#key('token', user, server), eq(upstreamCredentials.secret, onlySecret)))
+      .returning({ owner: upstreamCredentials.owner });
+    return rows.length === 1;
   }
 
   /** The gateway's registration at `issuer` for `redirectUrl`. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -83,10 +83,31 @@ describe('the token cipher (AES-256-GCM)', () => {
     const dataDir = join(folder, 'pgdata');
     const first = tokenCipherFor({ tokenKey: undefined, previousTokenKeys: [] }, {}, { kind: 'pglite', dataDirLock: { dataDir } });
     const sealed = first.seal(TOKEN, ROW);
-    const keyFile = join(folder, 'upstream-token.key');
+    const keyFile = join(folder, 'pgdata.token-key');
     expect(statSync(keyFile).mode & 0o777).toBe(0o600);
     expect(Buffer.from(readFileSync(keyFile, 'utf8').trim(), 'base64')).toHaveLength(32);
     const second = tokenCipherFor({ tokenKey: undefined, previousTokenKeys: [] }, {}, { kind: 'pglite', dataDirLock: { dataDir } });
     expect(second.open(sealed, ROW)).toBe(TOKEN);
+    // Another data folder beside it has its own key file.
+    const other = tokenCipherFor({ tokenKey: undefined, previousTokenKeys: [] }, {}, { kind: 'pglite', dataDirLock: { dataDir: join(folder, 'other') } });
+    other.seal(TOKEN, ROW);
+    expect(readFileSync(join(folder, 'other.token-key'), 'utf8')).not.toBe(readFileSync(keyFile, 'utf8'));
+    expect(() => other.open(sealed, ROW)).toThrow(TokenDecryptionError);
+  });
+
+  it('refuses a default key file open to others, or one that is a symbolic link', () => {
+    const loose = join(folder, 'loose');
+    writeFileSync(`${loose}.token-key`, `${key()}\n`, { mode: 0o644 });
+    chmodSync(`${loose}.token-key`, 0o644);
+    const wide = tokenCipherFor({ tokenKey: undefined, previousTokenKeys: [] }, {}, { kind: 'pglite', dataDirLock: { dataDir: loose } });
+    expect(() => wide.seal(TOKEN, ROW)).toThrow(UpstreamAuthError);
+    expect(() => wide.seal(TOKEN, ROW)).toThrow(/readable or writable by others \(mode 644/);
+
+    const target = join(folder, 'elsewhere.key');
+    writeFileSync(target, `${key()}\n`, { mode: 0o600 });
+    const linked = join(folder, 'linked');
+    symlinkSync(target, `${linked}.token-key`);
+    const viaLink = tokenCipherFor({ tokenKey: undefined, previousTokenKeys: [] }, {}, { kind: 'pglite', dataDirLock: { dataDir: linked } });
+    expect(() => viaLink.seal(TOKEN, ROW)).toThrow(/is a symbolic link/);
   });
 });

@@ -2,24 +2,36 @@ import type { AuthorizationOutcome } from './pending-authorizations.js';
 import { UpstreamAuthError } from './upstream-auth.js';
 
 /**
- * A user must authorise the gateway at `authorizationUrl` before their call can reach the
- * server. Besides the URL it carries the authorization's `state` (the `elicitationId` a client
- * that opens URLs for the user is given) and a way to wait for its callback, so whoever shows
- * the URL can also wait for the user and retry.
+ * A user must authorise the gateway at `authorizationUrl` (the gateway's own start link) before
+ * their call can reach the server. Besides the URL it carries the link's handle (the
+ * `elicitationId` a client that opens URLs for the user is given) and a way to wait for the
+ * callback, so whoever shows the URL can also wait for the user and retry.
  */
 export class AuthorizationRequiredError extends UpstreamAuthError {
   readonly #outcome: Promise<AuthorizationOutcome>;
+  declare readonly authorizationUrl: string;
+  /** The start link's handle: one URL, one id. Not enumerable, like the URL: a logged error must not carry it. */
+  declare readonly elicitationId: string;
 
-  constructor(
-    server: string,
-    message: string,
-    override readonly authorizationUrl: string,
-    /** The authorization's `state`: one URL, one id. */
-    readonly elicitationId: string,
-    outcome: Promise<AuthorizationOutcome>,
-  ) {
+  /** `performance.now()` when the authorization expires (undefined: not known). */
+  readonly #deadline: number | undefined;
+
+  /** `remainingMs`: how long the authorization stays open (`authorizationTimeoutSeconds` from its start). */
+  constructor(server: string, message: string, authorizationUrl: string, elicitationId: string, outcome: Promise<AuthorizationOutcome>, remainingMs?: number) {
     super('authorization-required', server, message, authorizationUrl);
+    Object.defineProperty(this, 'elicitationId', { value: elicitationId, enumerable: false });
     this.#outcome = outcome;
+    this.#deadline = remainingMs === undefined ? undefined : performance.now() + Math.max(0, remainingMs);
+  }
+
+  /** How long the user has left to complete it; undefined when not known. */
+  remainingMs(): number | undefined {
+    return this.#deadline === undefined ? undefined : Math.max(0, this.#deadline - performance.now());
+  }
+
+  /** What a log or serialiser sees: the kind, the server and the message, never the URL or its handle. */
+  toJSON(): Record<string, unknown> {
+    return { name: this.name, kind: this.kind, server: this.server, message: this.message };
   }
 
   /** Whether the user completed the authorization within `timeoutMs` (false also when `signal` aborts first, or it failed). */

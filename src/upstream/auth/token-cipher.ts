@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { lstatSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { UpstreamIdentitySettings } from '../../config/schema.js';
 import { credentialSource, type CredentialSource } from './credential-ref.js';
@@ -123,8 +123,8 @@ function keyId(key: Buffer): string {
 }
 
 /**
- * The cipher the settings describe. Without `tokenKey`: a key file beside the embedded
- * database's folder (created once, readable by its owner only), or, for a database kept in
+ * The cipher the settings describe. Without `tokenKey`: a key file named after the embedded
+ * database's folder (`<dataDir>.token-key`, created once, readable by its owner only), or, for a database kept in
  * memory, a key kept in memory too (both end with the process). With PostgreSQL and no
  * `tokenKey` there is nowhere safe to keep a key: every use fails as `misconfigured`, naming the setting.
  */
@@ -148,9 +148,14 @@ export function tokenCipherFor(
   );
 }
 
-/** The default key file of an embedded database in `dataDir` (`upstream-token.key` beside it), created with a fresh key when first needed. */
+/**
+ * The default key file of an embedded database in `dataDir`: `<dataDir>.token-key`, named after
+ * that folder so that no other data folder beside it shares it, created with a fresh key when
+ * first needed. Before each read it must still be a regular file (not a link someone could point
+ * elsewhere), owned by this process's user and closed to everyone else; otherwise `misconfigured`.
+ */
 function keyFileBeside(dataDir: string, env: Readonly<Record<string, string | undefined>>): CredentialSource {
-  const path = join(dirname(resolve(dataDir)), 'upstream-token.key');
+  const path = `${resolve(dataDir)}.token-key`;
   const file = credentialSource(TOKEN_KEY_LABEL, pathToFileURL(path).href, env);
   let created = false;
   return {
@@ -164,9 +169,28 @@ function keyFileBeside(dataDir: string, env: Readonly<Record<string, string | un
         }
         created = true;
       }
+      checkKeyFile(path, file.describe);
       return file.read();
     },
   };
+}
+
+/** Refuses a default key file that is a symbolic link, another user's, or open to group or others. */
+function checkKeyFile(path: string, describe: string): void {
+  const refuse = (why: string): never => {
+    throw new UpstreamAuthError('misconfigured', TOKEN_KEY_LABEL, `the token key file ${describe} ${why}; fix it or set ${TOKEN_KEY_LABEL}`);
+  };
+  let stat;
+  try {
+    stat = lstatSync(path);
+  } catch (error) {
+    return refuse(`cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  if (stat.isSymbolicLink()) return refuse('is a symbolic link');
+  if (!stat.isFile()) return refuse('is not a regular file');
+  const uid = process.getuid?.();
+  if (uid !== undefined && stat.uid !== uid) return refuse(`is owned by another user (uid ${stat.uid}, the gateway runs as ${uid})`);
+  if ((stat.mode & 0o077) !== 0) return refuse(`is readable or writable by others (mode ${(stat.mode & 0o777).toString(8)}; chmod 600 it)`);
 }
 
 function memoryKey(): () => string {

@@ -47,13 +47,17 @@ export type UpstreamAuthErrorKind =
 export class UpstreamAuthError extends Error {
   override readonly name = 'UpstreamAuthError';
 
+  /** The URL the user must open; not enumerable, so a logged error (pino copies enumerable fields) never carries its live `state`. */
+  declare readonly authorizationUrl?: string;
+
   constructor(
     readonly kind: UpstreamAuthErrorKind,
     readonly server: string,
     message: string,
-    readonly authorizationUrl?: string,
+    authorizationUrl?: string,
   ) {
     super(message);
+    Object.defineProperty(this, 'authorizationUrl', { value: authorizationUrl, enumerable: false });
   }
 }
 

@@ -143,7 +143,8 @@ export class UserIdentities {
     const stored = await this.#store.get(user, server);
     let tokens = stored;
     if (stored && needsRenewal(held(stored), this.#now())) {
-      if (stored.refreshToken) {
+      // A token the user handed in is not the gateway's to refresh: it serves until it expires.
+      if (stored.refreshToken && stored.source !== 'api') {
         try {
           tokens = await this.#refresh.refresh(user, server, config, auth, stored);
         } catch (error) {
@@ -253,7 +254,7 @@ export class UserIdentities {
   /** Forgets the user's tokens for the server (and any authorization of it still waiting). True when there were tokens. */
   async revoke(user: string, server: string): Promise<boolean> {
     this.#pending.dropFor(user, server, 'the connection was revoked');
-    const removed = await this.#store.delete(user, server);
+    const removed = await this.#store.revoke(user, server);
     for (const listener of this.#revokedListeners) this.#safely(() => listener(user, server), server);
     return removed;
   }
@@ -314,7 +315,7 @@ export class UserIdentities {
     // The user gets the gateway's link, never the authorization server's URL: that carries the
     // state, and whoever opened it could finish the authorization in a browser of their choosing.
     const link = `${(this.#deps.settings.publicUrl ?? this.#baseUrl).replace(/\/$/, '')}${OAUTH_START_PATH}/${record.handle}`;
-    return new AuthorizationRequiredError(record.server, `the user has not authorised the gateway on "${record.server}" yet`, link, record.handle, record.outcome);
+    return new AuthorizationRequiredError(record.server, `the user has not authorised the gateway on "${record.server}" yet`, link, record.handle, record.outcome, record.expiresAt - this.#now());
   }
 
   #tell(listeners: Set<(caller: CallerIdentity, server: string) => void>, caller: CallerIdentity | undefined, server: string): void {

@@ -28,6 +28,8 @@ export interface AuthorizationContext {
    * take its place.
    */
   client?: StoredOAuthClientInformation | undefined;
+  /** The store's revocation mark when it started: the callback stores nothing if the user revoked the connection since. */
+  revocationMark?: number | undefined;
 }
 
 /** The parts of `UserIdentities` a provider works with. */
@@ -81,6 +83,7 @@ export class UserOAuthProvider implements OAuthClientProvider {
   }
 
   state(): string {
+    this.context.revocationMark = this.deps.store.revocationMark(this.user, this.server);
     const record = this.deps.pending.create(this.user, this.server, this.scope, this.context);
     record.discovery = this.deps.discovery.get(this.context.serverUrl);
     this.started = record;
@@ -135,7 +138,7 @@ export class UserOAuthProvider implements OAuthClientProvider {
   }
 
   async saveTokens(tokens: StoredOAuthTokens): Promise<void> {
-    await this.deps.store.save(this.user, this.server, tokens, { source: 'authorization' });
+    await this.deps.store.save(this.user, this.server, tokens, { source: 'authorization', revocationMark: this.record?.context.revocationMark });
   }
 
   redirectToAuthorization(authorizationUrl: URL): void {
@@ -167,12 +170,11 @@ export class UserOAuthProvider implements OAuthClientProvider {
   async invalidateCredentials(scope: 'all' | 'client' | 'tokens' | 'verifier' | 'discovery'): Promise<void> {
     // A code that fails to redeem says nothing of the tokens stored before: they stay.
     if ((scope === 'all' || scope === 'tokens') && !this.record) await this.deps.store.delete(this.user, this.server);
+    // The gateway's registration serves every user at this authorization server: one user's
+    // refusal never deletes it (the failure is reported as misconfigured; an operator fixes
+    // the registration). This authorization only forgets the client it held.
     if (scope === 'all' || scope === 'client') this.context.client = undefined;
     if (scope === 'all' || scope === 'discovery') this.deps.discovery.delete(this.context.serverUrl);
-    if ((scope === 'all' || scope === 'client') && !this.context.auth.clientId) {
-      const issuer = (this.record?.discovery ?? this.deps.discovery.get(this.context.serverUrl))?.authorizationServerMetadata?.issuer;
-      if (issuer) await this.deps.store.deleteClient(issuer, this.context.redirectUrl);
-    }
   }
 }
 

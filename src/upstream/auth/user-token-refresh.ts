@@ -38,8 +38,16 @@ export class UserTokenRefresh {
     this.#deps = deps;
   }
 
-  /** The new tokens; undefined when the grant is gone (the tokens were deleted); `UpstreamAuthError` (`failed`) when the authorization server failed. */
+  /**
+   * The new tokens (or those another refresh stored meanwhile); undefined when the grant is gone
+   * (the refused tokens were deleted) or the connection was revoked meanwhile. `UpstreamAuthError`:
+   * `failed` when the authorization server failed, `misconfigured` when it refused the gateway's
+   * client or no client is known to refresh as (the tokens stay: the client is at fault, not the user).
+   * A token the user handed in (`source: 'api'`) is never refreshed with the gateway's client: it
+   * is returned as it is, to expire (the user hands in another).
+   */
   refresh(user: string, server: string, config: HttpServerConfig, oauth: OAuth2AuthConfig, tokens: UserTokens): Promise<UserTokens | undefined> {
+    if (tokens.source === 'api') return Promise.resolve(undefined);
     const key = JSON.stringify([user, server]);
     let refreshing = this.#refreshing.get(key);
     if (!refreshing) {
@@ -49,8 +57,14 @@ export class UserTokenRefresh {
     return refreshing;
   }
 
-  async #refreshNow(user: string, server: string, config: HttpServerConfig, oauth: OAuth2AuthConfig, tokens: UserTokens): Promise<UserTokens | undefined> {
+  async #refreshNow(user: string, server: string, config: HttpServerConfig, oauth: OAuth2AuthConfig, held: UserTokens): Promise<UserTokens | undefined> {
     const deps = this.#deps.provider();
+    // Decided on the row as it is now, not on what the caller held (a cached read, or tokens
+    // another replica has refreshed since): revoked, nothing to do; replaced, those serve.
+    const tokens = await deps.store.reload(user, server);
+    if (!tokens) return undefined;
+    if (tokens.revision !== held.revision) return tokens;
+    if (!tokens.refreshToken || tokens.source === 'api') return undefined;
     let discovery: OAuthDiscoveryState;
     try {
       discovery = await this.#discover(deps.discovery, config.url, oauth);
@@ -61,28 +75,33 @@ export class UserTokenRefresh {
     const provider = new UserOAuthProvider(deps, user, server, { serverUrl: config.url, auth: oauth, redirectUrl: this.#deps.redirectUrl(), caller: undefined }, undefined);
     const clientInformation = await provider.knownClient(issuer);
     if (!clientInformation) {
-      // No client to refresh as (a token handed in for a server the gateway never registered at).
-      await deps.store.delete(user, server);
-      return undefined;
+      // The registration the tokens were got as is gone (or does not open): the gateway's fault, not the user's.
+      this.#deps.oauth.logger.warn({ server, issuer }, 'no client registration is known to refresh users\' tokens as');
+      throw new UpstreamAuthError('misconfigured', server, `the gateway has no client registration at the authorization server of "${server}" to refresh the token with`);
     }
     try {
       const fresh = await refreshAuthorization(discovery.authorizationServerUrl, {
         metadata: discovery.authorizationServerMetadata,
         clientInformation,
-        refreshToken: tokens.refreshToken!,
+        refreshToken: tokens.refreshToken,
         resource: discovery.resourceMetadata?.resource,
         fetchFn: this.#deps.fetch,
       });
       this.#deps.oauth.onTokenRefreshed(server);
-      return await deps.store.save(user, server, { ...fresh, issuer }, { source: tokens.source, previous: tokens });
+      // Stored only over the row it refreshed: a revocation meanwhile wins, and the result is dropped.
+      return await deps.store.replace(user, server, { ...fresh, issuer }, tokens);
     } catch (error) {
       this.#deps.oauth.onTokenRefreshFailed(server, hostOf(issuer));
       if (error instanceof UpstreamAuthError) throw error;
-      if (error instanceof OAuthError && (error.code === OAuthErrorCode.InvalidGrant || isClientRefusal(error))) {
-        // The grant (or the client it was made to) is gone: only the user can give a new one.
+      if (isClientRefusal(error)) {
+        // The gateway's client is refused, for every user alike: reported, nothing deleted.
+        this.#deps.oauth.logger.warn({ server, issuer, error: (error as OAuthError).code }, "the authorization server refused the gateway's client while refreshing a user's token");
+        throw new UpstreamAuthError('misconfigured', server, `the authorization server of "${server}" refused the gateway's client: ${describeOAuthFailure(error)}`);
+      }
+      if (error instanceof OAuthError && error.code === OAuthErrorCode.InvalidGrant) {
+        // The grant is gone: only the user can give a new one. Deleted only while the row still holds the refused tokens.
         this.#deps.oauth.logger.info({ server, user, error: error.code }, "a user's upstream token could not be refreshed; they will be asked to authorise again");
-        await deps.store.delete(user, server);
-        if (isClientRefusal(error)) await provider.invalidateCredentials('client');
+        await deps.store.delete(user, server, tokens);
         return undefined;
       }
       throw new UpstreamAuthError('failed', server, `refreshing the token for "${server}" failed: ${describeOAuthFailure(error)}`);

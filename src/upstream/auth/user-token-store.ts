@@ -1,8 +1,9 @@
 import type { OAuthTokens, StoredOAuthClientInformation } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { StoredCredential, UpstreamTokenRepository } from '../../store/upstream-token-repository.js';
+import type { NewCredential, StoredCredential, UpstreamTokenRepository } from '../../store/upstream-token-repository.js';
 import { TokenDecryptionError, type TokenCipher } from './token-cipher.js';
+import { UpstreamAuthError } from './upstream-auth.js';
 
 /** One user's tokens for one server, opened. Held in memory only while in use. */
 export interface UserTokens {
@@ -17,6 +18,8 @@ export interface UserTokens {
   obtainedAt: number;
   /** `authorization`: got by the gateway's authorization code flow; `api`: given by the user (`POST /api/v1/sessions`). */
   source: 'authorization' | 'api';
+  /** The row they were read from, as sealed (unique per write): a refresh or a delete applies only while the row still holds them. */
+  revision: string;
 }
 
 /** A stored connection as it may be shown: never a token. */
@@ -48,6 +51,8 @@ const RECHECK_MS = 10_000;
  */
 export class UserTokenStore {
   readonly #cache = new Map<string, { tokens: UserTokens | undefined; at: number }>();
+  /** Revocations seen by this replica, per user and server: an authorization started before one does not store its tokens after it. */
+  readonly #revocations = new Map<string, number>();
 
   constructor(
     private readonly repository: UpstreamTokenRepository,
@@ -66,42 +71,82 @@ export class UserTokenStore {
     return tokens;
   }
 
+  /** The stored tokens as they are now, past the cache (a refresh decides on them). */
+  async reload(user: string, server: string): Promise<UserTokens | undefined> {
+    this.#cache.delete(cacheKey(user, server));
+    return this.get(user, server);
+  }
+
   /**
-   * Stores tokens from a token endpoint (or a user). `previous`: the tokens these refresh; a
-   * refresh answer without a refresh token keeps the one it was made with, and the connection
-   * keeps its creation time.
+   * Stores new tokens from a token endpoint (or a user), replacing any. `revocationMark`: the
+   * mark taken when the authorization that got them started; when the user revoked the
+   * connection since, nothing is stored (`UpstreamAuthError`, `failed`).
    */
-  async save(user: string, server: string, tokens: OAuthTokens & { issuer?: string | undefined }, options: { source: UserTokens['source']; previous?: UserTokens | undefined }): Promise<UserTokens> {
-    const opened: UserTokens = {
-      accessToken: tokens.access_token,
-      refreshToken: tokens.refresh_token ?? options.previous?.refreshToken,
-      scope: tokens.scope ?? options.previous?.scope,
-      issuer: tokens.issuer ?? options.previous?.issuer,
-      expiresAt: tokens.expires_in === undefined ? undefined : this.now() + tokens.expires_in * 1000,
-      obtainedAt: this.now(),
-      source: options.source,
-    };
-    const secret = JSON.stringify({ access_token: opened.accessToken, ...(opened.refreshToken ? { refresh_token: opened.refreshToken } : {}) });
-    const sealed = this.cipher.seal(secret, tokenContext(user, server));
-    await this.repository.saveToken(
-      user,
-      server,
-      {
-        secret: sealed.ciphertext,
-        keyId: sealed.keyId,
-        metadata: { ...(opened.issuer ? { issuer: opened.issuer } : {}), ...(opened.scope ? { scope: opened.scope } : {}), source: opened.source },
-        expiresAt: opened.expiresAt === undefined ? null : new Date(opened.expiresAt),
-      },
-      options.previous !== undefined,
-    );
+  async save(user: string, server: string, tokens: OAuthTokens & { issuer?: string | undefined }, options: { source: UserTokens['source']; revocationMark?: number | undefined }): Promise<UserTokens> {
+    const { opened, value } = this.#sealed(user, server, tokens, options.source, undefined);
+    if (options.revocationMark !== undefined && this.revocationMark(user, server) !== options.revocationMark) {
+      throw new UpstreamAuthError('failed', server, `the connection to "${server}" was revoked while it was being authorised`);
+    }
+    await this.repository.saveToken(user, server, value);
     this.#cache.set(cacheKey(user, server), { tokens: opened, at: this.now() });
     return opened;
   }
 
-  /** True when there was a connection. */
-  async delete(user: string, server: string): Promise<boolean> {
-    this.#cache.set(cacheKey(user, server), { tokens: undefined, at: this.now() });
-    return this.repository.deleteToken(user, server);
+  /**
+   * Stores the refreshed successors of `previous` (a refresh answer without a refresh token
+   * keeps the one it was made with; the connection keeps its creation time), only while the
+   * row still holds `previous`. Undefined when it does not (revoked or replaced meanwhile).
+   */
+  async replace(user: string, server: string, tokens: OAuthTokens & { issuer?: string | undefined }, previous: UserTokens): Promise<UserTokens | undefined> {
+    const { opened, value } = this.#sealed(user, server, tokens, previous.source, previous);
+    const replaced = await this.repository.replaceToken(user, server, value, previous.revision);
+    if (!replaced) {
+      this.#cache.delete(cacheKey(user, server));
+      return undefined;
+    }
+    this.#cache.set(cacheKey(user, server), { tokens: opened, at: this.now() });
+    return opened;
+  }
+
+  #sealed(user: string, server: string, tokens: OAuthTokens & { issuer?: string | undefined }, source: UserTokens['source'], previous: UserTokens | undefined): { opened: UserTokens; value: NewCredential } {
+    const refreshToken = tokens.refresh_token ?? previous?.refreshToken;
+    const secret = JSON.stringify({ access_token: tokens.access_token, ...(refreshToken ? { refresh_token: refreshToken } : {}) });
+    const sealed = this.cipher.seal(secret, tokenContext(user, server));
+    const opened: UserTokens = {
+      accessToken: tokens.access_token,
+      refreshToken,
+      scope: tokens.scope ?? previous?.scope,
+      issuer: tokens.issuer ?? previous?.issuer,
+      expiresAt: tokens.expires_in === undefined ? undefined : this.now() + tokens.expires_in * 1000,
+      obtainedAt: this.now(),
+      source,
+      revision: sealed.ciphertext,
+    };
+    const value: NewCredential = {
+      secret: sealed.ciphertext,
+      keyId: sealed.keyId,
+      metadata: { ...(opened.issuer ? { issuer: opened.issuer } : {}), ...(opened.scope ? { scope: opened.scope } : {}), source },
+      expiresAt: opened.expiresAt === undefined ? null : new Date(opened.expiresAt),
+    };
+    return { opened, value };
+  }
+
+  /** True when there was a connection. `only`: delete only while the row still holds these tokens (not a newer refresh's). */
+  async delete(user: string, server: string, only?: UserTokens): Promise<boolean> {
+    this.#cache.delete(cacheKey(user, server));
+    return this.repository.deleteToken(user, server, only?.revision);
+  }
+
+  /** The user revoked the connection: deleted, and authorizations started before now store nothing. True when there was one. */
+  async revoke(user: string, server: string): Promise<boolean> {
+    const key = cacheKey(user, server);
+    this.#revocations.set(key, (this.#revocations.get(key) ?? 0) + 1);
+    return this.delete(user, server);
+  }
+
+  /** A mark an authorization takes when it starts, handed back to `save` at its callback. */
+  revocationMark(user: string, server: string): number {
+    return this.#revocations.get(cacheKey(user, server)) ?? 0;
   }
 
   /** Stored connections: one user's, or everyone's. */
@@ -161,6 +206,7 @@ export class UserTokenStore {
       expiresAt: row.expiresAt?.getTime(),
       obtainedAt: row.updatedAt.getTime(),
       source: metadata.success ? metadata.data.source : 'authorization',
+      revision: row.secret,
     };
   }
 }
