@@ -295,3 +295,24 @@ function asAuthError(error: unknown, server: string, who: string): UpstreamAuthE
   const cause = error instanceof Error && error.name === 'TimeoutError' ? 'timed out' : message.slice(0, 200);
   return new UpstreamAuthError('failed', server, `could not get a token for ${who}: ${cause}`);
 }
+
+/** An `UpstreamAuth` whose whole work is one `GrantedToken`: the identities differ only in the grant they ask for. */
+export abstract class GrantedTokenAuth implements UpstreamAuth {
+  protected abstract readonly token: GrantedToken;
+
+  ready(): Promise<void> {
+    return this.token.ready();
+  }
+
+  credentials(): Promise<UpstreamCredentials> {
+    return this.token.credentials();
+  }
+
+  onRejected(challenge: AuthChallenge): Promise<boolean> {
+    return this.token.onRejected(challenge);
+  }
+
+  close(): void {
+    this.token.close();
+  }
+}

@@ -1,16 +1,15 @@
 import type { HttpServerConfig, OAuth2AuthConfig } from '../../config/schema.js';
 import { GrantClientProvider } from './grant-client-provider.js';
-import { GrantedToken } from './granted-token.js';
+import { GrantedToken, GrantedTokenAuth } from './granted-token.js';
 import type { OAuthClientDeps } from './oauth-client-deps.js';
-import type { AuthChallenge, UpstreamAuth, UpstreamCredentials } from './upstream-auth.js';
 
 /**
  * The gateway's own identity towards an upstream: client credentials, one token shared by every
  * caller. The client authenticates with its secret (`client_secret_basic` or `_post`, as the
  * authorization server's metadata allows) or a `private_key_jwt` assertion.
  */
-export class ServiceIdentity implements UpstreamAuth {
-  readonly #token: GrantedToken;
+export class ServiceIdentity extends GrantedTokenAuth {
+  protected readonly token: GrantedToken;
 
   constructor(
     readonly server: string,
@@ -18,6 +17,7 @@ export class ServiceIdentity implements UpstreamAuth {
     readonly auth: OAuth2AuthConfig,
     readonly deps: OAuthClientDeps,
   ) {
+    super();
     const provider = new GrantClientProvider({
       server,
       auth,
@@ -26,22 +26,6 @@ export class ServiceIdentity implements UpstreamAuth {
       grantTypes: ['client_credentials'],
       grant: (scope) => new URLSearchParams({ grant_type: 'client_credentials', ...(scope ? { scope } : {}) }),
     });
-    this.#token = new GrantedToken({ server, config, auth, deps, provider, describe: "the gateway's client" });
-  }
-
-  ready(): Promise<void> {
-    return this.#token.ready();
-  }
-
-  credentials(): Promise<UpstreamCredentials> {
-    return this.#token.credentials();
-  }
-
-  onRejected(challenge: AuthChallenge): Promise<boolean> {
-    return this.#token.onRejected(challenge);
-  }
-
-  close(): void {
-    this.#token.close();
+    this.token = new GrantedToken({ server, config, auth, deps, provider, describe: "the gateway's client" });
   }
 }

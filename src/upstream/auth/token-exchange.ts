@@ -1,9 +1,9 @@
 import type { AuthMethod } from '../../auth/principal.js';
 import type { HttpServerConfig, OAuth2AuthConfig } from '../../config/schema.js';
 import { GrantClientProvider } from './grant-client-provider.js';
-import { GrantedToken } from './granted-token.js';
+import { GrantedToken, GrantedTokenAuth } from './granted-token.js';
 import type { OAuthClientDeps } from './oauth-client-deps.js';
-import { UpstreamAuthError, type AuthChallenge, type CallerIdentity, type UpstreamAuth, type UpstreamCredentials } from './upstream-auth.js';
+import { UpstreamAuthError, type CallerIdentity } from './upstream-auth.js';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -23,8 +23,8 @@ const METHOD_NAMES: Record<AuthMethod, string> = { oauth: 'OAuth', jwt: 'JWT', a
  * with the configured client authentication. One instance per caller, so the exchanged token is
  * held for that caller only, until shortly before it expires.
  */
-export class ExchangeIdentity implements UpstreamAuth {
-  readonly #token: GrantedToken;
+export class ExchangeIdentity extends GrantedTokenAuth {
+  protected readonly token: GrantedToken;
 
   constructor(
     readonly server: string,
@@ -33,6 +33,7 @@ export class ExchangeIdentity implements UpstreamAuth {
     readonly caller: CallerIdentity,
     readonly deps: OAuthClientDeps,
   ) {
+    super();
     const provider = new GrantClientProvider({
       server,
       auth,
@@ -49,7 +50,7 @@ export class ExchangeIdentity implements UpstreamAuth {
           ...(scope ? { scope } : {}),
         }),
     });
-    this.#token = new GrantedToken({
+    this.token = new GrantedToken({
       server,
       config,
       auth,
@@ -59,22 +60,6 @@ export class ExchangeIdentity implements UpstreamAuth {
       precondition: () => void this.#subjectToken(),
       secrets: () => (caller.principal.token ? [caller.principal.token.reveal()] : []),
     });
-  }
-
-  ready(): Promise<void> {
-    return this.#token.ready();
-  }
-
-  credentials(): Promise<UpstreamCredentials> {
-    return this.#token.credentials();
-  }
-
-  onRejected(challenge: AuthChallenge): Promise<boolean> {
-    return this.#token.onRejected(challenge);
-  }
-
-  close(): void {
-    this.#token.close();
   }
 
   #subjectToken(): string {
