@@ -1,0 +1,92 @@
+import type { EventStore, JSONRPCMessage, LoggingLevel } from '@modelcontextprotocol/server';
+
+/**
+ * What replicas share: downstream session records, messages between replicas, and the SSE
+ * events a client may resume from. In memory for one process (the default), in Redis when
+ * `REDIS_URL` is set. Every call against Redis is bounded in time; a store that does not
+ * answer rejects with `SharedStateUnavailableError` instead of hanging.
+ */
+export interface SharedState {
+  /** `memory` or `redis`, for `/ready` and the log. */
+  readonly backend: 'memory' | 'redis';
+  /** This process's id among the replicas (random, fixed for its lifetime). */
+  readonly replicaId: string;
+  readonly sessions: SessionStore;
+  readonly bus: ReplicaBus;
+  /** The event store of one session's SSE streams (every stream of it, on any replica). */
+  eventsFor(sessionId: string): EventStore & { drop(): Promise<void> };
+  /** Whether the backend answers now (one bounded round trip). */
+  health(): Promise<'ok' | 'unavailable'>;
+  close(): Promise<void>;
+}
+
+/** A shared-state call that did not complete in time or failed to reach the backend. */
+export class SharedStateUnavailableError extends Error {
+  override readonly name = 'SharedStateUnavailableError';
+}
+
+/** The wire a session was opened on; a session is only ever found on its own wire. */
+export type SessionWire = 'streamable-http' | 'sse';
+
+/**
+ * What another replica needs to serve a session it did not open: who owns it, and the
+ * client's own `initialize` params (replayed to rebuild the session's server, which then
+ * negotiates exactly what it negotiated the first time).
+ */
+export interface SessionRecord {
+  id: string;
+  principal: string;
+  rateKey: string;
+  wire: SessionWire;
+  initialize: { protocolVersion: string; capabilities: Record<string, unknown>; clientInfo: Record<string, unknown> };
+  /** Set by `logging/setLevel`. */
+  logLevel?: LoggingLevel | undefined;
+  /** Exposed resource URIs the session subscribed to. */
+  subscriptions: string[];
+  /** The replica holding the session's GET stream (or its HTTP+SSE stream), while one is open. */
+  streamHolder?: string | undefined;
+  createdAt: number;
+}
+
+export type SessionRecordPatch = Partial<Pick<SessionRecord, 'logLevel' | 'subscriptions' | 'streamHolder'>>;
+
+export interface SessionStore {
+  /**
+   * Registers a new session when its rate key holds fewer than `maxPerKey` live sessions and the
+   * store fewer than `maxTotal` (checked and counted atomically, across replicas). `'per-key'`
+   * or `'total'` names the limit that refused it.
+   */
+  claim(record: SessionRecord, ttlMs: number, limits: { maxPerKey: number; maxTotal: number }): Promise<'ok' | 'per-key' | 'total'>;
+  get(id: string): Promise<SessionRecord | undefined>;
+  /** Extends the record's life (and its place in the quotas) by `ttlMs`; false when it is gone. */
+  touch(id: string, ttlMs: number): Promise<boolean>;
+  update(id: string, patch: SessionRecordPatch): Promise<void>;
+  /** Removes the record and its quota places; true when it existed. */
+  remove(id: string): Promise<boolean>;
+  /** Live sessions under one rate key, on every replica. */
+  countFor(rateKey: string): Promise<number>;
+  /** Live sessions on every replica. */
+  count(): Promise<number>;
+}
+
+/** What replicas tell each other. */
+export type ReplicaMessage =
+  /** A session ended (DELETE, idle, its credential): every replica drops its copy. */
+  | { kind: 'session-closed'; session: string }
+  /** A message for the client, to go out on the session's GET/SSE stream held by the addressee. */
+  | { kind: 'to-client'; session: string; message: JSONRPCMessage }
+  /** A message from the client (an answer to a request, a cancellation, an HTTP+SSE POST) for the replica that handles it. */
+  | { kind: 'from-client'; session: string; message: JSONRPCMessage }
+  /** A session's log level or subscriptions changed on one replica. */
+  | { kind: 'session-changed'; session: string }
+  /** Servers, access rules or API keys changed through one replica's API or CLI. */
+  | { kind: 'config-changed'; what: 'servers' | 'access' | 'api-keys'; detail?: string | undefined };
+
+export interface ReplicaBus {
+  /** To one replica (by id); dropped when it is gone. */
+  send(replica: string, message: ReplicaMessage): Promise<void>;
+  /** To every other replica. */
+  broadcast(message: ReplicaMessage): Promise<void>;
+  /** Messages addressed to this replica or broadcast by another; returns the unsubscribe. */
+  onMessage(handler: (message: ReplicaMessage, from: string) => void): () => void;
+}
