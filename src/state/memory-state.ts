@@ -1,24 +1,66 @@
 import { randomUUID } from 'node:crypto';
 import type { EventStore } from '@modelcontextprotocol/server';
 import { SessionEventStore } from '../gateway/session-event-store.js';
-import type { ReplicaBus, SessionRecord, SessionRecordPatch, SessionStore, SharedState } from './shared-state.js';
+import type { ReplicaBus, ReplicaMessage, SessionRecord, SessionRecordPatch, SessionStore, SharedState } from './shared-state.js';
 
-/** One process's state: nothing is shared, so the bus reaches no one. */
+type Handler = (message: ReplicaMessage, from: string) => void;
+
+/**
+ * What in-memory replicas share: one process's state, which several gateways in that process
+ * (tests, or `MemorySharedState` alone for one gateway) see as Redis-backed replicas see theirs.
+ */
+export class MemoryHub {
+  readonly sessions: MemorySessionStore;
+  readonly events = new Map<string, SessionEventStore>();
+  readonly #replicas = new Map<string, Set<Handler>>();
+
+  constructor(now: () => number = Date.now) {
+    this.sessions = new MemorySessionStore(now);
+  }
+
+  /** The bus of one replica: messages go to the others' handlers, asynchronously as over a network. */
+  busFor(replicaId: string): ReplicaBus {
+    const replicas = this.#replicas;
+    const deliver = (to: string, message: ReplicaMessage) => {
+      const copy = structuredClone(message);
+      for (const handler of replicas.get(to) ?? []) queueMicrotask(() => handler(copy, replicaId));
+    };
+    return {
+      send: async (replica, message) => deliver(replica, message),
+      broadcast: async (message) => {
+        for (const id of replicas.keys()) if (id !== replicaId) deliver(id, message);
+      },
+      onMessage: (handler) => {
+        let handlers = replicas.get(replicaId);
+        if (!handlers) replicas.set(replicaId, (handlers = new Set()));
+        handlers.add(handler);
+        return () => {
+          handlers.delete(handler);
+          if (handlers.size === 0) replicas.delete(replicaId);
+        };
+      },
+    };
+  }
+}
+
+/** State in this process: on its own hub (one gateway, the default), or on a hub other in-process replicas share. */
 export class MemorySharedState implements SharedState {
   readonly backend = 'memory';
   readonly replicaId = randomUUID();
-  readonly sessions = new MemorySessionStore();
-  readonly bus: ReplicaBus = {
-    send: async () => {},
-    broadcast: async () => {},
-    onMessage: () => () => {},
-  };
-  readonly #events = new Map<string, SessionEventStore>();
+  readonly sessions: SessionStore;
+  readonly bus: ReplicaBus;
+  readonly #hub: MemoryHub;
+
+  constructor(hub: MemoryHub = new MemoryHub()) {
+    this.#hub = hub;
+    this.sessions = hub.sessions;
+    this.bus = hub.busFor(this.replicaId);
+  }
 
   eventsFor(sessionId: string): EventStore & { drop(): Promise<void> } {
-    let store = this.#events.get(sessionId);
-    if (!store) this.#events.set(sessionId, (store = new SessionEventStore()));
-    const events = this.#events;
+    const events = this.#hub.events;
+    let store = events.get(sessionId);
+    if (!store) events.set(sessionId, (store = new SessionEventStore()));
     const own = store;
     return {
       storeEvent: (streamId, message) => own.storeEvent(streamId, message),
@@ -34,9 +76,7 @@ export class MemorySharedState implements SharedState {
     return 'ok';
   }
 
-  async close(): Promise<void> {
-    this.#events.clear();
-  }
+  async close(): Promise<void> {}
 }
 
 export class MemorySessionStore implements SessionStore {
@@ -106,4 +146,3 @@ export class MemorySessionStore implements SessionStore {
     for (const [id, entry] of this.#records) if (entry.expiresAt <= now) this.#records.delete(id);
   }
 }
-
