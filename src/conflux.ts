@@ -52,6 +52,8 @@ import { localUrlOf } from './store/data-dir-lock.js';
 import { ServerRepository } from './store/server-repository.js';
 import { ChildProcessGroups } from './upstream/child-processes.js';
 import { UpstreamPool } from './upstream/upstream-pool.js';
+import { MemorySharedState } from './state/memory-state.js';
+import type { SharedState } from './state/shared-state.js';
 
 export interface ConfluxDeps {
   logger: Logger;
@@ -63,6 +65,11 @@ export interface ConfluxDeps {
   redis?: Redis | undefined;
   /** The process environment, for `env://` credential references (default: the config file's, else none). */
   env?: Readonly<Record<string, string | undefined>> | undefined;
+  /**
+   * What replicas share (sessions, messages between replicas, resumable events). Default: this
+   * process's own memory. The gateway closes it when it stops.
+   */
+  state?: SharedState | undefined;
 }
 
 export interface Conflux {
@@ -74,6 +81,8 @@ export interface Conflux {
   readonly audit: AuditLog;
   readonly metrics: GatewayMetrics;
   readonly accessControl: AccessControl;
+  /** What this replica shares with the others. */
+  readonly state: SharedState;
   /** 2026-07-28 calls paused for their client's input (a 2025 upstream asked it something mid-call). */
   readonly inputRounds: Pick<ModernCallBridge, 'paused'>;
   /** API keys, when the gateway has a database. */
@@ -96,6 +105,7 @@ export interface Conflux {
 export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   const { logger, database } = deps;
   const settings = config.gateway;
+  const state = deps.state ?? new MemorySharedState();
   const groups = new ChildProcessGroups();
   const catalog = new LiveCatalog({ exposure: settings.exposure, broadcasts: settings.broadcast.enabled });
   const tracker = new CallTracker();
@@ -339,6 +349,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     audit,
     metrics,
     accessControl,
+    state,
     inputRounds,
     apiKeys,
     app,
@@ -410,6 +421,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       await audit.close();
       await limiter.close();
       accessControl.stop();
+      await state.close();
       groups.removeExitHook();
     },
   };
