@@ -13,6 +13,7 @@ import { DataDirLockedError, localUrlOf } from './store/data-dir-lock.js';
 import { openDatabase, type OpenedDatabase } from './store/database.js';
 import { Redis } from 'ioredis';
 import { bestEffort } from './observability/best-effort.js';
+import { isWorker, runPrimary, workerCount, workersRefused } from './workers.js';
 
 const USAGE = `Usage: conflux <command> [options]
 
@@ -146,6 +147,35 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
     process.stderr.write(`invalid port "${portOption ?? env.port}"\n`);
     return EXIT_USAGE;
+  }
+  const workers = workerCount(config.gateway.workers, env.workers);
+  if (workers instanceof Error) {
+    process.stderr.write(`${workers.message}\n`);
+    return EXIT_USAGE;
+  }
+  if (workers > 1 && !isWorker()) {
+    const refused = workersRefused(workers, env);
+    if (refused) {
+      logger.fatal(refused);
+      return 1;
+    }
+    // Once here, so that the workers starting together do not race to migrate.
+    const migrated = await openDatabase({ url: env.databaseUrl, dataDir: join(env.dataDir, 'pgdata') })
+      .then(async (db) => {
+        try {
+          await db.migrate();
+        } finally {
+          await db.close();
+        }
+      })
+      .then(
+        () => true,
+        (error: unknown) => {
+          logger.fatal({ err: (error as Error).message }, 'cannot migrate the database');
+          return false;
+        },
+      );
+    return migrated ? runPrimary(workers, logger, config.gateway.shutdownGraceSeconds * 1000) : 1;
   }
   let database: OpenedDatabase | undefined;
   try {

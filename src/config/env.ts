@@ -11,6 +11,8 @@ export interface Environment {
   dataDir: string;
   /** `redis://...`: shared state for several replicas. */
   redisUrl: string | undefined;
+  /** `CONFLUX_WORKERS`: a number or `auto`, overriding `gateway.workers`. */
+  workers: string | undefined;
   /** The whole environment, for `${VAR}` interpolation in the config file. */
   variables: Readonly<Record<string, string | undefined>>;
 }
@@ -25,6 +27,7 @@ export function readEnvironment(source: NodeJS.ProcessEnv = process.env): Enviro
     databaseUrl: source.DATABASE_URL || undefined,
     dataDir: source.CONFLUX_DATA_DIR || '.conflux',
     redisUrl: source.REDIS_URL || undefined,
+    workers: source.CONFLUX_WORKERS || undefined,
     variables: source,
   };
 }

@@ -315,6 +315,11 @@ export const GatewaySettingsSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65_535).default(8000),
   /**
+   * Processes serving the port (`auto`: one per core). More than one shares sessions through
+   * Redis and the registry through PostgreSQL, as replicas do.
+   */
+  workers: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default(1),
+  /**
    * Host header values accepted on every route (name or name:port). Empty means the loopback
    * names when bound to loopback; bound beyond loopback, set it (any Host is accepted otherwise).
    */
