@@ -13,6 +13,7 @@ import { DataDirLockedError, localUrlOf } from './store/data-dir-lock.js';
 import { openDatabase, type OpenedDatabase } from './store/database.js';
 import { Redis } from 'ioredis';
 import { bestEffort } from './observability/best-effort.js';
+import { withTimeout } from './limits/with-timeout.js';
 import { isWorker, runPrimary, workerCount, workersRefused } from './workers.js';
 
 const USAGE = `Usage: conflux <command> [options]
@@ -203,7 +204,7 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
     logger.fatal({ err: (error as Error).message }, `cannot listen on ${host}:${port}`);
     await conflux.stop();
     await database.close();
-    await redis?.quit();
+    await closeRedis(redis);
     return 1;
   }
   // CLI commands run meanwhile reach the embedded database through this gateway's admin API.
@@ -221,7 +222,7 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
       conflux
         .stop()
         .then(() => database.close())
-        .then(() => redis?.quit())
+        .then(() => closeRedis(redis))
         .then(
           () => resolve(0),
           (error) => {
@@ -235,7 +236,12 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
   });
 }
 
-/** Runs `body` once the upstreams have connected (or failed), then stops everything. */
+/** Redis asked to close politely, then cut: a hung Redis never answers QUIT, and shutdown must end. */
+async function closeRedis(redis: Redis | undefined): Promise<void> {
+  if (!redis) return;
+  await withTimeout(redis.quit(), 1000).catch(() => redis.disconnect());
+}
+
 /**
  * `conflux call`: the call is written to the gateway's audit trail like any other. The CLI
  * opens the database itself, or, when a serving gateway holds the embedded one, that gateway
