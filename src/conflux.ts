@@ -53,6 +53,7 @@ import { ServerRepository } from './store/server-repository.js';
 import { ChildProcessGroups } from './upstream/child-processes.js';
 import { UpstreamPool } from './upstream/upstream-pool.js';
 import { MemorySharedState } from './state/memory-state.js';
+import { ConfigChanges } from './state/config-changes.js';
 import type { SharedState } from './state/shared-state.js';
 
 export interface ConfluxDeps {
@@ -282,6 +283,8 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     logger: logger.child({ component: 'auth' }),
   });
   const stopWatchingRevocations = apiKeys?.onRevoked((id) => streams.revoked(id));
+  // Servers, rules and keys changed through one replica are applied by every replica.
+  const configChanges = new ConfigChanges({ bus: state.bus, replicaId: state.replicaId, accessControl, apiKeys, registry, logger: logger.child({ component: 'config-changes' }) });
   const app = createHttpApp({
     streams,
     sessions,
@@ -359,6 +362,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       // Discovered now so a wrong issuer shows in the log at start; requests retry it if it failed.
       void oauth?.metadata().catch(() => {}); // discovery logs its own failure
       await registry.start(config.servers);
+      configChanges.start();
       if (deps.configFile) {
         const file = deps.configFile.path;
         watcher = watchConfigFile(file, deps.configFile.env, logger, (next) => {
@@ -398,6 +402,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     callTool: (params, signal) => callTool({ catalog, tasks, upstreams, tracker, limit, audit, metrics, rateLimits, logger }, params, detachedCall('cli', fullAccess(ANONYMOUS), signal)),
     async stop() {
       watcher?.close();
+      configChanges.stop();
       await listening?.stopAccepting();
       // A paused call waits for a retry that can no longer arrive: cancelled now, not after the grace period.
       inputRounds.stop();
@@ -417,6 +422,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       tasks.close();
       await sessions.closeAll();
       listening?.cut();
+      await registry.close();
       await upstreams.stop();
       await audit.close();
       await limiter.close();

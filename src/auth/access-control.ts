@@ -16,12 +16,17 @@ export class AccessRuleError extends Error {
 
 /**
  * The access rules in force: those of the config plus those stored in the database, reloaded
- * after every change made here and every `refreshSeconds` (changes made by other replicas).
+ * after every change made here, when another replica announces one (`reload`), and every
+ * `refreshSeconds` (an announcement lost, or a change made by the CLI).
  */
 export class AccessControl {
   private readonly configRules: AccessRules;
   private stored: AccessRules = { grants: [], toolRules: [] };
   private timer: NodeJS.Timeout | undefined;
+  private readonly changeListeners = new Set<() => void>();
+  /** Reloads may overlap (a timer, an announcement, a change here): the one started last wins. */
+  private reloadsStarted = 0;
+  private reloadApplied = 0;
   /** Bumped whenever the rules change, so cached per-principal views can tell they are stale. */
   version = 0;
 
@@ -45,6 +50,16 @@ export class AccessControl {
     clearInterval(this.timer);
   }
 
+  /**
+   * Calls `listener` after each stored rule added or removed through this instance, once the
+   * database took it, so other replicas can be told. Reloads are not reported. Returns the
+   * unsubscribe function.
+   */
+  onChanged(listener: () => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
   accessFor(principal: Principal): Access {
     return accessFor(principal, this.rules(), this.settings);
   }
@@ -55,23 +70,27 @@ export class AccessControl {
 
   async addGrant(grant: NewGrant): Promise<Grant> {
     const added = await this.store().addGrant(grant);
+    this.changed();
     await this.reload();
     return added;
   }
 
   async addToolRule(rule: NewToolRule): Promise<ToolRule> {
     const added = await this.store().addToolRule(rule);
+    this.changed();
     await this.reload();
     return added;
   }
 
   async removeGrant(id: string): Promise<void> {
     if (!(await this.store().removeGrant(storedId(id)))) throw new AccessRuleError(404, `no stored grant with id ${id}`);
+    this.changed();
     await this.reload();
   }
 
   async removeToolRule(id: string): Promise<void> {
     if (!(await this.store().removeToolRule(storedId(id)))) throw new AccessRuleError(404, `no stored tool rule with id ${id}`);
+    this.changed();
     await this.reload();
   }
 
@@ -80,9 +99,24 @@ export class AccessControl {
     return this.repository;
   }
 
-  private async reload(): Promise<void> {
+  private changed(): void {
+    for (const listener of this.changeListeners) {
+      try {
+        listener();
+      } catch (error) {
+        // The rule is stored: a listener's fault must not turn the change into an error for whoever made it.
+        this.logger.warn({ err: error }, 'an access rule change listener failed');
+      }
+    }
+  }
+
+  /** Reads the stored rules again (another replica changed them); reports nothing. */
+  async reload(): Promise<void> {
     if (!this.repository) return;
+    const started = ++this.reloadsStarted;
     const [grants, toolRules] = await Promise.all([this.repository.grants(), this.repository.toolRules()]);
+    if (started < this.reloadApplied) return;
+    this.reloadApplied = started;
     const before = JSON.stringify(this.stored);
     this.stored = { grants, toolRules };
     if (JSON.stringify(this.stored) !== before) this.version++;

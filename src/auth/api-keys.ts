@@ -9,7 +9,8 @@ import { silentLogger } from '../observability/logger.js';
 const PREFIX = 'cfx_';
 /**
  * A key found valid is trusted this long without asking the database again. Revocation through
- * this gateway applies at once; through the CLI or another replica, within this time.
+ * this gateway, or through another replica that announces it, applies at once; through the
+ * CLI (or an announcement lost), within this time.
  */
 const VERIFIED_TTL_MS = 1000;
 const KEY_PATTERN = /^cfx_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
@@ -40,6 +41,9 @@ export class ApiKeys {
   private readonly touched = new Map<string, number>();
   private readonly verified = new Map<string, { row: StoredApiKey; until: number }>();
   private readonly revokedListeners = new Set<(keyId: string) => void>();
+  private readonly changeListeners = new Set<(keyId: string) => void>();
+  /** Bumped when cached rows are forgotten, so a lookup that started before does not cache what it read. */
+  private forgotten = 0;
 
   constructor(
     private readonly repository: ApiKeyRepository,
@@ -60,6 +64,7 @@ export class ApiKeys {
     if (!(await this.repository.insert({ ...record, hash: digest(key) }))) {
       throw new ApiKeyError('name_taken', `an active API key is already named "${options.name}"`);
     }
+    this.notify(this.changeListeners, id);
     return { key, record: { ...record, createdAt: new Date(), revokedAt: null, lastUsedAt: null } };
   }
 
@@ -69,18 +74,28 @@ export class ApiKeys {
 
   async revoke(idOrName: string): Promise<Omit<StoredApiKey, 'hash'> | undefined> {
     const row = await this.repository.revoke(idOrName);
+    this.forgotten++;
     this.verified.clear();
     if (!row) return undefined;
-    for (const listener of this.revokedListeners) {
-      try {
-        listener(row.id);
-      } catch {
-        // The revocation is committed: a listener's own fault must not hide it from the others
-        // or turn the revocation into an error for whoever asked for it.
-      }
-    }
+    this.notify(this.changeListeners, row.id);
+    this.notify(this.revokedListeners, row.id);
     const { hash: _hash, ...rest } = row;
     return rest;
+  }
+
+  /**
+   * Another replica changed the key `keyId` (or, without an id, some key): its cached row is
+   * dropped, and if the key can no longer be used, its revocation is announced here as if made
+   * here (`onRevoked`), so what it holds open ends. Nothing is reported to `onChanged`.
+   */
+  async changedElsewhere(keyId?: string): Promise<void> {
+    this.forgotten++;
+    if (keyId === undefined) {
+      this.verified.clear();
+      return;
+    }
+    for (const [hash, { row }] of this.verified) if (row.id === keyId) this.verified.delete(hash);
+    if (!(await this.isActive(keyId))) this.notify(this.revokedListeners, keyId);
   }
 
   /**
@@ -95,12 +110,35 @@ export class ApiKeys {
 
   /**
    * Calls `listener` with the key's id each time a key is revoked through this instance (the
-   * REST API of this gateway), right after the database took the change. Revocations made
-   * elsewhere are not announced: poll `isActive` for those. Returns the unsubscribe function.
+   * REST API of this gateway), right after the database took the change, or another replica
+   * announced one (`changedElsewhere`). Revocations made by the CLI are not announced: poll
+   * `isActive` for those. Returns the unsubscribe function.
    */
   onRevoked(listener: (keyId: string) => void): () => void {
     this.revokedListeners.add(listener);
     return () => this.revokedListeners.delete(listener);
+  }
+
+  /**
+   * Calls `listener` with the key's id after each key created or revoked through this instance,
+   * so other replicas can be told. Changes heard from them are not reported. Returns the
+   * unsubscribe function.
+   */
+  onChanged(listener: (keyId: string) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  private notify(listeners: ReadonlySet<(keyId: string) => void>, keyId: string): void {
+    for (const listener of listeners) {
+      try {
+        listener(keyId);
+      } catch (error) {
+        // The change is committed: a listener's own fault must not hide it from the others or
+        // turn it into an error for whoever asked for it.
+        this.logger.warn({ err: error }, 'an API key listener failed');
+      }
+    }
   }
 
   /** The principal a key acts as, or a reason it is refused. Looked up on every request, so revocation is immediate. */
@@ -109,11 +147,12 @@ export class ApiKeys {
     if (!match) return { refused: 'malformed API key' };
     const hash = digest(key);
     const cached = this.verified.get(hash);
+    const generation = this.forgotten;
     const row = cached && cached.until > now.getTime() ? cached.row : await this.repository.get(match[1]!);
     if (!row || !equalHashes(row.hash, hash)) return { refused: 'unknown API key' };
     if (row.revokedAt) return { refused: 'API key revoked' };
     if (row.expiresAt && row.expiresAt.getTime() <= now.getTime()) return { refused: 'API key expired' };
-    if (!cached || cached.until <= now.getTime()) {
+    if ((!cached || cached.until <= now.getTime()) && generation === this.forgotten) {
       if (this.verified.size >= 10_000) this.verified.clear();
       this.verified.set(hash, { row, until: now.getTime() + VERIFIED_TTL_MS });
     }

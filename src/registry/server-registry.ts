@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { ServerConfigSchema, type ServerConfig } from '../config/schema.js';
 import type { ServerRepository } from '../store/server-repository.js';
@@ -5,6 +6,13 @@ import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { RegistryError } from './errors.js';
 
 export type ServerSource = 'config' | 'api';
+
+/** A change made through this registry that the other replicas must apply too. */
+export interface ServerChange {
+  server: string;
+  /** The server's stored definition changed (created, replaced, patched, deleted), or it was restarted. */
+  kind: 'stored' | 'restart';
+}
 
 export interface ServerRegistryDeps {
   upstreams: UpstreamPool;
@@ -30,25 +38,72 @@ export class ServerRegistry {
   #apiServers: Record<string, ServerConfig> = {};
   /** Changes are applied one at a time, in order. */
   #queue: Promise<unknown> = Promise.resolve();
+  /** A re-read of the stored servers waiting in the queue: later requests join it (it reads after they were made). */
+  #reloadQueued: Promise<void> | undefined;
+  /** Stored definitions already reported as invalid, so a periodic re-read does not repeat the error. */
+  readonly #reportedInvalid = new Set<string>();
+  readonly #changeListeners = new Set<(change: ServerChange) => void>();
+  #closed = false;
 
   constructor(deps: ServerRegistryDeps) {
     this.#deps = deps;
   }
 
   /** Loads the stored servers and applies everything. */
-  async start(configServers: Readonly<Record<string, ServerConfig>>): Promise<void> {
-    this.#configServers = { ...configServers };
-    const stored = (await this.#deps.repository?.list()) ?? [];
-    for (const { name, definition } of stored) {
-      const parsed = ServerConfigSchema.safeParse(definition);
-      if (parsed.success && parsed.data.transport === 'stdio' && !this.#deps.allowStdio) {
-        // Stored while the setting was on (or before it existed): kept, listed and deletable, never run.
-        this.#deps.logger.warn({ server: name }, `stored stdio server not started: ${ALLOW_STDIO_SETTING} is false`);
-        this.#apiServers[name] = { ...parsed.data, enabled: false };
-      } else if (parsed.success) this.#apiServers[name] = parsed.data;
-      else this.#deps.logger.error({ server: name, issues: parsed.error.issues }, 'stored server definition is invalid; skipped');
-    }
-    await this.#apply();
+  start(configServers: Readonly<Record<string, ServerConfig>>): Promise<void> {
+    return this.#serial(async () => {
+      this.#configServers = { ...configServers };
+      this.#apiServers = await this.#readStored();
+      await this.#apply();
+    });
+  }
+
+  /**
+   * Calls `listener` after each change made through this registry (the API) that other
+   * replicas must apply: a stored definition written or deleted, a restart. Changes applied
+   * through `reloadStored` or `restartHeard` are not reported, and neither are config file
+   * changes (every replica reads its own file). Returns the unsubscribe function.
+   */
+  onChanged(listener: (change: ServerChange) => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
+  /**
+   * Reads the stored servers again (another replica changed them, or a periodic check) and
+   * applies the difference: new ones connect, deleted ones stop, changed ones reconnect.
+   * Ordered with the changes made here; requests made while one waits join it.
+   */
+  reloadStored(): Promise<void> {
+    if (!this.#deps.repository) return Promise.resolve();
+    this.#reloadQueued ??= this.#serial(async () => {
+      this.#reloadQueued = undefined;
+      if (this.#closed) return;
+      this.#apiServers = await this.#readStored();
+      await this.#apply();
+    });
+    return this.#reloadQueued;
+  }
+
+  /** Restarts the server's connection (its process) here, and reports it so every replica does. */
+  restart(name: string): Promise<void> {
+    return this.#serial(async () => {
+      await this.#deps.upstreams.restart(name);
+      this.#changed({ server: name, kind: 'restart' });
+    });
+  }
+
+  /** Another replica restarted `name`: restart it here too, reporting nothing. */
+  restartHeard(name: string): Promise<void> {
+    return this.#serial(async () => {
+      if (!this.#closed) await this.#deps.upstreams.restart(name);
+    });
+  }
+
+  /** Ignores changes heard from now on and waits for the one being applied (the pool is about to stop). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#queue;
   }
 
   sourceOf(name: string): ServerSource | undefined {
@@ -81,7 +136,7 @@ export class ServerRegistry {
       const repository = this.#repository();
       if (!(await repository.insert(name, definition))) throw new RegistryError(409, 'conflict', `server "${name}" already exists`);
       this.#apiServers[name] = definition;
-      await this.#apply();
+      await this.#applyStored(name);
       return definition;
     });
   }
@@ -92,7 +147,7 @@ export class ServerRegistry {
       const definition = this.#validate(input);
       await this.#repository().update(name, definition);
       this.#apiServers[name] = definition;
-      await this.#apply();
+      await this.#applyStored(name);
       return definition;
     });
   }
@@ -107,7 +162,7 @@ export class ServerRegistry {
       const definition = this.#validate({ ...current, ...changes });
       await this.#repository().update(name, definition);
       this.#apiServers[name] = definition;
-      await this.#apply();
+      await this.#applyStored(name);
       return definition;
     });
   }
@@ -117,7 +172,7 @@ export class ServerRegistry {
       this.#writable(name);
       await this.#repository().delete(name);
       delete this.#apiServers[name];
-      await this.#apply();
+      await this.#applyStored(name);
     });
   }
 
@@ -144,6 +199,49 @@ export class ServerRegistry {
   #repository(): ServerRepository {
     if (!this.#deps.repository) throw new RegistryError(503, 'no_database', 'servers can be registered only when a database is configured');
     return this.#deps.repository;
+  }
+
+  /** The stored servers as this gateway runs them (stdio ones kept disabled unless allowed); invalid ones left out. */
+  async #readStored(): Promise<Record<string, ServerConfig>> {
+    const stored = (await this.#deps.repository?.list()) ?? [];
+    const servers: Record<string, ServerConfig> = {};
+    const invalid = new Set<string>();
+    for (const { name, definition } of stored) {
+      const parsed = ServerConfigSchema.safeParse(definition);
+      if (parsed.success && parsed.data.transport === 'stdio' && !this.#deps.allowStdio) {
+        // Stored while the setting was on (or before it existed): kept, listed and deletable, never run.
+        const kept = { ...parsed.data, enabled: false };
+        if (!isDeepStrictEqual(this.#apiServers[name], kept)) this.#deps.logger.warn({ server: name }, `stored stdio server not started: ${ALLOW_STDIO_SETTING} is false`);
+        servers[name] = kept;
+      } else if (parsed.success) servers[name] = parsed.data;
+      else {
+        invalid.add(name);
+        if (!this.#reportedInvalid.has(name)) this.#deps.logger.error({ server: name, issues: parsed.error.issues }, 'stored server definition is invalid; skipped');
+      }
+    }
+    this.#reportedInvalid.clear();
+    for (const name of invalid) this.#reportedInvalid.add(name);
+    return servers;
+  }
+
+  /** Applies a stored change made here; it is stored, so the other replicas hear of it even if applying it here fails. */
+  async #applyStored(name: string): Promise<void> {
+    try {
+      await this.#apply();
+    } finally {
+      this.#changed({ server: name, kind: 'stored' });
+    }
+  }
+
+  #changed(change: ServerChange): void {
+    for (const listener of this.#changeListeners) {
+      try {
+        listener(change);
+      } catch (error) {
+        // The change is made: a listener's fault must not turn it into a failure for whoever asked.
+        this.#deps.logger.warn({ err: error, server: change.server }, 'a server change listener failed');
+      }
+    }
   }
 
   async #apply(): Promise<void> {

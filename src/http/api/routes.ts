@@ -164,7 +164,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       responses: { 202: 'Restarting', 404: 'No such server' },
       handler: async ({ params, c }) => {
         known(c, params.name);
-        await admin(c, `servers.restart:${params.name}`, undefined, () => upstreams.restart(params.name));
+        await admin(c, `servers.restart:${params.name}`, undefined, () => registry.restart(params.name));
         return c.json(serverView(params.name), 202);
       },
     }),
