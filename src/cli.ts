@@ -14,6 +14,7 @@ import { openDatabase, type OpenedDatabase } from './store/database.js';
 import { Redis } from 'ioredis';
 import { bestEffort } from './observability/best-effort.js';
 import { withTimeout } from './limits/with-timeout.js';
+import { createSharedState } from './state/create-shared-state.js';
 import { isWorker, runPrimary, workerCount, workersRefused } from './workers.js';
 
 const USAGE = `Usage: conflux <command> [options]
@@ -193,7 +194,9 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
   // The rate limiter logs Redis going down and coming back once each; every reconnect attempt
   // errors, so this listener (which keeps ioredis from reporting unhandled errors) stays quiet.
   redis?.on('error', (error) => logger.debug({ err: error.message }, 'redis error'));
-  const conflux = createConflux(config, { logger, database, redis, configFile: { path: configPath, env: env.variables } });
+  // Sessions, messages between replicas and resumable events: in Redis when there is one.
+  const state = createSharedState(redis, { logger: logger.child({ component: 'shared-state' }) });
+  const conflux = createConflux(config, { logger, database, redis, state, configFile: { path: configPath, env: env.variables } });
   installCrashHandlers(logger);
   await conflux.start();
   let url: string;
