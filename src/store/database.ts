@@ -40,6 +40,9 @@ const MIGRATIONS = fileURLToPath(new URL('../../drizzle', import.meta.url));
  * `migrate()`. A PGlite folder is locked first: another process holding it raises
  * `DataDirLockedError`.
  */
+/** The advisory lock key migrations hold (any fixed number; this one spells "cflx"). */
+const MIGRATION_LOCK = 0x63666c78;
+
 export async function openDatabase(options: DatabaseOptions): Promise<OpenedDatabase> {
   if (options.url) {
     const sql = postgres(options.url, { max: 10, onnotice: () => {}, connect_timeout: 10 });
@@ -47,7 +50,18 @@ export async function openDatabase(options: DatabaseOptions): Promise<OpenedData
     return {
       db: db as unknown as Database,
       kind: 'postgres',
-      migrate: () => migratePostgres(db, { migrationsFolder: MIGRATIONS }),
+      // Replicas starting together would each create the same tables: one migrates at a time,
+      // the others then find nothing left to do.
+      migrate: async () => {
+        const lock = await sql.reserve();
+        try {
+          await lock`select pg_advisory_lock(${MIGRATION_LOCK})`;
+          await migratePostgres(db, { migrationsFolder: MIGRATIONS });
+        } finally {
+          await lock`select pg_advisory_unlock(${MIGRATION_LOCK})`.catch(() => {}); // ends with the connection anyway
+          lock.release();
+        }
+      },
       ping: async () => void (await sql`select 1`),
       close: () => sql.end({ timeout: 5 }),
     };
