@@ -191,7 +191,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   users?.onRevoked((user, server) => void upstreams.stopInstance(server, user).catch((error: unknown) => logger.warn({ err: error, server }, 'could not stop the instance of a revoked authorisation')));
   users?.onConnected((caller, server) => void upstreams.forCaller(server, caller).catch((error: unknown) => logger.debug({ err: error, server }, 'the instance of a user who just authorised did not start')));
   const metrics = new GatewayMetrics({
-    servers: () => upstreams.statuses().map((s) => ({ name: s.name, state: s.state, connectedAt: s.connectedAt, breaker: s.breaker })),
+    servers: () => upstreams.statuses().map((s) => ({ name: s.name, state: s.state, connectedAt: s.connectedAt, breaker: s.breaker, replicas: s.replicas })),
     sessions: () => sessions.size,
     auditDropped: () => audit.stats.dropped,
     auditRefusedSkipped: () => audit.drops.refusedOverLimit,

@@ -182,12 +182,83 @@ export const HttpServerSchema = z.strictObject({
   }
 });
 
-export const ServerConfigSchema = z.preprocess(
-  inferTransport,
-  z.discriminatedUnion('transport', [StdioServerSchema, HttpServerSchema], {
-    error: 'expected one of "stdio", "streamable-http", "sse" (or give `command` or `url`)',
-  }),
+/** How calls are spread over the replicas of one server (see upstream/balancer.ts). */
+export const BALANCE_STRATEGIES = ['round_robin', 'least_connections', 'weighted', 'random', 'session_affinity', 'user_affinity'] as const;
+
+const ReplicaSchema = z.union(
+  [
+    z.url({ protocol: /^https?$/, error: 'expected a URL' }),
+    z.strictObject({
+      url: z.url({ protocol: /^https?$/, error: 'expected a URL' }),
+      /** Its share of the calls under `weighted` and `random`, and of the hash ring under the affinities. */
+      weight: z.number().int().min(1).max(1000).default(1),
+    }),
+  ],
+  { error: 'expected a URL, or { url, weight }' },
 );
+
+/**
+ * One logical HTTP server served by several equivalent replicas (`urls` instead of `url`):
+ * one connection each, calls balanced over those that are healthy. Shared only: a server that
+ * acts for each user (`shared: false`, `identity: user` or `exchange`) is refused with `urls`.
+ */
+export const ReplicatedServerSchema = z
+  .strictObject({
+    transport: z.enum(['streamable-http', 'sse'], { error: 'urls lists the replicas of an HTTP server: transport must be "streamable-http" or "sse"' }),
+    urls: z
+      .array(ReplicaSchema)
+      .min(1, 'list at least one URL')
+      .max(64, 'at most 64 replicas')
+      .transform((replicas) => replicas.map((replica) => (typeof replica === 'string' ? { url: replica, weight: 1 } : replica))),
+    balance: z
+      .strictObject({ strategy: z.enum(BALANCE_STRATEGIES, { error: `expected one of ${BALANCE_STRATEGIES.join(', ')}` }).default('round_robin') })
+      .default({ strategy: 'round_robin' }),
+    headers: StringMap.default({}),
+    auth: UpstreamAuthSchema.optional(),
+    shared: z.literal(true, { error: 'a server with urls is shared: one connection per replica, not one per user' }).optional(),
+    ...commonServerFields,
+  })
+  .superRefine((server, ctx) => {
+    if (server.auth?.method === 'oauth2' && server.auth.identity !== 'service') {
+      ctx.addIssue({ code: 'custom', path: ['auth', 'identity'], message: `identity: ${server.auth.identity} acts for each user, which a server with urls does not (give one url)` });
+    }
+    const seen = new Set<string>();
+    server.urls.forEach((replica, index) => {
+      if (seen.has(replica.url)) ctx.addIssue({ code: 'custom', path: ['urls', index], message: 'this URL is listed twice' });
+      seen.add(replica.url);
+    });
+  });
+
+const SingleServerSchema = z.discriminatedUnion('transport', [StdioServerSchema, HttpServerSchema], {
+  error: 'expected one of "stdio", "streamable-http", "sse" (or give `command`, `url` or `urls`)',
+});
+
+/**
+ * A server entry. `urls` makes it a replicated one; otherwise `transport` picks the schema. The
+ * choice is made here rather than by a union, so that a mistake in either kind of entry is
+ * reported as that kind's (a union would report both kinds' complaints about it).
+ */
+export const ServerConfigSchema = z.preprocess(inferTransport, z.unknown()).transform((value, ctx): ServerConfig => {
+  const replicated = isObject(value) && value.urls !== undefined;
+  if (replicated && value.url !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['urls'], message: 'give url or urls, not both' });
+    return z.NEVER;
+  }
+  const parsed = (replicated ? ReplicatedServerSchema : SingleServerSchema).safeParse(value);
+  if (parsed.success) return parsed.data;
+  // Each issue keeps its path within the entry; the record above prefixes the server's name.
+  for (const issue of parsed.error.issues) ctx.addIssue(issue as Parameters<typeof ctx.addIssue>[0]);
+  return z.NEVER;
+});
+
+/** Whether `config` lists replicas (`urls`): its connections are opened one per URL, each with that URL as its `url`. */
+export function isReplicated(config: ServerConfig): config is ReplicatedServerConfig {
+  return 'urls' in config;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
 
 /** `transport` may be left out when `command` or `url` makes it plain. */
 function inferTransport(value: unknown): unknown {
@@ -195,7 +266,7 @@ function inferTransport(value: unknown): unknown {
   const server = value as Record<string, unknown>;
   if (server.transport !== undefined) return value;
   if (typeof server.command === 'string') return { ...server, transport: 'stdio' };
-  if (typeof server.url === 'string') return { ...server, transport: 'streamable-http' };
+  if (typeof server.url === 'string' || Array.isArray(server.urls)) return { ...server, transport: 'streamable-http' };
   return value;
 }
 
@@ -469,7 +540,9 @@ export const ConfigSchema = z.strictObject({
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type GatewaySettings = z.infer<typeof GatewaySettingsSchema>;
-export type ServerConfig = z.infer<typeof StdioServerSchema> | z.infer<typeof HttpServerSchema>;
+export type ServerConfig = z.infer<typeof StdioServerSchema> | z.infer<typeof HttpServerSchema> | z.infer<typeof ReplicatedServerSchema>;
+export type ReplicatedServerConfig = z.infer<typeof ReplicatedServerSchema>;
+export type BalanceStrategy = (typeof BALANCE_STRATEGIES)[number];
 export type StdioServerConfig = z.infer<typeof StdioServerSchema>;
 export type HttpServerConfig = z.infer<typeof HttpServerSchema>;
 export type ToolsFilter = z.infer<typeof ToolsFilterSchema>;

@@ -6,6 +6,17 @@ export interface ServerSnapshot {
   state: string;
   connectedAt: string | undefined;
   breaker: 'closed' | 'open' | 'half-open';
+  /** A server with `urls`: its replicas, named by `replica` (scheme, host and port; never a credential). */
+  replicas?: readonly ReplicaSnapshot[] | undefined;
+}
+
+/** One replica of a server with `urls`, as the replica series read it. */
+export interface ReplicaSnapshot {
+  replica: string;
+  state: string;
+  breaker: 'closed' | 'open' | 'half-open';
+  inFlight: number;
+  requests: { ok: number; error: number };
 }
 
 const STATES = ['connecting', 'ready', 'degraded', 'down', 'misconfigured', 'disabled'] as const;
@@ -87,6 +98,53 @@ export class GatewayMetrics {
       collect() {
         this.reset();
         for (const s of sources.servers()) this.set({ server_id: s.name }, BREAKER_VALUE[s.breaker]);
+      },
+    });
+    // Replicas are counted by their server (`replicated-server.ts`) and read at scrape time, as the server gauges are.
+    const replicas = function* () {
+      for (const s of sources.servers()) for (const r of s.replicas ?? []) yield { labels: { server_id: s.name, replica: r.replica }, replica: r };
+    };
+    new Gauge({
+      name: 'mcp_upstream_replica_up',
+      help: '1 when the replica of an upstream server with urls is connected (ready or degraded), else 0',
+      labelNames: ['server_id', 'replica'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { labels, replica } of replicas()) this.set(labels, replica.state === 'ready' || replica.state === 'degraded' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'mcp_upstream_replica_circuit_breaker_state',
+      help: 'Circuit breaker per replica: 0 closed, 1 half-open, 2 open',
+      labelNames: ['server_id', 'replica'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { labels, replica } of replicas()) this.set(labels, BREAKER_VALUE[replica.breaker]);
+      },
+    });
+    new Gauge({
+      name: 'mcp_upstream_replica_requests_in_flight',
+      help: 'Requests in flight on each replica (what least_connections balances)',
+      labelNames: ['server_id', 'replica'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { labels, replica } of replicas()) this.set(labels, replica.inFlight);
+      },
+    });
+    new Counter({
+      name: 'mcp_upstream_replica_requests_total',
+      help: 'Requests sent to each replica (status ok: answered, with a result or a JSON-RPC error; error: failed on the way); restarts from 0 when the server is redefined',
+      labelNames: ['server_id', 'replica', 'status'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { labels, replica } of replicas()) {
+          this.inc({ ...labels, status: 'ok' }, replica.requests.ok);
+          this.inc({ ...labels, status: 'error' }, replica.requests.error);
+        }
       },
     });
     new Gauge({

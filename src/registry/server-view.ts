@@ -1,5 +1,6 @@
-import type { ServerConfig } from '../config/schema.js';
+import { isReplicated, type ServerConfig } from '../config/schema.js';
 import { publicUrl, redactArguments, redactAuth, redactUrl, redactValues } from '../observability/redact.js';
+import type { ReplicaStatus } from '../upstream/upstream.js';
 import type { UpstreamStatus } from '../upstream/upstream-connection.js';
 
 /**
@@ -18,10 +19,12 @@ export interface PublicServerView {
   url?: string;
   /** Set when each user gets an instance of their own (`shared: false`, or the user's own identity). */
   perUser?: true;
+  /** A server with `urls`: each replica's name (scheme, host and port, as `url` above) and state. */
+  replicas?: { replica: string; state: UpstreamStatus['state'] }[];
 }
 
 /** The part of a status (or of a server not yet connected) that a public view is made of. */
-export type ServerSummary = Pick<UpstreamStatus, 'name' | 'state' | 'transport' | 'description' | 'tags' | 'toolCount'> & { perUser?: true | undefined };
+export type ServerSummary = Pick<UpstreamStatus, 'name' | 'state' | 'transport' | 'description' | 'tags' | 'toolCount'> & { perUser?: true | undefined; replicas?: readonly ReplicaStatus[] | undefined };
 
 /** The view of a server for a caller that is not an admin. */
 export function publicServerView(summary: ServerSummary, definition: ServerConfig | undefined): PublicServerView {
@@ -33,8 +36,9 @@ export function publicServerView(summary: ServerSummary, definition: ServerConfi
     tags: summary.tags,
     toolCount: summary.toolCount,
   };
-  if (definition && definition.transport !== 'stdio') view.url = publicUrl(definition.url);
+  if (definition && definition.transport !== 'stdio' && !isReplicated(definition)) view.url = publicUrl(definition.url);
   if (summary.perUser) view.perUser = true;
+  if (summary.replicas) view.replicas = summary.replicas.map(({ replica, state }) => ({ replica, state }));
   return view;
 }
 
@@ -47,5 +51,8 @@ export function publicServerView(summary: ServerSummary, definition: ServerConfi
  */
 export function redactDefinition(definition: ServerConfig): ServerConfig {
   if (definition.transport === 'stdio') return { ...definition, args: redactArguments(definition.args), env: redactValues(definition.env) };
+  if (isReplicated(definition)) {
+    return { ...definition, urls: definition.urls.map((replica) => ({ ...replica, url: redactUrl(replica.url) })), headers: redactValues(definition.headers), ...(definition.auth ? { auth: redactAuth(definition.auth) } : {}) };
+  }
   return { ...definition, url: redactUrl(definition.url), headers: redactValues(definition.headers), ...(definition.auth ? { auth: redactAuth(definition.auth) } : {}) };
 }

@@ -91,6 +91,12 @@ export function authFailureIn(error: unknown): UpstreamAuthError | undefined {
   return undefined;
 }
 
+/**
+ * How a refused TCP connection is described: nothing reached the upstream, so a replicated
+ * server may send the request to another replica (see `replicated-server.ts`).
+ */
+export const CONNECTION_REFUSED = 'connection refused';
+
 /** A one-line, human explanation of a connection or request failure. */
 export function describeError(error: unknown): string {
   const auth = authFailureIn(error);
@@ -102,7 +108,7 @@ export function describeError(error: unknown): string {
   if (error instanceof NotJsonRpcError) return error.message;
   if (error instanceof Error) {
     const code = causeCode(error);
-    if (code === 'ECONNREFUSED') return 'connection refused';
+    if (code === 'ECONNREFUSED') return CONNECTION_REFUSED;
     if (code) return `${error.message} (${code})`;
     return error.message;
   }

@@ -1,6 +1,6 @@
 import { Client, SdkError, SdkErrorCode, SdkHttpError, SSEClientTransport, type PriorDiscovery, type Transport } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
-import type { HttpServerConfig, ServerConfig } from '../config/schema.js';
+import { isReplicated, type HttpServerConfig, type ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
 import { HttpClientTransport } from './http-client-transport.js';
 import { StdioClientTransport } from './stdio-transport.js';
@@ -78,6 +78,8 @@ async function openOnWire(options: OpenOptions): Promise<OpenedClient> {
       return { transport, explainClose: () => transport.describeExit() };
     });
   }
+  // A server with `urls` is opened replica by replica, each with its own `url` (see replicated-server.ts).
+  if (isReplicated(config)) throw new Error('a server with urls is opened one replica at a time');
   if (config.transport === 'sse') return connectSse(config, options);
   try {
     return await negotiate('streamable-http', options, () => ({ transport: new HttpClientTransport(new URL(config.url), { headers: config.headers, owners: options.owners, auth: options.auth }) }));

@@ -20,7 +20,7 @@ import {
 } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { ServerConfig } from '../config/schema.js';
+import { isReplicated, type ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
 import { UpstreamAuthError, type UpstreamAuth } from './auth/upstream-auth.js';
 import { RecentCredentials, observedAuth } from './auth/observed-auth.js';
@@ -222,7 +222,7 @@ export class UpstreamConnection {
     const sent = new RecentCredentials();
     this.#auth = deps.auth ? observedAuth(deps.auth, sent) : undefined;
     const written = config.transport === 'stdio' ? [] : authSecrets(config.auth);
-    this.#redact = textRedactor(config.transport === 'stdio' ? { env: config.env, args: config.args } : { headers: config.headers, url: config.url }, () => [...written, ...sent.values()]);
+    this.#redact = textRedactor(config.transport === 'stdio' ? { env: config.env, args: config.args } : { headers: config.headers, url: isReplicated(config) ? undefined : config.url }, () => [...written, ...sent.values()]);
     if (!config.enabled) this.#state = 'disabled';
   }
 

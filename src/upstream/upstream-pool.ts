@@ -1,12 +1,13 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
-import type { ServerConfig } from '../config/schema.js';
+import { isReplicated, type ServerConfig } from '../config/schema.js';
 import type { ChildProcessGroups } from './child-processes.js';
 import { bestEffort } from '../observability/best-effort.js';
 import { InMemoryEraVerdicts, type EraVerdictStore } from './era-verdicts.js';
 import { isPerUser, UpstreamAuthError, type AuthFor, type CallerIdentity, type UpstreamAuth } from './auth/upstream-auth.js';
 import { UpstreamUnavailableError } from './errors.js';
 import { holdInstance, PerUserServer, type InstanceEvents } from './per-user-server.js';
+import { ReplicatedServer } from './replicated-server.js';
 import type { ServerStatus, Upstream } from './upstream.js';
 import { UpstreamConnection, type HealthPolicy, type ReconnectPolicy, type UpstreamEventSink, type UpstreamState } from './upstream-connection.js';
 import { UserInstances, type InstanceLimits } from './user-instances.js';
@@ -50,10 +51,11 @@ const NO_INSTANCE_EVENTS: InstanceEvents = { started: () => {}, stopped: () => {
  * Every configured upstream, keyed by server name. Applying a new set of server definitions
  * touches only what changed: unchanged servers keep their connection (and child process).
  * A server that acts for each user (see `isPerUser`) is a `PerUserServer`: its entry lists its
- * tools, and requests reach each caller's own instance through `forCaller`.
+ * tools, and requests reach each caller's own instance through `forCaller`. A server with
+ * `urls` is a `ReplicatedServer`, which balances each request over its replicas' connections.
  */
 export class UpstreamPool {
-  readonly #connections = new Map<string, UpstreamConnection | PerUserServer>();
+  readonly #connections = new Map<string, UpstreamConnection | PerUserServer | ReplicatedServer>();
   readonly #deps: UpstreamPoolDeps & { verdicts: EraVerdictStore };
   readonly #listeners = new Set<() => void>();
   /** Every per-user instance, all servers together (the caps count across servers). */
@@ -227,6 +229,13 @@ export class UpstreamPool {
   }
 
   #open(name: string, config: ServerConfig): void {
+    if (isReplicated(config)) {
+      // One connection per replica, each authenticated as a server with that one URL would be.
+      const replicated = new ReplicatedServer(name, config, { connection: this.#deps, authFor: (definition) => this.#sharedAuth(name, definition), onChange: () => this.#queueChange() });
+      this.#connections.set(name, replicated);
+      replicated.start();
+      return;
+    }
     const connection = isPerUser(config)
       ? new PerUserServer(name, config, {
           connection: this.#deps,

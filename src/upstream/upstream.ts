@@ -1,5 +1,6 @@
 import type { Prompt, Resource, ResourceTemplateType, ServerCapabilities, Tool } from '@modelcontextprotocol/client';
 import type { ServerConfig } from '../config/schema.js';
+import type { BreakerState } from './circuit-breaker.js';
 import type { UpstreamRequestOptions, UpstreamState, UpstreamStatus } from './upstream-connection.js';
 
 /** An upstream's status as `/servers` and the API show it. */
@@ -8,6 +9,26 @@ export interface ServerStatus extends UpstreamStatus {
   perUser?: true;
   /** A per-user server's running user instances. */
   instances?: number;
+  /** A server with `urls`: each replica, in config order. */
+  replicas?: ReplicaStatus[];
+}
+
+/** One replica of a server with `urls` (see `replicated-server.ts`). */
+export interface ReplicaStatus {
+  /** Its name in metrics and listings: scheme, host and port (with `#<index>` when two share them). */
+  replica: string;
+  /** Its URL with credentials and secret query values hidden (`observability/redact.ts`). */
+  url: string;
+  weight: number;
+  /** Its connection's health. */
+  state: UpstreamState;
+  breaker: BreakerState;
+  inFlight: number;
+  /** Requests it was sent: answered (a result or a JSON-RPC error), or failed on the way. */
+  requests: { ok: number; error: number };
+  lastError: string | undefined;
+  connectedAt: string | undefined;
+  nextRetryAt: string | undefined;
 }
 
 /**

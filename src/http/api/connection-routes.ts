@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { identityKey } from '../../auth/identity-key.js';
-import type { HttpServerConfig, OAuth2AuthConfig } from '../../config/schema.js';
+import { isReplicated, type HttpServerConfig, type OAuth2AuthConfig } from '../../config/schema.js';
 import type { AuditLog } from '../../observability/audit-log.js';
 import type { ServerRegistry } from '../../registry/server-registry.js';
 import { UpstreamAuthError } from '../../upstream/auth/upstream-auth.js';
@@ -41,7 +41,7 @@ export function connectionRoutes(deps: ConnectionRouteDeps): ApiRoute[] {
   const userServer = (c: Context, name: string): { config: HttpServerConfig; auth: OAuth2AuthConfig } => {
     const config = deps.registry.definition(name);
     if (!config || !callerOf(c).access.visible(name)) throw new ApiError(404, 'not_found', `no server named "${name}"`);
-    if (config.transport === 'stdio' || config.auth?.method !== 'oauth2' || config.auth.identity !== 'user') {
+    if (config.transport === 'stdio' || isReplicated(config) || config.auth?.method !== 'oauth2' || config.auth.identity !== 'user') {
       throw new ApiError(400, 'not_per_user', `"${name}" does not act for each user (its auth is not oauth2 with identity: user)`);
     }
     return { config, auth: config.auth };

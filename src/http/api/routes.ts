@@ -58,7 +58,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     const definition = registry.definition(name)!;
     const status = upstreams.get(name)?.status();
     const state = status?.state ?? (definition.enabled ? 'connecting' : 'disabled');
-    const summary = { name, state, transport: definition.transport, description: definition.description, tags: definition.tags, toolCount: status?.toolCount ?? 0, perUser: status?.perUser };
+    const summary = { name, state, transport: definition.transport, description: definition.description, tags: definition.tags, toolCount: status?.toolCount ?? 0, perUser: status?.perUser, replicas: status?.replicas };
     if (!admin) return publicServerView(summary, definition);
     return {
       name,
@@ -71,6 +71,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       enabled: definition.enabled,
       toolCount: summary.toolCount,
       ...(status?.perUser ? { perUser: true, instances: status.instances } : {}),
+      ...(status?.replicas ? { replicas: status.replicas } : {}),
       lastError: status?.lastError,
       connectedAt: status?.connectedAt,
       definition: redactDefinition(definition),

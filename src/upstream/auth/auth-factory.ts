@@ -1,3 +1,4 @@
+import { isReplicated } from '../../config/schema.js';
 import { UpstreamAuthError, type AuthFor, type UpstreamAuth } from './upstream-auth.js';
 import type { OAuthClientDeps } from './oauth-client-deps.js';
 import type { UserIdentities } from './user-identity.js';
@@ -20,6 +21,8 @@ export function createAuthFor(deps: AuthFactoryDeps): AuthFor {
     if (config.transport === 'stdio' || !config.auth || config.auth.method === 'none') return undefined;
     const auth = config.auth;
     if (auth.method !== 'oauth2') return staticAuth(server, auth, deps.oauth.env);
+    // OAuth is bound to one URL (the resource): the pool asks for each replica's with its own definition.
+    if (isReplicated(config)) throw new UpstreamAuthError('misconfigured', server, `"${server}" lists replicas: each is authenticated with its own URL`);
     switch (auth.identity) {
       case 'service':
         return new ServiceIdentity(server, config, auth, deps.oauth);

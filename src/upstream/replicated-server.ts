@@ -1,0 +1,408 @@
+import { ProtocolError, type Prompt, type Resource, type ResourceTemplateType, type ServerCapabilities, type Tool } from '@modelcontextprotocol/client';
+import type { HttpServerConfig, ReplicatedServerConfig } from '../config/schema.js';
+import { publicUrl, redactUrl } from '../observability/redact.js';
+import type { UpstreamAuth } from './auth/upstream-auth.js';
+import { Balancer, NoReplicaAvailableError } from './balancer.js';
+import type { BreakerState } from './circuit-breaker.js';
+import { UpstreamConnectionLostError, UpstreamUnavailableError } from './errors.js';
+import { CONNECTION_REFUSED } from './failure-classification.js';
+import type { ReplicaStatus, ServerStatus, Upstream } from './upstream.js';
+import { UpstreamConnection, type UpstreamDeps, type UpstreamRequestOptions, type UpstreamState } from './upstream-connection.js';
+
+export interface ReplicatedServerDeps {
+  /** What every replica's connection is built with (its auth and change hook are added per replica). */
+  connection: Omit<UpstreamDeps, 'onChange' | 'auth'>;
+  /** A replica's auth, from its own one-URL definition (each replica gets its own, as a server with `url` does). */
+  authFor: (definition: HttpServerConfig) => UpstreamAuth | undefined;
+  /** The entry's lists or state changed (the catalog is rebuilt). */
+  onChange: () => void;
+  /** For `random`; `Math.random` unless a test needs another. */
+  random?: () => number;
+}
+
+/**
+ * Who a request is made for, as the gateway passes it (`DownstreamCall`): the affinity
+ * strategies hash its session id or its principal.
+ */
+interface CallOwner {
+  sessionId?: unknown;
+  principal?: unknown;
+}
+
+/** How long a task handle or an `input_required` state stays tied to its replica when the upstream names no lifetime. */
+const PIN_TTL_MS = 24 * 60 * 60 * 1000;
+/** Pins kept at most; the oldest go first (a client that never comes back leaves its pin behind). */
+const MAX_PINS = 10_000;
+
+/** Names a replica's state: the upstream holds it for one session, so it is never balanced. */
+const SESSION_BOUND_METHODS = new Set(['tasks/get', 'tasks/update', 'tasks/cancel']);
+
+class Replica {
+  inFlight = 0;
+  readonly requests = { ok: 0, error: 0 };
+
+  constructor(
+    readonly index: number,
+    readonly label: string,
+    readonly url: string,
+    readonly weight: number,
+    readonly connection: UpstreamConnection,
+  ) {}
+
+  /** Ready for calls: connected, and its breaker lets calls through (a half-open one lets its probe through). */
+  get eligible(): boolean {
+    return this.connection.state === 'ready' && this.connection.status().breaker !== 'open';
+  }
+
+  status(): ReplicaStatus {
+    const status = this.connection.status();
+    return {
+      replica: this.label,
+      url: redactUrl(this.url),
+      weight: this.weight,
+      state: status.state,
+      breaker: status.breaker,
+      inFlight: this.inFlight,
+      requests: { ...this.requests },
+      lastError: status.lastError,
+      connectedAt: status.connectedAt,
+      nextRetryAt: status.nextRetryAt,
+    };
+  }
+}
+
+/**
+ * One logical server served by several replicas (`urls`): one `UpstreamConnection` per URL,
+ * each with its own reconnects, health pings and circuit breaker, and the `Upstream` the
+ * catalog and the gateway see in front of them.
+ *
+ * - Lists (tools, prompts, resources, instructions) are the first ready replica's in config
+ *   order, kept while none is ready. Replicas are expected to list the same; one that does not
+ *   is logged once, at warn.
+ * - Its `health` is `ready` when every replica is, `degraded` when some are not, `down` (or
+ *   `connecting`, at first) when none is; its `state` is `ready` while any replica can serve.
+ * - A request goes to a replica chosen by the strategy (`balancer.ts`) among those that are
+ *   ready and whose breaker is not open. When nothing reached the chosen one (it was not ready
+ *   after all, its breaker refused, or its connection was refused), the request goes once to
+ *   another; a request that may have been received is never sent twice.
+ * - What an upstream keeps for one of its sessions stays on the replica that holds it: a
+ *   resource subscription (its URI is pinned until unsubscribed), a task (its id, from the
+ *   handle, until its `ttlMs`), a 2026 `input_required` state (its retry goes back with it),
+ *   and the `logging/setLevel` of 2025 sessions goes to every ready replica. A 2025 call
+ *   paused for its client, and the messages on a request's own stream, stay on their replica
+ *   by themselves: they are one request in flight on one connection.
+ */
+export class ReplicatedServer implements Upstream {
+  readonly #deps: ReplicatedServerDeps;
+  readonly #replicas: readonly Replica[];
+  readonly #balancer: Balancer;
+  /** Where the lists come from: the first ready replica in config order, kept while none is. */
+  #lister: Replica;
+  /** Subscribed upstream URI → the replica it was subscribed on. */
+  readonly #subscriptions = new Map<string, Replica>();
+  /** Task id or `input_required` state → the replica that gave it, and until when. */
+  readonly #pins = new Map<string, { replica: Replica; until: number }>();
+  readonly #now: () => number;
+  #warnedDiffering = false;
+  #stopped = false;
+
+  constructor(
+    readonly name: string,
+    readonly config: ReplicatedServerConfig,
+    deps: ReplicatedServerDeps,
+  ) {
+    this.#deps = deps;
+    this.#now = deps.connection.now ?? Date.now;
+    const labels = replicaLabels(config.urls.map((r) => r.url));
+    this.#replicas = config.urls.map(({ url, weight }, index) => {
+      const label = labels[index]!;
+      const definition = replicaDefinition(config, url);
+      const connection = new UpstreamConnection(name, definition, {
+        ...deps.connection,
+        logger: deps.connection.logger.child({ replica: label }),
+        auth: deps.authFor(definition),
+        onChange: () => this.#replicaChanged(),
+      });
+      return new Replica(index, label, url, weight, connection);
+    });
+    this.#lister = this.#replicas[0]!;
+    // The ring is keyed by URL (hashed, never shown), so a replica keeps its keys when the list is reordered.
+    this.#balancer = new Balancer(
+      config.balance.strategy,
+      config.urls.map((r) => ({ id: r.url, weight: r.weight })),
+      deps.random ? { random: deps.random } : {},
+    );
+  }
+
+  /** Starts connecting every replica in the background. */
+  start(): void {
+    for (const replica of this.#replicas) replica.connection.start();
+  }
+
+  /** Stops every replica; resolves when all are closed. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await Promise.all(this.#replicas.map((replica) => replica.connection.stop()));
+  }
+
+  get state(): UpstreamState {
+    if (!this.config.enabled) return 'disabled';
+    const states = this.#replicas.map((r) => r.connection.state);
+    if (states.includes('ready')) return 'ready';
+    if (states.includes('connecting')) return 'connecting';
+    return states.every((state) => state === 'misconfigured') ? 'misconfigured' : 'down';
+  }
+
+  get health(): UpstreamState {
+    const state = this.state;
+    if (state !== 'ready') return state;
+    return this.#replicas.every((r) => r.connection.health === 'ready') ? 'ready' : 'degraded';
+  }
+
+  get tools(): readonly Tool[] {
+    return this.#lister.connection.tools;
+  }
+
+  get prompts(): readonly Prompt[] {
+    return this.#lister.connection.prompts;
+  }
+
+  get resources(): readonly Resource[] {
+    return this.#lister.connection.resources;
+  }
+
+  get resourceTemplates(): readonly ResourceTemplateType[] {
+    return this.#lister.connection.resourceTemplates;
+  }
+
+  get capabilities(): ServerCapabilities | undefined {
+    return this.#lister.connection.capabilities;
+  }
+
+  get instructions(): string | undefined {
+    return this.#lister.connection.instructions;
+  }
+
+  /** While no replica is ready: why, replica by replica (each error is stored redacted by its connection). */
+  get lastError(): string | undefined {
+    if (this.state === 'ready') return undefined;
+    const errors = this.#replicas.filter((r) => r.connection.lastError).map((r) => `${r.label}: ${r.connection.lastError}`);
+    return errors.length > 0 ? errors.join('; ') : undefined;
+  }
+
+  status(): ServerStatus {
+    const replicas = this.#replicas.map((r) => r.status());
+    const lister = this.#lister.connection.status();
+    const ready = this.state === 'ready';
+    const retries = replicas.map((r) => r.nextRetryAt).filter((at) => at !== undefined);
+    return {
+      name: this.name,
+      state: this.health,
+      transport: this.config.transport,
+      wire: lister.wire,
+      description: this.config.description,
+      tags: this.config.tags,
+      toolCount: this.tools.length,
+      lastError: this.lastError,
+      connectedAt: ready ? lister.connectedAt : undefined,
+      nextRetryAt: ready ? undefined : retries.sort()[0],
+      pid: undefined,
+      breaker: leastOpen(replicas.map((r) => r.breaker)),
+      protocol: lister.protocol,
+      replicas,
+    };
+  }
+
+  /**
+   * Sends a request to one replica (see the class comment for which), or `logging/setLevel`
+   * to every ready one. Errors are the replica's own, as a server with one `url` gives them.
+   */
+  async request(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions = {}, owner?: unknown): Promise<Record<string, unknown>> {
+    if (this.#stopped) throw new UpstreamUnavailableError(this.name, 'it was removed or changed');
+    if (!this.config.enabled) throw new UpstreamUnavailableError(this.name, 'disabled');
+    if (method === 'logging/setLevel') return this.#toEveryReady(method, params, options, owner);
+    if (method === 'resources/unsubscribe') return this.#unsubscribe(params, options, owner);
+    const pinned = this.#pinnedFor(method, params);
+    if (pinned) return this.#send(pinned, method, params, options, owner);
+    const { replica, result } = await this.#balanced(method, params, options, owner);
+    this.#remember(replica, method, params, result);
+    return result;
+  }
+
+  /** The replica a request must go to, when it names something one replica holds. */
+  #pinnedFor(method: string, params: Record<string, unknown> | undefined): Replica | undefined {
+    if (method === 'resources/subscribe' && typeof params?.uri === 'string') return this.#subscriptions.get(params.uri);
+    if (SESSION_BOUND_METHODS.has(method) && typeof params?.taskId === 'string') return this.#pin(`task\0${params.taskId}`);
+    if (typeof params?.requestState === 'string') return this.#pin(`state\0${params.requestState}`);
+    return undefined;
+  }
+
+  /** Ties what a replica answered with to it: a subscription, a task handle, an `input_required` state. */
+  #remember(replica: Replica, method: string, params: Record<string, unknown> | undefined, result: Record<string, unknown>): void {
+    if (method === 'resources/subscribe' && typeof params?.uri === 'string') this.#subscriptions.set(params.uri, replica);
+    else if (result.resultType === 'task' && typeof result.taskId === 'string') {
+      const ttl = typeof result.ttlMs === 'number' && result.ttlMs > 0 ? result.ttlMs : PIN_TTL_MS;
+      this.#setPin(`task\0${result.taskId}`, replica, ttl);
+    } else if (result.resultType === 'input_required' && typeof result.requestState === 'string') {
+      this.#setPin(`state\0${result.requestState}`, replica, PIN_TTL_MS);
+    }
+  }
+
+  #pin(key: string): Replica | undefined {
+    const pin = this.#pins.get(key);
+    if (!pin) return undefined;
+    if (pin.until > this.#now()) return pin.replica;
+    this.#pins.delete(key);
+    return undefined;
+  }
+
+  #setPin(key: string, replica: Replica, ttlMs: number): void {
+    this.#pins.delete(key);
+    this.#pins.set(key, { replica, until: this.#now() + ttlMs });
+    // A Map iterates in insertion order: the first entries are the oldest.
+    for (const oldest of this.#pins.keys()) {
+      if (this.#pins.size <= MAX_PINS) break;
+      this.#pins.delete(oldest);
+    }
+  }
+
+  /** An unsubscribe goes where the subscribe went; a URI this entry never subscribed has nothing to undo. */
+  async #unsubscribe(params: Record<string, unknown> | undefined, options: UpstreamRequestOptions, owner: unknown): Promise<Record<string, unknown>> {
+    const uri = params?.uri;
+    const replica = typeof uri === 'string' ? this.#subscriptions.get(uri) : undefined;
+    if (!replica) return {};
+    this.#subscriptions.delete(uri as string);
+    return this.#send(replica, 'resources/unsubscribe', params, options, owner);
+  }
+
+  /**
+   * A replica chosen by the strategy; a second one when nothing reached the first. A request
+   * that may have reached its replica is not sent again: a tool call is not known to be safe
+   * to repeat.
+   */
+  async #balanced(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions, owner: unknown): Promise<{ replica: Replica; result: Record<string, unknown> }> {
+    const key = this.#affinityKey(owner);
+    const tried = new Set<Replica>();
+    let undelivered: unknown;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const eligible = this.#replicas.filter((r) => r.eligible && !tried.has(r)).map((r) => r.index);
+      let replica: Replica;
+      try {
+        replica = this.#replicas[this.#balancer.pick(eligible, { key, inFlight: this.#replicas.map((r) => r.inFlight) })]!;
+      } catch (error) {
+        if (!(error instanceof NoReplicaAvailableError)) throw error;
+        throw undelivered ?? new UpstreamUnavailableError(this.name, this.#whyNoneReady());
+      }
+      try {
+        return { replica, result: await this.#send(replica, method, params, options, owner) };
+      } catch (error) {
+        if (!neverDelivered(error) || options.signal?.aborted) throw error;
+        this.#deps.connection.logger.debug({ server: this.name, replica: replica.label, method, err: (error as Error).message }, 'the request did not reach its replica; trying another');
+        tried.add(replica);
+        undelivered = error;
+      }
+    }
+    throw undelivered;
+  }
+
+  /** `logging/setLevel` reaches every ready replica (each is an upstream session of its own); the first answer is returned. */
+  async #toEveryReady(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions, owner: unknown): Promise<Record<string, unknown>> {
+    const ready = this.#replicas.filter((r) => r.eligible);
+    if (ready.length === 0) throw new UpstreamUnavailableError(this.name, this.#whyNoneReady());
+    const results = await Promise.allSettled(ready.map((replica) => this.#send(replica, method, params, options, owner)));
+    const answered = results.find((r) => r.status === 'fulfilled');
+    if (answered) return answered.value;
+    throw (results[0] as PromiseRejectedResult).reason;
+  }
+
+  async #send(replica: Replica, method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions, owner: unknown): Promise<Record<string, unknown>> {
+    replica.inFlight++;
+    try {
+      const result = await replica.connection.request(method, params, options, owner);
+      replica.requests.ok++;
+      return result;
+    } catch (error) {
+      // A JSON-RPC error is the replica's answer; anything else is a request it did not serve.
+      if (error instanceof ProtocolError) replica.requests.ok++;
+      else replica.requests.error++;
+      throw error;
+    } finally {
+      replica.inFlight--;
+    }
+  }
+
+  /**
+   * What the affinity strategies hash: the 2025 session (a 2026-07-28 request has none: its
+   * principal stands in), or the principal. None for what no caller made (a subscription's
+   * upkeep, a task's status poll): those are taken in turn.
+   */
+  #affinityKey(owner: unknown): string | undefined {
+    const strategy = this.config.balance.strategy;
+    if ((strategy !== 'session_affinity' && strategy !== 'user_affinity') || owner === null || typeof owner !== 'object') return undefined;
+    const { sessionId, principal } = owner as CallOwner;
+    const user = typeof principal === 'string' ? `user\0${principal}` : undefined;
+    if (strategy === 'user_affinity') return user;
+    return typeof sessionId === 'string' ? `session\0${sessionId}` : user;
+  }
+
+  #whyNoneReady(): string {
+    const each = this.#replicas.map((r) => {
+      const { state, breaker } = r.connection.status();
+      return `${r.label} ${state === 'ready' && breaker === 'open' ? 'circuit breaker open' : state}`;
+    });
+    return `none of its ${this.#replicas.length} replicas can take requests (${each.join(', ')})`;
+  }
+
+  /** A replica's state or lists changed: the lists come from the first ready one, and one that lists differently is reported once. */
+  #replicaChanged(): void {
+    if (this.#stopped) return;
+    const ready = this.#replicas.filter((r) => r.connection.state === 'ready');
+    if (ready[0]) this.#lister = ready[0];
+    if (!this.#warnedDiffering && ready.length > 1) {
+      const expected = listSignature(this.#lister.connection);
+      const differing = ready.filter((r) => listSignature(r.connection) !== expected);
+      if (differing.length > 0) {
+        this.#warnedDiffering = true;
+        this.#deps.connection.logger.warn(
+          { server: this.name, listing: this.#lister.label, differing: differing.map((r) => r.label) },
+          'replicas of one server list different tools, prompts or resource templates; the first ready replica in config order is listed, calls go to any',
+        );
+      }
+    }
+    this.#deps.onChange();
+  }
+}
+
+/** The one-URL definition a replica's connection is opened with: the server's, with its URL. */
+function replicaDefinition(config: ReplicatedServerConfig, url: string): HttpServerConfig {
+  const { urls: _urls, balance: _balance, ...common } = config;
+  return { ...common, url };
+}
+
+/**
+ * Each replica's name in metrics and listings: its scheme, host and port, which are no secret
+ * (a path may hold a key, as a query or user info may). Replicas that share them are told apart
+ * by their index.
+ */
+export function replicaLabels(urls: readonly string[]): string[] {
+  const bases = urls.map((url, index) => publicUrl(url) || `#${index}`);
+  return bases.map((base, index) => (bases.indexOf(base) !== bases.lastIndexOf(base) ? `${base}#${index}` : base));
+}
+
+/** Whether nothing of the request reached the upstream: it was refused before it was sent, or its connection was refused. */
+function neverDelivered(error: unknown): boolean {
+  if (error instanceof UpstreamUnavailableError) return true;
+  return error instanceof UpstreamConnectionLostError && error.constructor === UpstreamConnectionLostError && error.reason === CONNECTION_REFUSED;
+}
+
+/** The server's breaker as one: as open as its least open replica's (calls still flow while one is closed). */
+function leastOpen(states: readonly BreakerState[]): BreakerState {
+  if (states.includes('closed')) return 'closed';
+  return states.includes('half-open') ? 'half-open' : 'open';
+}
+
+/** What replicas of one server are expected to list alike: names, not descriptions (a rolling upgrade may reword one). */
+function listSignature(connection: UpstreamConnection): string {
+  const names = (items: readonly { name?: string; uriTemplate?: string }[]) => items.map((i) => i.name ?? i.uriTemplate ?? '').sort().join('\n');
+  return [names(connection.tools), names(connection.prompts), names(connection.resourceTemplates)].join('\0');
+}
