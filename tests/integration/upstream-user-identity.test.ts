@@ -6,24 +6,30 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { sql } from 'drizzle-orm';
-import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Principal } from '../../src/auth/principal.js';
 import type { HttpServerConfig, OAuth2AuthConfig } from '../../src/config/schema.js';
 import { HttpServerSchema } from '../../src/config/schema.js';
-import { mountOAuthCallback } from '../../src/http/oauth-callback.js';
-import { mountOAuthStart } from '../../src/http/oauth-start.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import type { OpenedDatabase } from '../../src/store/database.js';
 import { UpstreamTokenRepository } from '../../src/store/upstream-token-repository.js';
 import { AuthorizationRequiredError } from '../../src/upstream/auth/authorization-required.js';
 import { credentialSource } from '../../src/upstream/auth/credential-ref.js';
 import { TokenCipher } from '../../src/upstream/auth/token-cipher.js';
-import type { UpstreamAuth } from '../../src/upstream/auth/upstream-auth.js';
 import { UserIdentities } from '../../src/upstream/auth/user-identity.js';
 import { startIdentityProvider, type TestIdentityProvider } from '../fixtures/oidc-provider.js';
 import { startProtectedUpstream, type ProtectedUpstream } from '../fixtures/protected-upstream.js';
 import { AuthorizationBrowser } from '../helpers/authorization-browser.js';
+import {
+  authorizationOf,
+  CALLBACK_BASE,
+  completeInBrowser,
+  principal,
+  startUserIdentityWorld,
+  userIdentityHarness,
+  userServer,
+  whoami,
+  type UserIdentityWorld,
+} from '../helpers/user-identity-harness.js';
 import { freshPglite } from '../helpers/databases.js';
 import { ROOT, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import { pino } from 'pino';
@@ -34,85 +40,6 @@ import { UpstreamConnection } from '../../src/upstream/upstream-connection.js';
 import { UpstreamPool } from '../../src/upstream/upstream-pool.js';
 import { openDatabase } from '../../src/store/database.js';
 
-const principal = (id: string): Principal => ({ id, subject: id, groups: [], roles: [], scopes: [], method: 'jwt' });
-const CALLBACK_BASE = 'http://127.0.0.1:9';
-
-interface Harness {
-  users: UserIdentities;
-  callback: Hono;
-  /** A new browser towards the harness's routes (start link and callback). */
-  browser(): AuthorizationBrowser;
-  refreshes: string[];
-  refreshFailures: string[];
-  /** Moves the identities' clock forward (authorization timeouts, token expiry). */
-  advance(ms: number): void;
-}
-
-function harness(database: OpenedDatabase, cipher: TokenCipher, options: { authorizationTimeoutSeconds?: number } = {}): Harness {
-  let offset = 0;
-  const refreshes: string[] = [];
-  const refreshFailures: string[] = [];
-  const users = new UserIdentities({
-    repository: new UpstreamTokenRepository(database.db),
-    cipher,
-    settings: { publicUrl: undefined, authorizationTimeoutSeconds: options.authorizationTimeoutSeconds ?? 600 },
-    oauth: {
-      logger: silentLogger(),
-      env: {},
-      clientName: 'Conflux (test)',
-      onTokenRefreshed: (server) => void refreshes.push(server),
-      onTokenRefreshFailed: (server, provider) => void refreshFailures.push(`${server}@${provider}`),
-      now: () => Date.now() + offset,
-    },
-    baseUrl: CALLBACK_BASE,
-  });
-  const callback = new Hono();
-  mountOAuthStart(callback, users, silentLogger());
-  mountOAuthCallback(callback, users, silentLogger());
-  const browser = () => new AuthorizationBrowser(async (url, init) => callback.request(url, init));
-  return { users, callback, browser, refreshes, refreshFailures, advance: (ms) => void (offset += ms) };
-}
-
-/** What `ready()` refused with: the authorization the user must do. */
-async function authorizationOf(auth: UpstreamAuth): Promise<AuthorizationRequiredError> {
-  const error = await auth.ready().then(
-    () => undefined,
-    (failure: unknown) => failure,
-  );
-  expect(error).toBeInstanceOf(AuthorizationRequiredError);
-  return error as AuthorizationRequiredError;
-}
-
-/**
- * The user opens the gateway's link and confirms (the browser is bound), the provider's
- * browserless driver logs in as `account` and consents, and the browser lands on the callback.
- */
-async function completeInBrowser(idp: TestIdentityProvider, h: Harness, required: AuthorizationRequiredError, account: string): Promise<Response> {
-  const browser = h.browser();
-  const url = await browser.authorizationServerUrl(required.authorizationUrl);
-  expect(url.searchParams.get('redirect_uri')).toBe(`${CALLBACK_BASE}/oauth/callback`);
-  return browser.finish(idp, url, account);
-}
-
-/** `whoami` on the protected upstream, with the credentials `auth` gives (fresh for every request). */
-async function whoami(upstream: ProtectedUpstream, auth: UpstreamAuth): Promise<{ sub: string; scope?: string }> {
-  const client = new Client({ name: 'user-identity-test', version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(upstream.url), {
-    fetch: async (input, init) => {
-      const headers = new Headers(init?.headers);
-      for (const [name, value] of Object.entries((await auth.credentials()).headers)) headers.set(name, value);
-      return fetch(input, { ...init, headers });
-    },
-  });
-  await client.connect(transport);
-  try {
-    const result = await client.callTool({ name: 'whoami', arguments: {} });
-    return JSON.parse((result.content as { type: string; text: string }[])[0]!.text) as { sub: string; scope?: string };
-  } finally {
-    await client.close();
-  }
-}
-
 describe('user identity (authorization code + PKCE, tokens sealed at rest)', () => {
   let idp: TestIdentityProvider;
   let upstream: ProtectedUpstream;
@@ -120,26 +47,20 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
   let cipher: TokenCipher;
   let config: HttpServerConfig;
   let oauth: OAuth2AuthConfig;
+  let world: UserIdentityWorld;
 
   beforeAll(async () => {
-    idp = await startIdentityProvider({ resources: [], accounts: { alice: { email: 'alice@example.com' }, bob: { email: 'bob@example.com' } } });
-    upstream = await startProtectedUpstream({ issuer: idp.issuer });
-    idp.addResource(upstream.url);
-    database = await freshPglite().open();
-    await database.migrate();
-    cipher = new TokenCipher(credentialSource('test', randomBytes(32).toString('base64'), {}));
+    world = await startUserIdentityWorld();
+    ({ idp, upstream, database, cipher } = world);
     // No issuer configured: the authorization server is found from the upstream alone (RFC 9728, then RFC 8414).
-    config = HttpServerSchema.parse({ transport: 'streamable-http', url: upstream.url, auth: { method: 'oauth2', identity: 'user', scopes: ['mcp:tools'] } });
-    oauth = config.auth as OAuth2AuthConfig;
+    ({ config, oauth } = userServer(upstream.url));
   });
   afterAll(async () => {
-    await database?.close();
-    await upstream?.close();
-    await idp?.close();
+    await world?.close();
   });
 
   it('asks the user to authorise, completes at the callback, and then calls as that user; the stored row holds no token in clear', async () => {
-    const h = harness(database, cipher);
+    const h = userIdentityHarness(database, cipher);
     const auth = h.users.authFor('docs', config, oauth, { principal: principal('alice@example.com') });
     const required = await authorizationOf(auth);
     expect(required.kind).toBe('authorization-required');
@@ -190,7 +111,7 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
   });
 
   it('keeps each user to their own identity upstream', async () => {
-    const h = harness(database, cipher);
+    const h = userIdentityHarness(database, cipher);
     const asCarol = h.users.authFor('team', config, oauth, { principal: principal('carol') });
     const asDan = h.users.authFor('team', config, oauth, { principal: principal('dan') });
     const carolsLink = await authorizationOf(asCarol);
@@ -207,7 +128,7 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
   });
 
   it('revokes a connection, and the user authorises again', async () => {
-    const h = harness(database, cipher);
+    const h = userIdentityHarness(database, cipher);
     const auth = h.users.authFor('wiki', config, oauth, { principal: principal('erin') });
     expect((await completeInBrowser(idp, h, await authorizationOf(auth), 'alice')).status).toBe(200);
     expect((await whoami(upstream, auth)).sub).toBe('alice');
@@ -220,11 +141,11 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
   });
 
   it('refuses a callback whose state is forged, already used or expired', async () => {
-    const h = harness(database, cipher, { authorizationTimeoutSeconds: 60 });
-    const forged = await h.callback.request(`/oauth/callback?${new URLSearchParams({ code: 'a-code', state: randomBytes(32).toString('base64url') })}`);
+    const h = userIdentityHarness(database, cipher, { authorizationTimeoutSeconds: 60 });
+    const forged = await h.routes.request(`/oauth/callback?${new URLSearchParams({ code: 'a-code', state: randomBytes(32).toString('base64url') })}`);
     expect(forged.status).toBe(400);
     expect(await forged.text()).toContain('unknown, was already used, or has expired');
-    expect((await h.callback.request('/oauth/callback?code=x')).status).toBe(400);
+    expect((await h.routes.request('/oauth/callback?code=x')).status).toBe(400);
 
     const auth = h.users.authFor('expiring', config, oauth, { principal: principal('frank') });
     const required = await authorizationOf(auth);
@@ -247,7 +168,7 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
   });
 
   it('tells the user when they refused consent at the authorization server', async () => {
-    const h = harness(database, cipher);
+    const h = userIdentityHarness(database, cipher);
     const auth = h.users.authFor('refused', config, oauth, { principal: principal('gina') });
     const required = await authorizationOf(auth);
     const browser = h.browser();
@@ -262,7 +183,7 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
   });
 
   it('authenticates per-user connections, each as its own user, once its user has authorised', async () => {
-    const h = harness(database, cipher);
+    const h = userIdentityHarness(database, cipher);
     const open: UpstreamConnection[] = [];
     const connect = (user: string) => {
       const connection = new UpstreamConnection('people', config, {
@@ -310,7 +231,7 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
   it('asks the user again, for the wider scope, when the upstream answers insufficient_scope', async () => {
     const guarded = await startProtectedUpstream({ issuer: idp.issuer, toolScopes: { admin_tool: ['mcp:admin'] } });
     idp.addResource(guarded.url);
-    const h = harness(database, cipher);
+    const h = userIdentityHarness(database, cipher);
     const guardedConfig = HttpServerSchema.parse({ transport: 'streamable-http', url: guarded.url, auth: { method: 'oauth2', identity: 'user', scopes: ['mcp:tools'] } });
     const connection = new UpstreamConnection('guarded', guardedConfig, {
       logger: silentLogger(),
@@ -344,7 +265,7 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
   });
 
   it('refreshes a token near its expiry, and asks again once a token the user handed in expires', async () => {
-    const h = harness(database, cipher);
+    const h = userIdentityHarness(database, cipher);
     const auth = h.users.authFor('refresh', config, oauth, { principal: principal('hank') });
     expect((await completeInBrowser(idp, h, await authorizationOf(auth), 'alice')).status).toBe(200);
     const first = (await auth.credentials()).headers.Authorization;
@@ -366,7 +287,7 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
   });
 
   it("hands a per-user instance's caller the authorization URL when the upstream refuses the token at the handshake and the refresh is refused", async () => {
-    const h = harness(database, cipher);
+    const h = userIdentityHarness(database, cipher);
     const pool = new UpstreamPool({
       logger: silentLogger(),
       events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },

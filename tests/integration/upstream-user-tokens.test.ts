@@ -1,32 +1,31 @@
-import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Principal } from '../../src/auth/principal.js';
 import type { HttpServerConfig, OAuth2AuthConfig } from '../../src/config/schema.js';
-import { HttpServerSchema } from '../../src/config/schema.js';
 import { createConflux } from '../../src/conflux.js';
-import { mountOAuthCallback } from '../../src/http/oauth-callback.js';
-import { mountOAuthStart } from '../../src/http/oauth-start.js';
-import { Hono } from 'hono';
 import { silentLogger } from '../../src/observability/logger.js';
 import type { OpenedDatabase } from '../../src/store/database.js';
 import { UpstreamTokenRepository } from '../../src/store/upstream-token-repository.js';
 import { AuthorizationRequiredError } from '../../src/upstream/auth/authorization-required.js';
-import { credentialSource } from '../../src/upstream/auth/credential-ref.js';
-import { TokenCipher } from '../../src/upstream/auth/token-cipher.js';
-import type { UpstreamAuth } from '../../src/upstream/auth/upstream-auth.js';
-import { UserIdentities } from '../../src/upstream/auth/user-identity.js';
+import type { TokenCipher } from '../../src/upstream/auth/token-cipher.js';
 import { UserTokenStore } from '../../src/upstream/auth/user-token-store.js';
 import { startIdentityProvider, type TestIdentityProvider } from '../fixtures/oidc-provider.js';
 import { startProtectedUpstream, type ProtectedUpstream } from '../fixtures/protected-upstream.js';
 import { bearer, clientWithHeaders, hs256Token, JWT_SECRET } from '../helpers/auth.js';
 import { AuthorizationBrowser } from '../helpers/authorization-browser.js';
+import {
+  authorise,
+  authorizationOf,
+  bearerOf,
+  principal,
+  startUserIdentityWorld,
+  userIdentityHarness,
+  userServer,
+  type UserIdentityHarness,
+  type UserIdentityWorld,
+} from '../helpers/user-identity-harness.js';
 import { freshPglite } from '../helpers/databases.js';
 import { testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
-
-const principal = (id: string): Principal => ({ id, subject: id, groups: [], roles: [], scopes: [], method: 'jwt' });
-const CALLBACK_BASE = 'http://127.0.0.1:9';
 
 /** A gate on the token endpoint's requests of one grant type: the real request waits until `release()`. */
 class GrantGate {
@@ -52,54 +51,9 @@ class GrantGate {
   };
 }
 
-interface Replica {
-  users: UserIdentities;
-  browser(): AuthorizationBrowser;
-  refreshes: string[];
-  advance(ms: number): void;
-}
-
-function replica(database: OpenedDatabase, cipher: TokenCipher, fetchFn?: typeof fetch): Replica {
-  let offset = 0;
-  const refreshes: string[] = [];
-  const users = new UserIdentities({
-    repository: new UpstreamTokenRepository(database.db),
-    cipher,
-    settings: { publicUrl: undefined, authorizationTimeoutSeconds: 600 },
-    oauth: {
-      logger: silentLogger(),
-      env: {},
-      clientName: 'Conflux (test)',
-      onTokenRefreshed: (server) => void refreshes.push(server),
-      onTokenRefreshFailed: () => {},
-      now: () => Date.now() + offset,
-    },
-    baseUrl: CALLBACK_BASE,
-    ...(fetchFn ? { fetch: fetchFn } : {}),
-  });
-  const routes = new Hono();
-  mountOAuthStart(routes, users, silentLogger());
-  mountOAuthCallback(routes, users, silentLogger());
-  return { users, refreshes, browser: () => new AuthorizationBrowser(async (url, init) => routes.request(url, init)), advance: (ms) => void (offset += ms) };
-}
-
-async function authorizationOf(auth: UpstreamAuth): Promise<AuthorizationRequiredError> {
-  const error = await auth.ready().then(
-    () => undefined,
-    (failure: unknown) => failure,
-  );
-  expect(error).toBeInstanceOf(AuthorizationRequiredError);
-  return error as AuthorizationRequiredError;
-}
-
-async function authorise(idp: TestIdentityProvider, r: Replica, auth: UpstreamAuth, account: string): Promise<void> {
-  const required = await authorizationOf(auth);
-  const browser = r.browser();
-  const page = await browser.finish(idp, await browser.authorizationServerUrl(required.authorizationUrl), account);
-  expect(page.status).toBe(200);
-}
-
-const bearerOf = async (auth: UpstreamAuth) => (await auth.credentials()).headers.Authorization;
+/** One replica of the gateway: its own users' identities (memory, clock) over the shared database. */
+const replica = (database: OpenedDatabase, cipher: TokenCipher, fetchFn?: typeof fetch): UserIdentityHarness =>
+  userIdentityHarness(database, cipher, fetchFn ? { fetch: fetchFn } : {});
 
 describe("users' upstream tokens: refreshes, revocations and the shared client", { timeout: 120_000 }, () => {
   let idp: TestIdentityProvider;
@@ -108,21 +62,15 @@ describe("users' upstream tokens: refreshes, revocations and the shared client",
   let cipher: TokenCipher;
   let config: HttpServerConfig;
   let oauth: OAuth2AuthConfig;
+  let world: UserIdentityWorld;
 
   beforeAll(async () => {
-    idp = await startIdentityProvider({ resources: [], accounts: { alice: { email: 'alice@example.com' }, bob: { email: 'bob@example.com' } } });
-    upstream = await startProtectedUpstream({ issuer: idp.issuer });
-    idp.addResource(upstream.url);
-    database = await freshPglite().open();
-    await database.migrate();
-    cipher = new TokenCipher(credentialSource('test', randomBytes(32).toString('base64'), {}));
-    config = HttpServerSchema.parse({ transport: 'streamable-http', url: upstream.url, auth: { method: 'oauth2', identity: 'user', scopes: ['mcp:tools'] } });
-    oauth = config.auth as OAuth2AuthConfig;
+    world = await startUserIdentityWorld();
+    ({ idp, upstream, database, cipher } = world);
+    ({ config, oauth } = userServer(upstream.url));
   });
   afterAll(async () => {
-    await database?.close();
-    await upstream?.close();
-    await idp?.close();
+    await world?.close();
   });
 
   it('drops a refresh answered after the user revoked the connection: no row comes back', async () => {

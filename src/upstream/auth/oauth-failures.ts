@@ -19,3 +19,16 @@ export function describeOAuthFailure(error: unknown): string {
 export function oauthErrorCode(code: string | undefined): string {
   return code && /^[A-Za-z0-9_.-]{1,64}$/.test(code) ? code : 'no code was returned';
 }
+
+/**
+ * What the user of `server` reads when its authorization server refused the gateway's own client:
+ * that it is the gateway's client and not their authorisation, and what comes next. A
+ * `registration` (RFC 7591) the server no longer takes is made again at the next authorization;
+ * anything else (the configured client, a client ID metadata document, a client not allowed
+ * the grant) is an operator's to fix.
+ */
+export function clientRefusalText(server: string, error: unknown, refused: 'registration' | 'configured'): string {
+  const what = refused === 'registration' ? "the gateway's client registration" : "the gateway's client";
+  const next = refused === 'registration' ? `the gateway registers again: call again to authorise "${server}" anew` : `an operator must fix the gateway's client for "${server}"`;
+  return `the authorization server of "${server}" refused ${what} (${describeOAuthFailure(error)}), not your authorisation; ${next}`;
+}

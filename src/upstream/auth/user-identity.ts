@@ -1,4 +1,4 @@
-import { auth, computeScopeUnion, extractWWWAuthenticateParams, type FetchLike, type OAuthDiscoveryState } from '@modelcontextprotocol/client';
+import { auth, computeScopeUnion, extractWWWAuthenticateParams, type FetchLike, type OAuthDiscoveryState, type OAuthError } from '@modelcontextprotocol/client';
 import type { GatewaySettings, HttpServerConfig, OAuth2AuthConfig, UpstreamIdentitySettings } from '../../config/schema.js';
 import { localUrlOf } from '../../store/data-dir-lock.js';
 import type { OpenedDatabase } from '../../store/database.js';
@@ -9,7 +9,7 @@ import { PendingAuthorizations, type PendingAuthorization } from './pending-auth
 import { tokenCipherFor, type TokenCipher } from './token-cipher.js';
 import { needsRenewal, stillValid, type HeldToken } from './token-lifetime.js';
 import { oauthFetch } from './oauth-fetch.js';
-import { describeOAuthFailure as describe, isClientRefusal, oauthErrorCode } from './oauth-failures.js';
+import { clientRefusalText, describeOAuthFailure as describe, isClientRefusal, oauthErrorCode } from './oauth-failures.js';
 import { UserTokenRefresh } from './user-token-refresh.js';
 import { UpstreamAuthError, type AuthChallenge, type CallerIdentity, type UpstreamAuth, type UpstreamCredentials } from './upstream-auth.js';
 import { UserOAuthProvider, type AuthorizationContext, type ProviderDeps } from './user-oauth-provider.js';
@@ -148,8 +148,9 @@ export class UserIdentities {
         try {
           tokens = await this.#refresh.refresh(user, server, config, auth, stored);
         } catch (error) {
-          // The authorization server failed (it did not refuse): the old token serves while it lasts.
-          if (!(error instanceof UpstreamAuthError) || !stillValid(held(stored), this.#now())) throw error;
+          // The authorization server failed (it did not refuse): the old token serves while it
+          // lasts, unless the refresh dropped it (its client was refused: the user is told).
+          if (!(error instanceof UpstreamAuthError) || !stillValid(held(stored), this.#now()) || !(await this.#store.get(user, server))) throw error;
         }
       } else if (!stillValid(held(stored), this.#now())) {
         await this.#store.delete(user, server); // expired and cannot be renewed: only the user can
@@ -238,6 +239,7 @@ export class UserIdentities {
       await auth(provider, { serverUrl: record.context.serverUrl, authorizationCode: callback.code, iss: callback.iss, fetchFn: this.#fetch });
     } catch (error) {
       this.#deps.oauth.logger.warn({ server: record.server, user: record.user, err: describe(error) }, 'an authorization code could not be redeemed');
+      if (isClientRefusal(error)) return fail(502, sentence(await this.#clientRefused(provider, record, error as OAuthError)));
       return fail(502, `The gateway could not complete the authorization of "${record.server}": ${describe(error)}`);
     }
     this.#deps.oauth.logger.info({ server: record.server, user: record.user }, 'a user authorised an upstream');
@@ -308,6 +310,23 @@ export class UserIdentities {
       throw new UpstreamAuthError('failed', server, `the authorization of "${server}" gave no URL to open`);
     }
     return this.#required(started);
+  }
+
+  /**
+   * The authorization server refused the client the authorization was started as, when its code
+   * was redeemed: what the user is told (a registration it no longer takes is dropped first).
+   */
+  async #clientRefused(provider: UserOAuthProvider, record: PendingAuthorization<AuthorizationContext>, error: OAuthError): Promise<string> {
+    const client = record.context.client;
+    const issuer = client?.issuer ?? record.discovery?.authorizationServerMetadata?.issuer ?? record.discovery?.authorizationServerUrl;
+    let refused: 'registration' | 'configured' = 'configured';
+    try {
+      refused = await provider.refusedClient(client, issuer, error);
+    } catch (failure) {
+      this.#deps.oauth.logger.warn({ server: record.server, err: failure }, 'a refused client registration could not be dropped');
+    }
+    this.#deps.oauth.logger.warn({ server: record.server, issuer, error: error.code, registrationDropped: refused === 'registration' }, "the authorization server refused the gateway's client while redeeming a user's code");
+    return clientRefusalText(record.server, error, refused);
   }
 
   #required(record: PendingAuthorization<AuthorizationContext>): AuthorizationRequiredError {
@@ -385,6 +404,11 @@ class UserAuth implements UpstreamAuth {
 /** The token as the renewal policy shared with the other identities sees it. */
 function held(tokens: UserTokens): HeldToken {
   return { value: tokens.accessToken, obtainedAt: tokens.obtainedAt, expiresAt: tokens.expiresAt, scope: tokens.scope };
+}
+
+/** `text` as a sentence of a page: capitalised, with its full stop. */
+function sentence(text: string): string {
+  return `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
 }
 
 function configuredScope(auth: OAuth2AuthConfig): string | undefined {

@@ -1,7 +1,9 @@
 import {
+  OAuthErrorCode,
   registerClient,
   resolveClientMetadata,
   type FetchLike,
+  type OAuthError,
   type OAuthClientInformationContext,
   type OAuthClientMetadata,
   type OAuthClientProvider,
@@ -96,7 +98,11 @@ export class UserOAuthProvider implements OAuthClientProvider {
     return client;
   }
 
-  /** The client this authorization uses, the configured one, or the registration stored for `issuer`; none is registered. */
+  /**
+   * The client this authorization uses, else in the MCP authorization spec's order: the
+   * configured one, the client ID metadata document (where the authorization server takes one),
+   * the registration stored for `issuer`. None is registered here.
+   */
   async knownClient(issuer: string | undefined): Promise<StoredOAuthClientInformation | undefined> {
     if (this.context.client) return this.context.client;
     const { auth } = this.context;
@@ -104,7 +110,32 @@ export class UserOAuthProvider implements OAuthClientProvider {
       const secret = auth.clientSecret ? credentialSource(this.server, auth.clientSecret, this.deps.env).read() : undefined;
       return { client_id: auth.clientId, ...(secret ? { client_secret: secret } : {}), ...(issuer ? { issuer } : {}) };
     }
+    // Before the store: a registration stored there (another server's, at the same issuer) must not take the document's place.
+    if (auth.clientMetadataUrl && this.#takesMetadataDocuments()) return { client_id: auth.clientMetadataUrl, ...(issuer ? { issuer } : {}) };
     return issuer ? this.deps.store.client(issuer, this.context.redirectUrl) : undefined;
+  }
+
+  /** Whether the upstream's authorization server, as discovered, accepts client ID metadata documents. */
+  #takesMetadataDocuments(): boolean {
+    const discovery = this.record ? this.record.discovery : this.deps.discovery.get(this.context.serverUrl);
+    return discovery?.authorizationServerMetadata?.client_id_metadata_document_supported === true;
+  }
+
+  /** Whether `client` is a registration of the gateway's (RFC 7591), kept in the store: not the configured client nor the metadata document. */
+  #isRegistration(client: StoredOAuthClientInformation): boolean {
+    return !this.context.auth.clientId && client.client_id !== this.context.auth.clientMetadataUrl;
+  }
+
+  /**
+   * The authorization server at `issuer` refused `client` with `error`. A registration of the
+   * gateway's that it no longer takes (`invalid_client`) is dropped from the store, while the
+   * store still holds that one, so that the next authorization registers again:
+   * `'registration'`. Anything else is the configuration's: `'configured'`.
+   */
+  async refusedClient(client: StoredOAuthClientInformation | undefined, issuer: string | undefined, error: OAuthError): Promise<'registration' | 'configured'> {
+    if (!client || error.code !== OAuthErrorCode.InvalidClient || !this.#isRegistration(client)) return 'configured';
+    if (issuer) await this.deps.store.deleteClient(issuer, this.context.redirectUrl, client.client_id);
+    return 'registration';
   }
 
   /**
@@ -112,13 +143,12 @@ export class UserOAuthProvider implements OAuthClientProvider {
    * this authorization server and every later step-up, and an authorization server may hold a
    * client to the scope it registered with (oidc-provider does), so none is named; `auth()`
    * would register with the first request's scope. Where the SDK should decide (no registration
-   * endpoint: it says so; a client ID metadata document the server accepts: it uses that), nothing is done here.
+   * endpoint: it says so), nothing is done here; a metadata document the server accepts never gets here (`knownClient`).
    */
   async #register(issuer: string): Promise<StoredOAuthClientInformation | undefined> {
     const discovery = this.deps.discovery.get(this.context.serverUrl);
     const metadata = discovery?.authorizationServerMetadata;
     if (!discovery || !metadata?.registration_endpoint) return undefined;
-    if (metadata.client_id_metadata_document_supported === true && this.context.auth.clientMetadataUrl) return undefined;
     const registered = await registerClient(discovery.authorizationServerUrl, { metadata, clientMetadata: resolveClientMetadata(this), fetchFn: this.deps.fetch });
     const client: StoredOAuthClientInformation = { ...registered, issuer };
     await this.saveClientInformation(client, { issuer });
@@ -127,7 +157,9 @@ export class UserOAuthProvider implements OAuthClientProvider {
 
   async saveClientInformation(info: StoredOAuthClientInformation, ctx?: OAuthClientInformationContext): Promise<void> {
     this.context.client = info;
-    if (this.context.auth.clientId) return; // a configured client is not stored
+    // The configured client and the metadata document are the configuration's; the store's row
+    // (one per issuer, shared by every server there) holds a registration only.
+    if (!this.#isRegistration(info)) return;
     const issuer = ctx?.issuer ?? info.issuer;
     if (issuer) await this.deps.store.saveClient(issuer, this.context.redirectUrl, info);
   }
@@ -170,10 +202,11 @@ export class UserOAuthProvider implements OAuthClientProvider {
   async invalidateCredentials(scope: 'all' | 'client' | 'tokens' | 'verifier' | 'discovery'): Promise<void> {
     // A code that fails to redeem says nothing of the tokens stored before: they stay.
     if ((scope === 'all' || scope === 'tokens') && !this.record) await this.deps.store.delete(this.user, this.server);
-    // The gateway's registration serves every user at this authorization server: one user's
-    // refusal never deletes it (the failure is reported as misconfigured; an operator fixes
-    // the registration). This authorization only forgets the client it held.
-    if (scope === 'all' || scope === 'client') this.context.client = undefined;
+    // The gateway's registration serves every user at this authorization server: the SDK's
+    // reaction to a refused client never deletes it (`refusedClient` decides that, for an
+    // `invalid_client` only). This authorization only forgets the client it held, and not at
+    // the callback: the code was issued to that client, and no other may redeem it.
+    if ((scope === 'all' || scope === 'client') && !this.record) this.context.client = undefined;
     if (scope === 'all' || scope === 'discovery') this.deps.discovery.delete(this.context.serverUrl);
   }
 }

@@ -10,7 +10,7 @@ import {
 } from '@modelcontextprotocol/client';
 import type { HttpServerConfig, OAuth2AuthConfig } from '../../config/schema.js';
 import type { OAuthClientDeps } from './oauth-client-deps.js';
-import { describeOAuthFailure, isClientRefusal } from './oauth-failures.js';
+import { clientRefusalText, describeOAuthFailure, isClientRefusal } from './oauth-failures.js';
 import { UpstreamAuthError } from './upstream-auth.js';
 import { UserOAuthProvider, type ProviderDeps } from './user-oauth-provider.js';
 import type { UserTokens } from './user-token-store.js';
@@ -94,9 +94,21 @@ export class UserTokenRefresh {
       this.#deps.oauth.onTokenRefreshFailed(server, hostOf(issuer));
       if (error instanceof UpstreamAuthError) throw error;
       if (isClientRefusal(error)) {
-        // The gateway's client is refused, for every user alike: reported, nothing deleted.
-        this.#deps.oauth.logger.warn({ server, issuer, error: (error as OAuthError).code }, "the authorization server refused the gateway's client while refreshing a user's token");
-        throw new UpstreamAuthError('misconfigured', server, `the authorization server of "${server}" refused the gateway's client: ${describeOAuthFailure(error)}`);
+        const refused = await provider.refusedClient(clientInformation, issuer, error as OAuthError);
+        this.#deps.oauth.logger.warn(
+          { server, issuer, error: (error as OAuthError).code, registrationDropped: refused === 'registration' },
+          "the authorization server refused the gateway's client while refreshing a user's token",
+        );
+        if (refused === 'registration') {
+          // A registration it no longer has (dropped above, made again at the next authorization):
+          // this refresh token was issued to it, and nothing can redeem it now. Only this user's
+          // tokens go; another user's are refused as theirs come to be refreshed.
+          await deps.store.delete(user, server, tokens);
+          throw new UpstreamAuthError('failed', server, clientRefusalText(server, error, refused));
+        }
+        // The configured client is refused, for every user alike: reported, nothing deleted (the
+        // grants stay good once an operator fixes the client).
+        throw new UpstreamAuthError('misconfigured', server, clientRefusalText(server, error, refused));
       }
       if (error instanceof OAuthError && error.code === OAuthErrorCode.InvalidGrant) {
         // The grant is gone: only the user can give a new one. Deleted only while the row still holds the refused tokens.

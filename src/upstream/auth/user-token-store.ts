@@ -183,8 +183,18 @@ export class UserTokenStore {
     });
   }
 
-  async deleteClient(issuer: string, redirectUrl: string): Promise<void> {
-    await this.repository.deleteClient(issuer, redirectUrl);
+  /**
+   * Deletes the registration at `issuer` for `redirectUrl`; with `onlyClientId`, only while it is
+   * that client (a registration made since, by another replica or user, stays). True when one was deleted.
+   */
+  async deleteClient(issuer: string, redirectUrl: string, onlyClientId?: string): Promise<boolean> {
+    if (onlyClientId !== undefined) {
+      // Read, then delete (the repository has no conditional delete for registrations): one saved
+      // in between would be lost too, and the next authorization would register again.
+      const row = await this.repository.client(issuer, redirectUrl);
+      if (!row || ClientMetadata.safeParse(row.metadata).data?.client_id !== onlyClientId) return false;
+    }
+    return this.repository.deleteClient(issuer, redirectUrl);
   }
 
   #openTokens(row: StoredCredential, user: string, server: string): UserTokens | undefined {
