@@ -10,12 +10,12 @@ import type { Config } from './config/schema.js';
 import { createConflux, type Conflux } from './conflux.js';
 import { createLogger } from './observability/logger.js';
 import { DataDirLockedError, localUrlOf } from './store/data-dir-lock.js';
-import { openDatabase, type OpenedDatabase } from './store/database.js';
+import { DEFAULT_POOL_SIZE, openDatabase, type DatabaseOptions, type OpenedDatabase } from './store/database.js';
 import { Redis } from 'ioredis';
 import { bestEffort } from './observability/best-effort.js';
 import { withTimeout } from './limits/with-timeout.js';
 import { createSharedState } from './state/create-shared-state.js';
-import { isWorker, runPrimary, workerCount, workersRefused } from './workers.js';
+import { isWorker, poolSizePerWorker, runPrimary, workerCount, workersRefused } from './workers.js';
 
 const USAGE = `Usage: conflux <command> [options]
 
@@ -143,6 +143,17 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function serve(config: Config, configPath: string, env: Environment, hostOption?: string, portOption?: string): Promise<number> {
+  // Heard before anything starts: a signal while starting (a worker waiting behind another
+  // replica's migration) stops what was started so far, instead of killing the process outright.
+  const stop = new StopRequest();
+  try {
+    return await serveUntilStopped(stop, config, configPath, env, hostOption, portOption);
+  } finally {
+    stop.dispose();
+  }
+}
+
+async function serveUntilStopped(stop: StopRequest, config: Config, configPath: string, env: Environment, hostOption?: string, portOption?: string): Promise<number> {
   const logger = createLogger(env.logLevel);
   const host = hostOption ?? env.host ?? config.gateway.host;
   const port = Number(portOption ?? env.port ?? config.gateway.port);
@@ -155,6 +166,13 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
     process.stderr.write(`${workers.message}\n`);
     return EXIT_USAGE;
   }
+  const databaseOptions: DatabaseOptions = {
+    url: env.databaseUrl,
+    dataDir: join(env.dataDir, 'pgdata'),
+    // The database admits as many connections whatever the worker count: the workers share them.
+    poolSize: workers > 1 ? poolSizePerWorker(workers, DEFAULT_POOL_SIZE) : undefined,
+    logger,
+  };
   if (workers > 1 && !isWorker()) {
     const refused = workersRefused(workers, env);
     if (refused) {
@@ -162,31 +180,26 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
       return 1;
     }
     // Once here, so that the workers starting together do not race to migrate.
-    const migrated = await openDatabase({ url: env.databaseUrl, dataDir: join(env.dataDir, 'pgdata') })
-      .then(async (db) => {
-        try {
-          await db.migrate();
-        } finally {
-          await db.close();
-        }
-      })
-      .then(
-        () => true,
-        (error: unknown) => {
-          logger.fatal({ err: (error as Error).message }, 'cannot migrate the database');
-          return false;
-        },
-      );
-    return migrated ? runPrimary(workers, logger, config.gateway.shutdownGraceSeconds * 1000) : 1;
+    let migrated: OpenedDatabase | 'stopped';
+    try {
+      migrated = await openMigrated({ ...databaseOptions, poolSize: 2 }, stop, logger);
+    } catch (error) {
+      logger.fatal({ err: (error as Error).message }, 'cannot migrate the database');
+      return 1;
+    }
+    if (migrated === 'stopped') return 0;
+    await migrated.close();
+    stop.dispose(); // the primary hears signals from here on
+    return runPrimary(workers, logger, config.gateway.shutdownGraceSeconds * 1000);
   }
-  let database: OpenedDatabase | undefined;
+  let database: OpenedDatabase;
   try {
-    database = await openDatabase({ url: env.databaseUrl, dataDir: join(env.dataDir, 'pgdata') });
-    await database.migrate();
+    const opened = await openMigrated(databaseOptions, stop, logger);
+    if (opened === 'stopped') return 0;
+    database = opened;
   } catch (error) {
     if (error instanceof DataDirLockedError) logger.fatal({ dataDir: error.dataDir, pid: error.holder.pid }, error.message);
     else logger.fatal({ err: (error as Error).message }, 'cannot open the database');
-    await bestEffort(async () => database?.close(), logger, 'close the database after a failed start');
     return 1;
   }
   logger.info({ database: database.kind }, 'database ready');
@@ -199,44 +212,88 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
   const conflux = createConflux(config, { logger, database, redis, state, configFile: { path: configPath, env: env.variables } });
   installCrashHandlers(logger);
   await conflux.start();
-  let url: string;
-  let boundPort: number;
+  if (stop.signal === undefined) {
+    let url: string;
+    let boundPort: number;
+    try {
+      ({ url, port: boundPort } = await conflux.listen(host, port));
+    } catch (error) {
+      logger.fatal({ err: (error as Error).message }, `cannot listen on ${host}:${port}`);
+      await conflux.stop();
+      await database.close();
+      await closeRedis(redis);
+      return 1;
+    }
+    // CLI commands run meanwhile reach the embedded database through this gateway's admin API.
+    await database.dataDirLock?.advertise(localUrlOf(host, boundPort)).catch((error: unknown) => {
+      logger.warn({ err: (error as Error).message, lockFile: database.dataDirLock?.path }, 'cannot record the admin URL in the data folder lock: "conflux keys" and "access" cannot reach this gateway');
+    });
+    logger.info({ url, servers: Object.keys(config.servers).length }, `Conflux listening on ${url}`);
+  }
+
+  const signal = await stop.requested;
+  logger.info({ signal }, 'shutting down');
   try {
-    ({ url, port: boundPort } = await conflux.listen(host, port));
-  } catch (error) {
-    logger.fatal({ err: (error as Error).message }, `cannot listen on ${host}:${port}`);
     await conflux.stop();
     await database.close();
     await closeRedis(redis);
+    return 0;
+  } catch (error) {
+    logger.error({ err: (error as Error).message }, 'error during shutdown');
     return 1;
   }
-  // CLI commands run meanwhile reach the embedded database through this gateway's admin API.
-  await database.dataDirLock?.advertise(localUrlOf(host, boundPort)).catch((error: unknown) => {
-    logger.warn({ err: (error as Error).message, lockFile: database.dataDirLock?.path }, 'cannot record the admin URL in the data folder lock: "conflux keys" and "access" cannot reach this gateway');
-  });
-  logger.info({ url, servers: Object.keys(config.servers).length }, `Conflux listening on ${url}`);
+}
 
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const shutdown = (signal: NodeJS.Signals) => {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ signal }, 'shutting down');
-      conflux
-        .stop()
-        .then(() => database.close())
-        .then(() => closeRedis(redis))
-        .then(
-          () => resolve(0),
-          (error) => {
-            logger.error({ err: (error as Error).message }, 'error during shutdown');
-            resolve(1);
-          },
-        );
+/**
+ * SIGTERM and SIGINT, heard from when it is made until `dispose()`. Later signals are ignored
+ * rather than left to their default action, which would cut the stop short.
+ */
+class StopRequest {
+  readonly requested: Promise<NodeJS.Signals>;
+  signal: NodeJS.Signals | undefined;
+  readonly #onSignal: (signal: NodeJS.Signals) => void;
+
+  constructor() {
+    let heard!: (signal: NodeJS.Signals) => void;
+    this.requested = new Promise((resolve) => (heard = resolve));
+    this.#onSignal = (signal) => {
+      this.signal ??= signal;
+      heard(this.signal);
     };
-    process.once('SIGINT', shutdown);
-    process.once('SIGTERM', shutdown);
+    process.on('SIGTERM', this.#onSignal);
+    process.on('SIGINT', this.#onSignal);
+  }
+
+  dispose(): void {
+    process.off('SIGTERM', this.#onSignal);
+    process.off('SIGINT', this.#onSignal);
+  }
+}
+
+/**
+ * The database, opened and migrated, or `'stopped'` when a signal came first: what was opened is
+ * closed then, which also ends a migration still waiting for another replica's lock. A database
+ * whose migration fails is closed before the failure is thrown.
+ */
+async function openMigrated(options: DatabaseOptions, stop: StopRequest, logger: Logger): Promise<OpenedDatabase | 'stopped'> {
+  const opening = openDatabase(options);
+  const migrated = opening.then(async (database) => {
+    try {
+      await database.migrate();
+    } catch (error) {
+      // After a signal, the database closing is why it failed, and closing is the stop's to do.
+      if (stop.signal === undefined) await bestEffort(() => database.close(), logger, 'close the database after a failed start');
+      throw error;
+    }
+    return database;
   });
+  const outcome = await Promise.race([migrated, stop.requested.then(() => 'stopped' as const)]);
+  if (outcome !== 'stopped') return outcome;
+  logger.info({ signal: stop.signal }, 'stopped while starting');
+  migrated.catch(() => {}); // it fails as its database closes under it
+  const database = await opening.catch(() => undefined);
+  await bestEffort(async () => database?.close(), logger, 'close the database of a start that was stopped');
+  return 'stopped';
 }
 
 /** Redis asked to close politely, then cut: a hung Redis never answers QUIT, and shutdown must end. */

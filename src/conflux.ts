@@ -141,6 +141,9 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     logger,
     idleMs: settings.sessionIdleSeconds * 1000,
     rules: accessControl,
+    // Sessions are records every replica shares; this replica holds copies of those it serves.
+    state,
+    cancelOutside: (session, message) => plainToolCalls.cancel(session, message),
     createServer: (owner) => createSessionServer(serverDeps, owner.access),
     onOpened: (session) => {
       metrics.sessionsCreated.inc();
@@ -285,6 +288,18 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   const stopWatchingRevocations = apiKeys?.onRevoked((id) => streams.revoked(id));
   // Servers, rules and keys changed through one replica are applied by every replica.
   const configChanges = new ConfigChanges({ bus: state.bus, replicaId: state.replicaId, accessControl, apiKeys, registry, logger: logger.child({ component: 'config-changes' }) });
+  const plainToolCalls = new PlainToolCalls({
+    catalog,
+    tasks,
+    upstreams,
+    tracker,
+    limit,
+    audit,
+    metrics,
+    rateLimits,
+    logger,
+    maxConcurrentCallsPerSession: settings.limits.maxConcurrentCallsPerSession,
+  });
   const app = createHttpApp({
     streams,
     sessions,
@@ -301,18 +316,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
         if (asIs === undefined) listedAsIsByView.set(cached.view, (asIs = listedAsIs(cached.view.tools)));
         return asIs ? cached.toolsBytes : undefined;
       },
-      toolCalls: new PlainToolCalls({
-        catalog,
-        tasks,
-        upstreams,
-        tracker,
-        limit,
-        audit,
-        metrics,
-        rateLimits,
-        logger,
-        maxConcurrentCallsPerSession: settings.limits.maxConcurrentCallsPerSession,
-      }),
+      toolCalls: plainToolCalls,
     },
     rateLimits,
     auth: {
@@ -332,6 +336,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     },
     ready: database ? () => database.ping() : undefined,
     limiterHealth: () => limiter.health(),
+    sessionState: async () => ({ backend: state.backend, state: await state.health() }),
   });
   mountWellKnown(app, oauth, logger);
   if (users) {

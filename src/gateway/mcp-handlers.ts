@@ -187,12 +187,19 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
         const session = deps.sessions.get(ctx.sessionId);
         const route = readable(routeResourceUri(catalog.resources, request.params.uri), ctx);
         if (!route || !deps.upstreams.get(route.server)) throw resourceNotFound(request.params.uri);
-        if (session) await deps.subscriptions.subscribe(session, request.params.uri, route);
+        if (session) {
+          await deps.subscriptions.subscribe(session, request.params.uri, route);
+          // Copies of the session on other replicas subscribe too: an update may reach any of them.
+          await deps.sessions.recordSettings(session, { subscribed: request.params.uri });
+        }
         return {};
       });
       on('resources/unsubscribe', async (request, ctx) => {
         const session = deps.sessions.get(ctx.sessionId);
-        if (session) await deps.subscriptions.unsubscribe(session, request.params.uri);
+        if (session) {
+          await deps.subscriptions.unsubscribe(session, request.params.uri);
+          await deps.sessions.recordSettings(session, { unsubscribed: request.params.uri });
+        }
         return {};
       });
     }
@@ -240,6 +247,8 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
             return bestEffort(() => target.request('logging/setLevel', { level }), deps.logger.child({ server: u.name }), `set the upstream log level to ${level}`);
           }),
       );
+      // Copies of the session on other replicas take the level too.
+      if (session) await deps.sessions.recordSettings(session, { logLevel: request.params.level });
       return {};
     });
   }

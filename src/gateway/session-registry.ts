@@ -1,75 +1,27 @@
 import { randomUUID } from 'node:crypto';
-import { WebStandardStreamableHTTPServerTransport, type LoggingLevel, type RequestId, type Server, type ServerCapabilities, type Transport } from '@modelcontextprotocol/server';
+import type { AuthInfo, EventStore, JSONRPCMessage, Server, ServerCapabilities, Transport } from '@modelcontextprotocol/server';
 import type { Logger } from 'pino';
 import type { Access } from '../auth/access-policy.js';
-import type { Principal } from '../auth/principal.js';
-import type { ResourceRoute } from '../catalog/resource-catalog.js';
-import { LimitExceededError } from '../limits/errors.js';
-import { SessionEventStore } from './session-event-store.js';
 import { bestEffort } from '../observability/best-effort.js';
-import { sessionClosed } from './error-mapping.js';
+import { MemorySharedState } from '../state/memory-state.js';
+import type { SessionRecord, SessionWire, SharedState } from '../state/shared-state.js';
+import { CallerSlots, CurrentRights, endCallsInFlight, newSession, type AccessRules, type DownstreamSession, type SessionOwner } from './downstream-session.js';
+import { ReplicaRouting, type ListChanges } from './replica-routing.js';
+import { ReplicatedTransport } from './replicated-transport.js';
+import { connectCopy, replayAwareEvents, SessionRebuilder, type SessionCopy } from './session-rebuild.js';
+import { SessionExpiry } from './session-expiry.js';
+import { SessionRecords, type SettingsChange } from './session-records.js';
+import { SseSessionTransport } from './sse-session-transport.js';
 
-/**
- * One downstream MCP session: its server, its transport, and when it was last used. The
- * transport is Streamable HTTP (`/mcp`) or the older HTTP+SSE wire (`/sse`).
- */
-export interface DownstreamSession<T extends Transport = Transport> {
-  readonly id: string;
-  /** Who opened the session; every later request on it must come from the same principal. */
-  readonly principal: string;
-  /**
-   * What session quotas count against: the caller's rate key (`principal:<id>`, or
-   * `ip:<address>` without authentication, where every caller is the same principal).
-   */
-  readonly rateKey: string;
-  /** The rights evaluated for the latest request on this session (re-evaluated on delivery, see `accessOf`). */
-  access: Access;
-  readonly server: Server;
-  /** What this session's server advertised at initialize. */
-  readonly capabilities: ServerCapabilities;
-  readonly transport: T;
-  readonly createdAt: number;
-  lastSeen: number;
-  /**
-   * Open GET streams. A stream alone does not keep a session alive: a session without a
-   * request for the idle time is closed, which ends its streams.
-   */
-  openStreams: number;
-  /** Set by `logging/setLevel`; log messages below it are not sent to this session (see `log-levels.ts` for the default). */
-  logLevel: LoggingLevel | undefined;
-  /** Exposed URI → owner, for every resource this session subscribed to. */
-  readonly subscriptions: Map<string, ResourceRoute>;
-  /** Tool calls in flight, against `maxConcurrentCallsPerSession`. */
-  activeCalls: number;
-  /** Aborted when the session closes: work done for it (the fast path's tool calls) stops. */
-  readonly lifetime: AbortController;
-  /**
-   * Requests handed to the session's transport whose answer stream is still open. When the
-   * session closes they are cancelled and answered with an error: the transport would only
-   * end their streams, and a client whose stream ends unanswered waits for ever.
-   */
-  readonly requestsInFlight: Set<RequestId>;
-}
-
-const SSE_RETRY_MS = 1000;
-
-/** Runs `work` as one of `session`'s tool calls in flight; refused when `max` already are. */
-export async function inCallSlot<T>(session: DownstreamSession | undefined, max: number, work: () => Promise<T>): Promise<T> {
-  if (!session) return work();
-  if (session.activeCalls >= max) throw new LimitExceededError(`too many concurrent tool calls in this session (at most ${max})`);
-  session.activeCalls++;
-  try {
-    return await work();
-  } finally {
-    session.activeCalls--;
-  }
-}
+// Where other modules have always found them.
+export type { DownstreamSession, SessionOwner } from './downstream-session.js';
+export { inCallSlot } from './downstream-session.js';
 
 export interface SessionRegistryOptions {
   /** The session's MCP server, for the caller opening it. */
   createServer: (owner: SessionOwner) => { server: Server; capabilities: ServerCapabilities };
   logger: Logger;
-  /** Called once for every session that ends, after it is removed. */
+  /** Called once for every copy that ends here (the session ending, or only this replica's copy), after it is removed. */
   onClosed?: (session: DownstreamSession) => void;
   onOpened?: (session: DownstreamSession) => void;
   /** Sessions without a request (and no tool call in flight) for this long are closed; 0 keeps them. */
@@ -79,54 +31,78 @@ export interface SessionRegistryOptions {
    * to it long after its last request (grants change at run time). Without them the rights
    * of the latest request stand.
    */
-  rules?: { readonly version: number; accessFor(principal: Principal): Access } | undefined;
+  rules?: AccessRules | undefined;
+  /** What replicas share: session records, messages between them, events. Default: this process's own memory. */
+  state?: SharedState | undefined;
+  /** Cancels a call served outside the session's transport (the plain tool-call path); true when it named one. */
+  cancelOutside?: ((session: DownstreamSession, message: unknown) => boolean) | undefined;
 }
 
-/** Who opens a session, as the HTTP layer authenticated the `initialize`. */
-export interface SessionOwner {
-  principal: string;
-  rateKey: string;
-  access: Access;
+/** A session claimed and ready to answer its `initialize`. */
+export interface PreparedSession extends SessionCopy {
+  id: string;
 }
 
 /**
- * Every live downstream session, by its `Mcp-Session-Id`. Session ids are random UUIDs
- * (122 bits), generated by the transport: at `initialize`, or when an HTTP+SSE stream opens.
+ * The sessions this replica holds a copy of, by `Mcp-Session-Id`, over the records every
+ * replica shares. Session ids are random UUIDs (122 bits). A session opened on another replica
+ * is rebuilt here from its record when one of its requests lands here (`find`); a copy unused
+ * for the idle time is dropped, and the session ends when no replica used it (its record
+ * expired), when its client deletes it, or when its credential or HTTP+SSE stream ends.
  */
 export class SessionRegistry {
   readonly #sessions = new Map<string, DownstreamSession>();
-  /** Open sessions per rate key, and places held for sessions being opened, so the quota check is not a scan of every session. */
+  /** Copies per rate key, and places held for sessions being opened here. */
   readonly #perKey = new Map<string, number>();
-  /** Sessions being opened (their `initialize` not answered yet), counted against the limits. */
+  /** Sessions being opened here (their `initialize` not answered yet). */
   #opening = 0;
-  /** Tool calls in flight without a session (2026-07-28), per rate key. */
-  readonly #callerCalls = new Map<string, number>();
-  /** Rights re-evaluated under the current rules, per latest request's rights. */
-  readonly #current = new WeakMap<Access, { version: number; access: Access }>();
+  readonly #callerSlots = new CallerSlots();
+  readonly #rights: CurrentRights;
   readonly #options: SessionRegistryOptions;
-  readonly #sweeper: NodeJS.Timeout | undefined;
+  readonly #records: SessionRecords;
+  readonly #expiry: SessionExpiry;
+  readonly #routing: ReplicaRouting;
+  readonly #rebuilder: SessionRebuilder;
+  readonly #unlisten: () => void;
 
   constructor(options: SessionRegistryOptions) {
     this.#options = options;
-    if (options.idleMs > 0) {
-      this.#sweeper = setInterval(() => this.#closeIdle(), Math.min(options.idleMs / 2, 60_000));
-      this.#sweeper.unref();
-    }
+    this.#rights = new CurrentRights(options.rules);
+    const { logger } = options;
+    const state = options.state ?? new MemorySharedState();
+    this.#records = new SessionRecords(state, logger, options.idleMs);
+    const host = { get: (id: string) => this.#sessions.get(id), drop: (id: string) => this.#drop(id), used: (session: DownstreamSession) => this.used(session) };
+    const refresh = (session: DownstreamSession<ReplicatedTransport>) => this.#rebuilder.refresh(session, this.#authInfoOf(session));
+    this.#routing = new ReplicaRouting(state, { ...host, refresh, authInfoOf: (session) => this.#authInfoOf(session), cancelOutside: options.cancelOutside }, logger);
+    this.#rebuilder = new SessionRebuilder({
+      records: this.#records,
+      copy: (id, owner, events) => this.#copy(id, owner, events),
+      register: (id, owner, copy) => this.#register(id, owner, copy, 'rebuilt'),
+      logger,
+    });
+    this.#expiry = new SessionExpiry(
+      this.#records,
+      { sessions: () => this.#sessions.values(), drop: (session) => this.#closeLocal(session, true), close: (id) => this.close(id) },
+      logger,
+      options.idleMs,
+    );
+    this.#unlisten = this.#routing.listen();
   }
 
+  /** Copies held here. */
   get size(): number {
     return this.#sessions.size;
   }
 
-  /** Open sessions plus those being opened: what the session limits are checked against. */
+  /** Copies held here plus sessions being opened here. */
   get held(): number {
     return this.#sessions.size + this.#opening;
   }
 
   /**
-   * Holds a place under `rateKey` while a session is opened, so that concurrent `initialize`
-   * requests cannot all pass the quota check before any of them registers. Returns the
-   * release, to call once the initialize is answered (the session, if any, then counts itself).
+   * Holds a place under `rateKey` here while a session is opened (`countFor` and `held` then
+   * include it). Returns the release, to call once the initialize is answered (the session, if
+   * any, then counts itself). The quotas themselves are the shared state's (`claim`).
    */
   reserve(rateKey: string): () => void {
     this.#opening++;
@@ -141,67 +117,108 @@ export class SessionRegistry {
   }
 
   /**
-   * A server and transport ready to answer an `initialize`. The session is registered only
-   * once the transport accepts the initialize; `discardIfUninitialized` frees it otherwise.
+   * Claims a new session on `wire` against the session limits of every replica, before its
+   * client hears of it: its id, or the limit that refused it. The record keeps the client's
+   * own `initialize` params, for other replicas to rebuild the session from. Throws
+   * `SharedStateUnavailableError`.
    */
-  async prepare(owner: SessionOwner): Promise<{ server: Server; transport: WebStandardStreamableHTTPServerTransport }> {
-    const { server, capabilities } = this.#options.createServer(owner);
-    const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
-      sessionIdGenerator: randomUUID,
-      onsessioninitialized: (id) => void this.#register(id, owner, server, capabilities, transport),
-      // Awaited by the transport, so calls in flight are answered before it ends their streams.
-      onsessionclosed: (id) => this.close(id),
-      eventStore: new SessionEventStore(),
-      // Sent in the priming event of every stream: how long a client whose stream ended waits
-      // before it resumes with Last-Event-ID (the SDK client's own default, made explicit).
-      retryInterval: SSE_RETRY_MS,
-    });
-    await server.connect(transport);
-    return { server, transport };
+  async claim(
+    owner: SessionOwner,
+    wire: SessionWire,
+    initialize: SessionRecord['initialize'],
+    limits: { maxSessions: number; maxSessionsPerPrincipal: number },
+    id: string = randomUUID(),
+  ): Promise<{ id: string } | { refused: 'per-key' | 'total' }> {
+    // An HTTP+SSE session is its stream, held by the replica that opens it.
+    const streamHolder = wire === 'sse' ? this.#records.replicaId : undefined;
+    const outcome = await this.#records.claim(
+      { id, principal: owner.principal, rateKey: owner.rateKey, wire, initialize, streamHolder },
+      { maxPerKey: limits.maxSessionsPerPrincipal, maxTotal: limits.maxSessions },
+    );
+    return outcome === 'ok' ? { id } : { refused: outcome };
   }
 
   /**
-   * Registers a session whose transport has its id before any message (the HTTP+SSE wire hands
-   * it to the client first), then connects its server. The caller has checked the limits.
+   * A server and transport ready to answer the `initialize` of the claimed session `id`. It is
+   * registered once the transport accepts the initialize; `discardIfUninitialized` frees it
+   * (and its claim) otherwise.
    */
-  async open<T extends Transport & { readonly sessionId: string }>(owner: SessionOwner, transport: T): Promise<DownstreamSession<T>> {
-    const { server, capabilities } = this.#options.createServer(owner);
-    const session = this.#register(transport.sessionId, owner, server, capabilities, transport);
+  async prepare(owner: SessionOwner, id: string): Promise<PreparedSession> {
     try {
-      await server.connect(transport);
+      const copy: SessionCopy = await this.#copy(id, owner, replayAwareEvents(this.#records.events(id)), () => void this.#register(id, owner, copy, 'opened'));
+      return { id, ...copy };
     } catch (error) {
-      await this.close(session.id);
+      await this.#records.discard(id);
       throw error;
     }
-    return session;
   }
 
-  async discardIfUninitialized(prepared: { server: Server; transport: WebStandardStreamableHTTPServerTransport }): Promise<void> {
-    const id = prepared.transport.sessionId;
-    if (id === undefined || !this.#sessions.has(id)) await bestEffort(() => prepared.server.close(), this.#options.logger, 'close a session that never initialized');
+  async discardIfUninitialized(prepared: PreparedSession): Promise<void> {
+    if (this.#sessions.get(prepared.id)?.transport === prepared.transport) return;
+    await bestEffort(() => prepared.server.close(), this.#options.logger, 'close a session that never initialized');
+    await this.#records.discard(prepared.id);
   }
 
-  /** Open sessions opened under one rate key (a principal, or a client address without authentication). */
+  /**
+   * Registers a claimed session whose transport has its id before any message (the HTTP+SSE
+   * wire hands it to the client first), then connects its server. Its stream is held here.
+   */
+  async open<T extends Transport & { readonly sessionId: string }>(owner: SessionOwner, transport: T): Promise<DownstreamSession<T>> {
+    try {
+      const { server, capabilities } = this.#options.createServer(owner);
+      const session = this.#register(transport.sessionId, owner, { server, capabilities, transport }, 'opened');
+      session.standaloneStreams = 1;
+      await server.connect(transport);
+      return session;
+    } catch (error) {
+      await this.close(transport.sessionId);
+      throw error;
+    }
+  }
+
+  /**
+   * The session `id` when `owner` opened it on Streamable HTTP and this replica holds no copy:
+   * rebuilt here from its record, then touched as `touch` does. Undefined when it does not
+   * exist for them. Throws `SharedStateUnavailableError`.
+   */
+  async find(id: string, owner: SessionOwner, authInfo: AuthInfo): Promise<DownstreamSession<ReplicatedTransport> | undefined> {
+    // Held here for another principal or on another wire: its record says the same.
+    if (this.#sessions.has(id)) return undefined;
+    await this.#rebuilder.rebuild(id, owner, authInfo);
+    return this.touch(id, owner.principal, owner.access);
+  }
+
+  /**
+   * Ends the session `id`, of which this replica holds no copy, when `principal` opened it on
+   * Streamable HTTP; false when it does not exist for them. Throws `SharedStateUnavailableError`.
+   */
+  async end(id: string, principal: string): Promise<boolean> {
+    if (this.#sessions.has(id) || !(await this.#records.ownedBy(id, principal, 'streamable-http'))) return false;
+    await this.close(id);
+    return true;
+  }
+
+  /**
+   * Hands a message posted for the HTTP+SSE session `id` to the replica holding its stream,
+   * when `principal` opened it and that replica is another one; false when it does not exist
+   * for them. Throws `SharedStateUnavailableError`.
+   */
+  async forwardToStream(id: string, principal: string, message: JSONRPCMessage): Promise<boolean> {
+    if (this.#sessions.has(id)) return false;
+    const holder = (await this.#records.ownedBy(id, principal, 'sse'))?.streamHolder;
+    if (holder === undefined || holder === this.#records.replicaId) return false;
+    await this.#routing.forward(holder, id, message);
+    return true;
+  }
+
+  /** Copies held here of sessions opened under one rate key (a principal, or a client address without authentication). */
   countFor(rateKey: string): number {
     return this.#perKey.get(rateKey) ?? 0;
   }
 
-  /**
-   * Runs `work` as one of the tool calls in flight that a caller makes without a session (a
-   * 2026-07-28 request), counted per rate key and refused when `max` already are: the limit a
-   * session's calls are held to, so that not opening one is no way around it.
-   */
-  async inCallerSlot<T>(rateKey: string, max: number, work: () => Promise<T>): Promise<T> {
-    const active = this.#callerCalls.get(rateKey) ?? 0;
-    if (active >= max) throw new LimitExceededError(`too many concurrent tool calls from this client (at most ${max})`);
-    this.#callerCalls.set(rateKey, active + 1);
-    try {
-      return await work();
-    } finally {
-      const left = (this.#callerCalls.get(rateKey) ?? 1) - 1;
-      if (left > 0) this.#callerCalls.set(rateKey, left);
-      else this.#callerCalls.delete(rateKey);
-    }
+  /** Runs `work` as one of the tool calls a caller makes without a session (see `CallerSlots`). */
+  inCallerSlot<T>(rateKey: string, max: number, work: () => Promise<T>): Promise<T> {
+    return this.#callerSlots.run(rateKey, max, work);
   }
 
   get(id: string | undefined): DownstreamSession | undefined {
@@ -209,130 +226,122 @@ export class SessionRegistry {
   }
 
   /**
-   * The live session when `principal` opened it on the wire `transport` names (Streamable HTTP
-   * unless told), marked as used now and carrying the rights of this request; to anyone else it
-   * does not exist (and is not kept alive by them).
+   * This replica's copy of the session when `principal` opened it on the wire `transport` names
+   * (Streamable HTTP unless told), marked as used now and carrying the rights of this request;
+   * to anyone else it does not exist (and is not kept alive by them).
    */
-  touch(id: string, principal: string, access: Access): DownstreamSession<WebStandardStreamableHTTPServerTransport> | undefined;
+  touch(id: string, principal: string, access: Access): DownstreamSession<ReplicatedTransport> | undefined;
   touch<T extends Transport>(id: string, principal: string, access: Access, transport: abstract new (...args: never[]) => T): DownstreamSession<T> | undefined;
-  touch(id: string, principal: string, access: Access, transport: abstract new (...args: never[]) => Transport = WebStandardStreamableHTTPServerTransport): DownstreamSession | undefined {
+  touch(id: string, principal: string, access: Access, transport: abstract new (...args: never[]) => Transport = ReplicatedTransport): DownstreamSession | undefined {
     const session = this.#sessions.get(id);
     if (!session || session.principal !== principal || !(session.transport instanceof transport)) return undefined;
-    session.lastSeen = Date.now();
     session.access = access;
+    this.used(session);
     return session;
   }
 
-  /**
-   * The session's rights now: those of its latest request, re-evaluated when the rules changed
-   * since (a revoked grant stops what is delivered to an open stream without waiting for a
-   * request). Cached per rules version, since delivery may ask for every session.
-   */
+  /** Marks the session used now (see `SessionExpiry`): no request waits for the shared state. */
+  used(session: DownstreamSession): void {
+    this.#expiry.used(session);
+  }
+
+  /** A GET stream that messages about no request go out on opened here: this replica becomes the session's stream holder. */
+  async streamOpened(session: DownstreamSession): Promise<void> {
+    session.standaloneStreams++;
+    await this.#records.holdStream(session.id);
+  }
+
+  /** Such a stream ended here. */
+  streamEnded(session: DownstreamSession): void {
+    session.standaloneStreams--;
+    if (session.standaloneStreams === 0 && this.#sessions.get(session.id) === session) void this.#records.releaseStream(session.id);
+  }
+
+  /** Records a change the client made to its session (log level, subscriptions), which copies on other replicas then follow. */
+  recordSettings(session: DownstreamSession, change: SettingsChange): Promise<void> {
+    // An HTTP+SSE session has no copies elsewhere: everything it does is done where its stream is.
+    if (session.transport instanceof SseSessionTransport) return Promise.resolve();
+    return this.#records.change(session.id, change);
+  }
+
+  /** The session's rights now (see `CurrentRights`). */
   accessOf(session: DownstreamSession): Access {
-    const rules = this.#options.rules;
-    if (!rules) return session.access;
-    const cached = this.#current.get(session.access);
-    if (cached && cached.version === rules.version) return cached.access;
-    const access = rules.accessFor(session.access.principal);
-    this.#current.set(session.access, { version: rules.version, access });
-    return access;
+    return this.#rights.of(session.access);
   }
 
   all(): IterableIterator<DownstreamSession> {
     return this.#sessions.values();
   }
 
-  /** Tells every session which lists changed. A session that cannot be reached is left to expire. */
-  notifyListsChanged(changes: { tools: boolean; prompts: boolean; resources: boolean }): void {
-    const { logger } = this.#options;
-    for (const { id, server, capabilities } of this.#sessions.values()) {
-      const log = logger.isLevelEnabled('debug') ? logger.child({ session: id }) : logger;
-      if (changes.tools) void bestEffort(() => server.sendToolListChanged(), log, 'send notifications/tools/list_changed');
-      if (changes.prompts && capabilities.prompts) void bestEffort(() => server.sendPromptListChanged(), log, 'send notifications/prompts/list_changed');
-      if (changes.resources && capabilities.resources) void bestEffort(() => server.sendResourceListChanged(), log, 'send notifications/resources/list_changed');
-    }
+  /** Tells every session which lists changed (once, see `ReplicaRouting.notifyListsChanged`). */
+  notifyListsChanged(changes: ListChanges): void {
+    this.#routing.notifyListsChanged(this.#sessions.values(), changes);
   }
 
+  /** Ends the session everywhere: its record and events, and every replica's copy. */
   async close(id: string): Promise<void> {
+    this.#rebuilder.ended(id);
     const session = this.#sessions.get(id);
-    if (!session) return;
-    this.#sessions.delete(id);
+    const ending = this.#records.end(id);
+    if (session) await this.#closeLocal(session, false);
+    await ending;
+  }
+
+  /**
+   * Closes the copies held here (shutdown). Their sessions live on in the shared state, served
+   * by the other replicas; an HTTP+SSE session is its stream, which ends here, and ends with it.
+   */
+  async closeAll(): Promise<void> {
+    this.#expiry.stop();
+    this.#unlisten();
+    await Promise.all(
+      [...this.#sessions.values()].map((session) => (session.transport instanceof SseSessionTransport ? this.close(session.id) : this.#closeLocal(session, true))),
+    );
+  }
+
+  /** The session ended on another replica: the copy here goes. */
+  async #drop(id: string): Promise<void> {
+    this.#rebuilder.ended(id);
+    const session = this.#sessions.get(id);
+    if (session) await this.#closeLocal(session, false);
+  }
+
+  /** Closes the copy held here; `release`: the record stops naming this replica as its stream holder. */
+  async #closeLocal(session: DownstreamSession, release: boolean): Promise<void> {
+    if (this.#sessions.get(session.id) !== session) return;
+    this.#sessions.delete(session.id);
     this.#count(session.rateKey, -1);
-    this.#options.logger.debug({ session: id }, 'session closed');
-    await this.#endCallsInFlight(session);
+    this.#options.logger.debug({ session: session.id }, 'session closed');
+    if (release && session.standaloneStreams > 0 && session.transport instanceof ReplicatedTransport) await this.#records.releaseStream(session.id);
+    await endCallsInFlight(session, this.#options.logger);
     await bestEffort(() => session.server.close(), this.#options.logger, 'close the session server');
     this.#options.onClosed?.(session);
   }
 
-  async closeAll(): Promise<void> {
-    clearInterval(this.#sweeper);
-    await Promise.all([...this.#sessions.keys()].map((id) => this.close(id)));
+  #copy(id: string, owner: SessionOwner, events: EventStore, onInitialized?: () => void): Promise<SessionCopy> {
+    const server = this.#options.createServer(owner);
+    return connectCopy({ id, replicaId: this.#records.replicaId, server, events, onInitialized, onClosed: (closed) => this.close(closed) });
   }
 
-  /** Stops the session's calls in flight and answers them, before its transport ends their streams. */
-  async #endCallsInFlight(session: DownstreamSession): Promise<void> {
-    const error = sessionClosed();
-    session.lifetime.abort(error);
-    const { transport } = session;
-    const ids = [...session.requestsInFlight];
-    session.requestsInFlight.clear();
-    await Promise.all(
-      ids.map((requestId) => {
-        // Cancelled first, as a client's notifications/cancelled would be: the handler stops,
-        // its upstream request is cancelled, and it sends no answer of its own after ours.
-        transport.onmessage?.({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId, reason: error.message } });
-        const answer = { jsonrpc: '2.0' as const, id: requestId, error: { code: error.code, message: error.message } };
-        return bestEffort(() => transport.send(answer, { relatedRequestId: requestId }), this.#options.logger, 'answer a request of a closing session');
-      }),
-    );
-  }
-
-  #register<T extends Transport>(id: string, owner: SessionOwner, server: Server, capabilities: ServerCapabilities, transport: T): DownstreamSession<T> {
-    const now = Date.now();
-    const session: DownstreamSession<T> = {
-      id,
-      principal: owner.principal,
-      rateKey: owner.rateKey,
-      access: owner.access,
-      server,
-      capabilities,
-      transport,
-      createdAt: now,
-      lastSeen: now,
-      openStreams: 0,
-      logLevel: undefined,
-      subscriptions: new Map(),
-      activeCalls: 0,
-      lifetime: new AbortController(),
-      requestsInFlight: new Set(),
-    };
+  #register<T extends Transport>(id: string, owner: SessionOwner, copy: { server: Server; capabilities: ServerCapabilities; transport: T }, origin: 'opened' | 'rebuilt'): DownstreamSession<T> {
+    const session = newSession(id, owner, copy, origin);
     this.#sessions.set(id, session);
     this.#count(owner.rateKey, +1);
+    if (copy.transport instanceof ReplicatedTransport) copy.transport.links = this.#routing.linksFor(session);
     this.#options.onOpened?.(session);
-    this.#options.logger.debug({ session: id }, 'session opened');
+    this.#options.logger.debug({ session: id, origin }, 'session opened');
     return session;
   }
 
-  /** Adds to or takes from the sessions counted under `rateKey`. */
+  /** Adds to or takes from the copies counted under `rateKey`. */
   #count(rateKey: string, change: 1 | -1): void {
     const count = (this.#perKey.get(rateKey) ?? 0) + change;
     if (count > 0) this.#perKey.set(rateKey, count);
     else this.#perKey.delete(rateKey);
   }
 
-  /**
-   * Closes sessions without a request for the idle time. An open GET stream does not count as
-   * use: otherwise one stream held open keeps a session (and its quota slot) forever. Closing
-   * ends the stream; a client re-initializes on the 404 that follows. A tool call in flight
-   * does count, so a long call is not cut.
-   */
-  #closeIdle(): void {
-    const cutoff = Date.now() - this.#options.idleMs;
-    for (const session of this.#sessions.values()) {
-      if (session.activeCalls === 0 && session.lastSeen < cutoff) {
-        this.#options.logger.info({ session: session.id }, 'closing idle session');
-        void this.close(session.id);
-      }
-    }
+  #authInfoOf(session: DownstreamSession): AuthInfo {
+    const access = this.accessOf(session);
+    return { token: '', clientId: session.principal, scopes: [...access.principal.scopes], extra: { access, rateKey: session.rateKey } };
   }
 }

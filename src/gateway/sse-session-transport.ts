@@ -117,3 +117,37 @@ export class SseSessionTransport implements Transport {
     this.onclose?.();
   }
 }
+
+/**
+ * One message the client posted to a session on this wire (on this replica, or through another
+ * that forwarded it), its request known to the session until answered, so that closing the
+ * session can answer (and cancel) it. Throws as `receive` does.
+ */
+export function receiveInSession(session: { readonly transport: SseSessionTransport; readonly requestsInFlight: Set<RequestId> }, body: unknown, extra: MessageExtraInfo): void {
+  const requestId = requestIdOf(body);
+  if (requestId !== undefined) session.requestsInFlight.add(requestId);
+  try {
+    session.transport.receive(body, extra);
+  } catch (error) {
+    if (requestId !== undefined) session.requestsInFlight.delete(requestId);
+    throw error;
+  }
+  // A cancelled request is never answered (the SDK sends nothing for it): it is no longer in flight.
+  const cancelled = cancelledIdOf(body);
+  if (cancelled !== undefined) session.requestsInFlight.delete(cancelled);
+}
+
+/** The id of a request (a message with a method and an id); undefined for notifications and answers. */
+function requestIdOf(body: unknown): RequestId | undefined {
+  if (body === null || typeof body !== 'object') return undefined;
+  const { id, method } = body as { id?: unknown; method?: unknown };
+  return typeof method === 'string' && (typeof id === 'string' || typeof id === 'number') ? id : undefined;
+}
+
+/** The request a `notifications/cancelled` names; undefined for any other message. */
+function cancelledIdOf(body: unknown): RequestId | undefined {
+  if (body === null || typeof body !== 'object') return undefined;
+  const { method, params } = body as { method?: unknown; params?: { requestId?: unknown } };
+  const id = method === 'notifications/cancelled' ? params?.requestId : undefined;
+  return typeof id === 'string' || typeof id === 'number' ? id : undefined;
+}

@@ -42,6 +42,8 @@ export interface HttpAppDeps {
   ready?: (() => Promise<void>) | undefined;
   /** The rate limiter's backend, for `/ready` (Redis may be unavailable). */
   limiterHealth?: (() => Promise<LimiterHealth>) | undefined;
+  /** Where sessions are shared and whether it answers, for `/ready`: new sessions need it. */
+  sessionState?: (() => Promise<{ backend: 'memory' | 'redis'; state: 'ok' | 'unavailable' }>) | undefined;
 }
 
 /**
@@ -95,8 +97,14 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
     );
     const limiter = await deps.limiterHealth?.();
     const redis = limiter?.backend === 'redis' ? limiter.state : undefined;
-    const ready = waiting.length === 0 && (database === undefined || database === 'ok') && !limiter?.refusing;
-    return c.json({ ready, ...(waiting.length ? { waiting } : {}), ...(database ? { database } : {}), ...(redis ? { redis } : {}) }, ready ? 200 : 503);
+    const sessionState = await deps.sessionState?.();
+    // Shown unless it is this process's own memory, which always answers.
+    const sessions = sessionState && (sessionState.backend !== 'memory' || sessionState.state !== 'ok') ? sessionState : undefined;
+    const ready = waiting.length === 0 && (database === undefined || database === 'ok') && !limiter?.refusing && sessionState?.state !== 'unavailable';
+    return c.json(
+      { ready, ...(waiting.length ? { waiting } : {}), ...(database ? { database } : {}), ...(redis ? { redis } : {}), ...(sessions ? { sessions } : {}) },
+      ready ? 200 : 503,
+    );
   });
 
   app.get('/metrics', async (c) => {

@@ -4,7 +4,10 @@ import type { Access } from '../auth/access-policy.js';
 import type { PlainToolCalls } from '../gateway/plain-tool-calls.js';
 import type { Context } from 'hono';
 import type { CredentialBoundStreams } from '../gateway/credential-bound-streams.js';
-import type { SessionRegistry } from '../gateway/session-registry.js';
+import type { DownstreamSession, SessionOwner } from '../gateway/downstream-session.js';
+import type { ReplicatedTransport } from '../gateway/replicated-transport.js';
+import type { PreparedSession, SessionRegistry } from '../gateway/session-registry.js';
+import { SharedStateUnavailableError, type SessionRecord } from '../state/shared-state.js';
 import type { CallerEnv } from './caller.js';
 import { readJsonRpcBody } from './json-body.js';
 import { BAD_REQUEST, jsonRpcError, SESSION_NOT_FOUND } from './json-rpc-errors.js';
@@ -44,7 +47,16 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
     const authInfo: AuthInfo = { token: '', clientId: principal, scopes: [...access.principal.scopes], extra: { access, rateKey } };
     // A session belongs to the principal that opened it; to anyone else it does not exist.
     // It keeps this request's rights, which decide what is later delivered to it.
-    const sessionOf = (id: string) => sessions.touch(id, principal, access);
+    const owner = { principal, rateKey, access };
+    // This replica's copy of the session (no round trip), else the session rebuilt here from
+    // its record; only the principal that opened it finds it.
+    const sessionOf = async (id: string): Promise<DownstreamSession<ReplicatedTransport> | Response> => {
+      try {
+        return (await sessions.find(id, owner, authInfo)) ?? jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
+      } catch (error) {
+        return unavailable(error);
+      }
+    };
 
     if (request.method === 'POST') {
       const parsed = await readJsonRpcBody(request, limits.maxJsonDepth);
@@ -54,26 +66,10 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
         if (!containsInitialize(parsed)) {
           return jsonRpcError(400, BAD_REQUEST, 'Bad Request: Mcp-Session-Id header is required');
         }
-        if (sessions.held >= limits.maxSessions) {
-          return jsonRpcError(503, BAD_REQUEST, `Too many sessions: the gateway holds at most ${limits.maxSessions}`);
-        }
-        // Counted per rate key, not per principal: without authentication every caller is
-        // `anonymous`, and one client must not fill a bucket everyone shares.
-        if (sessions.countFor(rateKey) >= limits.maxSessionsPerPrincipal) {
-          return jsonRpcError(429, BAD_REQUEST, `Too many sessions for this client (at most ${limits.maxSessionsPerPrincipal}); close some with DELETE`);
-        }
-        const release = sessions.reserve(rateKey);
-        try {
-          const prepared = await sessions.prepare({ principal, rateKey, access });
-          const response = await prepared.transport.handleRequest(request, { parsedBody: parsed, authInfo });
-          await sessions.discardIfUninitialized(prepared);
-          return response;
-        } finally {
-          release();
-        }
+        return initialize(sessions, owner, limits, (prepared) => prepared.transport.handleRequest(request, { parsedBody: parsed, authInfo }), initializeParams(parsed));
       }
-      const session = sessionOf(sessionId);
-      if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
+      const session = sessions.touch(sessionId, principal, access) ?? (await sessionOf(sessionId));
+      if (session instanceof Response) return session;
       // Fast paths answer only what the transport itself would answer with SSE.
       const answerable = fast !== undefined && acceptsTransportAnswer(request);
       const calls = fast?.toolCalls;
@@ -128,10 +124,16 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
 
     if (request.method === 'GET' || request.method === 'DELETE') {
       if (!sessionId) return jsonRpcError(400, BAD_REQUEST, 'Bad Request: Mcp-Session-Id header is required');
-      const session = sessionOf(sessionId);
-      if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
+      const local = sessions.touch(sessionId, principal, access);
+      // A session held elsewhere is deleted through its record, without a copy built here first.
+      if (!local && request.method === 'DELETE') return deleteElsewhere(sessions, sessionId, principal);
+      const session = local ?? (await sessionOf(sessionId));
+      if (session instanceof Response) return session;
       const response = await session.transport.handleRequest(request, { authInfo });
       if (request.method === 'GET' && response.ok && response.body) {
+        // The GET stream (not a replay of a request's stream): what is about no request comes here.
+        const standalone = await session.transport.opensStandaloneStream(request).catch(() => false);
+        if (standalone) await sessions.streamOpened(session);
         session.openStreams++;
         let unwatch = () => {};
         return onBodyEnd(
@@ -139,7 +141,8 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
           () => {
             unwatch();
             session.openStreams--;
-            session.lastSeen = Date.now();
+            if (standalone) sessions.streamEnded(session);
+            sessions.used(session);
           },
           // The stream outlives this request's credential check: it ends when the credential does.
           (close) => (unwatch = streams?.watch(access.principal, close) ?? unwatch),
@@ -153,6 +156,63 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
       headers: { allow: 'GET, POST, DELETE', 'content-type': 'application/json' },
     });
   };
+}
+
+/**
+ * Opens a session for an `initialize`: claimed in the shared state first, so that the session
+ * limits hold across replicas while the transport answers; a failed initialize leaves nothing.
+ */
+async function initialize(
+  sessions: SessionRegistry,
+  owner: SessionOwner,
+  limits: McpEndpointLimits,
+  answer: (prepared: PreparedSession) => Promise<Response>,
+  params: SessionRecord['initialize'],
+): Promise<Response> {
+  const release = sessions.reserve(owner.rateKey);
+  try {
+    const claimed = await sessions.claim(owner, 'streamable-http', params, limits);
+    if ('refused' in claimed) return sessionLimitRefusal(claimed.refused, limits, 'close some with DELETE');
+    const prepared = await sessions.prepare(owner, claimed.id);
+    try {
+      return await answer(prepared);
+    } finally {
+      await sessions.discardIfUninitialized(prepared);
+    }
+  } catch (error) {
+    return unavailable(error);
+  } finally {
+    release();
+  }
+}
+
+/** DELETE of a session this replica holds no copy of. */
+async function deleteElsewhere(sessions: SessionRegistry, id: string, principal: string): Promise<Response> {
+  try {
+    return (await sessions.end(id, principal)) ? new Response(null, { status: 200 }) : jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
+  } catch (error) {
+    return unavailable(error);
+  }
+}
+
+/**
+ * The answer to a session limit reached: 503 for the gateway's (all replicas together), 429
+ * for one client's. Counted per rate key, not per principal: without authentication every
+ * caller is `anonymous`, and one client must not fill a bucket everyone shares.
+ */
+export function sessionLimitRefusal(limit: 'per-key' | 'total', limits: McpEndpointLimits, advice: string): Response {
+  return limit === 'total'
+    ? jsonRpcError(503, BAD_REQUEST, `Too many sessions: the gateway holds at most ${limits.maxSessions}`)
+    : jsonRpcError(429, BAD_REQUEST, `Too many sessions for this client (at most ${limits.maxSessionsPerPrincipal}); ${advice}`);
+}
+
+/**
+ * 503 when the shared session state does not answer: new sessions cannot be counted, and a
+ * session not held here may well exist (so not 404). Anything else is rethrown.
+ */
+export function unavailable(error: unknown): Response {
+  if (!(error instanceof SharedStateUnavailableError)) throw error;
+  return jsonRpcError(503, BAD_REQUEST, `Session state unavailable: the shared session store does not answer (${error.message}); retry shortly`);
 }
 
 /**
@@ -237,6 +297,24 @@ function requestIds(body: unknown): (string | number)[] {
 }
 
 function containsInitialize(body: unknown): boolean {
+  return initializeMessage(body) !== undefined;
+}
+
+function initializeMessage(body: unknown): { params?: unknown } | undefined {
   const messages = Array.isArray(body) ? body : [body];
-  return messages.some((m) => m !== null && typeof m === 'object' && (m as { method?: unknown }).method === 'initialize');
+  return messages.find((m) => m !== null && typeof m === 'object' && (m as { method?: unknown }).method === 'initialize');
+}
+
+/**
+ * The client's own `initialize` params, as the session's record keeps them for other replicas to
+ * replay. Anything malformed here is refused by the transport, and the record discarded.
+ */
+function initializeParams(body: unknown): SessionRecord['initialize'] {
+  const params = initializeMessage(body)?.params as { protocolVersion?: unknown; capabilities?: unknown; clientInfo?: unknown } | undefined;
+  const object = (value: unknown) => (value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {});
+  return {
+    protocolVersion: typeof params?.protocolVersion === 'string' ? params.protocolVersion : '',
+    capabilities: object(params?.capabilities),
+    clientInfo: object(params?.clientInfo),
+  };
 }

@@ -1,12 +1,12 @@
-import type { AuthInfo } from '@modelcontextprotocol/server';
+import { parseJSONRPCMessage, type AuthInfo, type JSONRPCMessage } from '@modelcontextprotocol/server';
 import type { Context } from 'hono';
 import type { CredentialBoundStreams } from '../gateway/credential-bound-streams.js';
 import type { SessionRegistry } from '../gateway/session-registry.js';
-import { SseSessionTransport } from '../gateway/sse-session-transport.js';
+import { receiveInSession, SseSessionTransport } from '../gateway/sse-session-transport.js';
 import type { CallerEnv } from './caller.js';
 import { readJsonRpcBody } from './json-body.js';
 import { BAD_REQUEST, INVALID_REQUEST, jsonRpcError, SESSION_NOT_FOUND } from './json-rpc-errors.js';
-import type { McpEndpointLimits } from './mcp-endpoint.js';
+import { sessionLimitRefusal, unavailable, type McpEndpointLimits } from './mcp-endpoint.js';
 
 /**
  * The 2024-11-05 HTTP+SSE transport, for clients that speak only that (`GET /sse` opens the
@@ -16,6 +16,12 @@ import type { McpEndpointLimits } from './mcp-endpoint.js';
  */
 export const SSE_PATH = '/sse';
 export const MESSAGES_PATH = '/messages';
+
+/**
+ * What the record of an HTTP+SSE session keeps as its `initialize`: the client sends its own only
+ * later, on the stream, and it is never replayed (such a session is served where its stream is).
+ */
+const NOT_REPLAYED = { protocolVersion: '2024-11-05', capabilities: {}, clientInfo: {} };
 
 /** Often enough for proxies that cut a connection idle for 30 or 60 seconds. */
 const KEEP_ALIVE_MS = 15_000;
@@ -39,14 +45,17 @@ export function sseStreamEndpoint(deps: SseEndpointDeps) {
     // nobody can read.
     if (c.req.raw.method !== 'GET') return methodNotAllowed('GET');
     const { principal, access, rateKey } = c.get('caller');
-    if (sessions.held >= limits.maxSessions) {
-      return jsonRpcError(503, BAD_REQUEST, `Too many sessions: the gateway holds at most ${limits.maxSessions}`);
-    }
-    if (sessions.countFor(rateKey) >= limits.maxSessionsPerPrincipal) {
-      return jsonRpcError(429, BAD_REQUEST, `Too many sessions for this client (at most ${limits.maxSessionsPerPrincipal}); close some`);
-    }
+    const owner = { principal, rateKey, access };
     const transport = new SseSessionTransport({ endpoint: MESSAGES_PATH, keepAliveMs: deps.keepAliveMs ?? KEEP_ALIVE_MS });
-    const session = await sessions.open({ principal, rateKey, access }, transport);
+    // Counted against the session limits of every replica from the moment its id is handed out.
+    let claimed: Awaited<ReturnType<SessionRegistry['claim']>>;
+    try {
+      claimed = await sessions.claim(owner, 'sse', NOT_REPLAYED, limits, transport.sessionId);
+    } catch (error) {
+      return unavailable(error);
+    }
+    if ('refused' in claimed) return sessionLimitRefusal(claimed.refused, limits, 'close some');
+    const session = await sessions.open(owner, transport);
     session.openStreams = 1;
     transport.onanswer = (id) => session.requestsInFlight.delete(id);
     // The stream outlives this request's credential check: the session ends when the credential does.
@@ -54,7 +63,8 @@ export function sseStreamEndpoint(deps: SseEndpointDeps) {
     void transport.ended.then(() => {
       unwatch();
       session.openStreams = 0;
-      return sessions.close(session.id);
+      // Unless it is closed already (the stream ends whenever the session does).
+      if (sessions.get(session.id) === session) return sessions.close(session.id);
     });
     return new Response(transport.stream, {
       headers: {
@@ -74,43 +84,41 @@ export function sseMessageEndpoint(deps: SseEndpointDeps & { maxJsonDepth: numbe
     const id = c.req.query('sessionId');
     if (id === undefined || id === '') return jsonRpcError(400, BAD_REQUEST, 'Bad Request: the sessionId query parameter is required');
     const { principal, access } = c.get('caller');
+    if (!SESSION_ID.test(id)) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
     // Only the principal that opened the session finds it, and only a session opened on /sse.
-    const session = SESSION_ID.test(id) ? sessions.touch(id, principal, access, SseSessionTransport) : undefined;
-    if (!session) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
+    const session = sessions.touch(id, principal, access, SseSessionTransport);
     const body = await readJsonRpcBody(c.req.raw, deps.maxJsonDepth);
     if (body instanceof Response) return body;
     if (Array.isArray(body)) return jsonRpcError(400, INVALID_REQUEST, 'Invalid Request: this transport takes one message per request');
+    if (!session) return forwarded(sessions, id, principal, body);
     // Handlers read the caller's rights from here, as on /mcp; the token itself stays in the HTTP layer.
     const authInfo: AuthInfo = { token: '', clientId: principal, scopes: [...access.principal.scopes], extra: { access } };
-    const requestId = requestIdOf(body);
-    // Known to the session until answered, so that closing it can answer (and cancel) it.
-    if (requestId !== undefined) session.requestsInFlight.add(requestId);
     try {
-      session.transport.receive(body, { authInfo, request: c.req.raw });
+      receiveInSession(session, body, { authInfo, request: c.req.raw });
     } catch (error) {
-      if (requestId !== undefined) session.requestsInFlight.delete(requestId);
       return jsonRpcError(400, INVALID_REQUEST, `Invalid Request: ${(error as Error).message}`);
     }
-    // A cancelled request is never answered (the SDK sends nothing for it): it is no longer in flight.
-    const cancelled = cancelledIdOf(body);
-    if (cancelled !== undefined) session.requestsInFlight.delete(cancelled);
     return new Response('Accepted', { status: 202 });
   };
 }
 
-/** The id of a request (a message with a method and an id); undefined for notifications and answers. */
-function requestIdOf(body: unknown): string | number | undefined {
-  if (body === null || typeof body !== 'object') return undefined;
-  const { id, method } = body as { id?: unknown; method?: unknown };
-  return typeof method === 'string' && (typeof id === 'string' || typeof id === 'number') ? id : undefined;
-}
-
-/** The request a `notifications/cancelled` names; undefined for any other message. */
-function cancelledIdOf(body: unknown): string | number | undefined {
-  if (body === null || typeof body !== 'object') return undefined;
-  const { method, params } = body as { method?: unknown; params?: { requestId?: unknown } };
-  const id = method === 'notifications/cancelled' ? params?.requestId : undefined;
-  return typeof id === 'string' || typeof id === 'number' ? id : undefined;
+/**
+ * A message for a session whose stream another replica holds: everything an HTTP+SSE session
+ * does is done there, so the message goes there, and is accepted here.
+ */
+async function forwarded(sessions: SessionRegistry, id: string, principal: string, body: unknown): Promise<Response> {
+  let message: JSONRPCMessage;
+  try {
+    message = parseJSONRPCMessage(body);
+  } catch (error) {
+    return jsonRpcError(400, INVALID_REQUEST, `Invalid Request: ${(error as Error).message}`);
+  }
+  try {
+    if (!(await sessions.forwardToStream(id, principal, message))) return jsonRpcError(404, SESSION_NOT_FOUND, 'Session not found');
+  } catch (error) {
+    return unavailable(error);
+  }
+  return new Response('Accepted', { status: 202 });
 }
 
 function methodNotAllowed(allow: string): Response {

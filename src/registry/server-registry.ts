@@ -145,7 +145,7 @@ export class ServerRegistry {
     return this.#serial(async () => {
       this.#writable(name);
       const definition = this.#validate(input);
-      await this.#repository().update(name, definition);
+      await this.#update(name, definition);
       this.#apiServers[name] = definition;
       await this.#applyStored(name);
       return definition;
@@ -160,7 +160,7 @@ export class ServerRegistry {
         throw new RegistryError(400, 'invalid_body', 'the body must be a JSON object');
       }
       const definition = this.#validate({ ...current, ...changes });
-      await this.#repository().update(name, definition);
+      await this.#update(name, definition);
       this.#apiServers[name] = definition;
       await this.#applyStored(name);
       return definition;
@@ -176,9 +176,20 @@ export class ServerRegistry {
     });
   }
 
+  /**
+   * Stores a changed definition. A server another replica deleted (whose news has not arrived)
+   * is not there to change: it stops here too, and the change is refused as for any unknown name.
+   */
+  async #update(name: string, definition: ServerConfig): Promise<void> {
+    if (await this.#repository().update(name, definition)) return;
+    delete this.#apiServers[name];
+    await this.#apply();
+    throw notFound(name);
+  }
+
   #writable(name: string): ServerConfig {
     const source = this.sourceOf(name);
-    if (source === undefined) throw new RegistryError(404, 'not_found', `no server named "${name}"`);
+    if (source === undefined) throw notFound(name);
     if (source === 'config') throw new RegistryError(409, 'read_only', `server "${name}" is defined in the config file and cannot be changed through the API`);
     return this.#apiServers[name]!;
   }
@@ -254,6 +265,10 @@ export class ServerRegistry {
     this.#queue = next.catch(() => {}); // the caller of this operation receives its failure; the queue only orders
     return next;
   }
+}
+
+function notFound(name: string): RegistryError {
+  return new RegistryError(404, 'not_found', `no server named "${name}"`);
 }
 
 function validate(input: unknown): ServerConfig {

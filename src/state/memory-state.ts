@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EventStore } from '@modelcontextprotocol/server';
 import { SessionEventStore } from '../gateway/session-event-store.js';
-import type { ReplicaBus, ReplicaMessage, SessionRecord, SessionRecordPatch, SessionStore, SharedState } from './shared-state.js';
+import { meetsCondition, type ReplicaBus, type ReplicaMessage, type SessionRecord, type SessionRecordCondition, type SessionRecordPatch, type SessionStore, type SharedState } from './shared-state.js';
 
 type Handler = (message: ReplicaMessage, from: string) => void;
 
@@ -23,7 +23,12 @@ export class MemoryHub {
     const replicas = this.#replicas;
     const deliver = (to: string, message: ReplicaMessage) => {
       const copy = structuredClone(message);
-      for (const handler of replicas.get(to) ?? []) queueMicrotask(() => handler(copy, replicaId));
+      // Judged again on delivery: a handler removed after the send hears nothing, as on Redis.
+      for (const handler of replicas.get(to) ?? []) {
+        queueMicrotask(() => {
+          if (replicas.get(to)?.has(handler)) handler(copy, replicaId);
+        });
+      }
     };
     return {
       send: async (replica, message) => deliver(replica, message),
@@ -107,13 +112,16 @@ export class MemorySessionStore implements SessionStore {
     return true;
   }
 
-  async update(id: string, patch: SessionRecordPatch): Promise<void> {
+  async update(id: string, patch: SessionRecordPatch, condition: SessionRecordCondition = {}): Promise<boolean> {
     const entry = this.#live(id);
-    if (entry) entry.record = { ...entry.record, ...structuredClone(patch) };
+    if (!entry || !meetsCondition(entry.record, condition)) return false;
+    entry.record = { ...entry.record, ...structuredClone(patch) };
+    return true;
   }
 
+  /** False for a record whose time ran out, swept or not, as Redis (which expired its key) answers. */
   async remove(id: string): Promise<boolean> {
-    return this.#records.delete(id);
+    return this.#live(id) !== undefined && this.#records.delete(id);
   }
 
   async countFor(rateKey: string): Promise<number> {

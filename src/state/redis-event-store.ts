@@ -4,8 +4,23 @@ import type { Logger } from 'pino';
 import type { BoundedCalls } from './bounded.js';
 import { JsonRpcMessage } from './state-schemas.js';
 
-/** `<stream entry id>.<stream id>`: the entry id as Redis gave it, then the SSE stream's own id. */
-const EVENT_ID = /^(\d+-\d+)\.([\s\S]+)$/;
+/**
+ * `<stream entry id>.<stream id>`: the entry id as Redis gave it (two decimal numbers, written
+ * without leading zeros), then the SSE stream's own id.
+ */
+const EVENT_ID = /^((?:0|[1-9]\d*)-(?:0|[1-9]\d*))\.([\s\S]+)$/;
+
+/** Each part of a stream entry id is an unsigned 64-bit number; Redis refuses a larger one with an error. */
+const LARGEST_ENTRY_PART = 2n ** 64n - 1n;
+
+/** The entry id and stream id a `Last-Event-ID` names, or undefined for one no event can have. */
+function parseEventId(eventId: string): { entryId: string; streamId: string } | undefined {
+  const parsed = EVENT_ID.exec(eventId);
+  if (!parsed) return undefined;
+  const [, entryId, streamId] = parsed as unknown as [string, string, string];
+  if (entryId.split('-').some((part) => part.length > 20 || BigInt(part) > LARGEST_ENTRY_PART)) return undefined;
+  return { entryId, streamId };
+}
 
 /**
  * The recent SSE events of one session, in one Redis stream, so any replica can replay what
@@ -49,18 +64,18 @@ export class RedisEventStore implements EventStore {
   }
 
   async getStreamIdForEventId(eventId: string): Promise<string | undefined> {
-    const parsed = EVENT_ID.exec(eventId);
+    const parsed = parseEventId(eventId);
     if (!parsed) return undefined;
-    const [, entryId, streamId] = parsed as unknown as [string, string, string];
+    const { entryId, streamId } = parsed;
     const entries = await this.#bounded.run('event lookup', () => this.#redis.xrange(this.#key, entryId, entryId));
     return entries[0] && field(entries[0][1], 'stream') === streamId ? streamId : undefined;
   }
 
   async replayEventsAfter(lastEventId: string, { send }: { send: (eventId: string, message: JSONRPCMessage) => Promise<void> }): Promise<string> {
     const unknown = new Error(`event ${lastEventId} is unknown or too old to resume from`);
-    const parsed = EVENT_ID.exec(lastEventId);
+    const parsed = parseEventId(lastEventId);
     if (!parsed) throw unknown;
-    const [, lastEntryId, streamId] = parsed as unknown as [string, string, string];
+    const { entryId: lastEntryId, streamId } = parsed;
     // From the given event on: the first entry must be that event, or it was trimmed or never existed.
     const [first, ...later] = await this.#bounded.run('event replay', () => this.#redis.xrange(this.#key, lastEntryId, '+'));
     if (!first || first[0] !== lastEntryId || field(first[1], 'stream') !== streamId) throw unknown;

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { bestEffort } from '../observability/best-effort.js';
 import type { BoundedCalls } from './bounded.js';
 import { LuaScript, REDIS_NOW } from './lua-script.js';
-import type { SessionRecord, SessionRecordPatch, SessionStore } from './shared-state.js';
+import { meetsCondition, type SessionRecord, type SessionRecordCondition, type SessionRecordPatch, type SessionStore } from './shared-state.js';
 import { SessionRecordSchema } from './state-schemas.js';
 
 /*
@@ -92,10 +93,23 @@ export class RedisSessionStore implements SessionStore {
     this.#logger = options.logger;
   }
 
+  /**
+   * A claim the bound gave up on may still run in Redis, later: it would hold the record and its
+   * quota places for the whole `ttlMs`, and a client retrying through a slow spell would find
+   * its places taken by sessions it never got. Once such a claim settles, its record is removed
+   * (the id is new to this claim, so nothing else can be under it).
+   */
   async claim(record: SessionRecord, ttlMs: number, limits: { maxPerKey: number; maxTotal: number }): Promise<'ok' | 'per-key' | 'total'> {
     const keys = [this.#record(record.id), this.#all(), this.#quota(record.rateKey)];
     const args = [JSON.stringify(record), ttl(ttlMs), limit(limits.maxTotal), limit(limits.maxPerKey), record.id];
-    const outcome = await this.#bounded.run('session claim', () => CLAIM.run(this.#redis, keys, args));
+    const outcome = await this.#bounded.run(
+      'session claim',
+      () => CLAIM.run(this.#redis, keys, args),
+      (unanswered) => {
+        const undo = () => bestEffort(() => this.remove(record.id), this.#logger, 'remove the record of a claim that was given up on', 'warn');
+        unanswered.then(undo, undo);
+      },
+    );
     if (outcome !== 'ok' && outcome !== 'per-key' && outcome !== 'total') throw new Error(`unexpected claim outcome ${String(outcome)}`);
     return outcome;
   }
@@ -114,15 +128,21 @@ export class RedisSessionStore implements SessionStore {
     return touched === 1;
   }
 
-  /** Read, merge here, write back only if nobody changed the record meanwhile (else again). */
-  async update(id: string, patch: SessionRecordPatch): Promise<void> {
+  /**
+   * Read, check and merge here, write back only if nobody changed the record meanwhile (else
+   * again): the condition is judged on exactly what is written over.
+   */
+  async update(id: string, patch: SessionRecordPatch, condition: SessionRecordCondition = {}): Promise<boolean> {
     const key = this.#record(id);
-    await this.#bounded.run('session update', async () => {
+    return this.#bounded.run('session update', async () => {
       for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
         const current = await this.#redis.hget(key, 'record');
-        if (current === null) return;
-        const next = JSON.stringify({ ...(JSON.parse(current) as SessionRecord), ...patch });
-        if ((await REPLACE.run(this.#redis, [key], [current, next])) !== -1) return;
+        if (current === null) return false;
+        const record = JSON.parse(current) as SessionRecord;
+        if (!meetsCondition(record, condition)) return false;
+        const next = JSON.stringify({ ...record, ...patch });
+        const replaced = await REPLACE.run(this.#redis, [key], [current, next]);
+        if (replaced !== -1) return replaced === 1;
       }
       throw new Error(`the record changed ${UPDATE_ATTEMPTS} times during the update`);
     });

@@ -20,7 +20,10 @@ export interface SharedState {
   close(): Promise<void>;
 }
 
-/** A shared-state call that did not complete in time or failed to reach the backend. */
+/**
+ * A shared-state call that did not complete in time or failed to reach the backend. A backend
+ * that answered with an error (Redis' own error reply) is not this: that error is passed on.
+ */
 export class SharedStateUnavailableError extends Error {
   override readonly name = 'SharedStateUnavailableError';
 }
@@ -50,6 +53,18 @@ export interface SessionRecord {
 
 export type SessionRecordPatch = Partial<Pick<SessionRecord, 'logLevel' | 'subscriptions' | 'streamHolder'>>;
 
+/** What the record must hold for an update to apply, checked atomically with the write. */
+export interface SessionRecordCondition {
+  /** The replica the record must name as its stream holder; `null`: it must name none. Absent: any. */
+  ifStreamHolder?: string | null | undefined;
+}
+
+/** Whether `record` meets `condition` (every store judges it the same way). */
+export function meetsCondition(record: SessionRecord, condition: SessionRecordCondition): boolean {
+  const holder = condition.ifStreamHolder;
+  return holder === undefined || (record.streamHolder ?? null) === holder;
+}
+
 export interface SessionStore {
   /**
    * Registers a new session when its rate key holds fewer than `maxPerKey` live sessions and the
@@ -60,7 +75,11 @@ export interface SessionStore {
   get(id: string): Promise<SessionRecord | undefined>;
   /** Extends the record's life (and its place in the quotas) by `ttlMs`; false when it is gone. */
   touch(id: string, ttlMs: number): Promise<boolean>;
-  update(id: string, patch: SessionRecordPatch): Promise<void>;
+  /**
+   * Merges `patch` into the record, when it exists and meets `condition` (both judged with the
+   * write, so no other replica's change lands in between). True when the patch was applied.
+   */
+  update(id: string, patch: SessionRecordPatch, condition?: SessionRecordCondition): Promise<boolean>;
   /** Removes the record and its quota places; true when it existed. */
   remove(id: string): Promise<boolean>;
   /** Live sessions under one rate key, on every replica. */

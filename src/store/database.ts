@@ -6,6 +6,7 @@ import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
+import type { Logger } from 'pino';
 import postgres from 'postgres';
 import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
 import * as schema from './schema.js';
@@ -31,36 +32,52 @@ export interface DatabaseOptions {
   url?: string | undefined;
   /** PGlite's data directory; `memory://` (or undefined) keeps it in memory. */
   dataDir?: string | undefined;
+  /**
+   * PostgreSQL connections this process may open, default `DEFAULT_POOL_SIZE`; at least 2,
+   * since a migration holds its lock on one connection while migrating on another.
+   */
+  poolSize?: number | undefined;
+  /** Told when a migration waits for another process's. */
+  logger?: Pick<Logger, 'info'> | undefined;
 }
 
+/** PostgreSQL connections of one gateway process, unless `poolSize` says otherwise. */
+export const DEFAULT_POOL_SIZE = 10;
+
+/** How long a migration waits for the lock before saying so. */
+const LOCK_WAIT_REPORT_MS = 1000;
+
 const MIGRATIONS = fileURLToPath(new URL('../../drizzle', import.meta.url));
+
+/** The advisory lock key migrations hold (any fixed number; this one spells "cflx"). */
+export const MIGRATION_LOCK = 0x63666c78;
 
 /**
  * Opens PostgreSQL (with a URL) or embedded PGlite (without). Nothing is migrated until
  * `migrate()`. A PGlite folder is locked first: another process holding it raises
  * `DataDirLockedError`.
  */
-/** The advisory lock key migrations hold (any fixed number; this one spells "cflx"). */
-const MIGRATION_LOCK = 0x63666c78;
-
 export async function openDatabase(options: DatabaseOptions): Promise<OpenedDatabase> {
   if (options.url) {
-    const sql = postgres(options.url, { max: 10, onnotice: () => {}, connect_timeout: 10 });
+    const sql = postgres(options.url, { max: Math.max(2, options.poolSize ?? DEFAULT_POOL_SIZE), onnotice: () => {}, connect_timeout: 10 });
     const db = drizzlePostgres(sql, { schema });
     return {
       db: db as unknown as Database,
       kind: 'postgres',
       // Replicas starting together would each create the same tables: one migrates at a time,
-      // the others then find nothing left to do.
+      // the others then find nothing left to do. The lock belongs to a transaction on a
+      // connection of its own (the migrator runs its transaction on another), so it ends with
+      // that transaction, or with the connection: never left on a pooled connection by a failed unlock.
       migrate: async () => {
-        const lock = await sql.reserve();
-        try {
-          await lock`select pg_advisory_lock(${MIGRATION_LOCK})`;
+        await sql.begin(async (lock) => {
+          const waiting = setTimeout(() => options.logger?.info('another replica is migrating the database; waiting for it to finish'), LOCK_WAIT_REPORT_MS);
+          try {
+            await lock`select pg_advisory_xact_lock(${MIGRATION_LOCK})`;
+          } finally {
+            clearTimeout(waiting);
+          }
           await migratePostgres(db, { migrationsFolder: MIGRATIONS });
-        } finally {
-          await lock`select pg_advisory_unlock(${MIGRATION_LOCK})`.catch(() => {}); // ends with the connection anyway
-          lock.release();
-        }
+        });
       },
       ping: async () => void (await sql`select 1`),
       close: () => sql.end({ timeout: 5 }),

@@ -8,6 +8,7 @@ import { ApiKeys } from '../../src/auth/api-keys.js';
 import type { Config } from '../../src/config/schema.js';
 import { createConflux, type Conflux } from '../../src/conflux.js';
 import { silentLogger } from '../../src/observability/logger.js';
+import { RegistryError } from '../../src/registry/errors.js';
 import { ServerRegistry } from '../../src/registry/server-registry.js';
 import { ConfigChanges } from '../../src/state/config-changes.js';
 import { MemoryHub, MemorySharedState } from '../../src/state/memory-state.js';
@@ -290,6 +291,52 @@ describe('a replica applying a change it heard of', () => {
       await registry.close();
       await pool.stop();
       accessControl.stop();
+      await database.close();
+    }
+  });
+
+  it('a change to a server another replica deleted meanwhile is refused as unknown, and does not bring it back', async () => {
+    const database = await openDatabase({});
+    await database.migrate();
+    const logger = silentLogger();
+    const pool = new UpstreamPool({
+      logger,
+      events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
+      groups: new ChildProcessGroups(),
+      reconnect: { initialDelayMs: 100, maxDelayMs: 500, maxAttempts: 0 },
+      health: { breaker: { failureThreshold: 5, cooldownMs: 1000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
+    });
+    const repository = new ServerRepository(database.db);
+    const registry = new ServerRegistry({ upstreams: pool, repository, logger, allowStdio: false });
+    const announced: string[] = [];
+    registry.onChanged((change) => announced.push(change.server));
+    try {
+      await repository.insert('patched', { url: 'http://127.0.0.1:9/mcp', enabled: false });
+      await repository.insert('replaced', { url: 'http://127.0.0.1:9/mcp', enabled: false });
+      await registry.start({});
+      expect(pool.get('patched')).toBeDefined();
+      // Another replica deletes both; its announcement has not arrived here yet.
+      await new ServerRepository(database.db).delete('patched');
+      await new ServerRepository(database.db).delete('replaced');
+
+      const patched = await registry.patch('patched', { description: 'changed here' }).catch((error: unknown) => error);
+      expect(patched).toBeInstanceOf(RegistryError);
+      expect(patched).toMatchObject({ status: 404, code: 'not_found', message: 'no server named "patched"' });
+      const replaced = await registry.replace('replaced', { url: 'http://127.0.0.1:9/other', enabled: false }).catch((error: unknown) => error);
+      expect(replaced).toMatchObject({ status: 404, code: 'not_found', message: 'no server named "replaced"' });
+
+      // Gone here too, as the announcement would have made it, and not stored again.
+      for (const name of ['patched', 'replaced']) {
+        expect(registry.sourceOf(name)).toBeUndefined();
+        expect(pool.get(name)).toBeUndefined();
+      }
+      expect(await repository.list()).toEqual([]);
+      await registry.reloadStored();
+      expect(registry.all()).toEqual({});
+      expect(announced).toEqual([]);
+    } finally {
+      await registry.close();
+      await pool.stop();
       await database.close();
     }
   });

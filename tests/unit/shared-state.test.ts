@@ -1,13 +1,13 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { connect, createServer } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
-import { Redis } from 'ioredis';
+import { Redis, ReplyError } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/observability/logger.js';
 import { createSharedState } from '../../src/state/create-shared-state.js';
-import { MemoryHub, MemorySharedState } from '../../src/state/memory-state.js';
+import { MemoryHub, MemorySessionStore, MemorySharedState } from '../../src/state/memory-state.js';
 import { RedisSharedState } from '../../src/state/redis-state.js';
 import { SharedStateUnavailableError, type ReplicaMessage, type SessionRecord, type SharedState } from '../../src/state/shared-state.js';
 import { freePort, waitFor } from '../helpers/gateway.js';
@@ -87,6 +87,66 @@ function notification(n: number): JSONRPCMessage {
   return { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: `event ${n}` } };
 }
 
+/** A TCP relay to the test Redis that holds every reply `delayMs` before passing it on (in order): Redis slowed by a latency spike. */
+async function startDelayingRelay(delayMs: number): Promise<{ port: number; close(): Promise<void> }> {
+  const target = new URL(TEST_REDIS_URL);
+  const sockets = new Set<Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+  const server = createServer((socket) => {
+    const upstream = connect(Number(target.port || 6379), target.hostname);
+    for (const s of [socket, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    }
+    socket.pipe(upstream);
+    // Timers of one duration fire in the order they were set: replies keep their order.
+    upstream.on('data', (chunk: Buffer) => {
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        socket.write(chunk);
+      }, delayMs);
+      timers.add(timer);
+    });
+    socket.on('error', () => upstream.destroy());
+    upstream.on('error', () => socket.destroy());
+    socket.on('close', () => upstream.destroy());
+    upstream.on('close', () => socket.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const timer of timers) clearTimeout(timer);
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** The commands (each its arguments) in a chunk of RESP a client sent; enough for the few short commands of a test. */
+function respCommands(chunk: Buffer): string[][] {
+  const text = chunk.toString('latin1');
+  const commands: string[][] = [];
+  let at = 0;
+  const line = () => {
+    const end = text.indexOf('\r\n', at);
+    const value = text.slice(at + 1, end);
+    at = end + 2;
+    return value;
+  };
+  while (at < text.length && text[at] === '*') {
+    const args: string[] = [];
+    for (let n = Number(line()); n > 0; n--) {
+      const length = Number(line());
+      args.push(text.slice(at, at + length));
+      at += length + 2;
+    }
+    commands.push(args);
+  }
+  return commands;
+}
+
 describe.each([['memory', memoryReplicas], ...(hasRedis ? [['redis', redisReplicas()] as const] : [])] as [string, Replicas][])('shared state contract (%s)', (_kind, replicas) => {
   describe('sessions', () => {
     it('claims within the total and per-key limits, naming the limit that refused, whatever the rate key holds', async () => {
@@ -151,6 +211,37 @@ describe.each([['memory', memoryReplicas], ...(hasRedis ? [['redis', redisReplic
       expect(await b.sessions.touch(session.id, 60_000)).toBe(true);
       await b.sessions.update('no-such-session', { logLevel: 'error' });
       expect(await b.sessions.get('no-such-session')).toBeUndefined();
+    });
+
+    it('updates on a condition about the stream holder, judged with the write, and tells whether it applied', async () => {
+      const [a, b] = (await replicas(2)) as [SharedState, SharedState];
+      const session = record('principal:gina');
+      await a.sessions.claim(session, 60_000, NO_LIMIT);
+      // Nobody holds the stream: a condition naming no holder applies, one naming a replica does not.
+      expect(await a.sessions.update(session.id, { streamHolder: a.replicaId }, { ifStreamHolder: b.replicaId })).toBe(false);
+      expect(await a.sessions.update(session.id, { streamHolder: a.replicaId }, { ifStreamHolder: null })).toBe(true);
+      // B took the stream since A read the record: A's "clear it if it is still mine" leaves B's.
+      expect(await b.sessions.update(session.id, { streamHolder: b.replicaId })).toBe(true);
+      expect(await a.sessions.update(session.id, { streamHolder: undefined }, { ifStreamHolder: a.replicaId })).toBe(false);
+      expect((await a.sessions.get(session.id))?.streamHolder).toBe(b.replicaId);
+      expect(await b.sessions.update(session.id, { streamHolder: undefined }, { ifStreamHolder: b.replicaId })).toBe(true);
+      expect(await a.sessions.get(session.id)).toEqual(session);
+      // An unconditional update applies to any live record; nothing applies to one that is gone.
+      expect(await a.sessions.update(session.id, { logLevel: 'info' }, {})).toBe(true);
+      expect(await a.sessions.update('no-such-session', { logLevel: 'info' })).toBe(false);
+      expect(await a.sessions.update('no-such-session', { streamHolder: undefined }, { ifStreamHolder: null })).toBe(false);
+    });
+
+    it('never lets a conditional clear of the stream holder undo a concurrent take-over', async () => {
+      const [a, b] = (await replicas(2)) as [SharedState, SharedState];
+      const session = record('principal:hank');
+      await a.sessions.claim(session, 60_000, NO_LIMIT);
+      for (let round = 0; round < 20; round++) {
+        await a.sessions.update(session.id, { streamHolder: a.replicaId });
+        // Whichever lands first, B holds the stream after both.
+        await Promise.all([a.sessions.update(session.id, { streamHolder: undefined }, { ifStreamHolder: a.replicaId }), b.sessions.update(session.id, { streamHolder: b.replicaId })]);
+        expect((await a.sessions.get(session.id))?.streamHolder).toBe(b.replicaId);
+      }
     });
 
     it('removes a record and its quota places on any replica, once', async () => {
@@ -240,7 +331,9 @@ describe.each([['memory', memoryReplicas], ...(hasRedis ? [['redis', redisReplic
       const session = randomUUID();
       const known = await a.eventsFor(session).storeEvent('s1', notification(1));
       const events = b.eventsFor(session);
-      for (const unknown of ['', 'nope', `${known}x`, `9${known}`]) {
+      // Entry ids past Redis' 64-bit range, or written with leading zeros, name no event either.
+      const outOfRange = ['18446744073709551616-0.s1', '1-18446744073709551616.s1', `${'9'.repeat(400)}-0.s1`, `0${known}`, ...(known.includes('-') ? [known.replace('-', '-0')] : [])];
+      for (const unknown of ['', 'nope', `${known}x`, `9${known}`, ...outOfRange]) {
         expect(await events.getStreamIdForEventId!(unknown)).toBeUndefined();
         await expect(events.replayEventsAfter(unknown, { send: async () => {} })).rejects.toThrow(/unknown or too old/);
       }
@@ -289,6 +382,38 @@ describe('createSharedState', () => {
     closers.push(() => shared.close());
     expect(shared).toBeInstanceOf(RedisSharedState);
     expect(shared.backend).toBe('redis');
+  });
+});
+
+describe('memory state, as Redis behaves', () => {
+  it('does not remove a record whose time ran out before anything swept it', async () => {
+    let now = 1_000_000;
+    const store = new MemorySessionStore(() => now);
+    const [expired, live] = [record('principal:ivy'), record('principal:ivy')];
+    expect(await store.claim(expired, 1000, NO_LIMIT)).toBe('ok');
+    expect(await store.claim(live, 5000, NO_LIMIT)).toBe('ok');
+    now += 1000;
+    // Redis expired the key: its REMOVE finds nothing.
+    expect(await store.remove(expired.id)).toBe(false);
+    expect(await store.remove(live.id)).toBe(true);
+    expect(await store.remove(live.id)).toBe(false);
+    expect(await store.count()).toBe(0);
+  });
+
+  it('delivers nothing to a handler removed between the send and the delivery', async () => {
+    const hub = new MemoryHub();
+    const [sender, receiver] = [new MemorySharedState(hub), new MemorySharedState(hub)];
+    const staying: ReplicaMessage[] = [];
+    const leaving: ReplicaMessage[] = [];
+    receiver.bus.onMessage((message) => staying.push(message));
+    const stop = receiver.bus.onMessage((message) => leaving.push(message));
+    const sent = [sender.bus.broadcast(closed('broadcast')), sender.bus.send(receiver.replicaId, closed('direct'))];
+    stop();
+    await Promise.all(sent);
+    // Deliveries are queued as microtasks at the send: by now the staying handler has had both.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(staying).toEqual([closed('broadcast'), closed('direct')]);
+    expect(leaving).toEqual([]);
   });
 });
 
@@ -402,6 +527,68 @@ describe.skipIf(!hasRedis)('Redis shared state', () => {
     expect(ttl).toBeLessThanOrEqual(1000);
     await waitFor(async () => (await a.eventsFor(session).getStreamIdForEventId!(id)) === undefined, 10_000, 'the events to expire');
     await expect(a.eventsFor(session).replayEventsAfter(id, { send: async () => {} })).rejects.toThrow(/unknown or too old/);
+  });
+
+  it('passes on an error Redis answers with as it is: Redis answered, so it is not unavailable', async () => {
+    const prefix = testPrefix();
+    const [a] = (await redisReplicas({ prefix })(1)) as [RedisSharedState];
+    const [id, session] = [randomUUID(), randomUUID()];
+    // Keys of the wrong type: anything with access to Redis could have written them.
+    await redis!.set(`${prefix}session:${id}`, 'a string, not a hash');
+    await redis!.set(`${prefix}events:${session}`, 'a string, not a stream');
+    for (const call of [() => a.sessions.get(id), () => a.sessions.touch(id, 60_000), () => a.eventsFor(session).storeEvent('s', notification(1))]) {
+      const error = (await call().then(
+        () => undefined,
+        (reason: unknown) => reason,
+      )) as Error;
+      expect(error).toBeInstanceOf(ReplyError);
+      expect(error).not.toBeInstanceOf(SharedStateUnavailableError);
+      expect(error.message).toMatch(/^WRONGTYPE/);
+    }
+    expect(await a.health()).toBe('ok');
+  });
+
+  it('takes an answer that Redis cannot serve now (still loading) as unavailable', async () => {
+    // A server answering every command as a Redis loading its data does (the client's own setup aside).
+    const loading = createServer((socket) =>
+      socket.on('data', (chunk: Buffer) => {
+        for (const [name] of respCommands(chunk)) socket.write(name?.toLowerCase() === 'client' ? '+OK\r\n' : '-LOADING Redis is loading the dataset in memory\r\n');
+      }),
+    );
+    await new Promise<void>((resolve) => loading.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise<void>((resolve) => loading.close(() => resolve())));
+    const client = new Redis({ host: '127.0.0.1', port: (loading.address() as AddressInfo).port, enableReadyCheck: false, maxRetriesPerRequest: 2 });
+    client.on('error', () => {});
+    closers.push(() => client.disconnect());
+    const state = new RedisSharedState(client, { logger: silentLogger() });
+    closers.push(() => state.close());
+    const error = (await state.sessions.get('s').then(
+      () => undefined,
+      (reason: unknown) => reason,
+    )) as Error;
+    expect(error).toBeInstanceOf(SharedStateUnavailableError);
+    expect(error.message).toBe('Redis did not answer session read (LOADING Redis is loading the dataset in memory)');
+  });
+
+  it('gives up the places of a claim that did not answer in time, once Redis has run it', async () => {
+    const prefix = testPrefix();
+    const relay = await startDelayingRelay(700);
+    closers.push(() => relay.close());
+    const client = new Redis({ host: '127.0.0.1', port: relay.port, maxRetriesPerRequest: 2 });
+    client.on('error', () => {});
+    closers.push(() => client.disconnect());
+    await client.ping(); // connected and ready, through the relay
+    const slow = new RedisSharedState(client, { keyPrefix: prefix, logger: silentLogger() }); // the default bound: 500 ms
+    closers.push(() => slow.close());
+    const [fast] = (await redisReplicas({ prefix })(1)) as [RedisSharedState];
+    const limits = { maxPerKey: 1, maxTotal: 1000 };
+    const session = record('principal:jack');
+    await expect(slow.sessions.claim(session, 60_000, limits)).rejects.toThrow(new SharedStateUnavailableError('Redis did not answer session claim (no answer within 500 ms)'));
+    // The claim ran in Redis all the same; once its late answer arrives, its record and quota place go.
+    await waitFor(async () => (await fast.sessions.countFor('principal:jack')) === 0 && (await fast.sessions.get(session.id)) === undefined, 10_000, 'the late claim to be undone');
+    expect(await redis!.exists(`${prefix}session:${session.id}`)).toBe(0);
+    // The client retrying once Redis is quick again finds its place free.
+    expect(await fast.sessions.claim(record('principal:jack'), 60_000, limits)).toBe('ok');
   });
 
   describe('when Redis does not answer', () => {
