@@ -107,6 +107,26 @@ export function renderResults(result: { machine: Record<string, unknown>; comman
     }
     lines.push('', 'The credential is checked and the caller\'s rights evaluated on every request; the caller here has a grant, so its tool list is a filtered (cached) view.', '');
   }
+  if (r.scaleOut?.skipped) {
+    lines.push('### 9. Workers and replicas (PostgreSQL and Redis)', '', `Skipped: ${r.scaleOut.skipped}.`, '');
+  }
+  if (r.scaleOut?.rows) {
+    const cell = (l: { p50Ms: number; p99Ms: number; callsPerSecond: number }) => `${l.p50Ms} / ${l.p99Ms} | ${l.callsPerSecond}`;
+    lines.push(
+      '### 9. Workers and replicas (Streamable HTTP upstream, PostgreSQL and Redis)',
+      '',
+      '| sessions | `workers: 1` p50 / p99 ms | calls/s | `workers: 2` p50 / p99 ms | calls/s | 1 replica via proxy p50 / p99 ms | calls/s | 2 replicas via proxy p50 / p99 ms | calls/s | throughput: 2 workers vs 1 / 2 replicas vs 1 |',
+      '|---|---|---|---|---|---|---|---|---|---|',
+    );
+    for (const row of r.scaleOut.rows) {
+      lines.push(`| ${row.sessions} | ${cell(row.oneWorker)} | ${cell(row.twoWorkers)} | ${cell(row.oneReplicaViaProxy)} | ${cell(row.twoReplicasViaProxy)} | ${row.workersGain} / ${row.replicasGain} |`);
+    }
+    lines.push(
+      '',
+      'Every gateway shares one PostgreSQL database and one Redis; requests of one session land on any process (node:cluster hands connections to the workers in turn, the byte-level round-robin proxy alternates requests), which serves them from the session\'s shared record. On this two-core host the client, the upstream, PostgreSQL, Redis and the gateways share both cores, so a second process cannot bring a multi-core gain here: what these rows measure is the cost of sharing sessions across processes, not the capacity of a larger host.',
+      '',
+    );
+  }
   if (r.startUp) {
     lines.push('### 6. Start-up', '', `${r.startUp.stdioUpstreams} stdio upstreams (each a Node.js process): \`/ready\` after ${r.startUp.secondsToReady} s.`, '');
   }

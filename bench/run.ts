@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { runLoad, percentiles, round, Session, StatelessClient, type LoadResult } from './load.js';
 import { ROOT, start, upstreams, type Running } from './processes.js';
 import { renderResults, writeResults } from './report.js';
+import { scaleOut } from './scale-out.js';
 import { SseSession } from './sse-session.js';
 import { StdioClient } from './stdio-client.js';
 import { SignJWT } from 'jose';
@@ -409,6 +410,16 @@ async function authCost(): Promise<void> {
   await guarded.stop();
 }
 
+/** 9. Workers and replicas sharing PostgreSQL and Redis (bench/scale-out.ts); skipped, with a note, without them. */
+async function scaleOutWorkload(): Promise<void> {
+  const result = await scaleOut({ concurrency: quick ? [16] : CONCURRENCY, seconds: SECONDS, warmupSeconds: WARMUP, running });
+  report.scaleOut = result;
+  if ('skipped' in result) return void console.error(`scale-out: skipped, ${result.skipped}`);
+  for (const row of result.rows) {
+    for (const [name, r] of [['1 worker', row.oneWorker], ['2 workers', row.twoWorkers], ['1 replica', row.oneReplicaViaProxy], ['2 replicas', row.twoReplicasViaProxy]] as const) check(`scale-out ${name} x${row.sessions}`, r);
+  }
+}
+
 const began = new Date();
 try {
   for (const [name, workload] of [
@@ -419,6 +430,7 @@ try {
     ['broadcast', broadcastFanOut],
     ['start-up', startUp],
     ['auth', authCost],
+    ['scale-out', scaleOutWorkload],
     ...(quick ? [] : ([['peers', peers]] as const)),
   ] as const) {
     if (only && !only.includes(name)) continue;
