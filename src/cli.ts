@@ -15,7 +15,7 @@ import { Redis } from 'ioredis';
 import { bestEffort } from './observability/best-effort.js';
 import { withTimeout } from './limits/with-timeout.js';
 import { createSharedState } from './state/create-shared-state.js';
-import { isWorker, poolSizePerWorker, runPrimary, workerCount, workersRefused } from './workers.js';
+import { workerId, isWorker, poolSizePerWorker, runPrimary, workerCount, workersRefused } from './workers.js';
 
 const USAGE = `Usage: conflux <command> [options]
 
@@ -154,7 +154,8 @@ async function serve(config: Config, configPath: string, env: Environment, hostO
 }
 
 async function serveUntilStopped(stop: StopRequest, config: Config, configPath: string, env: Environment, hostOption?: string, portOption?: string): Promise<number> {
-  const logger = createLogger(env.logLevel);
+  // Workers log side by side on one stream: each line says which one wrote it.
+  const logger = createLogger(env.logLevel, isWorker() ? { worker: workerId(), pid: process.pid } : {});
   const host = hostOption ?? env.host ?? config.gateway.host;
   const port = Number(portOption ?? env.port ?? config.gateway.port);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
@@ -208,8 +209,8 @@ async function serveUntilStopped(stop: StopRequest, config: Config, configPath: 
   // errors, so this listener (which keeps ioredis from reporting unhandled errors) stays quiet.
   redis?.on('error', (error) => logger.debug({ err: error.message }, 'redis error'));
   // Sessions, messages between replicas and resumable events: in Redis when there is one.
-  const state = createSharedState(redis, { logger: logger.child({ component: 'shared-state' }) });
-  const conflux = createConflux(config, { logger, database, redis, state, configFile: { path: configPath, env: env.variables } });
+  const state = createSharedState(redis, { keyPrefix: env.redisPrefix, logger: logger.child({ component: 'shared-state' }) });
+  const conflux = createConflux(config, { logger, database, redis, redisPrefix: env.redisPrefix, state, configFile: { path: configPath, env: env.variables } });
   installCrashHandlers(logger);
   await conflux.start();
   if (stop.signal === undefined) {

@@ -71,6 +71,8 @@ export interface ConfluxDeps {
    * process's own memory. The gateway closes it when it stops.
    */
   state?: SharedState | undefined;
+  /** The start of the rate limiter's Redis keys is this plus `rl:` (default `conflux:`). */
+  redisPrefix?: string | undefined;
 }
 
 export interface Conflux {
@@ -126,6 +128,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   const oauth = auth?.oauth ? new OAuthResourceServer(auth.oauth, logger.child({ component: 'oauth' })) : undefined;
   const limiter: RateLimiter = deps.redis
     ? new RedisRateLimiter(deps.redis, {
+        prefix: `${deps.redisPrefix ?? 'conflux:'}rl:`,
         onRedisError: settings.rateLimit.onRedisError,
         logger: logger.child({ component: 'rate-limit' }),
         onFallback: (outcome) => metrics.rateLimiterFallbacks.inc({ outcome }),

@@ -211,3 +211,6 @@ export function runPrimary(count: number, logger: Logger, graceMs: number, resta
 }
 
 export const isWorker = (): boolean => cluster.isWorker;
+
+/** This worker's number (1, 2, …; a replacement gets the next one), 0 outside a cluster. */
+export const workerId = (): number => cluster.worker?.id ?? 0;

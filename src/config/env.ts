@@ -11,6 +11,8 @@ export interface Environment {
   dataDir: string;
   /** `redis://...`: shared state for several replicas. */
   redisUrl: string | undefined;
+  /** `CONFLUX_REDIS_PREFIX`: the start of every Redis key and channel (default `conflux:`), so deployments can share one Redis. */
+  redisPrefix: string;
   /** `CONFLUX_WORKERS`: a number or `auto`, overriding `gateway.workers`. */
   workers: string | undefined;
   /** The whole environment, for `${VAR}` interpolation in the config file. */
@@ -28,6 +30,7 @@ export function readEnvironment(source: NodeJS.ProcessEnv = process.env): Enviro
     dataDir: source.CONFLUX_DATA_DIR || '.conflux',
     redisUrl: source.REDIS_URL || undefined,
     workers: source.CONFLUX_WORKERS || undefined,
+    redisPrefix: source.CONFLUX_REDIS_PREFIX || 'conflux:',
     variables: source,
   };
 }
