@@ -59,16 +59,18 @@ export class GrantClientProvider implements OAuthClientProvider {
     this.#secret = auth.clientSecret ? credentialSource(server, auth.clientSecret, env) : undefined;
     this.#privateKey = auth.privateKey ? credentialSource(server, auth.privateKey, env) : undefined;
     const privateKey = this.#privateKey;
-    const clientId = auth.clientId ?? auth.clientMetadataUrl;
-    this.addClientAuthentication =
-      privateKey && clientId
-        ? async (headers, params, url, metadata) => {
-            // Read at every request: a rotated key file applies to the next token request.
-            const sign = createPrivateKeyJwtAuth({ issuer: clientId, subject: clientId, privateKey: keyMaterial(privateKey.read()), alg: auth.privateKeyAlgorithm });
-            await sign(headers, params, url, metadata);
-            params.set('client_id', clientId);
-          }
-        : undefined;
+    this.addClientAuthentication = privateKey
+      ? async (headers, params, url, metadata) => {
+          // The client in effect at this request: the configured one, else the registration
+          // made with the authorization server, else the metadata document's URL.
+          const clientId = auth.clientId ?? this.#registered?.client_id ?? auth.clientMetadataUrl;
+          if (!clientId) throw new Error('no client id to sign the private_key_jwt assertion with: configure clientId or clientMetadataUrl');
+          // Read at every request: a rotated key file applies to the next token request.
+          const sign = createPrivateKeyJwtAuth({ issuer: clientId, subject: clientId, privateKey: keyMaterial(privateKey.read()), alg: auth.privateKeyAlgorithm });
+          await sign(headers, params, url, metadata);
+          params.set('client_id', clientId);
+        }
+      : undefined;
   }
 
   /** Reads the configured secrets once, so a missing one is reported before anything is sent. */
