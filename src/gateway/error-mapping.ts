@@ -83,7 +83,7 @@ export function upstreamAuthErrorIn(error: unknown): UpstreamAuthError | undefin
 
 /** The tool error a caller reads for an upstream the gateway cannot authenticate to: for a user who must authorise it, what to do and the URL. */
 export function upstreamAuthResult(error: UpstreamAuthError): CallToolResult {
-  const text = error.kind === 'authorization-required' ? authorizationRequiredText(error) : `"${error.server}" cannot be reached with the gateway's credentials: ${error.message}`;
+  const text = error.kind === 'authorization-required' ? authorizationRequiredText(error) : `"${error.server}" could not be authenticated to: ${error.message}`;
   const result: CallToolResult = { isError: true, content: [{ type: 'text', text }] };
   // The URL's `state` completes the user's authorization: only the caller reads it, never an audit row or a log.
   if (error.kind === 'authorization-required') recordedTexts.set(result, `authorization required for "${error.server}"`);
