@@ -206,8 +206,8 @@ export const ReplicatedServerSchema = z
   .strictObject({
     transport: z.enum(['streamable-http', 'sse'], { error: 'urls lists the replicas of an HTTP server: transport must be "streamable-http" or "sse"' }),
     urls: z
-      .array(ReplicaSchema)
-      .min(1, 'list at least one URL')
+      .array(ReplicaSchema, { error: 'expected a list of URLs (a server with one URL gives it as url)' })
+      .min(2, 'list at least two URLs (a server with one URL gives it as url)')
       .max(64, 'at most 64 replicas')
       .transform((replicas) => replicas.map((replica) => (typeof replica === 'string' ? { url: replica, weight: 1 } : replica))),
     balance: z
@@ -222,12 +222,21 @@ export const ReplicatedServerSchema = z
     if (server.auth?.method === 'oauth2' && server.auth.identity !== 'service') {
       ctx.addIssue({ code: 'custom', path: ['auth', 'identity'], message: `identity: ${server.auth.identity} acts for each user, which a server with urls does not (give one url)` });
     }
+    // Compared in their normal form: one backend listed twice (`HOST`, `:443`, a trailing slash) would take twice its share.
     const seen = new Set<string>();
     server.urls.forEach((replica, index) => {
-      if (seen.has(replica.url)) ctx.addIssue({ code: 'custom', path: ['urls', index], message: 'this URL is listed twice' });
-      seen.add(replica.url);
+      const normal = comparableUrl(replica.url);
+      if (normal === undefined) return;
+      if (seen.has(normal)) ctx.addIssue({ code: 'custom', path: ['urls', index], message: 'this URL is listed twice' });
+      seen.add(normal);
     });
   });
+
+/** A URL as `new URL()` normalises it (host case, default port), without a trailing slash; undefined when the list failed earlier checks. */
+function comparableUrl(url: unknown): string | undefined {
+  if (typeof url !== 'string' || !URL.canParse(url)) return undefined;
+  return new URL(url).href.replace(/\/+$/, '');
+}
 
 const SingleServerSchema = z.discriminatedUnion('transport', [StdioServerSchema, HttpServerSchema], {
   error: 'expected one of "stdio", "streamable-http", "sse" (or give `command`, `url` or `urls`)',
@@ -266,7 +275,8 @@ function inferTransport(value: unknown): unknown {
   const server = value as Record<string, unknown>;
   if (server.transport !== undefined) return value;
   if (typeof server.command === 'string') return { ...server, transport: 'stdio' };
-  if (typeof server.url === 'string' || Array.isArray(server.urls)) return { ...server, transport: 'streamable-http' };
+  // Any `urls` (a string too): its own error then says what it should be, not that a transport is missing.
+  if (typeof server.url === 'string' || server.urls !== undefined) return { ...server, transport: 'streamable-http' };
   return value;
 }
 

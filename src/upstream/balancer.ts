@@ -2,6 +2,13 @@ import type { BalanceStrategy } from '../config/schema.js';
 
 /** Virtual nodes per unit of weight on the hash ring: enough that each replica's share stays within a few percent of its weight. */
 const VIRTUAL_NODES = 160;
+/**
+ * Virtual nodes on one ring at most. Without a cap, 64 replicas of weight 1000 made ten
+ * million nodes (43 s and 1.4 GB to build and sort); 16k still gives each of 64 equal replicas
+ * 256 nodes, within a few percent of its share. Past the cap each replica's count is scaled
+ * by its weight over the total weight (at least one node each).
+ */
+export const MAX_RING_NODES = 16_384;
 
 /** No replica may take the request: none is ready, or every one that is was already tried. */
 export class NoReplicaAvailableError extends Error {
@@ -36,8 +43,9 @@ export interface BalancerOptions {
  * - `random`: a random replica, with probability proportional to its weight.
  * - `least_connections`: the fewest requests in flight per unit of weight; ties in turn.
  * - `session_affinity`, `user_affinity`: the key hashed onto a ring of `weight × 160` virtual
- *   nodes per replica, walking on to the next eligible replica's node. A replica that leaves
- *   moves only the keys that were on it; when it comes back they return to it.
+ *   nodes per replica (scaled down to `MAX_RING_NODES` in all), walking on to the next eligible
+ *   replica's node. A replica that leaves moves only the keys that were on it; when it comes
+ *   back they return to it.
  */
 export class Balancer {
   readonly #strategy: BalanceStrategy;
@@ -60,6 +68,11 @@ export class Balancer {
     this.#random = options.random ?? Math.random;
     this.#current = replicas.map(() => 0);
     this.#ring = strategy === 'session_affinity' || strategy === 'user_affinity' ? buildRing(replicas.map((r) => r.id), this.#weights) : undefined;
+  }
+
+  /** Virtual nodes on the hash ring (0 for the strategies that use none). */
+  get ringSize(): number {
+    return this.#ring?.points.length ?? 0;
   }
 
   /** The index of the replica to use; `NoReplicaAvailableError` when `eligible` is empty. */
@@ -136,10 +149,19 @@ export class Balancer {
   }
 }
 
+/** Each replica's virtual nodes: `VIRTUAL_NODES` per unit of weight, scaled down so that the ring holds at most `MAX_RING_NODES`. */
+export function ringNodeCounts(weights: readonly number[]): number[] {
+  const total = weights.reduce((sum, weight) => sum + weight, 0);
+  // One node per replica is set aside, so that the floor of one each cannot go past the cap.
+  const perUnit = Math.min(VIRTUAL_NODES, (MAX_RING_NODES - weights.length) / Math.max(1, total));
+  return weights.map((weight) => Math.max(1, Math.floor(weight * perUnit)));
+}
+
 function buildRing(ids: readonly string[], weights: readonly number[]): { points: Uint32Array; owners: Uint16Array } {
+  const counts = ringNodeCounts(weights);
   const entries: { point: number; owner: number }[] = [];
   ids.forEach((id, owner) => {
-    for (let node = 0; node < VIRTUAL_NODES * weights[owner]!; node++) entries.push({ point: hash32(`${id}#${node}`), owner });
+    for (let node = 0; node < counts[owner]!; node++) entries.push({ point: hash32(`${id}#${node}`), owner });
   });
   // Equal points (rare) are ordered by id so that every gateway builds the same ring.
   entries.sort((a, b) => a.point - b.point || ids[a.owner]!.localeCompare(ids[b.owner]!));

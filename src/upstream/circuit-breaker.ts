@@ -42,6 +42,12 @@ export class CircuitBreaker {
     return Math.max(0, Math.ceil((this.#openedAt + this.#options.cooldownMs - this.#now()) / 1000));
   }
 
+  /** Whether `allow()` would let a call through now, without taking the probe. */
+  get allowing(): boolean {
+    const state = this.state;
+    return state === 'closed' || (state === 'half-open' && !this.#probeInFlight);
+  }
+
   /** Whether a call may go ahead now; in half-open state only one probe at a time. */
   allow(): boolean {
     const state = this.state;

@@ -17,14 +17,23 @@ export interface StoredVerdict {
 }
 
 /**
- * Each upstream's era verdict by server name, so that a reconnect skips the `server/discover`
- * probe. Every method may be asynchronous, so a shared store (Redis) can serve several
- * gateways; the in-memory one serves one process.
+ * Each upstream's era verdict by server name (a replica's by `replicaVerdictKey`), so that a
+ * reconnect skips the `server/discover` probe. Every method may be asynchronous, so a shared
+ * store (Redis) can serve several gateways; the in-memory one serves one process.
  */
 export interface EraVerdictStore {
   get(server: string): StoredVerdict | undefined | Promise<StoredVerdict | undefined>;
   set(server: string, verdict: StoredVerdict): void | Promise<void>;
+  /** Forgets the server's verdict, and its replicas' (the keys `replicaVerdictKey` makes from its name). */
   delete(server: string): void | Promise<void>;
+}
+
+/** Server names never hold it (letters, digits, `_` and `-` only), so a replica's key cannot be another server's. */
+const REPLICA_SEPARATOR = '#';
+
+/** The key of one replica's verdict: its server's name and the replica's key (see `replica-tokens.ts`). */
+export function replicaVerdictKey(server: string, replica: string): string {
+  return `${server}${REPLICA_SEPARATOR}${replica}`;
 }
 
 export class InMemoryEraVerdicts implements EraVerdictStore {
@@ -40,6 +49,8 @@ export class InMemoryEraVerdicts implements EraVerdictStore {
 
   delete(server: string): void {
     this.#verdicts.delete(server);
+    const replicas = `${server}${REPLICA_SEPARATOR}`;
+    for (const key of this.#verdicts.keys()) if (key.startsWith(replicas)) this.#verdicts.delete(key);
   }
 }
 

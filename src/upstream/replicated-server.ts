@@ -4,8 +4,11 @@ import { publicUrl, redactUrl } from '../observability/redact.js';
 import type { UpstreamAuth } from './auth/upstream-auth.js';
 import { Balancer, NoReplicaAvailableError } from './balancer.js';
 import type { BreakerState } from './circuit-breaker.js';
+import { replicaVerdictKey } from './era-verdicts.js';
 import { UpstreamConnectionLostError, UpstreamUnavailableError } from './errors.js';
 import { CONNECTION_REFUSED } from './failure-classification.js';
+import { ReplicaSubscriptions, type SubscribingReplica } from './replica-subscriptions.js';
+import { replicaKeys, tagWithReplica, untagReplica } from './replica-tokens.js';
 import type { ReplicaStatus, ServerStatus, Upstream } from './upstream.js';
 import { UpstreamConnection, type UpstreamDeps, type UpstreamRequestOptions, type UpstreamState } from './upstream-connection.js';
 
@@ -29,29 +32,36 @@ interface CallOwner {
   principal?: unknown;
 }
 
-/** How long a task handle or an `input_required` state stays tied to its replica when the upstream names no lifetime. */
-const PIN_TTL_MS = 24 * 60 * 60 * 1000;
-/** Pins kept at most; the oldest go first (a client that never comes back leaves its pin behind). */
-const MAX_PINS = 10_000;
+/** The methods that name a task (by its `taskId`), which one replica holds: never balanced. */
+const TASK_METHODS = new Set(['tasks/get', 'tasks/update', 'tasks/cancel']);
 
-/** Names a replica's state: the upstream holds it for one session, so it is never balanced. */
-const SESSION_BOUND_METHODS = new Set(['tasks/get', 'tasks/update', 'tasks/cancel']);
-
-class Replica {
+class Replica implements SubscribingReplica {
   inFlight = 0;
   readonly requests = { ok: 0, error: 0 };
+  /** Whether its connection was ready when last looked at: a change either way is an upstream session lost, or a new one. */
+  wasReady = false;
 
   constructor(
     readonly index: number,
     readonly label: string,
+    /** Its key in the `requestState`s and task ids it mints (`replica-tokens.ts`), and in the era verdicts. */
+    readonly key: string,
     readonly url: string,
     readonly weight: number,
     readonly connection: UpstreamConnection,
   ) {}
 
-  /** Ready for calls: connected, and its breaker lets calls through (a half-open one lets its probe through). */
+  /** Takes a request now: connected, and its breaker would let it through (not a half-open one whose probe is out). */
   get eligible(): boolean {
-    return this.connection.state === 'ready' && this.connection.status().breaker !== 'open';
+    return this.connection.takesRequests;
+  }
+
+  get connected(): boolean {
+    return this.connection.state === 'ready';
+  }
+
+  get keepsSubscriptions(): boolean {
+    return this.connection.status().protocol?.era === 'modern';
   }
 
   status(): ReplicaStatus {
@@ -82,27 +92,26 @@ class Replica {
  * - Its `health` is `ready` when every replica is, `degraded` when some are not, `down` (or
  *   `connecting`, at first) when none is; its `state` is `ready` while any replica can serve.
  * - A request goes to a replica chosen by the strategy (`balancer.ts`) among those that are
- *   ready and whose breaker is not open. When nothing reached the chosen one (it was not ready
- *   after all, its breaker refused, or its connection was refused), the request goes once to
- *   another; a request that may have been received is never sent twice.
- * - What an upstream keeps for one of its sessions stays on the replica that holds it: a
- *   resource subscription (its URI is pinned until unsubscribed), a task (its id, from the
- *   handle, until its `ttlMs`), a 2026 `input_required` state (its retry goes back with it),
- *   and the `logging/setLevel` of 2025 sessions goes to every ready replica. A 2025 call
- *   paused for its client, and the messages on a request's own stream, stay on their replica
- *   by themselves: they are one request in flight on one connection.
+ *   ready and whose breaker would let it through. When nothing reached the chosen one (it was
+ *   not ready after all, its breaker refused, or its connection was refused), the request goes
+ *   to another, until none is left untried; a request that may have been received is never
+ *   sent twice.
+ * - What an upstream keeps for one of its sessions stays on the replica that holds it. A task
+ *   id or a 2026 `input_required` state leaves tagged with its replica's key
+ *   (`replica-tokens.ts`), and a request that names it goes back there: nothing is remembered
+ *   here, so any gateway process routes it. A resource subscription is pinned to its replica
+ *   (`replica-subscriptions.ts`); the `logging/setLevel` of 2025 sessions goes to every ready
+ *   replica. A 2025 call paused for its client, and the messages on a request's own stream,
+ *   stay on their replica by themselves: they are one request in flight on one connection.
  */
 export class ReplicatedServer implements Upstream {
   readonly #deps: ReplicatedServerDeps;
   readonly #replicas: readonly Replica[];
   readonly #balancer: Balancer;
+  readonly #byKey: ReadonlyMap<string, Replica>;
   /** Where the lists come from: the first ready replica in config order, kept while none is. */
   #lister: Replica;
-  /** Subscribed upstream URI → the replica it was subscribed on. */
-  readonly #subscriptions = new Map<string, Replica>();
-  /** Task id or `input_required` state → the replica that gave it, and until when. */
-  readonly #pins = new Map<string, { replica: Replica; until: number }>();
-  readonly #now: () => number;
+  readonly #subscriptions: ReplicaSubscriptions<Replica>;
   #warnedDiffering = false;
   #stopped = false;
 
@@ -112,19 +121,23 @@ export class ReplicatedServer implements Upstream {
     deps: ReplicatedServerDeps,
   ) {
     this.#deps = deps;
-    this.#now = deps.connection.now ?? Date.now;
     const labels = replicaLabels(config.urls.map((r) => r.url));
+    const keys = replicaKeys(config.urls.map((r) => r.url));
     this.#replicas = config.urls.map(({ url, weight }, index) => {
       const label = labels[index]!;
+      const key = keys[index]!;
       const definition = replicaDefinition(config, url);
       const connection = new UpstreamConnection(name, definition, {
         ...deps.connection,
         logger: deps.connection.logger.child({ replica: label }),
         auth: deps.authFor(definition),
+        // Each replica's era is its own: part way through a rolling upgrade they differ.
+        eraKey: replicaVerdictKey(name, key),
         onChange: () => this.#replicaChanged(),
       });
-      return new Replica(index, label, url, weight, connection);
+      return new Replica(index, label, key, url, weight, connection);
     });
+    this.#byKey = new Map(this.#replicas.map((replica) => [replica.key, replica]));
     this.#lister = this.#replicas[0]!;
     // The ring is keyed by URL (hashed, never shown), so a replica keeps its keys when the list is reordered.
     this.#balancer = new Balancer(
@@ -132,6 +145,11 @@ export class ReplicatedServer implements Upstream {
       config.urls.map((r) => ({ id: r.url, weight: r.weight })),
       deps.random ? { random: deps.random } : {},
     );
+    this.#subscriptions = new ReplicaSubscriptions({
+      send: (replica, method, params, options = {}, owner = undefined) => this.#send(replica, method, params, options, owner),
+      another: (except) => this.#another(except),
+      logger: deps.connection.logger.child({ server: name }),
+    });
   }
 
   /** Starts connecting every replica in the background. */
@@ -207,7 +225,7 @@ export class ReplicatedServer implements Upstream {
       connectedAt: ready ? lister.connectedAt : undefined,
       nextRetryAt: ready ? undefined : retries.sort()[0],
       pid: undefined,
-      breaker: leastOpen(replicas.map((r) => r.breaker)),
+      breaker: this.#breaker(),
       protocol: lister.protocol,
       replicas,
     };
@@ -221,71 +239,47 @@ export class ReplicatedServer implements Upstream {
     if (this.#stopped) throw new UpstreamUnavailableError(this.name, 'it was removed or changed');
     if (!this.config.enabled) throw new UpstreamUnavailableError(this.name, 'disabled');
     if (method === 'logging/setLevel') return this.#toEveryReady(method, params, options, owner);
-    if (method === 'resources/unsubscribe') return this.#unsubscribe(params, options, owner);
-    const pinned = this.#pinnedFor(method, params);
-    if (pinned) return this.#send(pinned, method, params, options, owner);
-    const { replica, result } = await this.#balanced(method, params, options, owner);
-    this.#remember(replica, method, params, result);
-    return result;
-  }
-
-  /** The replica a request must go to, when it names something one replica holds. */
-  #pinnedFor(method: string, params: Record<string, unknown> | undefined): Replica | undefined {
-    if (method === 'resources/subscribe' && typeof params?.uri === 'string') return this.#subscriptions.get(params.uri);
-    if (SESSION_BOUND_METHODS.has(method) && typeof params?.taskId === 'string') return this.#pin(`task\0${params.taskId}`);
-    if (typeof params?.requestState === 'string') return this.#pin(`state\0${params.requestState}`);
-    return undefined;
-  }
-
-  /** Ties what a replica answered with to it: a subscription, a task handle, an `input_required` state. */
-  #remember(replica: Replica, method: string, params: Record<string, unknown> | undefined, result: Record<string, unknown>): void {
-    if (method === 'resources/subscribe' && typeof params?.uri === 'string') this.#subscriptions.set(params.uri, replica);
-    else if (result.resultType === 'task' && typeof result.taskId === 'string') {
-      const ttl = typeof result.ttlMs === 'number' && result.ttlMs > 0 ? result.ttlMs : PIN_TTL_MS;
-      this.#setPin(`task\0${result.taskId}`, replica, ttl);
-    } else if (result.resultType === 'input_required' && typeof result.requestState === 'string') {
-      this.#setPin(`state\0${result.requestState}`, replica, PIN_TTL_MS);
-    }
-  }
-
-  #pin(key: string): Replica | undefined {
-    const pin = this.#pins.get(key);
-    if (!pin) return undefined;
-    if (pin.until > this.#now()) return pin.replica;
-    this.#pins.delete(key);
-    return undefined;
-  }
-
-  #setPin(key: string, replica: Replica, ttlMs: number): void {
-    this.#pins.delete(key);
-    this.#pins.set(key, { replica, until: this.#now() + ttlMs });
-    // A Map iterates in insertion order: the first entries are the oldest.
-    for (const oldest of this.#pins.keys()) {
-      if (this.#pins.size <= MAX_PINS) break;
-      this.#pins.delete(oldest);
-    }
-  }
-
-  /** An unsubscribe goes where the subscribe went; a URI this entry never subscribed has nothing to undo. */
-  async #unsubscribe(params: Record<string, unknown> | undefined, options: UpstreamRequestOptions, owner: unknown): Promise<Record<string, unknown>> {
     const uri = params?.uri;
-    const replica = typeof uri === 'string' ? this.#subscriptions.get(uri) : undefined;
-    if (!replica) return {};
-    this.#subscriptions.delete(uri as string);
-    return this.#send(replica, 'resources/unsubscribe', params, options, owner);
+    if (method === 'resources/subscribe' && typeof uri === 'string') {
+      return this.#subscriptions.subscribe(uri, params, options, owner, () => this.#balanced(method, params, options, owner));
+    }
+    if (method === 'resources/unsubscribe') return typeof uri === 'string' ? this.#subscriptions.unsubscribe(uri, params, options, owner) : {};
+    const { replica: named, params: sent } = this.#untagged(method, params);
+    const { replica, result } = named ? { replica: named, result: await this.#send(named, method, sent, options, owner) } : await this.#balanced(method, sent, options, owner);
+    return this.#tagged(replica, method, result);
   }
 
   /**
-   * A replica chosen by the strategy; a second one when nothing reached the first. A request
-   * that may have reached its replica is not sent again: a tool call is not known to be safe
-   * to repeat.
+   * A request naming what a replica minted (a task id, an `input_required` state): that
+   * replica, and the params with the upstream's own value back. A value whose replica is no
+   * longer listed is balanced: another replica resumes it if the replicas share what it names,
+   * or refuses it as it refuses any value it did not mint.
+   */
+  #untagged(method: string, params: Record<string, unknown> | undefined): { replica?: Replica | undefined; params: Record<string, unknown> | undefined } {
+    const field = TASK_METHODS.has(method) && typeof params?.taskId === 'string' ? 'taskId' : typeof params?.requestState === 'string' ? 'requestState' : undefined;
+    const tag = field && untagReplica(params![field] as string);
+    if (!field || !tag) return { params };
+    return { replica: this.#byKey.get(tag.key), params: { ...params, [field]: tag.value } };
+  }
+
+  /** A result with what its replica minted (a task id, an `input_required` state) tagged with the replica, whichever way the request came. */
+  #tagged(replica: Replica, method: string, result: Record<string, unknown>): Record<string, unknown> {
+    if (result.resultType === 'input_required' && typeof result.requestState === 'string') return { ...result, requestState: tagWithReplica(replica.key, result.requestState) };
+    if ((result.resultType === 'task' || TASK_METHODS.has(method)) && typeof result.taskId === 'string') return { ...result, taskId: tagWithReplica(replica.key, result.taskId) };
+    return result;
+  }
+
+  /**
+   * A replica chosen by the strategy; another, and another, while nothing reached the one
+   * tried. A request that may have reached its replica is not sent again: a tool call is not
+   * known to be safe to repeat.
    */
   async #balanced(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions, owner: unknown): Promise<{ replica: Replica; result: Record<string, unknown> }> {
     const key = this.#affinityKey(owner);
     const tried = new Set<Replica>();
     let undelivered: unknown;
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const eligible = this.#replicas.filter((r) => r.eligible && !tried.has(r)).map((r) => r.index);
+    for (;;) {
+      const eligible = this.#replicas.filter((r) => !tried.has(r) && r.eligible).map((r) => r.index);
       let replica: Replica;
       try {
         replica = this.#replicas[this.#balancer.pick(eligible, { key, inFlight: this.#replicas.map((r) => r.inFlight) })]!;
@@ -302,7 +296,13 @@ export class ReplicatedServer implements Upstream {
         undelivered = error;
       }
     }
-    throw undelivered;
+  }
+
+  /** Another replica that takes requests now, picked as a request made for no caller is; undefined when there is none. */
+  #another(except: Replica): Replica | undefined {
+    const eligible = this.#replicas.filter((r) => r !== except && r.eligible).map((r) => r.index);
+    if (eligible.length === 0) return undefined;
+    return this.#replicas[this.#balancer.pick(eligible, { inFlight: this.#replicas.map((r) => r.inFlight) })];
   }
 
   /** `logging/setLevel` reaches every ready replica (each is an upstream session of its own); the first answer is returned. */
@@ -347,15 +347,32 @@ export class ReplicatedServer implements Upstream {
 
   #whyNoneReady(): string {
     const each = this.#replicas.map((r) => {
-      const { state, breaker } = r.connection.status();
-      return `${r.label} ${state === 'ready' && breaker === 'open' ? 'circuit breaker open' : state}`;
+      const state = r.connection.state;
+      if (state !== 'ready') return `${r.label} ${state}`;
+      return `${r.label} ${r.connection.breakerState === 'open' ? 'circuit breaker open' : 'circuit breaker half-open, its probe under way'}`;
     });
     return `none of its ${this.#replicas.length} replicas can take requests (${each.join(', ')})`;
   }
 
-  /** A replica's state or lists changed: the lists come from the first ready one, and one that lists differently is reported once. */
+  /** The server's breaker as one: over the replicas that are connected (one that is down says nothing of the others), else over all. */
+  #breaker(): BreakerState {
+    const connected = this.#replicas.filter((r) => r.connected);
+    return leastOpen((connected.length > 0 ? connected : this.#replicas).map((r) => r.connection.breakerState));
+  }
+
+  /**
+   * A replica's state or lists changed: the lists come from the first ready one, and one that
+   * lists differently is reported once; a replica that went down or came back has its
+   * subscriptions moved or made again.
+   */
   #replicaChanged(): void {
     if (this.#stopped) return;
+    for (const replica of this.#replicas) {
+      if (replica.connected === replica.wasReady) continue;
+      replica.wasReady = replica.connected;
+      if (replica.connected) this.#subscriptions.replicaUp(replica);
+      else this.#subscriptions.replicaDown(replica);
+    }
     const ready = this.#replicas.filter((r) => r.connection.state === 'ready');
     if (ready[0]) this.#lister = ready[0];
     if (!this.#warnedDiffering && ready.length > 1) {

@@ -98,6 +98,12 @@ export interface UpstreamDeps {
   now?: () => number;
   /** Each server's protocol era as last found out, shared by its reconnects (one per connection when not given). */
   verdicts?: EraVerdictStore;
+  /**
+   * This connection's key in `verdicts`: the server's name unless given. A replica of a server
+   * with `urls` has its own (`replicaVerdictKey`), since replicas part way through a rolling
+   * upgrade speak different eras.
+   */
+  eraKey?: string | undefined;
   /** How this connection authenticates to its upstream; the connection owns it (closes it on stop). */
   auth?: UpstreamAuth | undefined;
 }
@@ -218,7 +224,7 @@ export class UpstreamConnection {
     this.#now = deps.now ?? Date.now;
     this.#logger = deps.logger.child({ server: name });
     this.#breaker = new CircuitBreaker({ ...deps.health.breaker, now: this.#now });
-    this.#era = new EraMemory(deps.verdicts ?? new InMemoryEraVerdicts(), name, this.#logger, this.#now);
+    this.#era = new EraMemory(deps.verdicts ?? new InMemoryEraVerdicts(), deps.eraKey ?? name, this.#logger, this.#now);
     const sent = new RecentCredentials();
     this.#auth = deps.auth ? observedAuth(deps.auth, sent) : undefined;
     const written = config.transport === 'stdio' ? [] : authSecrets(config.auth);
@@ -293,6 +299,19 @@ export class UpstreamConnection {
   get health(): UpstreamState {
     if (this.#state === 'ready' && (this.#breaker.state !== 'closed' || (this.#monitor?.failures ?? 0) > 0)) return 'degraded';
     return this.#state;
+  }
+
+  /** The circuit breaker's state, without building a whole `status()`. */
+  get breakerState(): BreakerState {
+    return this.#breaker.state;
+  }
+
+  /**
+   * Whether a request sent now would go out: connected, and the breaker would let it through
+   * (a half-open one whose single probe is already out would refuse it before sending).
+   */
+  get takesRequests(): boolean {
+    return this.#state === 'ready' && this.#client !== undefined && this.#breaker.allowing;
   }
 
   get timeoutMs(): number {
@@ -374,7 +393,12 @@ export class UpstreamConnection {
       throw new UpstreamUnavailableError(this.name, `circuit breaker open after repeated failures; next try in ${this.#breaker.retryAfterSeconds}s`);
     }
     if (this.#protocol?.era === 'modern' && (method === 'resources/subscribe' || method === 'resources/unsubscribe')) {
-      return this.#changeSubscription(method, params?.uri);
+      // The stream's own reopening tells nothing of the upstream's health: whatever `allow()` took (a probe) is given back.
+      try {
+        return await this.#changeSubscription(method, params?.uri);
+      } finally {
+        this.#breaker.release();
+      }
     }
     try {
       const send = () =>

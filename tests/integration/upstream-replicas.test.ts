@@ -1,29 +1,52 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
-import { ServerConfigSchema } from '../../src/config/schema.js';
+import { ServerConfigSchema, type ReplicatedServerConfig } from '../../src/config/schema.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
+import { UpstreamTimeoutError } from '../../src/upstream/errors.js';
+import { ReplicatedServer } from '../../src/upstream/replicated-server.js';
+import { UpstreamConnection, type UpstreamDeps } from '../../src/upstream/upstream-connection.js';
 import { createDemoServer } from '../fixtures/demo-tools.js';
+import { readBody } from '../fixtures/web-bridge.js';
 import { bearer, hs256Token, JWT_SECRET } from '../helpers/auth.js';
-import { sdkClient, startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+import { freePort, sdkClient, startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 
 /**
  * A Streamable HTTP MCP server on loopback whose `whoami` tool answers with its label, so a
  * test can count which replica served each call. It can be stopped and started again on the
- * same port, as a replica that restarts is.
+ * same port, as a replica that restarts is. It records every request it receives, and a call
+ * of its `boom` tool has its connection reset once received, as a replica that crashes
+ * mid-call.
  */
 class ReplicaServer {
   #http: Server | undefined;
   #transports = new Map<string, StreamableHTTPServerTransport>();
+  readonly #sockets = new Set<Socket>();
   port = 0;
+  /** Every JSON-RPC request received (across restarts), in order. */
+  readonly received: { method: string; params?: Record<string, unknown> }[] = [];
 
   constructor(readonly label: string) {}
 
+  /** Requests of `method` received (a tool's calls when `tool` is given). */
+  count(method: string, tool?: string): number {
+    return this.received.filter((m) => m.method === method && (tool === undefined || m.params?.name === tool)).length;
+  }
+
+  /** Starts listening (on its port again after a stop); does nothing while it listens. */
   async start(): Promise<void> {
+    if (this.#http) return;
     const http = createServer(async (req, res) => {
       if (!req.url?.startsWith('/mcp')) return void res.writeHead(404).end();
+      const body = req.method === 'POST' ? await readBody(req) : undefined;
+      const parsed: unknown = body ? JSON.parse(body) : undefined;
+      const messages = (Array.isArray(parsed) ? parsed : parsed ? [parsed] : []) as { method?: unknown; params?: Record<string, unknown> }[];
+      for (const message of messages) if (typeof message.method === 'string') this.received.push({ method: message.method, ...(message.params ? { params: message.params } : {}) });
+      if (messages.some((m) => m.method === 'tools/call' && m.params?.name === 'boom')) return void req.socket.destroy();
       const sessionId = req.headers['mcp-session-id'];
       let transport = typeof sessionId === 'string' ? this.#transports.get(sessionId) : undefined;
       if (!transport) {
@@ -33,29 +56,51 @@ class ReplicaServer {
           onsessioninitialized: (id) => void this.#transports.set(id, created),
           onsessionclosed: (id) => void this.#transports.delete(id),
         });
-        await createDemoServer(this.label, { extraTools: ['whoami'] }).connect(created);
+        await createDemoServer(this.label, { extraTools: ['whoami', 'boom'] }).connect(created);
         transport = created;
       }
-      await transport.handleRequest(req, res);
+      await transport.handleRequest(req, res, parsed);
+    });
+    http.on('connection', (socket: Socket) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
     });
     await new Promise<void>((resolve) => http.listen(this.port, '127.0.0.1', resolve));
     this.port = (http.address() as AddressInfo).port;
     this.#http = http;
   }
 
+  /**
+   * Stops as a crashed replica does: its connections end abruptly first. (Closing the sessions
+   * first would end the GET stream cleanly, and the client would keep that connection alive
+   * for its next request, which the closed server then resets.)
+   */
   async stop(): Promise<void> {
     const http = this.#http;
     this.#http = undefined;
     if (!http) return;
+    const closing = [...this.#sockets].map((socket) => new Promise((resolve) => socket.once('close', resolve)));
+    for (const socket of this.#sockets) socket.destroy();
+    http.closeAllConnections();
+    await Promise.all(closing);
     await Promise.all([...this.#transports.values()].map((t) => t.close()));
     this.#transports.clear();
-    http.closeAllConnections();
     await new Promise<void>((resolve) => http.close(() => resolve()));
+    // A refused connection takes a round of I/O, in which a client holding one of the closed connections for reuse hears that it ended.
+    await new Promise<void>((resolve) => connect(this.port, '127.0.0.1').once('error', () => resolve()));
   }
 }
 
 const SECRET_QUERY = 'secret-query-value-7c1f';
 const SECRET_PASSWORD = 'secret-password-55ab';
+
+/** A replica's status fields as a test reads them. */
+interface ReplicaStatusView {
+  breaker: string;
+  inFlight: number;
+  requests: { ok: number; error: number };
+  state: string;
+}
 
 interface ReplicaView {
   replica: string;
@@ -112,16 +157,32 @@ describe('a server entry with urls', () => {
   });
 
   it('refuses url and urls together, urls on stdio, per-user servers, an unknown strategy and a URL twice', () => {
-    expect(problemsOf({ url: 'http://a/mcp', urls: ['http://b/mcp'] })).toEqual(['servers.svc.urls: give url or urls, not both']);
-    expect(problemsOf({ transport: 'stdio', command: 'x', urls: ['http://b/mcp'] })[0]).toMatch(/^servers\.svc\.transport: urls lists the replicas of an HTTP server/);
-    expect(problemsOf({ urls: ['http://a/mcp'], shared: false })[0]).toMatch(/^servers\.svc\.shared: a server with urls is shared/);
-    expect(problemsOf({ urls: ['http://a/mcp'], auth: { method: 'oauth2', identity: 'user' } })[0]).toMatch(/^servers\.svc\.auth\.identity: identity: user acts for each user/);
-    expect(problemsOf({ urls: ['http://a/mcp'], balance: { strategy: 'fastest' } })[0]).toMatch(/^servers\.svc\.balance\.strategy: expected one of round_robin, least_connections/);
+    const two = ['http://a/mcp', 'http://b/mcp'];
+    expect(problemsOf({ url: 'http://a/mcp', urls: two })).toEqual(['servers.svc.urls: give url or urls, not both']);
+    expect(problemsOf({ transport: 'stdio', command: 'x', urls: two })[0]).toMatch(/^servers\.svc\.transport: urls lists the replicas of an HTTP server/);
+    expect(problemsOf({ urls: two, shared: false })[0]).toMatch(/^servers\.svc\.shared: a server with urls is shared/);
+    expect(problemsOf({ urls: two, auth: { method: 'oauth2', identity: 'user' } })[0]).toMatch(/^servers\.svc\.auth\.identity: identity: user acts for each user/);
+    expect(problemsOf({ urls: two, balance: { strategy: 'fastest' } })[0]).toMatch(/^servers\.svc\.balance\.strategy: expected one of round_robin, least_connections/);
     expect(problemsOf({ urls: ['http://a/mcp', 'http://a/mcp'] })).toEqual(['servers.svc.urls[1]: this URL is listed twice']);
-    expect(problemsOf({ urls: [] })).toEqual(['servers.svc.urls: list at least one URL']);
+    expect(problemsOf({ urls: [] })).toEqual(['servers.svc.urls: list at least two URLs (a server with one URL gives it as url)']);
     expect(problemsOf({ urls: ['ftp://a/x', { url: 'http://a/mcp', weight: 0 }] })).toHaveLength(2);
     // A server with one url reports its own problems, as before.
     expect(problemsOf({ transport: 'streamable-http', url: 'nope' })).toEqual(['servers.svc.url: expected a URL']);
+  });
+
+  it('takes one backend written two ways as a URL listed twice (host case, default port, trailing slash)', () => {
+    expect(problemsOf({ urls: ['http://Search.internal/mcp', 'http://search.internal:80/mcp/', { url: 'https://b.internal:443/', weight: 2 }, 'https://B.internal'] })).toEqual([
+      'servers.svc.urls[1]: this URL is listed twice',
+      'servers.svc.urls[3]: this URL is listed twice',
+    ]);
+    // Another path, port or query is another replica.
+    expect(problemsOf({ urls: ['http://a.internal/mcp', 'http://a.internal/mcp2', 'http://a.internal:8080/mcp', 'http://a.internal/mcp?shard=2'] })).toEqual([]);
+  });
+
+  it('points a single URL, or urls given as one string, to url', () => {
+    expect(problemsOf({ urls: ['http://a/mcp'] })).toEqual(['servers.svc.urls: list at least two URLs (a server with one URL gives it as url)']);
+    expect(problemsOf({ urls: 'http://a/mcp' })).toEqual(['servers.svc.urls: expected a list of URLs (a server with one URL gives it as url)']);
+    expect(problemsOf({ transport: 'sse', urls: 'http://a/sse' })).toEqual(['servers.svc.urls: expected a list of URLs (a server with one URL gives it as url)']);
   });
 });
 
@@ -289,6 +350,158 @@ describe('a server with several urls (replicas)', () => {
     });
   });
 
+  describe('two replicas that stop before anything marks them', () => {
+    let gateway: RunningGateway;
+    let root: string;
+    let client: Awaited<ReturnType<typeof sdkClient>>;
+
+    beforeAll(async () => {
+      gateway = await startGateway(testConfig({ svc: { urls: urls() } }, { healthCheck: { intervalSeconds: 0 } }));
+      root = gateway.url.replace(/\/mcp$/, '');
+      await waitFor(async () => Object.values(await replicaStates(root)).filter((s) => s === 'ready').length === 3, 15_000, 'all three replicas ready');
+      client = await sdkClient(gateway.url);
+    });
+
+    afterAll(async () => {
+      await client?.close();
+      await gateway?.stop();
+      await Promise.all([r1.start(), r2.start()]);
+    });
+
+    it('tries every replica a call did not reach, not just a second one', async () => {
+      expect(await callsPerReplica(client.client, 3)).toEqual({ r1: 1, r2: 1, r3: 1 });
+      await Promise.all([r1.stop(), r2.stop()]);
+      // The rotation is back at r1: the first call is refused by r1, then by r2, and served by r3.
+      expect(await callsPerReplica(client.client, 6)).toEqual({ r3: 6 });
+      const { servers } = await serversJson(root);
+      const refusals = servers.find((s) => s.name === 'svc')!.replicas!.map((r) => r.requests!.error);
+      expect(refusals[0]).toBeGreaterThan(0);
+      expect(refusals[1]).toBeGreaterThan(0);
+      expect(refusals[2]).toBe(0);
+    });
+  });
+
+  describe('a call that may have reached its replica', () => {
+    let gateway: RunningGateway;
+    let root: string;
+    let client: Awaited<ReturnType<typeof sdkClient>>;
+
+    beforeAll(async () => {
+      gateway = await startGateway(testConfig({ svc: { urls: urls() } }, { healthCheck: { intervalSeconds: 0 } }));
+      root = gateway.url.replace(/\/mcp$/, '');
+      await waitFor(async () => Object.values(await replicaStates(root)).filter((s) => s === 'ready').length === 3, 15_000, 'all three replicas ready');
+      client = await sdkClient(gateway.url);
+    });
+
+    afterAll(async () => {
+      await client?.close();
+      await gateway?.stop();
+    });
+
+    it('is not sent again when its connection is reset after the replica received it', async () => {
+      const before = replicas.map((r) => r.count('tools/call', 'boom'));
+      const result = await client.client.callTool({ name: 'svc__boom', arguments: {} });
+      expect(result.isError).toBe(true);
+      expect(textOf(result)).toMatch(/svc/);
+      const after = replicas.map((r) => r.count('tools/call', 'boom'));
+      // Received once, by one replica: the gateway cannot know it was not carried out.
+      expect(after.reduce((a, b) => a + b) - before.reduce((a, b) => a + b)).toBe(1);
+    });
+  });
+
+  describe('least_connections', () => {
+    let gateway: RunningGateway;
+    let root: string;
+    let client: Awaited<ReturnType<typeof sdkClient>>;
+
+    beforeAll(async () => {
+      gateway = await startGateway(testConfig({ svc: { urls: urls(), balance: { strategy: 'least_connections' } } }));
+      root = gateway.url.replace(/\/mcp$/, '');
+      await waitFor(async () => Object.values(await replicaStates(root)).filter((s) => s === 'ready').length === 3, 15_000, 'all three replicas ready');
+      client = await sdkClient(gateway.url);
+    });
+
+    afterAll(async () => {
+      await client?.close();
+      await gateway?.stop();
+    });
+
+    const inFlight = async () => {
+      const { servers } = await serversJson(root);
+      return (servers.find((s) => s.name === 'svc')!.replicas as (ReplicaView & { inFlight: number })[]).map((r) => r.inFlight);
+    };
+
+    it('sends calls to the replicas with the fewest in flight, and counts an aborted call out', async () => {
+      const abort = new AbortController();
+      const sleeping = client.client.callTool({ name: 'svc__sleep', arguments: { ms: 60_000 } }, undefined, { signal: abort.signal }).catch((error: unknown) => error);
+      await waitFor(async () => (await inFlight()).reduce((a, b) => a + b) === 1, 15_000, 'the sleeping call in flight');
+      const busy = (await inFlight()).indexOf(1);
+      // While one replica is busy the others take the calls, in turn.
+      const answered = await callsPerReplica(client.client, 4);
+      expect(answered[replicas[busy]!.label]).toBeUndefined();
+      expect(Object.values(answered)).toEqual([2, 2]);
+
+      abort.abort();
+      await sleeping;
+      await waitFor(async () => (await inFlight()).every((n) => n === 0), 15_000, 'the aborted call counted out');
+      expect(await inFlight()).toEqual([0, 0, 0]);
+      expect(await callsPerReplica(client.client, 30)).toEqual({ r1: 10, r2: 10, r3: 10 });
+    });
+  });
+
+  describe('weighted', () => {
+    let gateway: RunningGateway;
+
+    beforeAll(async () => {
+      const [a, b, c] = replicas.map((r) => `${origin(r)}/mcp`);
+      gateway = await startGateway(testConfig({ svc: { urls: [{ url: a, weight: 3 }, { url: b, weight: 2 }, c], balance: { strategy: 'weighted' } } }));
+      const root = gateway.url.replace(/\/mcp$/, '');
+      await waitFor(async () => Object.values(await replicaStates(root)).filter((s) => s === 'ready').length === 3, 15_000, 'all three replicas ready');
+    });
+
+    afterAll(async () => {
+      await gateway?.stop();
+    });
+
+    it('spreads calls by weight', async () => {
+      const client = await sdkClient(gateway.url);
+      try {
+        expect(await callsPerReplica(client.client, 60)).toEqual({ r1: 30, r2: 20, r3: 10 });
+      } finally {
+        await client.close();
+      }
+    });
+  });
+
+  describe('session_affinity', () => {
+    let gateway: RunningGateway;
+
+    beforeAll(async () => {
+      gateway = await startGateway(testConfig({ svc: { urls: urls(), balance: { strategy: 'session_affinity' } } }));
+      const root = gateway.url.replace(/\/mcp$/, '');
+      await waitFor(async () => Object.values(await replicaStates(root)).filter((s) => s === 'ready').length === 3, 15_000, 'all three replicas ready');
+    });
+
+    afterAll(async () => {
+      await gateway?.stop();
+    });
+
+    it('keeps every call of a session on one replica, sessions spread', async () => {
+      const landed: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        const client = await sdkClient(gateway.url);
+        try {
+          const answered = Object.keys(await callsPerReplica(client.client, 4));
+          expect(answered).toHaveLength(1);
+          landed.push(answered[0]!);
+        } finally {
+          await client.close();
+        }
+      }
+      expect(new Set(landed).size).toBeGreaterThan(1);
+    });
+  });
+
   describe('user_affinity', () => {
     let root: string;
     let gateway: RunningGateway;
@@ -346,6 +559,145 @@ describe('a server with several urls (replicas)', () => {
       expect(text).not.toContain('/mcp');
       expect(text).not.toContain(SECRET_QUERY);
       expect(text).not.toContain(SECRET_PASSWORD);
+    });
+  });
+
+  describe('a ReplicatedServer on its own', () => {
+    const opened: ReplicatedServer[] = [];
+
+    afterAll(async () => {
+      await Promise.all(opened.map((server) => server.stop()));
+    });
+
+    /** A replicated server over `urls` (the three replicas unless given): breaker open after one failure, for 1 s of `now`. */
+    async function replicated(options: { urls?: string[]; now?: () => number; pings?: boolean; ready?: number } = {}): Promise<ReplicatedServer> {
+      const config = ServerConfigSchema.parse({ urls: options.urls ?? replicas.map((r) => `${origin(r)}/mcp`) }) as ReplicatedServerConfig;
+      const deps: Omit<UpstreamDeps, 'onChange' | 'auth'> = {
+        logger: silentLogger(),
+        events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
+        groups: new ChildProcessGroups(),
+        reconnect: { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 0 },
+        health: { breaker: { failureThreshold: 1, cooldownMs: 1000 }, pingIntervalMs: options.pings ? 100 : 0, pingTimeoutMs: 1000, pingFailureThreshold: 1 },
+        ...(options.now ? { now: options.now } : {}),
+      };
+      const server = new ReplicatedServer('svc', config, { connection: deps, authFor: () => undefined, onChange: () => {} });
+      opened.push(server);
+      server.start();
+      const ready = options.ready ?? config.urls.length;
+      await waitFor(() => server.status().replicas!.filter((r) => r.state === 'ready').length === ready, 15_000, `${ready} replicas ready`);
+      return server;
+    }
+
+    const call = (server: ReplicatedServer, tool: string, args: Record<string, unknown> = {}, options: { timeout?: number; signal?: AbortSignal } = {}) =>
+      server.request('tools/call', { name: tool, arguments: args }, options);
+    const whoami = async (server: ReplicatedServer) => textOf(await call(server, 'whoami')).replace(/:whoami$/, '');
+    const column = <K extends keyof ReplicaStatusView>(server: ReplicatedServer, key: K) => server.status().replicas!.map((r) => (r as unknown as ReplicaStatusView)[key]);
+
+    it('counts a half-open replica whose probe is out as unable to take a call, instead of spending a retry on its refusal', async () => {
+      let now = 1_000_000;
+      const server = await replicated({ now: () => now });
+      // A timeout opens r1's breaker, then r2's (r1 is skipped while open).
+      await expect(call(server, 'sleep', { ms: 10_000 }, { timeout: 100 })).rejects.toBeInstanceOf(UpstreamTimeoutError);
+      await expect(call(server, 'sleep', { ms: 10_000 }, { timeout: 100 })).rejects.toBeInstanceOf(UpstreamTimeoutError);
+      expect(column(server, 'breaker')).toEqual(['open', 'open', 'closed']);
+      now += 1000;
+      expect(await whoami(server)).toBe('r3');
+      // The next two calls are r1's and r2's probes, held in flight.
+      const probes = new AbortController();
+      const held = [call(server, 'sleep', { ms: 60_000 }, { signal: probes.signal }), call(server, 'sleep', { ms: 60_000 }, { signal: probes.signal })].map((p) => p.catch(() => undefined));
+      try {
+        expect(column(server, 'inFlight')).toEqual([1, 1, 0]);
+        const errors = column(server, 'requests').map((r) => (r as { error: number }).error);
+        for (let i = 0; i < 3; i++) expect(await whoami(server)).toBe('r3');
+        // Nothing was sent to the probing replicas only to be refused.
+        expect(column(server, 'requests').map((r) => (r as { error: number }).error)).toEqual(errors);
+      } finally {
+        probes.abort();
+        await Promise.all(held);
+      }
+      expect(column(server, 'inFlight')).toEqual([0, 0, 0]);
+    });
+
+    it('judges replicas without building their status for each request', async () => {
+      const server = await replicated();
+      const status = vi.spyOn(UpstreamConnection.prototype, 'status');
+      try {
+        for (let i = 0; i < 6; i++) await whoami(server);
+        expect(status).not.toHaveBeenCalled();
+      } finally {
+        status.mockRestore();
+      }
+    });
+
+    it('reports the breaker of the connected replicas: one that is down does not make the server look closed', async () => {
+      const dead = `http://127.0.0.1:${await freePort()}/mcp`;
+      const server = await replicated({ urls: [`${origin(r1)}/mcp`, dead], ready: 1 });
+      await waitFor(() => server.status().replicas![1]!.state === 'down', 15_000, 'the unreachable replica down');
+      await expect(call(server, 'sleep', { ms: 10_000 }, { timeout: 100 })).rejects.toBeInstanceOf(UpstreamTimeoutError);
+      expect(column(server, 'breaker')).toEqual(['open', 'closed']);
+      expect(server.status().breaker).toBe('open');
+    });
+
+    describe('resource subscriptions', () => {
+      const readme = (server: ReplicatedServer) => server.resources.find((r) => r.uri.includes('readme'))!.uri;
+
+      it('moves a subscription to another replica when its replica goes down, and unsubscribes it there', async () => {
+        const server = await replicated({ urls: [`${origin(r1)}/mcp`, `${origin(r2)}/mcp`], pings: true });
+        const uri = readme(server);
+        const subscribed = [r1.count('resources/subscribe'), r2.count('resources/subscribe')];
+        await server.request('resources/subscribe', { uri });
+        expect(r1.count('resources/subscribe')).toBe(subscribed[0]! + 1);
+        try {
+          await r1.stop();
+          await waitFor(() => r2.count('resources/subscribe') === subscribed[1]! + 1, 15_000, 'the subscription moved to r2');
+          // r2's session holds it now: its updates reach the gateway.
+          expect(textOf(await call(server, 'touch', { uri }))).toBe('notified');
+        } finally {
+          await r1.start();
+        }
+        await waitFor(() => server.status().replicas![0]!.state === 'ready', 15_000, 'r1 back');
+        const unsubscribed = r2.count('resources/unsubscribe');
+        await server.request('resources/unsubscribe', { uri });
+        expect(r2.count('resources/unsubscribe')).toBe(unsubscribed + 1);
+        // r1 (2025: its new session holds nothing) was not subscribed again.
+        expect(r1.count('resources/subscribe')).toBe(subscribed[0]! + 1);
+      });
+
+      it('subscribes again on the replica’s new upstream session when no other replica could take it', async () => {
+        const server = await replicated({ urls: [`${origin(r1)}/mcp`, `${origin(r2)}/mcp`], pings: true });
+        const uri = readme(server);
+        try {
+          await r2.stop();
+          await waitFor(() => server.status().replicas![1]!.state === 'down', 15_000, 'r2 down');
+          const before = r1.count('resources/subscribe');
+          await server.request('resources/subscribe', { uri });
+          await r1.stop();
+          await waitFor(() => server.status().replicas![0]!.state === 'down', 15_000, 'r1 down');
+          await r1.start();
+          await waitFor(() => r1.count('resources/subscribe') === before + 2, 15_000, 'subscribed again on r1');
+          expect(textOf(await call(server, 'touch', { uri }))).toBe('notified');
+        } finally {
+          await Promise.all([r1.start(), r2.start()]);
+        }
+      });
+
+      it('keeps an unsubscribe that failed where it was, so that the next one goes to the same replica', async () => {
+        const server = await replicated({ urls: [`${origin(r1)}/mcp`, `${origin(r2)}/mcp`] });
+        const uri = readme(server);
+        const before = r1.count('resources/subscribe');
+        await server.request('resources/subscribe', { uri });
+        const holder = r1.count('resources/subscribe') > before ? 0 : 1;
+        const stopped = holder === 0 ? r1 : r2;
+        try {
+          await stopped.stop();
+          const errors = server.status().replicas![holder]!.requests.error;
+          await expect(server.request('resources/unsubscribe', { uri })).rejects.toThrow();
+          await expect(server.request('resources/unsubscribe', { uri })).rejects.toThrow();
+          expect(server.status().replicas![holder]!.requests.error).toBe(errors + 2);
+        } finally {
+          await stopped.start();
+        }
+      });
     });
   });
 });

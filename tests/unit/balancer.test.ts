@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Balancer, NoReplicaAvailableError, hash32 } from '../../src/upstream/balancer.js';
+import { Balancer, MAX_RING_NODES, NoReplicaAvailableError, hash32, ringNodeCounts } from '../../src/upstream/balancer.js';
 
 const replicas = (count: number, weights: number[] = []) => Array.from({ length: count }, (_, i) => ({ id: `http://10.0.0.${i + 1}:8080/mcp`, weight: weights[i] ?? 1 }));
 const all = (count: number) => Array.from({ length: count }, (_, i) => i);
@@ -177,6 +177,56 @@ describe('affinity (consistent hashing)', () => {
   it('picks in turn when there is no key to hash', () => {
     const balancer = new Balancer('user_affinity', replicas(3));
     expect([balancer.pick(all(3)), balancer.pick(all(3)), balancer.pick(all(3))]).toEqual([0, 1, 2]);
+  });
+});
+
+describe('the hash ring size', () => {
+  it('gives 160 virtual nodes per unit of weight while the ring stays small', () => {
+    expect(ringNodeCounts([1, 2, 3])).toEqual([160, 320, 480]);
+    expect(new Balancer('session_affinity', replicas(3, [1, 2, 3])).ringSize).toBe(960);
+    expect(new Balancer('round_robin', replicas(3)).ringSize).toBe(0);
+  });
+
+  it('scales the nodes down by weight past the cap, at least one each, never past the cap', () => {
+    const counts = ringNodeCounts([1000, 500, 1]);
+    expect(counts.reduce((a, b) => a + b)).toBeLessThanOrEqual(MAX_RING_NODES);
+    expect(counts[0]! / counts[1]!).toBeCloseTo(2, 2);
+    // 16,381 nodes over 1,501 units of weight: 10 per unit.
+    expect(counts).toEqual([10_913, 5_456, 10]);
+    const lightest = ringNodeCounts([...Array.from({ length: 63 }, () => 1000), 1]);
+    expect(lightest.reduce((a, b) => a + b)).toBeLessThanOrEqual(MAX_RING_NODES);
+    expect(lightest[63]).toBe(1);
+  });
+
+  it('builds the largest configuration the schema allows (64 replicas of weight 1000) within the cap, shares still by weight', () => {
+    const heavy = new Balancer('user_affinity', replicas(64, Array.from({ length: 64 }, () => 1000)));
+    expect(heavy.ringSize).toBeLessThanOrEqual(MAX_RING_NODES);
+    expect(heavy.ringSize).toBeGreaterThanOrEqual(MAX_RING_NODES - 64);
+    const keys = Array.from({ length: 20_000 }, (_, i) => `user-${i}`);
+    const shares = counts(
+      keys.map((key) => heavy.pick(all(64), { key })),
+      64,
+    );
+    const even = keys.length / 64;
+    for (const share of shares) {
+      expect(share).toBeGreaterThan(even * 0.6);
+      expect(share).toBeLessThan(even * 1.4);
+    }
+  });
+
+  it('on a capped ring, still moves only the keys of a replica that leaves, and they come back with it', () => {
+    const balancer = new Balancer('session_affinity', replicas(40, Array.from({ length: 40 }, (_, i) => 500 + i * 10)));
+    expect(balancer.ringSize).toBeLessThanOrEqual(MAX_RING_NODES);
+    const keys = Array.from({ length: 10_000 }, (_, i) => `session-${i}`);
+    const before = keys.map((key) => balancer.pick(all(40), { key }));
+    const without7 = all(40).filter((index) => index !== 7);
+    const after = keys.map((key) => balancer.pick(without7, { key }));
+    keys.forEach((_, i) => {
+      if (before[i] !== 7) expect(after[i]).toBe(before[i]);
+      else expect(after[i]).not.toBe(7);
+    });
+    expect(before.filter((pick) => pick === 7).length).toBeGreaterThan(0);
+    expect(keys.map((key) => balancer.pick(all(40), { key }))).toEqual(before);
   });
 });
 
