@@ -149,12 +149,13 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     cancelOutside: (session, message) => plainToolCalls.cancel(session, message),
     createServer: (owner) => createSessionServer(serverDeps, owner.access),
     onOpened: (session) => {
-      metrics.sessionsCreated.inc();
+      // Sessions opened here, not the copies of sessions opened elsewhere.
+      if (session.origin === 'opened') metrics.sessionsCreated.inc();
       upstreams.sessionOpened(session.principal);
       upstreams.listThrough({ principal: session.access.principal }, (server) => session.access.visible(server));
     },
+    onEnded: () => metrics.sessionsDestroyed.inc(),
     onClosed: (session) => {
-      metrics.sessionsDestroyed.inc();
       void subscriptions.release(session);
       // The user's own upstream instances live as long as some session of theirs does.
       if (![...sessions.all()].some((open) => open.principal === session.principal)) upstreams.sessionsEnded(session.principal);

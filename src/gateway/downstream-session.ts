@@ -40,6 +40,12 @@ export interface DownstreamSession<T extends Transport = Transport> {
    * the session's `streamHolder`.
    */
   standaloneStreams: number;
+  /**
+   * The replica holding the session's GET stream as this copy last heard (the record's
+   * `streamHolder`: kept up to date by this replica's own streams and by the other replicas'
+   * `session-changed`), so a message about no request costs no read of the shared state.
+   */
+  streamHolder: string | undefined;
   /** `opened` here (an initialize, an HTTP+SSE stream), or `rebuilt` here from the record of a session opened elsewhere. */
   readonly origin: 'opened' | 'rebuilt';
   /** When this replica last extended the record's life (at most once per `TOUCH_INTERVAL_MS`). */
@@ -139,6 +145,7 @@ export function newSession<T extends Transport>(
   owner: SessionOwner,
   copy: { server: Server; capabilities: ServerCapabilities; transport: T },
   origin: 'opened' | 'rebuilt',
+  streamHolder?: string,
 ): DownstreamSession<T> {
   const now = Date.now();
   return {
@@ -153,6 +160,7 @@ export function newSession<T extends Transport>(
     lastSeen: now,
     openStreams: 0,
     standaloneStreams: 0,
+    streamHolder,
     origin,
     // Never: the first request extends the record's life.
     touchedAt: 0,

@@ -190,7 +190,7 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
         if (session) {
           await deps.subscriptions.subscribe(session, request.params.uri, route);
           // Copies of the session on other replicas subscribe too: an update may reach any of them.
-          await deps.sessions.recordSettings(session, { subscribed: request.params.uri });
+          await deps.sessions.recordSettings(session, { subscribed: request.params.uri }, ctx.http?.authInfo);
         }
         return {};
       });
@@ -198,7 +198,7 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
         const session = deps.sessions.get(ctx.sessionId);
         if (session) {
           await deps.subscriptions.unsubscribe(session, request.params.uri);
-          await deps.sessions.recordSettings(session, { unsubscribed: request.params.uri });
+          await deps.sessions.recordSettings(session, { unsubscribed: request.params.uri }, ctx.http?.authInfo);
         }
         return {};
       });
@@ -248,7 +248,7 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
           }),
       );
       // Copies of the session on other replicas take the level too.
-      if (session) await deps.sessions.recordSettings(session, { logLevel: request.params.level });
+      if (session) await deps.sessions.recordSettings(session, { logLevel: request.params.level }, ctx.http?.authInfo);
       return {};
     });
   }

@@ -4,6 +4,7 @@ import { bestEffort } from '../observability/best-effort.js';
 import type { ReplicaMessage, SharedState } from '../state/shared-state.js';
 import { ReplicatedTransport, STANDALONE_STREAM, untag, type ReplicaLinks } from './replicated-transport.js';
 import type { DownstreamSession } from './downstream-session.js';
+import type { SessionRecords } from './session-records.js';
 import { receiveInSession, SseSessionTransport } from './sse-session-transport.js';
 
 export interface ListChanges {
@@ -36,11 +37,13 @@ export interface RoutingHost {
  */
 export class ReplicaRouting {
   readonly #state: SharedState;
+  readonly #records: SessionRecords;
   readonly #host: RoutingHost;
   readonly #logger: Logger;
 
-  constructor(state: SharedState, host: RoutingHost, logger: Logger) {
+  constructor(state: SharedState, records: SessionRecords, host: RoutingHost, logger: Logger) {
     this.#state = state;
+    this.#records = records;
     this.#host = host;
     this.#logger = logger;
   }
@@ -70,12 +73,13 @@ export class ReplicaRouting {
    * Tells sessions which lists changed. Every replica's catalog changes on its own, so each
    * session hears it from one copy only: the one holding its GET stream, or with none open
    * anywhere, the one on the replica that opened it (the change then waits in the event
-   * store). A session that cannot be reached is left to expire.
+   * store). Judged on each copy's `streamHolder`, without a read of the shared state: a
+   * change reaches every session at once, and as many reads in one tick would crowd out the
+   * requests. A session that cannot be reached is left to expire.
    */
   notifyListsChanged(sessions: Iterable<DownstreamSession>, changes: ListChanges): void {
     for (const session of sessions) {
-      if (session.standaloneStreams > 0) this.#sendListChanges(session, changes);
-      else void this.#holderElsewhere(session.id).then((holder) => holder === undefined && session.origin === 'opened' && this.#sendListChanges(session, changes));
+      if (session.standaloneStreams > 0 || (session.origin === 'opened' && this.#holderElsewhere(session) === undefined)) this.#sendListChanges(session, changes);
     }
   }
 
@@ -88,32 +92,31 @@ export class ReplicaRouting {
   }
 
   /** Hands a message the client posted for an HTTP+SSE session to the replica holding its stream. */
-  forward(replica: string, session: string, message: JSONRPCMessage): Promise<void> {
-    return this.#state.bus.send(replica, { kind: 'from-client', session, message });
+  async forward(replica: string, session: string, message: JSONRPCMessage): Promise<void> {
+    await this.#state.bus.send(replica, { kind: 'from-client', session, message });
   }
 
   async #toStreamHolder(session: DownstreamSession, message: JSONRPCMessage): Promise<boolean> {
     if (session.standaloneStreams > 0) return false;
-    const holder = await this.#holderElsewhere(session.id);
+    const holder = this.#holderElsewhere(session);
     if (holder === undefined) return false;
     try {
-      await this.#state.bus.send(holder, { kind: 'to-client', session: session.id, message });
-      return true;
+      if ((await this.#state.bus.send(holder, { kind: 'to-client', session: session.id, message })) !== false) return true;
     } catch (error) {
       this.#logger.debug({ err: error, session: session.id }, 'could not hand a message to the replica holding the GET stream; kept for a resume');
       return false;
     }
+    // Nobody listens there: that replica stopped without releasing the stream (it crashed). The
+    // record stops naming it, unless another took the stream since, and the message waits here.
+    session.streamHolder = undefined;
+    await this.#records.clearHolder(session.id, holder);
+    return false;
   }
 
-  /** The replica holding the session's stream when it is another one (and the shared state answers). */
-  async #holderElsewhere(id: string): Promise<string | undefined> {
-    try {
-      const holder = (await this.#state.sessions.get(id))?.streamHolder;
-      return holder === this.#state.replicaId ? undefined : holder;
-    } catch (error) {
-      this.#logger.debug({ err: error, session: id }, 'could not read which replica holds a GET stream');
-      return undefined;
-    }
+  /** The replica holding the session's stream, as its copy here last heard, when it is another one. */
+  #holderElsewhere(session: DownstreamSession): string | undefined {
+    const holder = session.streamHolder;
+    return holder === this.#state.replicaId ? undefined : holder;
   }
 
   #receive(message: ReplicaMessage): void {

@@ -9,6 +9,8 @@ export interface SessionExpiryHost {
   drop(session: DownstreamSession): Promise<void>;
   /** Ends the session everywhere. */
   close(id: string): Promise<void>;
+  /** The session ended here by expiring: no replica used it for the idle time. */
+  expired(id: string): void;
 }
 
 /**
@@ -80,6 +82,9 @@ export class SessionExpiry {
 
   async #expire(session: DownstreamSession): Promise<void> {
     await this.#host.drop(session);
-    if (await this.#records.isGone(session.id)) await this.#records.forget(session.id);
+    if (await this.#records.isGone(session.id)) {
+      this.#host.expired(session.id);
+      await this.#records.forget(session.id);
+    }
   }
 }

@@ -8,6 +8,17 @@ import type { DownstreamSession, SessionOwner } from './downstream-session.js';
 
 /** Ids of the requests a replica makes to its own copy of a session; their answers are nobody's events. */
 const REPLAY_ID = 'conflux-replay-';
+/** Set in the `authInfo.extra` of those requests: what they set is the record's already, and is not recorded again. */
+const REPLAY_FLAG = 'confluxReplay';
+
+/**
+ * Whether a request is a replica replaying a session's record to its copy: its settings are
+ * not recorded (the record may have moved on since it was read; writing the older value back
+ * would undo the client's later change).
+ */
+export function isReplay(authInfo: AuthInfo | undefined): boolean {
+  return authInfo?.extra?.[REPLAY_FLAG] === true;
+}
 /** Handlers read only the request's `authInfo`; the URL just has to be one. */
 const INTERNAL_URL = 'http://replica.internal/mcp';
 
@@ -47,10 +58,12 @@ export async function connectCopy(options: {
 
 export interface RebuildDeps {
   records: SessionRecords;
+  /** Where each copy's event store reports a failure to store. */
+  failures: EventStoreFailures;
   /** A new copy of session `id` for `owner`, its events in `events`. */
   copy(id: string, owner: SessionOwner, events: EventStore): Promise<SessionCopy>;
-  /** Makes a copy this replica's session `id`. */
-  register(id: string, owner: SessionOwner, copy: SessionCopy): DownstreamSession<ReplicatedTransport>;
+  /** Makes a copy this replica's session `id`, whose GET stream `streamHolder` holds. */
+  register(id: string, owner: SessionOwner, copy: SessionCopy, streamHolder: string | undefined): DownstreamSession<ReplicatedTransport>;
   logger: Logger;
 }
 
@@ -95,10 +108,20 @@ export class SessionRebuilder {
     for (const [key, flight] of this.#flights) if (key.endsWith(`\0${id}`)) flight.ended = true;
   }
 
-  /** Brings a copy's log level and subscriptions to what its record says (another replica changed them). */
-  refresh(session: DownstreamSession<ReplicatedTransport>, authInfo: AuthInfo): Promise<void> {
+  /**
+   * Brings a copy's log level and subscriptions to what its record says now (another replica
+   * changed them). The record is read when its turn in the queue comes, so a copy never applies
+   * settings older than some it applied before; `fallback`, when the record cannot be read.
+   */
+  refresh(session: DownstreamSession<ReplicatedTransport>, authInfo: AuthInfo, fallback?: SessionRecord): Promise<void> {
     return this.#queued(session, async () => {
-      const record = await this.#deps.records.get(session.id);
+      let record: SessionRecord | undefined;
+      try {
+        record = await this.#deps.records.get(session.id);
+      } catch (error) {
+        if (!fallback) throw error;
+        record = fallback;
+      }
       if (record) await this.#apply(session, record, authInfo);
     });
   }
@@ -107,7 +130,7 @@ export class SessionRebuilder {
     const record = await this.#deps.records.ownedBy(id, owner.principal, 'streamable-http');
     if (!record) return;
     const copyOwner = { principal: record.principal, rateKey: record.rateKey, access: owner.access };
-    const events = replayAwareEvents(this.#deps.records.events(id));
+    const events = replayAwareEvents(this.#deps.records.events(id), this.#deps.failures);
     let copy: SessionCopy | undefined;
     try {
       copy = await this.#deps.copy(id, copyOwner, events);
@@ -128,12 +151,17 @@ export class SessionRebuilder {
       await copy.server.close().catch(() => {});
       return;
     }
-    const session = this.#deps.register(id, copyOwner, copy);
+    const session = this.#deps.register(id, copyOwner, copy, record.streamHolder);
     this.#deps.logger.debug({ session: id }, 'session rebuilt from its record');
-    await this.#queued(session, () => this.#apply(session, record, authInfo));
+    // In the background: the request that asked for the copy is answered without waiting for
+    // upstream round trips (a log level per upstream, a subscription each). The record read
+    // above may be stale by then (a change announced before the copy was registered reached
+    // nobody here), so the settings are read again when applied.
+    if (record.logLevel !== undefined || record.subscriptions.length > 0) void this.refresh(session, authInfo, record);
   }
 
   async #apply(session: DownstreamSession<ReplicatedTransport>, record: SessionRecord, authInfo: AuthInfo): Promise<void> {
+    session.streamHolder = record.streamHolder;
     const setting = async (message: { method: string; params: Record<string, unknown> }) => {
       const answer = await replay(session.transport, session.id, message, authInfo).catch((error: unknown) => ({ error }));
       if (answer && 'error' in answer) this.#deps.logger.debug({ session: session.id, method: message.method, error: answer.error }, 'a recorded session setting could not be applied here');
@@ -159,15 +187,50 @@ export class SessionRebuilder {
  * copy is being built and nothing else can reach it), and the answers to replayed requests
  * always. Events are a bounded window, and a replay's would push the client's own out of it.
  */
-export function replayAwareEvents(store: EventStore): EventStore & { quiet: boolean } {
+export function replayAwareEvents(store: EventStore, failures: EventStoreFailures): EventStore & { quiet: boolean } {
   const events = {
     quiet: false,
     storeEvent: (streamId: string, message: JSONRPCMessage): Promise<string> =>
-      events.quiet || isReplayAnswer(message) ? Promise.resolve(`replay.${streamId}`) : store.storeEvent(streamId, message),
-    getStreamIdForEventId: async (eventId: string) => store.getStreamIdForEventId?.(eventId),
+      events.quiet || isReplayAnswer(message) ? Promise.resolve(`${UNSTORED}${streamId}`) : failures.storing(streamId, () => store.storeEvent(streamId, message)),
+    getStreamIdForEventId: async (eventId: string) => (eventId.startsWith(UNSTORED) ? undefined : store.getStreamIdForEventId?.(eventId)),
     replayEventsAfter: (lastEventId: string, sender: Parameters<EventStore['replayEventsAfter']>[1]) => store.replayEventsAfter(lastEventId, sender),
   };
   return events;
+}
+
+/** The id of an event that was not stored: sent, but nothing can resume from it. */
+const UNSTORED = 'unstored.';
+
+/**
+ * Event store failures, shared by every copy on this replica. A message whose event could not
+ * be stored (the shared state down or slow) is still delivered live, under an id nothing
+ * resumes from: the SDK transport would otherwise answer the request 400 (a priming event) or
+ * drop the answer and leave its stream open (a later event). Logged once per streak.
+ */
+export class EventStoreFailures {
+  readonly #logger: Logger;
+  #failing = false;
+
+  constructor(logger: Logger) {
+    this.#logger = logger;
+  }
+
+  async storing(streamId: string, store: () => Promise<string>): Promise<string> {
+    try {
+      const id = await store();
+      if (this.#failing) {
+        this.#failing = false;
+        this.#logger.info('the event store answers again: streams are resumable again');
+      }
+      return id;
+    } catch (error) {
+      if (!this.#failing) {
+        this.#failing = true;
+        this.#logger.warn({ err: error }, 'could not store an SSE event; messages are sent live, without a resume point, until the event store answers again');
+      }
+      return `${UNSTORED}${streamId}`;
+    }
+  }
 }
 
 function isReplayAnswer(message: JSONRPCMessage): boolean {
@@ -189,7 +252,8 @@ async function replay(
   const body = notification ? { jsonrpc: '2.0', ...message } : { jsonrpc: '2.0', id: `${REPLAY_ID}${randomUUID()}`, ...message };
   const headers = new Headers({ 'content-type': 'application/json', accept: 'application/json, text/event-stream' });
   if (sessionId !== undefined) headers.set('mcp-session-id', sessionId);
-  const response = await transport.handleRequest(new Request(INTERNAL_URL, { method: 'POST', headers, body: JSON.stringify(body) }), { parsedBody: body, authInfo });
+  const replayed: AuthInfo = { ...authInfo, extra: { ...authInfo.extra, [REPLAY_FLAG]: true } };
+  const response = await transport.handleRequest(new Request(INTERNAL_URL, { method: 'POST', headers, body: JSON.stringify(body) }), { parsedBody: body, authInfo: replayed });
   const text = await response.text();
   if (!response.ok) throw new Error(`${message.method} refused with HTTP ${response.status}: ${text}`);
   if (notification) return undefined;

@@ -78,6 +78,11 @@ export class SessionRecords {
     );
   }
 
+  /** Removes the record (the session ends for every replica). Throws `SharedStateUnavailableError`. */
+  remove(id: string): Promise<boolean> {
+    return this.#state.sessions.remove(id);
+  }
+
   /** The session ended for good: its record and events go, and every replica drops its copy. */
   async end(id: string): Promise<void> {
     await bestEffort(() => this.#state.sessions.remove(id), this.#logger, 'remove a session record', 'warn');
@@ -109,29 +114,22 @@ export class SessionRecords {
   }
 
   /**
-   * Records a change the client made to its session, and tells the other replicas when it is
-   * news to the record (a copy replaying the record's own settings changes nothing, and so
-   * sets off no further round). Read, then written: one client's requests on one session come
-   * one after another.
+   * Records a change the client made to its session, and tells the other replicas when the
+   * record changed. A subscription is added or taken in one atomic step of the store: requests
+   * of one client are concurrent (one may land on each replica), and a read-then-write would let
+   * one of two subscriptions made at once overwrite the other.
    */
   async change(id: string, change: SettingsChange): Promise<void> {
     await bestEffort(
       async () => {
-        const record = await this.get(id);
-        if (!record) return;
-        let patch: { logLevel: LoggingLevel } | { subscriptions: string[] };
-        if ('logLevel' in change) {
-          if (record.logLevel === change.logLevel) return;
-          patch = { logLevel: change.logLevel };
-        } else if ('subscribed' in change) {
-          if (record.subscriptions.includes(change.subscribed)) return;
-          patch = { subscriptions: [...record.subscriptions, change.subscribed] };
-        } else {
-          if (!record.subscriptions.includes(change.unsubscribed)) return;
-          patch = { subscriptions: record.subscriptions.filter((uri) => uri !== change.unsubscribed) };
-        }
-        await this.#state.sessions.update(id, patch);
-        await this.#state.bus.broadcast({ kind: 'session-changed', session: id });
+        const { sessions } = this.#state;
+        const changed =
+          'logLevel' in change
+            ? await sessions.update(id, { logLevel: change.logLevel })
+            : 'subscribed' in change
+              ? await sessions.addSubscription(id, change.subscribed)
+              : await sessions.removeSubscription(id, change.unsubscribed);
+        if (changed) await this.#state.bus.broadcast({ kind: 'session-changed', session: id });
       },
       this.#logger,
       'record a change to a session for the other replicas',
@@ -139,18 +137,43 @@ export class SessionRecords {
     );
   }
 
-  /** This replica now holds the session's GET stream: messages about no request come here. */
+  /**
+   * This replica now holds the session's GET stream: messages about no request come here. The
+   * other copies hear of it (`session-changed`) and send such messages here from then on.
+   */
   holdStream(id: string): Promise<void> {
-    return bestEffort(() => this.#state.sessions.update(id, { streamHolder: this.replicaId }), this.#logger, 'record the holder of a GET stream', 'warn');
+    return bestEffort(
+      async () => {
+        await this.#state.sessions.update(id, { streamHolder: this.replicaId });
+        await this.#state.bus.broadcast({ kind: 'session-changed', session: id });
+      },
+      this.#logger,
+      'record the holder of a GET stream',
+      'warn',
+    );
   }
 
   /** The stream held here ended: the record stops naming this replica, unless another took the stream since. */
-  releaseStream(id: string): Promise<void> {
-    return bestEffort(
-      () => this.#state.sessions.update(id, { streamHolder: undefined }, { ifStreamHolder: this.replicaId }),
+  async releaseStream(id: string): Promise<void> {
+    await this.clearHolder(id, this.replicaId);
+  }
+
+  /**
+   * The record stops naming `holder` as its stream holder (its stream ended, or it no longer
+   * listens: it stopped without a word), unless another took the stream since; the other
+   * copies are told. True when the record changed.
+   */
+  async clearHolder(id: string, holder: string): Promise<boolean> {
+    let cleared = false;
+    await bestEffort(
+      async () => {
+        cleared = await this.#state.sessions.update(id, { streamHolder: undefined }, { ifStreamHolder: holder });
+        if (cleared) await this.#state.bus.broadcast({ kind: 'session-changed', session: id });
+      },
       this.#logger,
       'clear the holder of a GET stream that ended',
     );
+    return cleared;
   }
 
   /** The event store of a session's streams, shared by its copies on every replica. */

@@ -8,7 +8,7 @@ import type { SessionRecord, SessionWire, SharedState } from '../state/shared-st
 import { CallerSlots, CurrentRights, endCallsInFlight, newSession, type AccessRules, type DownstreamSession, type SessionOwner } from './downstream-session.js';
 import { ReplicaRouting, type ListChanges } from './replica-routing.js';
 import { ReplicatedTransport } from './replicated-transport.js';
-import { connectCopy, replayAwareEvents, SessionRebuilder, type SessionCopy } from './session-rebuild.js';
+import { connectCopy, EventStoreFailures, isReplay, replayAwareEvents, SessionRebuilder, type SessionCopy } from './session-rebuild.js';
 import { SessionExpiry } from './session-expiry.js';
 import { SessionRecords, type SettingsChange } from './session-records.js';
 import { SseSessionTransport } from './sse-session-transport.js';
@@ -23,7 +23,10 @@ export interface SessionRegistryOptions {
   logger: Logger;
   /** Called once for every copy that ends here (the session ending, or only this replica's copy), after it is removed. */
   onClosed?: (session: DownstreamSession) => void;
+  /** Called for every copy registered here (`origin` tells a session opened here from a copy of one opened elsewhere). */
   onOpened?: (session: DownstreamSession) => void;
+  /** Called once per session this replica ends (DELETE, its credential or stream, its record found expired), held here or not. */
+  onEnded?: (id: string) => void;
   /** Sessions without a request (and no tool call in flight) for this long are closed; 0 keeps them. */
   idleMs: number;
   /**
@@ -52,10 +55,6 @@ export interface PreparedSession extends SessionCopy {
  */
 export class SessionRegistry {
   readonly #sessions = new Map<string, DownstreamSession>();
-  /** Copies per rate key, and places held for sessions being opened here. */
-  readonly #perKey = new Map<string, number>();
-  /** Sessions being opened here (their `initialize` not answered yet). */
-  #opening = 0;
   readonly #callerSlots = new CallerSlots();
   readonly #rights: CurrentRights;
   readonly #options: SessionRegistryOptions;
@@ -63,6 +62,7 @@ export class SessionRegistry {
   readonly #expiry: SessionExpiry;
   readonly #routing: ReplicaRouting;
   readonly #rebuilder: SessionRebuilder;
+  readonly #eventFailures: EventStoreFailures;
   readonly #unlisten: () => void;
 
   constructor(options: SessionRegistryOptions) {
@@ -71,49 +71,34 @@ export class SessionRegistry {
     const { logger } = options;
     const state = options.state ?? new MemorySharedState();
     this.#records = new SessionRecords(state, logger, options.idleMs);
+    this.#eventFailures = new EventStoreFailures(logger);
     const host = { get: (id: string) => this.#sessions.get(id), drop: (id: string) => this.#drop(id), used: (session: DownstreamSession) => this.used(session) };
     const refresh = (session: DownstreamSession<ReplicatedTransport>) => this.#rebuilder.refresh(session, this.#authInfoOf(session));
-    this.#routing = new ReplicaRouting(state, { ...host, refresh, authInfoOf: (session) => this.#authInfoOf(session), cancelOutside: options.cancelOutside }, logger);
+    this.#routing = new ReplicaRouting(state, this.#records, { ...host, refresh, authInfoOf: (session) => this.#authInfoOf(session), cancelOutside: options.cancelOutside }, logger);
     this.#rebuilder = new SessionRebuilder({
       records: this.#records,
+      failures: this.#eventFailures,
       copy: (id, owner, events) => this.#copy(id, owner, events),
-      register: (id, owner, copy) => this.#register(id, owner, copy, 'rebuilt'),
+      register: (id, owner, copy, streamHolder) => this.#register(id, owner, copy, 'rebuilt', streamHolder),
       logger,
     });
     this.#expiry = new SessionExpiry(
       this.#records,
-      { sessions: () => this.#sessions.values(), drop: (session) => this.#closeLocal(session, true), close: (id) => this.close(id) },
+      {
+        sessions: () => this.#sessions.values(),
+        drop: (session) => this.#closeLocal(session, true),
+        close: (id) => this.close(id),
+        expired: (id) => this.#options.onEnded?.(id),
+      },
       logger,
       options.idleMs,
     );
     this.#unlisten = this.#routing.listen();
   }
 
-  /** Copies held here. */
+  /** Copies held here: sessions opened here and copies of sessions opened elsewhere. */
   get size(): number {
     return this.#sessions.size;
-  }
-
-  /** Copies held here plus sessions being opened here. */
-  get held(): number {
-    return this.#sessions.size + this.#opening;
-  }
-
-  /**
-   * Holds a place under `rateKey` here while a session is opened (`countFor` and `held` then
-   * include it). Returns the release, to call once the initialize is answered (the session, if
-   * any, then counts itself). The quotas themselves are the shared state's (`claim`).
-   */
-  reserve(rateKey: string): () => void {
-    this.#opening++;
-    this.#count(rateKey, +1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.#opening--;
-      this.#count(rateKey, -1);
-    };
   }
 
   /**
@@ -145,7 +130,7 @@ export class SessionRegistry {
    */
   async prepare(owner: SessionOwner, id: string): Promise<PreparedSession> {
     try {
-      const copy: SessionCopy = await this.#copy(id, owner, replayAwareEvents(this.#records.events(id)), () => void this.#register(id, owner, copy, 'opened'));
+      const copy: SessionCopy = await this.#copy(id, owner, replayAwareEvents(this.#records.events(id), this.#eventFailures), () => void this.#register(id, owner, copy, 'opened'));
       return { id, ...copy };
     } catch (error) {
       await this.#records.discard(id);
@@ -166,7 +151,7 @@ export class SessionRegistry {
   async open<T extends Transport & { readonly sessionId: string }>(owner: SessionOwner, transport: T): Promise<DownstreamSession<T>> {
     try {
       const { server, capabilities } = this.#options.createServer(owner);
-      const session = this.#register(transport.sessionId, owner, { server, capabilities, transport }, 'opened');
+      const session = this.#register(transport.sessionId, owner, { server, capabilities, transport }, 'opened', this.#records.replicaId);
       session.standaloneStreams = 1;
       await server.connect(transport);
       return session;
@@ -194,8 +179,19 @@ export class SessionRegistry {
    */
   async end(id: string, principal: string): Promise<boolean> {
     if (this.#sessions.has(id) || !(await this.#records.ownedBy(id, principal, 'streamable-http'))) return false;
+    await this.#records.remove(id);
     await this.close(id);
     return true;
+  }
+
+  /**
+   * The first step of a client's DELETE of a session held here: its record goes, before the
+   * transport answers (and every copy closes). Throws `SharedStateUnavailableError` when the
+   * record could not be removed: the DELETE then fails and the session lives on, so the client
+   * retries rather than leave a record other replicas would still serve.
+   */
+  async removeRecord(session: DownstreamSession): Promise<void> {
+    await this.#records.remove(session.id);
   }
 
   /**
@@ -211,9 +207,14 @@ export class SessionRegistry {
     return true;
   }
 
-  /** Copies held here of sessions opened under one rate key (a principal, or a client address without authentication). */
+  /**
+   * Copies held here of sessions opened under one rate key (a principal, or a client address
+   * without authentication). Not a quota: those are the shared state's, across replicas (`claim`).
+   */
   countFor(rateKey: string): number {
-    return this.#perKey.get(rateKey) ?? 0;
+    let count = 0;
+    for (const session of this.#sessions.values()) if (session.rateKey === rateKey) count++;
+    return count;
   }
 
   /** Runs `work` as one of the tool calls a caller makes without a session (see `CallerSlots`). */
@@ -248,19 +249,27 @@ export class SessionRegistry {
   /** A GET stream that messages about no request go out on opened here: this replica becomes the session's stream holder. */
   async streamOpened(session: DownstreamSession): Promise<void> {
     session.standaloneStreams++;
+    session.streamHolder = this.#records.replicaId;
     await this.#records.holdStream(session.id);
   }
 
   /** Such a stream ended here. */
   streamEnded(session: DownstreamSession): void {
     session.standaloneStreams--;
-    if (session.standaloneStreams === 0 && this.#sessions.get(session.id) === session) void this.#records.releaseStream(session.id);
+    if (session.standaloneStreams === 0 && this.#sessions.get(session.id) === session) {
+      if (session.streamHolder === this.#records.replicaId) session.streamHolder = undefined;
+      void this.#records.releaseStream(session.id);
+    }
   }
 
-  /** Records a change the client made to its session (log level, subscriptions), which copies on other replicas then follow. */
-  recordSettings(session: DownstreamSession, change: SettingsChange): Promise<void> {
+  /**
+   * Records a change the client made to its session (log level, subscriptions), which copies on
+   * other replicas then follow. A replica replaying the record to its copy (`authInfo` of the
+   * replay) records nothing: the record is where the setting came from.
+   */
+  recordSettings(session: DownstreamSession, change: SettingsChange, authInfo: AuthInfo | undefined): Promise<void> {
     // An HTTP+SSE session has no copies elsewhere: everything it does is done where its stream is.
-    if (session.transport instanceof SseSessionTransport) return Promise.resolve();
+    if (session.transport instanceof SseSessionTransport || isReplay(authInfo)) return Promise.resolve();
     return this.#records.change(session.id, change);
   }
 
@@ -283,6 +292,7 @@ export class SessionRegistry {
     this.#rebuilder.ended(id);
     const session = this.#sessions.get(id);
     const ending = this.#records.end(id);
+    this.#options.onEnded?.(id);
     if (session) await this.#closeLocal(session, false);
     await ending;
   }
@@ -310,7 +320,6 @@ export class SessionRegistry {
   async #closeLocal(session: DownstreamSession, release: boolean): Promise<void> {
     if (this.#sessions.get(session.id) !== session) return;
     this.#sessions.delete(session.id);
-    this.#count(session.rateKey, -1);
     this.#options.logger.debug({ session: session.id }, 'session closed');
     if (release && session.standaloneStreams > 0 && session.transport instanceof ReplicatedTransport) await this.#records.releaseStream(session.id);
     await endCallsInFlight(session, this.#options.logger);
@@ -323,21 +332,19 @@ export class SessionRegistry {
     return connectCopy({ id, replicaId: this.#records.replicaId, server, events, onInitialized, onClosed: (closed) => this.close(closed) });
   }
 
-  #register<T extends Transport>(id: string, owner: SessionOwner, copy: { server: Server; capabilities: ServerCapabilities; transport: T }, origin: 'opened' | 'rebuilt'): DownstreamSession<T> {
-    const session = newSession(id, owner, copy, origin);
+  #register<T extends Transport>(
+    id: string,
+    owner: SessionOwner,
+    copy: { server: Server; capabilities: ServerCapabilities; transport: T },
+    origin: 'opened' | 'rebuilt',
+    streamHolder?: string,
+  ): DownstreamSession<T> {
+    const session = newSession(id, owner, copy, origin, streamHolder);
     this.#sessions.set(id, session);
-    this.#count(owner.rateKey, +1);
     if (copy.transport instanceof ReplicatedTransport) copy.transport.links = this.#routing.linksFor(session);
     this.#options.onOpened?.(session);
     this.#options.logger.debug({ session: id, origin }, 'session opened');
     return session;
-  }
-
-  /** Adds to or takes from the copies counted under `rateKey`. */
-  #count(rateKey: string, change: 1 | -1): void {
-    const count = (this.#perKey.get(rateKey) ?? 0) + change;
-    if (count > 0) this.#perKey.set(rateKey, count);
-    else this.#perKey.delete(rateKey);
   }
 
   #authInfoOf(session: DownstreamSession): AuthInfo {

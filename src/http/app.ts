@@ -42,7 +42,7 @@ export interface HttpAppDeps {
   ready?: (() => Promise<void>) | undefined;
   /** The rate limiter's backend, for `/ready` (Redis may be unavailable). */
   limiterHealth?: (() => Promise<LimiterHealth>) | undefined;
-  /** Where sessions are shared and whether it answers, for `/ready`: new sessions need it. */
+  /** Where sessions are shared and whether it answers, reported by `/ready` (new sessions need it; readiness does not). */
   sessionState?: (() => Promise<{ backend: 'memory' | 'redis'; state: 'ok' | 'unavailable' }>) | undefined;
 }
 
@@ -81,6 +81,7 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
   // stderr) are for authenticated callers of /servers and the REST API.
   app.get('/health', (c) => {
     const servers = Object.fromEntries(deps.upstreams.statuses().map((s) => [s.name, { state: s.state, tools: s.toolCount }]));
+    // Copies held here: sessions opened here and those opened elsewhere that this replica served.
     return c.json({ status: 'ok', sessions: deps.sessions.size, servers });
   });
 
@@ -100,7 +101,9 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
     const sessionState = await deps.sessionState?.();
     // Shown unless it is this process's own memory, which always answers.
     const sessions = sessionState && (sessionState.backend !== 'memory' || sessionState.state !== 'ok') ? sessionState : undefined;
-    const ready = waiting.length === 0 && (database === undefined || database === 'ok') && !limiter?.refusing && sessionState?.state !== 'unavailable';
+    // The session state is reported, not required: without it the sessions held here are still
+    // served, and each request that needs it answers 503 itself.
+    const ready = waiting.length === 0 && (database === undefined || database === 'ok') && !limiter?.refusing;
     return c.json(
       { ready, ...(waiting.length ? { waiting } : {}), ...(database ? { database } : {}), ...(redis ? { redis } : {}), ...(sessions ? { sessions } : {}) },
       ready ? 200 : 503,

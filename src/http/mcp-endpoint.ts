@@ -125,8 +125,17 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
     if (request.method === 'GET' || request.method === 'DELETE') {
       if (!sessionId) return jsonRpcError(400, BAD_REQUEST, 'Bad Request: Mcp-Session-Id header is required');
       const local = sessions.touch(sessionId, principal, access);
-      // A session held elsewhere is deleted through its record, without a copy built here first.
-      if (!local && request.method === 'DELETE') return deleteElsewhere(sessions, sessionId, principal);
+      if (request.method === 'DELETE') {
+        // A session held elsewhere is deleted through its record, without a copy built here first.
+        if (!local) return deleteElsewhere(sessions, sessionId, principal);
+        // The record first: a DELETE answered 200 while the record lived on would leave the
+        // session served by every other replica.
+        try {
+          await sessions.removeRecord(local);
+        } catch (error) {
+          return unavailable(error);
+        }
+      }
       const session = local ?? (await sessionOf(sessionId));
       if (session instanceof Response) return session;
       const response = await session.transport.handleRequest(request, { authInfo });
@@ -169,7 +178,6 @@ async function initialize(
   answer: (prepared: PreparedSession) => Promise<Response>,
   params: SessionRecord['initialize'],
 ): Promise<Response> {
-  const release = sessions.reserve(owner.rateKey);
   try {
     const claimed = await sessions.claim(owner, 'streamable-http', params, limits);
     if ('refused' in claimed) return sessionLimitRefusal(claimed.refused, limits, 'close some with DELETE');
@@ -181,8 +189,6 @@ async function initialize(
     }
   } catch (error) {
     return unavailable(error);
-  } finally {
-    release();
   }
 }
 

@@ -21,14 +21,16 @@ export class MemoryHub {
   /** The bus of one replica: messages go to the others' handlers, asynchronously as over a network. */
   busFor(replicaId: string): ReplicaBus {
     const replicas = this.#replicas;
-    const deliver = (to: string, message: ReplicaMessage) => {
+    const deliver = (to: string, message: ReplicaMessage): boolean => {
       const copy = structuredClone(message);
+      const listening = (replicas.get(to)?.size ?? 0) > 0;
       // Judged again on delivery: a handler removed after the send hears nothing, as on Redis.
       for (const handler of replicas.get(to) ?? []) {
         queueMicrotask(() => {
           if (replicas.get(to)?.has(handler)) handler(copy, replicaId);
         });
       }
+      return listening;
     };
     return {
       send: async (replica, message) => deliver(replica, message),
@@ -116,6 +118,20 @@ export class MemorySessionStore implements SessionStore {
     const entry = this.#live(id);
     if (!entry || !meetsCondition(entry.record, condition)) return false;
     entry.record = { ...entry.record, ...structuredClone(patch) };
+    return true;
+  }
+
+  async addSubscription(id: string, uri: string): Promise<boolean> {
+    const entry = this.#live(id);
+    if (!entry || entry.record.subscriptions.includes(uri)) return false;
+    entry.record = { ...entry.record, subscriptions: [...entry.record.subscriptions, uri] };
+    return true;
+  }
+
+  async removeSubscription(id: string, uri: string): Promise<boolean> {
+    const entry = this.#live(id);
+    if (!entry || !entry.record.subscriptions.includes(uri)) return false;
+    entry.record = { ...entry.record, subscriptions: entry.record.subscriptions.filter((u) => u !== uri) };
     return true;
   }
 

@@ -55,8 +55,9 @@ export class RedisBus implements ReplicaBus {
     return this.#subscribed;
   }
 
-  async send(replica: string, message: ReplicaMessage): Promise<void> {
-    await this.#publish(`${this.#replicaChannels}${replica}`, message);
+  /** Redis counts the subscribers a message reached: none means the replica is gone (or reconnecting). */
+  async send(replica: string, message: ReplicaMessage): Promise<boolean> {
+    return (await this.#publish(`${this.#replicaChannels}${replica}`, message)) > 0;
   }
 
   async broadcast(message: ReplicaMessage): Promise<void> {
@@ -74,9 +75,9 @@ export class RedisBus implements ReplicaBus {
     this.#subscriber.disconnect();
   }
 
-  async #publish(channel: string, message: ReplicaMessage): Promise<void> {
+  async #publish(channel: string, message: ReplicaMessage): Promise<number> {
     const payload: BusPayload = { from: this.#replicaId, message };
-    await this.#bounded.run('replica message publish', () => this.#redis.publish(channel, JSON.stringify(payload)));
+    return this.#bounded.run('replica message publish', () => this.#redis.publish(channel, JSON.stringify(payload)));
   }
 
   #subscribe(): void {

@@ -132,16 +132,36 @@ export class RedisSessionStore implements SessionStore {
    * Read, check and merge here, write back only if nobody changed the record meanwhile (else
    * again): the condition is judged on exactly what is written over.
    */
-  async update(id: string, patch: SessionRecordPatch, condition: SessionRecordCondition = {}): Promise<boolean> {
+  update(id: string, patch: SessionRecordPatch, condition: SessionRecordCondition = {}): Promise<boolean> {
+    return this.#modify(id, 'session update', (record) => (meetsCondition(record, condition) ? { ...record, ...patch } : undefined));
+  }
+
+  addSubscription(id: string, uri: string): Promise<boolean> {
+    return this.#modify(id, 'session subscribe', (record) =>
+      record.subscriptions.includes(uri) ? undefined : { ...record, subscriptions: [...record.subscriptions, uri] },
+    );
+  }
+
+  removeSubscription(id: string, uri: string): Promise<boolean> {
+    return this.#modify(id, 'session unsubscribe', (record) =>
+      record.subscriptions.includes(uri) ? { ...record, subscriptions: record.subscriptions.filter((u) => u !== uri) } : undefined,
+    );
+  }
+
+  /**
+   * Reads the record, computes its next state (`undefined`: leave it), and writes that only if
+   * the record is still what was read (compare-and-set), else reads again: a change computed
+   * from a stale read never lands. True when written.
+   */
+  #modify(id: string, what: string, next: (record: SessionRecord) => SessionRecord | undefined): Promise<boolean> {
     const key = this.#record(id);
-    return this.#bounded.run('session update', async () => {
+    return this.#bounded.run(what, async () => {
       for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
         const current = await this.#redis.hget(key, 'record');
         if (current === null) return false;
-        const record = JSON.parse(current) as SessionRecord;
-        if (!meetsCondition(record, condition)) return false;
-        const next = JSON.stringify({ ...record, ...patch });
-        const replaced = await REPLACE.run(this.#redis, [key], [current, next]);
+        const changed = next(JSON.parse(current) as SessionRecord);
+        if (!changed) return false;
+        const replaced = await REPLACE.run(this.#redis, [key], [current, JSON.stringify(changed)]);
         if (replaced !== -1) return replaced === 1;
       }
       throw new Error(`the record changed ${UPDATE_ATTEMPTS} times during the update`);

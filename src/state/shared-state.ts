@@ -80,6 +80,13 @@ export interface SessionStore {
    * write, so no other replica's change lands in between). True when the patch was applied.
    */
   update(id: string, patch: SessionRecordPatch, condition?: SessionRecordCondition): Promise<boolean>;
+  /**
+   * Adds `uri` to the record's subscriptions, judged and written atomically (two replicas
+   * adding different URIs at once both land). True when the record changed.
+   */
+  addSubscription(id: string, uri: string): Promise<boolean>;
+  /** Takes `uri` from the record's subscriptions, atomically as `addSubscription`. True when the record changed. */
+  removeSubscription(id: string, uri: string): Promise<boolean>;
   /** Removes the record and its quota places; true when it existed. */
   remove(id: string): Promise<boolean>;
   /** Live sessions under one rate key, on every replica. */
@@ -102,8 +109,12 @@ export type ReplicaMessage =
   | { kind: 'config-changed'; what: 'servers' | 'access' | 'api-keys'; detail?: string | undefined };
 
 export interface ReplicaBus {
-  /** To one replica (by id); dropped when it is gone. */
-  send(replica: string, message: ReplicaMessage): Promise<void>;
+  /**
+   * To one replica (by id); dropped when it is gone. False when nobody received it (a replica
+   * that died without a word no longer listens), so the sender can do without it; a bus that
+   * cannot tell answers nothing.
+   */
+  send(replica: string, message: ReplicaMessage): Promise<boolean | void>;
   /** To every other replica. */
   broadcast(message: ReplicaMessage): Promise<void>;
   /** Messages addressed to this replica or broadcast by another; returns the unsubscribe. */

@@ -5,6 +5,7 @@ import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/cli
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/schema.js';
 import { createConflux, type Conflux } from '../../src/conflux.js';
+import { SessionRecords } from '../../src/gateway/session-records.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { MemoryHub, MemorySharedState } from '../../src/state/memory-state.js';
 import { SharedStateUnavailableError, type SessionRecord, type SharedState } from '../../src/state/shared-state.js';
@@ -103,6 +104,12 @@ function describeReplicas(backend: string, shared: () => Promise<SharedStates>):
         // Requests really alternated between the replicas.
         const served = proxy.hits.filter((h) => h.session === peer.sessionId).map((h) => h.target);
         expect(new Set(served)).toEqual(new Set([0, 1]));
+        // One session, opened on one replica: each holds a copy, one counts it created.
+        const probe = (r: Replica, path: string) => fetch(r.url.replace(/\/mcp$/, path));
+        const health = await Promise.all(replicas.map(async (r) => ((await (await probe(r, '/health')).json()) as { sessions: number }).sessions));
+        expect(health).toEqual([1, 1]);
+        const created = await Promise.all(replicas.map(async (r) => Number(/^mcp_user_sessions_created_total (\d+)$/m.exec(await (await probe(r, '/metrics')).text())?.[1])));
+        expect(created.sort()).toEqual([0, 1]);
       });
 
       it('relays progress on whichever replica runs the call', async () => {
@@ -180,6 +187,20 @@ function describeReplicas(backend: string, shared: () => Promise<SharedStates>):
         await waitFor(() => peer.updates.length > updates, 5000, 'the update');
         expect(peer.listChanges.slice(heard)).toEqual(['tools']);
       });
+    });
+
+    it('records two subscriptions made at once through both replicas, and tells whether a replica message was received', async () => {
+      const id = await initializeRaw(replicas[0]!.url, '127.0.0.11');
+      const records = store.states.map((state) => new SessionRecords(state, silentLogger(), 60_000));
+      await Promise.all(records.map((r, i) => r.change(id, { subscribed: `demo://alpha/${i}` })));
+      expect((await store.record(id))?.subscriptions.sort()).toEqual(['demo://alpha/0', 'demo://alpha/1']);
+      await Promise.all(records.map((r, i) => r.change(id, { unsubscribed: `demo://alpha/${i}` })));
+      expect((await store.record(id))?.subscriptions).toEqual([]);
+      // A replica listening receives; one that is gone does not, and the sender is told.
+      const [a, b] = store.states;
+      expect(await a.bus.send(b.replicaId, { kind: 'session-changed', session: id })).toBe(true);
+      expect(await a.bus.send(randomUUID(), { kind: 'session-changed', session: id })).toBe(false);
+      expect((await deleteSession(replicas[0]!.url, id, '127.0.0.11')).status).toBe(200);
     });
 
     it('ends a session deleted through one replica on the other, whether or not it held a copy', async () => {
@@ -307,7 +328,7 @@ describe('sessions while the shared state does not answer', () => {
     await replica?.stop();
   });
 
-  it('refuses new sessions and unknown ones with 503, serves the sessions it holds, and is not ready', async () => {
+  it('refuses new sessions and unknown ones with 503, serves the sessions it holds, and stays ready', async () => {
     const held = await initializeRaw(replica.url);
     state.down = true;
     try {
@@ -315,18 +336,34 @@ describe('sessions while the shared state does not answer', () => {
       expect(refused.status).toBe(503);
       expect(await refused.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32000, message: expect.stringContaining('Session state unavailable') } });
       expect(await callText(replica.url, held, 1, 'alpha__echo', { text: 'served' })).toBe('alpha: served');
+      // Through the session's transport, whose events cannot be stored: answered live all the same.
+      const ping = await post(replica.url, { jsonrpc: '2.0', id: 4, method: 'ping' }, held);
+      expect(ping.status).toBe(200);
+      expect(sseEvents(await ping.text()).map((e) => JSON.parse(e.data) as unknown)).toEqual([{ jsonrpc: '2.0', id: 4, result: {} }]);
+      const counted = await post(replica.url, { jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'alpha__count', arguments: { n: 2 }, _meta: { progressToken: 'p' } } }, held);
+      expect(counted.status).toBe(200);
+      const messages = sseEvents(await counted.text()).map((e) => JSON.parse(e.data) as { method?: string; id?: unknown; params?: { progress?: number } });
+      expect(messages.filter((m) => m.method === 'notifications/progress').map((m) => m.params?.progress)).toEqual([1, 2]);
+      expect(textOf((messages.find((m) => m.id === 5) as { result: object }).result)).toBe('alpha counted to 2');
       // Perhaps held by another replica: not a 404.
       const elsewhere = await post(replica.url, { jsonrpc: '2.0', id: 2, method: 'ping' }, '00000000-0000-4000-8000-000000000000');
       expect(elsewhere.status).toBe(503);
+      // The record cannot be removed: the DELETE fails (the client retries), and the session lives on.
+      const deleted = await deleteSession(replica.url, held);
+      expect(deleted.status).toBe(503);
+      expect(await deleted.json()).toMatchObject({ error: { message: expect.stringContaining('Session state unavailable') } });
+      expect(await callText(replica.url, held, 6, 'alpha__echo', { text: 'still' })).toBe('alpha: still');
+      // Reported, but the sessions held here are served: the replica stays in the pool.
       const ready = await fetch(replica.url.replace(/\/mcp$/, '/ready'));
-      expect(ready.status).toBe(503);
-      expect(await ready.json()).toMatchObject({ ready: false, sessions: { backend: 'memory', state: 'unavailable' } });
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toMatchObject({ ready: true, sessions: { backend: 'memory', state: 'unavailable' } });
     } finally {
       state.down = false;
     }
     expect((await fetch(replica.url.replace(/\/mcp$/, '/ready'))).status).toBe(200);
     expect((await post(replica.url, { jsonrpc: '2.0', id: 3, method: 'ping' }, '00000000-0000-4000-8000-000000000000')).status).toBe(404);
     expect((await deleteSession(replica.url, held)).status).toBe(200);
+    expect(await state.sessions.get(held)).toBeUndefined();
   });
 });
 
@@ -346,6 +383,8 @@ class SwitchableState implements SharedState {
       get: guard(s.get.bind(s)),
       touch: guard(s.touch.bind(s)),
       update: guard(s.update.bind(s)),
+      addSubscription: guard(s.addSubscription.bind(s)),
+      removeSubscription: guard(s.removeSubscription.bind(s)),
       remove: guard(s.remove.bind(s)),
       countFor: guard(s.countFor.bind(s)),
       count: guard(s.count.bind(s)),
@@ -358,7 +397,17 @@ class SwitchableState implements SharedState {
     return this.inner.bus;
   }
   eventsFor(id: string) {
-    return this.inner.eventsFor(id);
+    const events = this.inner.eventsFor(id);
+    const guard =
+      <A extends unknown[], R>(call: (...args: A) => Promise<R>) =>
+      (...args: A): Promise<R> =>
+        this.down ? Promise.reject(new SharedStateUnavailableError('the store does not answer')) : call(...args);
+    return {
+      storeEvent: guard(events.storeEvent.bind(events)),
+      getStreamIdForEventId: guard(async (eventId: string) => events.getStreamIdForEventId?.(eventId)),
+      replayEventsAfter: guard(events.replayEventsAfter.bind(events)),
+      drop: guard(events.drop.bind(events)),
+    };
   }
   async health(): Promise<'ok' | 'unavailable'> {
     return this.down ? 'unavailable' : 'ok';

@@ -1,34 +1,16 @@
 import { Server, type AuthInfo, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/server';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Access } from '../../src/auth/access-policy.js';
-import { ReplicatedTransport, untag } from '../../src/gateway/replicated-transport.js';
+import { ReplicatedTransport, STANDALONE_STREAM, untag } from '../../src/gateway/replicated-transport.js';
+import { SessionRecords } from '../../src/gateway/session-records.js';
 import { SessionRegistry } from '../../src/gateway/session-registry.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { MemoryHub, MemorySharedState } from '../../src/state/memory-state.js';
 import type { ReplicaMessage } from '../../src/state/shared-state.js';
 
-describe('session places held while an initialize is answered', () => {
-  it('count against the quota of their key and the total until released, once', () => {
-    const registry = new SessionRegistry({ logger: silentLogger(), idleMs: 0, createServer: () => Promise.reject(new Error('not used')) as never });
-    const first = registry.reserve('ip:10.0.0.1');
-    const second = registry.reserve('ip:10.0.0.1');
-    registry.reserve('ip:10.0.0.2');
-    expect(registry.countFor('ip:10.0.0.1')).toBe(2);
-    expect(registry.countFor('ip:10.0.0.2')).toBe(1);
-    expect(registry.held).toBe(3);
-    expect(registry.size).toBe(0);
-    first();
-    first();
-    expect(registry.countFor('ip:10.0.0.1')).toBe(1);
-    second();
-    expect(registry.countFor('ip:10.0.0.1')).toBe(0);
-    expect(registry.held).toBe(1);
-  });
-});
-
 const HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 const INITIALIZE_PARAMS = { protocolVersion: '2025-11-25', capabilities: { sampling: {} }, clientInfo: { name: 'unit', version: '1' } };
-const ACCESS = {} as Access;
+const ACCESS = { principal: { id: 'ann', scopes: [] } } as unknown as Access;
 const AUTH: AuthInfo = { token: '', clientId: 'ann', scopes: [], extra: { access: ACCESS } };
 
 function post(transport: ReplicatedTransport, body: object, session?: string): Promise<Response> {
@@ -147,5 +129,99 @@ describe('session lifetime over the shared state', () => {
     expect(rebuilt!.server.getClientCapabilities()).toEqual({ sampling: {} });
     // Nobody else finds it.
     expect(await registry.find(id, { ...owner, principal: 'bob' }, AUTH)).toBeUndefined();
+  });
+  /** A second replica on the same hub; `createServer` gives its copies' servers. */
+  function replica(state: MemorySharedState, createServer?: () => { server: Server; capabilities: object }): SessionRegistry {
+    return new SessionRegistry({
+      logger: silentLogger(),
+      idleMs: IDLE_MS,
+      state,
+      createServer: createServer ?? (() => ({ server: new Server({ name: 'unit', version: '1' }, { capabilities: {} }), capabilities: {} })),
+    });
+  }
+
+  it('keeps both of two subscriptions recorded at once through different replicas', async () => {
+    const id = await open();
+    const [a, b] = [0, 1].map(() => new SessionRecords(new MemorySharedState(hub), silentLogger(), IDLE_MS)) as [SessionRecords, SessionRecords];
+    await Promise.all([a.change(id, { subscribed: 'demo://one' }), b.change(id, { subscribed: 'demo://two' })]);
+    expect((await hub.sessions.get(id))?.subscriptions.sort()).toEqual(['demo://one', 'demo://two']);
+    await Promise.all([a.change(id, { unsubscribed: 'demo://one' }), b.change(id, { unsubscribed: 'demo://two' })]);
+    expect((await hub.sessions.get(id))?.subscriptions).toEqual([]);
+  });
+
+  it('answers the request that rebuilt a copy before its settings are applied, and a replayed setting writes nothing back', async () => {
+    const id = await open();
+    await hub.sessions.update(id, { logLevel: 'debug' });
+    let entered!: () => void;
+    const inHandler = new Promise<void>((resolve) => (entered = resolve));
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const applied: string[] = [];
+    const other: SessionRegistry = replica(new MemorySharedState(hub), () => {
+      const server = new Server({ name: 'unit', version: '1' }, { capabilities: { logging: {} } });
+      server.setRequestHandler('logging/setLevel', async (request, ctx) => {
+        entered();
+        // The upstream round trips of the real handler.
+        await gate;
+        const session = other.get(ctx.sessionId)!;
+        session.logLevel = request.params.level;
+        await other.recordSettings(session, { logLevel: request.params.level }, ctx.http?.authInfo);
+        applied.push(request.params.level);
+        return {};
+      });
+      return { server, capabilities: { logging: {} } };
+    });
+    try {
+      // Resolves while the recorded level is still being applied.
+      const copy = await other.find(id, owner, AUTH);
+      expect(copy).toMatchObject({ id, origin: 'rebuilt', logLevel: undefined });
+      await inHandler;
+      // The client sets another level through the first replica meanwhile.
+      await hub.sessions.update(id, { logLevel: 'error' });
+      release();
+      await vi.waitFor(() => expect(applied).toEqual(['debug']));
+      expect((await hub.sessions.get(id))?.logLevel).toBe('error');
+    } finally {
+      release();
+      await other.closeAll();
+    }
+  });
+
+  it('keeps a message for a stream whose holder stopped without a word, and the record stops naming it', async () => {
+    const id = await open();
+    const state = new MemorySharedState(hub);
+    // The replica's bus handler, to take away as a crash would (no release, no goodbye).
+    let crash = () => {};
+    const listen = state.bus.onMessage.bind(state.bus);
+    state.bus.onMessage = (handler) => (crash = listen(handler));
+    const other = replica(state);
+    try {
+      const copy = (await other.find(id, owner, AUTH))!;
+      await other.streamOpened(copy);
+      expect((await hub.sessions.get(id))?.streamHolder).toBe(state.replicaId);
+      // The first replica heard who holds the stream.
+      await vi.waitFor(() => expect(registry.get(id)?.streamHolder).toBe(state.replicaId));
+      const since = await hub.events.get(id)!.storeEvent(STANDALONE_STREAM, {} as JSONRPCMessage);
+      crash();
+      const message = { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'for the stream' } } as JSONRPCMessage;
+      await registry.get(id)!.transport.send(message);
+      expect((await hub.sessions.get(id))?.streamHolder).toBeUndefined();
+      expect(registry.get(id)?.streamHolder).toBeUndefined();
+      // Kept for the client's resume.
+      const replayed: JSONRPCMessage[] = [];
+      await hub.events.get(id)!.replayEventsAfter(since, { send: async (_eventId, m) => void replayed.push(m) });
+      expect(replayed).toEqual([message]);
+    } finally {
+      await other.closeAll();
+    }
+  });
+
+  it('tells every session of a list change, and sends messages about no request, without reading the shared state', async () => {
+    const ids = [await open(), await open(), await open()];
+    const reads = vi.spyOn(hub.sessions, 'get');
+    registry.notifyListsChanged({ tools: true, prompts: false, resources: false });
+    await registry.get(ids[0])!.transport.send({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'x' } });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(reads).not.toHaveBeenCalled();
   });
 });
