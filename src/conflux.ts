@@ -7,6 +7,7 @@ import { AccessControl } from './auth/access-control.js';
 import { fullAccess } from './auth/access-policy.js';
 import { ApiKeys } from './auth/api-keys.js';
 import { Authenticator } from './auth/authenticator.js';
+import { TrustedProxies } from './auth/trusted-proxies.js';
 import { OAuthResourceServer } from './auth/oauth-resource-server.js';
 import { ANONYMOUS } from './auth/principal.js';
 import { LiveCatalog } from './catalog/live-catalog.js';
@@ -329,6 +330,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       resource: auth?.oauth?.resource,
       oauth: auth?.oauth ? { scopes: auth.oauth.scopes } : undefined,
       onFailure: (failure) => metrics.authFailures.inc({ status: failure.status, reason: failure.code ?? 'missing' }),
+      trustedProxies: new TrustedProxies(settings.trustedProxies),
     },
     metrics,
     guard: {

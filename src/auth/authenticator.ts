@@ -23,6 +23,8 @@ export interface AuthRequest {
   headers: Headers;
   /** The peer address of the connection. */
   address: string;
+  /** The client's address as a trusted proxy forwarded it (`clientAddress`); default `address`. */
+  client?: string | undefined;
   /** This gateway's resource URI as the request addressed it (the expected token audience). */
   resource: string;
 }
@@ -68,16 +70,17 @@ export class Authenticator {
    */
   async authenticate(request: AuthRequest): Promise<Principal> {
     if (!this.settings) return ANONYMOUS;
+    const client = request.client ?? request.address;
     // A trusted proxy speaks for many clients: its address says nothing about who failed.
-    const throttle = this.proxies?.has(request.address) ? undefined : this.methods.throttle;
+    const throttle = this.proxies?.has(client) ? undefined : this.methods.throttle;
     if (!throttle) return this.identify(request, this.settings);
     // Checked first, and for valid credentials too: telling a valid one apart would take the
     // very check a guesser must not get, and an answer that differs would confirm a guess.
-    await throttle.check(request.address);
+    await throttle.check(client);
     try {
       return await this.identify(request, this.settings);
     } catch (error) {
-      if (error instanceof AuthFailure && countsAsFailure(error)) await throttle.failed(request.address, error.message);
+      if (error instanceof AuthFailure && countsAsFailure(error)) await throttle.failed(client, error.message);
       throw error;
     }
   }

@@ -1,6 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 
-/** Addresses and CIDR ranges (IPv4 or IPv6) allowed to vouch for a caller's identity. */
+/** Addresses and CIDR ranges (IPv4 or IPv6) allowed to vouch for a caller's identity or address. */
 export class TrustedProxies {
   private readonly list = new BlockList();
 

@@ -407,6 +407,11 @@ export const GatewaySettingsSchema = z.strictObject({
   allowedHosts: z.array(HostPattern).default([]),
   /** Origin values accepted on every route (browsers send one); loopback origins are always accepted. */
   allowedOrigins: z.array(HostPattern).default([]),
+  /**
+   * Proxies and load balancers in front (addresses or CIDR ranges): from these peers the client
+   * address that per-address limits count is read from `X-Forwarded-For`. Empty: the socket peer.
+   */
+  trustedProxies: z.array(z.string().refine(isAddressOrRange, 'must be an IP address or a CIDR range such as 10.0.0.0/8')).default([]),
   /** Largest request body accepted, in bytes. */
   maxBodyBytes: z.number().int().positive().default(4 * 1024 * 1024),
   /** Tools per tools/list page; longer lists are paginated with a cursor. */

@@ -4,7 +4,7 @@ import type { AccessControl } from '../auth/access-control.js';
 import type { Access } from '../auth/access-policy.js';
 import { AuthFailure } from '../auth/auth-failure.js';
 import type { Authenticator } from '../auth/authenticator.js';
-import { clientAddressKey } from '../limits/client-address.js';
+import { clientAddress, clientAddressKey, type ProxyList } from '../limits/client-address.js';
 import { RateLimitedError } from '../limits/errors.js';
 import type { RateLimits } from '../limits/rate-limits.js';
 
@@ -16,6 +16,7 @@ export interface Caller {
   access: Access;
   /** What rate limits count against: the principal, or the client address when anonymous. */
   rateKey: string;
+  /** The client's address: the socket peer's, or the one a trusted proxy forwarded. */
   address: string;
 }
 
@@ -31,6 +32,8 @@ export interface CallerDeps {
   oauth?: { scopes: readonly string[] } | undefined;
   /** Told of every refused authentication (for metrics). */
   onFailure?: ((failure: AuthFailure) => void) | undefined;
+  /** Peers whose `X-Forwarded-For` names the client (`gateway.trustedProxies`). */
+  trustedProxies?: ProxyList | undefined;
 }
 
 /** The client's address; `unknown` for in-process requests (tests calling `app.request`). */
@@ -70,11 +73,12 @@ export function bearerChallenge(failure: AuthFailure, resource: string, oauth: C
  */
 export function callerMiddleware(deps: CallerDeps, refuse: (c: Context, error: RateLimitedError | AuthFailure) => Response): MiddlewareHandler<CallerEnv> {
   return async (c, next) => {
-    const address = remoteAddress(c);
+    const peer = remoteAddress(c);
+    const address = clientAddress(peer, c.req.header('x-forwarded-for'), deps.trustedProxies);
     const resource = resourceUri(c, deps.resource);
     let caller: Caller;
     try {
-      const principal = await deps.authenticator.authenticate({ headers: c.req.raw.headers, address, resource });
+      const principal = await deps.authenticator.authenticate({ headers: c.req.raw.headers, address: peer, client: address, resource });
       caller = {
         principal: principal.id,
         access: deps.accessControl.accessFor(principal),

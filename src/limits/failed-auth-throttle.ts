@@ -5,7 +5,10 @@ import { LogSampler } from './log-sampler.js';
 import type { RateLimiter } from './rate-limiter.js';
 
 export interface FailedAuthSettings {
-  /** Failed authentications accepted per client address per window; 0 turns the throttle off. */
+  /**
+   * Failed authentications accepted per client address (`clientAddress`: the one a trusted proxy
+   * forwarded, else the peer's) per window; 0 turns the throttle off.
+   */
   failedAuthPerAddress: number;
   windowSeconds: number;
 }

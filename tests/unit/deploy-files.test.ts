@@ -119,9 +119,11 @@ interface ComposeService {
   depends_on?: Record<string, { condition: string }>;
   deploy?: { replicas?: number };
   stop_grace_period?: string;
+  networks?: Record<string, { ipv4_address?: string }>;
 }
 
 const rawCompose = parseYaml(read('deploy/docker-compose.yml'), { merge: true }) as { services: Record<string, ComposeService> };
+const rawNetworks = (parseYaml(read('deploy/docker-compose.yml'), { merge: true }) as { networks?: Record<string, { ipam?: { config?: { subnet: string }[] } }> }).networks;
 /** The services as Compose reads them with these variables in the operator's shell (or .env). */
 const composeServices = (shell: Record<string, string> = {}) => composeInterpolate(rawCompose, shell).services;
 const services = composeServices();
@@ -177,8 +179,12 @@ describe('deploy/docker-compose.yml', () => {
       expect(address.port).toBe(exposed[0]);
       expect(config.gateway.allowedHosts).toEqual(['localhost']);
       expect(config.gateway.auth).not.toBe('none');
-      // Behind the load balancer every client has its address: no throttle by address.
-      expect(config.gateway.rateLimit.failedAuthPerAddress).toBe(0);
+      // Only the load balancer is trusted for X-Forwarded-For, so the throttle counts each client.
+      const lb = Object.values(services).find((s) => s.image?.startsWith('nginx:'))!;
+      expect(config.gateway.trustedProxies).toEqual([lb.networks!.default!.ipv4_address]);
+      const subnet = composeInterpolate(rawNetworks!.default!.ipam!.config![0]!.subnet, {});
+      expect(lb.networks!.default!.ipv4_address!.startsWith(subnet.replace(/0\/24$/, ''))).toBe(true);
+      expect(config.gateway.rateLimit.failedAuthPerAddress).toBeGreaterThan(0);
       expect(seconds(gateway.stop_grace_period!)).toBeGreaterThan(config.gateway.shutdownGraceSeconds);
     }
   });
@@ -192,6 +198,7 @@ describe('deploy/docker-compose.yml', () => {
     expect(nginxConf).not.toMatch(/^\s*(ip_hash|hash|sticky)\b/m);
     expect(nginxConf).toMatch(/proxy_buffering off;/);
     expect(nginxConf).toMatch(/proxy_set_header Host \$http_host;/);
+    expect(nginxConf).toMatch(/proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;/);
     const bodyLimit = /client_max_body_size (\d+)m;/.exec(nginxConf)!;
     expect(Number(bodyLimit[1]) * 1024 * 1024).toBeGreaterThanOrEqual(config.gateway.maxBodyBytes);
     const lb = Object.values(services).find((s) => s.image?.startsWith('nginx:'))!;
@@ -315,6 +322,8 @@ describe('deploy/helm/conflux', () => {
     expect(address.host).toBe('0.0.0.0');
     expect(address.port).toBe(container.ports[0].containerPort);
     expect(config.gateway.allowedHosts.length).toBeGreaterThan(0);
+    // No address of the cluster's is known here: the throttle stays off until trustedProxies is set.
+    expect(config.gateway.trustedProxies).toEqual([]);
     expect(config.gateway.rateLimit.failedAuthPerAddress).toBe(0);
     expect(container.envFrom).toEqual([{ secretRef: { name: secret.metadata.name } }]);
     expect(workersRefused(2, readEnvironment(env))).toBeUndefined();
