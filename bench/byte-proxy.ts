@@ -1,14 +1,18 @@
 /**
  * The cost floor of any proxy hop: forwards requests and responses byte for byte over
- * keep-alive connections, parsing nothing. `node --import tsx bench/byte-proxy.ts TARGET_ORIGIN`
- * prints `listening http://127.0.0.1:PORT`.
+ * keep-alive connections, parsing nothing. Given several targets it is a load balancer without
+ * stickiness: each request goes to the next target in turn.
+ * `node --import tsx bench/byte-proxy.ts TARGET_ORIGIN...` prints `listening http://127.0.0.1:PORT`.
  */
 import { Agent, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-const target = new URL(process.argv[2]!);
+const targets = process.argv.slice(2).map((origin) => new URL(origin));
+if (targets.length === 0) throw new Error('usage: byte-proxy.ts TARGET_ORIGIN...');
 const agent = new Agent({ keepAlive: true, maxSockets: 1024 });
+let turn = 0;
 const server = createServer((req, res) => {
+  const target = targets[turn++ % targets.length]!;
   const upstream = request(
     { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers, agent },
     (answer) => {

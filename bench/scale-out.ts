@@ -88,8 +88,8 @@ async function measure(options: ScaleOutOptions, env: Record<string, string>): P
 
   const replicas = [track(await gateway(servers, { ...env, CONFLUX_WORKERS: '1' })), track(await gateway(servers, { ...env, CONFLUX_WORKERS: '1' }))];
   const origins = replicas.map((r) => new URL(r.url).origin);
-  const toOne = track(await start(['--import', 'tsx', 'bench/round-robin-proxy.ts', origins[0]!]));
-  const toTwo = track(await start(['--import', 'tsx', 'bench/round-robin-proxy.ts', ...origins]));
+  const toOne = track(await start(['--import', 'tsx', 'bench/byte-proxy.ts', origins[0]!]));
+  const toTwo = track(await start(['--import', 'tsx', 'bench/byte-proxy.ts', ...origins]));
   const oneReplica = await measureAll(`${toOne.url}/mcp`);
   const twoReplicas = await measureAll(`${toTwo.url}/mcp`);
   await Promise.all([toOne, toTwo, ...replicas, upstream].map((r) => r.stop()));
