@@ -1,4 +1,4 @@
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -42,6 +42,52 @@ export async function startHungServer(): Promise<{ port: number; close(): Promis
     port: (server.address() as AddressInfo).port,
     close: () =>
       new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/**
+ * A TCP relay to the test Redis, on `port` (0: any free one): Redis appearing on a port its
+ * clients have been retrying, or, with `delayMs`, holding every reply that long before passing
+ * it on (in order), as Redis slowed by a latency spike. `close` ends its connections and stops it.
+ */
+export async function startRedisRelay(options: { port?: number; delayMs?: number } = {}): Promise<{ port: number; close(): Promise<void> }> {
+  const target = new URL(TEST_REDIS_URL);
+  const sockets = new Set<Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+  const server = createServer((socket) => {
+    const upstream = connect(Number(target.port || 6379), target.hostname);
+    for (const s of [socket, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    }
+    socket.pipe(upstream);
+    const { delayMs } = options;
+    if (delayMs) {
+      // Timers of one duration fire in the order they were set: replies keep their order.
+      upstream.on('data', (chunk: Buffer) => {
+        const timer = setTimeout(() => {
+          timers.delete(timer);
+          socket.write(chunk);
+        }, delayMs);
+        timers.add(timer);
+      });
+    } else {
+      upstream.pipe(socket);
+    }
+    socket.on('error', () => upstream.destroy());
+    upstream.on('error', () => socket.destroy());
+    socket.on('close', () => upstream.destroy());
+    upstream.on('close', () => socket.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const timer of timers) clearTimeout(timer);
         for (const s of sockets) s.destroy();
         server.close(() => resolve());
       }),

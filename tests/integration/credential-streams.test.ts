@@ -2,31 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiKeys } from '../../src/auth/api-keys.js';
 import { ApiKeyRepository } from '../../src/store/api-key-repository.js';
 import { openDatabase, type OpenedDatabase } from '../../src/store/database.js';
-import { bearer, hs256Token, initializeRequest, JWT_SECRET } from '../helpers/auth.js';
+import { bearer, hs256Token, initializeRequest, JWT_SECRET, openStream } from '../helpers/auth.js';
 import { startGateway, testConfig, type RunningGateway } from '../helpers/gateway.js';
-
-/** Opens a session and its GET stream; `ended` settles when the gateway ends the stream. */
-async function openStream(url: string, headers: Record<string, string>): Promise<{ ended: Promise<'ended'>; cancel(): Promise<void> }> {
-  const init = await initializeRequest(url, headers);
-  expect(init.status).toBe(200);
-  await init.body?.cancel();
-  const session = init.headers.get('mcp-session-id')!;
-  const common = { ...headers, 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' };
-  const initialized = await fetch(url, {
-    method: 'POST',
-    headers: { ...common, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-    body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
-  });
-  expect(initialized.status).toBe(202);
-  const stream = await fetch(url, { headers: { ...common, accept: 'text/event-stream' } });
-  expect(stream.status).toBe(200);
-  const reader = stream.body!.getReader();
-  const ended = (async () => {
-    while (!(await reader.read()).done);
-    return 'ended' as const;
-  })();
-  return { ended, cancel: () => reader.cancel().catch(() => {}) };
-}
 
 /** Whichever comes first: the stream's end, or `ms` of waiting (the answer then is 'open'). */
 function within(ended: Promise<'ended'>, ms: number): Promise<'ended' | 'open'> {

@@ -19,7 +19,7 @@ import { openDatabase, type OpenedDatabase } from '../../src/store/database.js';
 import { ServerRepository } from '../../src/store/server-repository.js';
 import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import { UpstreamPool } from '../../src/upstream/upstream-pool.js';
-import { initializeRequest } from '../helpers/auth.js';
+import { initializeRequest, openStream } from '../helpers/auth.js';
 import { freshPostgres, postgresAvailable, type TestDatabase } from '../helpers/databases.js';
 import { isAlive, stdioFixture, testConfig, textOf, waitFor } from '../helpers/gateway.js';
 
@@ -53,28 +53,6 @@ async function keyedSession(url: string, key: string): Promise<{ client: Client;
       await client.close();
     },
   };
-}
-
-/** Opens a session and its GET stream with `headers`; `ended` settles when the gateway ends the stream. */
-async function openStream(url: string, headers: Record<string, string>): Promise<{ ended: Promise<'ended'>; cancel(): Promise<void> }> {
-  const init = await initializeRequest(url, headers);
-  expect(init.status).toBe(200);
-  await init.body?.cancel();
-  const common = { ...headers, 'mcp-session-id': init.headers.get('mcp-session-id')!, 'mcp-protocol-version': '2025-06-18' };
-  const initialized = await fetch(url, {
-    method: 'POST',
-    headers: { ...common, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-    body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
-  });
-  expect(initialized.status).toBe(202);
-  const stream = await fetch(url, { headers: { ...common, accept: 'text/event-stream' } });
-  expect(stream.status).toBe(200);
-  const reader = stream.body!.getReader();
-  const ended = (async () => {
-    while (!(await reader.read()).done);
-    return 'ended' as const;
-  })();
-  return { ended, cancel: () => reader.cancel().catch(() => {}) };
 }
 
 /** The process id the stdio fixture reports through `<prefix>__pid`, or undefined while it cannot answer. */

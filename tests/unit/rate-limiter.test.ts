@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { connect, createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
@@ -8,7 +7,7 @@ import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from '../../src
 import { silentLogger } from '../../src/observability/logger.js';
 import { CircuitBreaker } from '../../src/upstream/circuit-breaker.js';
 import { freePort, waitFor } from '../helpers/gateway.js';
-import { newRedis, redisAvailable, startHungServer, TEST_REDIS_URL } from '../helpers/redis.js';
+import { newRedis, redisAvailable, startHungServer, startRedisRelay } from '../helpers/redis.js';
 
 const hasRedis = await redisAvailable();
 const redis = hasRedis ? newRedis() : undefined;
@@ -168,19 +167,8 @@ describe('Redis limiter when Redis does not answer', () => {
     expect((await limiter.hit('k', 100, 60_000)).unavailable).toBe(true);
     await waitFor(() => errors() >= 3, 10_000, 'reconnect attempts');
     // Redis appears on the port (a TCP relay to the test Redis): the client reconnects.
-    const target = new URL(TEST_REDIS_URL);
-    const relay = createServer((socket) => {
-      const upstream = connect(Number(target.port || 6379), target.hostname);
-      socket.pipe(upstream).pipe(socket);
-      socket.on('error', () => upstream.destroy());
-      upstream.on('error', () => socket.destroy());
-      closers.push(() => {
-        socket.destroy();
-        upstream.destroy();
-      });
-    });
-    await new Promise<void>((resolve) => relay.listen(port, '127.0.0.1', resolve));
-    closers.push(() => new Promise<void>((resolve) => relay.close(() => resolve())));
+    const relay = await startRedisRelay({ port });
+    closers.push(() => relay.close());
     await waitFor(async () => !(await limiter.hit('k', 100, 60_000)).unavailable, 10_000, 'the limiter to use Redis again');
     expect(await limiter.hit('k', 100, 60_000)).toEqual({ allowed: true, retryAfterSeconds: 0 });
     expect(await limiter.health()).toEqual({ backend: 'redis', state: 'ok', refusing: false });

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
 import { Redis, ReplyError } from 'ioredis';
@@ -11,7 +11,7 @@ import { MemoryHub, MemorySessionStore, MemorySharedState } from '../../src/stat
 import { RedisSharedState } from '../../src/state/redis-state.js';
 import { SharedStateUnavailableError, type ReplicaMessage, type SessionRecord, type SharedState } from '../../src/state/shared-state.js';
 import { freePort, waitFor } from '../helpers/gateway.js';
-import { newRedis, redisAvailable, startHungServer, TEST_REDIS_URL } from '../helpers/redis.js';
+import { newRedis, redisAvailable, startHungServer, startRedisRelay } from '../helpers/redis.js';
 
 const hasRedis = await redisAvailable();
 const redis = hasRedis ? newRedis() : undefined;
@@ -85,43 +85,6 @@ const closed = (session: string): ReplicaMessage => ({ kind: 'session-closed', s
 
 function notification(n: number): JSONRPCMessage {
   return { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: `event ${n}` } };
-}
-
-/** A TCP relay to the test Redis that holds every reply `delayMs` before passing it on (in order): Redis slowed by a latency spike. */
-async function startDelayingRelay(delayMs: number): Promise<{ port: number; close(): Promise<void> }> {
-  const target = new URL(TEST_REDIS_URL);
-  const sockets = new Set<Socket>();
-  const timers = new Set<NodeJS.Timeout>();
-  const server = createServer((socket) => {
-    const upstream = connect(Number(target.port || 6379), target.hostname);
-    for (const s of [socket, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-    }
-    socket.pipe(upstream);
-    // Timers of one duration fire in the order they were set: replies keep their order.
-    upstream.on('data', (chunk: Buffer) => {
-      const timer = setTimeout(() => {
-        timers.delete(timer);
-        socket.write(chunk);
-      }, delayMs);
-      timers.add(timer);
-    });
-    socket.on('error', () => upstream.destroy());
-    upstream.on('error', () => socket.destroy());
-    socket.on('close', () => upstream.destroy());
-    upstream.on('close', () => socket.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const timer of timers) clearTimeout(timer);
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 /** The commands (each its arguments) in a chunk of RESP a client sent; enough for the few short commands of a test. */
@@ -494,19 +457,8 @@ describe.skipIf(!hasRedis)('Redis shared state', () => {
     // Long enough down for a subscription queued at start to have been dropped by the client's retries.
     await waitFor(() => errors >= 6, 10_000, 'failed connection attempts');
     // Redis appears on the port: a TCP relay to the test Redis.
-    const target = new URL(TEST_REDIS_URL);
-    const relay = createServer((socket) => {
-      const upstream = connect(Number(target.port || 6379), target.hostname);
-      socket.pipe(upstream).pipe(socket);
-      socket.on('error', () => upstream.destroy());
-      upstream.on('error', () => socket.destroy());
-      closers.push(() => {
-        socket.destroy();
-        upstream.destroy();
-      });
-    });
-    await new Promise<void>((resolve) => relay.listen(port, '127.0.0.1', resolve));
-    closers.push(() => new Promise<void>((resolve) => relay.close(() => resolve())));
+    const relay = await startRedisRelay({ port });
+    closers.push(() => relay.close());
     let subscribed = false;
     void late.bus.subscribed().then(() => (subscribed = true));
     await waitFor(() => subscribed, 10_000, 'the bus to subscribe');
@@ -572,7 +524,7 @@ describe.skipIf(!hasRedis)('Redis shared state', () => {
 
   it('gives up the places of a claim that did not answer in time, once Redis has run it', async () => {
     const prefix = testPrefix();
-    const relay = await startDelayingRelay(700);
+    const relay = await startRedisRelay({ delayMs: 700 });
     closers.push(() => relay.close());
     const client = new Redis({ host: '127.0.0.1', port: relay.port, maxRetriesPerRequest: 2 });
     client.on('error', () => {});
