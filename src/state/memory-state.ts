@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EventStore } from '@modelcontextprotocol/server';
 import { SessionEventStore } from '../gateway/session-event-store.js';
-import { meetsCondition, type ReplicaBus, type ReplicaMessage, type SessionRecord, type SessionRecordCondition, type SessionRecordPatch, type SessionStore, type SharedState } from './shared-state.js';
+import { meetsCondition, type LeaseStore, type ReplicaBus, type ReplicaMessage, type SessionRecord, type SessionRecordCondition, type SessionRecordPatch, type SessionStore, type SharedState } from './shared-state.js';
 
 type Handler = (message: ReplicaMessage, from: string) => void;
 
@@ -13,9 +13,34 @@ export class MemoryHub {
   readonly sessions: MemorySessionStore;
   readonly events = new Map<string, SessionEventStore>();
   readonly #replicas = new Map<string, Set<Handler>>();
+  readonly #leases = new Map<string, { holder: string; expiresAt: number }>();
+  readonly #now: () => number;
 
   constructor(now: () => number = Date.now) {
+    this.#now = now;
     this.sessions = new MemorySessionStore(now);
+  }
+
+  /** The leases as one replica sees them. */
+  leasesFor(replicaId: string): LeaseStore {
+    const leases = this.#leases;
+    const live = (name: string) => {
+      const lease = leases.get(name);
+      if (lease && lease.expiresAt <= this.#now()) leases.delete(name);
+      return leases.get(name);
+    };
+    return {
+      acquire: async (name, ttlMs) => {
+        const lease = live(name);
+        if (lease && lease.holder !== replicaId) return false;
+        leases.set(name, { holder: replicaId, expiresAt: this.#now() + ttlMs });
+        return true;
+      },
+      holder: async (name) => live(name)?.holder,
+      release: async (name) => {
+        if (live(name)?.holder === replicaId) leases.delete(name);
+      },
+    };
   }
 
   /** The bus of one replica: messages go to the others' handlers, asynchronously as over a network. */
@@ -56,12 +81,14 @@ export class MemorySharedState implements SharedState {
   readonly replicaId = randomUUID();
   readonly sessions: SessionStore;
   readonly bus: ReplicaBus;
+  readonly leases: LeaseStore;
   readonly #hub: MemoryHub;
 
   constructor(hub: MemoryHub = new MemoryHub()) {
     this.#hub = hub;
     this.sessions = hub.sessions;
     this.bus = hub.busFor(this.replicaId);
+    this.leases = hub.leasesFor(this.replicaId);
   }
 
   eventsFor(sessionId: string): EventStore & { drop(): Promise<void> } {

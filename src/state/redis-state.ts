@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { BoundedCalls } from './bounded.js';
 import { RedisBus } from './redis-bus.js';
 import { RedisEventStore } from './redis-event-store.js';
+import { RedisLeaseStore } from './redis-lease-store.js';
 import { RedisSessionStore } from './redis-session-store.js';
 import type { SharedState } from './shared-state.js';
 
@@ -39,6 +40,7 @@ export class RedisSharedState implements SharedState {
   readonly replicaId = randomUUID();
   readonly sessions: RedisSessionStore;
   readonly bus: RedisBus;
+  readonly leases: RedisLeaseStore;
   readonly #redis: Redis;
   readonly #prefix: string;
   readonly #eventTtlMs: number;
@@ -54,6 +56,7 @@ export class RedisSharedState implements SharedState {
     const shared = { prefix: this.#prefix, bounded: this.#bounded, logger: this.#logger };
     this.sessions = new RedisSessionStore(redis, shared);
     this.bus = new RedisBus(redis, { ...shared, replicaId: this.replicaId });
+    this.leases = new RedisLeaseStore(redis, { ...shared, replicaId: this.replicaId });
   }
 
   eventsFor(sessionId: string): EventStore & { drop(): Promise<void> } {

@@ -13,6 +13,8 @@ export interface SharedState {
   readonly replicaId: string;
   readonly sessions: SessionStore;
   readonly bus: ReplicaBus;
+  /** Named leases: one replica at a time holds each (the owner of a `processes: one` stdio server). */
+  readonly leases: LeaseStore;
   /** The event store of one session's SSE streams (every stream of it, on any replica). */
   eventsFor(sessionId: string): EventStore & { drop(): Promise<void> };
   /** Whether the backend answers now (one bounded round trip). */
@@ -106,7 +108,12 @@ export type ReplicaMessage =
   /** A session's log level or subscriptions changed on one replica. */
   | { kind: 'session-changed'; session: string }
   /** Servers, access rules or API keys changed through one replica's API or CLI. */
-  | { kind: 'config-changed'; what: 'servers' | 'access' | 'api-keys'; detail?: string | undefined };
+  | { kind: 'config-changed'; what: 'servers' | 'access' | 'api-keys'; detail?: string | undefined }
+  /** A request for whatever serves `topic` on the addressee (`state/bus-rpc.ts`); answered by an `rpc-reply` with the same id. */
+  | { kind: 'rpc'; topic: string; id: string; payload: unknown }
+  | { kind: 'rpc-reply'; id: string; ok: boolean; payload: unknown }
+  /** A one-way message on `topic` (`state/bus-rpc.ts`). */
+  | { kind: 'event'; topic: string; payload: unknown };
 
 export interface ReplicaBus {
   /**
@@ -119,4 +126,17 @@ export interface ReplicaBus {
   broadcast(message: ReplicaMessage): Promise<void>;
   /** Messages addressed to this replica or broadcast by another; returns the unsubscribe. */
   onMessage(handler: (message: ReplicaMessage, from: string) => void): () => void;
+}
+
+/**
+ * Leases by name, held by one replica at a time until it lets go or stops renewing. Judged on
+ * the backend's clock (Redis' own), so replicas whose clocks disagree still agree on who holds one.
+ */
+export interface LeaseStore {
+  /** Takes the lease for `ttlMs` when nobody holds it, or extends it when this replica does; true when this replica holds it now. */
+  acquire(name: string, ttlMs: number): Promise<boolean>;
+  /** The replica holding the lease, if any. */
+  holder(name: string): Promise<string | undefined>;
+  /** Lets go of the lease when this replica holds it. */
+  release(name: string): Promise<void>;
 }

@@ -32,6 +32,10 @@ export const ReplicaMessageSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('from-client'), session: z.string(), message: JsonRpcMessage }),
   z.object({ kind: z.literal('session-changed'), session: z.string() }),
   z.object({ kind: z.literal('config-changed'), what: z.enum(['servers', 'access', 'api-keys']), detail: z.string().optional() }),
+  // Payloads are checked by whoever serves their topic: only it knows their shape.
+  z.object({ kind: z.literal('rpc'), topic: z.string(), id: z.string(), payload: z.unknown() }),
+  z.object({ kind: z.literal('rpc-reply'), id: z.string(), ok: z.boolean(), payload: z.unknown() }),
+  z.object({ kind: z.literal('event'), topic: z.string(), payload: z.unknown() }),
 ]);
 
 /** One message on the replica bus, as published. */

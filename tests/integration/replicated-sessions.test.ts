@@ -396,6 +396,9 @@ class SwitchableState implements SharedState {
   get bus() {
     return this.inner.bus;
   }
+  get leases() {
+    return this.inner.leases;
+  }
   eventsFor(id: string) {
     const events = this.inner.eventsFor(id);
     const guard =
