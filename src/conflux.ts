@@ -25,16 +25,17 @@ import { createRequestServer, createSessionServer, mergedCapabilities, type Sess
 import { TaskListen } from './gateway/task-listen.js';
 import { TaskRelay } from './gateway/task-relay.js';
 import { InMemoryTaskRouteStore } from './gateway/task-routes.js';
+import { RedisTaskRouteStore } from './state/redis-task-routes.js';
 import { callTool } from './gateway/tool-calls.js';
 import { UpstreamRelay } from './gateway/upstream-relay.js';
+import { OwnerRequests } from './gateway/owner-requests.js';
 import { API_BASE, createApiApp } from './http/api/api-app.js';
 import { createHttpApp } from './http/app.js';
 import { listen, type Listening } from './http/listen.js';
 import { modernRequests } from './http/modern-requests.js';
 import { isLoopbackHost } from './http/guards/loopback.js';
 import { mountWellKnown } from './http/well-known.js';
-import { mountOAuthCallback } from './http/oauth-callback.js';
-import { mountOAuthStart } from './http/oauth-start.js';
+import { mountUserAuthorizationRoutes } from './http/oauth-routes.js';
 import { createAuthFor } from './upstream/auth/auth-factory.js';
 import type { OAuthClientDeps } from './upstream/auth/oauth-client-deps.js';
 import { userIdentitiesFor } from './upstream/auth/user-identity.js';
@@ -54,6 +55,7 @@ import { ServerRepository } from './store/server-repository.js';
 import { ChildProcessGroups } from './upstream/child-processes.js';
 import { UpstreamPool } from './upstream/upstream-pool.js';
 import { MemorySharedState } from './state/memory-state.js';
+import { BusRpc } from './state/bus-rpc.js';
 import { ConfigChanges } from './state/config-changes.js';
 import type { SharedState } from './state/shared-state.js';
 
@@ -170,8 +172,11 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     onTokenRefreshed: (server) => metrics.oauthTokenRefreshes.inc({ server_id: server }),
     onTokenRefreshFailed: (_server, provider) => metrics.oauthTokenRefreshFailures.inc({ provider }),
   };
-  const users = userIdentitiesFor(settings, database, oauthClient);
+  const users = userIdentitiesFor(settings, database, oauthClient, state.replicaId);
   const relay = new UpstreamRelay(tracker, sessions, logger.child({ component: 'relay' }));
+  // The replicas' requests to one another, and those of the `processes: one` stdio servers over them.
+  const rpc = new BusRpc(state.bus, logger.child({ component: 'replica-rpc' }));
+  const owners = new OwnerRequests({ rpc, state, tracker, relay, logger: logger.child({ component: 'single-owner' }) });
   const upstreams = new UpstreamPool({
     authFor: createAuthFor({ oauth: oauthClient, users }),
     logger,
@@ -185,6 +190,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     },
     events: relay,
     eventsFor: (user) => relay.forPrincipal(user),
+    singleOwner: owners,
     instances: settings.upstreamIdentity.instances,
     instanceEvents: {
       started: (server) => metrics.userInstanceStarts.inc({ server_id: server }),
@@ -207,7 +213,9 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   });
   const rateLimits = new RateLimits(limiter, settings.rateLimit, metrics);
   const subscriptions = new ResourceSubscriptions(upstreams, logger.child({ component: 'subscriptions' }));
-  const tasks = new TaskRelay({ upstreams, tracker, rateLimits, logger, routes: new InMemoryTaskRouteStore() });
+  // Routes in Redis when there is one, so that a task created through one replica is followed through any.
+  const taskRoutes = deps.redis ? new RedisTaskRouteStore(deps.redis, { prefix: deps.redisPrefix ?? 'conflux:', logger: logger.child({ component: 'tasks' }) }) : new InMemoryTaskRouteStore();
+  const tasks = new TaskRelay({ upstreams, tracker, rateLimits, logger, routes: taskRoutes });
   const inputRounds = new ModernCallBridge({
     ttlMs: settings.limits.pausedCallSeconds * 1000,
     // Each paused call holds an upstream request open, as a session holds its state: the same
@@ -216,6 +224,8 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     capacity: settings.limits.maxSessions,
     capacityPerCaller: settings.limits.maxConcurrentCallsPerSession,
     logger: logger.child({ component: 'input-rounds' }),
+    // A retry landing on another replica is forwarded to the one holding its call.
+    replicas: { replicaId: state.replicaId, rpc },
   });
   const serverDeps: SessionServerDeps = {
     catalog,
@@ -345,10 +355,8 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     sessionState: async () => ({ backend: state.backend, state: await state.health() }),
   });
   mountWellKnown(app, oauth, logger);
-  if (users) {
-    mountOAuthStart(app, users, logger.child({ component: 'upstream-oauth' }));
-    mountOAuthCallback(app, users, logger.child({ component: 'upstream-oauth' }));
-  }
+  // A user's link and callback may reach any replica: the one holding the authorization answers them.
+  if (users) mountUserAuthorizationRoutes(app, users, { rpc, replicaId: state.replicaId, logger: logger.child({ component: 'upstream-oauth' }) });
   app.route(
     API_BASE,
     createApiApp({ catalog, tasks, upstreams, tracker, limit, registry, audit, auditRepository, metrics, rateLimits, accessControl, apiKeys, users, logger }, { maxJsonDepth: settings.limits.maxJsonDepth }),
@@ -435,6 +443,8 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       listening?.cut();
       await registry.close();
       await upstreams.stop();
+      owners.close();
+      rpc.close();
       await audit.close();
       await limiter.close();
       accessControl.stop();

@@ -165,7 +165,16 @@ export const StdioServerSchema = z.strictObject({
    * user (`${user.id}`, `${user.sub}`, `${user.email}`, `${user.groups}`, `${user.token}`).
    */
   shared: z.boolean().optional(),
+  /**
+   * With several gateway processes (workers, replicas): `per_worker` (default) runs the server
+   * in each of them; `one` runs it in one process only, which the others send its requests to.
+   */
+  processes: z.enum(['per_worker', 'one'], { error: 'expected per_worker or one' }).optional(),
   ...commonServerFields,
+}).superRefine((server, ctx) => {
+  if (server.processes === 'one' && server.shared === false) {
+    ctx.addIssue({ code: 'custom', path: ['processes'], message: 'processes: one runs one process for everybody, which a shared: false server (one process per user) cannot: drop one of them' });
+  }
 });
 
 export const HttpServerSchema = z.strictObject({

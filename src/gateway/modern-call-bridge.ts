@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { createRequestStateCodec, type InputRequiredResult, type RequestStateCodec, type Result, type ServerContext } from '@modelcontextprotocol/server';
 import type { Logger } from 'pino';
+import type { BusRpc } from '../state/bus-rpc.js';
 import type { DownstreamCall, OutboundMessage } from './downstream-call.js';
 import { invalidRequestState, missingInputResponses, tooManyPausedCalls, tooManyPausedCallsOfCaller, unansweredRequest } from './error-mapping.js';
 import { accessIn } from './mcp-handlers.js';
+import { PausedCallForwarding, type ForwardedRetry, type RoundChannel } from './paused-call-forwarding.js';
 import { InMemoryPausedCalls, type PausedCall, type PausedCallStore } from './paused-calls.js';
 
 /**
@@ -19,10 +21,44 @@ export function isGatewayState(state: unknown): state is string {
   return typeof state === 'string' && state.startsWith(STATE_PREFIX);
 }
 
-/** What the sealed state says: which paused call, and for which tool, prompt or URI. */
+/** What the sealed state says: which paused call, on which replica, and for which tool, prompt or URI. */
 interface StatePayload {
   id: string;
   target: string;
+  replica: string;
+}
+
+/**
+ * A replica id as a state may name it (the ids are UUIDs); anything else names no replica,
+ * and is refused before a message is addressed to it.
+ */
+const REPLICA_ID = /^[A-Za-z0-9-]{1,64}$/;
+
+/**
+ * The gateway's state is `conflux.paused.<sealed>.<replica>`: the codec's sealed value, then
+ * the replica holding the call, in the clear so that any replica can route the retry without
+ * the key (the holder checks it against the copy inside the seal). Undefined when malformed.
+ */
+function splitState(state: string): { sealed: string; holder: string } | undefined {
+  const dot = state.lastIndexOf('.');
+  if (dot <= STATE_PREFIX.length) return undefined;
+  const holder = state.slice(dot + 1);
+  return REPLICA_ID.test(holder) ? { sealed: state.slice(STATE_PREFIX.length, dot), holder } : undefined;
+}
+
+/**
+ * What a state is bound to: the method, and the principal the request was authenticated as.
+ * The codec hands the context `mint` and `verify` are given to `bind` alone, so this stands
+ * in for it, and a retry forwarded from another replica is checked exactly as one received here.
+ */
+interface Binding {
+  method: string;
+  principal: string;
+}
+
+function bindingOf(request: RoundRequest): ServerContext {
+  const binding: Binding = { method: request.method, principal: request.principal() };
+  return binding as unknown as ServerContext;
 }
 
 /** The keys the gateway gives the input requests it sends, by method (a counter makes each unique within the call). */
@@ -44,11 +80,24 @@ interface PendingInput {
   reject(error: unknown): void;
 }
 
-/** The request a call is being served in just now: where messages about the call go. */
-interface Round {
-  call: DownstreamCall;
+/**
+ * One request of a call, whether it reached this replica or was forwarded to it by another:
+ * what a round needs of it. Messages about the call go to `notify` (progress under the
+ * request's own token).
+ */
+interface RoundRequest extends RoundChannel {
+  method: string;
+  /** The tool or prompt name, or the URI, the request names. */
+  target: string;
+  /** The caller's rate key, which its share of the store is counted by. */
+  caller: string;
   progressToken: string | number | undefined;
+  /** The principal the request was authenticated as, read when a state is sealed or checked. */
+  principal(): string;
 }
+
+/** The request a call is being served in just now: where messages about the call go. */
+type Round = Pick<RoundRequest, 'notify' | 'progressToken'>;
 
 /**
  * One 2026-07-28 call whose upstream may ask the client things mid-call, over all its rounds.
@@ -191,9 +240,9 @@ class BridgedCall {
     if (!round) return Promise.resolve();
     if (notification.method === 'notifications/progress') {
       if (round.progressToken === undefined) return Promise.resolve();
-      return round.call.sendNotification({ ...notification, params: { ...notification.params, progressToken: round.progressToken } });
+      return round.notify({ ...notification, params: { ...notification.params, progressToken: round.progressToken } });
     }
-    return round.call.sendNotification(notification);
+    return round.notify(notification);
   }
 }
 
@@ -207,10 +256,16 @@ export interface ModernCallBridgeOptions {
   logger: Logger;
   /**
    * The key `requestState` is sealed with (at least 32 bytes). Random per gateway when not
-   * given, which is enough while the paused call itself lives in this process; replicas that
-   * share paused calls need one key.
+   * given: only the replica holding a call checks its state (a retry elsewhere is forwarded
+   * unchecked), so replicas need not share a key.
    */
   key?: Uint8Array | undefined;
+  /**
+   * The replicas this gateway is one of: states name `replicaId`, and a retry for a call held
+   * by another replica is forwarded to it over `rpc`. Without it, states name a replica of this
+   * process only, and a retry naming any other is refused as an unknown state.
+   */
+  replicas?: { replicaId: string; rpc: BusRpc; keepAliveMs?: number | undefined } | undefined;
 }
 
 /**
@@ -225,14 +280,21 @@ export interface ModernCallBridgeOptions {
  *
  * A 2026 upstream's own `input_required` is the work's result like any other: it reaches the
  * client as it came, and its retry, carrying the upstream's state, starts the work afresh.
+ *
+ * The state names the replica holding the call; a retry landing on another replica is
+ * forwarded to it (`PausedCallForwarding`) and checked there.
  */
 export class ModernCallBridge {
   readonly #store: PausedCallStore<BridgedCall>;
   readonly #codec: RequestStateCodec<StatePayload>;
   readonly #logger: Logger;
+  readonly #replicaId: string;
+  readonly #forwarding: PausedCallForwarding | undefined;
+  readonly #stopServing: () => void;
 
   constructor(options: ModernCallBridgeOptions) {
     this.#logger = options.logger;
+    this.#replicaId = options.replicas?.replicaId ?? randomUUID();
     const seconds = options.ttlMs / 1000;
     this.#store = new InMemoryPausedCalls<BridgedCall>({
       ttlMs: options.ttlMs,
@@ -247,8 +309,14 @@ export class ModernCallBridge {
       key: options.key ?? crypto.getRandomValues(new Uint8Array(32)),
       // The store decides when a call is given up; the state's own lifetime only bounds it.
       ttlSeconds: Math.ceil(seconds),
-      bind: (ctx) => `${ctx.mcpReq.method}\n${accessIn(ctx.http?.authInfo).principal.id}`,
+      bind: (ctx) => {
+        const { method, principal } = ctx as unknown as Binding;
+        return `${method}\n${principal}`;
+      },
     });
+    const replicas = options.replicas;
+    this.#forwarding = replicas && new PausedCallForwarding({ rpc: replicas.rpc, logger: this.#logger, keepAliveMs: replicas.keepAliveMs });
+    this.#stopServing = this.#forwarding?.serve((retry, channel) => this.#resumeForwarded(retry, channel)) ?? (() => {});
   }
 
   /** Calls paused now, waiting for their client's retry. */
@@ -259,21 +327,50 @@ export class ModernCallBridge {
   /**
    * Serves one request of a call: its first (starting `run` with a call whose requests to the
    * client become input requests) or a retry carrying the gateway's `requestState` (resuming
-   * the paused call). `target` is the tool or prompt name or the URI the request names; a
-   * retry must name the same; `caller` is the caller's rate key, which its share of the store
-   * is counted by. Returns the work's result, or `input_required`.
+   * the paused call, here or on the replica holding it). `target` is the tool or prompt name or
+   * the URI the request names; a retry must name the same; `caller` is the caller's rate key,
+   * which its share of the store is counted by. Returns the work's result, or `input_required`.
    */
   async serve<T extends Result>(ctx: ServerContext, { target, caller }: { target: string; caller: string }, call: DownstreamCall, run: (call: DownstreamCall) => Promise<T>): Promise<T | InputRequiredResult> {
+    const request: RoundRequest = {
+      method: ctx.mcpReq.method,
+      target,
+      caller,
+      progressToken: progressTokenOf(ctx),
+      signal: ctx.mcpReq.signal,
+      notify: (notification) => call.sendNotification(notification),
+      principal: () => accessIn(ctx.http?.authInfo).principal.id,
+    };
     const state = ctx.mcpReq.requestState();
     // A call's work yields what `run` yields, over however many rounds: its type is `T`'s.
-    if (!isGatewayState(state)) return (await this.#round(new BridgedCall(call, run), ctx, call, target, caller)) as T | InputRequiredResult;
-    // Refused before anything is taken: a forged or foreign state leaves the paused call as it was.
-    const payload = await this.#verify(state, ctx);
-    if (payload.target !== target) throw invalidRequestState();
-    const paused = this.#store.take(payload.id);
+    if (!isGatewayState(state)) return (await this.#round(new BridgedCall(call, run), request)) as T | InputRequiredResult;
+    const holder = splitState(state)?.holder;
+    const responses = ctx.mcpReq.inputResponses;
+    if (this.#forwarding && holder !== undefined && holder !== this.#replicaId) {
+      const retry: ForwardedRetry = { state, method: request.method, target, principal: request.principal(), caller, progressToken: request.progressToken, inputResponses: responses };
+      return (await this.#forwarding.forward(holder, retry, request)) as T | InputRequiredResult;
+    }
+    return (await this.#resume(state, responses, request)) as T | InputRequiredResult;
+  }
+
+  /** Cancels every paused call, and the rounds served here for retries other replicas forwarded (shutdown: no retry can reach them any more). */
+  stop(): void {
+    this.#stopServing();
+    this.#forwarding?.close();
+    for (const { live } of this.#store.stop()) live.cancel('the gateway is stopping');
+  }
+
+  /**
+   * Resumes a call paused here with a retry's answers. Refused before anything is taken: a
+   * forged or foreign state (another principal's, method's, target's or replica's) leaves the
+   * paused call as it was.
+   */
+  async #resume(state: string, responses: Record<string, unknown> | undefined, request: RoundRequest): Promise<Result | InputRequiredResult> {
+    const payload = await this.#open(state, request);
+    if (payload.target !== request.target || payload.replica !== this.#replicaId) throw invalidRequestState();
+    const paused = this.#store.take(payload.id, request.principal());
     if (!paused) throw invalidRequestState();
     const { asked } = paused.record;
-    const responses = ctx.mcpReq.inputResponses;
     // 2026-07-28 asks every key back; the SDK already left out answers that are not bare results.
     const missing = asked.filter((key) => !isObject(responses?.[key]));
     if (missing.length > 0) {
@@ -281,22 +378,23 @@ export class ModernCallBridge {
       throw missingInputResponses(missing);
     }
     // Answered once this request serves the call, so that what the upstream sends next reaches it.
-    return (await this.#round(paused.live, ctx, call, target, caller, () => paused.live.answer(asked, responses))) as T | InputRequiredResult;
+    return this.#round(paused.live, request, () => paused.live.answer(asked, responses));
   }
 
-  /** Cancels every paused call (shutdown: no retry can reach them any more). */
-  stop(): void {
-    for (const { live } of this.#store.stop()) live.cancel('the gateway is stopping');
+  /** A retry another replica forwarded: served as if it had arrived here, its messages going back over the bus. */
+  #resumeForwarded(retry: ForwardedRetry, channel: RoundChannel): Promise<Result> {
+    const { state, inputResponses, principal, ...fields } = retry;
+    return this.#resume(state, inputResponses, { ...fields, progressToken: fields.progressToken, signal: channel.signal, notify: channel.notify, principal: () => principal });
   }
 
   /** One request's share of the call: the result, or the next `input_required` round. */
-  async #round(bridged: BridgedCall, ctx: ServerContext, call: DownstreamCall, target: string, caller: string, resume?: () => void): Promise<Result | InputRequiredResult> {
+  async #round(bridged: BridgedCall, request: RoundRequest, resume?: () => void): Promise<Result | InputRequiredResult> {
     // The client going away (or cancelling) during a round ends the call: nothing would resume it.
     const leave = () => bridged.cancel('the client cancelled the request or went away');
-    const signal = ctx.mcpReq.signal;
+    const { signal, target, caller } = request;
     if (signal.aborted) leave();
     signal.addEventListener('abort', leave, { once: true });
-    bridged.attach({ call, progressToken: progressTokenOf(ctx) });
+    bridged.attach(request);
     try {
       resume?.();
       for (;;) {
@@ -307,11 +405,12 @@ export class ModernCallBridge {
         }
         const asked = Object.keys(step.requests);
         const id = randomUUID();
-        const requestState = STATE_PREFIX + (await this.#codec.mint({ id, target }, ctx));
+        const sealed = await this.#codec.mint({ id, target, replica: this.#replicaId }, bindingOf(request));
+        const requestState = `${STATE_PREFIX}${sealed}.${this.#replicaId}`;
         // The client left while the state was sealed: `leave` cancelled the call, and a held
         // copy would only wait out its time for a retry that cannot come.
         if (signal.aborted) throw signal.reason;
-        const held: PausedCall<BridgedCall> = { record: { id, principal: call.principal, caller, method: ctx.mcpReq.method, target, asked }, live: bridged };
+        const held: PausedCall<BridgedCall> = { record: { id, principal: request.principal(), caller, method: request.method, target, asked }, live: bridged };
         const outcome = this.#store.put(held);
         if (outcome !== 'held') {
           bridged.refuse(asked, outcome === 'full' ? tooManyPausedCalls() : tooManyPausedCallsOfCaller());
@@ -325,9 +424,13 @@ export class ModernCallBridge {
     }
   }
 
-  async #verify(state: string, ctx: ServerContext): Promise<StatePayload> {
+  /** The payload of a state this replica sealed, for this request's method and principal. */
+  async #open(state: string, request: RoundRequest): Promise<StatePayload> {
+    const parts = splitState(state);
+    // Another replica's state reaches here only when it cannot be forwarded (no replicas given).
+    if (!parts || parts.holder !== this.#replicaId) throw invalidRequestState();
     try {
-      return await this.#codec.verify(state.slice(STATE_PREFIX.length), ctx);
+      return await this.#codec.verify(parts.sealed, bindingOf(request));
     } catch (error) {
       // The codec's reason (mac, expired, bind, malformed) is for the operator only.
       this.#logger.debug({ reason: error instanceof Error ? error.message : String(error) }, 'a retry carried a requestState that does not verify');

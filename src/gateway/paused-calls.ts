@@ -30,11 +30,10 @@ export interface PausedCall<Live> {
  * Where paused calls wait for their retry. Each is taken once: by the retry that resumes it,
  * or by expiry, after which the caller cancels its upstream work.
  *
- * A second replica would need the record in a shared store (Redis: `SET … PX ttl` on put,
- * `GETDEL` on take, expiry from key-expiry events or a sweep), the same `requestState` key on
- * every replica, and a way to reach the live handles: the upstream request is a stream held by
- * one process, so a retry that lands elsewhere must be forwarded to the replica named in the
- * record (or kept there by routing on the state). Nothing else of a paused call is in memory.
+ * A store holds the calls of one process: the upstream request of a paused call is a live
+ * stream held by the replica that paused it, and cannot move. Replicas share paused calls by
+ * naming the holder instead: the `requestState` names the replica, and a retry that lands on
+ * another is forwarded to it over the replica bus (`gateway/paused-call-forwarding.ts`).
  */
 export interface PausedCallStore<Live> {
   /**
@@ -42,8 +41,12 @@ export interface PausedCallStore<Live> {
    * together hold as many as the store may; `caller-full`: this caller holds its share).
    */
   put(call: PausedCall<Live>): PutOutcome;
-  /** Removes and returns the call, or undefined when there is none (never held, taken already, or expired). */
-  take(id: string): PausedCall<Live> | undefined;
+  /**
+   * Removes and returns the call, or undefined when there is none (never held, taken already,
+   * or expired). Given a `principal`, a call paused by another principal is left where it is
+   * and undefined returned, as for an unknown call.
+   */
+  take(id: string, principal?: string): PausedCall<Live> | undefined;
   /** Removes and returns every call whose time ran out by `now` (epoch ms). */
   expire(now: number): PausedCall<Live>[];
   readonly size: number;
@@ -101,9 +104,9 @@ export class InMemoryPausedCalls<Live> implements PausedCallStore<Live> {
     return 'held';
   }
 
-  take(id: string): PausedCall<Live> | undefined {
+  take(id: string, principal?: string): PausedCall<Live> | undefined {
     const call = this.#calls.get(id);
-    if (!call) return undefined;
+    if (!call || (principal !== undefined && call.record.principal !== principal)) return undefined;
     this.#remove(call.record);
     if (this.#calls.size === 0) this.#arm();
     // A call past its time that the timer has not reached yet is expired, not resumable.

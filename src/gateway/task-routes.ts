@@ -18,9 +18,8 @@ export interface TaskRoute {
 }
 
 /**
- * The task-id table: gateway task id → route. In memory for one process; the interface is
- * what a shared store (Redis) implements when several replicas must route each other's tasks.
- * Every method is asynchronous for that reason.
+ * The task-id table: gateway task id → route. In memory for one process, in Redis when replicas
+ * route each other's tasks (`state/redis-task-routes.ts`); every method is asynchronous for that.
  */
 export interface TaskRouteStore {
   put(taskId: string, route: TaskRoute): Promise<void>;

@@ -74,34 +74,44 @@ export class UpstreamRelay implements UpstreamEventSink {
   }
 
   onLogMessage(server: string, params: LoggingMessageNotificationParams, owner: unknown): void {
-    const labelled = { ...params, logger: params.logger ? `${server}/${params.logger}` : server };
-    const notification = { method: 'notifications/message' as const, params: labelled as Record<string, unknown> };
     const call = (owner as DownstreamCall | undefined) ?? this.#attribute(server);
     if (call === 'ambiguous') return;
-    if (call) {
-      // Caused by a call: only on that call's own stream, so only to the session (and so the
-      // principal) that made it, and only while it may still read the server.
-      const session = this.sessions.get(call.sessionId);
-      const access = session ? this.sessions.accessOf(session) : call.access;
-      // The session's level as it is now; without a session, the level the request named.
-      if (access.visible(server) && allows(thresholdOf(session?.logLevel ?? call.logLevel), params.level)) {
-        // Calls in flight are the ones forward() tracks, whose sendNotification logs its own failure and never rejects.
-        void call.sendNotification(notification).catch(() => {});
-      }
-      return;
+    if (call) this.logToCall(server, logNotification(server, params), call);
+    else this.logToSessions(server, params);
+  }
+
+  /**
+   * A log message caused by `call`: only on that call's own stream, so only to the session (and
+   * so the principal) that made it, and only while it may still read the server.
+   */
+  logToCall(server: string, notification: LogNotification, call: DownstreamCall): void {
+    const session = this.sessions.get(call.sessionId);
+    const access = session ? this.sessions.accessOf(session) : call.access;
+    // The session's level as it is now; without a session, the level the request named.
+    if (access.visible(server) && allows(thresholdOf(session?.logLevel ?? call.logLevel), notification.params.level)) {
+      // Calls in flight are the ones forward() tracks, whose sendNotification logs its own failure and never rejects.
+      void call.sendNotification(notification).catch(() => {});
     }
-    // Not caused by any request: only sessions that asked for logs (with logging/setLevel) and
-    // may read the server get it.
+  }
+
+  /**
+   * A log message caused by no request: only sessions that asked for logs (with
+   * logging/setLevel) and may read the server get it. `copies` picks the copies of a session
+   * that deliver it, when every replica hears the message (a `processes: one` server's).
+   */
+  logToSessions(server: string, params: LoggingMessageNotificationParams, copies: (session: DownstreamSession) => boolean = everyCopy): void {
+    const notification = logNotification(server, params);
     for (const session of this.#sessions()) {
-      if (session.logLevel && allows(session.logLevel, params.level) && this.sessions.accessOf(session).visible(server)) {
+      if (session.logLevel && allows(session.logLevel, params.level) && copies(session) && this.sessions.accessOf(session).visible(server)) {
         void bestEffort(() => session.server.notification(notification), this.logger, `relay a log message from "${server}" to session ${session.id}`);
       }
     }
   }
 
-  onResourceUpdated(server: string, uri: string): void {
+  /** A resource update, to the sessions subscribed to it (`copies` as for `logToSessions`). */
+  onResourceUpdated(server: string, uri: string, copies: (session: DownstreamSession) => boolean = everyCopy): void {
     for (const session of this.#sessions()) {
-      if (session.subscriptions.size === 0 || !this.sessions.accessOf(session).visible(server)) continue;
+      if (session.subscriptions.size === 0 || !copies(session) || !this.sessions.accessOf(session).visible(server)) continue;
       for (const [exposedUri, route] of session.subscriptions) {
         if (route.server === server && route.originalUri === uri) {
           void bestEffort(() => session.server.sendResourceUpdated({ uri: exposedUri }), this.logger, `send notifications/resources/updated to session ${session.id}`);
@@ -123,6 +133,18 @@ export class UpstreamRelay implements UpstreamEventSink {
     }
   }
 }
+
+/** A log message as a client gets it: its logger named after the server it came from. */
+export interface LogNotification {
+  method: 'notifications/message';
+  params: LoggingMessageNotificationParams;
+}
+
+function logNotification(server: string, params: LoggingMessageNotificationParams): LogNotification {
+  return { method: 'notifications/message', params: { ...params, logger: params.logger ? `${server}/${params.logger}` : server } };
+}
+
+const everyCopy = () => true;
 
 /**
  * Whether `roots/list` goes to the calling client. Otherwise the gateway answers it with the

@@ -3,12 +3,16 @@ import type { Context, Hono } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { AUTHORIZATION_REFERENCE, BINDING_COOKIE_PREFIX } from '../upstream/auth/pending-authorizations.js';
 import { OAUTH_CALLBACK_PATH, OAUTH_START_PATH, type UserIdentities } from '../upstream/auth/user-identity.js';
 import { escapeHtml, page, pageHeaders } from './oauth-callback.js';
 
-/** The page's anti-forgery cookie (double submit): its value is also in the page's form, which no other site can read. */
-const CONFIRM_COOKIE = 'conflux_oauth_confirm';
-const HANDLE = /^[A-Za-z0-9_-]{43}$/;
+/**
+ * The page's anti-forgery cookie (double submit): its value is also in the page's form, which no
+ * other site can read. Named like the binding cookies: requests forwarded to the replica holding
+ * the authorization carry those cookies only (`oauth-routes.ts`).
+ */
+const CONFIRM_COOKIE = `${BINDING_COOKIE_PREFIX}confirm`;
 /**
  * How long the browser keeps the cookies: long enough for any authorization a user still means
  * to finish. The authorization's own expiry is what counts; the callback clears its cookie.
@@ -32,7 +36,7 @@ export function mountOAuthStart<E extends object>(app: Hono<E>, users: UserIdent
   app.get(`${OAUTH_START_PATH}/:handle`, (c) => {
     pageHeaders(c);
     const handle = c.req.param('handle');
-    const record = HANDLE.test(handle) ? users.authorizations.byHandle(handle) : undefined;
+    const record = AUTHORIZATION_REFERENCE.test(handle) ? users.authorizations.byHandle(handle) : undefined;
     if (!record?.authorizationUrl) return c.html(page('Link not valid', 'This link is unknown, was already used, or has expired. Call the tool again for a new link.'), 400);
     if (users.authorizations.isBound(record)) return alreadyConfirmed(c);
     const secure = users.redirectUrl.startsWith('https:');

@@ -8,6 +8,7 @@ import { isPerUser, UpstreamAuthError, type AuthFor, type CallerIdentity, type U
 import { UpstreamUnavailableError } from './errors.js';
 import { holdInstance, PerUserServer, type InstanceEvents } from './per-user-server.js';
 import { ReplicatedServer } from './replicated-server.js';
+import { SingleOwnerServer, type OwnerLink } from './single-owner-server.js';
 import type { ServerStatus, Upstream } from './upstream.js';
 import { UpstreamConnection, type HealthPolicy, type ReconnectPolicy, type UpstreamEventSink, type UpstreamState } from './upstream-connection.js';
 import { UserInstances, type InstanceLimits } from './user-instances.js';
@@ -32,6 +33,11 @@ export interface UpstreamPoolDeps {
   instances?: InstanceLimits;
   /** Counts per-user instances starting, stopping and reaped. */
   instanceEvents?: InstanceEvents;
+  /**
+   * How the gateway processes sharing the state reach the one running a `processes: one` stdio
+   * server; without it, such a server runs here as any other.
+   */
+  singleOwner?: OwnerLink;
 }
 
 /** One running per-user instance, as `GET /api/v1/sessions` lists it. */
@@ -53,9 +59,11 @@ const NO_INSTANCE_EVENTS: InstanceEvents = { started: () => {}, stopped: () => {
  * A server that acts for each user (see `isPerUser`) is a `PerUserServer`: its entry lists its
  * tools, and requests reach each caller's own instance through `forCaller`. A server with
  * `urls` is a `ReplicatedServer`, which balances each request over its replicas' connections.
+ * A stdio server with `processes: one` is a `SingleOwnerServer`: one gateway process in the
+ * deployment runs it, the others send it their requests.
  */
 export class UpstreamPool {
-  readonly #connections = new Map<string, UpstreamConnection | PerUserServer | ReplicatedServer>();
+  readonly #connections = new Map<string, UpstreamConnection | PerUserServer | ReplicatedServer | SingleOwnerServer>();
   readonly #deps: UpstreamPoolDeps & { verdicts: EraVerdictStore };
   readonly #listeners = new Set<() => void>();
   /** Every per-user instance, all servers together (the caps count across servers). */
@@ -206,6 +214,8 @@ export class UpstreamPool {
   async restart(name: string): Promise<void> {
     const current = this.#connections.get(name);
     if (!current) return;
+    // Its one process is restarted where it runs; this entry stays.
+    if (current instanceof SingleOwnerServer) return current.restartProcess();
     this.#connections.delete(name);
     await current.stop();
     this.#open(name, current.config);
@@ -234,6 +244,18 @@ export class UpstreamPool {
       const replicated = new ReplicatedServer(name, config, { connection: this.#deps, authFor: (definition) => this.#sharedAuth(name, definition), onChange: () => this.#queueChange() });
       this.#connections.set(name, replicated);
       replicated.start();
+      return;
+    }
+    const link = this.#deps.singleOwner;
+    if (config.transport === 'stdio' && config.processes === 'one' && link) {
+      const single = new SingleOwnerServer(name, config, {
+        link,
+        connect: (onChange) => new UpstreamConnection(name, config, { ...this.#deps, events: link.events, auth: this.#sharedAuth(name, config), onChange }),
+        onChange: () => this.#queueChange(),
+        logger: this.#deps.logger,
+      });
+      this.#connections.set(name, single);
+      single.start();
       return;
     }
     const connection = isPerUser(config)

@@ -11,6 +11,11 @@ export interface ServerStatus extends UpstreamStatus {
   instances?: number;
   /** A server with `urls`: each replica, in config order. */
   replicas?: ReplicaStatus[];
+  /**
+   * A stdio server with `processes: one`: where its one process runs, `here` or the id of the
+   * gateway replica running it; absent while none does.
+   */
+  owner?: string;
 }
 
 /** One replica of a server with `urls` (see `replicated-server.ts`). */

@@ -72,7 +72,8 @@ describe('authorizations are bound to the browser that confirmed their link', { 
 
   it('hands out a gateway link without the state, whose page names the gateway user and the server, in a page no one keeps', async () => {
     const link = await linkFor('mallory');
-    expect(link).toMatch(new RegExp(`^${base}/oauth/start/[A-Za-z0-9_-]{43}$`));
+    // The id of the replica holding it, then 256 random bits.
+    expect(link).toMatch(new RegExp(`^${base}/oauth/start/[0-9a-f-]{36}\\.[A-Za-z0-9_-]{43}$`));
     expect(link).not.toContain('state=');
     const response = await fetch(link, { redirect: 'manual' });
     expect(response.status).toBe(200);

@@ -10,11 +10,15 @@ export type AuthorizationOutcome = { connected: true } | { connected: false; rea
  * what waiters hear when it ends.
  */
 export interface PendingAuthorization<C = unknown> {
-  /** The OAuth `state`: 256 random bits. It goes to the authorization server only (in the redirect), never to the user. */
+  /**
+   * The OAuth `state`: 256 random bits, after the holding replica's id (`holderNamed`). It goes
+   * to the authorization server only (in the redirect), never to the user.
+   */
   readonly state: string;
   /**
-   * The user's link is `/oauth/start/<handle>`: 256 random bits, not the state. Whoever opens it
-   * first and confirms binds the authorization to their browser (`bind`).
+   * The user's link is `/oauth/start/<handle>`: 256 random bits, not the state, after the holding
+   * replica's id like the state. Whoever opens it first and confirms binds the authorization to
+   * their browser (`bind`).
    */
   readonly handle: string;
   readonly user: string;
@@ -46,6 +50,20 @@ export type BindResult<C> =
 /** Binding cookies are named `conflux_oauth_<id>`: one per authorization, so two under way in one browser do not overwrite each other. */
 export const BINDING_COOKIE_PREFIX = 'conflux_oauth_';
 
+/** What a replica id must be made of to lead a handle or state (the replicas' UUIDs are). */
+const HOLDER = /^[A-Za-z0-9-]{1,64}$/;
+/** A handle or a state: `<replica id>.` (absent for records of a store that names no holder), then 256 random bits in base64url. */
+export const AUTHORIZATION_REFERENCE = /^(?:[A-Za-z0-9-]{1,64}\.)?[A-Za-z0-9_-]{43}$/;
+
+/**
+ * The replica a handle or state says holds its record, if it names one. Not a secret, and not a
+ * proof: the holder still looks the whole value up, so a forged one names a record nobody has.
+ */
+export function holderNamed(reference: string): string | undefined {
+  const dot = reference.indexOf('.');
+  return dot > 0 && AUTHORIZATION_REFERENCE.test(reference) ? reference.slice(0, dot) : undefined;
+}
+
 export interface PendingAuthorizationsOptions {
   /** How long a started authorization waits for its callback. */
   ttlMs: number;
@@ -53,6 +71,8 @@ export interface PendingAuthorizationsOptions {
   capacity?: number;
   /** Records one user holds at most; their oldest is dropped beyond it, so one user cannot crowd out the others. */
   capacityPerUser?: number;
+  /** This replica's id, named in every handle and state so that another replica knows where to send their requests. */
+  holder?: string | undefined;
   now?: () => number;
 }
 
@@ -61,10 +81,11 @@ const DEFAULT_CAPACITY_PER_USER = 20;
 
 /**
  * Authorizations started and not yet called back, by `state` (the callback) and by `handle`
- * (the user's link, which binds one to a browser before it leaves for the authorization server). In memory: a callback must come
- * back to the replica that started it (the authorization server redirects the browser within
- * minutes, and a sticky load balancer or a single replica sees it through). Each record is
- * used once (`take`), expires after `ttlMs`, and the store is bounded in total and per user.
+ * (the user's link, which binds one to a browser before it leaves for the authorization server).
+ * In the memory of the replica that started them, whose id leads every handle and state: the
+ * link and the callback may reach any replica, which hands them to this one
+ * (`http/oauth-routes.ts`). Each record is used once (`take`), expires after `ttlMs`, and the
+ * store is bounded in total and per user.
  */
 export class PendingAuthorizations<C = unknown> {
   readonly #entries = new Map<string, Entry<C>>();
@@ -72,9 +93,12 @@ export class PendingAuthorizations<C = unknown> {
   readonly #ttlMs: number;
   readonly #capacity: number;
   readonly #capacityPerUser: number;
+  readonly #prefix: string;
   readonly #now: () => number;
 
   constructor(options: PendingAuthorizationsOptions) {
+    if (options.holder !== undefined && !HOLDER.test(options.holder)) throw new Error(`a replica id cannot lead an authorization's handle: ${options.holder}`);
+    this.#prefix = options.holder === undefined ? '' : `${options.holder}.`;
     this.#ttlMs = options.ttlMs;
     this.#capacity = options.capacity ?? DEFAULT_CAPACITY;
     this.#capacityPerUser = options.capacityPerUser ?? DEFAULT_CAPACITY_PER_USER;
@@ -96,8 +120,8 @@ export class PendingAuthorizations<C = unknown> {
     const outcome = new Promise<AuthorizationOutcome>((resolve) => (settle = resolve));
     let settled = false;
     const entry: Entry<C> = {
-      state: randomBytes(32).toString('base64url'),
-      handle: randomBytes(32).toString('base64url'),
+      state: `${this.#prefix}${randomBytes(32).toString('base64url')}`,
+      handle: `${this.#prefix}${randomBytes(32).toString('base64url')}`,
       binding: undefined,
       user,
       server,

@@ -34,6 +34,8 @@ export interface UserIdentitiesDeps {
   baseUrl: string;
   /** For the authorization servers' endpoints; `oauthFetch` when not given. */
   fetch?: FetchLike | undefined;
+  /** This replica's id, named in the links and states of the authorizations it starts (`PendingAuthorizations`). */
+  replicaId?: string | undefined;
 }
 
 /** How a callback was refused: `status` for the page, `message` for the user (never a secret). */
@@ -91,7 +93,7 @@ export class UserIdentities {
     this.#deps = deps;
     this.#now = deps.oauth.now ?? Date.now;
     this.#store = new UserTokenStore(deps.repository, deps.cipher, deps.oauth.logger, this.#now);
-    this.#pending = new PendingAuthorizations({ ttlMs: deps.settings.authorizationTimeoutSeconds * 1000, now: this.#now });
+    this.#pending = new PendingAuthorizations({ ttlMs: deps.settings.authorizationTimeoutSeconds * 1000, holder: deps.replicaId, now: this.#now });
     this.#baseUrl = deps.baseUrl;
     this.#fetch = deps.fetch ?? oauthFetch;
     this.#refresh = new UserTokenRefresh({ oauth: deps.oauth, provider: () => this.#providerDeps(), redirectUrl: () => this.redirectUrl, fetch: this.#fetch });
@@ -358,9 +360,9 @@ export class UserIdentities {
 /**
  * The users' identities of a gateway: with a database only (tokens need somewhere to be kept).
  * Until `listening()` says where the gateway listens, the callback is assumed at the configured
- * host and port.
+ * host and port. `replicaId`: this replica's, which its authorizations' links name.
  */
-export function userIdentitiesFor(settings: GatewaySettings, database: OpenedDatabase | undefined, oauth: OAuthClientDeps): UserIdentities | undefined {
+export function userIdentitiesFor(settings: GatewaySettings, database: OpenedDatabase | undefined, oauth: OAuthClientDeps, replicaId?: string): UserIdentities | undefined {
   if (!database) return undefined;
   return new UserIdentities({
     repository: new UpstreamTokenRepository(database.db),
@@ -368,6 +370,7 @@ export function userIdentitiesFor(settings: GatewaySettings, database: OpenedDat
     settings: settings.upstreamIdentity,
     oauth,
     baseUrl: localUrlOf(settings.host, settings.port),
+    replicaId,
   });
 }
 
