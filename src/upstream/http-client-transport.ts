@@ -1,20 +1,25 @@
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import {
-  isJSONRPCErrorResponse,
-  isJSONRPCResultResponse,
-  parseJSONRPCMessage,
-  SdkErrorCode,
-  SdkHttpError,
-  type JSONRPCMessage,
-  type Transport,
-  type TransportSendOptions,
-} from '@modelcontextprotocol/client';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isJSONRPCRequest, type JSONRPCMessage, type Transport, type TransportSendOptions } from '@modelcontextprotocol/client';
 import { createParser } from 'eventsource-parser';
-import { INSUFFICIENT_SCOPE } from './auth/authorized-fetch.js';
-import type { AuthChallenge, UpstreamAuth } from './auth/upstream-auth.js';
+import type { UpstreamAuth } from './auth/upstream-auth.js';
 import { NotJsonRpcError } from './errors.js';
-import { authFailureIn } from './failure-classification.js';
+import { authFailureIn, describeError } from './failure-classification.js';
+import {
+  answers,
+  asJsonRpcMessage,
+  authChallenge,
+  cancelledRequestId,
+  errorAnswering,
+  httpError,
+  isEventStream,
+  jsonRpcMessages,
+  readAll,
+  tooLarge,
+  UnansweredRequestError,
+  type RequestId,
+} from './http-responses.js';
 import type { OwnerChannel } from './owner-channel.js';
 import { standardHeaders } from './standard-headers.js';
 
@@ -25,7 +30,11 @@ export interface HttpClientTransportOptions {
    * response stream are delivered, so whoever handles them can tell whose they are.
    */
   owners?: OwnerChannel | undefined;
-  /** Largest response body accepted from the upstream. */
+  /**
+   * Largest message accepted from the upstream: a JSON response body, or one event of an SSE
+   * stream (counted in characters there, never more than its bytes). A larger one fails its
+   * request, or ends the GET stream it came on, without being buffered whole.
+   */
   maxResponseBytes?: number;
   /** Credentials added to every request (POST, the GET stream, DELETE), and asked to recover from a refusal. */
   auth?: UpstreamAuth | undefined;
@@ -36,9 +45,25 @@ const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 const STREAM_RETRY_MS = 1000;
 /** ...doubling with each failure to open in a row, up to this. */
 const MAX_STREAM_RETRY_MS = 60_000;
+/** Attempts to resume a request's response stream (GET with `Last-Event-ID`) before its request fails. */
+const MAX_RESUME_ATTEMPTS = 3;
 
 /** Headers the transport derives from its own state or from the message; a caller's per-request headers never replace them. */
-const RESERVED_HEADERS = new Set(['authorization', 'content-type', 'content-length', 'accept', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'mcp-session-id']);
+const RESERVED_HEADERS = new Set(['authorization', 'content-type', 'content-length', 'accept', 'last-event-id', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'mcp-session-id']);
+
+/** What reading one SSE response stream came to. */
+interface StreamRead {
+  /** The answer to the request it was read for was among its events. */
+  answered: boolean;
+  /** The id of the last event that carried one: where the stream resumes. */
+  lastEventId?: string;
+  /** How long the server asked to wait before reconnecting (the SSE `retry` field). */
+  retryMs?: number;
+  /** An event passed the size limit: the stream was closed there. */
+  tooLarge?: Error;
+  /** The stream failed rather than ended. */
+  broken?: Error;
+}
 
 /**
  * Client side of Streamable HTTP on `node:http` with a keep-alive agent and Nagle off, in
@@ -46,10 +71,16 @@ const RESERVED_HEADERS = new Set(['authorization', 'content-type', 'content-leng
  * per call (Request/Headers/AbortSignal objects and a web stream per response). It speaks the
  * same wire: POST with JSON or SSE answers, the session header, the protocol-version header,
  * a GET stream for server-initiated messages, and DELETE to end the session; and for
- * 2026-07-28 the standard headers taken from each request's envelope, and cancellation by
- * closing the request's own response stream. With `auth`, every request carries its credentials,
- * and a request refused for them (401, or 403 `insufficient_scope`) is sent once more when the
- * auth says it has new ones.
+ * 2026-07-28 the standard headers taken from each request's envelope. With `auth`, every
+ * request carries its credentials, and a request refused for them (401, or 403
+ * `insufficient_scope`) is sent once more when the auth says it has new ones.
+ *
+ * Each request owns its POST and response stream: they are closed when the SDK gives the
+ * request up (on 2026-07-28 by aborting its signal; on 2025 by sending `notifications/cancelled`,
+ * which reaches the server first) and when the transport closes. A response stream that ends
+ * without the answer is resumed with `Last-Event-ID` when the server gave event ids
+ * (2025-11-25 resumability); otherwise, or when resuming fails, the request fails at once
+ * (`UnansweredRequestError`) instead of at its timeout.
  */
 export class HttpClientTransport implements Transport {
   onclose?: () => void;
@@ -64,10 +95,14 @@ export class HttpClientTransport implements Transport {
   readonly #agent: HttpAgent;
   readonly #send: typeof httpRequest;
   readonly #inFlight = new Set<ClientRequest>();
+  /** The abort controller of each request whose POST or response stream is open, by request id. */
+  readonly #calls = new Map<string, AbortController>();
   #protocolVersion: string | undefined;
   #streamRetry: NodeJS.Timeout | undefined;
   /** Failures to open the GET stream in a row (its retry backs off). */
   #streamFailures = 0;
+  /** The last event id seen on the GET stream: it is reopened from there. */
+  #streamEventId: string | undefined;
   /**
    * The GET stream could not get credentials (the authorization server refuses or is down): it
    * is not reopened until a request succeeds, or it would ask for a token every few seconds for
@@ -90,10 +125,69 @@ export class HttpClientTransport implements Transport {
     this.#protocolVersion = version;
   }
 
+  /**
+   * Sends `message`. For a request, the promise settles when its response has been read: it
+   * rejects when no answer came (the SDK fails the request with that error, see
+   * `owner-channel.ts`), and resolves once the answer was delivered or the request given up.
+   */
   async send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
     const owner = this.#options.owners?.take();
     if (this.#closed) throw new Error('transport closed');
-    const signal = options?.requestSignal;
+    if (!isJSONRPCRequest(message)) {
+      try {
+        return await this.#post(message, options, owner, options?.requestSignal);
+      } finally {
+        // The server has heard of the cancellation (or could not be told): the request's stream closes.
+        const cancelled = cancelledRequestId(message);
+        if (cancelled !== undefined) this.#calls.get(String(cancelled))?.abort(new Error('request cancelled'));
+      }
+    }
+    const call = this.#track(message.id, options?.requestSignal);
+    try {
+      await this.#post(message, options, owner, call.signal);
+    } finally {
+      call.done();
+    }
+  }
+
+  /** Ends the upstream session (DELETE), as the SDK's transport does. */
+  async terminateSession(): Promise<void> {
+    if (!this.sessionId) return;
+    const response = await this.#authorizedRequest('DELETE', {});
+    response.resume();
+    this.sessionId = undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#streamRetry);
+    for (const call of this.#calls.values()) call.abort(new Error('transport closed'));
+    this.#calls.clear();
+    for (const request of this.#inFlight) request.destroy();
+    this.#inFlight.clear();
+    this.#agent.destroy();
+    this.onclose?.();
+  }
+
+  /** The signal of request `id`'s POST and response stream (see the class comment for what aborts it). */
+  #track(id: RequestId, requestSignal: AbortSignal | undefined): { signal: AbortSignal; done(): void } {
+    const key = String(id);
+    const controller = new AbortController();
+    const forward = () => controller.abort(requestSignal?.reason);
+    if (requestSignal?.aborted) forward();
+    else requestSignal?.addEventListener('abort', forward, { once: true });
+    this.#calls.set(key, controller);
+    return {
+      signal: controller.signal,
+      done: () => {
+        requestSignal?.removeEventListener('abort', forward);
+        if (this.#calls.get(key) === controller) this.#calls.delete(key);
+      },
+    };
+  }
+
+  async #post(message: JSONRPCMessage, options: TransportSendOptions | undefined, owner: unknown, signal: AbortSignal | undefined): Promise<void> {
     const body = JSON.stringify(message);
     const headers: Record<string, string> = { ...extraHeaders(options?.headers), 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     Object.assign(headers, standardHeaders(message));
@@ -125,20 +219,26 @@ export class HttpClientTransport implements Transport {
       // 404 to a request that named our session (the server forgot it: the connection is over),
       // nor an auth wall (no retry can help; the connection reads it as misconfiguration).
       const sessionEnded = status === 404 && session !== undefined;
-      const answers = status >= 400 && status < 500 && status !== 401 && status !== 403 && !sessionEnded;
-      if (answers && this.#deliverRefusal(text, message, owner)) return;
+      const inBand = status >= 400 && status < 500 && status !== 401 && status !== 403 && !sessionEnded;
+      if (inBand && this.#deliverRefusal(text, message, owner)) return;
       throw httpError(status, response.statusMessage, text, session);
     }
-    const type = String(response.headers['content-type'] ?? '');
-    if (type.startsWith('text/event-stream')) {
+    const request = isJSONRPCRequest(message) ? message : undefined;
+    if (isEventStream(response)) {
       // The answer streams; notifications and requests about it may come first.
-      void this.#consumeEvents(response, owner, signal).then((answered) => {
-        if (!answered && !signal?.aborted && !this.#closed) options?.onRequestStreamEnd?.();
-      });
+      if (!request || !signal) return void this.#consumeEvents(response, owner, signal);
+      const failure = await this.#awaitAnswer(response, owner, signal, request.id);
+      if (!failure || signal.aborted || this.#closed) return;
+      // A stream that ends is how some requests finish (a 2026-07-28 `subscriptions/listen`): its sender says so.
+      if (failure instanceof UnansweredRequestError && options?.onRequestStreamEnd) return options.onRequestStreamEnd();
+      throw failure;
+    }
+    const type = String(response.headers['content-type'] ?? '');
+    const text = await readAll(response, this.#maxMessageBytes);
+    if (text.trim() === '') {
+      if (request) throw new UnansweredRequestError(`the response (HTTP ${status}) was empty`);
       return;
     }
-    const text = await readAll(response, this.#options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES);
-    if (text.trim() === '') return;
     const items = jsonRpcMessages(text);
     // An answer the SDK cannot match to its request would leave the caller waiting for its
     // timeout; failing the send tells it at once what came back instead.
@@ -147,24 +247,11 @@ export class HttpClientTransport implements Transport {
       if (i > 0) await new Promise((resolve) => setImmediate(resolve)); // see #consumeEvents
       this.#dispatch(items[i]!, owner);
     }
+    if (request && !items.some((item) => answers(item, request.id))) throw new UnansweredRequestError(`the response (HTTP ${status}) carried no answer to the request`);
   }
 
-  /** Ends the upstream session (DELETE), as the SDK's transport does. */
-  async terminateSession(): Promise<void> {
-    if (!this.sessionId) return;
-    const response = await this.#authorizedRequest('DELETE', {});
-    response.resume();
-    this.sessionId = undefined;
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearTimeout(this.#streamRetry);
-    for (const request of this.#inFlight) request.destroy();
-    this.#inFlight.clear();
-    this.#agent.destroy();
-    this.onclose?.();
+  get #maxMessageBytes(): number {
+    return this.#options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
   }
 
   /**
@@ -229,20 +316,68 @@ export class HttpClientTransport implements Transport {
 
   /** Delivers a JSON-RPC error body that answers `message` in-band; false when it is anything else. */
   #deliverRefusal(text: string, message: JSONRPCMessage, owner: unknown): boolean {
-    const answer = jsonRpcMessages(text);
-    const only = answer?.length === 1 ? answer[0]! : undefined;
-    if (!only || !isJSONRPCErrorResponse(only) || !('id' in message) || only.id !== message.id) return false;
-    this.#dispatch(only, owner);
-    return true;
+    const answer = errorAnswering(text, message);
+    if (answer) this.#dispatch(answer, owner);
+    return answer !== undefined;
   }
 
   /**
-   * The GET stream for messages the server sends on its own; reopened while the transport lives,
-   * backing off while it fails, and parked while its credentials cannot be had.
+   * Reads a request's SSE response up to its answer. A stream that ends or breaks off before it,
+   * after an event with an id, is asked for again from there (a 2025-11-25 server may close it on
+   * purpose and have the client poll); without an id, or when resuming fails, the answer is not
+   * coming and the reason is returned. Undefined once answered or given up.
+   */
+  async #awaitAnswer(stream: IncomingMessage, owner: unknown, signal: AbortSignal, id: RequestId): Promise<Error | undefined> {
+    let lastEventId: string | undefined;
+    for (;;) {
+      const read = await this.#consumeEvents(stream, owner, signal, id);
+      if (read.answered || signal.aborted || this.#closed) return undefined;
+      if (read.tooLarge) return read.tooLarge;
+      lastEventId = read.lastEventId ?? lastEventId;
+      const ended = read.broken ? `broke off (${describeError(read.broken)})` : 'ended';
+      if (lastEventId === undefined) return new UnansweredRequestError(`the response stream ${ended} without an answer`);
+      const resumed = await this.#resume(lastEventId, read.retryMs, signal);
+      if (resumed === undefined) return undefined;
+      if (resumed instanceof Error) return new UnansweredRequestError(`the response stream ${ended} without an answer, and resuming it failed: ${describeError(resumed)}`);
+      stream = resumed;
+    }
+  }
+
+  /**
+   * The stream after event `lastEventId` (GET with `Last-Event-ID`), after the server's `retry`
+   * or a backoff; asked for up to `MAX_RESUME_ATTEMPTS` times while it fails to open, once when
+   * refused (no GET stream, an unknown event, a forgotten session: asking again changes nothing).
+   * Undefined once the request is given up.
+   */
+  async #resume(lastEventId: string, retryMs: number | undefined, signal: AbortSignal): Promise<IncomingMessage | Error | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      await sleep(retryMs ?? retryDelay(attempt), undefined, { signal }).catch(() => undefined);
+      if (signal.aborted || this.#closed) return undefined;
+      let failure: Error;
+      try {
+        const response = await this.#authorizedRequest('GET', { accept: 'text/event-stream', 'last-event-id': lastEventId }, undefined, signal);
+        if (isEventStream(response)) return response;
+        response.resume();
+        const status = response.statusCode ?? 0;
+        failure = new Error(`HTTP ${status}`);
+        if (status >= 400 && status < 500) return failure;
+      } catch (error) {
+        if (signal.aborted || this.#closed) return undefined;
+        failure = error instanceof Error ? error : new Error(String(error));
+      }
+      if (attempt >= MAX_RESUME_ATTEMPTS) return failure;
+    }
+  }
+
+  /**
+   * The GET stream for messages the server sends on its own; reopened while the transport lives
+   * (from its last event id, if it gave any), backing off while it fails, and parked while its
+   * credentials cannot be had.
    */
   #openStream(): void {
     if (this.#closed) return;
-    this.#authorizedRequest('GET', { accept: 'text/event-stream' }).then(
+    const resumeFrom = this.#streamEventId;
+    this.#authorizedRequest('GET', { accept: 'text/event-stream', ...(resumeFrom !== undefined ? { 'last-event-id': resumeFrom } : {}) }).then(
       (response) => {
         const status = response.statusCode ?? 0;
         if (status === 401 || status === 403) {
@@ -250,12 +385,27 @@ export class HttpClientTransport implements Transport {
           this.#streamParked = true;
           return;
         }
-        if (status === 405 || status === 404 || !String(response.headers['content-type'] ?? '').startsWith('text/event-stream')) {
-          response.resume(); // the server offers no such stream
+        if (!isEventStream(response)) {
+          response.resume();
+          if (resumeFrom === undefined) return; // the server offers no such stream
+          // It cannot resume from there (it forgot the event, or restarted): a fresh stream next.
+          this.#streamEventId = undefined;
+          this.#streamFailures++;
+          this.#retryStream();
           return;
         }
         this.#streamFailures = 0;
-        void this.#consumeEvents(response, undefined, undefined).then(() => this.#retryStream());
+        void this.#consumeEvents(response, undefined, undefined).then((read) => {
+          this.#streamEventId = read.lastEventId ?? this.#streamEventId;
+          const failure = read.tooLarge ?? read.broken;
+          if (failure && !this.#closed) this.onerror?.(failure);
+          if (read.tooLarge) {
+            // Resumed, the stream would replay the event that was too large: a fresh one, after a pause.
+            this.#streamEventId = undefined;
+            this.#streamFailures++;
+          }
+          this.#retryStream(read.tooLarge ? undefined : read.retryMs);
+        });
       },
       (error: unknown) => {
         if (authFailureIn(error)) {
@@ -268,20 +418,31 @@ export class HttpClientTransport implements Transport {
     );
   }
 
-  #retryStream(): void {
+  #retryStream(delay = retryDelay(this.#streamFailures)): void {
     if (this.#closed) return;
-    const delay = Math.min(STREAM_RETRY_MS * 2 ** Math.max(0, this.#streamFailures - 1), MAX_STREAM_RETRY_MS);
     this.#streamRetry = setTimeout(() => this.#openStream(), delay);
     this.#streamRetry.unref();
   }
 
-  /** Reads an SSE response to its end; resolves to whether an answer (a response) was among its events. */
-  async #consumeEvents(response: IncomingMessage, owner: unknown, signal: AbortSignal | undefined): Promise<boolean> {
+  /**
+   * Reads an SSE response to its end, delivering its messages, and says what it came to. With
+   * `id`, whether the answer to that request was among them. An event larger than the message
+   * limit ends the read there, the stream closed.
+   */
+  async #consumeEvents(response: IncomingMessage, owner: unknown, signal: AbortSignal | undefined, id?: RequestId): Promise<StreamRead> {
+    const limit = this.#maxMessageBytes;
+    const read: StreamRead = { answered: false };
     const events: string[] = [];
-    let answered = false;
     const parser = createParser({
+      // Counts what is buffered of the event being read (its data, and an unfinished line).
+      maxBufferSize: limit,
       onEvent: (event) => {
+        if (event.id !== undefined) read.lastEventId = event.id;
         if ((event.event === undefined || event.event === 'message') && event.data.trim() !== '') events.push(event.data);
+      },
+      onRetry: (ms) => (read.retryMs = ms),
+      onError: (error) => {
+        if (error.type === 'max-buffer-size-exceeded') read.tooLarge = tooLarge('an SSE event', limit);
       },
     });
     response.setEncoding('utf8');
@@ -296,16 +457,17 @@ export class HttpClientTransport implements Transport {
           if (i > 0) await new Promise((resolve) => setImmediate(resolve));
           try {
             const message = this.#deliver(JSON.parse(batch[i]!), owner);
-            if (message && (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message))) answered = true;
+            if (message && id !== undefined && answers(message, id)) read.answered = true;
           } catch (error) {
             this.onerror?.(new Error(`upstream sent an SSE event that is not JSON: ${(error as Error).message}`));
           }
         }
+        if (read.tooLarge) break; // leaving the loop destroys the response: nothing more is buffered
       }
     } catch (error) {
-      if (!this.#closed && !signal?.aborted) this.onerror?.(error as Error);
+      if (!this.#closed && !signal?.aborted) read.broken = error instanceof Error ? error : new Error(String(error));
     }
-    return answered;
+    return read;
   }
 
   #deliver(value: unknown, owner: unknown): JSONRPCMessage | undefined {
@@ -319,16 +481,6 @@ export class HttpClientTransport implements Transport {
     if (this.#options.owners) this.#options.owners.delivering = owner;
     this.onmessage?.(message);
   }
-}
-
-/** A refusal the auth may recover from: 401, or 403 naming `insufficient_scope`. */
-function authChallenge(response: IncomingMessage): AuthChallenge | undefined {
-  const status = response.statusCode;
-  const header = response.headers['www-authenticate'];
-  const wwwAuthenticate = Array.isArray(header) ? header.join(', ') : header;
-  if (status === 401) return { status, wwwAuthenticate };
-  if (status === 403 && wwwAuthenticate && INSUFFICIENT_SCOPE.test(wwwAuthenticate)) return { status, wwwAuthenticate };
-  return undefined;
 }
 
 /** `url` with credentials in its query, when the auth puts them there. */
@@ -354,59 +506,7 @@ function extraHeaders(headers: Readonly<Record<string, string>> | undefined): Re
   return kept;
 }
 
-/**
- * An HTTP refusal as the SDK's own transport reports one: the status and the body's start,
- * which the SDK reads to tell a 2025-only server (a JSON-RPC error body) from an auth wall;
- * and the session the request named, if any (a 404 to it means the server forgot it).
- */
-function httpError(status: number, statusText: string | undefined, text: string, sessionId: string | undefined): SdkHttpError {
-  const session = sessionId !== undefined ? { sessionId } : {};
-  // What an auth wall says is not kept: an upstream may echo the credentials it refused.
-  if (status === 401) return new SdkHttpError(SdkErrorCode.ClientHttpAuthentication, 'upstream refused the credentials (401)', { status, statusText, text: '', ...session });
-  if (status === 403) return new SdkHttpError(SdkErrorCode.ClientHttpForbidden, 'upstream refused access with these credentials (403)', { status, statusText, text: '', ...session });
-  return new SdkHttpError(SdkErrorCode.ClientHttpNotImplemented, `Error POSTing to endpoint (HTTP ${status}): ${text.slice(0, 500)}`, { status, statusText, text, ...session });
-}
-
-function asJsonRpcMessage(value: unknown): JSONRPCMessage | undefined {
-  try {
-    return parseJSONRPCMessage(value);
-  } catch {
-    return undefined;
-  }
-}
-
-/** The messages of a JSON response body, or undefined if it is not JSON-RPC. */
-function jsonRpcMessages(text: string): JSONRPCMessage[] | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  const items = Array.isArray(parsed) ? parsed : [parsed];
-  const messages: JSONRPCMessage[] = [];
-  for (const item of items) {
-    const message = asJsonRpcMessage(item);
-    if (!message) return undefined;
-    messages.push(message);
-  }
-  return messages.length > 0 ? messages : undefined;
-}
-
-function readAll(response: IncomingMessage, limit: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    response.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        response.destroy();
-        reject(new Error(`upstream response larger than ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    response.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    response.once('error', reject);
-  });
+/** The wait before reopening a stream after `failures` failures in a row (none: the plain retry). */
+function retryDelay(failures: number): number {
+  return Math.min(STREAM_RETRY_MS * 2 ** Math.max(0, failures - 1), MAX_STREAM_RETRY_MS);
 }

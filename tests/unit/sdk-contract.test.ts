@@ -1,7 +1,9 @@
 /**
  * What Conflux relies on the MCP SDK v2 packages (pinned to one exact version in package.json)
  * to do. When the SDK is upgraded, a failure here names the assumption that moved, before an
- * integration test fails somewhere far from the cause.
+ * integration test fails somewhere far from the cause. The behaviours the SDK does not document
+ * (synchronous send, delivery timing, cancellation through `onmessage`) are shown with live SDK
+ * objects in sdk-assumptions.test.ts.
  */
 import { describe, expect, it } from 'vitest';
 import * as client from '@modelcontextprotocol/client';
