@@ -1,11 +1,21 @@
 import { defineConfig } from 'vitest/config';
+import { LOAD_SCALE_VARIABLE, loadScale, measureLoadScale } from './tests/helpers/load-scale.js';
+
+// Measured once, as the run starts, and handed to the test processes so that these timeouts and
+// the deadlines of `waitFor` stretch together: on a busy machine (other suites, installs, gateways
+// running at once) the same tests take up to four times as long, and fixed limits failed tests
+// that were only slow. Set CONFLUX_TEST_LOAD_SCALE to pin it.
+const scale = process.env[LOAD_SCALE_VARIABLE] ? loadScale : measureLoadScale();
 
 export default defineConfig({
   test: {
     include: ['tests/**/*.test.ts'],
-    testTimeout: 60_000,
+    testTimeout: Math.round(60_000 * scale),
     // Set-up starts databases and processes; on a loaded machine that takes far longer than the test.
-    hookTimeout: 120_000,
+    hookTimeout: Math.round(120_000 * scale),
+    env: { [LOAD_SCALE_VARIABLE]: String(scale) },
+    // A place for the migrated PGlite template the test processes share (tests/helpers/databases.ts).
+    globalSetup: ['tests/helpers/pglite-template-setup.ts'],
     pool: 'forks',
   },
 });

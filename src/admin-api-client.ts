@@ -3,6 +3,7 @@ import { isLoopbackHost } from './http/guards/loopback.js';
 import type { AdminBackend, ApiKeyRecord } from './admin-backend.js';
 import type { AccessRules, Grant, ToolRule } from './auth/access-policy.js';
 import type { ConnectionsBackend } from './admin-commands.js';
+import { ApiKeyRecordSchema, ConnectionSchema, GrantSchema, ToolRuleSchema } from './http/api/response-schemas.js';
 
 /** A refusal or failure reported by the gateway's admin API (or the gateway not answering). */
 export class GatewayAdminError extends Error {
@@ -17,34 +18,6 @@ export class GatewayAdminError extends Error {
   }
 }
 
-const date = z.iso.datetime({ offset: true }).transform((text) => new Date(text));
-const ApiKeyRecordSchema = z.object({
-  id: z.string(),
-  name: z.string(),
-  subject: z.string(),
-  groups: z.array(z.string()),
-  createdAt: date,
-  expiresAt: date.nullable(),
-  revokedAt: date.nullable(),
-  lastUsedAt: date.nullable(),
-});
-const GrantSchema = z.object({
-  id: z.string(),
-  source: z.enum(['config', 'database']),
-  subjectType: z.enum(['user', 'group']),
-  subject: z.string(),
-  server: z.string(),
-  level: z.enum(['read', 'call']),
-});
-const ToolRuleSchema = z.object({
-  id: z.string(),
-  source: z.enum(['config', 'database']),
-  subjectType: z.enum(['user', 'group', 'everyone']),
-  subject: z.string().nullable(),
-  server: z.string(),
-  effect: z.enum(['allow', 'deny']),
-  pattern: z.string(),
-});
 const ErrorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 
 /**
@@ -97,15 +70,6 @@ export function gatewayAdmin(baseUrl: string, token: string | undefined): AdminB
     },
   };
 }
-
-const ConnectionSchema = z.object({
-  user: z.string(),
-  server: z.string(),
-  createdAt: date,
-  expiresAt: date.nullable(),
-  scopes: z.array(z.string()),
-  source: z.enum(['authorization', 'api']),
-});
 
 /**
  * `conflux connections` through a running gateway's REST API (`/api/v1/connections`): every

@@ -11,6 +11,7 @@ import { AccessRepository } from './store/access-repository.js';
 import { ApiKeyRepository } from './store/api-key-repository.js';
 import { DataDirLockedError, type LockHolder } from './store/data-dir-lock.js';
 import { openDatabase } from './store/database.js';
+import { ServerRepository } from './store/server-repository.js';
 import { UpstreamTokenRepository } from './store/upstream-token-repository.js';
 import { connectionOf, type UserConnection } from './upstream/auth/user-token-store.js';
 
@@ -27,22 +28,6 @@ export interface AdminOptions {
   /** An admin's API key or bearer token, for a gateway that holds the embedded database. */
   adminToken?: string | undefined;
 }
-
-export const ADMIN_USAGE = `  keys create NAME       Create an API key (printed once) [--group G]... [--subject S] [--expires 30d|2027-01-01]
-  keys list              List API keys (never the keys themselves)
-  keys revoke ID|NAME    Revoke an API key
-  access list            List grants and tool rules
-  access grant           Grant a level on a server: --user U | --group G, --server S|*, [--level read|call]
-  access rule            Allow or deny tools: [--user U | --group G] [--server S] --allow GLOB | --deny GLOB
-  access revoke ID       Remove a stored grant
-  access remove-rule ID  Remove a stored tool rule
-  connections list       Users' connections to per-user upstreams (never a token) [--user U]
-  connections revoke S   Revoke a user's connection to server S: --user U (through a gateway,
-                         without --user: the credential's own)
-                         While a gateway serves the embedded database, these go through its admin
-                         API; with gateway.auth on, give an admin's API key or bearer token in
-                         CONFLUX_ADMIN_TOKEN (or --admin-token).
-`;
 
 /** The environment variable holding an admin credential for a gateway's admin API. */
 export const ADMIN_TOKEN_VARIABLE = 'CONFLUX_ADMIN_TOKEN';
@@ -63,9 +48,18 @@ export interface ConnectionsBackend {
 interface OpenedAdmin {
   backend: AdminBackend;
   connections: ConnectionsBackend;
+  /** Servers registered in the database (through the API), when the database is opened here. */
+  registeredServers?: (() => Promise<string[]>) | undefined;
   /** The gateway the commands go through, when it holds the embedded database. */
   gateway?: { holder: LockHolder & { url: string }; dataDir: string; token: string | undefined } | undefined;
   close(): Promise<void>;
+}
+
+/** What the config file says that the admin commands check against. */
+export interface AdminConfig {
+  access: AccessSettings;
+  /** The config file's server names: a grant naming none of these (nor a registered one) is warned about. */
+  servers: readonly string[];
 }
 
 /**
@@ -79,17 +73,19 @@ export async function adminCommand(
   rest: string[],
   options: AdminOptions,
   env: Environment,
-  access: AccessSettings,
+  config: AdminConfig,
   out: Out,
   err: Out,
 ): Promise<number> {
   const token = options.adminToken ?? (env.variables[ADMIN_TOKEN_VARIABLE] || undefined);
-  const opened = await openAdmin(env, access, token, err);
+  const opened = await openAdmin(env, config.access, token, err);
   if (!opened) return 1;
   try {
     if (opened.gateway) err(`(through the gateway at ${opened.gateway.holder.url}, process ${opened.gateway.holder.pid}, which holds ${opened.gateway.dataDir})`);
     if (command === 'connections') return await connectionsCommand(opened.connections, opened.gateway !== undefined, rest, options, out, err);
-    return command === 'keys' ? await keysCommand(opened.backend, rest, options, out, err) : await accessCommand(opened.backend, rest, options, out, err);
+    if (command === 'keys') return await keysCommand(opened.backend, rest, options, out, err);
+    const warnUnknown = (server: string | undefined) => warnOfUnknownServer(server, config.servers, opened.registeredServers, err);
+    return await accessCommand(opened.backend, rest, options, out, err, warnUnknown);
   } catch (error) {
     if (!(error instanceof GatewayAdminError || error instanceof ApiKeyError || error instanceof AccessRuleError)) throw error;
     err(`${command} ${rest[0] ?? ''}: ${explain(error, opened.gateway)}`);
@@ -104,7 +100,7 @@ async function openAdmin(env: Environment, access: AccessSettings, token: string
   const deadline = Date.now() + LOCK_WAIT_MS;
   for (;;) {
     try {
-      return await openDirect(env.databaseUrl, dataDir, access);
+      return await openDirect(env.databaseUrl, dataDir, access, err);
     } catch (error) {
       if (!(error instanceof DataDirLockedError)) throw error;
       const { holder } = error;
@@ -120,8 +116,8 @@ async function openAdmin(env: Environment, access: AccessSettings, token: string
   }
 }
 
-async function openDirect(url: string | undefined, dataDir: string, access: AccessSettings): Promise<OpenedAdmin> {
-  const database = await openDatabase({ url, dataDir });
+async function openDirect(url: string | undefined, dataDir: string, access: AccessSettings, err: Out): Promise<OpenedAdmin> {
+  const database = await openDatabase({ url, dataDir, progress: err });
   try {
     await database.migrate();
     const control = new AccessControl(access, new AccessRepository(database.db), pino({ enabled: false }));
@@ -134,6 +130,7 @@ async function openDirect(url: string | undefined, dataDir: string, access: Acce
         list: async (user) => (await tokens.tokens(user === undefined ? undefined : identityKey(user, 'user'))).map(connectionOf),
         revoke: (server, user) => tokens.deleteToken(identityKey(user!, 'user'), server),
       },
+      registeredServers: async () => (await new ServerRepository(database.db).list()).map((s) => s.name),
       close: async () => {
         control.stop();
         await database.close();
@@ -178,7 +175,11 @@ async function keysCommand(admin: AdminBackend, [action, target]: string[], opti
     case 'list': {
       const list = await admin.listKeys();
       if (options.json) out(JSON.stringify(list, null, 2));
-      else for (const k of list) out([k.id, k.name, k.subject, k.groups.join(',') || '-', k.revokedAt ? 'revoked' : k.expiresAt && k.expiresAt < new Date() ? 'expired' : 'active', k.expiresAt?.toISOString() ?? '-'].join('\t'));
+      else {
+        const state = (k: (typeof list)[number]) => (k.revokedAt ? 'revoked' : k.expiresAt && k.expiresAt < new Date() ? 'expired' : 'active');
+        table(out, ['ID', 'NAME', 'SUBJECT', 'GROUPS', 'STATE', 'EXPIRES'], list.map((k) => [k.id, k.name, k.subject, k.groups.join(',') || '-', state(k), k.expiresAt?.toISOString() ?? '-']));
+        if (list.length === 0) err('no API keys yet: create one with "conflux keys create NAME"');
+      }
       return 0;
     }
     case 'revoke': {
@@ -196,15 +197,17 @@ async function keysCommand(admin: AdminBackend, [action, target]: string[], opti
   }
 }
 
-async function accessCommand(admin: AdminBackend, [action, target]: string[], options: AdminOptions, out: Out, err: Out): Promise<number> {
+async function accessCommand(admin: AdminBackend, [action, target]: string[], options: AdminOptions, out: Out, err: Out, warnUnknown: (server: string | undefined) => Promise<void>): Promise<number> {
   const group = options.group?.[0];
   switch (action) {
     case 'list': {
       const rules = await admin.rules();
       if (options.json) out(JSON.stringify(rules, null, 2));
       else {
-        for (const g of rules.grants) out(`grant\t${g.id}\t${g.subjectType}:${g.subject}\t${g.server}\t${g.level}`);
-        for (const r of rules.toolRules) out(`rule\t${r.id}\t${r.subjectType}${r.subject ? `:${r.subject}` : ''}\t${r.server}\t${r.effect} ${r.pattern}`);
+        table(out, ['KIND', 'ID', 'WHO', 'SERVER', 'ACCESS'], [
+          ...rules.grants.map((g) => ['grant', g.id, `${g.subjectType}:${g.subject}`, g.server, g.level]),
+          ...rules.toolRules.map((r) => ['rule', r.id, `${r.subjectType}${r.subject ? `:${r.subject}` : ''}`, r.server, `${r.effect} ${r.pattern}`]),
+        ]);
       }
       return 0;
     }
@@ -213,6 +216,7 @@ async function accessCommand(admin: AdminBackend, [action, target]: string[], op
       if (!options.server) return usage(err, 'access grant: missing --server (a server name or *)');
       const level = options.level ?? 'call';
       if (level !== 'read' && level !== 'call') return usage(err, 'access grant: --level must be read or call');
+      await warnUnknown(options.server);
       const grant = await admin.addGrant({ subjectType: options.user ? 'user' : 'group', subject: (options.user ?? group)!, server: options.server, level });
       out(`grant ${grant.id}: ${grant.subjectType} ${grant.subject} may ${grant.level} on ${grant.server}`);
       return 0;
@@ -220,6 +224,7 @@ async function accessCommand(admin: AdminBackend, [action, target]: string[], op
     case 'rule': {
       if (options.user !== undefined && group !== undefined) return usage(err, 'access rule: give at most one of --user or --group');
       if ((options.allow === undefined) === (options.deny === undefined)) return usage(err, 'access rule: give exactly one of --allow or --deny');
+      await warnUnknown(options.server);
       const rule = await admin.addToolRule({
         subjectType: options.user ? 'user' : group ? 'group' : 'everyone',
         subject: options.user ?? group ?? null,
@@ -247,7 +252,7 @@ async function connectionsCommand(connections: ConnectionsBackend, throughGatewa
     case 'list': {
       const list = await connections.list(options.user);
       if (options.json) out(JSON.stringify(list, null, 2));
-      else for (const c of list) out([c.user, c.server, c.source, c.createdAt.toISOString(), c.expiresAt?.toISOString() ?? '-', c.scopes.join(' ') || '-'].join('\t'));
+      else table(out, ['USER', 'SERVER', 'SOURCE', 'CREATED', 'EXPIRES', 'SCOPES'], list.map((c) => [c.user, c.server, c.source, c.createdAt.toISOString(), c.expiresAt?.toISOString() ?? '-', c.scopes.join(' ') || '-']));
       return 0;
     }
     case 'revoke': {
@@ -263,6 +268,26 @@ async function connectionsCommand(connections: ConnectionsBackend, throughGatewa
     default:
       return usage(err, `connections: unknown action "${action ?? ''}"`);
   }
+}
+
+/**
+ * A grant or rule for a server nobody configured or registered is kept (the server may be
+ * registered later) but said, since a typo would otherwise grant nothing, silently.
+ */
+async function warnOfUnknownServer(server: string | undefined, configured: readonly string[], registered: OpenedAdmin['registeredServers'], err: Out): Promise<void> {
+  if (server === undefined || server === '*' || configured.includes(server)) return;
+  const known = [...configured, ...((await registered?.()) ?? [])];
+  if (known.includes(server)) return;
+  err(
+    `warning: no server named "${server}" is in the config file${registered ? ' or registered in the database' : ''}` +
+      `${known.length ? ` (known: ${known.join(', ')})` : ''}; it applies once a server of that name exists`,
+  );
+}
+
+/** A table with a header row, tab-separated: readable at a terminal, and easy to cut or awk. */
+export function table(out: Out, header: readonly string[], rows: readonly (readonly string[])[]): void {
+  out(header.join('\t'));
+  for (const row of rows) out(row.join('\t'));
 }
 
 /** `30d`, `12h`, `90m` from now, or an ISO date. */

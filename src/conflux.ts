@@ -12,7 +12,7 @@ import { OAuthResourceServer } from './auth/oauth-resource-server.js';
 import { ANONYMOUS } from './auth/principal.js';
 import { LiveCatalog } from './catalog/live-catalog.js';
 import type { Config } from './config/schema.js';
-import { changedGatewaySettings, watchConfigFile } from './config/watch.js';
+import { watchConfigFile, type ConfigWatch, type ReloadResult } from './config/watch.js';
 import { CallTracker } from './gateway/call-tracker.js';
 import { CredentialBoundStreams } from './gateway/credential-bound-streams.js';
 import { detachedCall } from './gateway/forward.js';
@@ -98,6 +98,11 @@ export interface Conflux {
   start(): Promise<void>;
   /** Serves HTTP; defaults come from the config's `gateway` section. */
   listen(host?: string, port?: number): Promise<{ url: string; port: number }>;
+  /**
+   * Reads the config file again and applies what changed in its servers, as an edit noticed by
+   * the watch is (`reason` is logged: `SIGHUP`). Undefined without a config file, or before `start`.
+   */
+  reloadConfig(reason: string): Promise<ReloadResult | undefined>;
   /** The gateway's routing of one tool call, without HTTP (used by the CLI). */
   callTool(params: CallToolRequest['params'], signal?: AbortSignal): Promise<CallToolResult>;
   /**
@@ -267,7 +272,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     allowStdio: settings.api.allowStdio,
   });
   let listening: Listening | undefined;
-  let watcher: { close(): void } | undefined;
+  let watcher: ConfigWatch | undefined;
   let bindHost = settings.host;
 
   upstreams.onChange(() => {
@@ -383,11 +388,13 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       await registry.start(config.servers);
       configChanges.start();
       if (deps.configFile) {
-        const file = deps.configFile.path;
-        watcher = watchConfigFile(file, deps.configFile.env, logger, (next) => {
-          const needRestart = changedGatewaySettings(settings, next.gateway);
-          if (needRestart.length > 0) logger.warn({ file, settings: needRestart }, 'gateway settings changed in the config file take effect at the next restart; the servers were applied');
-          return registry.setConfigServers(next.servers);
+        watcher = watchConfigFile({
+          path: deps.configFile.path,
+          env: deps.configFile.env,
+          logger,
+          running: config,
+          apply: (next) => registry.setConfigServers(next.servers),
+          onReloaded: (result) => metrics.configReloads.inc({ result }),
         });
       }
     },
@@ -418,6 +425,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       const shownHost = host.includes(':') ? `[${host}]` : host;
       return { url: `http://${shownHost}:${listening.port}/mcp`, port: listening.port };
     },
+    reloadConfig: (reason) => watcher?.reload(reason) ?? Promise.resolve(undefined),
     callTool: (params, signal) => callTool({ catalog, tasks, upstreams, tracker, limit, audit, metrics, rateLimits, logger }, params, detachedCall('cli', fullAccess(ANONYMOUS), signal)),
     async stop() {
       watcher?.close();

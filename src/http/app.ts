@@ -20,6 +20,9 @@ import { bodyLimit } from './guards/body-limit.js';
 import { hostOriginGuard, type HostOriginGuardOptions } from './guards/host-origin.js';
 import { jsonContentTypeGuard } from './guards/json-content-type.js';
 import { refusal } from './guards/refusal.js';
+import { indexPage } from './index-page.js';
+import { requestMetrics } from './request-metrics.js';
+import { GATEWAY_VERSION } from '../version.js';
 
 export interface HttpAppDeps {
   sessions: SessionRegistry;
@@ -44,10 +47,12 @@ export interface HttpAppDeps {
   limiterHealth?: (() => Promise<LimiterHealth>) | undefined;
   /** Where sessions are shared and whether it answers, reported by `/ready` (new sessions need it; readiness does not). */
   sessionState?: (() => Promise<{ backend: 'memory' | 'redis'; state: 'ok' | 'unavailable' }>) | undefined;
+  /** Where the operator console is served, if it is: the index page links to it. */
+  consolePath?: string | undefined;
 }
 
 /**
- * The gateway's HTTP surface: `/mcp` (Streamable HTTP), `/sse` + `/messages` (HTTP+SSE), `/health`, `/ready`, `/metrics`,
+ * The gateway's HTTP surface: `/` (what this is), `/mcp` (Streamable HTTP), `/sse` + `/messages` (HTTP+SSE), `/health`, `/ready`, `/metrics`,
  * `/servers`; the REST API and the discovery documents are mounted by the caller, after the
  * guards, which are registered first so that they run for every route there is or will be.
  */
@@ -55,7 +60,8 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
   const app = new Hono<CallerEnv>();
   const callerDeps: CallerDeps = { ...deps.auth, rateLimits: deps.rateLimits };
 
-  app.use('*', hostOriginGuard(deps.guard), jsonContentTypeGuard(), bodyLimitFor(deps.maxBodyBytes));
+  app.use('*', requestMetrics(deps.metrics), hostOriginGuard(deps.guard), jsonContentTypeGuard(), bodyLimitFor(deps.maxBodyBytes));
+  app.get('/', indexPage({ version: GATEWAY_VERSION, consolePath: deps.consolePath }));
   // The same authentication for every MCP wire, its refusals in JSON-RPC.
   const mcpCaller = callerMiddleware(callerDeps, (_c, error) => {
     if (error instanceof AuthFailure) return jsonRpcError(error.status, UNAUTHORIZED, error.message);

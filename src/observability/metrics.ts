@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { GATEWAY_VERSION } from '../version.js';
 
 /** What the server gauges read at scrape time. */
 export interface ServerSnapshot {
@@ -23,6 +24,12 @@ const STATES = ['connecting', 'ready', 'degraded', 'down', 'misconfigured', 'dis
 const BREAKER_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const;
 /** Distinct tool labels kept; calls to further tools are counted under `other`. */
 const MAX_TOOL_LABELS = 1000;
+/**
+ * Default metrics left out: gauges whose names end in `_total`, which Prometheus reserves for
+ * counters (`promtool check metrics` refuses them). Their per-type series stay
+ * (`conflux_nodejs_active_handles{type}` and the like), and sum to the same number.
+ */
+const MISNAMED_DEFAULT_METRICS = ['conflux_nodejs_active_handles_total', 'conflux_nodejs_active_requests_total', 'conflux_nodejs_active_resources_total'];
 
 /**
  * The gateway's Prometheus metrics, one registry per gateway (no global default registry, so
@@ -46,8 +53,12 @@ export class GatewayMetrics {
   readonly userInstanceStarts: Counter<'server_id'>;
   readonly userInstanceStops: Counter<'server_id'>;
   readonly userInstanceReaps: Counter<'server_id'>;
-  readonly auditDropped: Gauge;
-  readonly auditRefusedSkipped: Gauge;
+  readonly auditDropped: Counter;
+  readonly auditRefusedSkipped: Counter;
+  readonly httpRequests: Counter<'route' | 'method' | 'status'>;
+  readonly httpDuration: Histogram<'route' | 'method'>;
+  /** Config file reloads by result (`applied`, `rejected`, ...), counted by whoever applies them. */
+  readonly configReloads: Counter<'result'>;
 
   constructor(sources: {
     servers: () => ServerSnapshot[];
@@ -59,6 +70,13 @@ export class GatewayMetrics {
   }) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'conflux_' });
+    for (const name of MISNAMED_DEFAULT_METRICS) this.registry.removeSingleMetric(name);
+    new Gauge({
+      name: 'conflux_build_info',
+      help: 'Always 1; its labels say which gateway version runs on which Node.js',
+      labelNames: ['version', 'node_version'],
+      registers,
+    }).set({ version: GATEWAY_VERSION, node_version: process.version }, 1);
     new Gauge({
       name: 'mcp_server_status',
       help: '1 when the upstream server is connected (ready or degraded), else 0',
@@ -165,21 +183,24 @@ export class GatewayMetrics {
         for (const i of sources.userInstances?.() ?? []) this.inc({ server_id: i.server, user: i.user });
       },
     });
-    this.auditDropped = new Gauge({
+    // The audit log counts these itself (and logs them); the counters read its running totals.
+    this.auditDropped = new Counter({
       name: 'conflux_audit_events_dropped_total',
       help: 'Audit events dropped: the buffer was full, or the database refused the event itself',
       registers,
       collect() {
-        this.set(sources.auditDropped());
+        this.reset();
+        this.inc(sources.auditDropped());
       },
     });
     // Apart from the drops above: these are skipped by design (gateway.audit.maxRefusedPerMinute), not lost.
-    this.auditRefusedSkipped = new Gauge({
+    this.auditRefusedSkipped = new Counter({
       name: 'conflux_audit_refused_skipped_total',
       help: 'Refused calls (denied, rate limited) counted but not written to the audit trail: over gateway.audit.maxRefusedPerMinute',
       registers,
       collect() {
-        this.set(sources.auditRefusedSkipped?.() ?? 0);
+        this.reset();
+        this.inc(sources.auditRefusedSkipped?.() ?? 0);
       },
     });
     this.restarts = new Counter({ name: 'mcp_server_restarts_total', help: 'Reconnects of upstream servers after a failure', labelNames: ['server_id'], registers });
@@ -220,6 +241,25 @@ export class GatewayMetrics {
     this.userInstanceStarts = new Counter({ name: 'mcp_user_instance_starts_total', help: 'Per-user upstream instances started', labelNames: ['server_id'], registers });
     this.userInstanceStops = new Counter({ name: 'mcp_user_instance_stops_total', help: 'Per-user upstream instances stopped, for any reason', labelNames: ['server_id'], registers });
     this.userInstanceReaps = new Counter({ name: 'mcp_user_instance_reaps_total', help: 'Per-user upstream instances stopped after gateway.upstreamIdentity.instances.idleSeconds without a request', labelNames: ['server_id'], registers });
+    this.httpRequests = new Counter({
+      name: 'conflux_http_requests_total',
+      help: 'HTTP requests answered, by route pattern (unmatched: no route), method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    });
+    this.httpDuration = new Histogram({
+      name: 'conflux_http_request_duration_seconds',
+      help: 'Time until the response headers, by route pattern and method (a stream is timed to its first byte, not to its end)',
+      labelNames: ['route', 'method'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.configReloads = new Counter({
+      name: 'conflux_config_reloads_total',
+      help: 'Reloads of the config file, by result',
+      labelNames: ['result'],
+      registers,
+    });
     this.rateLimiterFallbacks = new Counter({
       name: 'conflux_rate_limiter_unavailable_total',
       help: 'Rate limit decisions made without Redis, which did not answer (outcome: allowed under failOpen, refused under failClosed)',

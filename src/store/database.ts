@@ -1,4 +1,6 @@
-import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
@@ -9,6 +11,7 @@ import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import type { Logger } from 'pino';
 import postgres from 'postgres';
 import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
+import { databaseFailure, postgresTarget } from './database-errors.js';
 import * as schema from './schema.js';
 
 /** Either driver: the repositories use only what PostgreSQL and PGlite share. */
@@ -18,8 +21,12 @@ export interface OpenedDatabase {
   db: Database;
   /** `postgres` or `pglite`, for logs and readiness. */
   kind: 'postgres' | 'pglite';
-  /** Applies pending migrations from `drizzle/`. */
-  migrate(): Promise<void>;
+  /**
+   * Applies pending migrations from `drizzle/`; resolves to the names of those applied now
+   * (none: it was up to date). A database that cannot be reached fails with a
+   * `DatabaseUnavailableError` naming the root cause.
+   */
+  migrate(): Promise<string[]>;
   /** A cheap round trip, for readiness checks. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -33,12 +40,19 @@ export interface DatabaseOptions {
   /** PGlite's data directory; `memory://` (or undefined) keeps it in memory. */
   dataDir?: string | undefined;
   /**
+   * An in-memory PGlite's starting contents, a tarball from its `dumpDataDir()`: a copy of a
+   * database made once (tests copy one migrated template rather than create one each, seconds apiece).
+   */
+  loadDataDir?: Blob | undefined;
+  /**
    * PostgreSQL connections this process may open, default `DEFAULT_POOL_SIZE`; at least 2,
    * since a migration holds its lock on one connection while migrating on another.
    */
   poolSize?: number | undefined;
   /** Told when a migration waits for another process's. */
   logger?: Pick<Logger, 'info'> | undefined;
+  /** Told when the embedded database is created (its first start, which takes seconds) and when that is done. */
+  progress?: ((line: string) => void) | undefined;
 }
 
 /** PostgreSQL connections of one gateway process, unless `poolSize` says otherwise. */
@@ -59,6 +73,7 @@ export const MIGRATION_LOCK = 0x63666c78;
  */
 export async function openDatabase(options: DatabaseOptions): Promise<OpenedDatabase> {
   if (options.url) {
+    const target = postgresTarget(options.url); // an unusable URL fails here, said plainly
     const sql = postgres(options.url, { max: Math.max(2, options.poolSize ?? DEFAULT_POOL_SIZE), onnotice: () => {}, connect_timeout: 10 });
     const db = drizzlePostgres(sql, { schema });
     return {
@@ -69,15 +84,22 @@ export async function openDatabase(options: DatabaseOptions): Promise<OpenedData
       // connection of its own (the migrator runs its transaction on another), so it ends with
       // that transaction, or with the connection: never left on a pooled connection by a failed unlock.
       migrate: async () => {
-        await sql.begin(async (lock) => {
-          const waiting = setTimeout(() => options.logger?.info('another replica is migrating the database; waiting for it to finish'), LOCK_WAIT_REPORT_MS);
-          try {
-            await lock`select pg_advisory_xact_lock(${MIGRATION_LOCK})`;
-          } finally {
-            clearTimeout(waiting);
-          }
-          await migratePostgres(db, { migrationsFolder: MIGRATIONS });
-        });
+        try {
+          return await sql.begin(async (lock) => {
+            const waiting = setTimeout(() => options.logger?.info('another replica is migrating the database; waiting for it to finish'), LOCK_WAIT_REPORT_MS);
+            try {
+              await lock`select pg_advisory_xact_lock(${MIGRATION_LOCK})`;
+            } finally {
+              clearTimeout(waiting);
+            }
+            // Read while the lock is held, so what changed between the two reads is this process's
+            // doing; on the pool, not in the lock's transaction, whose cached catalog would miss
+            // the table the migrator just created.
+            return appliedBy(async (text) => sql.unsafe(text), () => migratePostgres(db, { migrationsFolder: MIGRATIONS }));
+          });
+        } catch (error) {
+          throw databaseFailure(error, target) ?? error;
+        }
       },
       ping: async () => void (await sql`select 1`),
       close: () => sql.end({ timeout: 5 }),
@@ -87,11 +109,18 @@ export async function openDatabase(options: DatabaseOptions): Promise<OpenedData
   if (dataDir) await mkdir(dataDir, { recursive: true });
   const lock = dataDir ? await acquireDataDirLock(dataDir) : undefined;
   let client: PGlite;
+  // Creating a database takes seconds (up to half a minute on a busy machine): said, so a first
+  // start does not look hung. PG_VERSION is the last thing a created cluster lacks.
+  const creating = dataDir !== undefined && !existsSync(join(dataDir, 'PG_VERSION'));
+  const started = performance.now();
+  if (creating) options.progress?.(`creating the embedded database in ${resolve(dataDir)} (first start only)…`);
   try {
     // The embedded database holds the registry and the audit trail, small and mostly written:
     // PostgreSQL's default 128 MB buffer cache would be most of the gateway's resident memory.
-    client = new PGlite(dataDir, { postgresqlconf: ['shared_buffers=16MB'] });
+    // One options object: PGlite drops its second argument when the first (dataDir) is undefined.
+    client = new PGlite({ dataDir, loadDataDir: options.loadDataDir, postgresqlconf: ['shared_buffers=16MB'] });
     await client.waitReady; // a folder PGlite cannot open must not keep the lock
+    if (creating) options.progress?.(`embedded database created in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   } catch (error) {
     await lock?.release();
     throw error;
@@ -100,7 +129,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<OpenedData
   return {
     db: db as unknown as Database,
     kind: 'pglite',
-    migrate: () => migratePglite(db, { migrationsFolder: MIGRATIONS }),
+    migrate: () => appliedBy(async (text) => (await client.query<AppliedRow>(text)).rows, () => migratePglite(db, { migrationsFolder: MIGRATIONS })),
     ping: async () => void (await client.query('select 1')),
     close: async () => {
       try {
@@ -111,4 +140,27 @@ export async function openDatabase(options: DatabaseOptions): Promise<OpenedData
     },
     dataDirLock: lock,
   };
+}
+
+interface AppliedRow {
+  at: string;
+}
+
+/**
+ * The names of the migrations `migrate` applies. Drizzle's migrator does not say: its table,
+ * read before and after, does (a row per migration, stamped with the journal's `when`).
+ */
+async function appliedBy(query: (text: string) => Promise<readonly AppliedRow[]>, migrate: () => Promise<void>): Promise<string[]> {
+  const stamps = async () => {
+    const [table] = await query(`select coalesce(to_regclass('drizzle.__drizzle_migrations')::text, '') as at`);
+    if (!table?.at) return new Set<string>();
+    return new Set((await query('select created_at::text as at from drizzle.__drizzle_migrations')).map((row) => row.at));
+  };
+  const before = await stamps();
+  await migrate();
+  const added = [...(await stamps())].filter((at) => !before.has(at));
+  if (added.length === 0) return [];
+  const journal = JSON.parse(await readFile(join(MIGRATIONS, 'meta', '_journal.json'), 'utf8')) as { entries: { when: number; tag: string }[] };
+  const names = new Map(journal.entries.map((entry) => [String(entry.when), entry.tag]));
+  return added.map((at) => names.get(at) ?? `migration of ${at}`).sort();
 }

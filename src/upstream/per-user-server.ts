@@ -76,12 +76,14 @@ export class PerUserServer implements Upstream {
   /** Stops under way (idle reaps, sessions ended): `stop()` waits for them. */
   readonly #stopping = new Set<Promise<void>>();
   #stopped = false;
+  #config: ServerConfig;
 
   constructor(
     readonly name: string,
-    readonly config: ServerConfig,
+    config: ServerConfig,
     deps: PerUserServerDeps,
   ) {
+    this.#config = config;
     this.#deps = deps;
     if (config.transport === 'stdio') {
       this.#template = new UpstreamConnection(name, withUserValues(config, undefined), {
@@ -90,6 +92,21 @@ export class PerUserServer implements Upstream {
         onChange: (connection) => this.#listerChanged(connection),
       });
     }
+  }
+
+  /** The server's definition; its catalog settings may change while it runs (`updateCatalogSettings`). */
+  get config(): ServerConfig {
+    return this.#config;
+  }
+
+  /**
+   * Takes a definition that differs in catalog settings only (see `config/server-changes.ts`):
+   * the template and the users' instances keep running. The instances keep the definition
+   * they started with: nothing reads its catalog settings there (the catalog reads this entry's).
+   */
+  updateCatalogSettings(config: ServerConfig): void {
+    this.#config = config;
+    this.#template?.updateCatalogSettings(withUserValues(config, undefined));
   }
 
   /** Starts the template instance (stdio); an HTTP server starts nothing until a user calls. */
@@ -387,7 +404,7 @@ export function newerCredential(presented: Principal, current: Principal): boole
 }
 
 /** As `UpstreamConnection.connectTimeoutMs`: what a start may take, before the connection exists. */
-function connectTimeoutMsOf(config: ServerConfig): number {
+export function connectTimeoutMsOf(config: ServerConfig): number {
   return (config.connectTimeout ?? Math.max(config.timeout, 10)) * 1000;
 }
 

@@ -1,5 +1,5 @@
 import { ProtocolError, type Prompt, type Resource, type ResourceTemplateType, type ServerCapabilities, type Tool } from '@modelcontextprotocol/client';
-import type { HttpServerConfig, ReplicatedServerConfig } from '../config/schema.js';
+import { isReplicated, type HttpServerConfig, type ReplicatedServerConfig, type ServerConfig } from '../config/schema.js';
 import { publicUrl, redactUrl } from '../observability/redact.js';
 import type { UpstreamAuth } from './auth/upstream-auth.js';
 import { Balancer, NoReplicaAvailableError } from './balancer.js';
@@ -114,12 +114,14 @@ export class ReplicatedServer implements Upstream {
   readonly #subscriptions: ReplicaSubscriptions<Replica>;
   #warnedDiffering = false;
   #stopped = false;
+  #config: ReplicatedServerConfig;
 
   constructor(
     readonly name: string,
-    readonly config: ReplicatedServerConfig,
+    config: ReplicatedServerConfig,
     deps: ReplicatedServerDeps,
   ) {
+    this.#config = config;
     this.#deps = deps;
     const labels = replicaLabels(config.urls.map((r) => r.url));
     const keys = replicaKeys(config.urls.map((r) => r.url));
@@ -155,6 +157,24 @@ export class ReplicatedServer implements Upstream {
   /** Starts connecting every replica in the background. */
   start(): void {
     for (const replica of this.#replicas) replica.connection.start();
+  }
+
+  /** The server's definition; its catalog settings may change while it runs (`updateCatalogSettings`). */
+  get config(): ReplicatedServerConfig {
+    return this.#config;
+  }
+
+  /** Takes a definition that differs in catalog settings only (see `config/server-changes.ts`); the replicas' connections keep running. */
+  updateCatalogSettings(config: ServerConfig): void {
+    if (!isReplicated(config)) throw new Error(`"${this.name}" would no longer list replicas: that is a new connection, not a catalog change`);
+    this.#config = config;
+    for (const replica of this.#replicas) replica.connection.updateCatalogSettings(replicaDefinition(config, replica.url));
+  }
+
+  /** True once no request is in flight on any replica, false when `ms` pass first. */
+  async drained(ms: number): Promise<boolean> {
+    const each = await Promise.all(this.#replicas.map((replica) => replica.connection.drained(ms)));
+    return each.every(Boolean);
   }
 
   /** Stops every replica; resolves when all are closed. */

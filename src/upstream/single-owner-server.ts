@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Prompt, Resource, ResourceTemplateType, ServerCapabilities, Tool } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
-import type { StdioServerConfig } from '../config/schema.js';
+import type { ServerConfig, StdioServerConfig } from '../config/schema.js';
 import { bestEffort } from '../observability/best-effort.js';
 import type { LeaseStore } from '../state/shared-state.js';
 import { UpstreamUnavailableError } from './errors.js';
@@ -95,12 +95,14 @@ export class SingleOwnerServer implements Upstream {
   #detach: (() => void) | undefined;
   #publishQueued = false;
   #stopped = false;
+  #config: StdioServerConfig;
 
   constructor(
     readonly name: string,
-    readonly config: StdioServerConfig,
+    config: StdioServerConfig,
     deps: SingleOwnerDeps,
   ) {
+    this.#config = config;
     this.#deps = deps;
     this.#keeper = new LeaseKeeper({
       name: `stdio:${name}`,
@@ -110,6 +112,22 @@ export class SingleOwnerServer implements Upstream {
       logger: deps.logger.child({ server: name }),
       onRound: () => this.#leaseRound(),
     });
+  }
+
+  /** The server's definition; its catalog settings may change while it runs (`updateCatalogSettings`). */
+  get config(): StdioServerConfig {
+    return this.#config;
+  }
+
+  /**
+   * Takes a definition that differs in catalog settings only (see `config/server-changes.ts`):
+   * the process keeps running, here or on the replica that holds it (which reads the same
+   * change from its own config file).
+   */
+  updateCatalogSettings(config: ServerConfig): void {
+    if (config.transport !== 'stdio') throw new Error(`"${this.name}" would no longer be a stdio server: that is a new connection, not a catalog change`);
+    this.#config = config;
+    this.#local?.updateCatalogSettings(config);
   }
 
   /** Starts taking part in the lease (a disabled server takes no part). */

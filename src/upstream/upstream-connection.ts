@@ -30,6 +30,7 @@ import { openClient } from './open-transport.js';
 import { backoffDelay, failuresAfterLoss } from './backoff.js';
 import { authFailureIn, classifyConnectFailure, classifyRequestFailure, describeError, describeRefusal } from './failure-classification.js';
 import { HealthMonitor } from './health-monitor.js';
+import { InFlightRequests } from './in-flight.js';
 import { LatestWins } from './latest-wins.js';
 import { authSecrets, textRedactor } from '../observability/redact.js';
 import { OwnerChannel } from './owner-channel.js';
@@ -214,12 +215,15 @@ export class UpstreamConnection {
   /** Bumped by every (re)connect and by stop(); callbacks from an older generation are ignored. */
   #generation = 0;
   #stopped = false;
+  #config: ServerConfig;
+  readonly #inFlight = new InFlightRequests();
 
   constructor(
     readonly name: string,
-    readonly config: ServerConfig,
+    config: ServerConfig,
     deps: UpstreamDeps,
   ) {
+    this.#config = config;
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     this.#logger = deps.logger.child({ server: name });
@@ -230,6 +234,24 @@ export class UpstreamConnection {
     const written = config.transport === 'stdio' ? [] : authSecrets(config.auth);
     this.#redact = textRedactor(config.transport === 'stdio' ? { env: config.env, args: config.args } : { headers: config.headers, url: isReplicated(config) ? undefined : config.url }, () => [...written, ...sent.values()]);
     if (!config.enabled) this.#state = 'disabled';
+  }
+
+  /** The server's definition; its catalog settings may change while it runs (`updateCatalogSettings`). */
+  get config(): ServerConfig {
+    return this.#config;
+  }
+
+  /**
+   * Takes a definition that differs from the running one in catalog settings only (see
+   * `config/server-changes.ts`): nothing the connection reads changes, so it keeps running.
+   */
+  updateCatalogSettings(config: ServerConfig): void {
+    this.#config = config;
+  }
+
+  /** True once no request is in flight here, false when `ms` pass first (a replaced connection is stopped after that). */
+  drained(ms: number): Promise<boolean> {
+    return this.#inFlight.idleWithin(ms);
   }
 
   /** The connection's own state; `health` is what to report. */
@@ -367,6 +389,15 @@ export class UpstreamConnection {
    * passed on untouched. Reserved `_meta` keys belong to one hop and cross in neither direction.
    */
   async request(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions = {}, owner?: unknown): Promise<PassThroughResult> {
+    const end = this.#inFlight.begin();
+    try {
+      return await this.#request(method, params, options, owner);
+    } finally {
+      end();
+    }
+  }
+
+  async #request(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions, owner: unknown): Promise<PassThroughResult> {
     const client = this.#client;
     if (this.#state !== 'ready' || !client) {
       // The typed reason (a user's missing authorisation carries its URL) says more than "down".

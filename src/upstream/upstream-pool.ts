@@ -1,12 +1,12 @@
-import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { isReplicated, type ServerConfig } from '../config/schema.js';
+import { serverChange } from '../config/server-changes.js';
 import type { ChildProcessGroups } from './child-processes.js';
 import { bestEffort } from '../observability/best-effort.js';
 import { InMemoryEraVerdicts, type EraVerdictStore } from './era-verdicts.js';
 import { isPerUser, UpstreamAuthError, type AuthFor, type CallerIdentity, type UpstreamAuth } from './auth/upstream-auth.js';
 import { UpstreamUnavailableError } from './errors.js';
-import { holdInstance, PerUserServer, type InstanceEvents } from './per-user-server.js';
+import { connectTimeoutMsOf, holdInstance, PerUserServer, type InstanceEvents } from './per-user-server.js';
 import { ReplicatedServer } from './replicated-server.js';
 import { SingleOwnerServer, type OwnerLink } from './single-owner-server.js';
 import type { ServerStatus, Upstream } from './upstream.js';
@@ -50,6 +50,19 @@ export interface UserInstanceView {
   lastUsedAt: string;
 }
 
+/** What a changed server may be: one entry kind or another. */
+type Entry = UpstreamConnection | PerUserServer | ReplicatedServer | SingleOwnerServer;
+
+/** What `apply` did, by server name. */
+export interface AppliedServers {
+  added: string[];
+  removed: string[];
+  /** A connection setting changed: a new connection replaced the old one. */
+  changed: string[];
+  /** Only catalog settings changed (filters, overrides, metadata): the entry took them while running. */
+  updated: string[];
+}
+
 const DEFAULT_INSTANCE_LIMITS: InstanceLimits = { idleSeconds: 600, maxPerUser: 10, maxTotal: 200 };
 const NO_INSTANCE_EVENTS: InstanceEvents = { started: () => {}, stopped: () => {}, reaped: () => {} };
 
@@ -63,7 +76,15 @@ const NO_INSTANCE_EVENTS: InstanceEvents = { started: () => {}, stopped: () => {
  * deployment runs it, the others send it their requests.
  */
 export class UpstreamPool {
-  readonly #connections = new Map<string, UpstreamConnection | PerUserServer | ReplicatedServer | SingleOwnerServer>();
+  readonly #connections = new Map<string, Entry>();
+  /**
+   * Entries running beside those in `#connections` (see `#switch`): a changed server's new
+   * connection while it opens, and its old one while its calls in flight end. Stopped with the pool.
+   */
+  readonly #beside = new Set<Entry>();
+  /** Woken on every change of any entry, and when the pool stops: switches waiting for their new connection look again. */
+  readonly #switchWaiters = new Set<() => void>();
+  #stopped = false;
   readonly #deps: UpstreamPoolDeps & { verdicts: EraVerdictStore };
   readonly #listeners = new Set<() => void>();
   /** Every per-user instance, all servers together (the caps count across servers). */
@@ -182,32 +203,40 @@ export class UpstreamPool {
 
   /**
    * Makes the pool match `servers`: new servers start connecting (in parallel, without
-   * waiting), removed ones are stopped, changed ones are replaced. Resolves once removed
-   * and replaced connections are closed.
+   * waiting), removed ones are stopped. A server whose catalog settings alone changed (filters,
+   * overrides, metadata: `config/server-changes.ts`) takes them while running. One whose
+   * connection settings changed is switched to a new connection once that one is ready (see
+   * `#switch`), so its tools stay listed and callable meanwhile. Resolves once removed and
+   * replaced connections are closed. Calls are expected one at a time (the registry orders them).
    */
-  async apply(servers: Readonly<Record<string, ServerConfig>>): Promise<{ added: string[]; removed: string[]; changed: string[] }> {
-    const added: string[] = [];
-    const removed: string[] = [];
-    const changed: string[] = [];
+  async apply(servers: Readonly<Record<string, ServerConfig>>): Promise<AppliedServers> {
+    const applied: AppliedServers = { added: [], removed: [], changed: [], updated: [] };
     const closing: Promise<void>[] = [];
-    for (const [name, connection] of this.#connections) {
-      const next = servers[name];
-      if (next === undefined) removed.push(name);
-      else if (!isDeepStrictEqual(next, connection.config)) changed.push(name);
-      else continue;
-      this.#connections.delete(name);
-      closing.push(connection.stop());
-      // A changed definition may be another server (a new URL or command): find its era afresh.
-      closing.push(bestEffort(() => this.#deps.verdicts.delete(name), this.#deps.logger, `forget the protocol era of "${name}"`, 'warn'));
+    for (const [name, entry] of this.#connections) {
+      const next = Object.hasOwn(servers, name) ? servers[name] : undefined;
+      if (next === undefined) {
+        applied.removed.push(name);
+        this.#connections.delete(name);
+        closing.push(entry.stop(), this.#forgetEra(name));
+        continue;
+      }
+      const change = serverChange(entry.config, next);
+      if (change === 'catalog') {
+        entry.updateCatalogSettings(next);
+        applied.updated.push(name);
+      } else if (change === 'connection') {
+        applied.changed.push(name);
+        closing.push(this.#switch(name, entry, next));
+      }
     }
     for (const [name, config] of Object.entries(servers)) {
       if (this.#connections.has(name)) continue;
-      if (!changed.includes(name)) added.push(name);
+      applied.added.push(name);
       this.#open(name, config);
     }
-    if (removed.length || changed.length) this.#queueChange();
+    if (applied.removed.length || applied.updated.length) this.#queueChange();
     await Promise.all(closing);
-    return { added, removed, changed };
+    return applied;
   }
 
   /** Closes and reopens one upstream (a fresh process for stdio), resetting its backoff. */
@@ -224,8 +253,11 @@ export class UpstreamPool {
 
   /** Stops every upstream and user instance; resolves when all children have exited. */
   async stop(): Promise<void> {
-    const all = [...this.#connections.values()];
+    this.#stopped = true;
+    const all = [...this.#connections.values(), ...this.#beside];
     this.#connections.clear();
+    this.#beside.clear();
+    for (const wake of this.#switchWaiters) wake();
     await Promise.all(all.map((connection) => connection.stop()));
     this.#instances.close();
   }
@@ -238,38 +270,104 @@ export class UpstreamPool {
     }
   }
 
+  /**
+   * Replaces `old`, whose connection settings changed, by a connection made from `config`.
+   * A shared server's new connection is opened beside the old one, which keeps serving until
+   * the new one is ready (or failed its first attempt, or its connect timeout passed); the old
+   * one is stopped once the requests in flight on it have ended (within its request timeout).
+   * A per-user server (whose users' instances are kept by server name) and a `processes: one`
+   * server (whose process holds a lease by server name) cannot run twice under one name: they
+   * are stopped and started again, their tools missing from the catalog until it lists them.
+   */
+  async #switch(name: string, old: Entry, config: ServerConfig): Promise<void> {
+    const fresh = this.#create(name, config);
+    if (!switchesGapless(old) || !switchesGapless(fresh)) {
+      this.#connections.set(name, fresh);
+      fresh.start();
+      this.#queueChange();
+      await Promise.all([old.stop(), this.#forgetEra(name)]);
+      return;
+    }
+    // The new definition may be another server (a new URL or command): its era is found afresh.
+    await this.#forgetEra(name);
+    // Stopped meanwhile: the new connection never started, but holds its auth.
+    if (this.#stopped) return fresh.stop();
+    this.#beside.add(fresh);
+    fresh.start();
+    await this.#firstOutcome(fresh, connectTimeoutMsOf(config));
+    this.#beside.delete(fresh);
+    // The pool stopped meanwhile, and with it both connections.
+    if (this.#stopped) return;
+    if (this.#connections.get(name) !== old) {
+      // Restarted while the new connection was opening: it is not wanted.
+      await fresh.stop();
+      return;
+    }
+    this.#connections.set(name, fresh);
+    this.#beside.add(old);
+    this.#queueChange();
+    await old.drained(old.config.timeout * 1000);
+    // Unless the pool stopped it meanwhile.
+    if (this.#beside.delete(old)) await old.stop();
+  }
+
+  /** Resolves once `entry` is no longer connecting for the first time, the pool stops, or `ms` pass. */
+  #firstOutcome(entry: Entry, ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const check = () => {
+        if (entry.state !== 'connecting' || this.#stopped) done();
+      };
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      const waiters = this.#switchWaiters;
+      function done(): void {
+        clearTimeout(timer);
+        waiters.delete(check);
+        resolve();
+      }
+      waiters.add(check);
+      check();
+    });
+  }
+
+  #forgetEra(name: string): Promise<void> {
+    return bestEffort(() => this.#deps.verdicts.delete(name), this.#deps.logger, `forget the protocol era of "${name}"`, 'warn');
+  }
+
   #open(name: string, config: ServerConfig): void {
+    const entry = this.#create(name, config);
+    this.#connections.set(name, entry);
+    entry.start();
+  }
+
+  /** The entry `config` makes (not started): replicas, one process for the deployment, one instance per user, or one connection. */
+  #create(name: string, config: ServerConfig): Entry {
     if (isReplicated(config)) {
       // One connection per replica, each authenticated as a server with that one URL would be.
-      const replicated = new ReplicatedServer(name, config, { connection: this.#deps, authFor: (definition) => this.#sharedAuth(name, definition), onChange: () => this.#queueChange() });
-      this.#connections.set(name, replicated);
-      replicated.start();
-      return;
+      return new ReplicatedServer(name, config, { connection: this.#deps, authFor: (definition) => this.#sharedAuth(name, definition), onChange: () => this.#queueChange() });
     }
     const link = this.#deps.singleOwner;
     if (config.transport === 'stdio' && config.processes === 'one' && link) {
-      const single = new SingleOwnerServer(name, config, {
+      const single: SingleOwnerServer = new SingleOwnerServer(name, config, {
         link,
-        connect: (onChange) => new UpstreamConnection(name, config, { ...this.#deps, events: link.events, auth: this.#sharedAuth(name, config), onChange }),
+        // The entry's definition as it is when the process starts (its catalog settings may have changed since).
+        connect: (onChange) => new UpstreamConnection(name, single.config, { ...this.#deps, events: link.events, auth: this.#sharedAuth(name, config), onChange }),
         onChange: () => this.#queueChange(),
         logger: this.#deps.logger,
       });
-      this.#connections.set(name, single);
-      single.start();
-      return;
+      return single;
     }
-    const connection = isPerUser(config)
-      ? new PerUserServer(name, config, {
-          connection: this.#deps,
-          authFor: this.#deps.authFor,
-          eventsFor: this.#deps.eventsFor ?? (() => this.#deps.events),
-          instances: this.#instances,
-          events: this.#deps.instanceEvents ?? NO_INSTANCE_EVENTS,
-          onChange: () => this.#queueChange(),
-        })
-      : new UpstreamConnection(name, config, { ...this.#deps, auth: this.#sharedAuth(name, config), onChange: () => this.#queueChange() });
-    this.#connections.set(name, connection);
-    connection.start();
+    if (isPerUser(config)) {
+      return new PerUserServer(name, config, {
+        connection: this.#deps,
+        authFor: this.#deps.authFor,
+        eventsFor: this.#deps.eventsFor ?? (() => this.#deps.events),
+        instances: this.#instances,
+        events: this.#deps.instanceEvents ?? NO_INSTANCE_EVENTS,
+        onChange: () => this.#queueChange(),
+      });
+    }
+    return new UpstreamConnection(name, config, { ...this.#deps, auth: this.#sharedAuth(name, config), onChange: () => this.#queueChange() });
   }
 
   /**
@@ -294,9 +392,15 @@ export class UpstreamPool {
     this.#changeQueued = true;
     queueMicrotask(() => {
       this.#changeQueued = false;
+      for (const wake of this.#switchWaiters) wake();
       for (const listener of this.#listeners) listener();
     });
   }
+}
+
+/** Whether a changed server of this kind can have its new connection opened beside the old one (see `#switch`). */
+function switchesGapless(entry: Entry): entry is UpstreamConnection | ReplicatedServer {
+  return entry instanceof UpstreamConnection || entry instanceof ReplicatedServer;
 }
 
 /** An auth that refuses with `error` whenever it is asked. */

@@ -6,7 +6,9 @@ import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { createConflux, type Conflux } from '../../src/conflux.js';
 import { silentLogger } from '../../src/observability/logger.js';
+import type { SharedState } from '../../src/state/shared-state.js';
 import type { OpenedDatabase } from '../../src/store/database.js';
+import { scaled } from './load-scale.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const STDIO_FIXTURE = resolve(ROOT, 'tests/fixtures/stdio-server.ts');
@@ -28,14 +30,27 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-/** Starts a gateway on a free loopback port and waits until its upstreams have settled. */
-export async function startGateway(config: Config, options: { database?: OpenedDatabase; port?: number } = {}): Promise<RunningGateway> {
-  const conflux = createConflux(config, { logger: silentLogger(), database: options.database });
-  await conflux.start();
-  const { url } = await conflux.listen('127.0.0.1', options.port ?? 0);
-  await conflux.upstreams.settled(15_000);
-  await new Promise((r) => setImmediate(r));
-  return { conflux, url, stop: () => conflux.stop() };
+/**
+ * Starts a gateway on a free loopback port and waits until its upstreams have settled. `stop()`
+ * may be called more than once (a test that stops it mid-way still stops it in `finally`); a
+ * gateway that fails to start is stopped before the error is thrown, leaving no process or port.
+ */
+export async function startGateway(config: Config, options: { database?: OpenedDatabase; port?: number; state?: SharedState } = {}): Promise<RunningGateway> {
+  const conflux = createConflux(config, { logger: silentLogger(), database: options.database, state: options.state });
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= conflux.stop());
+  try {
+    await conflux.start();
+    const { url } = await conflux.listen('127.0.0.1', options.port ?? 0);
+    await conflux.upstreams.settled(15_000);
+    await new Promise((r) => setImmediate(r));
+    return { conflux, url, stop };
+  } catch (error) {
+    await stop().catch((stopError: unknown) => {
+      throw new AggregateError([error, stopError], 'the gateway failed to start, then to stop');
+    });
+    throw error;
+  }
 }
 
 export interface ConnectedClient {
@@ -89,9 +104,13 @@ export async function sdkClient(
   };
 }
 
-/** Polls `check` until it returns true or `timeoutMs` passes. */
+/**
+ * Polls `check` until it returns true or `timeoutMs` passes, stretched by the run's load scale
+ * (as the test timeouts are: see vitest.config.ts), since what it waits for runs slower on a busy
+ * machine while the test's time limit grows alike.
+ */
 export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 30_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + scaled(timeoutMs);
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));

@@ -79,13 +79,15 @@ describe('broadcast and by-tag tools over real upstreams', () => {
 
   it('times out a hanging server while the others return', async () => {
     const { client, close } = await connectClient(gateway.url);
-    const started = Date.now();
     const result = await client.callTool({ name: 'broadcast__sleep', arguments: { ms: 1500 } });
     const outcome = result.structuredContent as unknown as BroadcastOutcome;
     expect(result.isError).toBeUndefined();
     expect(outcome).toMatchObject({ total: 3, succeeded: 2, failed: 1 });
-    expect(outcome.errors.alpha).toBe('upstream "alpha" did not answer tools/call within 1s');
-    expect(Date.now() - started).toBeLessThan(5000);
+    // alpha's own 1 s timeout answered for it; the others' answers came back whole.
+    expect(outcome.errors).toEqual({ alpha: 'upstream "alpha" did not answer tools/call within 1s' });
+    expect(Object.keys(outcome.results).sort()).toEqual(['beta', 'gamma']);
+    expect(outcome.results.beta!.content[0]!.text).toBe('beta slept 1500');
+    expect(outcome.results.gamma!.content[0]!.text).toBe('gamma slept 1500');
     await close();
   });
 

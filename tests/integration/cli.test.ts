@@ -1,13 +1,18 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { access, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { createServer, type Server } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import postgres from 'postgres';
-import { freshPostgres, postgresAvailable } from '../helpers/databases.js';
-import { isAlive, ROOT, STDIO_FIXTURE, waitFor } from '../helpers/gateway.js';
+import { commandUsage, globalUsage } from '../../src/cli-help.js';
+import { GATEWAY_VERSION } from '../../src/version.js';
+import { freshPostgres, postgresAvailable, TEST_DATABASE_URL } from '../helpers/databases.js';
+import { freePort, isAlive, ROOT, STDIO_FIXTURE, waitFor } from '../helpers/gateway.js';
 
 const CLI = join(ROOT, 'src/cli.ts');
 
@@ -17,11 +22,18 @@ interface Finished {
   stderr: string;
 }
 
-function startCli(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => Finished; done: Promise<Finished> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-    cwd: ROOT,
+/** tsx, resolved from here: a working directory elsewhere has no node_modules to find it in. */
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+
+/**
+ * The CLI, run from the checkout with this process's environment and `env` over it, or with
+ * `only` from `only.cwd` with nothing of this process's environment but PATH and `env`.
+ */
+function startCli(args: string[], env: Record<string, string> = {}, only?: { cwd: string }): { child: ChildProcess; output: () => Finished; done: Promise<Finished> } {
+  const child = spawn(process.execPath, ['--import', TSX, CLI, ...args], {
+    cwd: only?.cwd ?? ROOT,
     // each gateway gets its own embedded database
-    env: { ...process.env, LOG_LEVEL: 'warn', CONFLUX_DATA_DIR: mkdtempSync(join(tmpdir(), 'conflux-data-')), ...env },
+    env: only ? { PATH: process.env.PATH!, ...env } : { ...process.env, LOG_LEVEL: 'warn', CONFLUX_DATA_DIR: mkdtempSync(join(tmpdir(), 'conflux-data-')), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -309,3 +321,224 @@ async function upstreamPids(child: ChildProcess, count: number): Promise<number[
   expect(pids.every(isAlive)).toBe(true);
   return pids;
 }
+
+/** The JSON log lines of a process's stderr (other lines, such as config warnings, left out). */
+function logLines(stderr: string): { level: number; msg: string; [field: string]: unknown }[] {
+  return stderr
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as { level: number; msg: string });
+}
+
+/** A loopback port some other program holds, until `close`. */
+async function takenPort(): Promise<{ port: number; server: Server }> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { port: (server.address() as { port: number }).port, server };
+}
+
+const runCliIn = (cwd: string, args: string[], env: Record<string, string>) => startCli(args, env, { cwd }).done;
+
+const hasScript = spawnSync('script', ['--version']).status === 0;
+const NO_STACK = /^\s+at /m;
+
+describe('the conflux CLI says what it does, and why it cannot', { timeout: 240_000 }, () => {
+  const running: ChildProcess[] = [];
+  const held: Server[] = [];
+  afterEach(async () => {
+    for (const child of running.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+    await Promise.all(held.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
+  });
+  const holdPort = async () => {
+    const taken = await takenPort();
+    held.push(taken.server);
+    return taken.port;
+  };
+
+  it('--version, per-command --help and unknown commands', async () => {
+    expect(await runCli(['--version'])).toMatchObject({ code: 0, stdout: `conflux ${GATEWAY_VERSION}\n` });
+    const keys = await runCli(['keys', '--help']);
+    expect(keys).toMatchObject({ code: 0, stdout: commandUsage('keys') });
+    expect(keys.stdout).not.toContain('Commands:');
+    expect(await runCli(['help', 'access'])).toMatchObject({ code: 0, stdout: commandUsage('access') });
+    expect(await runCli(['--help'])).toMatchObject({ code: 0, stdout: globalUsage() });
+    const unknown = await runCli(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/^unknown command "frobnicate"\n/);
+  });
+
+  it('a bad LOG_LEVEL, CONFLUX_PORT or --log-format is one line, without a stack', async () => {
+    expect(await runCli(['validate'], { LOG_LEVEL: 'loud' })).toMatchObject({ code: 2, stderr: 'LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent (got "loud")\n' });
+    expect(await runCli(['serve'], { CONFLUX_PORT: 'abc' })).toMatchObject({ code: 2, stderr: 'CONFLUX_PORT must be a port number 1-65535 (got "abc")\n' });
+    expect(await runCli(['serve', '--log-format', 'xml'])).toMatchObject({ code: 2, stderr: '--log-format must be one of pretty, json (got "xml")\n' });
+  });
+
+  it('serve: a port in use is reported before the database is opened or an upstream started', async () => {
+    const port = await holdPort();
+    const dataDir = await mkdtemp(join(tmpdir(), 'conflux-data-'));
+    const config = await writeConfig(`servers:\n${fixtureServer('alpha')}`);
+    const result = await runCli(['serve', '-c', config, '--port', String(port)], { CONFLUX_DATA_DIR: dataDir, LOG_LEVEL: 'info' });
+    expect(result.code).toBe(1);
+    expect(logLines(result.stderr).map((line) => [line.level, line.msg])).toEqual([
+      [30, `config ${config}`],
+      [30, 'auth: none'],
+      [60, `port ${port} is in use (another Conflux or program?): set CONFLUX_PORT or gateway.port`],
+    ]);
+    expect(result.stderr).not.toContain('database ready');
+    expect(existsSync(join(dataDir, 'pgdata'))).toBe(false);
+  });
+
+  it.runIf(hasScript)('serve on a terminal: readable coloured lines; --log-format json or LOG_FORMAT=json keep JSON', async () => {
+    const port = await holdPort();
+    const config = await writeConfig('servers: {}\n');
+    // `script` runs the command on a pseudo-terminal: stderr is a TTY, as in a person's shell.
+    const onTerminal = (extra: string, env: Record<string, string> = {}) =>
+      new Promise<string>((resolve) => {
+        const command = `'${process.execPath}' --import tsx '${CLI}' serve -c '${config}' --port ${port} ${extra}`;
+        const child = spawn('script', ['-qec', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'info', LOG_FORMAT: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+        running.push(child);
+        let output = '';
+        child.stdout.on('data', (c) => (output += c));
+        child.on('exit', () => resolve(output));
+      });
+    const pretty = await onTerminal('');
+    const fatal = pretty.split(/\r?\n/).find((line) => line.includes('FATAL'));
+    expect(fatal).toMatch(/^\[\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2}\] \u001b\[41mFATAL\u001b\[49m: /);
+    expect(fatal).toContain(`port ${port} is in use (another Conflux or program?)`);
+    expect(pretty).toMatch(/\u001b\[32mINFO\u001b\[39m: \u001b\[36mauth: none/);
+
+    for (const json of [await onTerminal('--log-format json'), await onTerminal('', { LOG_FORMAT: 'json' })]) {
+      const lines = json.split(/\r?\n/).filter(Boolean);
+      expect(lines.map((line) => (JSON.parse(line) as { msg: string }).msg)).toContain(`port ${port} is in use (another Conflux or program?): set CONFLUX_PORT or gateway.port`);
+    }
+  });
+
+  it('serve: the banner says config, auth, database and address, then how many upstreams are ready and why not', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'conflux-data-'));
+    const config = await writeConfig(`servers:\n${fixtureServer('alpha')}${fixtureServer('beta')}  broken:\n    command: /nonexistent/conflux-test-server\n`);
+    const { child, output, done } = startCli(['serve', '-c', config, '--port', '0'], { CONFLUX_DATA_DIR: dataDir, LOG_LEVEL: 'info' });
+    running.push(child);
+    await waitFor(() => /upstreams ready/.test(output().stderr) || child.exitCode !== null, 120_000, 'the upstream summary');
+    child.kill('SIGTERM');
+    expect((await done).code).toBe(0);
+    const lines = logLines(output().stderr);
+    const pgdata = join(dataDir, 'pgdata');
+    const expected = [
+      `config ${config}`,
+      'auth: none',
+      `creating the embedded database in ${pgdata} (first start only)…`,
+      /^embedded database created in \d+\.\d s$/,
+      `database ready: embedded PGlite in ${pgdata}`,
+      /^Conflux listening on http:\/\/127\.0\.0\.1:\d+\/mcp$/,
+      '2/3 upstreams ready; broken is misconfigured (cannot start "/nonexistent/conflux-test-server": command not found)',
+    ];
+    // in this order, with other lines between
+    const found = expected.map((message) => lines.findIndex((line) => (typeof message === 'string' ? line.msg === message : message.test(line.msg))));
+    expect(found.every((index) => index >= 0), output().stderr).toBe(true);
+    expect([...found].sort((a, b) => a - b)).toEqual(found);
+    expect(lines[found.at(-1)!]).toMatchObject({ level: 40, ready: 2, upstreams: 3 });
+  });
+
+  it('migrate and serve: the root cause of a database that cannot be used, never a stack or a password', async () => {
+    const closed = await freePort();
+    const refusedUrl = `postgres://postgres:hunter2@127.0.0.1:${closed}/conflux`;
+    expect(await runCli(['migrate'], { DATABASE_URL: refusedUrl })).toMatchObject({ code: 1, stderr: `migrate: connection refused at 127.0.0.1:${closed} (is PostgreSQL running there?)\n` });
+    expect(await runCli(['migrate'], { DATABASE_URL: 'postgres://postgres:hunter2@[oops/conflux' })).toMatchObject({
+      code: 1,
+      stderr: 'migrate: invalid DATABASE_URL: not a URL (got "postgres://postgres:***@[oops/conflux")\n',
+    });
+    const keys = await runCli(['keys', 'list'], { DATABASE_URL: 'mysql://root:hunter2@127.0.0.1/conflux' });
+    expect(keys).toMatchObject({ code: 1, stderr: 'keys: invalid DATABASE_URL: expected postgres://user:password@host:5432/database (got "mysql://root:***@127.0.0.1/conflux")\n' });
+
+    const served = await runCli(['serve', '-c', await writeConfig('servers: {}\n'), '--port', '0'], { DATABASE_URL: refusedUrl, LOG_LEVEL: 'info' });
+    expect(served.code).toBe(1);
+    expect(logLines(served.stderr).at(-1)).toMatchObject({ level: 60, msg: `cannot open the database: connection refused at 127.0.0.1:${closed} (is PostgreSQL running there?)` });
+    expect(served.stderr).not.toContain('hunter2');
+    expect(served.stderr).not.toMatch(NO_STACK);
+
+    if (!(await postgresAvailable())) return;
+    const missing = new URL(TEST_DATABASE_URL);
+    missing.pathname = '/conflux_no_such_database';
+    const result = await runCli(['migrate'], { DATABASE_URL: missing.toString() });
+    expect(result).toMatchObject({ code: 1, stderr: `migrate: database "conflux_no_such_database" does not exist (PostgreSQL at ${missing.hostname}:${missing.port || 5432})\n` });
+  });
+
+  it('migrate: names the migrations it applied, then says the database is up to date', async () => {
+    const journal = JSON.parse(await readFile(join(ROOT, 'drizzle/meta/_journal.json'), 'utf8')) as { entries: { tag: string }[] };
+    const names = journal.entries.map((entry) => entry.tag).join(', ');
+    const dataDir = await mkdtemp(join(tmpdir(), 'conflux-data-'));
+    const pgdata = join(dataDir, 'pgdata');
+    const first = await runCli(['migrate'], { CONFLUX_DATA_DIR: dataDir });
+    expect(first).toMatchObject({ code: 0, stdout: `applied ${names} to embedded PGlite in ${pgdata}\n` });
+    expect(first.stderr).toMatch(new RegExp(`^creating the embedded database in ${pgdata} \\(first start only\\)…\nembedded database created in \\d+\\.\\d s\n$`));
+    expect(await runCli(['migrate'], { CONFLUX_DATA_DIR: dataDir })).toMatchObject({ code: 0, stdout: `embedded PGlite in ${pgdata} is already up to date\n`, stderr: '' });
+
+    if (!(await postgresAvailable())) return;
+    const store = await freshPostgres();
+    try {
+      const url = new URL(store.url!);
+      const where = `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname}`;
+      expect(await runCli(['migrate'], { DATABASE_URL: store.url! })).toMatchObject({ code: 0, stdout: `applied ${names} to ${where}\n` });
+      expect(await runCli(['migrate'], { DATABASE_URL: store.url! })).toMatchObject({ code: 0, stdout: `${where} is already up to date\n` });
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  it('keys and access: tables with headers, a duplicate name said plainly, a grant naming an unknown server kept with a warning', async () => {
+    const env = { CONFLUX_DATA_DIR: await mkdtemp(join(tmpdir(), 'conflux-data-')) };
+    const config = await writeConfig(`servers:\n${fixtureServer('alpha')}`);
+    expect((await runCli(['keys', 'create', 'ci', '-c', config], env)).code).toBe(0);
+    const duplicate = await runCli(['keys', 'create', 'ci', '-c', config], env);
+    expect(duplicate).toMatchObject({ code: 1, stderr: 'keys create: an active API key is already named "ci"\n' });
+    const keys = await runCli(['keys', 'list', '-c', config], env);
+    expect(keys.stdout.split('\n')[0]).toBe('ID\tNAME\tSUBJECT\tGROUPS\tSTATE\tEXPIRES');
+    expect(keys.stdout.split('\n')[1]).toMatch(/^\w+\tci\tkey:ci\t-\tactive\t-$/);
+
+    const typo = await runCli(['access', 'grant', '--user', 'bob', '--server', 'alhpa', '-c', config], env);
+    expect(typo.code).toBe(0);
+    expect(typo.stderr).toBe('warning: no server named "alhpa" is in the config file or registered in the database (known: alpha); it applies once a server of that name exists\n');
+    const known = await runCli(['access', 'grant', '--group', 'dev', '--server', 'alpha', '--level', 'read', '-c', config], env);
+    expect(known).toMatchObject({ code: 0, stderr: '' });
+    const list = await runCli(['access', 'list', '-c', config], env);
+    expect(list.stdout.trimEnd().split('\n')).toEqual([
+      'KIND\tID\tWHO\tSERVER\tACCESS',
+      expect.stringMatching(/^grant\t\d+\tuser:bob\talhpa\tcall$/),
+      expect.stringMatching(/^grant\t\d+\tgroup:dev\talpha\tread$/),
+    ]);
+  });
+
+  it('tools: a table with a header, and which servers it still waits for', async () => {
+    const config = await writeConfig(
+      `servers:\n${fixtureServer('alpha')}  silent:\n    command: ${process.execPath}\n    args: ["-e", "setInterval(() => {}, 1000)"]\n    connectTimeout: 12\n`,
+    );
+    const result = await runCli(['tools', '-c', config]);
+    expect(result.code).toBe(0);
+    const lines = result.stdout.trimEnd().split('\n');
+    expect(lines[0]).toBe('NAME\tDESCRIPTION');
+    expect(lines).toContain('alpha__echo\tEchoes the text back');
+    // The silent server never answers: it is still connecting when the first report is due.
+    expect(result.stderr).toMatch(/^waiting for (alpha, )?silent to connect \(\d+ s so far, at most 60 s\)…$/m);
+    expect(result.stderr).toMatch(/^warning: silent is down: /m);
+  });
+
+  it('.env in the working directory is read without overriding the real environment; --env-file names another', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'conflux-cwd-'));
+    const config = await writeConfig(`servers:\n${fixtureServer('alpha')}`);
+    await writeFile(join(dir, '.env'), `# as .env.example suggests\nCONFLUX_CONFIG=${config}\nLOG_LEVEL=loud\n`);
+    // LOG_LEVEL from the file is read, and refused...
+    expect(await runCliIn(dir, ['validate'], {})).toMatchObject({ code: 2, stderr: 'LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent (got "loud")\n' });
+    // ...unless the real environment sets it; CONFLUX_CONFIG still comes from the file.
+    const valid = await runCliIn(dir, ['validate'], { LOG_LEVEL: 'warn' });
+    expect(valid.code).toBe(0);
+    expect(valid.stdout).toContain(config);
+
+    await writeFile(join(dir, 'other.env'), 'CONFLUX_PORT=abc\n');
+    expect(await runCliIn(dir, ['validate', '--env-file', 'other.env'], { LOG_LEVEL: 'warn' })).toMatchObject({ code: 2, stderr: 'CONFLUX_PORT must be a port number 1-65535 (got "abc")\n' });
+    // Node 20 itself looks for an --env-file anywhere on its command line and refuses a missing one
+    // before Conflux runs ("node: missing.env: not found", exit 9); later versions leave it to Conflux.
+    const missing = await runCliIn(dir, ['validate', '--env-file', 'missing.env'], {});
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toMatch(/^(cannot read the env file .*missing\.env: no such file|.*node: missing\.env: not found)\n$/);
+  });
+});

@@ -17,7 +17,7 @@ describe('behind a trusted proxy, failed authentications count against the forwa
   let gateway: RunningGateway;
   beforeAll(async () => {
     gateway = await startGateway(testConfig({}, { auth: jwtAuth, trustedProxies: ['127.0.0.1'], rateLimit: throttled }));
-  }, 30_000);
+  });
   afterAll(async () => gateway?.stop());
 
   it('throttles each forwarded client separately, and a spoofed left-most entry changes nothing', async () => {
@@ -55,7 +55,7 @@ describe('without trusted proxies', () => {
   let gateway: RunningGateway;
   beforeAll(async () => {
     gateway = await startGateway(testConfig({}, { auth: jwtAuth, rateLimit: throttled }));
-  }, 30_000);
+  });
   afterAll(async () => gateway?.stop());
 
   it('ignores X-Forwarded-For: every failure counts against the peer', async () => {
@@ -72,7 +72,7 @@ describe('with auth: none behind a trusted proxy', () => {
   let gateway: RunningGateway;
   beforeAll(async () => {
     gateway = await startGateway(testConfig({}, { trustedProxies: ['127.0.0.0/8'], rateLimit: { perPrincipal: 1, windowSeconds: 60 } }));
-  }, 30_000);
+  });
   afterAll(async () => gateway?.stop());
 
   it('keys the per-address rate limit on the forwarded client', async () => {

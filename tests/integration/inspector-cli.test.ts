@@ -1,24 +1,28 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hs256Token, JWT_SECRET } from '../helpers/auth.js';
 import { ROOT, startGateway, stdioFixture, testConfig, type RunningGateway } from '../helpers/gateway.js';
+import { scaled } from '../helpers/load-scale.js';
 
 const run = promisify(execFile);
 const INSPECTOR = join(ROOT, 'node_modules/.bin/mcp-inspector');
 
 /** The official MCP Inspector CLI, as a user would run it against the gateway. */
 async function inspector(url: string, args: string[]): Promise<{ code: number; stdout: string }> {
-  const env = { ...process.env, MCP_CATALOG_PATH: join(await mkdtemp(join(tmpdir(), 'inspector-')), 'catalog.json') };
+  const home = await mkdtemp(join(tmpdir(), 'inspector-'));
+  const env = { ...process.env, MCP_CATALOG_PATH: join(home, 'catalog.json') };
   try {
-    const { stdout } = await run(INSPECTOR, ['--cli', url, '--transport', 'http', ...args], { env, timeout: 30_000 });
+    const { stdout } = await run(INSPECTOR, ['--cli', url, '--transport', 'http', ...args], { env, timeout: scaled(30_000) });
     return { code: 0, stdout };
   } catch (error) {
     const failed = error as { code?: number; stdout?: string };
     return { code: failed.code ?? -1, stdout: failed.stdout ?? '' };
+  } finally {
+    await rm(home, { recursive: true, force: true });
   }
 }
 

@@ -247,7 +247,11 @@ describe('per-user instances and config changes', () => {
     try {
       const before = await whoami(frank.client);
       const template = gateway.conflux.upstreams.get('ident')!.status().pid!;
-      await gateway.conflux.registry.setConfigServers(gatewayConfig({ ident: perUserServer({ description: 'changed' }) }, {}).servers);
+      // A change to what the catalog shows alone leaves the template and the instances running.
+      await gateway.conflux.registry.setConfigServers(gatewayConfig({ ident: perUserServer({ description: 'described' }) }, {}).servers);
+      expect(gateway.conflux.upstreams.get('ident')!.status()).toMatchObject({ pid: template, description: 'described' });
+      expect((await whoami(frank.client)).pid).toBe(before.pid);
+      await gateway.conflux.registry.setConfigServers(gatewayConfig({ ident: perUserServer({ env: { WHO: '${user.sub}', TOKEN: '${user.token}', CHANGED: 'yes' } }) }, {}).servers);
       expect(isAlive(before.pid)).toBe(false);
       expect(isAlive(template)).toBe(false);
       await waitFor(() => gateway.conflux.upstreams.get('ident')?.state === 'ready', 15_000, 'the new template');

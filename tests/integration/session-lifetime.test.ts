@@ -1,6 +1,8 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TOUCH_INTERVAL_MS } from '../../src/gateway/session-records.js';
 import { startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+import { loadScale } from '../helpers/load-scale.js';
 
 const INITIALIZE = JSON.stringify({
   jsonrpc: '2.0',
@@ -60,10 +62,14 @@ describe('session quotas without authentication', () => {
 });
 
 describe('idle sessions', () => {
+  // Longer on a busy machine, so that a session does not expire between a test's own requests.
+  const idleSeconds = Math.ceil(loadScale);
+  // An idle session is closed by the first sweep after this much time without a request.
+  const closesIdleAfterMs = idleSeconds * 1000 + TOUCH_INTERVAL_MS;
   let gateway: RunningGateway;
 
   beforeAll(async () => {
-    gateway = await startGateway(testConfig({ alpha: stdioFixture('alpha') }, { sessionIdleSeconds: 1 }));
+    gateway = await startGateway(testConfig({ alpha: stdioFixture('alpha') }, { sessionIdleSeconds: idleSeconds }));
   });
   afterAll(async () => {
     await gateway?.stop();
@@ -116,18 +122,19 @@ describe('idle sessions', () => {
   it('keeps a session whose tool call is still running', async () => {
     const id = await openSession();
     const session = gateway.conflux.sessions.get(id)!;
+    const ms = closesIdleAfterMs + 3000; // running through several sweeps past that time
     const pending = fetch(gateway.url, {
       method: 'POST',
       headers: { ...MCP_HEADERS, 'mcp-session-id': id, 'mcp-protocol-version': '2025-06-18' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'alpha__sleep', arguments: { ms: 2500 } } }),
+      body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'alpha__sleep', arguments: { ms } } }),
     });
     await waitFor(() => session.activeCalls === 1, 3000, 'the call to start');
-    // Past the idle time plus a sweep, with no request since the call: still open.
-    await waitFor(() => Date.now() - session.lastSeen > 1600, 5000, 'the idle time to pass');
+    // A sweep found the call running when it would have closed the session were it idle: still open.
+    await waitFor(() => session.busyAt - session.lastSeen > closesIdleAfterMs, ms, 'a sweep past the idle time');
     expect(gateway.conflux.sessions.get(id)).toBe(session);
     const call = await pending;
     expect(call.status).toBe(200);
     const answer = JSON.parse((await call.text()).replace(/^event: message\ndata: /, '')) as { result: object };
-    expect(textOf(answer.result)).toBe('alpha slept 2500');
+    expect(textOf(answer.result)).toBe(`alpha slept ${ms}`);
   });
 });

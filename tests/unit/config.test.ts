@@ -72,8 +72,8 @@ servers:
   });
 
   it('rejects unknown keys, naming them', () => {
-    expect(problemsOf('servers:\n  a:\n    command: x\n    comand: y\n')).toEqual(['servers.a: unknown key "comand"']);
-    expect(problemsOf('server:\n  a: {}\n')).toEqual(['(top level): unknown key "server"']);
+    expect(problemsOf('servers:\n  a:\n    command: x\n    comand: y\n')).toEqual(['servers.a: unknown key "comand" (did you mean "command"?)']);
+    expect(problemsOf('server:\n  a: {}\n')).toEqual(['(top level): unknown key "server" (did you mean "servers"?)']);
   });
 
   it('rejects an unknown transport', () => {

@@ -5,6 +5,7 @@ import type { AuditLog } from '../../observability/audit-log.js';
 import type { ServerRegistry } from '../../registry/server-registry.js';
 import { adminAction, callerOf, requireAdmin } from './admin-guard.js';
 import { ApiError } from './api-errors.js';
+import { ApiKeyRecordSchema, GrantSchema, MeSchema, ToolRuleSchema } from './response-schemas.js';
 import { route, type ApiRoute } from './route-table.js';
 
 export interface AccessRouteDeps {
@@ -51,8 +52,10 @@ export function accessRoutes(deps: AccessRouteDeps): ApiRoute[] {
     route({
       method: 'get',
       path: '/me',
+      operationId: 'getCaller',
       tag: 'access',
       summary: 'Who the caller is and which servers it may use',
+      returns: MeSchema,
       responses: { 200: 'The principal and its levels' },
       handler: async ({ c }) => {
         const { access } = callerOf(c);
@@ -64,8 +67,10 @@ export function accessRoutes(deps: AccessRouteDeps): ApiRoute[] {
     route({
       method: 'get',
       path: '/access/grants',
+      operationId: 'listGrants',
       tag: 'access',
       summary: 'Access grants (user or group → server, read or call), from the config and the database',
+      returns: z.object({ grants: z.array(GrantSchema) }),
       responses: { 200: '{grants}', 403: 'Not an admin' },
       handler: async ({ c }) => {
         requireAdmin(c);
@@ -75,9 +80,11 @@ export function accessRoutes(deps: AccessRouteDeps): ApiRoute[] {
     route({
       method: 'post',
       path: '/access/grants',
+      operationId: 'createGrant',
       tag: 'access',
       summary: 'Grant a user or a group a level on a server (or *)',
       body: GrantBody,
+      returns: GrantSchema,
       responses: { 201: 'Granted', 400: 'Invalid grant', 403: 'Not an admin', 503: 'No database' },
       handler: async ({ body, c }) => {
         const grant = await adminAction(deps.audit, c, 'access.grant', body, () =>
@@ -94,6 +101,7 @@ export function accessRoutes(deps: AccessRouteDeps): ApiRoute[] {
     route({
       method: 'delete',
       path: '/access/grants/:id',
+      operationId: 'deleteGrant',
       tag: 'access',
       summary: 'Remove a stored grant',
       params: IdParam,
@@ -106,8 +114,10 @@ export function accessRoutes(deps: AccessRouteDeps): ApiRoute[] {
     route({
       method: 'get',
       path: '/access/tool-rules',
+      operationId: 'listToolRules',
       tag: 'access',
       summary: 'Tool allow/deny rules, from the config and the database',
+      returns: z.object({ toolRules: z.array(ToolRuleSchema) }),
       responses: { 200: '{toolRules}', 403: 'Not an admin' },
       handler: async ({ c }) => {
         requireAdmin(c);
@@ -117,9 +127,11 @@ export function accessRoutes(deps: AccessRouteDeps): ApiRoute[] {
     route({
       method: 'post',
       path: '/access/tool-rules',
+      operationId: 'createToolRule',
       tag: 'access',
       summary: 'Allow or deny tools (glob on the upstream name) of a server for a user, a group or everyone',
       body: ToolRuleBody,
+      returns: ToolRuleSchema,
       responses: { 201: 'Added', 400: 'Invalid rule', 403: 'Not an admin', 503: 'No database' },
       handler: async ({ body, c }) => {
         const rule = await adminAction(deps.audit, c, 'access.tool_rule', body, () =>
@@ -137,6 +149,7 @@ export function accessRoutes(deps: AccessRouteDeps): ApiRoute[] {
     route({
       method: 'delete',
       path: '/access/tool-rules/:id',
+      operationId: 'deleteToolRule',
       tag: 'access',
       summary: 'Remove a stored tool rule',
       params: IdParam,
@@ -149,8 +162,10 @@ export function accessRoutes(deps: AccessRouteDeps): ApiRoute[] {
     route({
       method: 'get',
       path: '/api-keys',
+      operationId: 'listApiKeys',
       tag: 'access',
       summary: 'API keys (never the keys themselves)',
+      returns: z.object({ apiKeys: z.array(ApiKeyRecordSchema) }),
       responses: { 200: '{apiKeys}', 403: 'Not an admin', 503: 'No database' },
       handler: async ({ c }) => {
         requireAdmin(c);
@@ -160,9 +175,11 @@ export function accessRoutes(deps: AccessRouteDeps): ApiRoute[] {
     route({
       method: 'post',
       path: '/api-keys',
+      operationId: 'createApiKey',
       tag: 'access',
       summary: 'Create an API key; the key is in this response only',
       body: ApiKeyBody,
+      returns: ApiKeyRecordSchema.extend({ key: z.string().describe('The key itself: shown in this answer only') }),
       responses: { 201: '{key, ...record}', 403: 'Not an admin', 409: 'An active key has the name', 503: 'No database' },
       handler: async ({ body, c }) => {
         const created = await adminAction(deps.audit, c, `api_keys.create:${body.name}`, body, () =>
@@ -174,9 +191,11 @@ export function accessRoutes(deps: AccessRouteDeps): ApiRoute[] {
     route({
       method: 'delete',
       path: '/api-keys/:id',
+      operationId: 'revokeApiKey',
       tag: 'access',
       summary: 'Revoke an API key (by id or name)',
       params: IdParam,
+      returns: ApiKeyRecordSchema,
       responses: { 200: 'The revoked key', 403: 'Not an admin', 404: 'No such active key' },
       handler: async ({ params, c }) => {
         const revoked = await adminAction(deps.audit, c, `api_keys.revoke:${params.id}`, undefined, () => keys().revoke(params.id));

@@ -1,10 +1,28 @@
 import { Hono } from 'hono';
+import { z } from 'zod';
 import { GATEWAY_VERSION } from '../../version.js';
 import { ApiError, apiErrorResponse } from './api-errors.js';
-import { mountRoutes, openApiDocument } from './route-table.js';
+import { mountRoutes, openApiDocument, route, withServer, type ApiInfo } from './route-table.js';
 import { apiRoutes, type ApiDeps } from './routes.js';
 
 export const API_BASE = '/api/v1';
+
+const INFO: ApiInfo = {
+  title: 'Conflux REST API',
+  version: GATEWAY_VERSION,
+  description:
+    "Conflux's upstream servers, tools, access rules, API keys and audit trail. Every operation takes the same credentials as `/mcp`; a gateway with `gateway.auth: none` (local use) asks for none. Changes need the admin role.",
+  license: { name: 'MIT', identifier: 'MIT' },
+  tags: [
+    { name: 'servers', description: 'Upstream MCP servers: their state, and (admins) registering and changing them' },
+    { name: 'tools', description: 'The merged tool catalog, and calling tools over plain HTTP' },
+    { name: 'audit', description: 'The audit trail of calls and admin changes' },
+    { name: 'access', description: 'Who the caller is, access grants, tool rules and API keys' },
+    { name: 'connections', description: "Users' own authorisations of upstreams that act for each user" },
+    { name: 'instances', description: 'Per-user instances of upstream servers' },
+    { name: 'meta', description: 'This document' },
+  ],
+};
 
 /**
  * The REST API: JSON in and out, zod-validated, described at /api/v1/openapi.json. Host,
@@ -12,9 +30,21 @@ export const API_BASE = '/api/v1';
  */
 export function createApiApp(deps: ApiDeps, limits: { maxJsonDepth: number }): Hono {
   const app = new Hono();
-  const routes = apiRoutes(deps);
-  const document = openApiDocument(routes, { title: 'Conflux REST API', version: GATEWAY_VERSION }, API_BASE);
-  app.get('/openapi.json', (c) => c.json(document));
+  let document: Record<string, unknown> = {};
+  const routes = [
+    ...apiRoutes(deps),
+    route({
+      method: 'get',
+      path: '/openapi.json',
+      operationId: 'getOpenApiDocument',
+      tag: 'meta',
+      summary: 'This OpenAPI 3.1 document',
+      returns: z.looseObject({ openapi: z.string(), info: z.looseObject({}), paths: z.looseObject({}) }),
+      responses: { 200: 'The document, its server the origin the request addressed' },
+      handler: async ({ c }) => c.json(withServer(document, c.req.url)),
+    }),
+  ];
+  document = openApiDocument(routes, INFO, API_BASE);
   mountRoutes(app, routes, limits);
   app.notFound((c) => apiErrorResponse(c, new ApiError(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`), deps.logger));
   app.onError((error, c) => {

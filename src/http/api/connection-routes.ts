@@ -8,6 +8,7 @@ import { UpstreamAuthError } from '../../upstream/auth/upstream-auth.js';
 import type { UserConnection, UserIdentities } from '../../upstream/auth/user-identity.js';
 import { adminAction, callerOf } from './admin-guard.js';
 import { ApiError } from './api-errors.js';
+import { ConnectionSchema } from './response-schemas.js';
 import { route, type ApiRoute } from './route-table.js';
 
 export interface ConnectionRouteDeps {
@@ -57,9 +58,11 @@ export function connectionRoutes(deps: ConnectionRouteDeps): ApiRoute[] {
     route({
       method: 'get',
       path: '/connections',
+      operationId: 'listConnections',
       tag: 'connections',
       summary: "The caller's connections to per-user upstreams (server, createdAt, expiresAt, scopes); never a token",
       query: UserQuery,
+      returns: z.object({ connections: z.array(ConnectionSchema) }),
       responses: { 200: '{connections}', 403: 'Another user named by a non-admin', 503: 'No database' },
       handler: async ({ query, c }) => {
         const connections = await subject(c, query.user, 'connections.list', (user) => users().connections(user));
@@ -69,9 +72,11 @@ export function connectionRoutes(deps: ConnectionRouteDeps): ApiRoute[] {
     route({
       method: 'post',
       path: '/connections/:server',
+      operationId: 'startConnection',
       tag: 'connections',
       summary: 'Start an authorization of the server for the caller; answers the URL to open',
       params: ServerParam,
+      returns: z.object({ server: z.string(), authorizationUrl: z.url() }),
       responses: { 200: '{server, authorizationUrl}', 400: 'Not a per-user server', 404: 'No such server', 502: 'The authorization could not be started', 503: 'No database' },
       handler: async ({ params, c }) => {
         const { config, auth } = userServer(c, params.server);
@@ -88,6 +93,7 @@ export function connectionRoutes(deps: ConnectionRouteDeps): ApiRoute[] {
     route({
       method: 'delete',
       path: '/connections/:server',
+      operationId: 'revokeConnection',
       tag: 'connections',
       summary: "Revoke the caller's connection to the server (admins: ?user=)",
       params: ServerParam,
@@ -103,9 +109,11 @@ export function connectionRoutes(deps: ConnectionRouteDeps): ApiRoute[] {
     route({
       method: 'post',
       path: '/sessions',
+      operationId: 'supplyToken',
       tag: 'connections',
       summary: "Hand in the caller's own token for a per-user server, used as an authorised one would be",
       body: SuppliedTokenBody,
+      returns: ConnectionSchema,
       responses: { 201: 'The connection (never the token)', 400: 'Not a per-user server', 404: 'No such server', 503: 'No database' },
       handler: async ({ body, c }) => {
         userServer(c, body.server);

@@ -4,6 +4,7 @@ import type { AuditLog } from '../../observability/audit-log.js';
 import type { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { adminAction, requireAdmin } from './admin-guard.js';
 import { ApiError } from './api-errors.js';
+import { UserInstanceSchema } from './response-schemas.js';
 import { route, type ApiRoute } from './route-table.js';
 
 export interface InstanceRouteDeps {
@@ -23,8 +24,10 @@ export function instanceRoutes(deps: InstanceRouteDeps): ApiRoute[] {
     route({
       method: 'get',
       path: '/sessions',
+      operationId: 'listUserInstances',
       tag: 'instances',
       summary: "Running per-user upstream instances (server, user, state, pid, startedAt, lastUsedAt); never a user's values",
+      returns: z.object({ sessions: z.array(UserInstanceSchema) }),
       responses: { 200: '{sessions}', 403: 'Not an admin' },
       handler: async ({ c }) => {
         requireAdmin(c);
@@ -35,9 +38,11 @@ export function instanceRoutes(deps: InstanceRouteDeps): ApiRoute[] {
     route({
       method: 'delete',
       path: '/sessions/:user',
+      operationId: 'stopUserInstances',
       tag: 'instances',
       summary: "Stop every instance of one user's (a later call of theirs starts a fresh one)",
       params: UserParam,
+      returns: z.object({ user: z.string(), stopped: z.number().int() }),
       responses: { 200: '{user, stopped}', 403: 'Not an admin', 404: 'The user has no instance' },
       handler: async ({ params, c }) => {
         const user = identityKey(params.user, 'user');

@@ -16,6 +16,7 @@ import { connectionRoutes, type ConnectionRouteDeps } from './connection-routes.
 import { instanceRoutes, type InstanceRouteDeps } from './instance-routes.js';
 import { adminAction, callerOf, requireAdmin } from './admin-guard.js';
 import { ApiError } from './api-errors.js';
+import { AuditEventSchema, CallToolResult, ServerSchema, ToolSummarySchema, ToolWithRouteSchema } from './response-schemas.js';
 import { route, type ApiRoute } from './route-table.js';
 
 export interface ApiDeps extends ToolCallDeps, BroadcastDeps, AccessRouteDeps, ConnectionRouteDeps, InstanceRouteDeps {
@@ -88,8 +89,10 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     route({
       method: 'get',
       path: '/servers',
+      operationId: 'listServers',
       tag: 'servers',
       summary: 'List upstream servers with their state',
+      returns: z.object({ servers: z.array(ServerSchema) }),
       responses: { 200: 'The servers' },
       handler: async ({ c }) => {
         const { access } = callerOf(c);
@@ -99,9 +102,11 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     route({
       method: 'post',
       path: '/servers',
+      operationId: 'createServer',
       tag: 'servers',
       summary: 'Register a server (stored in the database; connected at once)',
       body: ServerBody,
+      returns: ServerSchema,
       responses: { 201: 'Registered', 400: 'Invalid definition', 409: 'The name is taken', 503: 'No database' },
       handler: async ({ body, c }) => {
         const { name, ...definition } = body;
@@ -112,19 +117,23 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     route({
       method: 'get',
       path: '/servers/:name',
+      operationId: 'getServer',
       tag: 'servers',
       summary: 'One server',
       params: NameParam,
+      returns: ServerSchema,
       responses: { 200: 'The server', 404: 'No such server' },
       handler: async ({ params, c }) => c.json(serverView(known(c, params.name), callerOf(c).access.admin)),
     }),
     route({
       method: 'put',
       path: '/servers/:name',
+      operationId: 'replaceServer',
       tag: 'servers',
       summary: 'Replace a registered server',
       params: NameParam,
       body: z.looseObject({}),
+      returns: ServerSchema,
       responses: { 200: 'Replaced', 400: 'Invalid definition', 404: 'No such server', 409: 'Defined in the config file' },
       handler: async ({ params, body, c }) => {
         await admin(c, `servers.replace:${params.name}`, body, () => registry.replace(params.name, body));
@@ -134,10 +143,12 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     route({
       method: 'patch',
       path: '/servers/:name',
+      operationId: 'updateServer',
       tag: 'servers',
       summary: 'Change some fields of a registered server (e.g. {"enabled": false})',
       params: NameParam,
       body: z.looseObject({}),
+      returns: ServerSchema,
       responses: { 200: 'Changed', 400: 'Invalid definition', 404: 'No such server', 409: 'Defined in the config file' },
       handler: async ({ params, body, c }) => {
         await admin(c, `servers.patch:${params.name}`, body, () => registry.patch(params.name, body));
@@ -147,6 +158,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     route({
       method: 'delete',
       path: '/servers/:name',
+      operationId: 'deleteServer',
       tag: 'servers',
       summary: 'Remove a registered server',
       params: NameParam,
@@ -159,9 +171,11 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     route({
       method: 'post',
       path: '/servers/:name/restart',
+      operationId: 'restartServer',
       tag: 'servers',
       summary: 'Reconnect a server now (restarting its process)',
       params: NameParam,
+      returns: ServerSchema,
       responses: { 202: 'Restarting', 404: 'No such server' },
       handler: async ({ params, c }) => {
         known(c, params.name);
@@ -172,9 +186,11 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     route({
       method: 'get',
       path: '/tools',
+      operationId: 'listTools',
       tag: 'tools',
       summary: 'List tools (filters: server, tag, q ranked search)',
       query: ToolsQuery,
+      returns: z.object({ tools: z.array(ToolSummarySchema) }),
       responses: { 200: 'The tools' },
       handler: async ({ query, c }) => {
         const { access } = callerOf(c);
@@ -201,9 +217,11 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     route({
       method: 'get',
       path: '/tools/:name',
+      operationId: 'getTool',
       tag: 'tools',
       summary: 'One tool with its schemas',
       params: NameParam,
+      returns: ToolWithRouteSchema,
       responses: { 200: 'The tool', 404: 'No such tool' },
       handler: async ({ params, c }) => {
         const { view } = catalog.viewFor(callerOf(c).access);
@@ -216,10 +234,12 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     route({
       method: 'post',
       path: '/tools/:name/call',
+      operationId: 'callTool',
       tag: 'tools',
       summary: 'Call a tool; the body is its arguments',
       params: NameParam,
       body: Arguments,
+      returns: z.object({ result: CallToolResult, durationMs: z.number().int() }),
       responses: { 200: '{result, durationMs}', 400: 'Invalid arguments', 404: 'No such tool', 502: 'Upstream failed', 504: 'Upstream timed out' },
       handler: async ({ params, body, c }) => {
         if (!catalog.current.routes.has(params.name)) throw new ApiError(404, 'not_found', `no tool named "${params.name}"`);
@@ -231,9 +251,11 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     route({
       method: 'post',
       path: '/broadcast',
+      operationId: 'broadcast',
       tag: 'tools',
       summary: 'Run one tool (its own name) on every server that offers it, or on those named or tagged',
       body: BroadcastBody,
+      returns: CallToolResult,
       responses: { 200: 'Every server\'s result, labelled', 404: 'No server offers the tool' },
       handler: async ({ body, c }) => {
         // The MCP broadcast's own path, so the call is audited and counted the same way.
@@ -245,9 +267,11 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     route({
       method: 'get',
       path: '/audit',
+      operationId: 'listAuditEvents',
       tag: 'audit',
       summary: 'Audit events, newest first (filters: principal, server, tool, kind, status, from, to; paging: limit, offset)',
       query: AuditQuery,
+      returns: z.object({ total: z.number().int(), events: z.array(AuditEventSchema), limit: z.number().int(), offset: z.number().int() }),
       responses: { 200: '{total, events}', 503: 'No database' },
       handler: async ({ query, c }) => {
         requireAdmin(c);
