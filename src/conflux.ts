@@ -220,7 +220,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   const subscriptions = new ResourceSubscriptions(upstreams, logger.child({ component: 'subscriptions' }));
   // Routes in Redis when there is one, so that a task created through one replica is followed through any.
   const taskRoutes = deps.redis ? new RedisTaskRouteStore(deps.redis, { prefix: deps.redisPrefix ?? 'conflux:', logger: logger.child({ component: 'tasks' }) }) : new InMemoryTaskRouteStore();
-  const tasks = new TaskRelay({ upstreams, tracker, rateLimits, logger, routes: taskRoutes });
+  const tasks = new TaskRelay({ upstreams, tracker, rateLimits, logger, routes: taskRoutes, replicas: { replicaId: state.replicaId, rpc } });
   const inputRounds = new ModernCallBridge({
     ttlMs: settings.limits.pausedCallSeconds * 1000,
     // Each paused call holds an upstream request open, as a session holds its state: the same

@@ -1,17 +1,40 @@
 import { ProtocolError, ProtocolErrorCode, type CallToolResult, type Result, type Server, type ServerContext } from '@modelcontextprotocol/server';
+import { z } from 'zod';
 import { AccessDeniedError, type Access } from '../auth/access-policy.js';
+import { ReplicaUnreachableError, type BusRpc } from '../state/bus-rpc.js';
+import { ForeignTaskError } from '../upstream/minted-values.js';
 import type { Upstream } from '../upstream/upstream.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError, WireMcpError } from './error-mapping.js';
 import { forward, type ForwardDeps } from './forward.js';
+import { localError } from './owner-wire.js';
 import { TaskStatusFeed } from './task-status.js';
 import { mintTaskId, routeExpiry, type TaskRoute, type TaskRouteStore } from './task-routes.js';
 import { declaresTasks, TASKS_EXTENSION, TaskIdParams, tasksNotDeclared, unknownTask, type TaskFields } from './task-wire.js';
 
 export interface TaskRelayDeps extends ForwardDeps {
   routes: TaskRouteStore;
+  /** This gateway process and the bus to the others: a task held by another's child process is asked for there. */
+  replicas: { replicaId: string; rpc: BusRpc };
   now?: (() => number) | undefined;
 }
+
+/** The bus topic on which a gateway process serves requests for the tasks its own child processes hold. */
+const TASK_REQUEST_TOPIC = 'tasks.request';
+/** How long a task request sent to another gateway process waits beyond the upstream's own timeout (which that process enforces). */
+const REMOTE_MARGIN_MS = 5000;
+
+const RemoteTaskRequest = z.object({
+  taskId: z.string(),
+  principal: z.string(),
+  method: z.enum(['tasks/get', 'tasks/update', 'tasks/cancel']),
+  params: z.record(z.string(), z.unknown()),
+});
+type RemoteTaskRequest = z.infer<typeof RemoteTaskRequest>;
+
+/** The answer to a `RemoteTaskRequest`: the upstream's result, or that the task is not known there. */
+const RemoteTaskAnswer = z.union([z.object({ result: z.record(z.string(), z.unknown()) }), z.object({ unknown: z.literal(true) })]);
+type RemoteTaskAnswer = z.infer<typeof RemoteTaskAnswer>;
 
 /**
  * The gateway's side of the Tasks extension: a task handle an upstream gives for a call is
@@ -24,11 +47,13 @@ export class TaskRelay {
   readonly status: TaskStatusFeed;
   readonly #deps: TaskRelayDeps;
   readonly #now: () => number;
+  readonly #stopServing: () => void;
 
   constructor(deps: TaskRelayDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     this.status = new TaskStatusFeed((taskId) => this.#poll(taskId), deps.logger.child({ component: 'tasks' }));
+    this.#stopServing = deps.replicas.rpc.serve(TASK_REQUEST_TOPIC, (payload) => this.#serveRemote(RemoteTaskRequest.parse(payload)));
   }
 
   /**
@@ -43,6 +68,7 @@ export class TaskRelay {
   async adopt(server: string, tool: string, handle: TaskFields, call: DownstreamCall): Promise<CallToolResult> {
     const taskId = mintTaskId();
     const route: TaskRoute = { server, upstreamTaskId: handle.taskId, tool, owner: call.principal, expiresAt: routeExpiry(handle.ttlMs, this.#now()) };
+    if (this.#heldHere(server)) route.replica = this.#deps.replicas.replicaId;
     await this.#deps.routes.put(taskId, route);
     return { ...handle, taskId } as unknown as CallToolResult;
   }
@@ -74,9 +100,25 @@ export class TaskRelay {
     return route !== undefined && route.owner === access.principal.id && access.level(route.server, route.tool) === 'call';
   }
 
-  /** Stops watching tasks (at shutdown). */
+  /** Stops watching tasks and serving other gateway processes' requests for them (at shutdown). */
   close(): void {
+    this.#stopServing();
     this.status.close();
+  }
+
+  /**
+   * Whether a task `server` creates lives in a child process of this gateway process: a stdio
+   * server run by each gateway process (for everybody, or for each user). One with
+   * `processes: one` is reached alike from every gateway process, as an HTTP server is.
+   */
+  #heldHere(server: string): boolean {
+    const config = this.#deps.upstreams.get(server)?.config;
+    return config?.transport === 'stdio' && config.processes !== 'one';
+  }
+
+  /** Whether the route's task is held by another gateway process's child. */
+  #heldElsewhere(route: TaskRoute): route is TaskRoute & { replica: string } {
+    return route.replica !== undefined && route.replica !== this.#deps.replicas.replicaId;
   }
 
   /**
@@ -103,11 +145,18 @@ export class TaskRelay {
    * quoting its own id: the client gets the gateway's unknown-task answer instead, and the route
    * is dropped. (On `tasks/update` the same code may be about the answers, so it passes on.)
    */
-  async #relay(taskId: string, route: TaskRoute, method: string, params: Record<string, unknown>, call: DownstreamCall): Promise<Record<string, unknown>> {
+  async #relay(taskId: string, route: TaskRoute, method: RemoteTaskRequest['method'], params: Record<string, unknown>, call: DownstreamCall): Promise<Record<string, unknown>> {
+    if (this.#heldElsewhere(route)) {
+      await this.#deps.rateLimits?.server(route.server);
+      const answer = await this.#askHolder(route, { taskId, principal: call.principal, method, params }, call.signal);
+      if ('result' in answer) return answer.result;
+      await this.#deps.routes.delete(taskId);
+      throw unknownTask(taskId);
+    }
     try {
       return await forward(this.#deps, route.server, method, { ...params, taskId: route.upstreamTaskId }, call, { tasks: true });
     } catch (error) {
-      if (method !== 'tasks/update' && error instanceof ProtocolError && error.code === ProtocolErrorCode.InvalidParams) {
+      if (isGone(method, error)) {
         await this.#deps.routes.delete(taskId);
         throw unknownTask(taskId);
       }
@@ -115,20 +164,68 @@ export class TaskRelay {
     }
   }
 
+  /**
+   * Sends a task request to the gateway process holding the task. One that is gone took the
+   * task with it: the answer is that it is unknown.
+   */
+  async #askHolder(route: TaskRoute & { replica: string }, request: RemoteTaskRequest, signal?: AbortSignal): Promise<RemoteTaskAnswer> {
+    const timeoutMs = (this.#deps.upstreams.get(route.server)?.config.timeout ?? 60) * 1000 + REMOTE_MARGIN_MS;
+    try {
+      return RemoteTaskAnswer.parse(await this.#deps.replicas.rpc.call(route.replica, TASK_REQUEST_TOPIC, request, { timeoutMs, signal }));
+    } catch (error) {
+      if (error instanceof ReplicaUnreachableError) return { unknown: true };
+      throw localError(error, route.server, request.method);
+    }
+  }
+
+  /**
+   * Another gateway process's request for a task one of this process's children holds. The
+   * route is read here again (the shared store has it): the task must be the principal's and
+   * held here; the rights were judged where the client's call is.
+   */
+  async #serveRemote(request: RemoteTaskRequest): Promise<RemoteTaskAnswer> {
+    const route = await this.#deps.routes.get(request.taskId);
+    const upstream = route && route.owner === request.principal && route.replica === this.#deps.replicas.replicaId ? this.#deps.upstreams.running(route.server, route.owner) : undefined;
+    if (!route || !upstream) return { unknown: true };
+    try {
+      return { result: await upstream.request(request.method, { ...request.params, taskId: route.upstreamTaskId }, { tasks: true }) };
+    } catch (error) {
+      if (isGone(request.method, error)) return { unknown: true };
+      throw error;
+    }
+  }
+
   /** A watched task as its upstream reports it now; undefined once it is gone. */
   async #poll(taskId: string): Promise<TaskFields | undefined> {
     const route = await this.#deps.routes.get(taskId);
+    if (!route) return undefined;
+    if (this.#heldElsewhere(route)) {
+      await this.#deps.rateLimits?.server(route.server);
+      const answer = await this.#askHolder(route, { taskId, principal: route.owner, method: 'tasks/get', params: {} });
+      return 'result' in answer ? ({ ...answer.result, taskId } as TaskFields) : undefined;
+    }
     // The task lives on its owner's instance when the server acts for each user: none is started to ask.
-    const upstream = route && this.#deps.upstreams.running(route.server, route.owner);
-    if (!route || !upstream) return undefined;
+    const upstream = this.#deps.upstreams.running(route.server, route.owner);
+    if (!upstream) return undefined;
     await this.#deps.rateLimits?.server(route.server);
     try {
       return { ...(await upstream.request('tasks/get', { taskId: route.upstreamTaskId }, { tasks: true })), taskId } as TaskFields;
     } catch (error) {
-      if (error instanceof ProtocolError && error.code === ProtocolErrorCode.InvalidParams) return undefined;
+      if (isGone('tasks/get', error)) return undefined;
       throw error;
     }
   }
+}
+
+/**
+ * Whether `error` says the upstream no longer has the task: it was created by another process
+ * than the one running now, or the upstream answered -32602 quoting its own id to `tasks/get`
+ * or `tasks/cancel` (its record expired first). On `tasks/update` -32602 may be about the
+ * answers, so only the first is.
+ */
+function isGone(method: string, error: unknown): boolean {
+  if (error instanceof ForeignTaskError) return true;
+  return method !== 'tasks/update' && error instanceof ProtocolError && error.code === ProtocolErrorCode.InvalidParams;
 }
 
 /**

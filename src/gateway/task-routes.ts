@@ -15,6 +15,12 @@ export interface TaskRoute {
   owner: string;
   /** Epoch milliseconds after which the route is forgotten. */
   expiresAt: number;
+  /**
+   * The gateway process whose own child process holds the task (a stdio server it runs
+   * itself): a request for the task made through another one is sent there. Absent for a
+   * server every gateway process reaches alike (over HTTP, or with `processes: one`).
+   */
+  replica?: string | undefined;
 }
 
 /**

@@ -11,6 +11,7 @@ const TaskRouteSchema = z.object({
   tool: z.string(),
   owner: z.string(),
   expiresAt: z.number(),
+  replica: z.string().optional(),
 });
 
 // The schema must describe exactly the route: a field added to one fails compilation here.

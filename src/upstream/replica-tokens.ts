@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { tagWith, untag } from './minted-values.js';
 
 /**
  * What an upstream's `requestState` or task id starts with once it has left a server with
@@ -46,14 +47,10 @@ function replicaIdentity(url: string): string {
 
 /** `value` as it leaves the server: tagged with the replica (by its key) that gave it. */
 export function tagWithReplica(key: string, value: string): string {
-  return `${REPLICA_TOKEN_PREFIX}${key}.${value}`;
+  return tagWith(REPLICA_TOKEN_PREFIX, key, value);
 }
 
 /** The replica key and the upstream's own value of a tagged value; undefined for one that is not tagged. */
 export function untagReplica(value: string): { key: string; value: string } | undefined {
-  if (!value.startsWith(REPLICA_TOKEN_PREFIX)) return undefined;
-  const rest = value.slice(REPLICA_TOKEN_PREFIX.length);
-  const dot = rest.indexOf('.');
-  if (dot <= 0) return undefined;
-  return { key: rest.slice(0, dot), value: rest.slice(dot + 1) };
+  return untag(REPLICA_TOKEN_PREFIX, value);
 }

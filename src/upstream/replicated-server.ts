@@ -8,6 +8,7 @@ import { replicaVerdictKey } from './era-verdicts.js';
 import { UpstreamConnectionLostError, UpstreamUnavailableError } from './errors.js';
 import { CONNECTION_REFUSED } from './failure-classification.js';
 import { ReplicaSubscriptions, type SubscribingReplica } from './replica-subscriptions.js';
+import { carriesTaskId, mintedFieldOf } from './minted-values.js';
 import { replicaKeys, tagWithReplica, untagReplica } from './replica-tokens.js';
 import type { ReplicaStatus, ServerStatus, Upstream } from './upstream.js';
 import { UpstreamConnection, type UpstreamDeps, type UpstreamRequestOptions, type UpstreamState } from './upstream-connection.js';
@@ -32,8 +33,6 @@ interface CallOwner {
   principal?: unknown;
 }
 
-/** The methods that name a task (by its `taskId`), which one replica holds: never balanced. */
-const TASK_METHODS = new Set(['tasks/get', 'tasks/update', 'tasks/cancel']);
 
 class Replica implements SubscribingReplica {
   inFlight = 0;
@@ -276,7 +275,7 @@ export class ReplicatedServer implements Upstream {
    * or refuses it as it refuses any value it did not mint.
    */
   #untagged(method: string, params: Record<string, unknown> | undefined): { replica?: Replica | undefined; params: Record<string, unknown> | undefined } {
-    const field = TASK_METHODS.has(method) && typeof params?.taskId === 'string' ? 'taskId' : typeof params?.requestState === 'string' ? 'requestState' : undefined;
+    const field = mintedFieldOf(method, params);
     const tag = field && untagReplica(params![field] as string);
     if (!field || !tag) return { params };
     return { replica: this.#byKey.get(tag.key), params: { ...params, [field]: tag.value } };
@@ -285,7 +284,7 @@ export class ReplicatedServer implements Upstream {
   /** A result with what its replica minted (a task id, an `input_required` state) tagged with the replica, whichever way the request came. */
   #tagged(replica: Replica, method: string, result: Record<string, unknown>): Record<string, unknown> {
     if (result.resultType === 'input_required' && typeof result.requestState === 'string') return { ...result, requestState: tagWithReplica(replica.key, result.requestState) };
-    if ((result.resultType === 'task' || TASK_METHODS.has(method)) && typeof result.taskId === 'string') return { ...result, taskId: tagWithReplica(replica.key, result.taskId) };
+    if (carriesTaskId(method, result)) return { ...result, taskId: tagWithReplica(replica.key, result.taskId) };
     return result;
   }
 

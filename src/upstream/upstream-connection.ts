@@ -38,6 +38,7 @@ import { bestEffort } from '../observability/best-effort.js';
 import { EraMemory, InMemoryEraVerdicts, type EraVerdictStore } from './era-verdicts.js';
 import { STDIO_PROBE_TIMEOUT_MS, type NegotiatedProtocol } from './era-negotiation.js';
 import { CLIENT_CAPABILITIES, createUpstreamClient } from './upstream-client.js';
+import { newProcessKey, taskIdForProcess, taskIdFromProcess } from './minted-values.js';
 import { carryTaskHandles, declaringTasks, withTaskHandle } from './task-results.js';
 import { withoutHopMeta } from './hop-meta.js';
 import { offersMethod } from './offered-methods.js';
@@ -187,6 +188,8 @@ export class UpstreamConnection {
   #client: Client | undefined;
   #transport: Transport | undefined;
   #wire: UpstreamStatus['wire'];
+  /** A stdio connection's current child process (`minted-values.ts`): new with each one spawned. */
+  #processKey: string | undefined;
   #connectedAt: Date | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #nextRetryAt: Date | undefined;
@@ -413,7 +416,9 @@ export class UpstreamConnection {
     const timeout = options.timeout ?? this.timeoutMs;
     const notJsonRpcBefore = this.#notJsonRpcCount;
     const modern = this.#protocol?.era === 'modern';
-    const forwarded = withoutHopMeta(params);
+    // A task lives in the process that created it: a request naming another's is not sent.
+    const processKey = this.#processKey;
+    const forwarded = withoutHopMeta(processKey ? taskIdForProcess(this.name, processKey, method, params) : params);
     const capabilities = options.clientCapabilities ? relayableCapabilities(options.clientCapabilities) : CLIENT_CAPABILITIES;
     const sent = !modern ? forwarded : options.tasks ? declaringTasks(forwarded, capabilities) : options.clientCapabilities ? withCapabilities(forwarded, capabilities) : forwarded;
     // The client's own level was taken out with the hop's envelope: the caller's goes in its place.
@@ -441,7 +446,8 @@ export class UpstreamConnection {
         });
       const result = await this.#owners.offer(owner, send);
       this.#breaker.success();
-      return withoutHopMeta(modern ? withTaskHandle(result) : result);
+      const answered = withoutHopMeta(modern ? withTaskHandle(result) : result);
+      return processKey ? taskIdFromProcess(processKey, method, answered) : answered;
     } catch (error) {
       const authFailure = authFailureIn(error);
       if (authFailure) {
@@ -533,6 +539,7 @@ export class UpstreamConnection {
       this.#client = opened.client;
       this.#transport = opened.transport;
       this.#wire = opened.wire;
+      this.#processKey = opened.wire === 'stdio' ? newProcessKey() : undefined;
       this.#protocol = opened.protocol;
       this.#capabilities = opened.client.getServerCapabilities();
       opened.client.onclose = () => this.#lost(generation);
