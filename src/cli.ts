@@ -22,6 +22,7 @@ import { Redis } from 'ioredis';
 import { bestEffort } from './observability/best-effort.js';
 import { withTimeout } from './limits/with-timeout.js';
 import { createSharedState } from './state/create-shared-state.js';
+import { serveClusterMetrics, WorkerMetrics } from './observability/cluster-metrics.js';
 import { workerId, isWorker, poolSizePerWorker, runPrimary, workerCount, workersRefused } from './workers.js';
 
 const EXIT_USAGE = 2;
@@ -294,7 +295,12 @@ async function serveUntilStopped(stop: StopRequest, { config, configFile, env, l
     stop.dispose(); // the primary hears signals from here on
     await reservation?.release(); // the workers' listeners take it
     forwardSighupToWorkers(logger);
-    return runPrimary(workers, logger, config.gateway.shutdownGraceSeconds * 1000);
+    const stopServingMetrics = serveClusterMetrics(logger.child({ component: 'metrics' }));
+    try {
+      return await runPrimary(workers, logger, config.gateway.shutdownGraceSeconds * 1000);
+    } finally {
+      stopServingMetrics();
+    }
   }
   let database: OpenedDatabase;
   try {
@@ -316,6 +322,11 @@ async function serveUntilStopped(stop: StopRequest, { config, configFile, env, l
   const conflux = createConflux(config, { logger, database, redis, redisPrefix: env.redisPrefix, state, configFile: { path: configFile.path, env: env.variables } });
   reloadOnSighup(conflux, logger);
   installCrashHandlers(logger);
+  // A scrape reaches one worker: it answers with every worker's metrics.
+  if (isWorker()) {
+    const workerMetrics = new WorkerMetrics(conflux.metrics.registry, logger.child({ component: 'metrics' }));
+    conflux.metrics.scrapeWith(() => workerMetrics.scrape());
+  }
   await conflux.start();
   if (stop.signal === undefined) {
     let url: string;

@@ -118,7 +118,7 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
 
   app.get('/metrics', async (c) => {
     c.header('content-type', deps.metrics.registry.contentType);
-    return c.body(await deps.metrics.registry.metrics());
+    return c.body(await deps.metrics.scrape());
   });
 
   app.use('/servers', callerMiddleware(callerDeps, (c, error) => apiErrorResponse(c, error, deps.logger)));

@@ -38,6 +38,7 @@ const MISNAMED_DEFAULT_METRICS = ['conflux_nodejs_active_handles_total', 'conflu
  */
 export class GatewayMetrics {
   readonly registry = new Registry();
+  #scrape: () => Promise<string> = () => this.registry.metrics();
   readonly #tools = new Set<string>();
   readonly toolExecutions: Counter<'tool_id' | 'status'>;
   readonly toolDuration: Histogram<'tool_id'>;
@@ -73,12 +74,14 @@ export class GatewayMetrics {
     for (const name of MISNAMED_DEFAULT_METRICS) this.registry.removeSingleMetric(name);
     new Gauge({
       name: 'conflux_build_info',
+      aggregator: 'first',
       help: 'Always 1; its labels say which gateway version runs on which Node.js',
       labelNames: ['version', 'node_version'],
       registers,
     }).set({ version: GATEWAY_VERSION, node_version: process.version }, 1);
     new Gauge({
       name: 'mcp_server_status',
+      aggregator: 'min',
       help: '1 when the upstream server is connected (ready or degraded), else 0',
       labelNames: ['server_id'],
       registers,
@@ -89,6 +92,7 @@ export class GatewayMetrics {
     });
     new Gauge({
       name: 'mcp_server_state',
+      aggregator: 'max',
       help: 'The state of each upstream server (1 for its current state)',
       labelNames: ['server_id', 'state'],
       registers,
@@ -99,6 +103,7 @@ export class GatewayMetrics {
     });
     new Gauge({
       name: 'mcp_server_uptime_seconds',
+      aggregator: 'min',
       help: 'Seconds since the upstream server connected (0 when not connected)',
       labelNames: ['server_id'],
       registers,
@@ -110,6 +115,7 @@ export class GatewayMetrics {
     });
     new Gauge({
       name: 'mcp_circuit_breaker_state',
+      aggregator: 'max',
       help: 'Circuit breaker per upstream server: 0 closed, 1 half-open, 2 open',
       labelNames: ['server_id'],
       registers,
@@ -124,6 +130,7 @@ export class GatewayMetrics {
     };
     new Gauge({
       name: 'mcp_upstream_replica_up',
+      aggregator: 'min',
       help: '1 when the replica of an upstream server with urls is connected (ready or degraded), else 0',
       labelNames: ['server_id', 'replica'],
       registers,
@@ -134,6 +141,7 @@ export class GatewayMetrics {
     });
     new Gauge({
       name: 'mcp_upstream_replica_circuit_breaker_state',
+      aggregator: 'max',
       help: 'Circuit breaker per replica: 0 closed, 1 half-open, 2 open',
       labelNames: ['server_id', 'replica'],
       registers,
@@ -266,6 +274,16 @@ export class GatewayMetrics {
       labelNames: ['outcome'],
       registers,
     });
+  }
+
+  /** What `/metrics` answers: this registry's metrics, or those `scrapeWith` gave. */
+  scrape(): Promise<string> {
+    return this.#scrape();
+  }
+
+  /** Answers `/metrics` from `source` instead (every worker's, in a worker: `cluster-metrics.ts`). */
+  scrapeWith(source: () => Promise<string>): void {
+    this.#scrape = source;
   }
 
   /** Counts one tool call; tool labels are capped so a huge catalog cannot explode cardinality. */

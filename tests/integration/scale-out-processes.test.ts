@@ -289,7 +289,37 @@ describe.skipIf(!services)('one conflux process with CONFLUX_WORKERS=2', { timeo
       await peer.close();
     }
   });
+
+  it("answers /metrics with both workers' counts, whichever worker a scrape reaches", async () => {
+    const healthChecks = () => `conflux_http_requests_total{route="/health",method="GET",status="200"}`;
+    const counted = (text: string) => Number(text.split('\n').find((line) => line.startsWith(healthChecks()))?.split(' ')[1] ?? 0);
+    const before = counted(await freshConnectionGet(`${gateway!.base}/metrics`));
+    // Each on a new connection, which node:cluster hands to the workers in turn.
+    for (let i = 0; i < 10; i++) expect((await freshConnectionGet(`${gateway!.base}/health`)).length).toBeGreaterThan(0);
+    for (let scrape = 0; scrape < 4; scrape++) {
+      const text = await freshConnectionGet(`${gateway!.base}/metrics`);
+      expect(counted(text) - before).toBe(10);
+      // A gauge is not added up: the one upstream is up (1) in both workers, not 2.
+      expect(text).toContain('mcp_server_status{server_id="alpha"} 1\n');
+      expect(text.match(/^conflux_build_info\{/gm)).toHaveLength(1);
+    }
+  });
 });
+
+/** The body of a GET on a connection of its own. */
+function freshConnectionGet(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(url, { agent: false, headers: { connection: 'close' } }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => (response.statusCode === 200 ? resolve(body) : reject(new Error(`${url}: HTTP ${response.statusCode}`))));
+      response.on('error', reject);
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
 
 describe.skipIf(!postgres)('one conflux process on its own memory, without Redis', { timeout: 60_000 }, () => {
   let database: TestDatabase;
