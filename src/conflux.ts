@@ -38,6 +38,7 @@ import { mountWellKnown } from './http/well-known.js';
 import { mountUserAuthorizationRoutes } from './http/oauth-routes.js';
 import { createAuthFor } from './upstream/auth/auth-factory.js';
 import type { OAuthClientDeps } from './upstream/auth/oauth-client-deps.js';
+import { tokenChangePeers } from './upstream/auth/token-change-peers.js';
 import { userIdentitiesFor } from './upstream/auth/user-identity.js';
 import { AccessRepository } from './store/access-repository.js';
 import { ApiKeyRepository } from './store/api-key-repository.js';
@@ -177,10 +178,10 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     onTokenRefreshed: (server) => metrics.oauthTokenRefreshes.inc({ server_id: server }),
     onTokenRefreshFailed: (_server, provider) => metrics.oauthTokenRefreshFailures.inc({ provider }),
   };
-  const users = userIdentitiesFor(settings, database, oauthClient, state.replicaId);
-  const relay = new UpstreamRelay(tracker, sessions, logger.child({ component: 'relay' }));
   // The replicas' requests to one another, and those of the `processes: one` stdio servers over them.
   const rpc = new BusRpc(state.bus, logger.child({ component: 'replica-rpc' }));
+  const users = userIdentitiesFor(settings, database, oauthClient, state.replicaId, tokenChangePeers(rpc, logger));
+  const relay = new UpstreamRelay(tracker, sessions, logger.child({ component: 'relay' }));
   const owners = new OwnerRequests({ rpc, state, tracker, relay, logger: logger.child({ component: 'single-owner' }) });
   const upstreams = new UpstreamPool({
     authFor: createAuthFor({ oauth: oauthClient, users }),

@@ -224,6 +224,27 @@ function describeAcrossReplicas(backend: string, shared: () => Promise<Backend>)
       expect((await fetch(`${b.origin}/health`)).status).toBe(200);
     });
 
+    it('tells the other replica when a user authorises or revokes: no second link there, and no instance left with a revoked token', async () => {
+      // B has read that bob has no token (an answer it keeps a few seconds).
+      expect((await whoami(b, 'bob')).isError).toBe(true);
+      const link = await linkFor(a, 'bob');
+      const browser = browserThrough(() => a);
+      const authorizationServer = await browser.authorizationServerUrl(link);
+      expect((await browser.finish(idp, authorizationServer, 'bob')).status).toBe(200);
+
+      // Through B straight away, without being asked again.
+      const through = await whoami(b, 'bob');
+      expect(through.isError).toBeFalsy();
+      expect(JSON.parse(textOf(through))).toMatchObject({ sub: 'bob', aud: upstream.url });
+
+      // Revoked through A: bob's instance on B stops with it, and B asks bob to authorise again.
+      const revoked = await fetch(`${a.origin}/api/v1/connections/docs`, { method: 'DELETE', headers: bearer(tokens.bob!) });
+      expect(revoked.status).toBe(204);
+      const after = await whoami(b, 'bob');
+      expect(after.isError).toBe(true);
+      expect(linkIn(textOf(after))?.startsWith(`${PUBLIC_URL}/oauth/start/`)).toBe(true);
+    });
+
     it('answers a forged handle or state naming a replica that does not exist, or one that holds nothing of it, without harm', async () => {
       const browser = browserThrough(() => b);
       const random = () => randomBytes(32).toString('base64url');

@@ -1,6 +1,7 @@
 import { auth, computeScopeUnion, extractWWWAuthenticateParams, type FetchLike, type OAuthDiscoveryState, type OAuthError } from '@modelcontextprotocol/client';
 import type { GatewaySettings, HttpServerConfig, OAuth2AuthConfig, UpstreamIdentitySettings } from '../../config/schema.js';
 import { localUrlOf } from '../../store/data-dir-lock.js';
+import type { TokenChangePeers, UserTokenChange } from './token-change-peers.js';
 import type { OpenedDatabase } from '../../store/database.js';
 import { UpstreamTokenRepository } from '../../store/upstream-token-repository.js';
 import { AuthorizationRequiredError } from './authorization-required.js';
@@ -36,6 +37,8 @@ export interface UserIdentitiesDeps {
   fetch?: FetchLike | undefined;
   /** This replica's id, named in the links and states of the authorizations it starts (`PendingAuthorizations`). */
   replicaId?: string | undefined;
+  /** The other replicas, told when a user's tokens are stored or revoked here (and telling this one). */
+  peers?: TokenChangePeers | undefined;
 }
 
 /** How a callback was refused: `status` for the page, `message` for the user (never a secret). */
@@ -88,6 +91,7 @@ export class UserIdentities {
   /** Requests to authorization servers: bounded in time (a hung one would hold a user's callback page), answers readable by the SDK. */
   readonly #fetch: FetchLike;
   #baseUrl: string;
+  readonly #stopListening: (() => void) | undefined;
 
   constructor(deps: UserIdentitiesDeps) {
     this.#deps = deps;
@@ -97,6 +101,7 @@ export class UserIdentities {
     this.#baseUrl = deps.baseUrl;
     this.#fetch = deps.fetch ?? oauthFetch;
     this.#refresh = new UserTokenRefresh({ oauth: deps.oauth, provider: () => this.#providerDeps(), redirectUrl: () => this.redirectUrl, fetch: this.#fetch });
+    this.#stopListening = deps.peers?.listen((change) => this.#changedElsewhere(change));
   }
 
   /** The redirect URL sent to authorization servers: `<publicUrl>/oauth/callback`. */
@@ -245,6 +250,7 @@ export class UserIdentities {
       return fail(502, `The gateway could not complete the authorization of "${record.server}": ${describe(error)}`);
     }
     this.#deps.oauth.logger.info({ server: record.server, user: record.user }, 'a user authorised an upstream');
+    this.#deps.peers?.announce({ user: record.user, server: record.server, change: 'stored' });
     this.#tell(this.#connectedListeners, record.context.caller, record.server);
     this.#pending.settle(record, { connected: true });
     return { user: record.user, server: record.server, bindingCookie: this.#pending.bindingCookie(record) };
@@ -259,8 +265,21 @@ export class UserIdentities {
   async revoke(user: string, server: string): Promise<boolean> {
     this.#pending.dropFor(user, server, 'the connection was revoked');
     const removed = await this.#store.revoke(user, server);
+    this.#deps.peers?.announce({ user, server, change: 'revoked' });
     for (const listener of this.#revokedListeners) this.#safely(() => listener(user, server), server);
     return removed;
+  }
+
+  /**
+   * Another replica stored or revoked the user's tokens: what this one read of them is
+   * forgotten, and a revocation is applied here as one made here is (authorizations waiting
+   * dropped, later ones of before it store nothing, the user's instance stopped).
+   */
+  #changedElsewhere({ user, server, change }: UserTokenChange): void {
+    if (change === 'stored') return this.#store.forget(user, server);
+    this.#pending.dropFor(user, server, 'the connection was revoked');
+    this.#store.revokedElsewhere(user, server);
+    for (const listener of this.#revokedListeners) this.#safely(() => listener(user, server), server);
   }
 
   /** Stores a token the user obtained themselves, as if they had authorised through the gateway. */
@@ -273,12 +292,14 @@ export class UserIdentities {
       { source: 'api' },
     );
     this.#pending.dropFor(user, server, 'a token was supplied');
+    this.#deps.peers?.announce({ user, server, change: 'stored' });
     this.#tell(this.#connectedListeners, caller, server);
     return { user, server, createdAt: new Date(this.#now()), expiresAt: saved.expiresAt === undefined ? null : new Date(saved.expiresAt), scopes: [], source: 'api' };
   }
 
   /** Ends every authorization still waiting (the gateway is stopping). */
   close(): void {
+    this.#stopListening?.();
     this.#pending.clear('the gateway is stopping');
   }
 
@@ -360,9 +381,9 @@ export class UserIdentities {
 /**
  * The users' identities of a gateway: with a database only (tokens need somewhere to be kept).
  * Until `listening()` says where the gateway listens, the callback is assumed at the configured
- * host and port. `replicaId`: this replica's, which its authorizations' links name.
+ * host and port. `replicaId`: this replica's, which its authorizations' links name; `peers`: the other replicas.
  */
-export function userIdentitiesFor(settings: GatewaySettings, database: OpenedDatabase | undefined, oauth: OAuthClientDeps, replicaId?: string): UserIdentities | undefined {
+export function userIdentitiesFor(settings: GatewaySettings, database: OpenedDatabase | undefined, oauth: OAuthClientDeps, replicaId?: string, peers?: TokenChangePeers): UserIdentities | undefined {
   if (!database) return undefined;
   return new UserIdentities({
     repository: new UpstreamTokenRepository(database.db),
@@ -371,6 +392,7 @@ export function userIdentitiesFor(settings: GatewaySettings, database: OpenedDat
     oauth,
     baseUrl: localUrlOf(settings.host, settings.port),
     replicaId,
+    peers,
   });
 }
 

@@ -144,6 +144,18 @@ export class UserTokenStore {
     return this.delete(user, server);
   }
 
+  /** Another replica stored new tokens: the next read is the database's. */
+  forget(user: string, server: string): void {
+    this.#cache.delete(cacheKey(user, server));
+  }
+
+  /** Another replica revoked the connection (and deleted the row): authorizations started here before now store nothing either. */
+  revokedElsewhere(user: string, server: string): void {
+    const key = cacheKey(user, server);
+    this.#revocations.set(key, (this.#revocations.get(key) ?? 0) + 1);
+    this.#cache.delete(key);
+  }
+
   /** A mark an authorization takes when it starts, handed back to `save` at its callback. */
   revocationMark(user: string, server: string): number {
     return this.#revocations.get(cacheKey(user, server)) ?? 0;
