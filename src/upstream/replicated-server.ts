@@ -1,4 +1,4 @@
-import { ProtocolError, type Prompt, type Resource, type ResourceTemplateType, type ServerCapabilities, type Tool } from '@modelcontextprotocol/client';
+import { ProtocolError, type LoggingLevel, type Prompt, type Resource, type ResourceTemplateType, type ServerCapabilities, type Tool } from '@modelcontextprotocol/client';
 import { isReplicated, type HttpServerConfig, type ReplicatedServerConfig, type ServerConfig } from '../config/schema.js';
 import { publicUrl, redactUrl } from '../observability/redact.js';
 import type { UpstreamAuth } from './auth/upstream-auth.js';
@@ -326,6 +326,8 @@ export class ReplicatedServer implements Upstream {
 
   /** `logging/setLevel` reaches every ready replica (each is an upstream session of its own); the first answer is returned. */
   async #toEveryReady(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions, owner: unknown): Promise<Record<string, unknown>> {
+    // A replica down now gets the level when its next session opens.
+    if (typeof params?.level === 'string') for (const replica of this.#replicas) replica.connection.rememberLogLevel(params.level as LoggingLevel);
     const ready = this.#replicas.filter((r) => r.eligible);
     if (ready.length === 0) throw new UpstreamUnavailableError(this.name, this.#whyNoneReady());
     const results = await Promise.allSettled(ready.map((replica) => this.#send(replica, method, params, options, owner)));

@@ -190,6 +190,11 @@ export class UpstreamConnection {
   #wire: UpstreamStatus['wire'];
   /** A stdio connection's current child process (`minted-values.ts`): new with each one spawned. */
   #processKey: string | undefined;
+  /**
+   * The level the gateway last asked a 2025 session of this upstream to log at: a new session
+   * (after a reconnect) starts at the server's own default, so it is asked again.
+   */
+  #logLevel: LoggingLevel | undefined;
   #connectedAt: Date | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #nextRetryAt: Date | undefined;
@@ -385,6 +390,28 @@ export class UpstreamConnection {
   }
 
   /**
+   * The level the sessions of this upstream should log at, from now and after each reconnect:
+   * what a `logging/setLevel` sent through `request` records, or (a server with `urls`) what
+   * one sent to the others while this replica was down.
+   */
+  rememberLogLevel(level: LoggingLevel): void {
+    this.#logLevel = level;
+  }
+
+  /** A new 2025 session that logs is asked for the level its predecessor was set to. */
+  #restoreLogLevel(opened: { client: Client; protocol: NegotiatedProtocol }, generation: number): void {
+    const level = this.#logLevel;
+    if (level === undefined || opened.protocol.era === 'modern' || !opened.client.getServerCapabilities()?.logging) return;
+    void bestEffort(
+      async () => {
+        if (generation === this.#generation) await opened.client.setLoggingLevel(level, { timeout: this.timeoutMs });
+      },
+      this.#logger,
+      `set the log level of the new upstream session to ${level}`,
+    );
+  }
+
+  /**
    * Sends a request to this upstream and returns its result unvalidated. Upstream JSON-RPC
    * errors are rethrown as they came (`ProtocolError`); timeouts and lost connections become
    * typed upstream errors. A 2026-07-28 upstream's `input_required` answer is returned as it
@@ -401,6 +428,8 @@ export class UpstreamConnection {
   }
 
   async #request(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions, owner: unknown): Promise<PassThroughResult> {
+    // The downstream request's params were checked against the SDK's schema: `level` is one.
+    if (method === 'logging/setLevel' && typeof params?.level === 'string') this.rememberLogLevel(params.level as LoggingLevel);
     const client = this.#client;
     if (this.#state !== 'ready' || !client) {
       // The typed reason (a user's missing authorisation carries its URL) says more than "down".
@@ -560,6 +589,7 @@ export class UpstreamConnection {
       this.#startMonitor(opened.client, generation);
       this.#logger.info({ wire: opened.wire, protocol: opened.protocol.version, tools: this.#tools.length }, 'upstream ready');
       this.#setState('ready');
+      this.#restoreLogLevel(opened, generation);
     } catch (error) {
       if (generation !== this.#generation) return;
       // Supersede this attempt first: closing its client below must not report a second loss

@@ -109,6 +109,21 @@ describe('upstream log messages', () => {
     await Promise.all([root.close(), carol.close(), ann.close()]);
   });
 
+  it('asks an upstream that came back for the level its previous session was set to', async () => {
+    const root = await peer('root');
+    const bob = await peer('bob');
+    try {
+      await bob.client.setLoggingLevel('debug');
+      expect(await levelOn('beta', root)).toBe('debug');
+      // The process exits; the gateway starts another, which begins unset.
+      await root.client.callTool({ name: 'beta__crash', arguments: {} });
+      await waitFor(() => gateway.conflux.upstreams.get('beta')?.state !== 'ready', 15_000, 'beta to go down');
+      await waitFor(async () => (await levelOn('beta', root)) === 'debug', 15_000, 'the restarted upstream to log at debug');
+    } finally {
+      await Promise.all([root.close(), bob.close()]);
+    }
+  });
+
   it('delivers a background log line only to sessions that may read the server, each at its own level', async () => {
     const root = await peer('root');
     const carol = await peer('carol');
