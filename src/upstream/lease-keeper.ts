@@ -10,20 +10,29 @@ export interface LeaseKeeperOptions {
   /** This replica's id, as the store names the holder. */
   replicaId: string;
   ttlMs: number;
+  /**
+   * How long before the ttl runs out a holder whose renewals go unanswered stops counting itself
+   * the holder: the time it needs to stop what it runs under the lease, so that is gone before
+   * another replica can take it. 0 when nothing needs stopping.
+   */
+  stopBudgetMs?: number;
   logger: Logger;
   /** Called after every round (a renewal, a take, a read of the holder) and when a held lease runs out unrenewed. */
   onRound: () => void;
 }
 
 /**
- * Holds a named lease whenever it can. Every third of its ttl, a round renews the lease this
- * replica holds, takes it when nobody does, or else reads who holds it: a holder that died is
- * replaced within about one ttl. A holder whose store does not answer keeps holding only until
- * the ttl since its last renewal was sent has passed (then another replica may have taken it),
- * whatever the store says later: `held` turns false on that timer, not on an answer.
+ * Holds a named lease whenever it can. A round renews the lease this replica holds, takes it
+ * when nobody does, or else reads who holds it: a holder that died is replaced within about one
+ * ttl. A holder whose store does not answer keeps holding only until the ttl since its last
+ * renewal was sent, less the stop budget, has passed (the ttl itself: another replica may take
+ * it then), whatever the store says later: `held` turns false on that timer, not on an answer.
+ * Rounds come every third of that holding window.
  */
 export class LeaseKeeper {
   readonly #options: LeaseKeeperOptions;
+  /** How long a renewal lets this replica count itself the holder: the ttl less the time it needs to stop. */
+  readonly #window: number;
   #held = false;
   #holder: string | undefined;
   #rounds = 0;
@@ -34,6 +43,8 @@ export class LeaseKeeper {
 
   constructor(options: LeaseKeeperOptions) {
     this.#options = options;
+    this.#window = options.ttlMs - (options.stopBudgetMs ?? 0);
+    if (this.#window <= 0) throw new Error(`the lease ${options.name} must outlast the time its holder needs to stop`);
   }
 
   /** Whether this replica holds the lease. */
@@ -64,7 +75,7 @@ export class LeaseKeeper {
       this.#round = undefined;
       this.#rounds++;
       if (this.#stopped) return;
-      this.#next = setTimeout(() => void this.renew(), this.#options.ttlMs / 3);
+      this.#next = setTimeout(() => void this.renew(), this.#window / 3);
       this.#next.unref();
       this.#options.onRound();
     });
@@ -77,15 +88,15 @@ export class LeaseKeeper {
     clearTimeout(this.#next);
     clearTimeout(this.#expiry);
     await this.#round;
-    const { leases, name, ttlMs, logger } = this.#options;
-    if (this.#held) await bestEffort(() => withTimeout(leases.release(name), ttlMs / 3), logger, `release the lease ${name}`, 'warn');
+    const { leases, name, logger } = this.#options;
+    if (this.#held) await bestEffort(() => withTimeout(leases.release(name), this.#window / 3), logger, `release the lease ${name}`, 'warn');
     this.#held = false;
     this.#holder = undefined;
   }
 
   async #run(): Promise<void> {
     const { leases, name, ttlMs, replicaId, logger } = this.#options;
-    const bound = ttlMs / 3;
+    const bound = this.#window / 3;
     const sentAt = performance.now();
     try {
       if (await withTimeout(leases.acquire(name, ttlMs), bound)) {
@@ -94,7 +105,7 @@ export class LeaseKeeper {
           this.#held = true;
           return;
         }
-        this.#expireIn(ttlMs - (performance.now() - sentAt));
+        this.#expireIn(this.#window - (performance.now() - sentAt));
         this.#held = true;
         this.#holder = replicaId;
         return;
@@ -111,9 +122,8 @@ export class LeaseKeeper {
   #expireIn(ms: number): void {
     clearTimeout(this.#expiry);
     this.#expiry = setTimeout(() => {
-      this.#options.logger.warn({ lease: this.#options.name }, 'the lease ran out without being renewed; letting go of it');
+      this.#options.logger.warn({ lease: this.#options.name }, 'the lease is about to run out without being renewed; letting go of it');
       this.#letGo();
-      this.#holder = undefined;
       this.#options.onRound();
     }, Math.max(0, ms));
     this.#expiry.unref();
@@ -122,5 +132,7 @@ export class LeaseKeeper {
   #letGo(): void {
     clearTimeout(this.#expiry);
     this.#held = false;
+    // No longer this replica, whoever it is now: until a read of the store tells, nobody is known to hold it.
+    if (this.#holder === this.#options.replicaId) this.#holder = undefined;
   }
 }

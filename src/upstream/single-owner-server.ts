@@ -9,8 +9,15 @@ import { LeaseKeeper } from './lease-keeper.js';
 import type { ServerStatus, Upstream } from './upstream.js';
 import type { UpstreamConnection, UpstreamEventSink, UpstreamRequestOptions, UpstreamState, UpstreamStatus } from './upstream-connection.js';
 
-/** How long a replica holds the lease of a `processes: one` server without renewing it (renewed every third of it). */
-const OWNER_LEASE_TTL_MS = 6000;
+/** How long a replica holds the lease of a `processes: one` server without renewing it. */
+const OWNER_LEASE_TTL_MS = 10_000;
+/**
+ * How long before the lease runs out a holder whose renewals go unanswered stops the process, so
+ * that it has exited before another replica may start one: the longest a stop takes (stdin
+ * closed, SIGTERM 2 s later, SIGKILL 2 s after that: `stdio-transport.ts`) and a margin. The
+ * holder renews every third of the 5 s left.
+ */
+const OWNER_STOP_BUDGET_MS = 5000;
 
 /** What a `processes: one` server looks like on the replica running its process, as the others are told. */
 export interface OwnerView {
@@ -78,6 +85,8 @@ export class SingleOwnerServer implements Upstream {
   #sequence = 0;
   /** The server's connection, while this replica holds the lease. */
   #local: UpstreamConnection | undefined;
+  /** The stop of the process that ran here last, until it has exited: no other starts here before. */
+  #stopping: Promise<void> | undefined;
   /** The holder this entry last dealt with; a change fails the requests waiting on the one before. */
   #holder: string | undefined;
   #lost = new AbortController();
@@ -109,6 +118,7 @@ export class SingleOwnerServer implements Upstream {
       leases: deps.link.leases,
       replicaId: deps.link.replicaId,
       ttlMs: OWNER_LEASE_TTL_MS,
+      stopBudgetMs: OWNER_STOP_BUDGET_MS,
       logger: deps.logger.child({ server: name }),
       onRound: () => this.#leaseRound(),
     });
@@ -137,15 +147,17 @@ export class SingleOwnerServer implements Upstream {
     this.#keeper.start();
   }
 
-  /** Stops the process when it runs here, then lets go of the lease, so that another process takes it at once. */
+  /**
+   * Stops the process when it runs here, then lets go of the lease, so that another process
+   * takes it at once; resolves once the process has exited and the lease is let go.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#detach?.();
-    const local = this.#local;
-    this.#local = undefined;
-    await local?.stop();
+    const ran = this.#local !== undefined;
+    await this.#stopLocal();
     await this.#keeper.stop();
-    if (local) this.#deps.link.released(this.name);
+    if (ran) this.#deps.link.released(this.name);
     this.#lost.abort('the gateway stopped');
   }
 
@@ -294,12 +306,9 @@ export class SingleOwnerServer implements Upstream {
 
   /** Restarts the process (a fresh one, its backoff reset), wherever it runs. */
   async restartProcess(): Promise<void> {
-    const local = this.#local;
-    if (local) {
-      this.#local = undefined;
-      this.#subscribers.clear();
-      await local.stop();
-      if (this.#keeper.held && !this.#stopped && !this.#local) this.#startLocal();
+    if (this.#local || (this.#stopping && this.#keeper.held)) {
+      // The new process starts once the old one has exited (see `#stopLocal`).
+      await this.#stopLocal();
       return;
     }
     const holder = this.#keeper.holder;
@@ -325,15 +334,12 @@ export class SingleOwnerServer implements Upstream {
   #leaseRound(): void {
     if (this.#stopped) return;
     const { held, holder } = this.#keeper;
-    if (held && !this.#local) {
+    if (held && !this.#local && !this.#stopping) {
       this.#deps.logger.info({ server: this.name }, 'this gateway process took the lease of a processes: one server; starting it here');
       this.#startLocal();
     } else if (!held && this.#local) {
       this.#deps.logger.warn({ server: this.name }, 'this gateway process lost the lease of a processes: one server; stopping it here');
-      const local = this.#local;
-      this.#local = undefined;
-      this.#subscribers.clear();
-      void bestEffort(() => local.stop(), this.#deps.logger, `stop "${this.name}" after losing its lease`);
+      void this.#stopLocal();
     }
     if (holder !== this.#holder) {
       const previous = this.#holder;
@@ -346,10 +352,30 @@ export class SingleOwnerServer implements Upstream {
     if (holder !== undefined && !held && (!this.#current() || this.#keeper.rounds % VIEW_REFRESH_ROUNDS === 0)) void this.#fetchView(holder);
   }
 
+  /** Starts the process here, unless the one before is still exiting: then that stop starts it once done. */
   #startLocal(): void {
+    if (this.#stopping) return;
     this.#local = this.#deps.connect(() => this.#localChanged());
     this.#local.start();
     this.#localChanged();
+  }
+
+  /**
+   * Stops the process running here; resolves once it has exited (and once an earlier stop has,
+   * when none runs). Never two at once: a process starts here only when no stop is under way,
+   * and a stop that ends while the lease is still held (a restart) starts the next one.
+   */
+  #stopLocal(): Promise<void> {
+    const local = this.#local;
+    if (!local) return this.#stopping ?? Promise.resolve();
+    this.#local = undefined;
+    this.#subscribers.clear();
+    const stopping: Promise<void> = bestEffort(() => local.stop(), this.#deps.logger, `stop the process of "${this.name}"`, 'warn').then(() => {
+      this.#stopping = undefined;
+      if (this.#keeper.held && !this.#stopped && !this.#local) this.#startLocal();
+    });
+    this.#stopping = stopping;
+    return stopping;
   }
 
   /** The process's connection changed: the others are told (once per tick), and the catalog here rebuilt. */

@@ -82,6 +82,11 @@ export class UpstreamPool {
    * connection while it opens, and its old one while its calls in flight end. Stopped with the pool.
    */
   readonly #beside = new Set<Entry>();
+  /**
+   * By server name, the stop of a replaced entry that cannot run beside its successor (see
+   * `#switch`), until it has stopped: the next entry of that name starts only then.
+   */
+  readonly #retiring = new Map<string, Promise<void>>();
   /** Woken on every change of any entry, and when the pool stops: switches waiting for their new connection look again. */
   readonly #switchWaiters = new Set<() => void>();
   #stopped = false;
@@ -258,7 +263,7 @@ export class UpstreamPool {
     this.#connections.clear();
     this.#beside.clear();
     for (const wake of this.#switchWaiters) wake();
-    await Promise.all(all.map((connection) => connection.stop()));
+    await Promise.all([...all.map((connection) => connection.stop()), ...this.#retiring.values()]);
     this.#instances.close();
   }
 
@@ -276,16 +281,28 @@ export class UpstreamPool {
    * the new one is ready (or failed its first attempt, or its connect timeout passed); the old
    * one is stopped once the requests in flight on it have ended (within its request timeout).
    * A per-user server (whose users' instances are kept by server name) and a `processes: one`
-   * server (whose process holds a lease by server name) cannot run twice under one name: they
-   * are stopped and started again, their tools missing from the catalog until it lists them.
+   * server (whose process holds a lease by server name) cannot run twice under one name: the
+   * new entry takes the old one's place at once but starts only once the old one has stopped
+   * (its process exited, its lease let go), its tools missing from the catalog until it lists them.
    */
   async #switch(name: string, old: Entry, config: ServerConfig): Promise<void> {
     const fresh = this.#create(name, config);
     if (!switchesGapless(old) || !switchesGapless(fresh)) {
       this.#connections.set(name, fresh);
-      fresh.start();
       this.#queueChange();
-      await Promise.all([old.stop(), this.#forgetEra(name)]);
+      const stopped = Promise.all([old.stop(), this.#forgetEra(name)]);
+      const retired: Promise<void> = stopped.then(
+        () => this.#retired(name, retired),
+        () => this.#retired(name, retired),
+      );
+      this.#retiring.set(name, retired);
+      this.#startAlone(name, fresh);
+      try {
+        await stopped;
+      } finally {
+        // Resolves after the new entry's start (queued on it first).
+        await retired;
+      }
       return;
     }
     // The new definition may be another server (a new URL or command): its era is found afresh.
@@ -337,7 +354,24 @@ export class UpstreamPool {
   #open(name: string, config: ServerConfig): void {
     const entry = this.#create(name, config);
     this.#connections.set(name, entry);
-    entry.start();
+    this.#startAlone(name, entry);
+  }
+
+  /** Starts `entry`, the one under `name`, now or once the entry it replaced has stopped. */
+  #startAlone(name: string, entry: Entry): void {
+    const retiring = this.#retiring.get(name);
+    if (!retiring) {
+      entry.start();
+      return;
+    }
+    void retiring.then(() => {
+      // Replaced, removed or stopped with the pool while it waited: it never starts.
+      if (!this.#stopped && this.#connections.get(name) === entry) this.#startAlone(name, entry);
+    });
+  }
+
+  #retired(name: string, retiring: Promise<void>): void {
+    if (this.#retiring.get(name) === retiring) this.#retiring.delete(name);
   }
 
   /** The entry `config` makes (not started): replicas, one process for the deployment, one instance per user, or one connection. */

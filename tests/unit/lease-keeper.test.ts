@@ -6,22 +6,22 @@ import { LeaseKeeper } from '../../src/upstream/lease-keeper.js';
 
 const TTL = 6000;
 
-/** A replica's leases on the hub, which can be made to fail (`down`) or never answer (`hung`). */
+/** A replica's leases on the hub, which can be made to fail (`down`, or only the calls named in `failing`) or never answer (`hung`). */
 function leasesOf(hub: MemoryHub, replica: string) {
   const real = hub.leasesFor(replica);
-  const control = { down: false, hung: false };
+  const control = { down: false, hung: false, failing: new Set<keyof LeaseStore>() };
   const guarded =
-    <A extends unknown[], R>(call: (...args: A) => Promise<R>) =>
+    <A extends unknown[], R>(method: keyof LeaseStore, call: (...args: A) => Promise<R>) =>
     (...args: A): Promise<R> => {
       if (control.hung) return new Promise<R>(() => {});
-      if (control.down) return Promise.reject(new SharedStateUnavailableError('redis is down'));
+      if (control.down || control.failing.has(method)) return Promise.reject(new SharedStateUnavailableError('redis is down'));
       return call(...args);
     };
-  const leases: LeaseStore = { acquire: guarded(real.acquire), holder: guarded(real.holder), release: guarded(real.release) };
+  const leases: LeaseStore = { acquire: guarded('acquire', real.acquire), holder: guarded('holder', real.holder), release: guarded('release', real.release) };
   return { leases, control };
 }
 
-function keeper(hub: MemoryHub, replica: string) {
+function keeper(hub: MemoryHub, replica: string, stopBudgetMs?: number) {
   const { leases, control } = leasesOf(hub, replica);
   const rounds: { held: boolean; holder: string | undefined }[] = [];
   const lease: LeaseKeeper = new LeaseKeeper({
@@ -29,6 +29,7 @@ function keeper(hub: MemoryHub, replica: string) {
     leases,
     replicaId: replica,
     ttlMs: TTL,
+    ...(stopBudgetMs !== undefined ? { stopBudgetMs } : {}),
     logger: silentLogger(),
     onRound: () => rounds.push({ held: lease.held, holder: lease.holder }),
   });
@@ -36,8 +37,8 @@ function keeper(hub: MemoryHub, replica: string) {
 }
 
 /** A keeper on `hub` (a new one unless given), started and through its first round. */
-async function started(replica: string, hub = new MemoryHub(() => Date.now())) {
-  const one = keeper(hub, replica);
+async function started(replica: string, hub = new MemoryHub(() => Date.now()), stopBudgetMs?: number) {
+  const one = keeper(hub, replica, stopBudgetMs);
   one.lease.start();
   await vi.advanceTimersByTimeAsync(0);
   return { hub, a: one };
@@ -127,5 +128,56 @@ describe('the lease of a processes: one server', () => {
     await a.lease.renew();
     expect([a.lease.held, a.lease.holder]).toEqual([false, 'b']);
     await a.lease.stop();
+  });
+
+  it('a replica refused while holding that cannot read the new holder no longer names itself the holder', async () => {
+    const { hub, a } = await started('a');
+    await hub.leasesFor('a').release('stdio:solo');
+    await hub.leasesFor('b').acquire('stdio:solo', TTL);
+    a.control.failing.add('holder');
+    await a.lease.renew();
+    expect([a.lease.held, a.lease.holder]).toEqual([false, undefined]);
+    expect(a.rounds.at(-1)).toEqual({ held: false, holder: undefined });
+    // The next round that can read the store names the holder again.
+    a.control.failing.clear();
+    await a.lease.renew();
+    expect(a.lease.holder).toBe('b');
+    await a.lease.stop();
+  });
+
+  it('with a stop budget, lets go that long before the lease can pass to another replica, and renews often enough to keep it meanwhile', async () => {
+    const budget = TTL / 2;
+    const { hub, a } = await started('a', undefined, budget);
+    const { a: b } = await started('b', hub);
+    // Renewed every third of the ttl less the budget: held through many of those windows.
+    await vi.advanceTimersByTimeAsync(3 * TTL);
+    expect([a.lease.held, b.lease.held, b.lease.holder]).toEqual([true, false, 'a']);
+    const renewedBefore = a.rounds.length;
+    await vi.advanceTimersByTimeAsync(TTL - budget);
+    expect(a.rounds.length - renewedBefore).toBe(3);
+
+    // Renewed now, then a's store fails: a lets go `budget` before the store frees the lease.
+    await a.lease.renew();
+    const lastRenewal = Date.now();
+    a.control.down = true;
+    let letGoAt: number | undefined;
+    let takenAt: number | undefined;
+    while (takenAt === undefined && Date.now() - lastRenewal < 3 * TTL) {
+      await vi.advanceTimersByTimeAsync(50);
+      if (letGoAt === undefined && !a.lease.held) letGoAt = Date.now();
+      if (b.lease.held) takenAt = Date.now();
+    }
+    expect(letGoAt).toBeDefined();
+    expect(takenAt).toBeDefined();
+    expect(letGoAt! - lastRenewal).toBeGreaterThan(TTL - budget - 50);
+    expect(letGoAt! - lastRenewal).toBeLessThanOrEqual(TTL - budget + 50);
+    expect(takenAt! - letGoAt!).toBeGreaterThanOrEqual(budget - 50);
+    expect(b.lease.holder).toBe('b');
+    await stopWhileTimePasses(a.lease);
+    await b.lease.stop();
+  });
+
+  it('refuses a stop budget that leaves no time to hold the lease', () => {
+    expect(() => keeper(new MemoryHub(), 'a', TTL)).toThrow(/outlast/);
   });
 });
