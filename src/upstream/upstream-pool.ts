@@ -268,11 +268,9 @@ export class UpstreamPool {
   }
 
   /** Resolves when no upstream is still in its first `connecting` phase, or after `timeoutMs`. */
-  async settled(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline && this.list().some((u) => u.state === 'connecting')) {
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
+  settled(timeoutMs: number): Promise<void> {
+    // The caller waits on nothing else (a CLI command): the timer keeps the process up meanwhile.
+    return this.#until(() => !this.list().some((u) => u.state === 'connecting'), timeoutMs, { holdProcess: true });
   }
 
   /**
@@ -330,12 +328,17 @@ export class UpstreamPool {
 
   /** Resolves once `entry` is no longer connecting for the first time, the pool stops, or `ms` pass. */
   #firstOutcome(entry: Entry, ms: number): Promise<void> {
+    return this.#until(() => entry.state !== 'connecting', ms);
+  }
+
+  /** Resolves once `condition` holds (looked at on every change of an entry), the pool stops, or `ms` pass. */
+  #until(condition: () => boolean, ms: number, { holdProcess = false } = {}): Promise<void> {
     return new Promise<void>((resolve) => {
       const check = () => {
-        if (entry.state !== 'connecting' || this.#stopped) done();
+        if (condition() || this.#stopped) done();
       };
       const timer = setTimeout(done, ms);
-      timer.unref();
+      if (!holdProcess) timer.unref();
       const waiters = this.#switchWaiters;
       function done(): void {
         clearTimeout(timer);
