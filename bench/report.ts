@@ -135,7 +135,7 @@ export function renderResults(result: { machine: Record<string, unknown>; comman
 
 /** Replaces the results section of docs/benchmarks.md, keeping the text around it. */
 export async function writeResults(path: string, markdown: string): Promise<void> {
-  let doc = '';
+  let doc: string;
   try {
     doc = await readFile(path, 'utf8');
   } catch {

@@ -1,7 +1,7 @@
 /** What `conflux --help` and `conflux COMMAND --help` print. */
 
 const COMMON_OPTIONS = `  -c, --config FILE      Config file (YAML, or JSON with "mcpServers")   [env CONFLUX_CONFIG, default ./mcp-servers.yaml]
-      --env-file FILE    Variables to read before starting; never over the real environment [default ./.env, when present]
+      --dotenv FILE      Variables to read before starting; never over the real environment [default ./.env, when present]
   -h, --help             Show this help
 `;
 

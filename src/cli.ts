@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import { gatewayToolCall } from './admin-api-client.js';
 import { ADMIN_TOKEN_VARIABLE, adminCommand, table } from './admin-commands.js';
 import { commandUsage, globalUsage } from './cli-help.js';
-import { EnvFileError, environmentWithEnvFile } from './config/dotenv.js';
+import { ENV_FILE_OPTION_REFUSED, EnvFileError, environmentWithEnvFile } from './config/dotenv.js';
+import { DEFAULT_CONFIG_FILE, SAMPLE_CONFIG_FILE, defaultConfigFile } from './config/default-config-file.js';
 import { EnvironmentError, LOG_FORMATS, oneOf, readEnvironment, type Environment } from './config/env.js';
 import { ConfigError, readConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -28,7 +29,7 @@ import { workerId, isWorker, poolSizePerWorker, runPrimary, workerCount, workers
 const EXIT_USAGE = 2;
 
 function parseCommandLine(argv: string[]) {
-  return parseArgs({
+  const parsed = parseArgs({
     args: argv,
     allowPositionals: true,
     options: {
@@ -46,12 +47,15 @@ function parseCommandLine(argv: string[]) {
       allow: { type: 'string' },
       deny: { type: 'string' },
       'admin-token': { type: 'string' },
+      dotenv: { type: 'string' },
       'env-file': { type: 'string' },
       'log-format': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
     },
   });
+  if (parsed.values['env-file'] !== undefined) throw new Error(ENV_FILE_OPTION_REFUSED);
+  return parsed;
 }
 
 /** One run of a command, once its environment and config file are read. */
@@ -104,7 +108,7 @@ async function main(argv: string[]): Promise<number> {
   let env: Environment;
   let envFile: string | undefined;
   try {
-    const loaded = environmentWithEnvFile(values['env-file']);
+    const loaded = environmentWithEnvFile(values.dotenv);
     envFile = loaded.file;
     env = readEnvironment(loaded.variables);
   } catch (error) {
@@ -113,7 +117,8 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_USAGE;
   }
   const logging: LoggerOptions = { format: logFormat ?? env.logFormat, terminal: process.stderr.isTTY === true };
-  const configPath = values.config ?? env.configPath ?? 'mcp-servers.yaml';
+  const configPath = values.config ?? env.configPath ?? defaultConfigFile();
+  if (configPath === SAMPLE_CONFIG_FILE && (values.config ?? env.configPath) === undefined) process.stderr.write(`no ${DEFAULT_CONFIG_FILE} in this folder: using the sample ${SAMPLE_CONFIG_FILE}\n`);
 
   let config: Config;
   try {
@@ -420,7 +425,8 @@ async function openMigrated(options: DatabaseOptions, stop: StopRequest, logger:
   if (outcome !== 'stopped') return outcome;
   logger.info({ signal: stop.signal }, 'stopped while starting');
   migrated.catch(() => {}); // it fails as its database closes under it
-  const database = await opening.catch(() => undefined);
+  // A stopped start fails with nothing more to do than note it: there is then no database to close.
+  const database = await opening.catch((error: unknown) => void logger.debug({ err: error }, 'the database of a stopped start did not open'));
   await bestEffort(async () => database?.close(), logger, 'close the database of a start that was stopped');
   return 'stopped';
 }

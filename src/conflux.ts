@@ -26,7 +26,7 @@ import { TaskListen } from './gateway/task-listen.js';
 import { TaskRelay } from './gateway/task-relay.js';
 import { InMemoryTaskRouteStore } from './gateway/task-routes.js';
 import { RedisTaskRouteStore } from './state/redis-task-routes.js';
-import { callTool } from './gateway/tool-calls.js';
+import { callTool, type ToolCallDeps } from './gateway/tool-calls.js';
 import { UpstreamRelay } from './gateway/upstream-relay.js';
 import { OwnerRequests } from './gateway/owner-requests.js';
 import { API_BASE, createApiApp } from './http/api/api-app.js';
@@ -92,6 +92,8 @@ export interface Conflux {
   readonly state: SharedState;
   /** 2026-07-28 calls paused for their client's input (a 2025 upstream asked it something mid-call). */
   readonly inputRounds: Pick<ModernCallBridge, 'paused'>;
+  /** What the tool calls of every surface (MCP, REST, the CLI) run on: one value, built once. */
+  readonly toolCalls: ToolCallDeps;
   /** API keys, when the gateway has a database. */
   readonly apiKeys: ApiKeys | undefined;
   readonly app: Hono<CallerEnv>;
@@ -222,6 +224,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   // Routes in Redis when there is one, so that a task created through one replica is followed through any.
   const taskRoutes = deps.redis ? new RedisTaskRouteStore(deps.redis, { prefix: deps.redisPrefix ?? 'conflux:', logger: logger.child({ component: 'tasks' }) }) : new InMemoryTaskRouteStore();
   const tasks = new TaskRelay({ upstreams, tracker, rateLimits, logger, routes: taskRoutes, replicas: { replicaId: state.replicaId, rpc } });
+  const toolCalls: ToolCallDeps = { catalog, tasks, upstreams, tracker, limit, audit, metrics, rateLimits, logger };
   const inputRounds = new ModernCallBridge({
     ttlMs: settings.limits.pausedCallSeconds * 1000,
     // Each paused call holds an upstream request open, as a session holds its state: the same
@@ -234,17 +237,9 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     replicas: { replicaId: state.replicaId, rpc },
   });
   const serverDeps: SessionServerDeps = {
-    catalog,
-    tasks,
-    upstreams,
-    tracker,
+    ...toolCalls,
     sessions,
     subscriptions,
-    limit,
-    audit,
-    metrics,
-    rateLimits,
-    logger,
     pageSize: settings.pageSize,
     maxConcurrentCallsPerSession: settings.limits.maxConcurrentCallsPerSession,
     inputRounds,
@@ -309,18 +304,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   const stopWatchingRevocations = apiKeys?.onRevoked((id) => streams.revoked(id));
   // Servers, rules and keys changed through one replica are applied by every replica.
   const configChanges = new ConfigChanges({ bus: state.bus, replicaId: state.replicaId, accessControl, apiKeys, registry, logger: logger.child({ component: 'config-changes' }) });
-  const plainToolCalls = new PlainToolCalls({
-    catalog,
-    tasks,
-    upstreams,
-    tracker,
-    limit,
-    audit,
-    metrics,
-    rateLimits,
-    logger,
-    maxConcurrentCallsPerSession: settings.limits.maxConcurrentCallsPerSession,
-  });
+  const plainToolCalls = new PlainToolCalls(toolCalls, { maxConcurrentCallsPerSession: settings.limits.maxConcurrentCallsPerSession });
   const app = createHttpApp({
     streams,
     sessions,
@@ -365,7 +349,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   if (users) mountUserAuthorizationRoutes(app, users, { rpc, replicaId: state.replicaId, logger: logger.child({ component: 'upstream-oauth' }) });
   app.route(
     API_BASE,
-    createApiApp({ catalog, tasks, upstreams, tracker, limit, registry, audit, auditRepository, metrics, rateLimits, accessControl, apiKeys, users, logger }, { maxJsonDepth: settings.limits.maxJsonDepth }),
+    createApiApp({ ...toolCalls, registry, auditRepository, accessControl, apiKeys, users }, { maxJsonDepth: settings.limits.maxJsonDepth, trustedProxies: new TrustedProxies(settings.trustedProxies) }),
   );
 
   return {
@@ -379,6 +363,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     accessControl,
     state,
     inputRounds,
+    toolCalls,
     apiKeys,
     app,
     async start() {
@@ -427,11 +412,13 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       return { url: `http://${shownHost}:${listening.port}/mcp`, port: listening.port };
     },
     reloadConfig: (reason) => watcher?.reload(reason) ?? Promise.resolve(undefined),
-    callTool: (params, signal) => callTool({ catalog, tasks, upstreams, tracker, limit, audit, metrics, rateLimits, logger }, params, detachedCall('cli', fullAccess(ANONYMOUS), signal)),
+    callTool: (params, signal) => callTool(toolCalls, params, detachedCall('cli', fullAccess(ANONYMOUS), signal)),
     async stop() {
       watcher?.close();
       configChanges.stop();
       await listening?.stopAccepting();
+      // Another replica's request for a process here would start on a process about to stop: refused now, to be tried again.
+      owners.drain();
       // A paused call waits for a retry that can no longer arrive: cancelled now, not after the grace period.
       inputRounds.stop();
       // Likewise a call waiting for its user to finish an authorization.
@@ -453,6 +440,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       await registry.close();
       await upstreams.stop();
       owners.close();
+      await inputRounds.close();
       rpc.close();
       await audit.close();
       await limiter.close();

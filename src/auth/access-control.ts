@@ -1,16 +1,23 @@
 import type { Logger } from 'pino';
 import type { AccessSettings } from '../config/schema.js';
+import { ConfluxError, kindOfStatus, type ErrorKind } from '../errors.js';
 import type { AccessRepository, NewGrant, NewToolRule } from '../store/access-repository.js';
 import { accessFor, rulesFromSettings, type Access, type AccessRules, type Grant, type ToolRule } from './access-policy.js';
 import type { Principal } from './principal.js';
 
-export class AccessRuleError extends Error {
+/** A stored rule that does not exist (404), or a change to stored rules without a database (503). */
+export class AccessRuleError extends ConfluxError {
+  readonly kind: ErrorKind;
+  override readonly code: 'no_database' | undefined;
+
   constructor(
     readonly status: 404 | 503,
     message: string,
   ) {
     super(message);
     this.name = 'AccessRuleError';
+    this.kind = kindOfStatus(status);
+    this.code = status === 503 ? 'no_database' : undefined;
   }
 }
 

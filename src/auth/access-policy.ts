@@ -1,5 +1,6 @@
 import picomatch from 'picomatch';
 import type { AccessSettings } from '../config/schema.js';
+import { ConfluxError, type ErrorKind } from '../errors.js';
 import { identityKey } from './identity-key.js';
 import type { Principal } from './principal.js';
 
@@ -48,7 +49,9 @@ export interface Access {
 }
 
 /** A request outside the caller's rights. */
-export class AccessDeniedError extends Error {
+export class AccessDeniedError extends ConfluxError {
+  readonly kind: ErrorKind = 'denied';
+
   constructor(message: string) {
     super(message);
     this.name = 'AccessDeniedError';

@@ -3,6 +3,7 @@ import type { ApiKeyRepository, StoredApiKey } from '../store/api-key-repository
 import { identityKey } from './identity-key.js';
 import type { Principal } from './principal.js';
 import type { Logger } from 'pino';
+import { ConfluxError, type ErrorKind } from '../errors.js';
 import { bestEffort } from '../observability/best-effort.js';
 import { silentLogger } from '../observability/logger.js';
 
@@ -21,9 +22,11 @@ export interface CreatedApiKey {
   record: Omit<StoredApiKey, 'hash'>;
 }
 
-export class ApiKeyError extends Error {
+export class ApiKeyError extends ConfluxError {
+  readonly kind: ErrorKind = 'conflict';
+
   constructor(
-    readonly code: 'name_taken',
+    override readonly code: 'name_taken',
     message: string,
   ) {
     super(message);

@@ -2,10 +2,17 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse } from 'dotenv';
 
-/** The file read when no `--env-file` is given, from the working directory (as `.env.example` suggests). */
+/** The file read when no `--dotenv` is given, from the working directory (as `.env.example` suggests). */
 export const DEFAULT_ENV_FILE = '.env';
 
-/** An `--env-file` that cannot be read. */
+/**
+ * Why the CLI's option is `--dotenv` and not `--env-file`: Node 20 looks for `--env-file`
+ * anywhere on its command line, after the script's name too, and exits ("node: x.env: not
+ * found", code 9) before any of our code runs when the file is missing.
+ */
+export const ENV_FILE_OPTION_REFUSED = '--env-file is an option of Node.js itself, which reads it before Conflux starts: use --dotenv FILE';
+
+/** A `--dotenv` file that cannot be read. */
 export class EnvFileError extends Error {
   constructor(message: string) {
     super(message);
@@ -21,7 +28,7 @@ export interface LoadedEnvironment {
 }
 
 /**
- * The environment with a `.env` file's variables added: `envFile` when given (it must exist),
+ * The environment with a `.env` file's variables added: `envFile` (`--dotenv`) when given (it must exist),
  * else `./.env` when there is one. A variable already set in the real environment is never
  * overridden: the file holds defaults for a checkout, the environment holds what this run
  * was given.

@@ -418,7 +418,8 @@ export const GatewaySettingsSchema = z.strictObject({
   allowedOrigins: z.array(HostPattern).default([]),
   /**
    * Proxies and load balancers in front (addresses or CIDR ranges): from these peers the client
-   * address that per-address limits count is read from `X-Forwarded-For`. Empty: the socket peer.
+   * address that per-address limits count is read from `X-Forwarded-For`, and the origin the
+   * OpenAPI document names from `X-Forwarded-Proto` and `X-Forwarded-Host`. Empty: the socket peer.
    */
   trustedProxies: z.array(z.string().refine(isAddressOrRange, 'must be an IP address or a CIDR range such as 10.0.0.0/8')).default([]),
   /** Largest request body accepted, in bytes. */

@@ -3,10 +3,10 @@ import { ProtocolError as UpstreamProtocolError } from '@modelcontextprotocol/cl
 import { ProtocolError, ProtocolErrorCode, type CallToolResult } from '@modelcontextprotocol/server';
 import type { Logger } from 'pino';
 import { AccessDeniedError } from '../auth/access-policy.js';
-import { LimitExceededError, RateLimitedError } from '../limits/errors.js';
+import { ConfluxError, type ErrorKind } from '../errors.js';
+import { UNAUTHORIZED } from '../http/json-rpc-errors.js';
 import { authorizationRequiredText } from '../upstream/auth/authorization-required.js';
 import { UpstreamAuthError } from '../upstream/auth/upstream-auth.js';
-import { UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from '../upstream/errors.js';
 
 /** JSON-RPC code for refusals by the gateway's own limits (implementation-defined server error range). */
 export const LIMIT_ERROR = -32000;
@@ -19,6 +19,36 @@ export const ACCESS_DENIED = -32003;
  */
 export const CONNECTION_CLOSED = -32000;
 export const REQUEST_CANCELLED = -32001;
+
+/** How an MCP client is answered an error of a kind. */
+interface McpAnswer {
+  code: number;
+  /** Whether the error's `clientDetails()` are sent as `data`. */
+  data: boolean;
+}
+
+/**
+ * Every kind's JSON-RPC code. An upstream's faults are -32603 with the message alone (it names
+ * the server), as SDK 1.x clients have always read them; a limit's refusal says in `data` when
+ * to retry. The REST API's own errors never reach MCP; their kinds are answered as MCP answers
+ * such failures elsewhere (-32602 for a name that does not exist, as for tools and resources).
+ */
+export const MCP_ANSWERS: Readonly<Record<ErrorKind, McpAnswer>> = {
+  invalid: { code: ProtocolErrorCode.InvalidParams, data: true },
+  unauthenticated: { code: UNAUTHORIZED, data: false },
+  denied: { code: ACCESS_DENIED, data: false },
+  not_found: { code: ProtocolErrorCode.InvalidParams, data: true },
+  conflict: { code: ProtocolErrorCode.InvalidParams, data: true },
+  rate_limited: { code: LIMIT_ERROR, data: true },
+  limit_exceeded: { code: LIMIT_ERROR, data: false },
+  // The limiter refusing while Redis is down is a rate limit refusal to the client (it retries after `data.retryAfter`).
+  unavailable: { code: LIMIT_ERROR, data: true },
+  upstream_unavailable: { code: ProtocolErrorCode.InternalError, data: false },
+  upstream_timeout: { code: ProtocolErrorCode.InternalError, data: false },
+};
+
+/** The kinds that are an upstream's fault: a tool call reports them as a tool error, for the model to read. */
+const UPSTREAM_FAULTS: ReadonlySet<ErrorKind> = new Set(['upstream_unavailable', 'upstream_timeout']);
 
 /**
  * The one place where failures become what a client sees. Upstream faults are tool errors
@@ -51,20 +81,13 @@ export function toolCallFailure(error: unknown, caller: { speaks2026: boolean })
 const MISSING_CLIENT_CAPABILITY = -32021;
 
 /**
- * Failures whose message was written for the caller: upstream answers and faults, the
- * caller's rights and limits. Anything else (a bug's TypeError, a database driver's error)
+ * Failures whose message was written for the caller: upstream answers, the gateway's typed
+ * errors (`ConfluxError`: upstream faults, the caller's rights and limits), an upstream's
+ * authentication, a cancellation. Anything else (a bug's TypeError, a database driver's error)
  * may quote internals (SQL, paths, stack frames) and is never shown to a client.
  */
 export function isExpectedError(error: unknown): boolean {
-  return (
-    isProtocolError(error) ||
-    error instanceof RateLimitedError ||
-    error instanceof LimitExceededError ||
-    error instanceof AccessDeniedError ||
-    isUpstreamFault(error) ||
-    upstreamAuthErrorIn(error) !== undefined ||
-    isCancellation(error)
-  );
+  return isProtocolError(error) || error instanceof ConfluxError || upstreamAuthErrorIn(error) !== undefined || isCancellation(error);
 }
 
 /**
@@ -130,14 +153,9 @@ export function isProtocolError(error: unknown): error is ProtocolError | Upstre
   return error instanceof ProtocolError || error instanceof UpstreamProtocolError;
 }
 
-export function isUpstreamFault(
-  error: unknown,
-): error is UpstreamUnavailableError | UpstreamTimeoutError | UpstreamConnectionLostError {
-  return (
-    error instanceof UpstreamUnavailableError ||
-    error instanceof UpstreamTimeoutError ||
-    error instanceof UpstreamConnectionLostError
-  );
+/** An upstream that is unavailable, lost its connection, answered nonsense or did not answer in time. */
+export function isUpstreamFault(error: unknown): error is ConfluxError {
+  return error instanceof ConfluxError && UPSTREAM_FAULTS.has(error.kind);
 }
 
 /**
@@ -148,15 +166,16 @@ export function isUpstreamFault(
 export function asMcpError(error: unknown, logger: Pick<Logger, 'error'>): WireMcpError {
   if (error instanceof WireMcpError) return error;
   if (isProtocolError(error)) return new WireMcpError(error.code, error.message, error.data);
-  if (error instanceof RateLimitedError) return new WireMcpError(LIMIT_ERROR, error.message, { retryAfter: error.retryAfterSeconds, scope: error.scope });
-  if (error instanceof LimitExceededError) return new WireMcpError(LIMIT_ERROR, error.message);
   if (error instanceof HiddenToolError) return unknownTool(error.tool);
-  if (error instanceof AccessDeniedError) return new WireMcpError(ACCESS_DENIED, error.message);
+  // A user's missing authorisation wins over the fault it caused: its URL is what the user needs.
   const authFailure = upstreamAuthErrorIn(error);
-  if (isUpstreamFault(error) && authFailure?.kind !== 'authorization-required') return new WireMcpError(ProtocolErrorCode.InternalError, error.message);
-  if (authFailure) {
+  if (authFailure && (authFailure.kind === 'authorization-required' || !(error instanceof ConfluxError))) {
     const text = (upstreamAuthResult(authFailure).content[0] as { text: string }).text;
     return new WireMcpError(ProtocolErrorCode.InternalError, text, { server: authFailure.server, ...(authFailure.authorizationUrl ? { authorizationUrl: authFailure.authorizationUrl } : {}) });
+  }
+  if (error instanceof ConfluxError) {
+    const answer = MCP_ANSWERS[error.kind];
+    return new WireMcpError(answer.code, error.message, answer.data ? error.clientDetails() : undefined);
   }
   // An aborted signal rethrows its reason as it is (often a plain string): the call was
   // cancelled, by the client or by its session closing, which is no incident.
@@ -219,6 +238,8 @@ export function unknownTool(name: string): UnknownToolError {
  * exactly as an unknown tool, so that a caller cannot probe which names exist beyond its rights.
  */
 export class HiddenToolError extends AccessDeniedError {
+  override readonly kind: ErrorKind = 'not_found';
+
   constructor(readonly tool: string) {
     super(`Access denied: the tool "${tool}" is outside the caller's rights (answered as an unknown tool)`);
     this.name = 'HiddenToolError';

@@ -14,7 +14,8 @@ import { bestEffort } from '../observability/best-effort.js';
 export interface ForwardDeps {
   upstreams: UpstreamPool;
   tracker: CallTracker;
-  rateLimits?: RateLimits | undefined;
+  /** Each server's call budget; with limits off, one whose settings let every call through. */
+  rateLimits: RateLimits;
   logger: Logger;
 }
 
@@ -42,7 +43,7 @@ export async function forward(
   extra: Pick<UpstreamRequestOptions, 'tasks'> = {},
 ): Promise<Record<string, unknown>> {
   if (!deps.upstreams.get(server)) throw new UpstreamUnavailableError(server, 'it is not configured');
-  await deps.rateLimits?.server(server);
+  await deps.rateLimits.server(server);
   // A shared server's connection, or (a server that acts for each user) the caller's own
   // instance; a caller who cancels stops waiting for one that is starting.
   const upstream = await deps.upstreams.forCaller(server, { principal: call.access.principal }, call.signal);

@@ -353,11 +353,20 @@ export class ModernCallBridge {
     return (await this.#resume(state, responses, request)) as T | InputRequiredResult;
   }
 
-  /** Cancels every paused call, and the rounds served here for retries other replicas forwarded (shutdown: no retry can reach them any more). */
+  /**
+   * Shutdown begins: cancels every paused call (no retry can reach this replica any more) and
+   * takes no more retries forwarded by other replicas. Rounds in flight both ways, forwarded
+   * from here or to here, go on while the replica drains, until `close`.
+   */
   stop(): void {
     this.#stopServing();
-    this.#forwarding?.close();
+    this.#forwarding?.drain();
     for (const { live } of this.#store.stop()) live.cancel('the gateway is stopping');
+  }
+
+  /** Shutdown ends (before the replica bus closes): ends the rounds still in flight with other replicas, telling them why. */
+  async close(): Promise<void> {
+    await this.#forwarding?.close();
   }
 
   /**

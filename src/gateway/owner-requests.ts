@@ -24,11 +24,13 @@ import {
   ServerNameSchema,
   TOPICS,
   ViewEventSchema,
+  HolderIncidentError,
   asView,
   localError,
   type CallIdentity,
   type RequestPayload,
 } from './owner-wire.js';
+import { isExpectedError, reportIncident } from './error-mapping.js';
 import type { UpstreamRelay } from './upstream-relay.js';
 
 /** How long past its own timeout a request waits for the replica running the process (which enforces the timeout itself). */
@@ -74,6 +76,8 @@ export class OwnerRequests implements OwnerLink {
   readonly #incoming = new Map<string, AbortController>();
   readonly #outgoing = new Map<string, Outgoing>();
   readonly #stops: (() => void)[];
+  /** Set once this replica began to stop: requests from other replicas are refused from then on. */
+  #draining = false;
   readonly events: UpstreamEventSink;
 
   constructor(deps: OwnerRequestsDeps) {
@@ -237,6 +241,15 @@ export class OwnerRequests implements OwnerLink {
     }
   }
 
+  /**
+   * This replica began to stop: a request another one sends from now on is refused at once as
+   * an unavailable server, to be tried again, rather than started on a process about to stop.
+   * Those already running go on until `close`.
+   */
+  drain(): void {
+    this.#draining = true;
+  }
+
   /** Fails the requests still waiting on other replicas and serves nothing more. */
   close(): void {
     for (const stop of this.#stops) stop();
@@ -268,6 +281,7 @@ export class OwnerRequests implements OwnerLink {
     const { id, server: name, method, params, options } = request;
     const server = this.#servers.get(name);
     if (!server?.running) throw new UpstreamUnavailableError(name, `its process does not run on gateway process ${this.replicaId}`);
+    if (this.#draining) throw new UpstreamUnavailableError(name, 'the gateway process running it is stopping; try again shortly');
     const key = `${from} ${id}`;
     const controller = new AbortController();
     this.#incoming.set(key, controller);
@@ -290,6 +304,10 @@ export class OwnerRequests implements OwnerLink {
         },
         call,
       );
+    } catch (error) {
+      if (isExpectedError(error)) throw error;
+      // Logged here, where it happened; the caller's replica gets the incident id only.
+      throw new HolderIncidentError(reportIncident(error, logger, { server: name, method, from }).message);
     } finally {
       end?.();
       this.#incoming.delete(key);

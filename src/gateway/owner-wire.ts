@@ -120,7 +120,9 @@ export function asView(view: z.infer<typeof OwnerViewSchema>): OwnerView {
  * A failure that crossed the bus, as the error it was on the holder: the upstream's JSON-RPC
  * errors with their code, message and data, the typed upstream faults with their message; a
  * holder that could not be reached is a lost connection (or, the bus being down, an unavailable
- * server). Anything else keeps its message, and is reported as the unexpected failure it is.
+ * server). Anything else (the request cut short on the holder, or broken there) is a lost
+ * connection too: the caller cannot know whether the request ran, and a client reads that
+ * rather than an incident of this replica's.
  */
 export function localError(error: unknown, server: string, method: string): unknown {
   if (error instanceof ReplicaUnreachableError) return new UpstreamConnectionLostError(server, method, `the gateway process running it did not answer (${error.message})`);
@@ -129,9 +131,26 @@ export function localError(error: unknown, server: string, method: string): unkn
   const { name, message, code, data } = error.remote;
   if (code !== undefined) return ProtocolError.fromError(code, message, data);
   const restored = restore(name, server, method);
-  if (!restored) return new Error(message);
+  if (!restored) return new UpstreamConnectionLostError(server, method, `the gateway process running it ${lostThere(name, message)}`);
   restored.message = message;
   return restored;
+}
+
+/**
+ * An unexpected failure of a request on the holder, logged there under its incident id, which
+ * is all its message says (the failure's own text may quote internals: a driver's error, a path).
+ */
+export class HolderIncidentError extends Error {
+  override readonly name = 'HolderIncidentError';
+}
+
+/** What happened to a request on the holder, as an untyped failure that crossed the bus tells it. */
+function lostThere(name: string, message: string): string {
+  // An aborted signal's reason, which the gateway writes for the reader (the gateway is stopping).
+  if (name === 'AbortError') return `stopped the request (${message})`;
+  if (name === 'HolderIncidentError') return `failed (${message})`;
+  // Not said by this gateway's own code for a reader: only its kind is told.
+  return `failed unexpectedly (${name})`;
 }
 
 function restore(name: string, server: string, method: string): Error | undefined {

@@ -14,7 +14,7 @@ const TOPIC = {
   notify: 'paused-call.notify',
   /** The holder still works on the round. */
   alive: 'paused-call.alive',
-  /** The client of a forwarded retry left. */
+  /** The client of a forwarded retry left, or the replica it came through is stopping. */
   cancel: 'paused-call.cancel',
 } as const;
 
@@ -37,6 +37,8 @@ export type ForwardedRetry = z.infer<typeof ForwardedRetrySchema>;
 
 const ResumeRequest = z.object({ forward: z.string(), retry: ForwardedRetrySchema });
 const ForwardEvent = z.object({ forward: z.string() });
+/** Why a forwarded round is cancelled; a replica of an older version says nothing, for a client that left. */
+const CancelEvent = ForwardEvent.extend({ why: z.enum(['left', 'stopping']).optional() });
 const NotifyEvent = ForwardEvent.extend({ notification: z.object({ method: z.string(), params: z.record(z.string(), z.unknown()).optional() }) });
 const RoundResult = z.record(z.string(), z.unknown());
 
@@ -53,6 +55,11 @@ export type ResumeHere = (retry: ForwardedRetry, channel: RoundChannel) => Promi
 const KEEP_ALIVE_MS = 5_000;
 /** Keep-alives the forwarding replica may miss before it gives the holder up (crashed, or cut off). */
 const MISSED_KEEP_ALIVES = 3;
+/**
+ * Keep-alives in a row that must find nobody on the forwarding replica before the holder gives
+ * the round up: one can miss while that replica's subscription is renewed (Redis reconnecting).
+ */
+const UNHEARD_KEEP_ALIVES = 2;
 /**
  * The bus call's own bound. Liveness is the keep-alives' business; this only keeps a round
  * whose holder keeps answering "alive" forever from waiting forever.
@@ -72,6 +79,7 @@ export interface PausedCallForwardingOptions {
 }
 
 interface Waiting {
+  forward: string;
   holder: string;
   channel: RoundChannel;
   /** Called on every word from the holder: pushes the give-up time back. */
@@ -92,6 +100,9 @@ interface Waiting {
  * A holder that is gone answers nothing: the bus reports that nobody listens and the retry is
  * refused at once, as an unknown `requestState` (the paused call is no longer available). One
  * that dies during a round is given up after three missed keep-alives, with the same answer.
+ *
+ * A replica that stops first stops serving retries (its owner calls `serve`'s stop) and `drain`s,
+ * lets the rounds in flight both ways run while it drains, and ends them with `close`.
  */
 export class PausedCallForwarding {
   readonly #rpc: BusRpc;
@@ -102,12 +113,15 @@ export class PausedCallForwarding {
   /** Retries forwarded to here, being served (by forward id). */
   readonly #serving = new Map<string, { origin: string; controller: AbortController }>();
   readonly #unlisten: (() => void)[];
+  /** This replica began to stop: a round forwarded from here whose request ends now was cut by it. */
+  #draining = false;
 
   constructor(options: PausedCallForwardingOptions) {
     this.#rpc = options.rpc;
     this.#logger = options.logger;
     this.#keepAliveMs = options.keepAliveMs ?? KEEP_ALIVE_MS;
     this.#unlisten = [
+      // Heard until `close`: a round forwarded from here goes on while this replica drains.
       this.#rpc.on(TOPIC.notify, (payload, from) => this.#notified(payload, from)),
       this.#rpc.on(TOPIC.alive, (payload, from) => this.#waitingFor(payload, from)?.heard()),
       this.#rpc.on(TOPIC.cancel, (payload, from) => this.#cancelled(payload, from)),
@@ -136,11 +150,12 @@ export class PausedCallForwarding {
       silence.unref();
     };
     const leave = () => {
-      void bestEffort(() => this.#rpc.emit(holder, TOPIC.cancel, { forward }), this.#logger, 'tell the holder of a paused call that its client left');
+      const why = this.#draining ? 'stopping' : 'left';
+      void bestEffort(() => this.#rpc.emit(holder, TOPIC.cancel, { forward, why }), this.#logger, 'tell the holder of a paused call that the round ends here');
       giveUp.abort(channel.signal.reason);
     };
     channel.signal.addEventListener('abort', leave, { once: true });
-    this.#waiting.set(forward, { holder, channel, heard });
+    this.#waiting.set(forward, { forward, holder, channel, heard });
     heard();
     try {
       const answer = await this.#rpc.call(holder, TOPIC.resume, { forward, retry }, { timeoutMs: ROUND_BOUND_MS, signal: giveUp.signal });
@@ -157,10 +172,29 @@ export class PausedCallForwarding {
     }
   }
 
-  /** Stops listening, and cancels the rounds served here for other replicas (this one is stopping). */
-  close(): void {
+  /**
+   * This replica began to stop. Rounds go on both ways (retries forwarded to here are no longer
+   * taken once the owner stops `serve`); a request of a round forwarded from here that ends
+   * from now on (the drain's end cuts what is left) is reported to its holder as this replica
+   * stopping, not as its client leaving.
+   */
+  drain(): void {
+    this.#draining = true;
+  }
+
+  /**
+   * Ends the rounds still in flight, at the end of this replica's drain (before its bus closes):
+   * each holder of a round forwarded from here is told, so that it cancels the call at once
+   * rather than when its keep-alives find nobody; the rounds served here for other replicas
+   * are cancelled. Then stops listening.
+   */
+  async close(): Promise<void> {
+    const told = [...this.#waiting.values()].map(({ forward, holder }) =>
+      bestEffort(() => this.#rpc.emit(holder, TOPIC.cancel, { forward, why: 'stopping' }), this.#logger, 'tell the holder of a paused call that the replica its retry came through is stopping'),
+    );
+    for (const { controller } of this.#serving.values()) controller.abort('the gateway process holding the paused call is stopping');
+    await Promise.all(told);
     for (const unlisten of this.#unlisten) unlisten();
-    for (const { controller } of this.#serving.values()) controller.abort('the gateway is stopping');
   }
 
   async #serveForwarded(payload: unknown, origin: string, resume: ResumeHere): Promise<Result> {
@@ -169,7 +203,14 @@ export class PausedCallForwarding {
     const { forward, retry } = parsed.data;
     const controller = new AbortController();
     this.#serving.set(forward, { origin, controller });
-    const keepAlive = setInterval(() => void this.#alive(origin, forward, controller), this.#keepAliveMs);
+    let unheard = 0;
+    const keepAlive = setInterval(() => {
+      void this.#alive(origin, forward).then((delivered) => {
+        // Nobody there twice in a row: the replica is gone, and its client with it.
+        unheard = delivered === false ? unheard + 1 : 0;
+        if (unheard >= UNHEARD_KEEP_ALIVES) controller.abort('the replica the retry came through is gone');
+      });
+    }, this.#keepAliveMs);
     keepAlive.unref();
     const notify = async (notification: OutboundMessage) => {
       await this.#rpc.emit(origin, TOPIC.notify, { forward, notification });
@@ -178,21 +219,21 @@ export class PausedCallForwarding {
       return await resume(retry, { signal: controller.signal, notify });
     } catch (error) {
       // Mapped here, where the error's type is still known: only its code, message and data cross the bus.
-      throw asMcpError(error, this.#logger);
+      // A round cut short here answers why (this replica stopping, say), not what the cut did to the call.
+      throw asMcpError(controller.signal.aborted ? controller.signal.reason : error, this.#logger);
     } finally {
       clearInterval(keepAlive);
       this.#serving.delete(forward);
     }
   }
 
-  /** Tells the forwarding replica the round goes on; if nobody is there any more, its client is gone too. */
-  async #alive(origin: string, forward: string, controller: AbortController): Promise<void> {
-    const delivered = await this.#rpc.emit(origin, TOPIC.alive, { forward }).catch((error: unknown) => {
+  /** Tells the forwarding replica the round goes on: false when nobody is there to hear it. */
+  async #alive(origin: string, forward: string): Promise<boolean | void> {
+    return this.#rpc.emit(origin, TOPIC.alive, { forward }).catch((error: unknown) => {
       // Asked again at the next beat: one lost message is no sign that the replica is gone.
       this.#logger.debug({ err: error }, 'could not tell a replica that its forwarded retry is still served');
       return undefined;
     });
-    if (delivered === false) controller.abort('the replica the retry came through is gone');
   }
 
   #notified(payload: unknown, from: string): void {
@@ -211,10 +252,13 @@ export class PausedCallForwarding {
   }
 
   #cancelled(payload: unknown, from: string): void {
-    const event = ForwardEvent.safeParse(payload);
+    const event = CancelEvent.safeParse(payload);
     const serving = event.success ? this.#serving.get(event.data.forward) : undefined;
     // Only the replica the retry came through speaks for its client.
-    if (serving?.origin === from) serving.controller.abort('the client cancelled the request or went away');
+    if (!event.success || serving?.origin !== from) return;
+    const reason = event.data.why === 'stopping' ? 'the gateway process the retry came through is stopping' : 'the client cancelled the request or went away';
+    this.#logger.debug({ origin: from, reason }, 'a round forwarded from another replica was cancelled there');
+    serving.controller.abort(reason);
   }
 
   #answerFor(error: unknown, holder: string, signal: AbortSignal): unknown {

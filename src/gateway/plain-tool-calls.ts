@@ -1,6 +1,7 @@
 import { isInputRequiredResult, ProtocolErrorCode, specTypeSchemas, type CallToolResult, type JSONRPCNotification, type RequestId } from '@modelcontextprotocol/server';
 import type { Logger } from 'pino';
 import type { Access } from '../auth/access-policy.js';
+import { CallsInFlight } from './calls-in-flight.js';
 import type { DownstreamCall } from './downstream-call.js';
 import { asMcpError, invalidParams, sessionClosed, WireMcpError } from './error-mapping.js';
 import { outputSchemaOf } from './mcp-handlers.js';
@@ -8,7 +9,7 @@ import { inCallSlot, type DownstreamSession } from './session-registry.js';
 import { thresholdOf } from './log-levels.js';
 import { callTool, type ToolCallDeps } from './tool-calls.js';
 
-export interface PlainToolCallsDeps extends ToolCallDeps {
+export interface PlainToolCallsOptions {
   maxConcurrentCallsPerSession: number;
 }
 
@@ -26,12 +27,20 @@ export interface PlainAnswer {
  * declared none of sampling, elicitation or roots (so nothing can be asked of it mid-call).
  * Log messages the upstream sends about the call are kept and sent just before the answer, in
  * order. Cancellation works as usual: the client going away, or `notifications/cancelled`
- * naming the call's id.
+ * naming the call's id. A call under an id already in flight in its session is refused (-32600).
+ *
+ * What is logged about a call on this path carries `path: "plain"`, so a log (and a test) tells
+ * which path answered: a change that quietly sent every call down the regular path would show.
  */
 export class PlainToolCalls {
-  readonly #inFlight = new WeakMap<DownstreamSession, Map<RequestId, AbortController>>();
+  readonly #inFlight = new CallsInFlight<DownstreamSession>();
+  readonly #deps: ToolCallDeps;
+  readonly #maxConcurrentCallsPerSession: number;
 
-  constructor(private readonly deps: PlainToolCallsDeps) {}
+  constructor(deps: ToolCallDeps, options: PlainToolCallsOptions) {
+    this.#deps = { ...deps, logger: deps.logger.child({ path: 'plain' }) };
+    this.#maxConcurrentCallsPerSession = options.maxConcurrentCallsPerSession;
+  }
 
   /** Whether `message` may take this path in `session`; otherwise the regular path serves it. */
   qualifies(session: DownstreamSession, message: unknown): message is { id: RequestId; method: 'tools/call'; params: { name: string; arguments?: Record<string, unknown> } } {
@@ -56,7 +65,7 @@ export class PlainToolCalls {
     const { id } = request;
     const { issues } = specTypeSchemas.CallToolRequest['~standard'].validate(message);
     if (!issues) return undefined;
-    return { messages: [{ jsonrpc: '2.0', id, error: errorBody(invalidParams('tools/call', issues), this.deps.logger) }] };
+    return { messages: [{ jsonrpc: '2.0', id, error: errorBody(invalidParams('tools/call', issues), this.#deps.logger) }] };
   }
 
   async answer(
@@ -70,17 +79,10 @@ export class PlainToolCalls {
     const respond = (body: { result: unknown } | { error: object }) => ({ messages: [...notifications, { jsonrpc: '2.0', id: request.id, ...body }] });
     // A session closing (DELETE, its credential ending) stops its calls and answers them.
     const closing = session.lifetime.signal;
-    if (closing.aborted) return respond({ error: errorBody(sessionClosed(), this.deps.logger) });
-    let calls = this.#inFlight.get(session);
-    if (!calls) {
-      const inSession = (calls = new Map());
-      this.#inFlight.set(session, inSession);
-      // One listener per session, not per call: closing aborts every call then in flight.
-      closing.addEventListener('abort', () => {
-        for (const inFlight of inSession.values()) inFlight.abort(closing.reason);
-      }, { once: true });
-    }
-    calls.set(request.id, controller);
+    const { logger } = this.#deps;
+    if (closing.aborted) return respond({ error: errorBody(sessionClosed(), logger) });
+    const release = this.#inFlight.claim(session, request.id, controller);
+    if (!release) return respond({ error: errorBody(idInUse(request.id), logger) });
     const call: DownstreamCall = {
       principal: access.principal.id,
       access,
@@ -98,20 +100,20 @@ export class PlainToolCalls {
       },
     };
     try {
-      const result = await inCallSlot(session, this.deps.maxConcurrentCallsPerSession, () => callTool(this.deps, request.params, call));
+      const result = await inCallSlot(session, this.#maxConcurrentCallsPerSession, () => callTool(this.#deps, request.params, call));
       if (textOnly(result)) return respond({ result });
       if (isInputRequiredResult(result)) return respond({ result: cannotAsk(result) });
       const projected =
         result.structuredContent === undefined
           ? result
-          : session.server.projectCallToolResult(result, outputSchemaOf(this.deps.catalog.viewFor(access).view.tools, request.params.name));
+          : session.server.projectCallToolResult(result, outputSchemaOf(this.#deps.catalog.viewFor(access).view.tools, request.params.name));
       const checked = specTypeSchemas.CallToolResult['~standard'].validate(projected);
       if (checked.issues) throw new WireMcpError(ProtocolErrorCode.InvalidParams, `Invalid tools/call result: ${checked.issues.map((i) => i.message).join('; ')}`);
       return respond({ result: checked.value });
     } catch (error) {
-      return respond({ error: errorBody(closing.aborted ? sessionClosed() : error, this.deps.logger) });
+      return respond({ error: errorBody(closing.aborted ? sessionClosed() : error, logger) });
     } finally {
-      calls.delete(request.id);
+      release();
     }
   }
 
@@ -120,9 +122,7 @@ export class PlainToolCalls {
     if (message === null || typeof message !== 'object') return false;
     const { method, params } = message as { method?: unknown; params?: { requestId?: unknown; reason?: unknown } };
     if (method !== 'notifications/cancelled' || !params || (typeof params.requestId !== 'string' && typeof params.requestId !== 'number')) return false;
-    const controller = this.#inFlight.get(session)?.get(params.requestId);
-    controller?.abort(typeof params.reason === 'string' ? params.reason : 'cancelled by the client');
-    return controller !== undefined;
+    return this.#inFlight.cancel(session, params.requestId, typeof params.reason === 'string' ? params.reason : 'cancelled by the client');
   }
 }
 
@@ -145,6 +145,11 @@ function onlyNameAndArguments(params: unknown): boolean {
   if (params === null || typeof params !== 'object') return false;
   for (const key in params) if (key !== 'name' && key !== 'arguments') return false;
   return true;
+}
+
+/** A second request under the id of one still in flight: the client broke the rule that ids are not reused in a session. */
+function idInUse(id: RequestId): WireMcpError {
+  return new WireMcpError(ProtocolErrorCode.InvalidRequest, `Request id ${JSON.stringify(id)} is already in use by a request in flight in this session`);
 }
 
 /** A failure as a JSON-RPC error object, as `asMcpError` makes it (so a client reads one `MCP error <code>: ` prefix). */

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AuthInfo, EventStore, JSONRPCMessage, Server, ServerCapabilities } from '@modelcontextprotocol/server';
 import type { Logger } from 'pino';
+import { bestEffort } from '../observability/best-effort.js';
 import { SharedStateUnavailableError, type SessionRecord } from '../state/shared-state.js';
 import { ReplicatedTransport } from './replicated-transport.js';
 import type { SessionRecords } from './session-records.js';
@@ -141,14 +142,15 @@ export class SessionRebuilder {
       await replay(copy.transport, id, { method: 'notifications/initialized' }, authInfo);
       events.quiet = false;
     } catch (error) {
-      await copy?.server.close().catch(() => {});
+      const server = copy?.server;
+      if (server) await bestEffort(() => server.close(), this.#deps.logger, `close the half-built copy of session ${id}`);
       if (error instanceof SharedStateUnavailableError) throw error;
       // Served nowhere rather than half-built: the client opens a new session on the 404.
       this.#deps.logger.warn({ err: error, session: id }, 'could not rebuild a session opened on another replica');
       return;
     }
     if (ended()) {
-      await copy.server.close().catch(() => {});
+      await bestEffort(() => copy.server.close(), this.#deps.logger, `close the copy of session ${id}, which ended while it was built`);
       return;
     }
     const session = this.#deps.register(id, copyOwner, copy, record.streamHolder);

@@ -19,12 +19,18 @@ import { AuthorizationRequiredError } from '../upstream/auth/authorization-requi
 import type { UpstreamAuthError } from '../upstream/auth/upstream-auth.js';
 import { bestEffort } from '../observability/best-effort.js';
 
+/**
+ * What every surface's tool calls run on (MCP sessions, the plain path, REST, the CLI): built
+ * once by the composition root and passed whole. Nothing is optional, so no surface can leave
+ * its calls unaudited or uncounted by forgetting a field.
+ */
 export interface ToolCallDeps extends BroadcastDeps {
   catalog: LiveCatalog;
   /** Task handles upstreams answer calls with (the Tasks extension), and the requests that follow them. */
   tasks: TaskRelay;
-  audit?: AuditLog | undefined;
-  metrics?: GatewayMetrics | undefined;
+  /** Every call's row; with no database (or audit off) the rows go to the log. */
+  audit: AuditLog;
+  metrics: GatewayMetrics;
   logger: Logger;
 }
 
@@ -130,11 +136,11 @@ async function audited(
   const started = performance.now();
   const done = (status: 'ok' | 'error' | 'denied', error: string | undefined, refused: boolean, counted: 'ok' | 'error' | 'denied' = status) => {
     const seconds = (performance.now() - started) / 1000;
-    deps.metrics?.toolCall(names.label, counted, seconds);
-    if (deps.logger?.isLevelEnabled('debug')) {
+    deps.metrics.toolCall(names.label, counted, seconds);
+    if (deps.logger.isLevelEnabled('debug')) {
       deps.logger.debug({ requestId: call.requestId, session: call.sessionId, principal: call.principal, channel: call.channel, server, tool: name, status, error, durationMs: Math.round(seconds * 1000) }, 'tool call');
     }
-    deps.audit?.record(
+    deps.audit.record(
       { kind: 'tool_call', principal: call.principal, sessionId: call.sessionId, channel: call.channel, server, target: name, arguments: args, status, error, durationMs: Math.round(seconds * 1000) },
       { refused },
     );
@@ -334,7 +340,7 @@ function broadcastToolName(catalog: LiveCatalog, tool: string): string {
 /** Audits each server's part of a broadcast: one row per upstream call, under the broadcast's name. */
 function auditPart(deps: ToolCallDeps, name: string, toolArgs: Record<string, unknown>, call: DownstreamCall): (part: BroadcastPart) => void {
   return (part) =>
-    deps.audit?.record(
+    deps.audit.record(
       {
         kind: 'tool_call',
         principal: call.principal,

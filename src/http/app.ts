@@ -12,6 +12,7 @@ import { publicServerView } from '../registry/server-view.js';
 import { apiErrorResponse } from './api/api-errors.js';
 import { AuthFailure } from '../auth/auth-failure.js';
 import { callerMiddleware, type CallerDeps, type CallerEnv } from './caller.js';
+import { databaseNotReady } from './database-readiness.js';
 import { BAD_REQUEST, jsonRpcError, UNAUTHORIZED } from './json-rpc-errors.js';
 import { mcpEndpoint, type FastPaths, type McpEndpointLimits } from './mcp-endpoint.js';
 import type { ModernRequests } from './modern-requests.js';
@@ -100,7 +101,7 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
       .map((u) => u.name);
     const database = await deps.ready?.().then(
       () => 'ok',
-      (error: Error) => error.message,
+      (error: unknown) => databaseNotReady(error, deps.logger),
     );
     const limiter = await deps.limiterHealth?.();
     const redis = limiter?.backend === 'redis' ? limiter.state : undefined;

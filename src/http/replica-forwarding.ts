@@ -17,8 +17,12 @@ const ForwardedResponse = z.strictObject({
 });
 type ForwardedResponse = z.infer<typeof ForwardedResponse>;
 
-/** Headers of one hop only: the HTTP server that writes the answer sets its own. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade']);
+/**
+ * The headers of the holder's answer that are relayed: what the forwarded routes (pages and
+ * redirects of an authorization) set. Anything else a message on the bus claims (which anyone
+ * who can write to Redis could send) is dropped, and hop-by-hop headers are the HTTP server's.
+ */
+const RELAYED_HEADERS = new Set(['content-type', 'cache-control', 'content-security-policy', 'referrer-policy', 'location', 'set-cookie', 'x-content-type-options']);
 /** Statuses whose response has no body (a `Response` refuses one). */
 const NO_BODY = new Set([204, 205, 304]);
 /** The answering replica never sees the request's own origin; its routes read the path, query and headers only. */
@@ -41,8 +45,8 @@ export interface ReplicaForwardingOptions {
  * HTTP requests (GET only: browser links) answered by the replica that holds what they name,
  * over the replica bus: `forward` sends one there and answers with the holder's response
  * (status, headers, body) as if the holder had been reached; this replica serves the same
- * topic for the others. Requests carry only the headers `headers` picks, answers only text
- * bodies (the routes forwarded answer pages and redirects).
+ * topic for the others. Requests carry only the headers `headers` picks, answers only the
+ * headers of `RELAYED_HEADERS` and text bodies (the routes forwarded answer pages and redirects).
  */
 export class ReplicaForwarding {
   readonly #options: ReplicaForwardingOptions;
@@ -62,7 +66,7 @@ export class ReplicaForwarding {
     const payload = ForwardedRequest.parse({ method: request.method, path: `${url.pathname}${url.search}`, headers: this.#options.headers(request) });
     const answer = ForwardedResponse.parse(await this.#options.rpc.call(holder, this.#options.topic, payload, { timeoutMs: this.#options.timeoutMs }));
     const headers = new Headers();
-    for (const [name, value] of answer.headers) if (!HOP_BY_HOP.has(name.toLowerCase())) headers.append(name, value);
+    for (const [name, value] of answer.headers) if (RELAYED_HEADERS.has(name.toLowerCase())) headers.append(name, value);
     return new Response(NO_BODY.has(answer.status) || request.method === 'HEAD' ? null : answer.body, { status: answer.status, headers });
   }
 
@@ -73,7 +77,7 @@ export class ReplicaForwarding {
     const response = await this.#options.answer(new Request(new URL(forwarded.path, FORWARDED_ORIGIN), { method: forwarded.method, headers: forwarded.headers }));
     const headers: [string, string][] = [];
     response.headers.forEach((value, name) => {
-      if (name !== 'set-cookie' && !HOP_BY_HOP.has(name)) headers.push([name, value]);
+      if (name !== 'set-cookie' && RELAYED_HEADERS.has(name)) headers.push([name, value]);
     });
     for (const cookie of response.headers.getSetCookie()) headers.push(['set-cookie', cookie]);
     return { status: response.status, headers, body: await response.text() };

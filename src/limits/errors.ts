@@ -1,8 +1,12 @@
+import { ConfluxError, type ErrorKind } from '../errors.js';
+
 /** What a rate limit counts: a principal's requests, an upstream's calls, or an address's failed authentications. */
 export type RateLimitScope = 'principal' | 'server' | 'address';
 
 /** A request refused by a rate limit; carries when to try again. */
-export class RateLimitedError extends Error {
+export class RateLimitedError extends ConfluxError {
+  readonly kind: ErrorKind = 'rate_limited';
+
   constructor(
     readonly scope: RateLimitScope,
     readonly retryAfterSeconds: number,
@@ -10,6 +14,10 @@ export class RateLimitedError extends Error {
   ) {
     super(`rate limit exceeded for ${what}; retry after ${retryAfterSeconds}s`);
     this.name = 'RateLimitedError';
+  }
+
+  override clientDetails(): { retryAfter: number; scope: RateLimitScope } {
+    return { retryAfter: this.retryAfterSeconds, scope: this.scope };
   }
 }
 
@@ -23,6 +31,9 @@ const UNAVAILABLE_RETRY_SECONDS = 1;
  * refuse it instead of reporting an upstream fault); the HTTP edges answer it with 503.
  */
 export class RateLimiterUnavailableError extends RateLimitedError {
+  override readonly kind: ErrorKind = 'unavailable';
+  override readonly code = 'rate_limiter_unavailable';
+
   constructor(scope: RateLimitScope) {
     super(scope, UNAVAILABLE_RETRY_SECONDS, '');
     this.name = 'RateLimiterUnavailableError';
@@ -31,7 +42,9 @@ export class RateLimiterUnavailableError extends RateLimitedError {
 }
 
 /** A request refused by a capacity limit (sessions, concurrent calls, message size). */
-export class LimitExceededError extends Error {
+export class LimitExceededError extends ConfluxError {
+  readonly kind: ErrorKind = 'limit_exceeded';
+
   constructor(message: string) {
     super(message);
     this.name = 'LimitExceededError';

@@ -256,8 +256,8 @@ export class ServerRegistry {
   }
 
   async #apply(): Promise<void> {
-    const { added, removed, changed } = await this.#deps.upstreams.apply(this.all());
-    if (added.length || removed.length || changed.length) this.#deps.logger.info({ added, removed, changed }, 'upstream servers changed');
+    const { added, removed, changed, updated } = await this.#deps.upstreams.apply(this.all());
+    if (added.length || removed.length || changed.length || updated.length) this.#deps.logger.info({ added, removed, changed, updated }, 'upstream servers changed');
   }
 
   #serial<T>(operation: () => Promise<T>): Promise<T> {

@@ -38,6 +38,10 @@ interface Pending {
  * owner checks its own payloads (the bus only knows they are JSON). A request is answered by
  * whatever serves its topic on the addressee; an error it throws comes back as a
  * `RemoteCallError` with its name, message, and JSON-RPC `code`/`data` when it has them.
+ *
+ * The sender a handler is given is the one the bus names, which on Redis is what the message
+ * itself says: anyone who can publish on that Redis can speak as any replica. Access to Redis
+ * is the trust boundary (docs/security.md, "Replicas and Redis").
  */
 export class BusRpc {
   readonly #bus: ReplicaBus;
@@ -112,11 +116,6 @@ export class BusRpc {
     return () => listeners.delete(listener);
   }
 
-  /** Fails the requests waiting on `replica` (it is known to be gone) with `error`. */
-  abandon(replica: string, error: Error): void {
-    for (const pending of [...this.#pending.values()]) if (pending.replica === replica) pending.reject(error);
-  }
-
   /** Stops listening and fails every request still waiting. */
   close(): void {
     this.#unsubscribe?.();
@@ -158,11 +157,16 @@ export class BusRpc {
 }
 
 function errorShape(error: unknown): RemoteErrorShape {
+  // A handler rethrows an aborted signal's reason as it is, often a plain string: it was cut
+  // short, which the caller's side tells from a failure by this name.
+  if (typeof error === 'string') return { name: 'AbortError', message: error };
   const e: Error & { code?: unknown; data?: unknown } = error instanceof Error ? error : new Error(String(error));
+  // A DOMException's numeric `code` (20 for an AbortError) is a legacy DOM code, no JSON-RPC one.
+  const code = error instanceof DOMException ? undefined : e.code;
   return {
     name: e.name,
     message: e.message,
-    ...(typeof e.code === 'number' ? { code: e.code } : {}),
+    ...(typeof code === 'number' ? { code } : {}),
     ...(e.data !== undefined ? { data: e.data } : {}),
   };
 }

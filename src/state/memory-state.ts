@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EventStore } from '@modelcontextprotocol/server';
 import { SessionEventStore } from '../gateway/session-event-store.js';
-import { meetsCondition, type LeaseStore, type ReplicaBus, type ReplicaMessage, type SessionRecord, type SessionRecordCondition, type SessionRecordPatch, type SessionStore, type SharedState } from './shared-state.js';
+import { leaseHolder, leaseValue, meetsCondition, type LeaseStore, type ReplicaBus, type ReplicaMessage, type SessionRecord, type SessionRecordCondition, type SessionRecordPatch, type SessionStore, type SharedState } from './shared-state.js';
 
 type Handler = (message: ReplicaMessage, from: string) => void;
 
@@ -21,6 +21,11 @@ export class MemoryHub {
     this.sessions = new MemorySessionStore(now);
   }
 
+  /** Drops a lease whoever holds it, as a store that fails over without its keys does. */
+  dropLease(name: string): void {
+    this.#leases.delete(name);
+  }
+
   /** The leases as one replica sees them. */
   leasesFor(replicaId: string): LeaseStore {
     const leases = this.#leases;
@@ -30,15 +35,19 @@ export class MemoryHub {
       return leases.get(name);
     };
     return {
-      acquire: async (name, ttlMs) => {
+      acquire: async (name, ttlMs, keeper) => {
         const lease = live(name);
-        if (lease && lease.holder !== replicaId) return false;
-        leases.set(name, { holder: replicaId, expiresAt: this.#now() + ttlMs });
+        const value = leaseValue(replicaId, keeper);
+        if (lease && lease.holder !== value) return false;
+        leases.set(name, { holder: value, expiresAt: this.#now() + ttlMs });
         return true;
       },
-      holder: async (name) => live(name)?.holder,
-      release: async (name) => {
-        if (live(name)?.holder === replicaId) leases.delete(name);
+      holder: async (name) => {
+        const lease = live(name);
+        return lease && leaseHolder(lease.holder);
+      },
+      release: async (name, keeper) => {
+        if (live(name)?.holder === leaseValue(replicaId, keeper)) leases.delete(name);
       },
     };
   }

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { bestEffort } from '../observability/best-effort.js';
 import type { BoundedCalls } from './bounded.js';
+import { boundedScripts, type BoundedScriptRunner } from './bounded-script.js';
 import { LuaScript, REDIS_NOW } from './lua-script.js';
 import { meetsCondition, type SessionRecord, type SessionRecordCondition, type SessionRecordPatch, type SessionStore } from './shared-state.js';
 import { SessionRecordSchema } from './state-schemas.js';
@@ -85,12 +86,14 @@ export class RedisSessionStore implements SessionStore {
   readonly #prefix: string;
   readonly #bounded: BoundedCalls;
   readonly #logger: Logger;
+  readonly #script: BoundedScriptRunner;
 
   constructor(redis: Redis, options: { prefix: string; bounded: BoundedCalls; logger: Logger }) {
     this.#redis = redis;
     this.#prefix = options.prefix;
     this.#bounded = options.bounded;
     this.#logger = options.logger;
+    this.#script = boundedScripts(redis, options.bounded);
   }
 
   /**
@@ -102,14 +105,10 @@ export class RedisSessionStore implements SessionStore {
   async claim(record: SessionRecord, ttlMs: number, limits: { maxPerKey: number; maxTotal: number }): Promise<'ok' | 'per-key' | 'total'> {
     const keys = [this.#record(record.id), this.#all(), this.#quota(record.rateKey)];
     const args = [JSON.stringify(record), ttl(ttlMs), limit(limits.maxTotal), limit(limits.maxPerKey), record.id];
-    const outcome = await this.#bounded.run(
-      'session claim',
-      () => CLAIM.run(this.#redis, keys, args),
-      (unanswered) => {
-        const undo = () => bestEffort(() => this.remove(record.id), this.#logger, 'remove the record of a claim that was given up on', 'warn');
-        unanswered.then(undo, undo);
-      },
-    );
+    const outcome = await this.#script('session claim', CLAIM, keys, args, (unanswered) => {
+      const undo = () => bestEffort(() => this.remove(record.id), this.#logger, 'remove the record of a claim that was given up on', 'warn');
+      unanswered.then(undo, undo);
+    });
     if (outcome !== 'ok' && outcome !== 'per-key' && outcome !== 'total') throw new Error(`unexpected claim outcome ${String(outcome)}`);
     return outcome;
   }
@@ -124,7 +123,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async touch(id: string, ttlMs: number): Promise<boolean> {
-    const touched = await this.#bounded.run('session touch', () => TOUCH.run(this.#redis, [this.#record(id), this.#all()], [ttl(ttlMs), id]));
+    const touched = await this.#script('session touch', TOUCH, [this.#record(id), this.#all()], [ttl(ttlMs), id]);
     return touched === 1;
   }
 
@@ -169,16 +168,16 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async remove(id: string): Promise<boolean> {
-    const removed = await this.#bounded.run('session remove', () => REMOVE.run(this.#redis, [this.#record(id), this.#all()], [id]));
+    const removed = await this.#script('session remove', REMOVE, [this.#record(id), this.#all()], [id]);
     return removed === 1;
   }
 
   async countFor(rateKey: string): Promise<number> {
-    return Number(await this.#bounded.run('session count', () => COUNT.run(this.#redis, [this.#quota(rateKey)], [])));
+    return Number(await this.#script('session count', COUNT, [this.#quota(rateKey)], []));
   }
 
   async count(): Promise<number> {
-    return Number(await this.#bounded.run('session count', () => COUNT.run(this.#redis, [this.#all()], [])));
+    return Number(await this.#script('session count', COUNT, [this.#all()], []));
   }
 
   #record(id: string): string {

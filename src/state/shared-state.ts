@@ -133,10 +133,26 @@ export interface ReplicaBus {
  * the backend's clock (Redis' own), so replicas whose clocks disagree still agree on who holds one.
  */
 export interface LeaseStore {
-  /** Takes the lease for `ttlMs` when nobody holds it, or extends it when this replica does; true when this replica holds it now. */
-  acquire(name: string, ttlMs: number): Promise<boolean>;
+  /**
+   * Takes the lease for `ttlMs` when nobody holds it, or extends it when this replica does
+   * under the same `keeper` (a value of the one holding it on this replica: a later keeper of
+   * the same lease on this replica neither extends nor lets go of an earlier one's); true when
+   * held so now.
+   */
+  acquire(name: string, ttlMs: number, keeper?: string): Promise<boolean>;
   /** The replica holding the lease, if any. */
   holder(name: string): Promise<string | undefined>;
-  /** Lets go of the lease when this replica holds it. */
-  release(name: string): Promise<void>;
+  /** Lets go of the lease when this replica holds it under `keeper`. */
+  release(name: string, keeper?: string): Promise<void>;
+}
+
+/** What a lease's value is: its replica, and the keeper there (the replica is what others read). */
+export function leaseValue(replicaId: string, keeper: string | undefined): string {
+  return keeper === undefined ? replicaId : `${replicaId} ${keeper}`;
+}
+
+/** The replica a lease's value names. */
+export function leaseHolder(value: string): string {
+  const space = value.indexOf(' ');
+  return space < 0 ? value : value.slice(0, space);
 }

@@ -1,11 +1,15 @@
 /**
- * Typed upstream failures. They never cross the wire as they are: the gateway maps them to a
- * tool error or a JSON-RPC error in one place (`gateway/error-mapping.ts`), so that "upstream
+ * Typed upstream failures. They never cross the wire as they are: each surface maps their kind
+ * (`upstream_unavailable`, `upstream_timeout`) to a tool error, a JSON-RPC error or an HTTP
+ * status in one place (`gateway/error-mapping.ts`, `http/api/api-errors.ts`), so that "upstream
  * unavailable" is never reported as the client's bad request.
  */
+import { ConfluxError, type ErrorKind } from '../errors.js';
 
 /** The upstream is not connected (starting, down, or disabled). */
-export class UpstreamUnavailableError extends Error {
+export class UpstreamUnavailableError extends ConfluxError {
+  readonly kind: ErrorKind = 'upstream_unavailable';
+
   constructor(
     readonly server: string,
     readonly reason: string,
@@ -13,10 +17,16 @@ export class UpstreamUnavailableError extends Error {
     super(`upstream "${server}" is unavailable: ${reason}`);
     this.name = 'UpstreamUnavailableError';
   }
+
+  override clientDetails(): { server: string } {
+    return { server: this.server };
+  }
 }
 
 /** The upstream did not answer within its timeout. */
-export class UpstreamTimeoutError extends Error {
+export class UpstreamTimeoutError extends ConfluxError {
+  readonly kind: ErrorKind = 'upstream_timeout';
+
   constructor(
     readonly server: string,
     readonly method: string,
@@ -25,10 +35,16 @@ export class UpstreamTimeoutError extends Error {
     super(`upstream "${server}" did not answer ${method} within ${formatSeconds(timeoutMs)}`);
     this.name = 'UpstreamTimeoutError';
   }
+
+  override clientDetails(): { server: string } {
+    return { server: this.server };
+  }
 }
 
 /** The connection broke while a request was in flight. */
-export class UpstreamConnectionLostError extends Error {
+export class UpstreamConnectionLostError extends ConfluxError {
+  readonly kind: ErrorKind = 'upstream_unavailable';
+
   constructor(
     readonly server: string,
     readonly method: string,
@@ -36,6 +52,10 @@ export class UpstreamConnectionLostError extends Error {
   ) {
     super(`upstream "${server}" lost its connection during ${method}: ${reason}`);
     this.name = 'UpstreamConnectionLostError';
+  }
+
+  override clientDetails(): { server: string } {
+    return { server: this.server };
   }
 }
 

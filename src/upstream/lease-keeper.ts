@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { withTimeout } from '../limits/with-timeout.js';
 import { bestEffort } from '../observability/best-effort.js';
@@ -40,6 +41,11 @@ export class LeaseKeeper {
   #next: NodeJS.Timeout | undefined;
   #expiry: NodeJS.Timeout | undefined;
   #stopped = false;
+  /**
+   * This keeper's own mark in the lease: the keeper that replaces it on this replica (a config
+   * change) does not extend the lease it holds, and a late release of it cannot free the new one's.
+   */
+  readonly #keeper = randomUUID();
 
   constructor(options: LeaseKeeperOptions) {
     this.#options = options;
@@ -89,7 +95,7 @@ export class LeaseKeeper {
     clearTimeout(this.#expiry);
     await this.#round;
     const { leases, name, logger } = this.#options;
-    if (this.#held) await bestEffort(() => withTimeout(leases.release(name), this.#window / 3), logger, `release the lease ${name}`, 'warn');
+    if (this.#held) await bestEffort(() => withTimeout(leases.release(name, this.#keeper), this.#window / 3), logger, `release the lease ${name}`, 'warn');
     this.#held = false;
     this.#holder = undefined;
   }
@@ -99,7 +105,7 @@ export class LeaseKeeper {
     const bound = this.#window / 3;
     const sentAt = performance.now();
     try {
-      if (await withTimeout(leases.acquire(name, ttlMs), bound)) {
+      if (await withTimeout(leases.acquire(name, ttlMs, this.#keeper), bound)) {
         if (this.#stopped) {
           // Taken while stopping: stop() lets go of it.
           this.#held = true;

@@ -155,6 +155,8 @@ async function connect(
     // A failed negotiation has already closed the transport, a failed handshake may not have.
     await bestEffort(() => transport.close(), logger, 'close the transport of a failed connection attempt');
     const exit = explainClose?.();
+    // The exit explains the closed connection; the SDK error adds nothing a reader needs.
+    // eslint-disable-next-line preserve-caught-error
     if (exit && error instanceof SdkError && error.code === SdkErrorCode.ConnectionClosed) throw new Error(exit);
     throw error;
   }

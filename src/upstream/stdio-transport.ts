@@ -9,6 +9,7 @@ import { getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import type { Logger } from 'pino';
 import { NotJsonRpcError } from './errors.js';
 import { signalGroup, withParentDeathSignal, type ChildProcessGroups } from './child-processes.js';
+import { meaningfulStderrLine } from './stderr-summary.js';
 
 export interface StdioTransportOptions {
   command: string;
@@ -63,11 +64,14 @@ export class StdioClientTransport implements Transport {
     return this.#child?.stderr ?? null;
   }
 
-  /** How the child ended and what it last wrote to stderr: the best explanation of a failed connect. */
+  /**
+   * How the child ended and the stderr line that explains it (the error of a stack trace, not
+   * its frames): the best explanation of a failed connect. The lines around it are in the log.
+   */
   describeExit(): string | undefined {
     if (!this.#exitDescription) return undefined;
-    const tail = this.#stderrTail.slice(-3).join(' | ');
-    return tail ? `${this.#exitDescription}; stderr: ${tail}` : this.#exitDescription;
+    const line = meaningfulStderrLine(this.#stderrTail);
+    return line ? `${this.#exitDescription}; stderr: ${line}` : this.#exitDescription;
   }
 
   async start(): Promise<void> {
@@ -90,7 +94,7 @@ export class StdioClientTransport implements Transport {
     try {
       await Promise.race([once(child, 'spawn'), once(child, 'error').then(([error]) => Promise.reject(error))]);
     } catch (error) {
-      throw new Error(`cannot start "${command}": ${describeSpawnError(error)}`);
+      throw new Error(`cannot start "${command}": ${describeSpawnError(error)}`, { cause: error });
     }
     const pid = child.pid!;
     groups.track(pid);
@@ -100,7 +104,11 @@ export class StdioClientTransport implements Transport {
     child.once('close', (code, signal) => {
       groups.untrack(pid);
       this.#exitDescription = signal ? `process killed by ${signal}` : `process exited with code ${code}`;
-      if (!this.#closed) logger.warn({ pid, code, signal }, 'upstream process exited');
+      if (!this.#closed) {
+        logger.warn({ pid, code, signal }, 'upstream process exited');
+        // The error message shows one stderr line; the whole tail stays next to the exit.
+        if (this.#stderrTail.length > 0) logger.debug({ pid, stderr: this.#stderrTail.map((line) => this.#redact(line)) }, 'upstream stderr before exit');
+      }
       this.#closed = true;
       this.onclose?.();
     });
@@ -110,8 +118,12 @@ export class StdioClientTransport implements Transport {
       if (line.trim() === '') return;
       this.#stderrTail.push(line.length > 500 ? `${line.slice(0, 500)}…` : line);
       if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift();
-      logger.info({ stream: 'stderr' }, this.#options.redact ? this.#options.redact(line) : line);
+      logger.info({ stream: 'stderr' }, this.#redact(line));
     });
+  }
+
+  #redact(line: string): string {
+    return this.#options.redact ? this.#options.redact(line) : line;
   }
 
   #receive(chunk: Buffer): void {

@@ -20,7 +20,7 @@ export function postgresAvailable(): Promise<boolean> {
       await sql`select 1`;
       return true;
     } catch (error) {
-      if (process.env.CI) throw new Error(`PostgreSQL at ${TEST_DATABASE_URL} is required under CI: ${(error as Error).message}`);
+      if (process.env.CI) throw new Error(`PostgreSQL at ${TEST_DATABASE_URL} is required under CI: ${(error as Error).message}`, { cause: error });
       return false;
     } finally {
       await sql.end({ timeout: 1 });

@@ -90,7 +90,7 @@ export async function startGatewayProcess(options: { config: string; env?: Recor
     await waitFor(() => child.exitCode !== null || (count('Conflux listening on') >= (options.listeners ?? 1) && count('upstream ready') >= (options.upstreams ?? 1)), options.timeoutMs ?? 120_000, 'the gateway to listen with its upstreams ready');
   } catch (error) {
     await gateway.stop(0).catch(() => {});
-    throw new Error(`${(error as Error).message}:\n${log.slice(-3000)}`);
+    throw new Error(`${(error as Error).message}:\n${log.slice(-3000)}`, { cause: error });
   }
   if (child.exitCode !== null) throw new Error(`the gateway exited with ${child.exitCode}:\n${log.slice(-3000)}`);
   const url = /"msg":"Conflux listening on (http:[^"]+)"/.exec(log)![1]!;

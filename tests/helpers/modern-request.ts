@@ -15,6 +15,8 @@ export interface ModernRequestOptions {
   /** What the request's envelope declares. */
   capabilities?: Record<string, unknown>;
   signal?: AbortSignal;
+  /** The request's id (default: a random one). */
+  id?: number | string;
 }
 
 /**
@@ -23,7 +25,7 @@ export interface ModernRequestOptions {
  * response carried (JSON, or an SSE stream with notifications ahead of the answer).
  */
 export async function modernRequest(url: string, method: string, params: Record<string, unknown>, options: ModernRequestOptions = {}): Promise<{ answer: RpcMessage; messages: RpcMessage[] }> {
-  const id = Math.floor(Math.random() * 1e9);
+  const id = options.id ?? Math.floor(Math.random() * 1e9);
   const name = params.name ?? params.uri ?? params.taskId;
   const response = await fetch(url, {
     method: 'POST',

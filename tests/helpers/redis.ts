@@ -1,5 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
+import { afterAll, afterEach } from 'vitest';
 
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -14,7 +16,7 @@ export function redisAvailable(): Promise<boolean> {
       await redis.ping();
       return true;
     } catch (error) {
-      if (process.env.CI) throw new Error(`Redis at ${TEST_REDIS_URL} is required under CI: ${(error as Error).message}`);
+      if (process.env.CI) throw new Error(`Redis at ${TEST_REDIS_URL} is required under CI: ${(error as Error).message}`, { cause: error });
       return false;
     } finally {
       redis.disconnect();
@@ -25,6 +27,57 @@ export function redisAvailable(): Promise<boolean> {
 
 export function newRedis(): Redis {
   return new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 2 });
+}
+
+export interface RedisTestKit {
+  /** A client of the test Redis; undefined where none is running (never under CI). */
+  redis: Redis | undefined;
+  /** Clean-ups run after the current test, the last added first. */
+  closers: (() => Promise<void> | void)[];
+  /** A key prefix of the test's own; its keys are deleted after the test. */
+  testPrefix(): string;
+  /** A client of a Redis that accepts connections and never answers; both go after the test. */
+  unansweringClient(): Promise<Redis>;
+}
+
+/**
+ * What a test file on Redis needs: its client, clean-ups after each test, key prefixes of its
+ * own. Registers the file's `afterEach` and `afterAll`: call it once, at the top of the file.
+ */
+export async function redisTestKit(): Promise<RedisTestKit> {
+  const redis = (await redisAvailable()) ? newRedis() : undefined;
+  const closers: RedisTestKit['closers'] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+  afterAll(() => redis?.disconnect());
+  return {
+    redis,
+    closers,
+    testPrefix: () => {
+      const prefix = `conflux:test:${randomBytes(4).toString('hex')}:`;
+      if (redis) closers.push(() => deleteKeys(redis, prefix));
+      return prefix;
+    },
+    unansweringClient: async () => {
+      const hung = await startHungServer();
+      closers.push(() => hung.close());
+      const client = new Redis({ host: '127.0.0.1', port: hung.port, maxRetriesPerRequest: 2 });
+      client.on('error', () => {});
+      closers.push(() => client.disconnect());
+      return client;
+    },
+  };
+}
+
+/** Deletes every key under `prefix`. */
+async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    if (keys.length > 0) await redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
 }
 
 /**

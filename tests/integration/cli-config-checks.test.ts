@@ -1,13 +1,47 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { ENV_FILE_OPTION_REFUSED } from '../../src/config/dotenv.js';
 import { ROOT, STDIO_FIXTURE } from '../helpers/gateway.js';
-import { runCli as runCliIn } from '../helpers/run-cli.js';
+import { runCli as runCliIn, type CliResult } from '../helpers/run-cli.js';
+
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 /** Each run gets its own embedded database folder. */
 async function runCli(args: string[], env: Record<string, string> = {}) {
   return runCliIn(args, { CONFLUX_DATA_DIR: await mkdtemp(join(tmpdir(), 'conflux-data-')), ...env });
+}
+
+/**
+ * The CLI run from `cwd` with PATH as `npx conflux-gateway` sets it: the bin folder of the
+ * gateway's dependencies first (for a checkout, its node_modules/.bin).
+ */
+async function runCliFrom(cwd: string, args: string[]): Promise<CliResult> {
+  const child = spawn(process.execPath, ['--import', TSX, join(ROOT, 'src/cli.ts'), ...args], {
+    cwd,
+    env: {
+      PATH: `${join(ROOT, 'node_modules/.bin')}${delimiter}${process.env.PATH ?? ''}`,
+      HOME: cwd,
+      LOG_LEVEL: 'warn',
+      CONFLUX_DATA_DIR: await mkdtemp(join(tmpdir(), 'conflux-data-')),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c) => (stdout += c));
+  child.stderr.on('data', (c) => (stderr += c));
+  try {
+    const [code] = await once(child, 'exit');
+    return { code: code as number | null, stdout, stderr };
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
 }
 
 async function writeConfig(path: string, text: string): Promise<string> {
@@ -49,5 +83,38 @@ describe('the CLI reading a config', { timeout: 120_000 }, () => {
     expect(result.code).toBe(0);
     expect(result.stderr).toContain(`warning: ${config}:2:20: servers.gone.command: ${join(config, '..', 'not-here.sh')} does not exist`);
     expect(result.stdout).toContain('alpha__echo');
+  });
+});
+
+describe('the CLI in a folder without a config', { timeout: 120_000 }, () => {
+  it('runs the sample shipped with the package, its demo folder found beside the sample rather than here', async () => {
+    const empty = await mkdtemp(join(tmpdir(), 'conflux-empty-'));
+    const notice = `no mcp-servers.yaml in this folder: using the sample ${join(ROOT, 'mcp-servers.yaml')}\n`;
+
+    const validated = await runCliFrom(empty, ['validate']);
+    expect(validated).toEqual({ code: 0, stdout: `${join(ROOT, 'mcp-servers.yaml')}: valid (4 servers)\n`, stderr: notice });
+
+    const allowed = await runCliFrom(empty, ['call', 'files__list_allowed_directories']);
+    expect(allowed.code).toBe(0);
+    // Progress lines (the embedded database's first start) follow; no warning or error.
+    expect(allowed.stderr.startsWith(notice)).toBe(true);
+    expect(allowed.stderr).not.toMatch(/warning|error|ENOENT/i);
+    const content = (JSON.parse(allowed.stdout) as { content: { text: string }[] }).content;
+    expect(content.map((c) => c.text).join('')).toBe(`Allowed directories:\n${join(ROOT, 'demo')}`);
+  });
+});
+
+describe('the --dotenv option', { timeout: 60_000 }, () => {
+  it('is the name for a .env file; --env-file, which Node 20 reads itself, is refused with the name to use', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'conflux-dotenv-'));
+    const file = join(dir, 'settings.env');
+    await writeFile(file, 'CONFLUX_PORT=abc\n');
+    expect(await runCli(['validate', '--dotenv', file])).toMatchObject({ code: 2, stderr: 'CONFLUX_PORT must be a port number 1-65535 (got "abc")\n' });
+
+    // Node 20 stops on a missing --env-file before the CLI runs; an existing one reaches it.
+    const refused = await runCli(['validate', '--env-file', file]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr.split('\n')[0]).toBe(ENV_FILE_OPTION_REFUSED);
+    expect(refused.stderr).toContain('--dotenv FILE');
   });
 });

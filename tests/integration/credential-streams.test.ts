@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiKeys } from '../../src/auth/api-keys.js';
 import { ApiKeyRepository } from '../../src/store/api-key-repository.js';
-import { openDatabase, type OpenedDatabase } from '../../src/store/database.js';
+import type { OpenedDatabase } from '../../src/store/database.js';
+import { freshPglite } from '../helpers/databases.js';
 import { bearer, hs256Token, initializeRequest, JWT_SECRET, openStream } from '../helpers/auth.js';
 import { startGateway, testConfig, type RunningGateway } from '../helpers/gateway.js';
 
@@ -15,8 +16,7 @@ describe('an open stream ends with the credential that opened it', () => {
   let gateway: RunningGateway;
 
   beforeAll(async () => {
-    database = await openDatabase({});
-    await database.migrate();
+    database = await freshPglite().open();
     gateway = await startGateway(testConfig({}, { auth: { apiKeys: true, jwt: { secret: JWT_SECRET, clockToleranceSeconds: 0 } }, access: { defaultLevel: 'call' } }), { database });
   });
   afterAll(async () => {

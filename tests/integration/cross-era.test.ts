@@ -1,17 +1,14 @@
-import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:http';
 import { Client, StreamableHTTPClientTransport, type ClientCapabilities } from '@modelcontextprotocol/client';
 import { Client as LegacyClient } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as LegacyTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { ElicitRequestSchema, ElicitResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDemoServer } from '../fixtures/demo-tools.js';
-import { startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
+import { listening, sdkSessions, startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
 import { startModernOnlyServer, type ModernOnlyServer } from '../fixtures/modern-only-server.js';
 import { startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
-import { modernEnvelope } from '../helpers/modern-envelope.js';
+import { modernRequest, type RpcMessage } from '../helpers/modern-request.js';
 
 /**
  * A 2026-07-28 client calling, through the gateway, a tool of a 2025 upstream that asks the
@@ -78,46 +75,19 @@ async function legacyPeer(url: string, name: string): Promise<{ client: LegacyCl
   };
 }
 
-interface RpcAnswer {
-  id: number;
-  result?: Record<string, unknown> & { resultType?: string; inputRequests?: Record<string, { method: string; params?: Record<string, unknown> }>; requestState?: string };
-  error?: { code: number; message: string; data?: unknown };
-}
-
-/** One raw 2026-07-28 `tools/call` (envelope and standard headers, as the SDK client sends them); the JSON-RPC answer. */
+/** One raw 2026-07-28 request (`tools/call` unless told), by default from ann declaring every capability; the JSON-RPC answer. */
 async function rawCall(
   url: string,
   id: number,
   params: Record<string, unknown>,
   options: { headers?: Record<string, string>; capabilities?: ClientCapabilities; signal?: AbortSignal; method?: string } = {},
-): Promise<RpcAnswer> {
-  const method = options.method ?? 'tools/call';
-  const envelope = modernEnvelope(options.capabilities ?? ALL);
-  const response = await fetch(url, {
-    method: 'POST',
-    signal: options.signal,
-    headers: {
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-      'mcp-protocol-version': '2026-07-28',
-      'mcp-method': method,
-      'mcp-name': String(params.name ?? params.uri),
-      ...(options.headers ?? who('ann')),
-    },
-    body: JSON.stringify({ jsonrpc: '2.0', id, method, params: { ...params, _meta: envelope } }),
-  });
-  const text = await response.text();
-  if (!response.headers.get('content-type')?.startsWith('text/event-stream')) return JSON.parse(text) as RpcAnswer;
-  const answers = text
-    .split('\n')
-    .filter((line) => line.startsWith('data:'))
-    .map((line) => JSON.parse(line.slice(5)) as RpcAnswer & { method?: string })
-    .filter((message) => message.id === id && message.method === undefined);
-  return answers[answers.length - 1]!;
+): Promise<RpcMessage> {
+  const { method = 'tools/call', headers = who('ann'), capabilities = ALL, signal } = options;
+  return (await modernRequest(url, method, params, { id, headers, capabilities, signal })).answer;
 }
 
 /** The text of a raw answer's tool result. */
-const resultText = (answer: RpcAnswer) => textOf(answer.result ?? {});
+const resultText = (answer: RpcMessage) => textOf(answer.result ?? {});
 
 /** The same state with one character of its signed body changed. */
 function tampered(state: string): string {
@@ -335,35 +305,18 @@ describe('a paused call its client never resumes', () => {
 
 /** A 2025 Streamable HTTP upstream (its requests name the call they belong to) whose prompt asks the client for a name. */
 async function askingPromptUpstream(): Promise<{ url: string; close(): Promise<void> }> {
-  const transports = new Map<string, StreamableHTTPServerTransport>();
-  const http: Server = createServer(async (req, res) => {
-    const sessionId = req.headers['mcp-session-id'];
-    let transport = typeof sessionId === 'string' ? transports.get(sessionId) : undefined;
-    if (!transport) {
-      if (sessionId) return void res.writeHead(404).end();
-      const created = new StreamableHTTPServerTransport({ sessionIdGenerator: randomUUID, onsessioninitialized: (id) => void transports.set(id, created) });
-      const server = createDemoServer('up');
-      server.registerPrompt('asking', { description: 'Asks for a name' }, async (extra) => {
-        const named = await extra.sendRequest(
-          { method: 'elicitation/create', params: { mode: 'form', message: 'Your name?', requestedSchema: { type: 'object', properties: { name: { type: 'string' } } } } },
-          ElicitResultSchema,
-        );
-        return { messages: [{ role: 'user', content: { type: 'text', text: `up greets ${String(named.content?.name ?? '')}` } }] };
-      });
-      await server.connect(created);
-      transport = created;
-    }
-    await transport.handleRequest(req, res);
+  const sessions = sdkSessions(() => {
+    const server = createDemoServer('up');
+    server.registerPrompt('asking', { description: 'Asks for a name' }, async (extra) => {
+      const named = await extra.sendRequest(
+        { method: 'elicitation/create', params: { mode: 'form', message: 'Your name?', requestedSchema: { type: 'object', properties: { name: { type: 'string' } } } } },
+        ElicitResultSchema,
+      );
+      return { messages: [{ role: 'user', content: { type: 'text', text: `up greets ${String(named.content?.name ?? '')}` } }] };
+    });
+    return server;
   });
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
-    close: async () => {
-      await Promise.all([...transports.values()].map((t) => t.close()));
-      http.closeAllConnections();
-      await new Promise((resolve) => http.close(resolve));
-    },
-  };
+  return listening(createServer((req, res) => sessions.handle(req, res)), '/mcp', () => sessions.opened, () => sessions.close());
 }
 
 const TRUSTED = { auth: { trustedHeaders: { proxies: ['127.0.0.0/8', '::1'] } }, access: { defaultLevel: 'call' as const } };

@@ -5,13 +5,16 @@ import { describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers/gateway.js';
 import { runCli } from '../helpers/run-cli.js';
 
-/** The `npx conflux ...` lines of demo/README.md, each as its arguments (single quotes as a shell reads them). */
+/** The package's name, which `npx` runs from any folder (npm's `conflux` is another project). */
+const NPX = 'npx conflux-gateway ';
+
+/** The `npx conflux-gateway ...` lines of demo/README.md, each as its arguments (single quotes as a shell reads them). */
 async function documentedCommands(): Promise<string[][]> {
   const text = await readFile(join(ROOT, 'demo/README.md'), 'utf8');
   return text
     .split('\n')
-    .filter((line) => line.startsWith('npx conflux '))
-    .map((line) => [...line.slice('npx conflux '.length).matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]!));
+    .filter((line) => line.startsWith(NPX))
+    .map((line) => [...line.slice(NPX.length).matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]!));
 }
 
 const textOf = (stdout: string) => (JSON.parse(stdout) as { content: { text?: string }[] }).content.map((c) => c.text ?? '').join('');
@@ -29,7 +32,7 @@ describe('demo/README.md', { timeout: 300_000 }, () => {
     const outputs: string[] = [];
     for (const args of commands) {
       const result = await runCli(args, { CONFLUX_DATA_DIR: dataDir });
-      expect({ args, code: result.code }).toEqual({ args, code: 0 });
+      expect({ args, code: result.code }, result.stderr).toEqual({ args, code: 0 });
       // Progress lines (the embedded database's first start) may be there; no warning or error.
       expect(result.stderr).not.toMatch(/warning|error|ENOENT/i);
       outputs.push(textOf(result.stdout));

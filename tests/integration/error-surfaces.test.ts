@@ -2,7 +2,8 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createConflux, type Conflux } from '../../src/conflux.js';
-import { openDatabase, type OpenedDatabase } from '../../src/store/database.js';
+import type { OpenedDatabase } from '../../src/store/database.js';
+import { freshPglite } from '../helpers/databases.js';
 import { sdkClient, stdioFixture, testConfig } from '../helpers/gateway.js';
 
 // What a bug's TypeError may say: internal paths and names no client should read.
@@ -41,8 +42,7 @@ describe('unexpected errors reach clients only as an incident id', () => {
   let base: string;
 
   beforeAll(async () => {
-    database = await openDatabase({});
-    await database.migrate();
+    database = await freshPglite().open();
     conflux = createConflux(testConfig({ alpha: stdioFixture('alpha') }), { logger, database });
     await conflux.start();
     url = (await conflux.listen('127.0.0.1', 0)).url;

@@ -10,7 +10,8 @@ import { CreateMessageRequestSchema, LoggingMessageNotificationSchema } from '@m
 import { createParser } from 'eventsource-parser';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SseSessionTransport } from '../../src/gateway/sse-session-transport.js';
-import { openDatabase, type OpenedDatabase } from '../../src/store/database.js';
+import type { OpenedDatabase } from '../../src/store/database.js';
+import { freshPglite } from '../helpers/databases.js';
 import { ROOT, startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 
 const run = promisify(execFile);
@@ -314,8 +315,7 @@ describe('HTTP+SSE sessions belong to the principal that opened them', () => {
   let keyB: string;
 
   beforeAll(async () => {
-    database = await openDatabase({});
-    await database.migrate();
+    database = await freshPglite().open();
     gateway = await startGateway(
       testConfig({ alpha: stdioFixture('alpha') }, { auth: { apiKeys: true }, access: { defaultLevel: 'call' }, limits: { maxSessionsPerPrincipal: 1 } }),
       { database },

@@ -99,6 +99,10 @@ describe('the OpenAPI document of /api/v1', () => {
     const asBearer = await fetch(`${api}/openapi.json`, { headers: { authorization: `Bearer ${admin['x-api-key']}` } });
     expect(asBearer.status).toBe(200);
     expect(await asBearer.json()).toEqual(doc);
+
+    // No gateway.trustedProxies: anyone could send these, so they name nothing.
+    const forwarded = await fetch(`${api}/openapi.json`, { headers: { ...admin, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'gateway.example.com' } });
+    expect(((await forwarded.json()) as OpenApi).servers[0]!.url).toBe(new URL(api).origin);
   });
 
   it('names every operation once, asks a credential of each, and documents the refusals each can meet', () => {
@@ -151,5 +155,40 @@ describe('the OpenAPI document of /api/v1', () => {
     // Refusals carry the documented error body.
     await expectAnswer('get', '/servers/nope', 404, undefined, '/servers/{name}');
     await expectAnswer('post', '/access/grants', 400, { server: 'alpha' });
+  });
+});
+
+describe('the OpenAPI document behind a TLS-terminating proxy', () => {
+  let gateway: RunningGateway;
+  let api: string;
+  const serverUrl = async (headers: Record<string, string>) => {
+    const response = await fetch(`${api}/openapi.json`, { headers });
+    expect(response.status).toBe(200);
+    return ((await response.json()) as OpenApi).servers[0]!.url;
+  };
+
+  beforeAll(async () => {
+    // The test's requests come from loopback: the proxy gateway.trustedProxies names.
+    gateway = await startGateway(testConfig({}, { trustedProxies: ['127.0.0.1', '::1'] }));
+    api = gateway.url.replace(/\/mcp$/, '/api/v1');
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+
+  it('names the origin the proxy forwarded, from a trusted proxy', async () => {
+    expect(await serverUrl({ 'x-forwarded-proto': 'https', 'x-forwarded-host': 'gateway.example.com' })).toBe('https://gateway.example.com');
+    // Each proxy of a chain appends: the first entry is what the client used; a default port is dropped.
+    expect(await serverUrl({ 'x-forwarded-proto': 'https, http', 'x-forwarded-host': 'gateway.example.com:443, 10.0.0.5:8000' })).toBe('https://gateway.example.com');
+    expect(await serverUrl({ 'x-forwarded-proto': 'https', 'x-forwarded-host': 'gateway.example.com:8443' })).toBe('https://gateway.example.com:8443');
+  });
+
+  it('keeps its own scheme and host for a header missing or malformed', async () => {
+    const own = new URL(api);
+    expect(await serverUrl({})).toBe(own.origin);
+    expect(await serverUrl({ 'x-forwarded-proto': 'https' })).toBe(`https://${own.host}`);
+    expect(await serverUrl({ 'x-forwarded-proto': 'gopher', 'x-forwarded-host': 'gateway.example.com' })).toBe('http://gateway.example.com');
+    expect(await serverUrl({ 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example.com/path?x=1' })).toBe(`https://${own.host}`);
+    expect(await serverUrl({ 'x-forwarded-proto': 'https', 'x-forwarded-host': 'user@evil.example.com' })).toBe(`https://${own.host}`);
   });
 });

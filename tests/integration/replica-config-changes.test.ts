@@ -15,12 +15,12 @@ import { MemoryHub, MemorySharedState } from '../../src/state/memory-state.js';
 import { SharedStateUnavailableError, type ReplicaBus, type ReplicaMessage } from '../../src/state/shared-state.js';
 import { AccessRepository } from '../../src/store/access-repository.js';
 import { ApiKeyRepository } from '../../src/store/api-key-repository.js';
-import { openDatabase, type OpenedDatabase } from '../../src/store/database.js';
+import type { OpenedDatabase } from '../../src/store/database.js';
 import { ServerRepository } from '../../src/store/server-repository.js';
 import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import { UpstreamPool } from '../../src/upstream/upstream-pool.js';
 import { initializeRequest, openStream } from '../helpers/auth.js';
-import { freshPostgres, postgresAvailable, type TestDatabase } from '../helpers/databases.js';
+import { freshPglite, freshPostgres, postgresAvailable, type TestDatabase } from '../helpers/databases.js';
 import { isAlive, stdioFixture, testConfig, textOf, waitFor } from '../helpers/gateway.js';
 
 const hasPostgres = await postgresAvailable();
@@ -205,8 +205,7 @@ describe.skipIf(!hasPostgres)('configuration changes made through one replica re
 
 describe('a replica applying a change it heard of', () => {
   it('reads what changed from the database and announces nothing; its own changes it announces once', async () => {
-    const database = await openDatabase({});
-    await database.migrate();
+    const database = await freshPglite().open();
     const hub = new MemoryHub();
     const replica = new MemorySharedState(hub);
     const other = hub.busFor('other');
@@ -274,8 +273,7 @@ describe('a replica applying a change it heard of', () => {
   });
 
   it('a change to a server another replica deleted meanwhile is refused as unknown, and does not bring it back', async () => {
-    const database = await openDatabase({});
-    await database.migrate();
+    const database = await freshPglite().open();
     const logger = silentLogger();
     const pool = new UpstreamPool({
       logger,
@@ -320,8 +318,7 @@ describe('a replica applying a change it heard of', () => {
   });
 
   it('a bus that does not answer fails no change: it is stored, and the failure is logged once per streak', async () => {
-    const database = await openDatabase({});
-    await database.migrate();
+    const database = await freshPglite().open();
     const warnings: string[] = [];
     const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) });
     const accessControl = new AccessControl({ adminGroup: 'MCP-Admin', defaultLevel: 'none', grants: [], toolRules: [], refreshSeconds: 3600 }, new AccessRepository(database.db), logger);

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase, type OpenedDatabase } from '../../src/store/database.js';
+import type { OpenedDatabase } from '../../src/store/database.js';
+import { freshPglite } from '../helpers/databases.js';
 import { connectClient, startGateway, stdioFixture, testConfig, waitFor, type RunningGateway } from '../helpers/gateway.js';
 
 interface ErrorBody {
@@ -15,8 +16,7 @@ describe('REST API /api/v1', () => {
     fetch(`${api}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
 
   beforeAll(async () => {
-    database = await openDatabase({});
-    await database.migrate();
+    database = await freshPglite().open();
     gateway = await startGateway(
       testConfig(
         {

@@ -123,7 +123,7 @@ describe('the lease of a processes: one server', () => {
   it('a replica that is refused while holding (the lease was taken from it) stops holding at once', async () => {
     const { hub, a } = await started('a');
     // The lease store lost the key (a Redis failover) and another replica took it.
-    await hub.leasesFor('a').release('stdio:solo');
+    hub.dropLease('stdio:solo');
     await hub.leasesFor('b').acquire('stdio:solo', TTL);
     await a.lease.renew();
     expect([a.lease.held, a.lease.holder]).toEqual([false, 'b']);
@@ -132,7 +132,7 @@ describe('the lease of a processes: one server', () => {
 
   it('a replica refused while holding that cannot read the new holder no longer names itself the holder', async () => {
     const { hub, a } = await started('a');
-    await hub.leasesFor('a').release('stdio:solo');
+    hub.dropLease('stdio:solo');
     await hub.leasesFor('b').acquire('stdio:solo', TTL);
     a.control.failing.add('holder');
     await a.lease.renew();

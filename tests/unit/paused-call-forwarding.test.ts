@@ -1,5 +1,5 @@
 import { ProtocolError } from '@modelcontextprotocol/server';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { OutboundMessage } from '../../src/gateway/downstream-call.js';
 import { WireMcpError } from '../../src/gateway/error-mapping.js';
 import { PausedCallForwarding, type ForwardedRetry, type RoundChannel } from '../../src/gateway/paused-call-forwarding.js';
@@ -11,9 +11,10 @@ import { MemoryHub, MemorySharedState } from '../../src/state/memory-state.js';
  * Retries forwarded between two replicas on one MemoryHub: `origin` received the retry, `holder`
  * holds the paused call. The holder's side is given a `resume` standing in for the bridge.
  */
-const closers: (() => void)[] = [];
-afterEach(() => {
-  for (const close of closers.splice(0).reverse()) close();
+const closers: (() => void | Promise<void>)[] = [];
+afterEach(async () => {
+  vi.useRealTimers();
+  for (const close of closers.splice(0).reverse()) await close();
 });
 
 function replicas(keepAliveMs?: number) {
@@ -22,8 +23,8 @@ function replicas(keepAliveMs?: number) {
     const state = new MemorySharedState(hub);
     const rpc = new BusRpc(state.bus, silentLogger());
     const forwarding = new PausedCallForwarding({ rpc, logger: silentLogger(), keepAliveMs });
-    closers.push(() => {
-      forwarding.close();
+    closers.push(async () => {
+      await forwarding.close();
       rpc.close();
     });
     return { id: state.replicaId, rpc, forwarding };
@@ -134,13 +135,80 @@ describe('a retry forwarded to the replica holding its call', () => {
       (_retry, round) =>
         new Promise((_resolve, reject) => {
           round.signal.addEventListener('abort', () => reject((cancelled = round.signal.reason)), { once: true });
-          // The replica the retry came through stops while the round runs.
-          origin.forwarding.close();
+          // The replica the retry came through dies while the round runs, without a word.
           origin.rpc.close();
         }),
     );
     const lost = await origin.forwarding.forward(holder.id, retry, channel()).catch((error: unknown) => error);
     expect(lost).toMatchObject({ code: -32602 });
     await expect.poll(() => cancelled, { timeout: 5_000 }).toBe('the replica the retry came through is gone');
+  });
+});
+
+describe('paused-call rounds across replicas, as one of them stops', () => {
+  /** A round the holder serves until it is cancelled: `cancelled` is the reason it was given. */
+  function serveUntilCancelled(holder: ReturnType<typeof replicas>['holder']) {
+    const seen: { started: Promise<void>; cancelled: unknown } = { started: Promise.resolve(), cancelled: undefined };
+    let started = () => {};
+    seen.started = new Promise<void>((resolve) => (started = resolve));
+    holder.forwarding.serve(
+      (_retry, round) =>
+        new Promise((_resolve, reject) => {
+          round.signal.addEventListener('abort', () => reject((seen.cancelled = round.signal.reason)), { once: true });
+          started();
+        }),
+    );
+    return seen;
+  }
+
+  it('tells the holder of a round forwarded from a replica that closes, which cancels it at once, with why', async () => {
+    // Keep-alives far apart: only the message can end the round within the test.
+    const { origin, holder } = replicas(60_000);
+    const round = serveUntilCancelled(holder);
+    const forwarded = origin.forwarding.forward(holder.id, retry, channel()).catch((error: unknown) => error);
+    await round.started;
+    await origin.forwarding.close();
+    await expect.poll(() => round.cancelled).toBe('the gateway process the retry came through is stopping');
+    // Its bus still open, the origin hears the holder's answer: the round was cancelled, and why.
+    expect(await forwarded).toMatchObject({ code: -32001, message: 'Request cancelled: the gateway process the retry came through is stopping' });
+  });
+
+  it('answers a round cut short by its holder closing with the reason, as a cancelled request', async () => {
+    const { origin, holder } = replicas(60_000);
+    const round = serveUntilCancelled(holder);
+    const forwarded = origin.forwarding.forward(holder.id, retry, channel()).catch((error: unknown) => error);
+    await round.started;
+    await holder.forwarding.close();
+    expect(round.cancelled).toBe('the gateway process holding the paused call is stopping');
+    expect(await forwarded).toMatchObject({ code: -32001, message: 'Request cancelled: the gateway process holding the paused call is stopping' });
+  });
+
+  it('gives a served round up only when two keep-alives in a row find nobody on the replica it came through', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    const hub = new MemoryHub();
+    const holderState = new MemorySharedState(hub);
+    const holderRpc = new BusRpc(holderState.bus, silentLogger());
+    const holder = { id: holderState.replicaId, rpc: holderRpc, forwarding: new PausedCallForwarding({ rpc: holderRpc, logger: silentLogger(), keepAliveMs: 1000 }) };
+    closers.push(async () => {
+      await holder.forwarding.close();
+      holderRpc.close();
+    });
+    const round = serveUntilCancelled(holder);
+    // The replica the retry comes through, by hand: its subscription can lapse and come back.
+    const originBus = hub.busFor('origin-1');
+    const originRpc = new BusRpc(originBus, silentLogger());
+    void originRpc.call(holder.id, 'paused-call.resume', { forward: 'f-1', retry }, { timeoutMs: 600_000 }).catch(() => {});
+    await round.started;
+    originRpc.close();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(round.cancelled).toBeUndefined();
+    // Back for one beat: the count starts again.
+    const back = originBus.onMessage(() => {});
+    await vi.advanceTimersByTimeAsync(1000);
+    back();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(round.cancelled).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(round.cancelled).toBe('the replica the retry came through is gone');
   });
 });

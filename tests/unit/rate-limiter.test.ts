@@ -18,7 +18,7 @@ describe.each([
   ...(hasRedis ? [['redis', (now: () => number) => new RedisRateLimiter(redis!, { prefix: `conflux:test:${randomBytes(4).toString('hex')}:`, now, logger: silentLogger() })] as const] : []),
 ] as [string, (now: () => number) => RateLimiter][])('sliding-window rate limiter (%s)', (_kind, create) => {
   it('allows up to the limit in a window, then refuses with a retry time', async () => {
-    let now = 1_000_000 * 60_000; // the start of a window
+    const now = 1_000_000 * 60_000; // the start of a window
     const limiter = create(() => now);
     for (let i = 0; i < 5; i++) expect((await limiter.hit('k', 5, 60_000)).allowed).toBe(true);
     const refused = await limiter.hit('k', 5, 60_000);

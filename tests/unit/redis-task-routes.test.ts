@@ -1,38 +1,25 @@
-import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { Redis } from 'ioredis';
 import { pino } from 'pino';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TaskRoute } from '../../src/gateway/task-routes.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { BoundedCalls } from '../../src/state/bounded.js';
 import { RedisTaskRouteStore } from '../../src/state/redis-task-routes.js';
 import { SharedStateUnavailableError } from '../../src/state/shared-state.js';
 import { waitFor } from '../helpers/gateway.js';
-import { newRedis, redisAvailable, startHungServer } from '../helpers/redis.js';
+import { redisTestKit } from '../helpers/redis.js';
 
-const hasRedis = await redisAvailable();
-const redis = hasRedis ? newRedis() : undefined;
-afterAll(() => redis?.disconnect());
-
-const closers: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
+const { redis, testPrefix, unansweringClient } = await redisTestKit();
 
 /** A store under a prefix of its own, whose keys are deleted after the test. */
 function freshStore(options: { logger?: ReturnType<typeof silentLogger>; now?: () => number } = {}): { store: RedisTaskRouteStore; key: (taskId: string) => string } {
-  const prefix = `conflux:test:${randomBytes(4).toString('hex')}:`;
-  closers.push(async () => {
-    const keys = await redis!.keys(`${prefix}*`);
-    if (keys.length > 0) await redis!.del(...keys);
-  });
+  const prefix = testPrefix();
   return { store: new RedisTaskRouteStore(redis!, { prefix, logger: options.logger ?? silentLogger(), now: options.now }), key: (taskId) => `${prefix}task-route:${taskId}` };
 }
 
 const route = (expiresAt: number): TaskRoute => ({ server: 'jobs', upstreamTaskId: 'conflux.replica.AbCd1234.task-7', tool: 'slow_compute', owner: 'ann', expiresAt });
 
-describe.runIf(hasRedis)('the Redis task route store', () => {
+if (redis) describe('the Redis task route store', () => {
   it('keeps a route as one JSON key that expires with the route, and forgets it when deleted', async () => {
     const { store, key } = freshStore();
     const expiresAt = Date.now() + 60_000;
@@ -81,11 +68,7 @@ describe.runIf(hasRedis)('the Redis task route store', () => {
   });
 
   it('fails every call with SharedStateUnavailableError when Redis does not answer, instead of hanging', async () => {
-    const hung = await startHungServer();
-    closers.push(() => hung.close());
-    const client = new Redis({ host: '127.0.0.1', port: hung.port, maxRetriesPerRequest: 2 });
-    client.on('error', () => {});
-    closers.push(() => client.disconnect());
+    const client = await unansweringClient();
     const store = new RedisTaskRouteStore(client, { prefix: 'conflux:test:hung:', logger: silentLogger(), bounded: new BoundedCalls(200, 100) });
     await expect(store.put('task-a', route(Date.now() + 60_000))).rejects.toBeInstanceOf(SharedStateUnavailableError);
     await expect(store.get('task-a')).rejects.toBeInstanceOf(SharedStateUnavailableError);

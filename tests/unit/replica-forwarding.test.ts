@@ -29,6 +29,12 @@ describe('requests forwarded to the replica holding what they name', () => {
     const app = new Hono();
     app.get('/page/:id', (c) => {
       c.header('Cache-Control', 'no-store');
+      c.header('Content-Security-Policy', "default-src 'none'");
+      c.header('Referrer-Policy', 'no-referrer');
+      c.header('X-Content-Type-Options', 'nosniff');
+      // None of the forwarded routes sets these: they are not relayed.
+      c.header('Access-Control-Allow-Origin', '*');
+      c.header('X-Powered-By', 'the holder');
       c.header('Set-Cookie', 'one=1; Path=/a; HttpOnly', { append: true });
       c.header('Set-Cookie', 'two=2; Path=/b; SameSite=Lax', { append: true });
       return c.html(`<p>${c.req.param('id')} ${c.req.query('q')} ${c.req.header('cookie')} ${c.req.header('authorization') ?? 'none'}</p>`, 201);
@@ -43,6 +49,10 @@ describe('requests forwarded to the replica holding what they name', () => {
     expect(page.headers.get('content-type')).toBe('text/html; charset=UTF-8');
     expect(page.headers.get('cache-control')).toBe('no-store');
     expect(page.headers.getSetCookie()).toEqual(['one=1; Path=/a; HttpOnly', 'two=2; Path=/b; SameSite=Lax']);
+    expect(page.headers.get('content-security-policy')).toBe("default-src 'none'");
+    expect(page.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(page.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(new Set(page.headers.keys())).toEqual(new Set(['content-type', 'cache-control', 'content-security-policy', 'referrer-policy', 'x-content-type-options', 'set-cookie']));
     expect(await page.text()).toBe('<p>7 été k=v none</p>');
 
     const moved = await forwarding.forward(holder, new Request('http://gateway.example/moved'));
@@ -51,6 +61,35 @@ describe('requests forwarded to the replica holding what they name', () => {
     const empty = await forwarding.forward(holder, new Request('http://gateway.example/empty'));
     expect(empty.status).toBe(204);
     expect(empty.body).toBeNull();
+  });
+
+  it('relays only the headers a forwarded page sets, whatever an answer on the bus claims', async () => {
+    const hub = new MemoryHub();
+    const [here, other] = [new MemorySharedState(hub), new MemorySharedState(hub)];
+    const [rpc, otherRpc] = [here, other].map((state) => new BusRpc(state.bus, silentLogger())) as [BusRpc, BusRpc];
+    open.push(rpc, otherRpc);
+    const forwarding = new ReplicaForwarding({ rpc, topic: 'test-forward', headers: () => ({}), timeoutMs: 5000, logger: silentLogger(), answer: () => new Response(null, { status: 500 }) });
+    // Whatever can write to the bus answers as it likes, not through `ReplicaForwarding`.
+    otherRpc.serve('test-forward', () => ({
+      status: 302,
+      headers: [
+        ['Content-Type', 'text/html; charset=UTF-8'],
+        ['Location', 'https://idp.example/authorize'],
+        ['Strict-Transport-Security', 'max-age=0'],
+        ['Access-Control-Allow-Origin', '*'],
+        ['Access-Control-Allow-Credentials', 'true'],
+        ['Connection', 'close'],
+        ['Set-Cookie', 'k=v; Path=/'],
+      ],
+      body: '',
+    }));
+    const answer = await forwarding.forward(other.replicaId, new Request('http://gateway.example/oauth/callback?state=x'));
+    expect(answer.status).toBe(302);
+    expect([...answer.headers]).toEqual([
+      ['content-type', 'text/html; charset=UTF-8'],
+      ['location', 'https://idp.example/authorize'],
+      ['set-cookie', 'k=v; Path=/'],
+    ]);
   });
 
   it('rejects with ReplicaUnreachableError for a replica nobody is', async () => {

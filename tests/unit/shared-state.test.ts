@@ -1,40 +1,20 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
 import { Redis, ReplyError } from 'ioredis';
 import { pino, type Logger } from 'pino';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/observability/logger.js';
 import { createSharedState } from '../../src/state/create-shared-state.js';
 import { MemoryHub, MemorySessionStore, MemorySharedState } from '../../src/state/memory-state.js';
 import { RedisSharedState } from '../../src/state/redis-state.js';
 import { SharedStateUnavailableError, type ReplicaMessage, type SessionRecord, type SharedState } from '../../src/state/shared-state.js';
 import { freePort, waitFor } from '../helpers/gateway.js';
-import { newRedis, redisAvailable, startHungServer, startRedisRelay } from '../helpers/redis.js';
+import { redisTestKit, startRedisRelay } from '../helpers/redis.js';
 
-const hasRedis = await redisAvailable();
-const redis = hasRedis ? newRedis() : undefined;
-afterAll(() => redis?.disconnect());
-
-const closers: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
-
-/** Deletes every key under a test's prefix. */
-async function deleteKeys(prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis!.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    if (keys.length > 0) await redis!.del(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
-
-function testPrefix(): string {
-  return `conflux:test:${randomBytes(4).toString('hex')}:`;
-}
+const { redis, closers, testPrefix, unansweringClient } = await redisTestKit();
+const hasRedis = redis !== undefined;
 
 /** `count` replicas sharing one backend, ready to exchange messages; closed (and their keys deleted) after the test. */
 type Replicas = (count: number) => Promise<SharedState[]>;
@@ -50,10 +30,7 @@ function redisReplicas(options: { logger?: Logger; eventTtlMs?: number; prefix?:
   return async (count) => {
     const prefix = options.prefix ?? testPrefix();
     const states = Array.from({ length: count }, () => new RedisSharedState(redis!, { keyPrefix: prefix, logger: options.logger ?? silentLogger(), eventTtlMs: options.eventTtlMs }));
-    closers.push(async () => {
-      await Promise.all(states.map((s) => s.close()));
-      await deleteKeys(prefix);
-    });
+    closers.push(() => Promise.all(states.map((s) => s.close())).then(() => {}));
     await Promise.all(states.map((s) => s.bus.subscribed()));
     return states;
   };
@@ -380,7 +357,7 @@ describe('memory state, as Redis behaves', () => {
   });
 });
 
-describe.skipIf(!hasRedis)('Redis shared state', () => {
+if (hasRedis) describe('Redis shared state', () => {
   type Line = { level: number; msg: string; channel?: string };
   function capture(): { logger: Logger; lines: Line[] } {
     const lines: Line[] = [];
@@ -572,11 +549,7 @@ describe.skipIf(!hasRedis)('Redis shared state', () => {
     }
 
     it('rejects every call with SharedStateUnavailableError on a Redis that accepts and never answers, and closes', async () => {
-      const hung = await startHungServer();
-      closers.push(() => hung.close());
-      const client = new Redis({ host: '127.0.0.1', port: hung.port, maxRetriesPerRequest: 2 });
-      client.on('error', () => {});
-      closers.push(() => client.disconnect());
+      const client = await unansweringClient();
       const state = new RedisSharedState(client, { logger: silentLogger(), timeoutMs: 200 });
       await everyCallRejects(state);
       await state.close();
@@ -592,11 +565,7 @@ describe.skipIf(!hasRedis)('Redis shared state', () => {
     });
 
     it('refuses calls without sending them once too many wait for a hung Redis', async () => {
-      const hung = await startHungServer();
-      closers.push(() => hung.close());
-      const client = new Redis({ host: '127.0.0.1', port: hung.port, maxRetriesPerRequest: 2 });
-      client.on('error', () => {});
-      closers.push(() => client.disconnect());
+      const client = await unansweringClient();
       const state = new RedisSharedState(client, { logger: silentLogger(), timeoutMs: 200, maxPendingCalls: 3 });
       closers.push(() => state.close());
       const waiting = await Promise.allSettled([1, 2, 3].map(() => state.sessions.count()));

@@ -1,6 +1,9 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
+import type { ProxyList } from '../../limits/client-address.js';
 import { GATEWAY_VERSION } from '../../version.js';
+import { remoteAddress } from '../caller.js';
+import { requestOrigin } from '../forwarded-origin.js';
 import { ApiError, apiErrorResponse } from './api-errors.js';
 import { mountRoutes, openApiDocument, route, withServer, type ApiInfo } from './route-table.js';
 import { apiRoutes, type ApiDeps } from './routes.js';
@@ -24,11 +27,17 @@ const INFO: ApiInfo = {
   ],
 };
 
+export interface ApiOptions {
+  maxJsonDepth: number;
+  /** Peers whose `X-Forwarded-Proto` and `X-Forwarded-Host` name the origin the document gives (`gateway.trustedProxies`). */
+  trustedProxies?: ProxyList | undefined;
+}
+
 /**
  * The REST API: JSON in and out, zod-validated, described at /api/v1/openapi.json. Host,
  * Origin, content type and body size are checked by the guards at the root of the app.
  */
-export function createApiApp(deps: ApiDeps, limits: { maxJsonDepth: number }): Hono {
+export function createApiApp(deps: ApiDeps, options: ApiOptions): Hono {
   const app = new Hono();
   let document: Record<string, unknown> = {};
   const routes = [
@@ -41,11 +50,11 @@ export function createApiApp(deps: ApiDeps, limits: { maxJsonDepth: number }): H
       summary: 'This OpenAPI 3.1 document',
       returns: z.looseObject({ openapi: z.string(), info: z.looseObject({}), paths: z.looseObject({}) }),
       responses: { 200: 'The document, its server the origin the request addressed' },
-      handler: async ({ c }) => c.json(withServer(document, c.req.url)),
+      handler: async ({ c }) => c.json(withServer(document, requestOrigin(c.req.url, c.req.raw.headers, remoteAddress(c), options.trustedProxies))),
     }),
   ];
   document = openApiDocument(routes, INFO, API_BASE);
-  mountRoutes(app, routes, limits);
+  mountRoutes(app, routes, { maxJsonDepth: options.maxJsonDepth });
   app.notFound((c) => apiErrorResponse(c, new ApiError(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`), deps.logger));
   app.onError((error, c) => {
     const response = apiErrorResponse(c, error, deps.logger);

@@ -149,9 +149,12 @@ export function openApiDocument(routes: readonly ApiRoute[], info: ApiInfo, base
   };
 }
 
-/** `document` as served to a request: its server is the origin the request addressed (its Host was checked by the guards). */
-export function withServer(document: Record<string, unknown>, requestUrl: string): Record<string, unknown> {
-  return { ...document, servers: [{ url: new URL(requestUrl).origin, description: 'This gateway, as the request addressed it' }] };
+/**
+ * `document` as served to a request: its server is `origin`, the one the request addressed (its
+ * Host was checked by the guards), or the one a trusted proxy forwarded (see `requestOrigin`).
+ */
+export function withServer(document: Record<string, unknown>, origin: string): Record<string, unknown> {
+  return { ...document, servers: [{ url: origin, description: 'This gateway, as the request addressed it' }] };
 }
 
 /** The responses of `r`; the shared ones it refers to are added to `used`. */

@@ -23,7 +23,7 @@ export interface ApiDeps extends ToolCallDeps, BroadcastDeps, AccessRouteDeps, C
   catalog: LiveCatalog;
   upstreams: UpstreamPool;
   registry: ServerRegistry;
-  audit?: AuditLog | undefined;
+  audit: AuditLog;
   auditRepository?: AuditRepository | undefined;
   logger: Logger;
 }

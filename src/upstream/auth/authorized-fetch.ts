@@ -22,7 +22,8 @@ export function authorizedFetch(auth: UpstreamAuth, base: FetchLike): FetchLike 
       try {
         retry = await auth.onRejected(challenge);
       } catch (error) {
-        // The refusal's body is not read by anyone: let its connection go.
+        // The refusal's body is not read by anyone: let its connection go. Silently: a body that
+        // cannot be cancelled has failed already, and the auth's error is what the caller needs.
         await response.body?.cancel().catch(() => {});
         throw error;
       }

@@ -152,7 +152,8 @@ export class GrantedToken implements UpstreamAuth {
     const now = this.#now();
     if (token && !needsRenewal(token, now)) return token;
     if (token && stillValid(token, now)) {
-      // A failure is logged where it happens; the token serves until it expires, and the next
+      // Nobody awaits this renewal, and its rejection says nothing new: #renew logs the failure
+      // where it happens (or it is the close). The token serves until it expires, and the next
       // call after the failure's cool-down tries again.
       if (!this.#pending && now >= this.#retryAt) this.#renew(this.#scope).catch(() => {});
       return token;
