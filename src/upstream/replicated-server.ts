@@ -134,6 +134,7 @@ export class ReplicatedServer implements Upstream {
         auth: deps.authFor(definition),
         // Each replica's era is its own: part way through a rolling upgrade they differ.
         eraKey: replicaVerdictKey(name, key),
+        resubscribes: false,
         onChange: () => this.#replicaChanged(),
       });
       return new Replica(index, label, key, url, weight, connection);

@@ -106,6 +106,12 @@ export interface UpstreamDeps {
    * upgrade speak different eras.
    */
   eraKey?: string | undefined;
+  /**
+   * Whether a 2025 connection subscribes its new upstream session, after a reconnect, to the
+   * resources its previous one was subscribed to (default). A replica of a server with `urls`
+   * does not: its server decides where each subscription goes (`replica-subscriptions.ts`).
+   */
+  resubscribes?: boolean | undefined;
   /** How this connection authenticates to its upstream; the connection owns it (closes it on stop). */
   auth?: UpstreamAuth | undefined;
 }
@@ -204,8 +210,9 @@ export class UpstreamConnection {
   /** The `subscriptions/listen` stream of a 2026-07-28 connection (list changes and resource updates arrive only there). */
   #listStream: ListSubscription | undefined;
   /**
-   * Resources subscribed to on a 2026-07-28 upstream, which has no `resources/subscribe`: they
-   * are part of the stream's filter, and kept across reconnects.
+   * Resources subscribed to, kept across reconnects. On a 2026-07-28 upstream, which has no
+   * `resources/subscribe`, they are part of its stream's filter; a 2025 one is asked again for
+   * each when a new session opens (its old one's subscriptions ended with it).
    */
   readonly #resourceSubscriptions = new Set<string>();
   #protocol: NegotiatedProtocol | undefined;
@@ -398,6 +405,27 @@ export class UpstreamConnection {
     this.#logLevel = level;
   }
 
+  /** Keeps what a 2025 upstream answered to `resources/subscribe` and `resources/unsubscribe`, for its next session. */
+  #subscribed(method: string, uri: unknown): void {
+    if (typeof uri !== 'string' || this.#deps.resubscribes === false) return;
+    if (method === 'resources/subscribe') this.#resourceSubscriptions.add(uri);
+    else if (method === 'resources/unsubscribe') this.#resourceSubscriptions.delete(uri);
+  }
+
+  /** A new 2025 session is subscribed to the resources its predecessor was, so that updates go on. */
+  #restoreSubscriptions(opened: { client: Client; protocol: NegotiatedProtocol }, generation: number): void {
+    if (opened.protocol.era === 'modern' || this.#resourceSubscriptions.size === 0) return;
+    for (const uri of this.#resourceSubscriptions) {
+      void bestEffort(
+        async () => {
+          if (generation === this.#generation) await opened.client.subscribeResource({ uri }, { timeout: this.timeoutMs });
+        },
+        this.#logger,
+        `subscribe the new upstream session to ${uri} again`,
+      );
+    }
+  }
+
   /** A new 2025 session that logs is asked for the level its predecessor was set to. */
   #restoreLogLevel(opened: { client: Client; protocol: NegotiatedProtocol }, generation: number): void {
     const level = this.#logLevel;
@@ -475,6 +503,7 @@ export class UpstreamConnection {
         });
       const result = await this.#owners.offer(owner, send);
       this.#breaker.success();
+      if (!modern) this.#subscribed(method, params?.uri);
       const answered = withoutHopMeta(modern ? withTaskHandle(result) : result);
       return processKey ? taskIdFromProcess(processKey, method, answered) : answered;
     } catch (error) {
@@ -590,6 +619,7 @@ export class UpstreamConnection {
       this.#logger.info({ wire: opened.wire, protocol: opened.protocol.version, tools: this.#tools.length }, 'upstream ready');
       this.#setState('ready');
       this.#restoreLogLevel(opened, generation);
+      this.#restoreSubscriptions(opened, generation);
     } catch (error) {
       if (generation !== this.#generation) return;
       // Supersede this attempt first: closing its client below must not report a second loss

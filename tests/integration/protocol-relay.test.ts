@@ -212,6 +212,24 @@ describe('full-protocol relay', () => {
     expect(textOf(await b.client.callTool({ name: 'alpha__touch', arguments: { uri: 'demo://alpha/static' } }))).toBe('not subscribed');
   });
 
+  it('subscribes a 2025 upstream that came back to what its previous session was subscribed to', async () => {
+    await a.client.subscribeResource({ uri: 'demo://alpha/static' });
+    try {
+      const upstream = () => gateway.conflux.upstreams.get('alpha');
+      await b.client.callTool({ name: 'alpha__crash', arguments: {} });
+      await waitFor(() => upstream()?.state !== 'ready', 15_000, 'alpha to go down');
+      await waitFor(() => upstream()?.state === 'ready', 30_000, 'alpha to come back');
+      // The new process was subscribed again just after it came up.
+      const before = a.updates.length;
+      await waitFor(async () => textOf(await b.client.callTool({ name: 'alpha__touch', arguments: { uri: 'demo://alpha/static' } })) === 'notified', 15_000, 'the new process to be subscribed');
+      await waitFor(() => a.updates.length > before, 5000, 'the update');
+      expect(a.updates.at(-1)).toBe('demo://alpha/static');
+    } finally {
+      await a.client.unsubscribeResource({ uri: 'demo://alpha/static' });
+    }
+    expect(textOf(await b.client.callTool({ name: 'alpha__touch', arguments: { uri: 'demo://alpha/static' } }))).toBe('not subscribed');
+  });
+
   it('cancels the upstream work when the client cancels', async () => {
     const controller = new AbortController();
     const call = a.client.callTool({ name: 'alpha__work', arguments: {} }, undefined, { signal: controller.signal });
