@@ -417,8 +417,6 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       watcher?.close();
       configChanges.stop();
       await listening?.stopAccepting();
-      // Another replica's request for a process here would start on a process about to stop: refused now, to be tried again.
-      owners.drain();
       // A paused call waits for a retry that can no longer arrive: cancelled now, not after the grace period.
       inputRounds.stop();
       // Likewise a call waiting for its user to finish an authorization.
@@ -430,6 +428,10 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
       else if (listening && !(await listening.answered(Math.max(0, deadline - Date.now())))) {
         logger.warn('shutdown grace period over; cutting answers still being written');
       }
+      // Other replicas' calls to a processes: one server held here were served through the grace
+      // period (nobody else can take its lease before it is let go, below); from now on one would
+      // start on a process about to stop: refused, to be tried again once another holds it.
+      owners.drain();
       stopWatchingRevocations?.();
       streams.stop();
       await modern.close();

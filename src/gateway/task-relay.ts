@@ -1,13 +1,14 @@
 import { ProtocolError, ProtocolErrorCode, type CallToolResult, type Result, type Server, type ServerContext } from '@modelcontextprotocol/server';
+import { setTimeout } from 'node:timers/promises';
 import { z } from 'zod';
 import { AccessDeniedError, type Access } from '../auth/access-policy.js';
 import { ReplicaUnreachableError, type BusRpc } from '../state/bus-rpc.js';
-import { ForeignTaskError } from '../upstream/minted-values.js';
+import { isForeignTask } from '../upstream/minted-values.js';
 import type { Upstream } from '../upstream/upstream.js';
 import type { DownstreamCall } from './downstream-call.js';
-import { asMcpError, WireMcpError } from './error-mapping.js';
+import { asMcpError, isExpectedError, reportIncident, WireMcpError } from './error-mapping.js';
 import { forward, type ForwardDeps } from './forward.js';
-import { localError } from './owner-wire.js';
+import { HolderIncidentError, localError } from './owner-wire.js';
 import { TaskStatusFeed } from './task-status.js';
 import { mintTaskId, routeExpiry, type TaskRoute, type TaskRouteStore } from './task-routes.js';
 import { declaresTasks, TASKS_EXTENSION, TaskIdParams, tasksNotDeclared, unknownTask, type TaskFields } from './task-wire.js';
@@ -23,6 +24,8 @@ export interface TaskRelayDeps extends ForwardDeps {
 const TASK_REQUEST_TOPIC = 'tasks.request';
 /** How long a task request sent to another gateway process waits beyond the upstream's own timeout (which that process enforces). */
 const REMOTE_MARGIN_MS = 5000;
+/** How long after finding no gateway process under the holder's id it is looked for again (a bus subscription being made again takes about this). */
+const ABSENT_RETRY_MS = 1000;
 
 const RemoteTaskRequest = z.object({
   taskId: z.string(),
@@ -170,10 +173,19 @@ export class TaskRelay {
    */
   async #askHolder(route: TaskRoute & { replica: string }, request: RemoteTaskRequest, signal?: AbortSignal): Promise<RemoteTaskAnswer> {
     const timeoutMs = (this.#deps.upstreams.get(route.server)?.config.timeout ?? 60) * 1000 + REMOTE_MARGIN_MS;
+    const ask = async () => RemoteTaskAnswer.parse(await this.#deps.replicas.rpc.call(route.replica, TASK_REQUEST_TOPIC, request, { timeoutMs, signal }));
     try {
-      return RemoteTaskAnswer.parse(await this.#deps.replicas.rpc.call(route.replica, TASK_REQUEST_TOPIC, request, { timeoutMs, signal }));
+      try {
+        return await ask();
+      } catch (error) {
+        // Nobody under its id: stopped, or subscribing to the bus again. Absent a second time, a moment later, it is gone.
+        if (!(error instanceof ReplicaUnreachableError && error.absent)) throw error;
+        await setTimeout(ABSENT_RETRY_MS, undefined, { signal });
+        return await ask();
+      }
     } catch (error) {
-      if (error instanceof ReplicaUnreachableError) return { unknown: true };
+      if (error instanceof ReplicaUnreachableError && error.absent) return { unknown: true };
+      // Slow, or this replica is closing: the task may well be there; the client may ask again.
       throw localError(error, route.server, request.method);
     }
   }
@@ -191,7 +203,9 @@ export class TaskRelay {
       return { result: await upstream.request(request.method, { ...request.params, taskId: route.upstreamTaskId }, { tasks: true }) };
     } catch (error) {
       if (isGone(request.method, error)) return { unknown: true };
-      throw error;
+      if (isExpectedError(error)) throw error;
+      // Logged here, where it happened; the asking replica gets the incident id only.
+      throw new HolderIncidentError(reportIncident(error, this.#deps.logger, { server: route.server, method: request.method }).message);
     }
   }
 
@@ -224,7 +238,7 @@ export class TaskRelay {
  * answers, so only the first is.
  */
 function isGone(method: string, error: unknown): boolean {
-  if (error instanceof ForeignTaskError) return true;
+  if (isForeignTask(error)) return true;
   return method !== 'tasks/update' && error instanceof ProtocolError && error.code === ProtocolErrorCode.InvalidParams;
 }
 

@@ -13,7 +13,8 @@ export function requestOrigin(requestUrl: string, headers: Headers, peer: string
   const proto = firstEntry(headers.get('x-forwarded-proto'))?.toLowerCase();
   const scheme = proto === 'http' || proto === 'https' ? proto : own.protocol.slice(0, -1);
   const host = firstEntry(headers.get('x-forwarded-host'));
-  return originOf(scheme, host && isHost(host) ? host : own.host);
+  // A host of the right shape may still be no URL's (`a:99999`, `[1:2]`): the request's own then.
+  return (host && isHost(host) && originOf(scheme, host)) || originOf(scheme, own.host) || own.origin;
 }
 
 function firstEntry(value: string | null): string | undefined {
@@ -26,7 +27,7 @@ function isHost(value: string): boolean {
   return /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(value);
 }
 
-/** `scheme://host`, its default port dropped as URL does (`https://a:443` is `https://a`). */
-function originOf(scheme: string, host: string): string {
-  return new URL(`${scheme}://${host}`).origin;
+/** `scheme://host`, its default port dropped as URL does (`https://a:443` is `https://a`); undefined when no URL has it. */
+function originOf(scheme: string, host: string): string | undefined {
+  return URL.canParse(`${scheme}://${host}`) ? new URL(`${scheme}://${host}`).origin : undefined;
 }

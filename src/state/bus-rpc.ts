@@ -22,6 +22,18 @@ export class RemoteCallError extends Error {
 /** Nobody on the bus took the request (the replica is gone), or it never answered in time. */
 export class ReplicaUnreachableError extends Error {
   override readonly name = 'ReplicaUnreachableError';
+
+  /**
+   * @param absent Nobody listens under that replica's id now: it has stopped, or (for a
+   *   moment) its subscription to the bus is being made again. Otherwise it did not answer in
+   *   time, or this replica is closing its side.
+   */
+  constructor(
+    message: string,
+    readonly absent = false,
+  ) {
+    super(message);
+  }
 }
 
 type Served = (payload: unknown, from: string) => unknown;
@@ -83,7 +95,7 @@ export class BusRpc {
       });
       this.#bus.send(replica, { kind: 'rpc', topic, id, payload }).then(
         (delivered) => {
-          if (delivered === false) this.#pending.get(id)?.reject(new ReplicaUnreachableError(`replica ${replica} is not on the bus`));
+          if (delivered === false) this.#pending.get(id)?.reject(new ReplicaUnreachableError(`replica ${replica} is not on the bus`, true));
         },
         (error: Error) => this.#pending.get(id)?.reject(error),
       );

@@ -46,11 +46,19 @@ export function newProcessKey(): string {
   return randomBytes(9).toString('base64url');
 }
 
+/** What `ForeignTaskError` says in its `data.reason`, recognisable after crossing the replica bus. */
+export const FOREIGN_TASK_REASON = 'task_of_another_process';
+
 /** The answer to a task request whose task was created by another process than the one running now. */
 export class ForeignTaskError extends ProtocolError {
   constructor(server: string) {
-    super(ProtocolErrorCode.InvalidParams, `Unknown task: it was created by a process of "${server}" that no longer serves this gateway process`);
+    super(ProtocolErrorCode.InvalidParams, `Unknown task: the process of "${server}" that created it is no longer running`, { reason: FOREIGN_TASK_REASON });
   }
+}
+
+/** Whether `error` is a `ForeignTaskError`, here or as it came back from another replica. */
+export function isForeignTask(error: unknown): boolean {
+  return error instanceof ProtocolError && (error.data as { reason?: unknown } | undefined)?.reason === FOREIGN_TASK_REASON;
 }
 
 /**

@@ -41,6 +41,8 @@ export interface OpenOptions {
   auth?: UpstreamAuth | undefined;
   /** Hides secrets in what is logged about failed attempts and a child's stderr (they may quote the upstream, or its environment). */
   redact?: ((text: string) => string) | undefined;
+  /** Gives the attempt up: its transport is closed at once (a stdio child stopped), and no other is opened. */
+  signal?: AbortSignal | undefined;
 }
 
 /** Attempts per wire: the remembered verdict, a fresh probe, then a plain legacy handshake. */
@@ -106,18 +108,26 @@ async function negotiate(
 ): Promise<OpenedClient> {
   let prior = options.prior;
   for (let attempt = 1; ; attempt++) {
+    options.signal?.throwIfAborted();
     const { transport, explainClose } = open();
     const client = options.newClient();
+    // Given up mid-handshake (the connection was stopped): the transport closes now, which ends the handshake.
+    const giveUp = () => void bestEffort(() => transport.close(), options.logger, 'close the transport of an attempt given up');
+    options.signal?.addEventListener('abort', giveUp, { once: true });
     try {
       await connect(client, transport, prior, options, explainClose);
+      options.signal?.throwIfAborted();
       return opened(client, transport, wire, prior !== options.prior || prior === undefined);
     } catch (error) {
+      options.signal?.throwIfAborted();
       // Credentials that cannot be had stay so whatever the era: no second probe.
       const next = attempt < MAX_NEGOTIATION_ATTEMPTS && !authFailureIn(error) ? nextVerdict(error, prior, wire) : undefined;
       if (!next) throw error;
       if (prior !== undefined) options.onStaleVerdict?.();
       options.logger.info({ reason: redacted(options, describeError(error)), prior: prior?.kind ?? 'none', next: next.prior?.kind ?? 'probe' }, 'upstream protocol era not settled; connecting again');
       prior = next.prior;
+    } finally {
+      options.signal?.removeEventListener('abort', giveUp);
     }
   }
 }

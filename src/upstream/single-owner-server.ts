@@ -348,6 +348,9 @@ export class SingleOwnerServer implements Upstream {
       if (previous !== undefined && previous !== this.#deps.link.replicaId) this.#lost.abort(`the gateway process running it (${previous}) no longer does`);
       this.#lost = new AbortController();
       this.#deps.onChange();
+    } else if (this.#keeper.rounds === 1 && holder === undefined) {
+      // The first round found nobody running it (`state` goes from connecting to down): told, as any change is.
+      this.#deps.onChange();
     }
     if (holder !== undefined && !held && (!this.#current() || this.#keeper.rounds % VIEW_REFRESH_ROUNDS === 0)) void this.#fetchView(holder);
   }

@@ -229,6 +229,8 @@ export class UpstreamConnection {
   readonly #owners = new OwnerChannel();
   /** Bumped by every (re)connect and by stop(); callbacks from an older generation are ignored. */
   #generation = 0;
+  /** The connection attempt under way, and how to give it up: `stop()` waits for its child to be gone. */
+  #attempt: { done: Promise<void>; abort: AbortController } | undefined;
   #stopped = false;
   #config: ServerConfig;
   readonly #inFlight = new InFlightRequests();
@@ -363,7 +365,7 @@ export class UpstreamConnection {
   /** Begins connecting in the background; never throws. */
   start(): void {
     if (this.#state === 'disabled' || this.#stopped) return;
-    void this.#connect();
+    this.#beginConnect();
   }
 
   /** Closes the connection and cancels any retry. Waits for a stdio child to exit. */
@@ -374,6 +376,11 @@ export class UpstreamConnection {
     this.#retryTimer = undefined;
     this.#stopMonitor();
     this.#connectedAt = undefined;
+    // An attempt still opening has a child (or a request) of its own, not yet the connection's.
+    const attempt = this.#attempt;
+    attempt?.abort.abort(new UpstreamUnavailableError(this.name, 'it was stopped'));
+    // Over HTTP nothing outlives it; a child is waited for (an auth server's wait is bounded by the connect timeout).
+    if (this.config.transport === 'stdio') await attempt?.done;
     await this.#disconnect(true);
     this.#auth?.close();
   }
@@ -563,7 +570,17 @@ export class UpstreamConnection {
     }
   }
 
-  async #connect(): Promise<void> {
+  #beginConnect(): void {
+    const abort = new AbortController();
+    const attempt = { abort, done: this.#connect(abort.signal) };
+    this.#attempt = attempt;
+    const settled = () => {
+      if (this.#attempt === attempt) this.#attempt = undefined;
+    };
+    attempt.done.then(settled, settled);
+  }
+
+  async #connect(signal: AbortSignal): Promise<void> {
     const generation = ++this.#generation;
     if (this.#everConnected || this.#failures > 0) this.#deps.onRestart?.(this.name);
     // A retry leaves the state at `down` until it succeeds: from outside, the server is still down.
@@ -588,6 +605,7 @@ export class UpstreamConnection {
         onStaleVerdict: () => void this.#era.forget(),
         auth: this.#auth,
         redact: this.#redact,
+        signal,
       });
       if (generation !== this.#generation) {
         await bestEffort(() => opened.client.close(), this.#logger, 'close a superseded connection');
@@ -827,7 +845,7 @@ export class UpstreamConnection {
     this.#nextRetryAt = new Date(this.#now() + delay);
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
-      if (!this.#stopped && generation === this.#generation) void this.#connect();
+      if (!this.#stopped && generation === this.#generation) this.#beginConnect();
     }, delay);
     this.#retryTimer.unref();
   }
