@@ -117,8 +117,8 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_USAGE;
   }
   const logging: LoggerOptions = { format: logFormat ?? env.logFormat, terminal: process.stderr.isTTY === true };
-  // Only `serve` falls back to the package's sample: `validate` (a CI step, say) of a missing file fails.
-  const configPath = values.config ?? env.configPath ?? (command === 'serve' ? defaultConfigFile() : DEFAULT_CONFIG_FILE);
+  // `validate` of a missing file fails (a CI step in the wrong folder, say); the others fall back to the package's sample.
+  const configPath = values.config ?? env.configPath ?? (command === 'validate' ? DEFAULT_CONFIG_FILE : defaultConfigFile());
   if (configPath === SAMPLE_CONFIG_FILE && (values.config ?? env.configPath) === undefined) process.stderr.write(`no ${DEFAULT_CONFIG_FILE} in this folder: using the sample ${SAMPLE_CONFIG_FILE}\n`);
 
   let config: Config;

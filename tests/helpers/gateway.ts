@@ -4,10 +4,8 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { ListRootsRequestSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
-import { createConflux, type Conflux } from '../../src/conflux.js';
+import { createConflux, type Conflux, type ConfluxDeps } from '../../src/conflux.js';
 import { silentLogger } from '../../src/observability/logger.js';
-import type { SharedState } from '../../src/state/shared-state.js';
-import type { OpenedDatabase } from '../../src/store/database.js';
 import { scaled } from './load-scale.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -30,20 +28,36 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
+export interface GatewayOptions extends Partial<ConfluxDeps> {
+  /** Default: any free one. */
+  port?: number;
+  /**
+   * What starting waits for once the gateway listens. Default: every upstream settled (15 s at
+   * the most), then one turn of the event loop.
+   */
+  until?: (conflux: Conflux) => Promise<void>;
+}
+
+async function settled(conflux: Conflux): Promise<void> {
+  await conflux.upstreams.settled(15_000);
+  await new Promise((r) => setImmediate(r));
+}
+
 /**
- * Starts a gateway on a free loopback port and waits until its upstreams have settled. `stop()`
- * may be called more than once (a test that stops it mid-way still stops it in `finally`); a
- * gateway that fails to start is stopped before the error is thrown, leaving no process or port.
+ * Starts a gateway (silent, unless given a logger) on a loopback port and waits as `until` says.
+ * `stop()` may be called more than once (a test that stops it mid-way still stops it in
+ * `finally`); a gateway that fails to start is stopped before the error is thrown, leaving no
+ * process or port.
  */
-export async function startGateway(config: Config, options: { database?: OpenedDatabase; port?: number; state?: SharedState } = {}): Promise<RunningGateway> {
-  const conflux = createConflux(config, { logger: silentLogger(), database: options.database, state: options.state });
+export async function startGateway(config: Config, options: GatewayOptions = {}): Promise<RunningGateway> {
+  const { port = 0, until = settled, ...deps } = options;
+  const conflux = createConflux(config, { ...deps, logger: deps.logger ?? silentLogger() });
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= conflux.stop());
   try {
     await conflux.start();
-    const { url } = await conflux.listen('127.0.0.1', options.port ?? 0);
-    await conflux.upstreams.settled(15_000);
-    await new Promise((r) => setImmediate(r));
+    const { url } = await conflux.listen('127.0.0.1', port);
+    await until(conflux);
     return { conflux, url, stop };
   } catch (error) {
     await stop().catch((stopError: unknown) => {
@@ -53,6 +67,41 @@ export async function startGateway(config: Config, options: { database?: OpenedD
   }
 }
 
+/** A client's session with the gateway, as a test holds it. */
+export interface ClientSession<C> {
+  client: C;
+  /** The `Mcp-Session-Id` the gateway gave (none to a 2026-07-28 client, which has no session). */
+  sessionId: string | undefined;
+  close(): Promise<void>;
+}
+
+/** What `openSession` uses of a client and of its transport: both SDKs' have it. */
+interface SessionClient<T> {
+  connect(transport: T): Promise<void>;
+  close(): Promise<void>;
+}
+interface SessionTransport {
+  readonly sessionId?: string | undefined;
+  terminateSession(): Promise<void>;
+}
+
+/**
+ * Connects `client` over `transport`, Streamable HTTP of either SDK. `close()` ends the session
+ * on the gateway first (a DELETE; its refusal is fine, the session may be gone already), so the
+ * gateway lets it go then and not when it expires.
+ */
+export async function openSession<C extends SessionClient<T>, T extends SessionTransport>(client: C, transport: T): Promise<ClientSession<C>> {
+  await client.connect(transport);
+  return {
+    client,
+    sessionId: transport.sessionId,
+    close: async () => {
+      await transport.terminateSession().catch(() => {});
+      await client.close();
+    },
+  };
+}
+
 export interface ConnectedClient {
   client: Client;
   /** Resolves on the next `notifications/tools/list_changed`. */
@@ -60,8 +109,8 @@ export interface ConnectedClient {
   close(): Promise<void>;
 }
 
-/** The real SDK client, connected to the gateway over Streamable HTTP. */
-export async function connectClient(url: string, name = 'test-client'): Promise<ConnectedClient> {
+/** The real SDK client, connected to the gateway over Streamable HTTP (with `headers` on every request, when given). */
+export async function connectClient(url: string, name = 'test-client', headers?: Record<string, string>): Promise<ConnectedClient> {
   const client = new Client({ name, version: '1.0.0' });
   let waiters: (() => void)[] = [];
   client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
@@ -69,16 +118,8 @@ export async function connectClient(url: string, name = 'test-client'): Promise<
     waiters = [];
     for (const w of current) w();
   });
-  const transport = new StreamableHTTPClientTransport(new URL(url));
-  await client.connect(transport);
-  return {
-    client,
-    nextToolListChange: () => new Promise<void>((r) => waiters.push(r)),
-    close: async () => {
-      await transport.terminateSession().catch(() => {});
-      await client.close();
-    },
-  };
+  const session = await openSession(client, new StreamableHTTPClientTransport(new URL(url), headers ? { requestInit: { headers } } : undefined));
+  return { client, nextToolListChange: () => new Promise<void>((r) => waiters.push(r)), close: session.close };
 }
 
 /**
@@ -89,19 +130,11 @@ export async function connectClient(url: string, name = 'test-client'): Promise<
 export async function sdkClient(
   url: string,
   options: { name?: string; headers?: Record<string, string>; roots?: readonly string[] } = {},
-): Promise<{ client: Client; close(): Promise<void> }> {
+): Promise<ClientSession<Client>> {
   const { roots } = options;
   const client = new Client({ name: options.name ?? 'test-client', version: '1.0.0' }, { capabilities: roots ? { roots: {} } : {} });
   if (roots) client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: roots.map((uri) => ({ uri })) }));
-  const transport = new StreamableHTTPClientTransport(new URL(url), options.headers ? { requestInit: { headers: options.headers } } : undefined);
-  await client.connect(transport);
-  return {
-    client,
-    close: async () => {
-      await transport.terminateSession().catch(() => {});
-      await client.close();
-    },
-  };
+  return openSession(client, new StreamableHTTPClientTransport(new URL(url), options.headers ? { requestInit: { headers: options.headers } } : undefined));
 }
 
 /**

@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ROOT } from './gateway.js';
 
 export interface CliResult {
@@ -9,13 +11,12 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `conflux ARGS` from the repository root, as `npx conflux` would, and waits for it to exit. */
-export async function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/** The tsx loader by its file URL: a CLI run from another folder could not find it by name. */
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+
+/** Runs `conflux ARGS` in `cwd` with exactly the environment `env`, and waits for it to exit. */
+export async function runCliIn(cwd: string, args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+  const child = spawn(process.execPath, ['--import', TSX, join(ROOT, 'src/cli.ts'), ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c) => (stdout += c));
@@ -26,4 +27,9 @@ export async function runCli(args: string[], env: Record<string, string>): Promi
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
   }
+}
+
+/** Runs `conflux ARGS` from the repository root, as `npx conflux` would, and waits for it to exit. */
+export function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
+  return runCliIn(ROOT, args, { ...process.env, LOG_LEVEL: 'warn', ...env });
 }

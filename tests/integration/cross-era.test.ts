@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDemoServer } from '../fixtures/demo-tools.js';
 import { listening, sdkSessions, startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
 import { startModernOnlyServer, type ModernOnlyServer } from '../fixtures/modern-only-server.js';
-import { startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+import { openSession, startGateway, stdioFixture, testConfig, textOf, waitFor, type ClientSession, type RunningGateway } from '../helpers/gateway.js';
 import { modernRequest, type RpcMessage } from '../helpers/modern-request.js';
 
 /**
@@ -61,18 +61,10 @@ async function modernPeer(
 }
 
 /** A 2025 session client (SDK v1) declaring elicitation only, answering with `name`. */
-async function legacyPeer(url: string, name: string): Promise<{ client: LegacyClient; close(): Promise<void> }> {
+async function legacyPeer(url: string, name: string): Promise<ClientSession<LegacyClient>> {
   const client = new LegacyClient({ name, version: '1.0.0' }, { capabilities: { elicitation: {} } });
   client.setRequestHandler(ElicitRequestSchema, async () => ({ action: 'accept', content: { answer: name } }));
-  const transport = new LegacyTransport(new URL(url), { requestInit: { headers: who(name) } });
-  await client.connect(transport);
-  return {
-    client,
-    close: async () => {
-      await transport.terminateSession().catch(() => {});
-      await client.close();
-    },
-  };
+  return openSession(client, new LegacyTransport(new URL(url), { requestInit: { headers: who(name) } }));
 }
 
 /** One raw 2026-07-28 request (`tools/call` unless told), by default from ann declaring every capability; the JSON-RPC answer. */

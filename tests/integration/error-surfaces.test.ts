@@ -1,8 +1,7 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createConflux, type Conflux } from '../../src/conflux.js';
 import type { OpenedDatabase } from '../../src/store/database.js';
+import { capturedLog } from '../helpers/captured-log.js';
 import { freshPglite } from '../helpers/databases.js';
 import { sdkClient, stdioFixture, testConfig } from '../helpers/gateway.js';
 
@@ -15,18 +14,6 @@ interface LogLine {
   err?: { message?: string; stack?: string };
 }
 
-/** A real pino logger whose lines the test can read. */
-function capturingLogger() {
-  const lines: LogLine[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(JSON.parse(line) as LogLine);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, stream), lines };
-}
-
 /** The incident id a client was given, and the log line with the error under that id. */
 function incidentOf(text: string, lines: readonly LogLine[]): { incident: string; logged: LogLine | undefined } {
   const incident = /incident ([0-9a-f-]{36})/.exec(text)?.[1];
@@ -35,7 +22,7 @@ function incidentOf(text: string, lines: readonly LogLine[]): { incident: string
 }
 
 describe('unexpected errors reach clients only as an incident id', () => {
-  const { logger, lines } = capturingLogger();
+  const { logger, lines } = capturedLog<LogLine>();
   let conflux: Conflux;
   let database: OpenedDatabase;
   let url: string;

@@ -4,16 +4,14 @@ import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/type
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Principal } from '../../src/auth/principal.js';
 import { parseConfig } from '../../src/config/load.js';
-import { silentLogger } from '../../src/observability/logger.js';
 import { Secret } from '../../src/auth/secret.js';
-import { UpstreamAuthError, type AuthFor, type CallerIdentity, type UpstreamAuth } from '../../src/upstream/auth/upstream-auth.js';
-import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
+import { UpstreamAuthError, type CallerIdentity, type UpstreamAuth } from '../../src/upstream/auth/upstream-auth.js';
 import { NOT_LISTED_YET } from '../../src/upstream/per-user-server.js';
 import { UpstreamUnavailableError } from '../../src/upstream/errors.js';
-import { UpstreamPool } from '../../src/upstream/upstream-pool.js';
 import { startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
 import { bearer, hs256Token, JWT_SECRET } from '../helpers/auth.js';
 import { isAlive, ROOT, sdkClient, startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+import { testPool } from '../helpers/upstream-pool.js';
 
 const IDENTITY_FIXTURE = resolve(ROOT, 'tests/fixtures/identity-stdio-server.ts');
 
@@ -360,14 +358,7 @@ describe('a per-user instance whose user must authorise first', () => {
       onRejected: async () => false,
       close: () => void closed++,
     };
-    const pool = new UpstreamPool({
-      logger: silentLogger(),
-      events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-      groups: new ChildProcessGroups(),
-      reconnect: { initialDelayMs: 100, maxDelayMs: 500, maxAttempts: 0 },
-      health: { breaker: { failureThreshold: 5, cooldownMs: 1000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-      authFor: (_server, _config, caller) => (caller ? notAuthorised : undefined),
-    });
+    const pool = testPool({ authFor: (_server, _config, caller) => (caller ? notAuthorised : undefined) });
     const servers = parseConfig(JSON.stringify({ servers: { guarded: { url: upstream.url, shared: false } } }), { source: 'test', env: {} }).servers;
     const principal: Principal = { id: 'gina@example.com', subject: 'gina', groups: [], roles: [], scopes: [], method: 'jwt' };
     try {
@@ -389,18 +380,6 @@ describe('a per-user instance whose user must authorise first', () => {
   });
 });
 
-/** A pool as the gateway builds it, with `authFor` as given. */
-function poolWith(authFor: AuthFor): UpstreamPool {
-  return new UpstreamPool({
-    logger: silentLogger(),
-    events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-    groups: new ChildProcessGroups(),
-    reconnect: { initialDelayMs: 100, maxDelayMs: 500, maxAttempts: 0 },
-    health: { breaker: { failureThreshold: 5, cooldownMs: 1000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-    authFor,
-  });
-}
-
 function serversOf(servers: Record<string, unknown>) {
   return parseConfig(JSON.stringify({ servers }), { source: 'test', env: {} }).servers;
 }
@@ -414,7 +393,7 @@ describe("a per-user instance's auth", () => {
     const upstream = await startStreamableUpstream('renewed');
     const callers: CallerIdentity[] = [];
     // A token exchange reads `caller.principal.token` whenever it renews: the object it was given must follow the user.
-    const pool = poolWith((_server, _config, caller) => void (caller && callers.push(caller)));
+    const pool = testPool({ authFor: (_server, _config, caller) => void (caller && callers.push(caller)) });
     try {
       await pool.apply(serversOf({ renewed: { url: upstream.url, shared: false } }));
       const first = person('ivy@example.com', 'first-token', 60_000);
@@ -444,10 +423,12 @@ describe("a per-user instance's auth", () => {
     const upstream = await startStreamableUpstream('refused');
     const refusal = new UpstreamAuthError('misconfigured', 'refused', 'the credential for "refused" cannot be read');
     const shared = new UpstreamAuthError('misconfigured', 'fixed', 'the credential for "fixed" cannot be read');
-    const pool = poolWith((server, _config, caller) => {
-      if (server === 'refused' && caller) throw refusal;
-      if (server === 'fixed') throw shared;
-      return undefined;
+    const pool = testPool({
+      authFor: (server, _config, caller) => {
+        if (server === 'refused' && caller) throw refusal;
+        if (server === 'fixed') throw shared;
+        return undefined;
+      },
     });
     const principal = person('kim@example.com', 'kim-token', 60_000);
     try {
@@ -478,7 +459,7 @@ describe('a per-user instance that is slow to start', () => {
       onRejected: async () => false,
       close: () => void closed++,
     };
-    const pool = poolWith((_server, _config, caller) => (caller ? hanging : undefined));
+    const pool = testPool({ authFor: (_server, _config, caller) => (caller ? hanging : undefined) });
     try {
       await pool.apply(serversOf({ slow: { url: upstream.url, shared: false, connectTimeout: 1 } }));
       const cancel = new AbortController();

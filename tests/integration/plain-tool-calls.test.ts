@@ -1,39 +1,26 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ListRootsRequestSchema, LoggingMessageNotificationSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { LoggingMessageNotificationSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
-import { startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+import { sdkClient, startGateway, stdioFixture, testConfig, textOf, waitFor, type ClientSession, type RunningGateway } from '../helpers/gateway.js';
+import { postInSession } from '../helpers/session-post.js';
 
 /**
  * A `tools/call` from a client that declared no sampling, elicitation or roots is answered
  * without the session's SDK server; one from a client that declared roots takes the regular
  * path. Both must look the same from the outside.
  */
-interface Peer {
-  client: Client;
-  transport: StreamableHTTPClientTransport;
+interface Peer extends ClientSession<Client> {
   /** Every message the client received, in order: `log:<data>` or `result:<id>`. */
   seen: string[];
-  close(): Promise<void>;
 }
 
+/** A client that declared roots (`regular`), or nothing (`plain`). */
 async function peer(url: string, roots: boolean): Promise<Peer> {
-  const client = new Client({ name: roots ? 'regular' : 'plain', version: '1.0.0' }, { capabilities: roots ? { roots: {} } : {} });
-  if (roots) client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: [] }));
+  const session = await sdkClient(url, { name: roots ? 'regular' : 'plain', roots: roots ? [] : undefined });
   const seen: string[] = [];
-  client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void seen.push(`log:${String(n.params.data)}`));
-  const transport = new StreamableHTTPClientTransport(new URL(url));
-  await client.connect(transport);
-  return {
-    client,
-    transport,
-    seen,
-    close: async () => {
-      await transport.terminateSession().catch(() => {});
-      await client.close();
-    },
-  };
+  session.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void seen.push(`log:${String(n.params.data)}`));
+  return { ...session, seen };
 }
 
 /** A call's result or error, with timings (a broadcast reports its own) blanked so two calls compare. */
@@ -43,21 +30,6 @@ async function outcome(promise: Promise<unknown>): Promise<unknown> {
   } catch (error) {
     return error instanceof McpError ? { code: error.code, message: error.message } : { thrown: String(error) };
   }
-}
-
-function post(gateway: RunningGateway, sessionId: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
-  return fetch(gateway.url, {
-    method: 'POST',
-    signal: signal ?? null,
-    headers: {
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-      'mcp-session-id': sessionId,
-      'mcp-protocol-version': '2025-11-25',
-      ...headers,
-    },
-    body: JSON.stringify(body),
-  });
 }
 
 describe('plain tool calls', () => {
@@ -114,8 +86,8 @@ describe('plain tool calls', () => {
   });
 
   it('answers on the wire as the transport does: one SSE event per message, with the session id', async () => {
-    const sessionId = plain.transport.sessionId!;
-    const response = await post(gateway, sessionId, { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'alpha__echo', arguments: { text: 'wire' } } });
+    const sessionId = plain.sessionId!;
+    const response = await postInSession(gateway.url, sessionId, { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'alpha__echo', arguments: { text: 'wire' } } });
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toBe('text/event-stream');
     expect(response.headers.get('mcp-session-id')).toBe(sessionId);
@@ -129,12 +101,12 @@ describe('plain tool calls', () => {
   });
 
   it('leaves requests the transport would refuse to the transport', async () => {
-    const sessionId = plain.transport.sessionId!;
+    const sessionId = plain.sessionId!;
     const call = { jsonrpc: '2.0', id: 8, method: 'tools/call', params: { name: 'alpha__echo', arguments: { text: 'x' } } };
-    expect((await post(gateway, sessionId, call, { 'content-type': 'text/plain' })).status).toBe(415);
-    expect((await post(gateway, sessionId, call, { accept: 'application/json' })).status).toBe(406);
-    expect((await post(gateway, sessionId, call, { 'mcp-protocol-version': '1999-01-01' })).status).toBe(400);
-    const notJsonRpc = await post(gateway, sessionId, { ...call, jsonrpc: '1.0' });
+    expect((await postInSession(gateway.url, sessionId, call, { headers: { 'content-type': 'text/plain' } })).status).toBe(415);
+    expect((await postInSession(gateway.url, sessionId, call, { headers: { accept: 'application/json' } })).status).toBe(406);
+    expect((await postInSession(gateway.url, sessionId, call, { headers: { 'mcp-protocol-version': '1999-01-01' } })).status).toBe(400);
+    const notJsonRpc = await postInSession(gateway.url, sessionId, { ...call, jsonrpc: '1.0' });
     expect(notJsonRpc.status).toBe(400);
     // Malformed params are refused as such (-32602), naming the field, whatever the client declared.
     const cases: [unknown, RegExp][] = [
@@ -144,8 +116,8 @@ describe('plain tool calls', () => {
       [undefined, /params: /],
     ];
     for (const [params, problem] of cases) {
-      for (const peerSession of [sessionId, regular.transport.sessionId!]) {
-        const invalid = await post(gateway, peerSession, { ...call, params });
+      for (const peerSession of [sessionId, regular.sessionId!]) {
+        const invalid = await postInSession(gateway.url, peerSession, { ...call, params });
         const [, data] = /data: ({.*)/.exec(await invalid.text()) ?? [];
         const answer = JSON.parse(data ?? '{}') as { id?: unknown; error?: { code: number; message: string } };
         expect(answer, JSON.stringify(params)).toMatchObject({ id: 8, error: { code: -32602 } });
@@ -176,7 +148,7 @@ describe('plain tool calls', () => {
 
   it('cancels the upstream work when the client goes away mid-call', async () => {
     const controller = new AbortController();
-    const response = post(gateway, plain.transport.sessionId!, { jsonrpc: '2.0', id: 'w1', method: 'tools/call', params: { name: 'beta__work', arguments: {} } }, {}, controller.signal);
+    const response = postInSession(gateway.url, plain.sessionId!, { jsonrpc: '2.0', id: 'w1', method: 'tools/call', params: { name: 'beta__work', arguments: {} } }, { signal: controller.signal });
     response.catch(() => {});
     await waitFor(async () => textOf(await regular.client.callTool({ name: 'beta__work_status', arguments: {} })) === 'running', 5000, 'work to start');
     controller.abort();

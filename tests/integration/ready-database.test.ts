@@ -1,9 +1,8 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { createConflux } from '../../src/conflux.js';
 import type { OpenedDatabase } from '../../src/store/database.js';
+import { capturedLog } from '../helpers/captured-log.js';
 import { freshPglite, freshPostgres, postgresAvailable, TEST_DATABASE_URL, type TestDatabase } from '../helpers/databases.js';
 import { testConfig } from '../helpers/gateway.js';
 
@@ -12,24 +11,12 @@ interface LogLine {
   err?: { message?: string };
 }
 
-/** A real pino logger whose lines the test can read. */
-function capturingLogger() {
-  const lines: LogLine[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(JSON.parse(line) as LogLine);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, stream), lines };
-}
-
 /**
  * `/ready` of a gateway on `store`, before and after `breakIt` makes the database fail: what it
  * answered each time and the log line that holds the driver's own message.
  */
 async function readinessAcrossFailure(store: TestDatabase, breakIt: (database: OpenedDatabase) => Promise<void>) {
-  const { logger, lines } = capturingLogger();
+  const { logger, lines } = capturedLog<LogLine>();
   const database = await store.open();
   await database.migrate();
   const conflux = createConflux(testConfig({}), { logger, database });

@@ -1,6 +1,4 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AccessControl } from '../../src/auth/access-control.js';
@@ -17,11 +15,10 @@ import { AccessRepository } from '../../src/store/access-repository.js';
 import { ApiKeyRepository } from '../../src/store/api-key-repository.js';
 import type { OpenedDatabase } from '../../src/store/database.js';
 import { ServerRepository } from '../../src/store/server-repository.js';
-import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
-import { UpstreamPool } from '../../src/upstream/upstream-pool.js';
 import { initializeRequest, openStream } from '../helpers/auth.js';
 import { freshPglite, freshPostgres, postgresAvailable, type TestDatabase } from '../helpers/databases.js';
-import { isAlive, stdioFixture, testConfig, textOf, waitFor } from '../helpers/gateway.js';
+import { connectClient, isAlive, stdioFixture, testConfig, textOf, waitFor } from '../helpers/gateway.js';
+import { testPool } from '../helpers/upstream-pool.js';
 
 const hasPostgres = await postgresAvailable();
 
@@ -35,25 +32,7 @@ interface Replica {
 }
 
 /** A session of the real SDK client with an API key, telling each `tools/list_changed`. */
-async function keyedSession(url: string, key: string): Promise<{ client: Client; nextToolListChange(): Promise<void>; close(): Promise<void> }> {
-  const client = new Client({ name: 'replica-test', version: '1.0.0' });
-  let waiters: (() => void)[] = [];
-  client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
-    const current = waiters;
-    waiters = [];
-    for (const w of current) w();
-  });
-  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { 'x-api-key': key } } });
-  await client.connect(transport);
-  return {
-    client,
-    nextToolListChange: () => new Promise<void>((r) => waiters.push(r)),
-    close: async () => {
-      await transport.terminateSession().catch(() => {});
-      await client.close();
-    },
-  };
-}
+const keyedSession = (url: string, key: string) => connectClient(url, 'replica-test', { 'x-api-key': key });
 
 /** The process id the stdio fixture reports through `<prefix>__pid`, or undefined while it cannot answer. */
 async function pidThrough(client: Client, tool: string): Promise<number | undefined> {
@@ -214,13 +193,7 @@ describe('a replica applying a change it heard of', () => {
     const logger = silentLogger();
     const accessControl = new AccessControl({ adminGroup: 'MCP-Admin', defaultLevel: 'none', grants: [], toolRules: [], refreshSeconds: 3600 }, new AccessRepository(database.db), logger);
     const apiKeys = new ApiKeys(new ApiKeyRepository(database.db));
-    const pool = new UpstreamPool({
-      logger,
-      events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-      groups: new ChildProcessGroups(),
-      reconnect: { initialDelayMs: 100, maxDelayMs: 500, maxAttempts: 0 },
-      health: { breaker: { failureThreshold: 5, cooldownMs: 1000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-    });
+    const pool = testPool({ logger });
     const registry = new ServerRegistry({ upstreams: pool, repository: new ServerRepository(database.db), logger, allowStdio: false });
     const changes = new ConfigChanges({ bus: replica.bus, replicaId: replica.replicaId, accessControl, apiKeys, registry, logger });
     const revoked: string[] = [];
@@ -275,13 +248,7 @@ describe('a replica applying a change it heard of', () => {
   it('a change to a server another replica deleted meanwhile is refused as unknown, and does not bring it back', async () => {
     const database = await freshPglite().open();
     const logger = silentLogger();
-    const pool = new UpstreamPool({
-      logger,
-      events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-      groups: new ChildProcessGroups(),
-      reconnect: { initialDelayMs: 100, maxDelayMs: 500, maxAttempts: 0 },
-      health: { breaker: { failureThreshold: 5, cooldownMs: 1000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-    });
+    const pool = testPool({ logger });
     const repository = new ServerRepository(database.db);
     const registry = new ServerRegistry({ upstreams: pool, repository, logger, allowStdio: false });
     const announced: string[] = [];

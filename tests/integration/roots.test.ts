@@ -1,12 +1,10 @@
-import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { pino, type Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
-import { createConflux, type Conflux } from '../../src/conflux.js';
-import { ROOT, sdkClient, stdioFixture, testConfig, textOf, waitFor } from '../helpers/gateway.js';
+import { capturedLog } from '../helpers/captured-log.js';
+import { ROOT, sdkClient, startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 
 /**
  * Upstreams ask `roots/list` on their own, right after initialize: the gateway answers with the
@@ -16,40 +14,20 @@ import { ROOT, sdkClient, stdioFixture, testConfig, textOf, waitFor } from '../h
 
 type LogLine = { level: number; msg: string; server?: string; stream?: string };
 
-function capturedLogger(): { logger: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line) as LogLine);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, sink), lines };
-}
-
 /** Lines that complain about roots, or anything at warn or above. */
 function complaints(lines: LogLine[]): LogLine[] {
   return lines.filter((l) => l.level >= 40 || (/\broots?\b/i.test(l.msg) && /fail|error|refus|relayed only|not support/i.test(l.msg)));
 }
 
-interface Running {
-  conflux: Conflux;
-  url: string;
+interface Running extends RunningGateway {
   lines: LogLine[];
 }
 
+/** A gateway logging at debug into `lines`, started once its upstreams settled (30 s at the most). */
 async function start(config: Config): Promise<Running> {
-  const { logger, lines } = capturedLogger();
-  const conflux = createConflux(config, { logger });
-  try {
-    await conflux.start();
-    const { url } = await conflux.listen('127.0.0.1', 0);
-    await conflux.upstreams.settled(30_000);
-    return { conflux, url, lines };
-  } catch (error) {
-    await conflux.stop();
-    throw error;
-  }
+  const { logger, lines } = capturedLog<LogLine>();
+  const gateway = await startGateway(config, { logger, until: (conflux) => conflux.upstreams.settled(30_000) });
+  return { ...gateway, lines };
 }
 
 /** What the fixture's `roots/list` at start got, once it has an answer. */

@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/schema.js';
-import { createConflux, type Conflux } from '../../src/conflux.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { RedisSharedState } from '../../src/state/redis-state.js';
 import { TASKS_EXTENSION } from '../fixtures/tasks-server.js';
-import { testConfig, textOf, waitFor } from '../helpers/gateway.js';
+import { startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import { modernRequest, type RpcMessage } from '../helpers/modern-request.js';
+import { scaled } from '../helpers/load-scale.js';
 import { newRedis, redisAvailable } from '../helpers/redis.js';
 
 /**
@@ -27,27 +27,14 @@ const jobs = {
   args: ['--import', 'tsx', 'tests/fixtures/tasks-server.ts', '--stdio', '--label', 'jobs'],
 };
 
-interface Gateway {
-  conflux: Conflux;
-  url: string;
-  stop(): Promise<void>;
-}
-
-async function startGateway(config: Config, redis: Redis, keyPrefix: string): Promise<Gateway> {
-  const state = new RedisSharedState(redis, { keyPrefix, logger: silentLogger() });
-  const conflux = createConflux(config, { logger: silentLogger(), state, redis, redisPrefix: keyPrefix });
-  let stopped: Promise<void> | undefined;
-  const stop = () => (stopped ??= conflux.stop());
-  try {
-    await conflux.start();
-    const { url } = await conflux.listen('127.0.0.1', 0);
+function startReplica(config: Config, redis: Redis, keyPrefix: string): Promise<RunningGateway> {
+  return startGateway(config, {
+    state: new RedisSharedState(redis, { keyPrefix, logger: silentLogger() }),
+    redis,
+    redisPrefix: keyPrefix,
     // A busy machine may start the server slower than the 2026 probe waits: it is then retried.
-    await waitFor(() => conflux.upstreams.get('jobs')?.state === 'ready', 60_000, 'the jobs server to be ready');
-    return { conflux, url, stop };
-  } catch (error) {
-    await stop();
-    throw error;
-  }
+    until: (conflux) => waitFor(() => conflux.upstreams.get('jobs')?.state === 'ready', 60_000, 'the jobs server to be ready'),
+  });
 }
 
 const taskCall = async (url: string, method: string, params: Record<string, unknown>, name: string): Promise<RpcMessage> =>
@@ -79,14 +66,14 @@ if (await redisAvailable()) {
     let redis: Redis;
     const keyPrefix = `test-stdio-tasks-${randomUUID()}:`;
     let config: Config;
-    let a: Gateway;
-    let b: Gateway;
+    let a: RunningGateway;
+    let b: RunningGateway;
 
     beforeAll(async () => {
       redis = newRedis();
       config = testConfig({ jobs }, { auth: { trustedHeaders: { proxies: ['127.0.0.0/8', '::1'] } }, access: { defaultLevel: 'call' } });
-      [a, b] = await Promise.all([startGateway(config, redis, keyPrefix), startGateway(config, redis, keyPrefix)]);
-    }, 90_000);
+      [a, b] = await Promise.all([startReplica(config, redis, keyPrefix), startReplica(config, redis, keyPrefix)]);
+    }, scaled(180_000));
     afterAll(async () => {
       await Promise.all([a?.stop(), b?.stop()]);
       const keys = await redis.keys(`${keyPrefix}*`);
@@ -129,7 +116,7 @@ if (await redisAvailable()) {
     });
 
     it('answers unknown task for a task whose gateway process has stopped', async () => {
-      const extra = await startGateway(config, redis, keyPrefix);
+      const extra = await startReplica(config, redis, keyPrefix);
       let taskId: string;
       try {
         taskId = await startJob(extra.url, 'ann', 30);

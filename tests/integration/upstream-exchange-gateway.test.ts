@@ -8,7 +8,7 @@ import type { OpenedDatabase } from '../../src/store/database.js';
 import { startIdentityProvider, TOKEN_EXCHANGE_GRANT, type TestIdentityProvider } from '../fixtures/oidc-provider.js';
 import { startProtectedUpstream, type ProtectedUpstream } from '../fixtures/protected-upstream.js';
 import { freshPglite } from '../helpers/databases.js';
-import { freePort, startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+import { freePort, openSession, startGateway, testConfig, textOf, waitFor, type ClientSession, type RunningGateway } from '../helpers/gateway.js';
 
 interface Whoami {
   sub: string;
@@ -18,23 +18,10 @@ interface Whoami {
 }
 
 /** A caller's MCP session with the gateway: the SDK's own client, a fixed Authorization (or API key) header. */
-interface Session {
-  client: Client;
-  close(): Promise<void>;
-}
+type Session = ClientSession<Client>;
 
-async function openSession(url: string, headers: Record<string, string>): Promise<Session> {
-  const client = new Client({ name: 'exchange-caller', version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
-  await client.connect(transport);
-  return {
-    client,
-    close: async () => {
-      await transport.terminateSession().catch(() => {});
-      await client.close();
-    },
-  };
-}
+const openCallerSession = (url: string, headers: Record<string, string>): Promise<Session> =>
+  openSession(new Client({ name: 'exchange-caller', version: '1.0.0' }), new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
 
 /**
  * RFC 8693 token exchange through the gateway, end to end: callers sign in to the gateway with
@@ -109,8 +96,8 @@ describe('token exchange through the gateway', { timeout: 120_000 }, () => {
   });
 
   it('reaches the upstream as each caller, with a token the gateway exchanged for the upstream: never the caller\'s own', async () => {
-    const alice = await openSession(gateway.url, bearer('alice'));
-    const bob = await openSession(gateway.url, bearer('bob'));
+    const alice = await openCallerSession(gateway.url, bearer('alice'));
+    const bob = await openCallerSession(gateway.url, bearer('bob'));
     try {
       const asAlice = await whoamiIn(alice);
       const asBob = await whoamiIn(bob);
@@ -160,7 +147,7 @@ describe('token exchange through the gateway', { timeout: 120_000 }, () => {
     const tokenRequestsBefore = idp.tokenRequests;
     const upstreamRequestsBefore = reachedUpstream.length;
 
-    const session = await openSession(gateway.url, { 'x-api-key': key });
+    const session = await openCallerSession(gateway.url, { 'x-api-key': key });
     try {
       const refused = await session.client.callTool({ name: 'exchanged__whoami', arguments: {} });
       expect(refused.isError).toBe(true);

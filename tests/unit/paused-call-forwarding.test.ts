@@ -17,19 +17,20 @@ afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
+function replica(hub: MemoryHub, keepAliveMs?: number) {
+  const state = new MemorySharedState(hub);
+  const rpc = new BusRpc(state.bus, silentLogger());
+  const forwarding = new PausedCallForwarding({ rpc, logger: silentLogger(), keepAliveMs });
+  closers.push(async () => {
+    await forwarding.close();
+    rpc.close();
+  });
+  return { id: state.replicaId, rpc, forwarding };
+}
+
 function replicas(keepAliveMs?: number) {
   const hub = new MemoryHub();
-  const make = () => {
-    const state = new MemorySharedState(hub);
-    const rpc = new BusRpc(state.bus, silentLogger());
-    const forwarding = new PausedCallForwarding({ rpc, logger: silentLogger(), keepAliveMs });
-    closers.push(async () => {
-      await forwarding.close();
-      rpc.close();
-    });
-    return { id: state.replicaId, rpc, forwarding };
-  };
-  return { origin: make(), holder: make() };
+  return { origin: replica(hub, keepAliveMs), holder: replica(hub, keepAliveMs) };
 }
 
 const retry: ForwardedRetry = { state: 'conflux.paused.v1.x.y.holder', method: 'tools/call', target: 'alpha__ask', principal: 'ann', caller: 'principal:ann', progressToken: 7, inputResponses: { 'elicitation-1': { action: 'accept' } } };
@@ -38,6 +39,21 @@ function channel(): RoundChannel & { heard: OutboundMessage[]; leave(reason: str
   const controller = new AbortController();
   const heard: OutboundMessage[] = [];
   return { signal: controller.signal, heard, notify: async (n) => void heard.push(n), leave: (reason) => controller.abort(reason) };
+}
+
+/** A round the holder serves until it is cancelled: `cancelled` is the reason it was given. */
+function serveUntilCancelled(holder: ReturnType<typeof replica>) {
+  const seen: { started: Promise<void>; cancelled: unknown } = { started: Promise.resolve(), cancelled: undefined };
+  let started = () => {};
+  seen.started = new Promise<void>((resolve) => (started = resolve));
+  holder.forwarding.serve(
+    (_retry, round) =>
+      new Promise((_resolve, reject) => {
+        round.signal.addEventListener('abort', () => reject((seen.cancelled = round.signal.reason)), { once: true });
+        started();
+      }),
+  );
+  return seen;
 }
 
 describe('a retry forwarded to the replica holding its call', () => {
@@ -85,22 +101,13 @@ describe('a retry forwarded to the replica holding its call', () => {
 
   it('tells the holder when its client leaves, and rejects with the reason', async () => {
     const { origin, holder } = replicas();
-    let started = () => {};
-    const running = new Promise<void>((resolve) => (started = resolve));
-    let cancelled: unknown;
-    holder.forwarding.serve(
-      (_retry, round) =>
-        new Promise((_resolve, reject) => {
-          round.signal.addEventListener('abort', () => reject((cancelled = round.signal.reason)), { once: true });
-          started();
-        }),
-    );
+    const round = serveUntilCancelled(holder);
     const client = channel();
     const forwarded = origin.forwarding.forward(holder.id, retry, client).catch((error: unknown) => error);
-    await running;
+    await round.started;
     client.leave('the client went away');
     expect(await forwarded).toBe('the client went away');
-    await expect.poll(() => cancelled).toBe('the client cancelled the request or went away');
+    await expect.poll(() => round.cancelled).toBe('the client cancelled the request or went away');
   });
 
   it('gives up a holder that goes quiet mid-round, with the answer for an unknown state', async () => {
@@ -146,27 +153,18 @@ describe('a retry forwarded to the replica holding its call', () => {
 });
 
 describe('paused-call rounds across replicas, as one of them stops', () => {
-  /** A round the holder serves until it is cancelled: `cancelled` is the reason it was given. */
-  function serveUntilCancelled(holder: ReturnType<typeof replicas>['holder']) {
-    const seen: { started: Promise<void>; cancelled: unknown } = { started: Promise.resolve(), cancelled: undefined };
-    let started = () => {};
-    seen.started = new Promise<void>((resolve) => (started = resolve));
-    holder.forwarding.serve(
-      (_retry, round) =>
-        new Promise((_resolve, reject) => {
-          round.signal.addEventListener('abort', () => reject((seen.cancelled = round.signal.reason)), { once: true });
-          started();
-        }),
-    );
-    return seen;
-  }
-
-  it('tells the holder of a round forwarded from a replica that closes, which cancels it at once, with why', async () => {
-    // Keep-alives far apart: only the message can end the round within the test.
+  /** A round forwarded from `origin` that `holder` serves until it is cancelled, once it has started. */
+  async function roundUnderWay() {
+    // Keep-alives far apart: only a message can end the round within the test.
     const { origin, holder } = replicas(60_000);
     const round = serveUntilCancelled(holder);
     const forwarded = origin.forwarding.forward(holder.id, retry, channel()).catch((error: unknown) => error);
     await round.started;
+    return { origin, holder, round, forwarded };
+  }
+
+  it('tells the holder of a round forwarded from a replica that closes, which cancels it at once, with why', async () => {
+    const { origin, round, forwarded } = await roundUnderWay();
     await origin.forwarding.close();
     await expect.poll(() => round.cancelled).toBe('the gateway process the retry came through is stopping');
     // Its bus still open, the origin hears the holder's answer: the round was cancelled, and why.
@@ -174,10 +172,7 @@ describe('paused-call rounds across replicas, as one of them stops', () => {
   });
 
   it('answers a round cut short by its holder closing with the reason, as a cancelled request', async () => {
-    const { origin, holder } = replicas(60_000);
-    const round = serveUntilCancelled(holder);
-    const forwarded = origin.forwarding.forward(holder.id, retry, channel()).catch((error: unknown) => error);
-    await round.started;
+    const { holder, round, forwarded } = await roundUnderWay();
     await holder.forwarding.close();
     expect(round.cancelled).toBe('the gateway process holding the paused call is stopping');
     expect(await forwarded).toMatchObject({ code: -32001, message: 'Request cancelled: the gateway process holding the paused call is stopping' });
@@ -186,13 +181,7 @@ describe('paused-call rounds across replicas, as one of them stops', () => {
   it('gives a served round up only when two keep-alives in a row find nobody on the replica it came through', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
     const hub = new MemoryHub();
-    const holderState = new MemorySharedState(hub);
-    const holderRpc = new BusRpc(holderState.bus, silentLogger());
-    const holder = { id: holderState.replicaId, rpc: holderRpc, forwarding: new PausedCallForwarding({ rpc: holderRpc, logger: silentLogger(), keepAliveMs: 1000 }) };
-    closers.push(async () => {
-      await holder.forwarding.close();
-      holderRpc.close();
-    });
+    const holder = replica(hub, 1000);
     const round = serveUntilCancelled(holder);
     // The replica the retry comes through, by hand: its subscription can lapse and come back.
     const originBus = hub.busFor('origin-1');

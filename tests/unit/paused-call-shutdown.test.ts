@@ -58,11 +58,14 @@ function client(): DownstreamCall & { heard: OutboundMessage[] } {
 }
 
 /**
- * Pauses a call on `holder` (its upstream work asks a name, reports progress, then works until
- * `finish` or cancellation), and retries it through `origin`. Resolves once the retry's client
- * heard the first progress report, the work running on the holder.
+ * Two replicas with keep-alives `keepAliveMs` apart. Pauses a call on `holder` (its upstream work
+ * asks a name, reports progress, then works until `round.finish` or cancellation), and retries it
+ * through `origin`. Resolves once the retry's client heard the first progress report, the work
+ * running on the holder.
  */
-async function pausedThenRetried(origin: ReturnType<typeof replica>, holder: ReturnType<typeof replica>) {
+async function pausedThenRetried(keepAliveMs: number) {
+  const hub = new MemoryHub();
+  const [origin, holder] = [replica(hub, keepAliveMs), replica(hub, keepAliveMs)];
   let finish = () => {};
   const finished = new Promise<void>((resolve) => (finish = resolve));
   const work = { signal: undefined as AbortSignal | undefined };
@@ -81,7 +84,7 @@ async function pausedThenRetried(origin: ReturnType<typeof replica>, holder: Ret
   const retry = { state: paused.requestState, responses: { 'elicitation-1': { action: 'accept', content: {} } } };
   const answered = origin.bridge.serve(request(new AbortController().signal, retry), target, retryClient, () => Promise.reject(new Error('the work runs on the holder'))).catch((error: unknown) => error);
   await expect.poll(() => retryClient.heard.length).toBe(1);
-  return { finish, work, retryClient, answered };
+  return { origin, holder, round: { finish, work, retryClient, answered } };
 }
 
 /** Longer than three keep-alive periods of 20 ms: what a forwarding replica that stopped listening would give the holder up after. */
@@ -89,9 +92,7 @@ const beyondKeepAlives = () => new Promise((resolve) => setTimeout(resolve, 200)
 
 describe('a paused call retried through another replica, while one of the two stops', () => {
   it('goes on, progress and result, when the replica the retry came through begins to stop', async () => {
-    const hub = new MemoryHub();
-    const [origin, holder] = [replica(hub, 20), replica(hub, 20)];
-    const round = await pausedThenRetried(origin, holder);
+    const { origin, round } = await pausedThenRetried(20);
     origin.bridge.stop();
     await beyondKeepAlives();
     round.finish();
@@ -103,9 +104,7 @@ describe('a paused call retried through another replica, while one of the two st
   });
 
   it('goes on when the replica holding the call begins to stop, which refuses retries forwarded afterwards', async () => {
-    const hub = new MemoryHub();
-    const [origin, holder] = [replica(hub, 20), replica(hub, 20)];
-    const round = await pausedThenRetried(origin, holder);
+    const { origin, holder, round } = await pausedThenRetried(20);
     // Another call of the holder's, paused: cancelled when the drain begins, its retry refused.
     const other = (await holder.bridge.serve(request(new AbortController().signal), target, client(), (call) => call.sendRequest(question).then(() => ({ content: [] })))) as { requestState: string };
     holder.bridge.stop();
@@ -121,10 +120,8 @@ describe('a paused call retried through another replica, while one of the two st
   });
 
   it('cancels the work on the holder at once when the replica the retry came through closes', async () => {
-    const hub = new MemoryHub();
     // Keep-alives a minute apart: only the word of the closing replica can end the work within the test.
-    const [origin, holder] = [replica(hub, 60_000), replica(hub, 60_000)];
-    const round = await pausedThenRetried(origin, holder);
+    const { origin, round } = await pausedThenRetried(60_000);
     origin.bridge.stop();
     await origin.bridge.close();
     await expect.poll(() => round.work.signal?.aborted).toBe(true);
@@ -132,9 +129,7 @@ describe('a paused call retried through another replica, while one of the two st
   });
 
   it('answers the retry with why when the replica holding the call closes mid-round', async () => {
-    const hub = new MemoryHub();
-    const [origin, holder] = [replica(hub, 60_000), replica(hub, 60_000)];
-    const round = await pausedThenRetried(origin, holder);
+    const { holder, round } = await pausedThenRetried(60_000);
     holder.bridge.stop();
     await holder.bridge.close();
     expect(round.work.signal?.aborted).toBe(true);

@@ -1,10 +1,8 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ListRootsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CallsInFlight } from '../../src/gateway/calls-in-flight.js';
-import { stdioFixture, testConfig, textOf, waitFor } from '../helpers/gateway.js';
+import { sdkClient, stdioFixture, testConfig, textOf, waitFor } from '../helpers/gateway.js';
 import { startLoggedGateway, type LoggedGateway } from '../helpers/logged-gateway.js';
+import { postInSession } from '../helpers/session-post.js';
 
 describe('calls in flight', () => {
   const session = () => ({ lifetime: new AbortController() });
@@ -54,34 +52,13 @@ describe('calls in flight', () => {
   });
 });
 
-interface Peer {
-  client: Client;
-  sessionId: string;
-  close(): Promise<void>;
+/** A client that declared roots (`regular`), or nothing (`plain`), and its session id. */
+async function peer(url: string, roots: boolean) {
+  const session = await sdkClient(url, { name: roots ? 'regular' : 'plain', roots: roots ? [] : undefined });
+  return { ...session, sessionId: session.sessionId! };
 }
 
-async function peer(url: string, roots: boolean): Promise<Peer> {
-  const client = new Client({ name: roots ? 'regular' : 'plain', version: '1.0.0' }, { capabilities: roots ? { roots: {} } : {} });
-  if (roots) client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: [] }));
-  const transport = new StreamableHTTPClientTransport(new URL(url));
-  await client.connect(transport);
-  return {
-    client,
-    sessionId: transport.sessionId!,
-    close: async () => {
-      await transport.terminateSession().catch(() => {});
-      await client.close();
-    },
-  };
-}
-
-function post(url: string, sessionId: string, body: unknown): Promise<Response> {
-  return fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' },
-    body: JSON.stringify(body),
-  });
-}
+type Peer = Awaited<ReturnType<typeof peer>>;
 
 /** The JSON-RPC response in an SSE answer: its last event. */
 async function answerOf(response: Response | Promise<Response>): Promise<unknown> {
@@ -121,31 +98,31 @@ describe('plain tool calls', () => {
   });
 
   it('refuses a second call under the id of one in flight in the session, which stays cancellable', async () => {
-    const working = post(gateway.url, plain.sessionId, toolsCall('dup', 'alpha__work'));
+    const working = postInSession(gateway.url, plain.sessionId, toolsCall('dup', 'alpha__work'));
     // Read below; a failed assertion before then must not leave it rejecting unheard.
     working.catch(() => {});
     const status = async () => textOf(await regular.client.callTool({ name: 'alpha__work_status', arguments: {} }));
     await waitFor(async () => (await status()) === 'running', 10_000, 'work to start');
 
-    expect(await answerOf(post(gateway.url, plain.sessionId, toolsCall('dup', 'alpha__echo', { text: 'twin' })))).toEqual({
+    expect(await answerOf(postInSession(gateway.url, plain.sessionId, toolsCall('dup', 'alpha__echo', { text: 'twin' })))).toEqual({
       jsonrpc: '2.0',
       id: 'dup',
       error: { code: -32600, message: 'Request id "dup" is already in use by a request in flight in this session' },
     });
     // The same id in another session is another request.
-    expect(await answerOf(post(gateway.url, plainToo.sessionId, toolsCall('dup', 'alpha__echo', { text: 'elsewhere' })))).toEqual({
+    expect(await answerOf(postInSession(gateway.url, plainToo.sessionId, toolsCall('dup', 'alpha__echo', { text: 'elsewhere' })))).toEqual({
       jsonrpc: '2.0',
       id: 'dup',
       result: { content: [{ type: 'text', text: 'alpha: elsewhere' }] },
     });
     expect(await status()).toBe('running');
 
-    const cancelled = await post(gateway.url, plain.sessionId, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'dup', reason: 'enough' } });
+    const cancelled = await postInSession(gateway.url, plain.sessionId, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'dup', reason: 'enough' } });
     expect(cancelled.status).toBe(202);
     await waitFor(async () => (await status()) === 'cancelled', 10_000, 'the upstream to stop');
     expect(await answerOf(working)).toEqual({ jsonrpc: '2.0', id: 'dup', error: { code: -32001, message: 'Request cancelled: enough' } });
     // Answered, the id is free again.
-    expect(await answerOf(post(gateway.url, plain.sessionId, toolsCall('dup', 'alpha__echo', { text: 'again' })))).toEqual({
+    expect(await answerOf(postInSession(gateway.url, plain.sessionId, toolsCall('dup', 'alpha__echo', { text: 'again' })))).toEqual({
       jsonrpc: '2.0',
       id: 'dup',
       result: { content: [{ type: 'text', text: 'alpha: again' }] },
