@@ -5,11 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../src/observability/logger.js';
-import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import { InMemoryEraVerdicts } from '../../src/upstream/era-verdicts.js';
-import { isInputRequired, UpstreamConnection, type UpstreamDeps } from '../../src/upstream/upstream-connection.js';
+import { isInputRequired, UpstreamConnection } from '../../src/upstream/upstream-connection.js';
 import { GATEWAY_NAME } from '../../src/version.js';
+import { directDeps } from '../helpers/upstream-deps.js';
 import { startModernOnlyServer, type ModernOnlyServer } from '../fixtures/modern-only-server.js';
 import { connectClient, startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 
@@ -170,19 +169,6 @@ describe('upstreams of both protocol eras behind one gateway', () => {
     expect(meta['io.modelcontextprotocol/protocolVersion']).toBe('2026-07-28');
   });
 });
-
-/** Deps for an upstream connection driven directly, with quick retries and no pings. */
-function directDeps(overrides: Partial<UpstreamDeps> = {}): UpstreamDeps {
-  return {
-    logger: silentLogger(),
-    events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-    groups: new ChildProcessGroups(),
-    reconnect: { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 5 },
-    health: { breaker: { failureThreshold: 3, cooldownMs: 30_000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-    onChange: () => {},
-    ...overrides,
-  };
-}
 
 describe('a 2026 upstream connection', () => {
   let modern: ModernOnlyServer;

@@ -2,10 +2,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { silentLogger } from '../../src/observability/logger.js';
-import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import { UpstreamConnection } from '../../src/upstream/upstream-connection.js';
 import { testConfig, waitFor } from '../helpers/gateway.js';
+import { directDeps } from '../helpers/upstream-deps.js';
 
 /**
  * A connection stopped while its stdio child is still starting (a slow `npx` download, a server
@@ -31,14 +30,7 @@ describe('a stdio connection stopped mid-handshake', () => {
     const dir = await mkdtemp(join(tmpdir(), 'conflux-stop-connecting-'));
     const pidFile = join(dir, 'pid');
     const config = testConfig({ silent: { command: process.execPath, args: ['-e', SILENT, pidFile], connectTimeout: 120 } }).servers.silent!;
-    const connection = new UpstreamConnection('silent', config, {
-      logger: silentLogger(),
-      events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-      groups: new ChildProcessGroups(),
-      reconnect: { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 5 },
-      health: { breaker: { failureThreshold: 3, cooldownMs: 30_000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-      onChange: () => {},
-    });
+    const connection = new UpstreamConnection('silent', config, directDeps());
     let pid = 0;
     try {
       connection.start();

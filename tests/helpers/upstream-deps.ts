@@ -1,0 +1,16 @@
+import { silentLogger } from '../../src/observability/logger.js';
+import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
+import type { UpstreamDeps } from '../../src/upstream/upstream-connection.js';
+
+/** Deps for an upstream connection driven directly, with quick retries and no pings. */
+export function directDeps(overrides: Partial<UpstreamDeps> = {}): UpstreamDeps {
+  return {
+    logger: silentLogger(),
+    events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
+    groups: new ChildProcessGroups(),
+    reconnect: { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 5 },
+    health: { breaker: { failureThreshold: 3, cooldownMs: 30_000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
+    onChange: () => {},
+    ...overrides,
+  };
+}
