@@ -59,6 +59,7 @@ import { MemorySharedState } from './state/memory-state.js';
 import { BusRpc } from './state/bus-rpc.js';
 import { ConfigChanges } from './state/config-changes.js';
 import type { SharedState } from './state/shared-state.js';
+import { OrderedParts } from './lifecycle.js';
 
 export interface ConfluxDeps {
   logger: Logger;
@@ -97,7 +98,10 @@ export interface Conflux {
   /** API keys, when the gateway has a database. */
   readonly apiKeys: ApiKeys | undefined;
   readonly app: Hono<CallerEnv>;
-  /** Loads registered servers and starts connecting every enabled upstream (without waiting for them). */
+  /**
+   * Loads registered servers and starts connecting every enabled upstream (without waiting for
+   * them). When a part fails to start, those started are stopped before it rejects.
+   */
   start(): Promise<void>;
   /** Serves HTTP; defaults come from the config's `gateway` section. */
   listen(host?: string, port?: number): Promise<{ url: string; port: number }>;
@@ -110,7 +114,9 @@ export interface Conflux {
   callTool(params: CallToolRequest['params'], signal?: AbortSignal): Promise<CallToolResult>;
   /**
    * Stops accepting, lets calls in flight finish (up to `shutdownGraceSeconds`), then closes
-   * sessions and connections, stops upstreams and their processes, and flushes the audit trail.
+   * sessions and connections, stops upstreams and their processes, and flushes the audit trail:
+   * the parts of `createConflux` in the reverse of their start order, every one even when
+   * another fails (each failure is logged; it rejects once all have run).
    */
   stop(): Promise<void>;
 }
@@ -352,6 +358,70 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     createApiApp({ ...toolCalls, registry, auditRepository, accessControl, apiKeys, users }, { maxJsonDepth: settings.limits.maxJsonDepth, trustedProxies: new TrustedProxies(settings.trustedProxies) }),
   );
 
+  /** Lets the calls in flight finish within the grace period, and their answers be written. */
+  const drainCalls = async () => {
+    const deadline = Date.now() + settings.shutdownGraceSeconds * 1000;
+    if (!(await tracker.idleWithin(settings.shutdownGraceSeconds * 1000))) logger.warn({ inFlight: tracker.size }, 'shutdown grace period over; cutting calls still in flight');
+    // The tracker counts upstream requests: the answers of the calls that just ended still
+    // pass through audit, the SDK server and the socket, within what is left of the grace.
+    else if (listening && !(await listening.answered(Math.max(0, deadline - Date.now())))) {
+      logger.warn('shutdown grace period over; cutting answers still being written');
+    }
+  };
+  // The start order; `stop` goes from the bottom up (see `OrderedParts`), so each part stops
+  // while those above it still run. A part without `start` runs since it was built above. The
+  // HTTP listener is opened by `listen`, after `start`; its two stop steps find it there.
+  const parts = new OrderedParts(
+    [
+      { name: 'child process exit hook', start: () => groups.installExitHook(), stop: () => groups.removeExitHook() },
+      { name: 'shared state', stop: () => state.close() },
+      { name: 'access rules', start: () => accessControl.start(), stop: () => accessControl.stop() },
+      { name: 'rate limiter', stop: () => limiter.close() },
+      { name: 'audit trail', stop: () => audit.close() },
+      { name: 'replica requests', stop: () => rpc.close() },
+      { name: 'paused calls', stop: () => inputRounds.close() },
+      { name: 'single-owner requests', stop: () => owners.close() },
+      { name: 'upstreams', stop: () => upstreams.stop() },
+      // Discovered now so a wrong issuer shows in the log at start; requests retry it if it failed.
+      { name: 'OAuth discovery', start: () => void oauth?.metadata().catch(() => {}) }, // discovery logs its own failure
+      { name: 'server registry', start: () => registry.start(config.servers), stop: () => registry.close() },
+      { name: 'HTTP connections', stop: () => listening?.cut() },
+      { name: 'sessions', stop: () => sessions.closeAll() },
+      { name: 'task relay', stop: () => tasks.close() },
+      { name: 'task listen streams', stop: () => taskListens.closeAll() },
+      { name: '2026-07-28 requests', stop: () => modern.close() },
+      { name: 'credential-bound streams', stop: () => streams.stop() },
+      { name: 'API key revocations', stop: () => stopWatchingRevocations?.() },
+      // Other replicas' calls to a processes: one server held here were served through the grace
+      // period (nobody else can take its lease before it is let go, above); from now on one would
+      // start on a process about to stop: refused, to be tried again once another holds it.
+      { name: 'single-owner serving', stop: () => owners.drain() },
+      { name: 'calls in flight', stop: drainCalls },
+      // Likewise a call waiting for its user to finish an authorization.
+      { name: 'pending user authorisations', stop: () => users?.close() },
+      // A paused call waits for a retry that can no longer arrive: cancelled now, not after the grace period.
+      { name: 'paused calls awaiting a retry', stop: () => inputRounds.stop() },
+      { name: 'HTTP listener', stop: () => listening?.stopAccepting() },
+      { name: 'replica config changes', start: () => configChanges.start(), stop: () => configChanges.stop() },
+      {
+        name: 'config file watch',
+        start: () => {
+          if (!deps.configFile) return;
+          watcher = watchConfigFile({
+            path: deps.configFile.path,
+            env: deps.configFile.env,
+            logger,
+            running: config,
+            apply: (next) => registry.setConfigServers(next.servers),
+            onReloaded: (result) => metrics.configReloads.inc({ result }),
+          });
+        },
+        stop: () => watcher?.close(),
+      },
+    ],
+    logger,
+  );
+
   return {
     config,
     upstreams,
@@ -366,24 +436,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     toolCalls,
     apiKeys,
     app,
-    async start() {
-      groups.installExitHook();
-      await accessControl.start();
-      // Discovered now so a wrong issuer shows in the log at start; requests retry it if it failed.
-      void oauth?.metadata().catch(() => {}); // discovery logs its own failure
-      await registry.start(config.servers);
-      configChanges.start();
-      if (deps.configFile) {
-        watcher = watchConfigFile({
-          path: deps.configFile.path,
-          env: deps.configFile.env,
-          logger,
-          running: config,
-          apply: (next) => registry.setConfigServers(next.servers),
-          onReloaded: (result) => metrics.configReloads.inc({ result }),
-        });
-      }
-    },
+    start: () => parts.start(),
     async listen(host = settings.host, port = settings.port) {
       bindHost = host;
       const beyondLoopback = !isLoopbackHost(host);
@@ -413,42 +466,6 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     },
     reloadConfig: (reason) => watcher?.reload(reason) ?? Promise.resolve(undefined),
     callTool: (params, signal) => callTool(toolCalls, params, detachedCall('cli', fullAccess(ANONYMOUS), signal)),
-    async stop() {
-      watcher?.close();
-      configChanges.stop();
-      await listening?.stopAccepting();
-      // A paused call waits for a retry that can no longer arrive: cancelled now, not after the grace period.
-      inputRounds.stop();
-      // Likewise a call waiting for its user to finish an authorization.
-      users?.close();
-      const deadline = Date.now() + settings.shutdownGraceSeconds * 1000;
-      if (!(await tracker.idleWithin(settings.shutdownGraceSeconds * 1000))) logger.warn({ inFlight: tracker.size }, 'shutdown grace period over; cutting calls still in flight');
-      // The tracker counts upstream requests: the answers of the calls that just ended still
-      // pass through audit, the SDK server and the socket, within what is left of the grace.
-      else if (listening && !(await listening.answered(Math.max(0, deadline - Date.now())))) {
-        logger.warn('shutdown grace period over; cutting answers still being written');
-      }
-      // Other replicas' calls to a processes: one server held here were served through the grace
-      // period (nobody else can take its lease before it is let go, below); from now on one would
-      // start on a process about to stop: refused, to be tried again once another holds it.
-      owners.drain();
-      stopWatchingRevocations?.();
-      streams.stop();
-      await modern.close();
-      taskListens.closeAll();
-      tasks.close();
-      await sessions.closeAll();
-      listening?.cut();
-      await registry.close();
-      await upstreams.stop();
-      owners.close();
-      await inputRounds.close();
-      rpc.close();
-      await audit.close();
-      await limiter.close();
-      accessControl.stop();
-      await state.close();
-      groups.removeExitHook();
-    },
+    stop: () => parts.stop(),
   };
 }

@@ -147,7 +147,7 @@ function parseWithPositions(text: string, options: ParseOptions): PositionedConf
   const disabled = disabledServers(value);
   // What the environment lacks is not required of a disabled server; a mistake in the text is.
   const required = (p: { path: PropertyKey[]; kind: 'unset' | 'malformed' }) => p.kind === 'malformed' || !(p.path[0] === 'servers' && disabled.has(String(p.path[1])));
-  const files = resolveServerFiles(value as Record<string, unknown>, project);
+  const files = resolveServerFiles(value as Record<string, unknown>, project, options.env.PATH);
 
   const result = ConfigSchema.safeParse(files.document);
   const issues = result.success ? [] : result.error.issues;

@@ -4,7 +4,6 @@ import { ProtocolError, ProtocolErrorCode, type CallToolResult } from '@modelcon
 import type { Logger } from 'pino';
 import { AccessDeniedError } from '../auth/access-policy.js';
 import { ConfluxError, type ErrorKind } from '../errors.js';
-import { UNAUTHORIZED } from '../http/json-rpc-errors.js';
 import { authorizationRequiredText } from '../upstream/auth/authorization-required.js';
 import { UpstreamAuthError } from '../upstream/auth/upstream-auth.js';
 
@@ -12,6 +11,8 @@ import { UpstreamAuthError } from '../upstream/auth/upstream-auth.js';
 export const LIMIT_ERROR = -32000;
 /** JSON-RPC code for requests outside the caller's rights (implementation-defined server error range). */
 export const ACCESS_DENIED = -32003;
+/** JSON-RPC code for a request without credentials the gateway accepts; over HTTP, the 401 and `WWW-Authenticate` carry the detail. */
+export const UNAUTHORIZED = -32004;
 /**
  * The codes SDK 1.x used for a closed connection and a cancelled or timed-out request. SDK 2
  * reports those locally only (`SdkErrorCode`), but the gateway answers them on the wire, and

@@ -101,7 +101,7 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
     const started = performance.now();
     const record = (status: 'ok' | 'error', error?: string) =>
       audited &&
-      deps.audit?.record({
+      deps.audit.record({
         kind: audited.kind,
         principal: call.principal,
         sessionId: call.sessionId,
@@ -238,13 +238,13 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
         deps.upstreams
           .list()
           .filter((u) => u.state === 'ready' && u.capabilities?.logging && access.visible(u.name))
-          .map((u) => {
+          .flatMap((u) => {
             const perUser = isPerUser(u.config);
             const target = perUser ? deps.upstreams.running(u.name, user) : u;
-            if (!target) return undefined;
+            if (!target) return [];
             const readers = sessions.filter((s) => (!perUser || s.principal === user) && deps.sessions.accessOf(s).visible(u.name));
             const level = upstreamLevel(readers) ?? request.params.level;
-            return bestEffort(() => target.request('logging/setLevel', { level }), deps.logger.child({ server: u.name }), `set the upstream log level to ${level}`);
+            return [bestEffort(() => target.request('logging/setLevel', { level }), deps.logger.child({ server: u.name }), `set the upstream log level to ${level}`)];
           }),
       );
       // Copies of the session on other replicas take the level too.

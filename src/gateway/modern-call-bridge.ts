@@ -77,7 +77,7 @@ interface PendingInput {
   /** Sent to the client in an `input_required` round already. */
   asked: boolean;
   resolve(answer: Record<string, unknown>): void;
-  reject(error: unknown): void;
+  reject(error: Error): void;
 }
 
 /**
@@ -189,11 +189,11 @@ class BridgedCall {
   }
 
   /** Answers the given requests with `error` (they cannot be sent to the client); the work goes on. */
-  refuse(keys: readonly string[], error: unknown): void {
+  refuse(keys: readonly string[], error: Error): void {
     for (const key of keys) this.#pending.get(key)?.reject(error);
   }
 
-  #closeRequests(error: (method: string) => unknown, elicitation?: Record<string, unknown>): void {
+  #closeRequests(error: (method: string) => Error, elicitation?: Record<string, unknown>): void {
     for (const [, input] of [...this.#pending]) {
       if (elicitation && input.request.method === 'elicitation/create') input.resolve(elicitation);
       else input.reject(error(input.request.method));

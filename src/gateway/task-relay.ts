@@ -150,7 +150,7 @@ export class TaskRelay {
    */
   async #relay(taskId: string, route: TaskRoute, method: RemoteTaskRequest['method'], params: Record<string, unknown>, call: DownstreamCall): Promise<Record<string, unknown>> {
     if (this.#heldElsewhere(route)) {
-      await this.#deps.rateLimits?.server(route.server);
+      await this.#deps.rateLimits.server(route.server);
       const answer = await this.#askHolder(route, { taskId, principal: call.principal, method, params }, call.signal);
       if ('result' in answer) return answer.result;
       await this.#deps.routes.delete(taskId);
@@ -214,14 +214,14 @@ export class TaskRelay {
     const route = await this.#deps.routes.get(taskId);
     if (!route) return undefined;
     if (this.#heldElsewhere(route)) {
-      await this.#deps.rateLimits?.server(route.server);
+      await this.#deps.rateLimits.server(route.server);
       const answer = await this.#askHolder(route, { taskId, principal: route.owner, method: 'tasks/get', params: {} });
       return 'result' in answer ? ({ ...answer.result, taskId } as TaskFields) : undefined;
     }
     // The task lives on its owner's instance when the server acts for each user: none is started to ask.
     const upstream = this.#deps.upstreams.running(route.server, route.owner);
     if (!upstream) return undefined;
-    await this.#deps.rateLimits?.server(route.server);
+    await this.#deps.rateLimits.server(route.server);
     try {
       return { ...(await upstream.request('tasks/get', { taskId: route.upstreamTaskId }, { tasks: true })), taskId } as TaskFields;
     } catch (error) {

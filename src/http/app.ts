@@ -3,17 +3,15 @@ import type { Logger } from 'pino';
 import type { CredentialBoundStreams } from '../gateway/credential-bound-streams.js';
 import type { SessionRegistry } from '../gateway/session-registry.js';
 import { reportIncident } from '../gateway/error-mapping.js';
-import { RateLimiterUnavailableError } from '../limits/errors.js';
 import type { LimiterHealth } from '../limits/rate-limiter.js';
 import type { RateLimits } from '../limits/rate-limits.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { publicServerView } from '../registry/server-view.js';
 import { apiErrorResponse } from './api/api-errors.js';
-import { AuthFailure } from '../auth/auth-failure.js';
 import { callerMiddleware, type CallerDeps, type CallerEnv } from './caller.js';
-import { databaseNotReady } from './database-readiness.js';
-import { BAD_REQUEST, jsonRpcError, UNAUTHORIZED } from './json-rpc-errors.js';
+import { databaseReadiness } from './database-readiness.js';
+import { jsonRpcRefusal } from './json-rpc-errors.js';
 import { mcpEndpoint, type FastPaths, type McpEndpointLimits } from './mcp-endpoint.js';
 import type { ModernRequests } from './modern-requests.js';
 import { MESSAGES_PATH, SSE_PATH, sseMessageEndpoint, sseStreamEndpoint } from './sse-endpoint.js';
@@ -64,13 +62,7 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
   app.use('*', requestMetrics(deps.metrics), hostOriginGuard(deps.guard), jsonContentTypeGuard(), bodyLimitFor(deps.maxBodyBytes));
   app.get('/', indexPage({ version: GATEWAY_VERSION, consolePath: deps.consolePath }));
   // The same authentication for every MCP wire, its refusals in JSON-RPC.
-  const mcpCaller = callerMiddleware(callerDeps, (_c, error) => {
-    if (error instanceof AuthFailure) return jsonRpcError(error.status, UNAUTHORIZED, error.message);
-    if (error instanceof RateLimiterUnavailableError) return jsonRpcError(503, BAD_REQUEST, error.message);
-    const response = jsonRpcError(429, BAD_REQUEST, error.message);
-    response.headers.set('Retry-After', String(error.retryAfterSeconds));
-    return response;
-  });
+  const mcpCaller = callerMiddleware(callerDeps, (_c, error) => jsonRpcRefusal(error));
   app.use('/mcp', mcpCaller);
   app.all('/mcp', mcpEndpoint(deps.sessions, deps.limits, deps.fast, deps.streams, deps.modern));
   // The 2024-11-05 HTTP+SSE wire, for clients that speak only that.
@@ -94,15 +86,13 @@ export function createHttpApp(deps: HttpAppDeps): Hono<CallerEnv> {
 
   // Readiness: the database answers, every `required` upstream is connected, and Redis answers
   // when requests are refused without it (failClosed; under failOpen it is only reported).
+  const databaseReady = deps.ready && databaseReadiness(deps.ready, deps.logger);
   app.get('/ready', async (c) => {
     const waiting = deps.upstreams
       .list()
       .filter((u) => u.config.required && u.config.enabled && u.state !== 'ready')
       .map((u) => u.name);
-    const database = await deps.ready?.().then(
-      () => 'ok',
-      (error: unknown) => databaseNotReady(error, deps.logger),
-    );
+    const database = await databaseReady?.();
     const limiter = await deps.limiterHealth?.();
     const redis = limiter?.backend === 'redis' ? limiter.state : undefined;
     const sessionState = await deps.sessionState?.();

@@ -1,6 +1,5 @@
-import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
@@ -12,6 +11,8 @@ import type { Logger } from 'pino';
 import postgres from 'postgres';
 import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
 import { databaseFailure, postgresTarget } from './database-errors.js';
+import { createEmbeddedDatabase, needsCreation, type CreatedFrom } from './embedded-creation.js';
+import { DEFAULT_TEMPLATE_DIR } from './pglite-template.js';
 import * as schema from './schema.js';
 
 /** Either driver: the repositories use only what PostgreSQL and PGlite share. */
@@ -32,6 +33,8 @@ export interface OpenedDatabase {
   close(): Promise<void>;
   /** The embedded folder's lock, held until `close()` (PGlite on a folder only). */
   readonly dataDirLock?: DataDirLock | undefined;
+  /** How this open made the embedded database, where its folder had none yet. */
+  readonly createdFrom?: CreatedFrom | undefined;
 }
 
 export interface DatabaseOptions {
@@ -44,6 +47,11 @@ export interface DatabaseOptions {
    * database made once (tests copy one migrated template rather than create one each, seconds apiece).
    */
   loadDataDir?: Blob | undefined;
+  /**
+   * The migrated template a new data folder is filled from (see pglite-template.ts), default the
+   * one `npm run build:template` leaves in dist/; a new folder it does not fit is created by initdb.
+   */
+  templateDir?: string | undefined;
   /**
    * PostgreSQL connections this process may open, default `DEFAULT_POOL_SIZE`; at least 2,
    * since a migration holds its lock on one connection while migrating on another.
@@ -61,7 +69,7 @@ export const DEFAULT_POOL_SIZE = 10;
 /** How long a migration waits for the lock before saying so. */
 const LOCK_WAIT_REPORT_MS = 1000;
 
-const MIGRATIONS = fileURLToPath(new URL('../../drizzle', import.meta.url));
+export const MIGRATIONS = fileURLToPath(new URL('../../drizzle', import.meta.url));
 
 /** The advisory lock key migrations hold (any fixed number; this one spells "cflx"). */
 export const MIGRATION_LOCK = 0x63666c78;
@@ -108,21 +116,32 @@ export async function openDatabase(options: DatabaseOptions): Promise<OpenedData
   const dataDir = options.dataDir && options.dataDir !== 'memory://' ? options.dataDir : undefined;
   if (dataDir) await mkdir(dataDir, { recursive: true });
   const lock = dataDir ? await acquireDataDirLock(dataDir) : undefined;
+  // The embedded database holds the registry and the audit trail, small and mostly written:
+  // PostgreSQL's default 128 MB buffer cache would be most of the gateway's resident memory.
+  // One options object: PGlite drops its second argument when the first (dataDir) is undefined.
+  const start = async (loadDataDir: Blob | undefined) => {
+    const client = new PGlite({ dataDir, loadDataDir, postgresqlconf: ['shared_buffers=16MB'] });
+    await client.waitReady;
+    return client;
+  };
   let client: PGlite;
-  // Creating a database takes seconds (up to half a minute on a busy machine): said, so a first
-  // start does not look hung. PG_VERSION is the last thing a created cluster lacks.
-  const creating = dataDir !== undefined && !existsSync(join(dataDir, 'PG_VERSION'));
-  const started = performance.now();
-  if (creating) options.progress?.(`creating the embedded database in ${resolve(dataDir)} (first start only)…`);
+  let createdFrom: CreatedFrom | undefined;
   try {
-    // The embedded database holds the registry and the audit trail, small and mostly written:
-    // PostgreSQL's default 128 MB buffer cache would be most of the gateway's resident memory.
-    // One options object: PGlite drops its second argument when the first (dataDir) is undefined.
-    client = new PGlite({ dataDir, loadDataDir: options.loadDataDir, postgresqlconf: ['shared_buffers=16MB'] });
-    await client.waitReady; // a folder PGlite cannot open must not keep the lock
-    if (creating) options.progress?.(`embedded database created in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    // Creating a database takes seconds (up to half a minute on a busy machine), less from the
+    // template: said either way, so a first start does not look hung. A folder with a finished
+    // database is never filled from a template (embedded-creation.ts tells them apart).
+    if (dataDir !== undefined && !options.loadDataDir && needsCreation(dataDir)) {
+      ({ client, createdFrom } = await createEmbeddedDatabase(dataDir, {
+        templateDir: options.templateDir ?? DEFAULT_TEMPLATE_DIR,
+        migrationsFolder: MIGRATIONS,
+        start,
+        progress: options.progress,
+      }));
+    } else {
+      client = await start(options.loadDataDir);
+    }
   } catch (error) {
-    await lock?.release();
+    await lock?.release(); // a folder PGlite cannot open must not keep the lock
     throw error;
   }
   const db = drizzlePglite(client, { schema });
@@ -139,6 +158,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<OpenedData
       }
     },
     dataDirLock: lock,
+    createdFrom,
   };
 }
 

@@ -89,6 +89,18 @@ export class NoCommonVersionError extends Error {
   }
 }
 
+/**
+ * A failed connection attempt to an HTTP upstream, worded for a person: the cause in words and
+ * the URL it was tried at (without credentials). The failure as the SDK or the network raised
+ * it is the `cause`, which is what classifying it looks at.
+ */
+export class UpstreamConnectError extends Error {
+  constructor(message: string, options: { cause: unknown }) {
+    super(message, options);
+    this.name = 'UpstreamConnectError';
+  }
+}
+
 /** Raised by a transport that received bytes that are not a JSON-RPC message. */
 export class NotJsonRpcError extends Error {
   /** The start of what was received (no more is kept). */

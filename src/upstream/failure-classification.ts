@@ -1,6 +1,7 @@
 import { ProtocolError, SdkError, SdkErrorCode, SdkHttpError, SseError, UnauthorizedError } from '@modelcontextprotocol/client';
+import { REDACTED } from '../observability/redact.js';
 import { UpstreamAuthError } from './auth/upstream-auth.js';
-import { NoCommonVersionError, NotJsonRpcError } from './errors.js';
+import { NoCommonVersionError, NotJsonRpcError, UpstreamConnectError } from './errors.js';
 
 /**
  * What a failed connection attempt means: `misconfigured` when no retry can fix it (a missing
@@ -9,7 +10,9 @@ import { NoCommonVersionError, NotJsonRpcError } from './errors.js';
  * server waits for a config change or an admin restart; `retryable` otherwise (an authorization
  * server that failed may answer later).
  */
-export function classifyConnectFailure(error: unknown): 'misconfigured' | 'retryable' {
+export function classifyConnectFailure(failure: unknown): 'misconfigured' | 'retryable' {
+  // Worded for a person, it is still the failure it wraps.
+  const error = failure instanceof UpstreamConnectError ? failure.cause : failure;
   const auth = authFailureIn(error);
   if (auth) return auth.kind === 'failed' ? 'retryable' : 'misconfigured';
   if (error instanceof UnauthorizedError) return 'misconfigured';
@@ -99,6 +102,7 @@ export const CONNECTION_REFUSED = 'connection refused';
 
 /** A one-line, human explanation of a connection or request failure. */
 export function describeError(error: unknown): string {
+  if (error instanceof UpstreamConnectError) return error.message;
   const auth = authFailureIn(error);
   if (auth) return auth.message;
   if (error instanceof SdkError && error.code === SdkErrorCode.RequestTimeout) return 'timed out waiting for initialize';
@@ -124,4 +128,119 @@ function causeCode(error: Error): string | undefined {
     cause = (cause as { cause?: unknown }).cause;
   }
   return undefined;
+}
+
+/** What is known of the HTTP upstream a connection attempt was made to. */
+export interface HttpAttempt {
+  url: string;
+  wire: 'streamable-http' | 'sse';
+  /** Credentials were sent (headers or `auth`): a 401 refused them rather than asked for some. */
+  credentials: boolean;
+  timeoutMs: number;
+}
+
+/** Network failures in words, by system or undici error code. */
+const NETWORK_CAUSES: Readonly<Record<string, string>> = {
+  ECONNREFUSED: CONNECTION_REFUSED,
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'host name lookup failed (no answer from DNS)',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection reset',
+  ETIMEDOUT: 'connection timed out',
+  UND_ERR_CONNECT_TIMEOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  UND_ERR_SOCKET: 'connection closed by the server',
+};
+
+/** Certificate failures in words, by OpenSSL or Node error code. */
+const CERTIFICATE_CAUSES: Readonly<Record<string, string>> = {
+  CERT_HAS_EXPIRED: 'its certificate has expired',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'its certificate is self-signed',
+  SELF_SIGNED_CERT_IN_CHAIN: 'its certificate chain ends in a self-signed certificate',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'its certificate cannot be verified (is an intermediate certificate missing?)',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "its certificate's issuer is not trusted here (for a private CA, set NODE_EXTRA_CA_CERTS)",
+  ERR_TLS_CERT_ALTNAME_INVALID: 'its certificate is for another host name',
+};
+
+/** A code of either table anywhere in a message: legacy SSE reports the network failure in its text alone. */
+const CODE_IN_TEXT = new RegExp(`\\b(${[...Object.keys(NETWORK_CAUSES), ...Object.keys(CERTIFICATE_CAUSES)].join('|')})\\b`);
+
+/**
+ * A failed connection attempt to an HTTP upstream in words, with the URL it was made to (see
+ * `urlForMessage`): "connection refused at http://127.0.0.1:3001/mcp (is the server running?)",
+ * "the server answered 404 at ... (is the path right? ...)". A failure to get credentials is
+ * left as its own message, which says more than the URL would.
+ */
+export function describeConnectFailure(error: unknown, attempt: HttpAttempt): string {
+  const url = urlForMessage(attempt.url);
+  const status = httpStatusOf(error);
+  if (status !== undefined) return `${answered(status, attempt)} at ${url}${statusHint(status, attempt)}`;
+  if (error instanceof SdkError && error.code === SdkErrorCode.RequestTimeout) return `no answer within ${formatSeconds(attempt.timeoutMs)} at ${url}`;
+  const code = networkCodeIn(error);
+  if (code === 'ECONNREFUSED') return `${CONNECTION_REFUSED} at ${url} (is the server running?)`;
+  if (code && NETWORK_CAUSES[code]) return `${NETWORK_CAUSES[code]} at ${url}`;
+  if (code && CERTIFICATE_CAUSES[code]) return `TLS failed at ${url}: ${CERTIFICATE_CAUSES[code]} (${code})`;
+  if (/wrong version number|ERR_SSL_WRONG_VERSION_NUMBER/.test(messagesOf(error))) return `TLS failed at ${url}: the server does not speak TLS (is it http://, not https://?)`;
+  return `${describeError(error)} at ${url}`;
+}
+
+/**
+ * `url` as a message may show it: no user name or password, every query value hidden (an API
+ * key often travels there), no fragment. The path stays: it is what a 404 is about.
+ */
+export function urlForMessage(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return '(an invalid URL)';
+  }
+  const query = [...new Set(parsed.searchParams.keys())].map((name) => `${encodeURIComponent(name)}=${REDACTED}`).join('&');
+  return `${parsed.protocol}//${parsed.host}${parsed.pathname}${query ? `?${query}` : ''}`;
+}
+
+function answered(status: number, { credentials }: HttpAttempt): string {
+  // The phrases a 401 and a 403 have always had, so that whoever looks for them still finds them.
+  if (status === 401) return credentials ? 'upstream refused the credentials (401)' : 'the server answered 401';
+  if (status === 403) return credentials ? 'upstream refused access with these credentials (403)' : 'the server answered 403';
+  return `the server answered ${status}`;
+}
+
+function statusHint(status: number, { wire, credentials }: HttpAttempt): string {
+  if (status === 404) return wire === 'sse' ? ' (is the path right? legacy SSE endpoints are usually /sse)' : ' (is the path right? MCP endpoints are usually /mcp)';
+  if (status === 401 && !credentials) return ': it wants credentials (give the server `auth` or `headers`)';
+  if (status === 405) return ' (is it an MCP endpoint?)';
+  return '';
+}
+
+/** The HTTP status an upstream refused the attempt with, however the SDK carried it. */
+function httpStatusOf(error: unknown): number | undefined {
+  if (error instanceof SdkHttpError && typeof error.data.status === 'number') return error.data.status;
+  if (error instanceof SseError && typeof error.code === 'number') return error.code;
+  if (error instanceof UnauthorizedError) return 401;
+  if (error instanceof SdkError && error.code === SdkErrorCode.ClientHttpAuthentication) return 401;
+  if (error instanceof SdkError && error.code === SdkErrorCode.ClientHttpForbidden) return 403;
+  return undefined;
+}
+
+/** A code `NETWORK_CAUSES` or `CERTIFICATE_CAUSES` knows, from the cause chain or else the messages. */
+function networkCodeIn(error: unknown): string | undefined {
+  const code = error instanceof Error ? causeCode(error) : undefined;
+  if (code && (NETWORK_CAUSES[code] || CERTIFICATE_CAUSES[code])) return code;
+  return CODE_IN_TEXT.exec(messagesOf(error))?.[1] ?? code;
+}
+
+function messagesOf(error: unknown): string {
+  const messages: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    messages.push(current.message, String((current as { code?: unknown }).code ?? ''));
+    current = current.cause;
+  }
+  return messages.join('\n');
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`;
 }

@@ -6,7 +6,8 @@ import { HttpClientTransport } from './http-client-transport.js';
 import { StdioClientTransport } from './stdio-transport.js';
 import type { OwnerChannel } from './owner-channel.js';
 import { bestEffort } from '../observability/best-effort.js';
-import { authFailureIn, describeError } from './failure-classification.js';
+import { authFailureIn, describeConnectFailure, describeError } from './failure-classification.js';
+import { UpstreamConnectError } from './errors.js';
 import type { UpstreamAuth } from './auth/upstream-auth.js';
 import { authorizedFetch } from './auth/authorized-fetch.js';
 import { nextVerdict, noCommonVersion, offeredVersions, type NegotiatedProtocol } from './era-negotiation.js';
@@ -54,14 +55,25 @@ const MAX_NEGOTIATION_ATTEMPTS = 3;
  * `server/discover` and falls back to `initialize`. A `streamable-http` server that refuses the
  * Streamable HTTP handshake is tried again over legacy SSE at the same URL, as the MCP
  * specification's backwards-compatibility section describes. A server that shares no protocol
- * version with Conflux fails with `NoCommonVersionError`.
+ * version with Conflux fails with `NoCommonVersionError`; any other HTTP upstream that cannot be
+ * reached with an `UpstreamConnectError` that names its URL and the cause in words.
  */
 export async function openClient(options: OpenOptions): Promise<OpenedClient> {
   try {
     return await openOnWire(options);
   } catch (error) {
-    throw noCommonVersion(error) ?? error;
+    throw noCommonVersion(error) ?? worded(error, options) ?? error;
   }
+}
+
+/**
+ * An HTTP upstream's failure worded for a person (see `describeConnectFailure`). Not a failure
+ * to get credentials, whose own message says more, nor an attempt given up.
+ */
+function worded(error: unknown, { config, auth, timeoutMs, signal }: OpenOptions): UpstreamConnectError | undefined {
+  if (config.transport === 'stdio' || isReplicated(config) || signal?.aborted || authFailureIn(error)) return undefined;
+  const credentials = Object.keys(config.headers).length > 0 || auth !== undefined;
+  return new UpstreamConnectError(describeConnectFailure(error, { url: config.url, wire: config.transport, credentials, timeoutMs }), { cause: error });
 }
 
 async function openOnWire(options: OpenOptions): Promise<OpenedClient> {
@@ -77,7 +89,7 @@ async function openOnWire(options: OpenOptions): Promise<OpenedClient> {
         groups: options.groups,
         redact: options.redact,
       });
-      return { transport, explainClose: () => transport.describeExit() };
+      return { transport, explainFailure: (error: unknown) => explainStdioFailure(transport, error) };
     });
   }
   // A server with `urls` is opened replica by replica, each with its own `url` (see replicated-server.ts).
@@ -104,18 +116,18 @@ async function openOnWire(options: OpenOptions): Promise<OpenedClient> {
 async function negotiate(
   wire: Wire,
   options: OpenOptions,
-  open: () => { transport: Transport; explainClose?: () => string | undefined },
+  open: () => { transport: Transport; explainFailure?: (error: unknown) => string | undefined },
 ): Promise<OpenedClient> {
   let prior = options.prior;
   for (let attempt = 1; ; attempt++) {
     options.signal?.throwIfAborted();
-    const { transport, explainClose } = open();
+    const { transport, explainFailure } = open();
     const client = options.newClient();
     // Given up mid-handshake (the connection was stopped): the transport closes now, which ends the handshake.
     const giveUp = () => void bestEffort(() => transport.close(), options.logger, 'close the transport of an attempt given up');
     options.signal?.addEventListener('abort', giveUp, { once: true });
     try {
-      await connect(client, transport, prior, options, explainClose);
+      await connect(client, transport, prior, options, explainFailure);
       options.signal?.throwIfAborted();
       return opened(client, transport, wire, prior !== options.prior || prior === undefined);
     } catch (error) {
@@ -146,7 +158,24 @@ async function connectSse(config: HttpServerConfig, options: OpenOptions): Promi
     ...(options.auth ? { fetch: send } : {}),
     eventSourceInit: { fetch: (url, init) => send(url, { ...init, headers: { ...config.headers, ...headerRecord(init?.headers) } }) },
   });
-  await connect(client, transport, { kind: 'legacy' }, options);
+  // The SSE transport's start waits for the `endpoint` event, which no request timeout covers:
+  // a server that accepts the stream and says nothing would hold the attempt for ever.
+  const silence = new SdkError(SdkErrorCode.RequestTimeout, `no endpoint event within ${options.timeoutMs}ms`);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      connect(client, transport, { kind: 'legacy' }, options),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(silence), options.timeoutMs))),
+    ]);
+  } catch (error) {
+    if (error === silence) {
+      await bestEffort(() => client.close(), options.logger, 'close the client of a silent SSE upstream');
+      await bestEffort(() => transport.close(), options.logger, 'close the transport of a silent SSE upstream');
+    }
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
   return opened(client, transport, 'sse', options.prior?.kind !== 'legacy');
 }
 
@@ -155,7 +184,7 @@ async function connect(
   transport: Transport,
   prior: PriorDiscovery | undefined,
   { timeoutMs, logger }: Pick<OpenOptions, 'timeoutMs' | 'logger'>,
-  explainClose?: () => string | undefined,
+  explainFailure?: (error: unknown) => string | undefined,
 ): Promise<void> {
   try {
     await client.connect(transport, { timeout: timeoutMs, ...(prior ? { prior } : {}) });
@@ -164,10 +193,10 @@ async function connect(
     await bestEffort(() => client.close(), logger, 'close the client of a failed connection attempt');
     // A failed negotiation has already closed the transport, a failed handshake may not have.
     await bestEffort(() => transport.close(), logger, 'close the transport of a failed connection attempt');
-    const exit = explainClose?.();
-    // The exit explains the closed connection; the SDK error adds nothing a reader needs.
+    const explained = explainFailure?.(error);
+    // The explanation says all the SDK error did, in words a reader needs.
     // eslint-disable-next-line preserve-caught-error
-    if (exit && error instanceof SdkError && error.code === SdkErrorCode.ConnectionClosed) throw new Error(exit);
+    if (explained) throw new Error(explained);
     throw error;
   }
 }
@@ -200,6 +229,23 @@ function opened(client: Client, transport: Transport, wire: Wire, learned: boole
     verdict: modern ? { kind: 'modern', discover } : { kind: 'legacy' },
     learned,
   };
+}
+
+/**
+ * Why a stdio handshake failed, when the transport knows better than the SDK: the child's exit
+ * (with its telling stderr line) for a closed connection, led by the non-protocol text it wrote on
+ * stdout when it wrote some, since that is what breaks the framing of stdio (a response glued to a
+ * log line is lost). Only a closed connection or a timeout is explained: a failed era
+ * negotiation must stay as it is, to be retried.
+ */
+function explainStdioFailure(transport: StdioClientTransport, error: unknown): string | undefined {
+  const closed = error instanceof SdkError && error.code === SdkErrorCode.ConnectionClosed;
+  const timedOut = error instanceof SdkError && error.code === SdkErrorCode.RequestTimeout;
+  if (!closed && !timedOut) return undefined;
+  const exit = closed ? transport.describeExit() : undefined;
+  const stray = transport.describeStrayOutput();
+  if (!stray) return exit;
+  return `${stray} (then: ${exit ?? describeError(error)})`;
 }
 
 function redacted(options: Pick<OpenOptions, 'redact'>, text: string): string {

@@ -297,7 +297,7 @@ export class ReplicatedServer implements Upstream {
   async #balanced(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions, owner: unknown): Promise<{ replica: Replica; result: Record<string, unknown> }> {
     const key = this.#affinityKey(owner);
     const tried = new Set<Replica>();
-    let undelivered: unknown;
+    let undelivered: UndeliveredError | undefined;
     for (;;) {
       const eligible = this.#replicas.filter((r) => !tried.has(r) && r.eligible).map((r) => r.index);
       let replica: Replica;
@@ -428,8 +428,11 @@ export function replicaLabels(urls: readonly string[]): string[] {
   return bases.map((base, index) => (bases.indexOf(base) !== bases.lastIndexOf(base) ? `${base}#${index}` : base));
 }
 
+/** A failure that says the request never reached its upstream (only a refused connection among the lost ones). */
+type UndeliveredError = UpstreamUnavailableError | UpstreamConnectionLostError;
+
 /** Whether nothing of the request reached the upstream: it was refused before it was sent, or its connection was refused. */
-function neverDelivered(error: unknown): boolean {
+function neverDelivered(error: unknown): error is UndeliveredError {
   if (error instanceof UpstreamUnavailableError) return true;
   return error instanceof UpstreamConnectionLostError && error.constructor === UpstreamConnectionLostError && error.reason === CONNECTION_REFUSED;
 }

@@ -239,10 +239,11 @@ export class SingleOwnerServer implements Upstream {
 
   /** Sends the request to the process: here when it runs here, else through the replica running it. */
   async request(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions = {}, owner?: unknown): Promise<Record<string, unknown>> {
-    const result = await this.#send(method, params, options, owner);
     const uri = params?.uri;
-    if (typeof uri === 'string' && method === 'resources/subscribe') this.#subscribed.add(uri);
+    // Let go of whether or not the process answers (it may be down): a new one is not subscribed to it.
     if (typeof uri === 'string' && method === 'resources/unsubscribe') this.#subscribed.delete(uri);
+    const result = await this.#send(method, params, options, owner);
+    if (typeof uri === 'string' && method === 'resources/subscribe') this.#subscribed.add(uri);
     return result;
   }
 

@@ -46,6 +46,8 @@ export class StdioClientTransport implements Transport {
   #closed = false;
   #exitDescription: string | undefined;
   readonly #stderrTail: string[] = [];
+  /** The first line on stdout that was not JSON-RPC, and how many there were. */
+  #stray: { first: string; lines: number } | undefined;
 
   constructor(options: StdioTransportOptions) {
     this.#options = options;
@@ -74,6 +76,18 @@ export class StdioClientTransport implements Transport {
     return line ? `${this.#exitDescription}; stderr: ${line}` : this.#exitDescription;
   }
 
+  /**
+   * That the child wrote text on stdout that is not JSON-RPC (a banner, a log line), quoting the
+   * first such line: on stdio, stdout carries the protocol alone, and a log line written there
+   * can swallow a message. Undefined while stdout carried nothing else.
+   */
+  describeStrayOutput(): string | undefined {
+    if (!this.#stray) return undefined;
+    const { first, lines } = this.#stray;
+    const more = lines > 1 ? ` (and ${lines - 1} more line${lines > 2 ? 's' : ''})` : '';
+    return `wrote non-protocol output on stdout: ${JSON.stringify(first)}${more} — MCP stdio servers must log to stderr`;
+  }
+
   async start(): Promise<void> {
     if (this.#child) throw new Error('StdioClientTransport already started');
     const { command, args, env, cwd, logger, groups } = this.#options;
@@ -92,7 +106,7 @@ export class StdioClientTransport implements Transport {
     this.#exited = new Promise((resolve) => child.once('close', () => resolve()));
 
     try {
-      await Promise.race([once(child, 'spawn'), once(child, 'error').then(([error]) => Promise.reject(error))]);
+      await Promise.race([once(child, 'spawn'), new Promise<never>((_, reject) => child.once('error', reject))]);
     } catch (error) {
       throw new Error(`cannot start "${command}": ${describeSpawnError(error)}`, { cause: error });
     }
@@ -137,11 +151,23 @@ export class StdioClientTransport implements Transport {
       } catch {
         // Skip the line and go on with the next one; the connection is told what it was, so
         // a request it was meant to answer can say so rather than "connection lost".
+        this.#noteStray(line);
         this.onerror?.(new NotJsonRpcError('stdout', line));
       }
     }
     this.#pending = buffer.length > 0 ? buffer : undefined;
     this.#drain();
+  }
+
+  /** Counts a line of stdout that is not JSON-RPC, and warns of the first: later ones are only counted. */
+  #noteStray(line: string): void {
+    if (this.#stray) {
+      this.#stray.lines++;
+      return;
+    }
+    const plain = line.replace(ANSI_ESCAPE, '').trim();
+    this.#stray = { first: plain.length > STRAY_SAMPLE_CHARS ? `${plain.slice(0, STRAY_SAMPLE_CHARS)}…` : plain, lines: 1 };
+    this.#options.logger.warn({ pid: this.pid, line: this.#redact(this.#stray.first) }, 'upstream wrote non-protocol output on stdout, which was skipped; MCP stdio servers must log to stderr');
   }
 
   /**
@@ -198,6 +224,10 @@ export class StdioClientTransport implements Transport {
 }
 
 const STDERR_TAIL_LINES = 20;
+/** How much of a stray stdout line is quoted: enough to recognise it, short enough for a status line. */
+const STRAY_SAMPLE_CHARS = 100;
+/** Colour and cursor sequences: a banner is often coloured, and its escape codes would only clutter the quote. */
+const ANSI_ESCAPE = /\x1b\[[0-9;?]*[A-Za-z]/g;
 
 /** Resolves `command` the way a shell would, so a missing program is reported before anything is spawned. */
 async function findExecutable(command: string, pathVariable: string | undefined, cwd: string | undefined): Promise<string | undefined> {

@@ -140,7 +140,7 @@ describe('OAuth 2.1 resource server', () => {
 
   const refusal = async (token: string) => {
     const response = await initializeRequest(resource, bearer(token));
-    return { status: response.status, challenge: response.headers.get('www-authenticate') ?? '' };
+    return { status: response.status, challenge: response.headers.get('www-authenticate') ?? '', body: await response.json() };
   };
 
   it('refuses expired tokens, other audiences, foreign keys and other issuers with 401 invalid_token', async () => {
@@ -161,8 +161,10 @@ describe('OAuth 2.1 resource server', () => {
   });
 
   it('answers a token without the required scope with 403 insufficient_scope', async () => {
-    const { status, challenge } = await refusal(await idp.signToken({ scope: 'profile' }));
+    const { status, challenge, body } = await refusal(await idp.signToken({ scope: 'profile' }));
     expect(status).toBe(403);
+    // The code MCP answers any request outside the caller's rights with.
+    expect(body).toMatchObject({ jsonrpc: '2.0', error: { code: -32003 }, id: null });
     expect(challenge).toContain('error="insufficient_scope"');
     expect(challenge).toContain('scope="mcp:tools"');
   });

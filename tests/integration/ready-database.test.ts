@@ -28,8 +28,11 @@ async function readinessAcrossFailure(store: TestDatabase, breakIt: (database: O
     await breakIt(database);
     const after = await fetch(ready);
     const text = await after.text();
-    const logged = lines.find((l) => l.msg === 'not ready: the database does not answer');
-    return { healthy, failing: { status: after.status, text, body: JSON.parse(text) as Record<string, unknown> }, logged };
+    // Probed again while it is down: the outage is logged once, when it began.
+    for (let probe = 0; probe < 2; probe++) expect((await fetch(ready)).status).toBe(503);
+    const warnings = lines.filter((l) => l.msg === 'not ready: the database does not answer');
+    expect(warnings).toHaveLength(1);
+    return { healthy, failing: { status: after.status, text, body: JSON.parse(text) as Record<string, unknown> }, logged: warnings[0] };
   } finally {
     await conflux.stop();
     await database.close().catch(() => {}); // closed by the test already, on purpose

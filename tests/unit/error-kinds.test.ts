@@ -11,6 +11,7 @@ import { AuthFailure } from '../../src/auth/auth-failure.js';
 import { kindOfStatus, type ErrorStatus } from '../../src/errors.js';
 import { asMcpError, HiddenToolError, MCP_ANSWERS, UnknownToolError } from '../../src/gateway/error-mapping.js';
 import { API_ANSWERS, ApiError, apiErrorResponse } from '../../src/http/api/api-errors.js';
+import { jsonRpcRefusal } from '../../src/http/json-rpc-errors.js';
 import { LimitExceededError, RateLimitedError, RateLimiterUnavailableError } from '../../src/limits/errors.js';
 import { RegistryError } from '../../src/registry/errors.js';
 import { UpstreamAuthError } from '../../src/upstream/auth/upstream-auth.js';
@@ -119,6 +120,17 @@ describe('every typed error has one answer per surface', () => {
     });
   }
 
+  // The refusals made on the MCP wires before a session sees the request: MCP's code and data, REST's status.
+  for (const [error, expected] of CASES.filter(([e]) => e instanceof AuthFailure || e instanceof RateLimitedError)) {
+    it(`${error.constructor.name}: ${error.message} → /mcp ${expected.rest.status} JSON-RPC ${expected.mcp.code}`, async () => {
+      const response = jsonRpcRefusal(error as AuthFailure | RateLimitedError);
+      expect(response.status).toBe(expected.rest.status);
+      expect(response.headers.get('retry-after')).toBe(expected.rest.retryAfter ?? null);
+      const body = (await response.json()) as { error: { code: number; message: string; data?: unknown } };
+      expect(body).toEqual({ jsonrpc: '2.0', id: null, error: { code: expected.mcp.code, message: error.message, ...(expected.mcp.data === undefined ? {} : { data: expected.mcp.data }) } });
+    });
+  }
+
   it('answers an error named by its HTTP status with that status', () => {
     const statuses: ErrorStatus[] = [400, 401, 403, 404, 409, 429, 502, 503, 504];
     for (const status of statuses) expect(API_ANSWERS[kindOfStatus(status)].status, `status ${status}`).toBe(status);
@@ -139,6 +151,7 @@ const OUTSIDE_THE_BASE: Record<string, string> = {
   NoReplicaAvailableError: 'internal: becomes an upstream fault',
   NoCommonVersionError: 'internal: a server state, reported by /servers',
   NotJsonRpcError: 'internal: becomes UpstreamBadResponseError',
+  UpstreamConnectError: 'internal: a connect failure worded for the server status; retries look at its cause',
   HolderSilentError: 'internal to paused-call forwarding',
   HolderIncidentError: 'internal: crosses the bus, becomes an upstream fault',
   RemoteCallError: 'internal: restored as the error it was on the other replica',

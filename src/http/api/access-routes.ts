@@ -12,7 +12,7 @@ export interface AccessRouteDeps {
   registry: ServerRegistry;
   accessControl: AccessControl;
   apiKeys?: ApiKeys | undefined;
-  audit?: AuditLog | undefined;
+  audit: AuditLog;
 }
 
 const IdParam = z.object({ id: z.string().min(1) });

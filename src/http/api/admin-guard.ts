@@ -19,10 +19,10 @@ export function requireAdmin(c: Context): Caller {
  * Runs an admin change: refused (and audited as denied) without the admin role, audited as
  * done or failed otherwise.
  */
-export async function adminAction<T>(audit: AuditLog | undefined, c: Context, action: string, args: unknown, run: () => Promise<T>): Promise<T> {
+export async function adminAction<T>(audit: AuditLog, c: Context, action: string, args: unknown, run: () => Promise<T>): Promise<T> {
   const { principal } = callerOf(c);
   const record = (status: 'ok' | 'error' | 'denied', error?: string) =>
-    audit?.record({ kind: 'admin', principal, channel: 'rest', server: undefined, target: action, arguments: args, status, error });
+    audit.record({ kind: 'admin', principal, channel: 'rest', server: undefined, target: action, arguments: args, status, error });
   try {
     requireAdmin(c);
   } catch (error) {

@@ -15,7 +15,7 @@ export interface ConnectionRouteDeps {
   registry: ServerRegistry;
   /** Users' authorisations of upstreams; without them (no database) these routes answer 503. */
   users?: UserIdentities | undefined;
-  audit?: AuditLog | undefined;
+  audit: AuditLog;
 }
 
 const ServerParam = z.object({ server: z.string().min(1) });

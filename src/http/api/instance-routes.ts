@@ -9,7 +9,7 @@ import { route, type ApiRoute } from './route-table.js';
 
 export interface InstanceRouteDeps {
   upstreams: UpstreamPool;
-  audit?: AuditLog | undefined;
+  audit: AuditLog;
 }
 
 const UserParam = z.object({ user: z.string().min(1).describe('The principal id (an email, or the subject)') });

@@ -276,7 +276,7 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
       handler: async ({ query, c }) => {
         requireAdmin(c);
         if (!deps.auditRepository) throw new ApiError(503, 'no_database', 'the audit trail needs a database');
-        await deps.audit?.flush();
+        await deps.audit.flush();
         const page = await deps.auditRepository.query({
           principal: query.principal,
           server: query.server,
