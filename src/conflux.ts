@@ -31,6 +31,8 @@ import { UpstreamRelay } from './gateway/upstream-relay.js';
 import { OwnerRequests } from './gateway/owner-requests.js';
 import { API_BASE, createApiApp } from './http/api/api-app.js';
 import { createHttpApp } from './http/app.js';
+import { builtConsoleDir, CONSOLE_PATH, loadConsoleFiles, mountConsole } from './http/console.js';
+import { ConsoleOAuthClients } from './http/console-oauth.js';
 import { listen, type Listening } from './http/listen.js';
 import { modernRequests } from './http/modern-requests.js';
 import { isLoopbackHost } from './http/guards/loopback.js';
@@ -78,6 +80,8 @@ export interface ConfluxDeps {
   state?: SharedState | undefined;
   /** The start of the rate limiter's Redis keys is this plus `rl:` (default `conflux:`). */
   redisPrefix?: string | undefined;
+  /** The built operator console's folder (default: the package's `dist/console`); not served when it has not been built. */
+  consoleDir?: string | undefined;
 }
 
 export interface Conflux {
@@ -310,6 +314,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   const stopWatchingRevocations = apiKeys?.onRevoked((id) => streams.revoked(id));
   // Servers, rules and keys changed through one replica are applied by every replica.
   const configChanges = new ConfigChanges({ bus: state.bus, replicaId: state.replicaId, accessControl, apiKeys, registry, logger: logger.child({ component: 'config-changes' }) });
+  const consoleFiles = loadConsoleFiles(deps.consoleDir ?? builtConsoleDir());
   const plainToolCalls = new PlainToolCalls(toolCalls, { maxConcurrentCallsPerSession: settings.limits.maxConcurrentCallsPerSession });
   const app = createHttpApp({
     streams,
@@ -349,13 +354,18 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
     ready: database ? () => database.ping() : undefined,
     limiterHealth: () => limiter.health(),
     sessionState: async () => ({ backend: state.backend, state: await state.health() }),
+    consolePath: consoleFiles ? CONSOLE_PATH : undefined,
   });
   mountWellKnown(app, oauth, logger);
+  if (consoleFiles) {
+    const consoleClients = oauth ? new ConsoleOAuthClients({ metadata: () => oauth.metadata(), logger: logger.child({ component: 'console' }) }) : undefined;
+    mountConsole(app, consoleFiles, { authRequired: authenticator.enabled, oauthClient: consoleClients && ((uri) => consoleClients.for(uri)), trustedProxies: new TrustedProxies(settings.trustedProxies) });
+  }
   // A user's link and callback may reach any replica: the one holding the authorization answers them.
   if (users) mountUserAuthorizationRoutes(app, users, { rpc, replicaId: state.replicaId, logger: logger.child({ component: 'upstream-oauth' }) });
   app.route(
     API_BASE,
-    createApiApp({ ...toolCalls, registry, auditRepository, accessControl, apiKeys, users }, { maxJsonDepth: settings.limits.maxJsonDepth, trustedProxies: new TrustedProxies(settings.trustedProxies) }),
+    createApiApp({ ...toolCalls, registry, auditRepository, accessControl, apiKeys, users, sessions }, { maxJsonDepth: settings.limits.maxJsonDepth, trustedProxies: new TrustedProxies(settings.trustedProxies) }),
   );
 
   /** Lets the calls in flight finish within the grace period, and their answers be written. */

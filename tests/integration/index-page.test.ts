@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { indexPage } from '../../src/http/index-page.js';
 import { GATEWAY_VERSION } from '../../src/version.js';
-import { startGateway, testConfig, type RunningGateway } from '../helpers/gateway.js';
+import { ROOT, startGateway, testConfig, type RunningGateway } from '../helpers/gateway.js';
 
 const LINKS = ['/mcp', '/health', '/api/v1/openapi.json', '/metrics'];
 
@@ -11,7 +11,8 @@ describe('the index page at /', () => {
   let origin: string;
 
   beforeAll(async () => {
-    gateway = await startGateway(testConfig({}));
+    // Without the console (a built one adds its link: see the last test).
+    gateway = await startGateway(testConfig({}), { consoleDir: `${ROOT}/no-console-here` });
     origin = new URL(gateway.url).origin;
   });
   afterAll(async () => {

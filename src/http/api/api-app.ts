@@ -23,6 +23,7 @@ const INFO: ApiInfo = {
     { name: 'access', description: 'Who the caller is, access grants, tool rules and API keys' },
     { name: 'connections', description: "Users' own authorisations of upstreams that act for each user" },
     { name: 'instances', description: 'Per-user instances of upstream servers' },
+    { name: 'sessions', description: 'The MCP sessions clients hold open' },
     { name: 'meta', description: 'This document' },
   ],
 };

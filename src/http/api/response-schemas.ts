@@ -22,7 +22,7 @@ export const ServerSchema = z
     url: z.string().optional().describe('HTTP servers, for callers that are not admins: scheme, host and port only'),
     perUser: z.literal(true).optional().describe('Each user gets an instance of their own'),
     replicas: z.array(z.looseObject({ replica: z.string(), state: UpstreamState })).optional().describe('A server with urls: its replicas (admins also see their counters)'),
-    source: z.enum(['config', 'database']).optional().describe('Admins only, as are the fields below'),
+    source: z.enum(['config', 'api']).optional().describe('Admins only, as are the fields below'),
     wire: z.enum(['stdio', 'streamable-http', 'sse']).optional(),
     enabled: z.boolean().optional(),
     instances: z.number().int().optional(),
@@ -121,6 +121,18 @@ export const UserInstanceSchema = z.object({
   lastUsedAt: z.string(),
 });
 
+export const McpSessionSchema = z.object({
+  id: z.string().describe('The start of the session id, enough to tell sessions apart'),
+  principal: z.string(),
+  client: z.object({ name: z.string(), version: z.string() }).optional().describe('The clientInfo the client sent at initialize'),
+  protocolVersion: z.string().optional(),
+  origin: z.enum(['opened', 'rebuilt']).describe('Opened here, or rebuilt here from the record of a session opened on another replica'),
+  createdAt: z.string(),
+  lastSeenAt: z.string(),
+  openStreams: z.number().int(),
+  activeCalls: z.number().int(),
+});
+
 /** Named in the document's `components.schemas`, and referenced wherever a body holds one. */
 export const NAMED_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   Server: ServerSchema,
@@ -134,6 +146,7 @@ export const NAMED_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   ApiKey: ApiKeyRecordSchema,
   Connection: ConnectionSchema,
   UserInstance: UserInstanceSchema,
+  McpSession: McpSessionSchema,
   // Recursive, so it must be named to be referenced at all.
   JsonValue: JSONValueSchema as z.ZodType,
 };

@@ -14,12 +14,13 @@ import type { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { accessRoutes, type AccessRouteDeps } from './access-routes.js';
 import { connectionRoutes, type ConnectionRouteDeps } from './connection-routes.js';
 import { instanceRoutes, type InstanceRouteDeps } from './instance-routes.js';
+import { sessionRoutes, type SessionRouteDeps } from './session-routes.js';
 import { adminAction, callerOf, requireAdmin } from './admin-guard.js';
 import { ApiError } from './api-errors.js';
 import { AuditEventSchema, CallToolResult, ServerSchema, ToolSummarySchema, ToolWithRouteSchema } from './response-schemas.js';
 import { route, type ApiRoute } from './route-table.js';
 
-export interface ApiDeps extends ToolCallDeps, BroadcastDeps, AccessRouteDeps, ConnectionRouteDeps, InstanceRouteDeps {
+export interface ApiDeps extends ToolCallDeps, BroadcastDeps, AccessRouteDeps, ConnectionRouteDeps, InstanceRouteDeps, SessionRouteDeps {
   catalog: LiveCatalog;
   upstreams: UpstreamPool;
   registry: ServerRegistry;
@@ -294,5 +295,6 @@ export function apiRoutes(deps: ApiDeps): ApiRoute[] {
     ...accessRoutes(deps),
     ...connectionRoutes(deps),
     ...instanceRoutes(deps),
+    ...sessionRoutes(deps),
   ];
 }
