@@ -118,16 +118,22 @@ export interface LoadResult {
   callsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU time the measured process spent per call in the measured window (when asked for). */
+  cpuMsPerCall?: number;
   firstError?: string;
 }
 
-/** `sessions` concurrent sessions, each calling `call` in a loop for `seconds` (after a warm-up). */
+/**
+ * `sessions` concurrent sessions, each calling `call` in a loop for `seconds` (after a warm-up).
+ * `options.cpu` reads a process's CPU time in ms: it is read as the measured window starts and
+ * ends, for the CPU that process spent per call.
+ */
 export async function runLoad(
   sessions: number,
   seconds: number,
   warmupSeconds: number,
   open: () => Promise<{ call: () => Promise<unknown>; close: () => Promise<void> }>,
-  options: { openOneAtATime?: boolean } = {},
+  options: { openOneAtATime?: boolean; cpu?: () => number } = {},
 ): Promise<LoadResult> {
   const clients = [];
   if (options.openOneAtATime) for (let i = 0; i < sessions; i++) clients.push(await open());
@@ -150,12 +156,14 @@ export async function runLoad(
   };
   const warmUntil = performance.now() + warmupSeconds * 1000;
   await Promise.all(clients.map((c) => loop(c, warmUntil, false)));
+  const cpuBefore = options.cpu?.();
   const started = performance.now();
   const until = started + seconds * 1000;
   await Promise.all(clients.map((c) => loop(c, until, true)));
   const elapsed = (performance.now() - started) / 1000;
+  const cpu = cpuBefore === undefined ? {} : { cpuMsPerCall: round((options.cpu!() - cpuBefore) / Math.max(1, latencies.length), 3) };
   await Promise.all(clients.map((c) => c.close()));
-  return { calls: latencies.length, errors, seconds: round(elapsed), callsPerSecond: round(latencies.length / elapsed), ...percentiles(latencies), ...(firstError && errors ? { firstError } : {}) };
+  return { calls: latencies.length, errors, seconds: round(elapsed), callsPerSecond: round(latencies.length / elapsed), ...percentiles(latencies), ...cpu, ...(firstError && errors ? { firstError } : {}) };
 }
 
 export function percentiles(values: number[]): { p50Ms: number; p99Ms: number } {

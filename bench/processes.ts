@@ -10,6 +10,19 @@ export interface Running {
   stop(): Promise<void>;
   /** Resident memory in KiB (Linux). */
   rssKib(): number;
+  /** CPU time the process has used so far, user and system, all threads, in ms (Linux). */
+  cpuMs(): number;
+}
+
+/** Linux reports a process's CPU time in clock ticks of 1/100 s (USER_HZ, `getconf CLK_TCK`). */
+const MS_PER_TICK = 10;
+
+/** User plus system CPU time of a process in ms, from /proc/PID/stat (fields 14 and 15). */
+export function processCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The name in field 2 may hold spaces and parentheses: count fields after its closing one.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * MS_PER_TICK;
 }
 
 /**
@@ -27,8 +40,9 @@ export function start(args: string[], env: Record<string, string> = {}, timeoutM
         url,
         child,
         rssKib: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0),
+        cpuMs: () => processCpuMs(child.pid!),
         stop: async () => {
-          if (child.exitCode !== null) return;
+          if (child.exitCode !== null || child.signalCode !== null) return; // already exited
           const exited = new Promise((r) => child.once('exit', r));
           child.kill('SIGTERM');
           const forced = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -62,3 +76,6 @@ export const upstreams = (kind: 'http' | 'stdio', options: { endpoints?: number;
   '--delay-ms',
   String(options.delayMs ?? 0),
 ];
+
+/** The lean upstream of workload 1b (bench/lean-upstream.ts): one endpoint, plain JSON answers, no SDK. */
+export const LEAN_UPSTREAM = ['--import', 'tsx', 'bench/lean-upstream.ts'];

@@ -3,44 +3,51 @@
  * the gateway under `--cpu-prof`, then prints where its CPU time went during the load, by
  * component.
  *
- *   npm run build && npx tsx bench/profile-hop.ts [--stdio] [--sessions 16] ['{"audit": {"enabled": false}}']
+ *   npm run build && npx tsx bench/profile-hop.ts [--stdio | --lean] [--sessions 16] [--seconds 6] [--build DIR] ['{"audit": {"enabled": false}}']
  *
- * The upstream speaks Streamable HTTP (or stdio with `--stdio`); a JSON argument is merged into
- * the gateway section of the config, to compare settings.
+ * The upstream is the SDK's Streamable HTTP server, or the lean one of workload 1b with
+ * `--lean` (bench/lean-upstream.ts: it costs next to nothing, so the gateway is the only busy
+ * process besides the client), or a stdio server with `--stdio`; a JSON argument is merged into
+ * the gateway section of the config, to compare settings; `--build DIR` runs the gateway of
+ * another build (a directory with its own `dist/`, as bench/ab.ts takes). After the components
+ * it lists the functions with the most self time during the load.
  */
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runLoad, Session } from './load.js';
-import { ROOT, start, upstreams } from './processes.js';
+import { LEAN_UPSTREAM, ROOT, start, upstreams } from './processes.js';
 
 const args = process.argv.slice(2);
 const stdio = args.includes('--stdio');
+const lean = args.includes('--lean');
 const sessions = args.includes('--sessions') ? Number(args[args.indexOf('--sessions') + 1]) : 16;
+const seconds = args.includes('--seconds') ? Number(args[args.indexOf('--seconds') + 1]) : 6;
+const build = args.includes('--build') ? args[args.indexOf('--build') + 1]! : ROOT;
 const extra = JSON.parse(args.find((a) => a.startsWith('{')) ?? '{}') as Record<string, unknown>;
 const dir = await mkdtemp(join(tmpdir(), 'conflux-profile-'));
 const profiles = join(dir, 'profiles');
-const upstream = stdio ? undefined : await start(upstreams('http'));
+const upstream = stdio ? undefined : await start(lean ? LEAN_UPSTREAM : upstreams('http'));
 const server = upstream ? { url: `${upstream.url}/mcp/0` } : { command: process.execPath, args: upstreams('stdio'), cwd: ROOT };
 await writeFile(join(dir, 'config.json'), JSON.stringify({ gateway: { port: 0, healthCheck: { intervalSeconds: 0 }, ...extra }, servers: { echo: { ...server, prefix: '' } } }));
 const spawned = performance.now();
-const gateway = await start(['--cpu-prof', '--cpu-prof-dir', profiles, 'dist/cli.js', 'serve', '--config', join(dir, 'config.json'), '--port', '0'], {
+const gateway = await start(['--cpu-prof', '--cpu-prof-dir', profiles, join(build, 'dist/cli.js'), 'serve', '--config', join(dir, 'config.json'), '--port', '0'], {
   LOG_LEVEL: 'info',
   CONFLUX_DATA_DIR: join(dir, 'data'),
 });
 await new Promise((r) => setTimeout(r, 1500));
 const loadFrom = performance.now() - spawned;
-const result = await runLoad(sessions, 6, 1, async () => {
+const result = await runLoad(sessions, seconds, 1, async () => {
   const session = await Session.open(gateway.url);
   return { call: () => session.call('tools/call', { name: 'echo', arguments: { text: 'hello' } }), close: () => session.close() };
 });
 const loadTo = performance.now() - spawned;
 await gateway.stop();
 await upstream?.stop();
-console.log(`${sessions} sessions (${stdio ? 'stdio' : 'Streamable HTTP'} upstream): p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ${result.callsPerSecond} calls/s, ${result.errors} errors`);
+console.log(`${sessions} sessions (${stdio ? 'stdio' : lean ? 'lean Streamable HTTP' : 'Streamable HTTP'} upstream): p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ${result.callsPerSecond} calls/s, ${result.errors} errors`);
 
 interface Profile {
-  nodes: { id: number; callFrame: { functionName: string; url: string } }[];
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
   samples: number[];
   timeDeltas: number[];
 }
@@ -62,15 +69,30 @@ const component = ({ functionName, url }: { functionName: string; url: string })
 // Only samples taken while the load ran (the profile's clock starts with the process, give or
 // take its boot), so start-up work such as PGlite's does not hide in the shares.
 const time = new Map<string, number>();
+const selfTime = new Map<string, number>();
 let at = 0;
 profile.samples.forEach((id, i) => {
   at += (profile.timeDeltas[i] ?? 0) / 1000;
   if (at < loadFrom || at > loadTo) return;
-  const key = component(frames.get(id)!);
+  const frame = frames.get(id)!;
+  const key = component(frame);
   time.set(key, (time.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  if (key === 'idle') return;
+  // One function may appear as several nodes (one per call path): summed by name and place.
+  const place = frame.url ? `${frame.url.replace(`file://${join(build, '/')}`, '')}:${frame.lineNumber + 1}` : '';
+  const fn = `${frame.functionName || '(anonymous)'} ${place}`.trim();
+  selfTime.set(fn, (selfTime.get(fn) ?? 0) + (profile.timeDeltas[i] ?? 0));
 });
 const busy = [...time].filter(([k]) => k !== 'idle').reduce((sum, [, v]) => sum + v, 0);
 console.log(`gateway CPU busy during the load: ${Math.round(busy / 1000)} ms of ${Math.round(loadTo - loadFrom)} ms`);
 for (const [key, value] of [...time].filter(([k]) => k !== 'idle').sort((a, b) => b[1] - a[1]).slice(0, 20)) {
   console.log(`${((100 * value) / busy).toFixed(1).padStart(5)}%  ${key}`);
 }
+// Sampling is by wall time: a thread preempted inside a system call is counted there. On a
+// busy host `writev` (the sender woken peer runs first) holds such waits as well as its work.
+const ranked = [...selfTime].sort((a, b) => b[1] - a[1]);
+const show = ([fn, value]: [string, number]) => console.log(`${((100 * value) / busy).toFixed(1).padStart(5)}%  ${fn}`);
+console.log('\nfunctions with the most self time:');
+ranked.slice(0, 15).forEach(show);
+console.log('\nof them in Conflux (dist/):');
+ranked.filter(([fn]) => fn.includes(' dist/')).slice(0, 10).forEach(show);

@@ -3,12 +3,22 @@ import { readFile, writeFile } from 'node:fs/promises';
 const START = '<!-- results:start -->';
 const END = '<!-- results:end -->';
 
+interface Figures {
+  p50Ms: number;
+  p99Ms: number;
+  callsPerSecond: number;
+  cpuMsPerCall?: number;
+}
+
 interface HopRow {
   sessions: number;
-  direct: { p50Ms: number; p99Ms: number; callsPerSecond: number };
-  proxy?: { p50Ms: number; p99Ms: number; callsPerSecond: number };
-  gateway: { p50Ms: number; p99Ms: number; callsPerSecond: number };
-  gateway2026?: { p50Ms: number; p99Ms: number; callsPerSecond: number };
+  direct: Figures;
+  proxy?: Figures;
+  gateway: Figures;
+  gateway2026?: Figures;
+  mcpHub?: Figures;
+  supergateway?: Figures;
+  mcpProxy?: Figures;
   addedMsProxy?: number;
   addedMsGateway?: number;
   addedMsGateway2026?: number;
@@ -16,19 +26,71 @@ interface HopRow {
   throughputGateway: number;
 }
 
-/** The results as markdown tables. */
-export function renderResults(result: { machine: Record<string, unknown>; command: string; report: Record<string, any> }): string {
-  const r = result.report;
+const cell = (f: Figures | undefined) => (f ? `${f.p50Ms} / ${f.p99Ms} | ${f.callsPerSecond}` : '- | -');
+
+function hopTable(rows: HopRow[]): string[] {
   const lines = [
-    `Measured ${String(result.machine.date).slice(0, 10)} on ${result.machine.cores} cores (${result.machine.cpu}), Node ${result.machine.node}, with \`${result.command}\`.`,
-    'Client, gateway and upstreams share the machine; every ratio compares runs made minutes apart in the same invocation.',
+    '| sessions | direct p50 / p99 ms | calls/s | byte proxy p50 / p99 ms | calls/s | Conflux p50 / p99 ms | calls/s | added p50 ms: proxy / Conflux | throughput vs direct: proxy / Conflux |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const row of rows) {
+    lines.push(`| ${row.sessions} | ${cell(row.direct)} | ${cell(row.proxy)} | ${cell(row.gateway)} | ${row.addedMsProxy} / ${row.addedMsGateway} | ${row.throughputProxy} / ${row.throughputGateway} |`);
+  }
+  return lines;
+}
+
+/** Workloads 1 and 1b against the targets: throughput at 16 sessions ≥ 0.6× direct, added p50 at 1 session ≤ 1.5× the byte proxy's. */
+function targetTable(workloads: [string, HopRow[] | undefined][]): string[] {
+  const lines = [
+    '| upstream | throughput at 16 sessions vs direct: proxy / Conflux (target ≥ 0.6) | added p50 at 1 session ms: proxy / Conflux | Conflux over proxy (target ≤ 1.5×) |',
+    '|---|---|---|---|',
+  ];
+  for (const [name, rows] of workloads) {
+    const at16 = rows?.find((row) => row.sessions === 16);
+    const at1 = rows?.find((row) => row.sessions === 1);
+    if (!at16 || !at1) continue;
+    const over = at1.addedMsProxy! > 0 ? `${Math.round((100 * at1.addedMsGateway!) / at1.addedMsProxy!) / 100}×` : 'n/a (the proxy added nothing)';
+    lines.push(`| ${name} | ${at16.throughputProxy} / ${at16.throughputGateway} | ${at1.addedMsProxy} / ${at1.addedMsGateway} | ${over} |`);
+  }
+  return lines;
+}
+
+/**
+ * CPU time per call of each process on the path, from /proc: unlike latency and throughput it
+ * barely moves with the host's load, so it is the figure to compare runs by.
+ */
+function cpuTable(workloads: [string, HopRow[] | undefined][]): string[] {
+  const rows = workloads.flatMap(([name, hop]) => (hop ?? []).filter((row) => row.gateway.cpuMsPerCall !== undefined).map((row) => ({ name, row })));
+  if (rows.length === 0) return [];
+  const ms = (f: Figures | undefined) => (f?.cpuMsPerCall === undefined ? '-' : f.cpuMsPerCall);
+  const lines = [
+    '#### CPU time per call',
+    '',
+    '| upstream | sessions | the upstream, called directly, ms | byte proxy ms | Conflux ms |',
+    '|---|---|---|---|---|',
+  ];
+  for (const { name, row } of rows) lines.push(`| ${name} | ${row.sessions} | ${ms(row.direct)} | ${ms(row.proxy)} | ${ms(row.gateway)} |`);
+  lines.push('', 'User plus system CPU of each process (all its threads) over the measured window, divided by the calls answered in it; the proxy and Conflux figures leave out the upstream behind them.', '');
+  return lines;
+}
+
+/** The results as markdown tables. */
+export function renderResults(result: { machine: Record<string, any>; command: string; compare?: { rounds: number; seconds: number; warmUpCalls: number; warmUpMaxSeconds: number }; report: Record<string, any> }): string {
+  const r = result.report;
+  const m = result.machine;
+  const c = result.compare;
+  const lines = [
+    `Measured ${String(m.date).slice(0, 10)} on ${m.cores} cores (${m.cpu}), Node ${m.node}, with \`${result.command}\`${m.loadAverage ? `; the host's load average was ${m.loadAverage.atStart} at the start and ${m.loadAverage.atEnd} at the end (other work shares it)` : ''}.`,
+    'Client, gateway and upstreams share the machine.',
+    ...(c
+      ? [
+          `In workloads 1, 1b and 2 every target is first warmed up (${c.warmUpCalls} calls from 16 sessions, or ${c.warmUpMaxSeconds} s if that comes first), then ${c.rounds > 1 ? `measured in ${c.rounds} alternating rounds of ${c.seconds} s per concurrency level (the second round in reverse order); each figure is the target's best round (the most calls per second), and every round is in \`bench/results/\`` : `measured once for ${c.seconds} s per concurrency level, the targets one after another`}.`,
+        ]
+      : ['Every ratio compares runs made minutes apart in the same invocation.']),
     '',
   ];
   if (r.httpHop) {
-    lines.push('### 1. `tools/call` on a Streamable HTTP upstream', '', '| sessions | direct p50 / p99 ms | calls/s | byte proxy p50 / p99 ms | calls/s | Conflux p50 / p99 ms | calls/s | added p50 ms: proxy / Conflux | throughput vs direct: proxy / Conflux |', '|---|---|---|---|---|---|---|---|---|');
-    for (const row of r.httpHop as HopRow[]) {
-      lines.push(`| ${row.sessions} | ${row.direct.p50Ms} / ${row.direct.p99Ms} | ${row.direct.callsPerSecond} | ${row.proxy!.p50Ms} / ${row.proxy!.p99Ms} | ${row.proxy!.callsPerSecond} | ${row.gateway.p50Ms} / ${row.gateway.p99Ms} | ${row.gateway.callsPerSecond} | ${row.addedMsProxy} / ${row.addedMsGateway} | ${row.throughputProxy} / ${row.throughputGateway} |`);
-    }
+    lines.push('### 1. `tools/call` on the SDK\'s Streamable HTTP upstream', '', ...hopTable(r.httpHop as HopRow[]));
     const modern = (r.httpHop as HopRow[]).filter((row) => row.gateway2026);
     if (modern.length > 0) {
       lines.push(
@@ -38,17 +100,27 @@ export function renderResults(result: { machine: Record<string, unknown>; comman
         '| sessions | 2025 session p50 / p99 ms | calls/s | 2026 sessionless p50 / p99 ms | calls/s | added p50 ms vs direct: 2025 / 2026 |',
         '|---|---|---|---|---|---|',
       );
-      for (const row of modern) {
-        lines.push(`| ${row.sessions} | ${row.gateway.p50Ms} / ${row.gateway.p99Ms} | ${row.gateway.callsPerSecond} | ${row.gateway2026!.p50Ms} / ${row.gateway2026!.p99Ms} | ${row.gateway2026!.callsPerSecond} | ${row.addedMsGateway} / ${row.addedMsGateway2026} |`);
-      }
+      for (const row of modern) lines.push(`| ${row.sessions} | ${cell(row.gateway)} | ${cell(row.gateway2026)} | ${row.addedMsGateway} / ${row.addedMsGateway2026} |`);
     }
     lines.push('');
   }
+  if (r.leanHop) {
+    lines.push(
+      '### 1b. `tools/call` on the lean Streamable HTTP upstream',
+      '',
+      ...hopTable(r.leanHop as HopRow[]),
+      '',
+      'The upstream is `bench/lean-upstream.ts`: node:http and hand-written JSON-RPC, plain JSON answers, no SDK; it spends a few microseconds per call, so the hop is what these rows measure.',
+      '',
+    );
+  }
+  if (r.httpHop || r.leanHop) {
+    lines.push('#### Workloads 1 and 1b against the targets', '', ...targetTable([['SDK (1)', r.httpHop], ['lean (1b)', r.leanHop]]), '');
+    lines.push(...cpuTable([['SDK (1)', r.httpHop], ['lean (1b)', r.leanHop]]));
+  }
   if (r.stdioHop) {
     lines.push('### 2. `tools/call` on a stdio upstream', '', '| sessions | direct stdio p50 / p99 ms | calls/s | Conflux p50 / p99 ms | calls/s | throughput vs direct |', '|---|---|---|---|---|---|');
-    for (const row of r.stdioHop as HopRow[]) {
-      lines.push(`| ${row.sessions} | ${row.direct.p50Ms} / ${row.direct.p99Ms} | ${row.direct.callsPerSecond} | ${row.gateway.p50Ms} / ${row.gateway.p99Ms} | ${row.gateway.callsPerSecond} | ${row.throughputGateway} |`);
-    }
+    for (const row of r.stdioHop as HopRow[]) lines.push(`| ${row.sessions} | ${cell(row.direct)} | ${cell(row.gateway)} | ${row.throughputGateway} |`);
     lines.push('');
   }
   if (r.bigCatalog) {
@@ -80,23 +152,28 @@ export function renderResults(result: { machine: Record<string, unknown>; comman
       '',
     );
   }
-  if (r.peers?.supergateway) {
-    lines.push('### 7. Peer gateway: supergateway (stdio upstream, Streamable HTTP, stateful)', '', '| sessions | supergateway p50 / p99 ms | calls/s | Conflux p50 / p99 ms | calls/s |', '|---|---|---|---|---|');
-    for (const row of r.peers.supergateway) {
-      const c = row.conflux;
-      lines.push(`| ${row.sessions} | ${row.supergateway.p50Ms} / ${row.supergateway.p99Ms} | ${row.supergateway.callsPerSecond} | ${c ? `${c.p50Ms} / ${c.p99Ms}` : '-'} | ${c ? c.callsPerSecond : '-'} |`);
-    }
-    lines.push('', 'supergateway starts one stdio server per session; Conflux shares one. The Conflux column is workload 2 of the same run.', '');
-  }
-  if (r.peers?.mcpHub) {
-    lines.push('### 7b. Peer gateway: mcp-hub (Streamable HTTP upstream)', '', '| sessions | mcp-hub p50 / p99 ms | calls/s | Conflux p50 / p99 ms | calls/s |', '|---|---|---|---|---|');
-    for (const row of r.peers.mcpHub) {
-      const c = row.conflux;
-      lines.push(`| ${row.sessions} | ${row.mcpHub.p50Ms} / ${row.mcpHub.p99Ms} | ${row.mcpHub.callsPerSecond} | ${c ? `${c.p50Ms} / ${c.p99Ms}` : '-'} | ${c ? c.callsPerSecond : '-'} |`);
-    }
+  const stdioPeers = ((r.stdioHop ?? []) as HopRow[]).filter((row) => row.supergateway || row.mcpProxy);
+  if (stdioPeers.length > 0) {
+    lines.push(
+      '### 7. Peer gateways on the stdio upstream (Streamable HTTP downstream)',
+      '',
+      '| sessions | Conflux p50 / p99 ms | calls/s | supergateway p50 / p99 ms | calls/s | mcp-proxy p50 / p99 ms | calls/s |',
+      '|---|---|---|---|---|---|---|',
+    );
+    for (const row of stdioPeers) lines.push(`| ${row.sessions} | ${cell(row.gateway)} | ${cell(row.supergateway)} | ${cell(row.mcpProxy)} |`);
     lines.push(
       '',
-      'mcp-hub offers its unified endpoint over the older HTTP+SSE transport only (a POST per call, the answer on a long-lived event stream), so the client speaks that to it; its upstream is the same echo server over Streamable HTTP. The Conflux column is workload 1 of the same run.',
+      'Measured in the same alternating rounds as workload 2. supergateway (`--stateful`) starts one stdio server per session; mcp-proxy (`--server stream --no-eventStore`) and Conflux share one.',
+      '',
+    );
+  }
+  const hubRows = ((r.httpHop ?? []) as HopRow[]).filter((row) => row.mcpHub);
+  if (hubRows.length > 0) {
+    lines.push('### 7b. Peer gateway: mcp-hub (the SDK\'s Streamable HTTP upstream)', '', '| sessions | Conflux p50 / p99 ms | calls/s | mcp-hub p50 / p99 ms | calls/s |', '|---|---|---|---|---|');
+    for (const row of hubRows) lines.push(`| ${row.sessions} | ${cell(row.gateway)} | ${cell(row.mcpHub)} |`);
+    lines.push(
+      '',
+      'mcp-hub offers its unified endpoint over the older HTTP+SSE transport only (a POST per call, the answer on a long-lived event stream), so the client speaks that to it; its upstream is the same echo server over Streamable HTTP, measured in the same alternating rounds as workload 1.',
       '',
     );
   }
@@ -111,7 +188,6 @@ export function renderResults(result: { machine: Record<string, unknown>; comman
     lines.push('### 9. Workers and replicas (PostgreSQL and Redis)', '', `Skipped: ${r.scaleOut.skipped}.`, '');
   }
   if (r.scaleOut?.rows) {
-    const cell = (l: { p50Ms: number; p99Ms: number; callsPerSecond: number }) => `${l.p50Ms} / ${l.p99Ms} | ${l.callsPerSecond}`;
     lines.push(
       '### 9. Workers and replicas (Streamable HTTP upstream, PostgreSQL and Redis)',
       '',

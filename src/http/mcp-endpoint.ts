@@ -229,6 +229,7 @@ export function unavailable(error: unknown): Response {
  */
 function isLegacy(request: Request, body: unknown): boolean {
   const { headers } = request;
+  if (plainLegacyRequest(headers.get('mcp-protocol-version'), body)) return true;
   return (
     classifyInboundRequest({
       httpMethod: 'POST',
@@ -238,6 +239,23 @@ function isLegacy(request: Request, body: unknown): boolean {
       body,
     }).kind === 'legacy'
   );
+}
+
+/**
+ * The common 2025 request, which the classification above calls legacy on sight: a strict
+ * JSON-RPC request (as the SDK's schema has it: `jsonrpc`, an integer or string `id`, a string
+ * `method`, object `params`) other than `initialize`, with no `_meta` in its params (so no
+ * envelope claim) and no protocol version header or a 2025-era one. Anything else is classified
+ * in full; this spares a plain call the classification's three schema checks.
+ */
+export function plainLegacyRequest(versionHeader: string | null, body: unknown): boolean {
+  if (versionHeader !== null && !SUPPORTED_PROTOCOL_VERSIONS.includes(versionHeader)) return false;
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return false;
+  for (const key in body) if (key !== 'jsonrpc' && key !== 'id' && key !== 'method' && key !== 'params') return false;
+  const { jsonrpc, id, method, params } = body as { jsonrpc?: unknown; id?: unknown; method?: unknown; params?: unknown };
+  if (jsonrpc !== '2.0' || typeof method !== 'string' || method === 'initialize') return false;
+  if (typeof id !== 'string' && !Number.isSafeInteger(id)) return false;
+  return params === undefined || (params !== null && typeof params === 'object' && !Array.isArray(params) && !Object.hasOwn(params, '_meta'));
 }
 
 /** A single first-page `tools/list` request, which the fast path may answer. */

@@ -45,7 +45,7 @@ export class AuditRepository {
    */
   async insertMany(events: readonly AuditEvent[]): Promise<void> {
     if (events.length === 0) return;
-    const rows = JSON.stringify(
+    const rows = storableJson(
       events.map((e) => ({
         at: e.at,
         kind: e.kind,
@@ -59,7 +59,6 @@ export class AuditRepository {
         error: e.error ?? null,
         duration_ms: e.durationMs ?? null,
       })),
-      storable,
     );
     await this.db.execute(sql`
       insert into audit_events (at, kind, principal, session_id, channel, server, target, arguments, status, error, duration_ms)
@@ -107,7 +106,17 @@ export class AuditRepository {
 /**
  * PostgreSQL refuses NUL characters and unpaired surrogates in text and jsonb, and one such
  * string from a client would fail its whole batch at every retry: they are stored as U+FFFD.
+ * `JSON.stringify` writes both as `\u` escapes (and nothing else it writes looks like them but
+ * an escaped backslash before such text), so a batch without one is written as it is; only a
+ * batch with one pays for the replacer, which takes JSON.stringify off its fast path.
  */
+function storableJson(rows: readonly object[]): string {
+  const json = JSON.stringify(rows);
+  return ESCAPED_UNSTORABLE.test(json) ? JSON.stringify(rows, storable) : json;
+}
+
+const ESCAPED_UNSTORABLE = /\\u(?:0000|d[89a-f])/i;
+
 function storable(_key: string, value: unknown): unknown {
   if (typeof value === 'string') return clean(value);
   if (value !== null && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).some((k) => clean(k) !== k)) {

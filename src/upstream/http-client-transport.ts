@@ -1,7 +1,8 @@
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isJSONRPCRequest, type JSONRPCMessage, type Transport, type TransportSendOptions } from '@modelcontextprotocol/client';
+import { urlToHttpOptions } from 'node:url';
+import type { JSONRPCMessage, JSONRPCRequest, Transport, TransportSendOptions } from '@modelcontextprotocol/client';
 import { createParser } from 'eventsource-parser';
 import type { UpstreamAuth } from './auth/upstream-auth.js';
 import { NotJsonRpcError } from './errors.js';
@@ -92,8 +93,12 @@ export class HttpClientTransport implements Transport {
 
   readonly #url: URL;
   readonly #options: HttpClientTransportOptions;
+  /** The configured headers, their names lower-cased once rather than on every request. */
+  readonly #headers: Readonly<Record<string, string>>;
   readonly #agent: HttpAgent;
   readonly #send: typeof httpRequest;
+  /** Where requests go, as node:http takes it: converted once (node:http converts a URL on every request). */
+  readonly #target: RequestOptions;
   readonly #inFlight = new Set<ClientRequest>();
   /** The abort controller of each request whose POST or response stream is open, by request id. */
   readonly #calls = new Map<string, AbortController>();
@@ -114,9 +119,11 @@ export class HttpClientTransport implements Transport {
   constructor(url: URL, options: HttpClientTransportOptions) {
     this.#url = url;
     this.#options = options;
+    this.#headers = lowerCased(options.headers);
     const secure = url.protocol === 'https:';
     this.#agent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
     this.#send = (secure ? httpsRequest : httpRequest) as typeof httpRequest;
+    this.#target = { ...urlToHttpOptions(url), agent: this.#agent };
   }
 
   async start(): Promise<void> {}
@@ -133,7 +140,7 @@ export class HttpClientTransport implements Transport {
   async send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
     const owner = this.#options.owners?.take();
     if (this.#closed) throw new Error('transport closed');
-    if (!isJSONRPCRequest(message)) {
+    if (!isRequest(message)) {
       try {
         return await this.#post(message, options, owner, options?.requestSignal);
       } finally {
@@ -223,7 +230,7 @@ export class HttpClientTransport implements Transport {
       if (inBand && this.#deliverRefusal(text, message, owner)) return;
       throw httpError(status, response.statusMessage, text, session);
     }
-    const request = isJSONRPCRequest(message) ? message : undefined;
+    const request = isRequest(message) ? message : undefined;
     if (isEventStream(response)) {
       // The answer streams; notifications and requests about it may come first.
       if (!request || !signal) return void this.#consumeEvents(response, owner, signal);
@@ -281,18 +288,8 @@ export class HttpClientTransport implements Transport {
   #request(method: string, headers: Record<string, string>, body?: string, signal?: AbortSignal, query?: Record<string, string>): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
-      const request = this.#send(withQuery(this.#url, query), {
-        method,
-        agent: this.#agent,
-        // One spelling per name: a configured `Authorization` and the auth's `authorization` would both be sent.
-        headers: lowerCased({
-          ...this.#options.headers,
-          ...(this.sessionId ? { 'mcp-session-id': this.sessionId } : {}),
-          ...(this.#protocolVersion ? { 'mcp-protocol-version': this.#protocolVersion } : {}),
-          ...headers,
-          ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}),
-        }),
-      });
+      const target = query && Object.keys(query).length > 0 ? { ...urlToHttpOptions(withQuery(this.#url, query)), agent: this.#agent } : this.#target;
+      const request = this.#send({ ...target, method, headers: this.#requestHeaders(headers, body) });
       this.#inFlight.add(request);
       // Aborting ends this request and its response stream only, not the connection.
       const abort = () => request.destroy();
@@ -312,6 +309,19 @@ export class HttpClientTransport implements Transport {
       });
       request.end(body);
     });
+  }
+
+  /**
+   * The configured headers, then the session's, then the request's own, one spelling per name
+   * (a configured `Authorization` and the auth's `authorization` would otherwise both be sent).
+   */
+  #requestHeaders(headers: Record<string, string>, body: string | undefined): Record<string, string> {
+    const all: Record<string, string> = { ...this.#headers };
+    if (this.sessionId) all['mcp-session-id'] = this.sessionId;
+    if (this.#protocolVersion) all['mcp-protocol-version'] = this.#protocolVersion;
+    for (const name in headers) all[name.toLowerCase()] = headers[name]!;
+    if (body !== undefined) all['content-length'] = String(Buffer.byteLength(body));
+    return all;
   }
 
   /** Delivers a JSON-RPC error body that answers `message` in-band; false when it is anything else. */
@@ -483,9 +493,16 @@ export class HttpClientTransport implements Transport {
   }
 }
 
+/**
+ * Whether a message the SDK hands over is a request (it has a method and an id). The SDK built
+ * it, so its shape is not in question; the schema check this replaces ran twice per request.
+ */
+function isRequest(message: JSONRPCMessage): message is JSONRPCRequest {
+  return 'method' in message && 'id' in message;
+}
+
 /** `url` with credentials in its query, when the auth puts them there. */
-function withQuery(url: URL, query: Record<string, string> | undefined): URL {
-  if (!query || Object.keys(query).length === 0) return url;
+function withQuery(url: URL, query: Record<string, string>): URL {
   const target = new URL(url);
   for (const [name, value] of Object.entries(query)) target.searchParams.set(name, value);
   return target;

@@ -97,6 +97,10 @@ describe.each([
     ]);
     const [odd] = (await audit.query({ principal: 'eve', limit: 1, offset: 0 })).events;
     expect(odd).toMatchObject({ target: 'bad\uFFFDname', arguments: { 'k\uFFFD': 'v\uFFFD', list: ['\uFFFD'] }, error: '\uFFFDx' });
+    // Text that only reads like such a character once escaped is stored as it is.
+    await audit.insertMany([{ at: new Date(base + 32 * 60_000), kind: 'tool_call', principal: 'fay', channel: 'mcp', target: 'C:\\u0000\\ud800', arguments: { path: '\\u0000' }, status: 'ok' }]);
+    const [literal] = (await audit.query({ principal: 'fay', limit: 1, offset: 0 })).events;
+    expect(literal).toMatchObject({ target: 'C:\\u0000\\ud800', arguments: { path: '\\u0000' } });
   });
 
   it('drops only a row the database refuses, and keeps writing after it', async () => {
