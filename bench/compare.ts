@@ -18,7 +18,11 @@ export interface Target {
   open: () => Promise<LoadClient>;
   /** Targets that start a server process per session are opened one session at a time. */
   openOneAtATime?: boolean;
-  /** Called before its warm-up and before each of its measurements (to start a peer afresh). */
+  /**
+   * Called before its warm-up and before each of its measurements (to start a peer afresh);
+   * each measurement of a target that has one is preceded by a warm-up of its own, so the
+   * fresh process is measured warm like every other target.
+   */
   prepare?: () => Promise<void>;
   /** The CPU time (ms) of the process that serves it, for its CPU per call. */
   cpu?: () => number;
@@ -120,7 +124,10 @@ export async function compareTargets(targets: readonly Target[], options: Compar
 }
 
 async function measure(target: Target, sessions: number, options: CompareOptions): Promise<LoadResult> {
-  await target.prepare?.();
+  if (target.prepare) {
+    await target.prepare();
+    await warmUp(target, options.warmUp);
+  }
   return runLoad(sessions, options.seconds, options.settleSeconds, target.open, {
     openOneAtATime: target.openOneAtATime ?? false,
     ...(target.cpu ? { cpu: target.cpu } : {}),

@@ -10,7 +10,7 @@
  * servers it started.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +20,23 @@ import { SseSession } from './sse-session.js';
 
 export interface RunningPeer {
   url: string;
+  /**
+   * The id of its process group (its own pid): what to kill, synchronously, when the bench is
+   * cut short before `stop` (`killGroup`).
+   */
+  group: number;
+  /** A folder of its own (mcp-hub's config, logs and cache), removed by `stop`. */
+  dir?: string;
   stop: () => Promise<void>;
+}
+
+/** Kills a peer's process group: the gateway and the server processes it started, at once. */
+export function killGroup(group: number): void {
+  try {
+    process.kill(-group, 'SIGKILL');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error; // ESRCH: already gone
+  }
 }
 
 /** supergateway in front of `command` (argv of a stdio server), stateful Streamable HTTP at /mcp. */
@@ -54,12 +70,18 @@ export async function startMcpHub(upstreamUrl: string): Promise<RunningPeer> {
     XDG_CONFIG_HOME: dir,
   });
   const url = `http://127.0.0.1:${port}/mcp`;
-  return ready(child, url, 'mcp-hub', async () => {
-    const session = await SseSession.open(url).catch(() => undefined);
-    const listed = await session?.call('tools/list', {}).catch(() => '');
-    await session?.close();
-    return listed?.includes('"echo__echo"') ?? false;
-  });
+  return ready(
+    child,
+    url,
+    'mcp-hub',
+    async () => {
+      const session = await SseSession.open(url).catch(() => undefined);
+      const listed = await session?.call('tools/list', {}).catch(() => '');
+      await session?.close();
+      return listed?.includes('"echo__echo"') ?? false;
+    },
+    dir,
+  );
 }
 
 function spawnPeer(args: string[], cwd: string, env: Record<string, string> = {}): ChildProcess {
@@ -72,14 +94,15 @@ async function opensSession(url: string): Promise<boolean> {
   return session !== undefined;
 }
 
-/** Waits until `isUp` says the peer serves (30 s at most); on failure the peer is stopped. */
-async function ready(child: ChildProcess, url: string, name: string, isUp: () => Promise<boolean>): Promise<RunningPeer> {
+/**
+ * Waits until `isUp` says the peer serves (30 s at most); on failure the peer is stopped. Its
+ * `stop` kills its process group, then removes its folder, if it has one.
+ */
+async function ready(child: ChildProcess, url: string, name: string, isUp: () => Promise<boolean>, dir?: string): Promise<RunningPeer> {
+  const group = child.pid!;
   const stop = async () => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL'); // the gateway and the server processes it started
-    } catch {
-      // already gone
-    }
+    killGroup(group);
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   };
   const deadline = performance.now() + 30_000;
   while (!(await isUp())) {
@@ -89,7 +112,7 @@ async function ready(child: ChildProcess, url: string, name: string, isUp: () =>
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  return { url, stop };
+  return { url, group, ...(dir !== undefined ? { dir } : {}), stop };
 }
 
 export function freePort(): Promise<number> {

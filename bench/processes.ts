@@ -7,6 +7,8 @@ export const ROOT = new URL('..', import.meta.url).pathname;
 export interface Running {
   url: string;
   child: ChildProcess;
+  /** What the process wrote to stderr before it was found listening (a gateway's start-up log). */
+  startupLog: string;
   stop(): Promise<void>;
   /** Resident memory in KiB (Linux). */
   rssKib(): number;
@@ -27,18 +29,23 @@ export function processCpuMs(pid: number): number {
 
 /**
  * Starts a process and waits for the URL it prints (a `listening URL` line on stdout, or the
- * gateway's JSON start-up log line on stderr).
+ * gateway's JSON start-up log line on stderr). One that does not print it in time is killed:
+ * the caller never gets it to stop.
  */
 export function start(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<Running> {
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${args.join(' ')} did not start in time`)), timeoutMs);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${args.join(' ')} did not start in time`));
+    }, timeoutMs);
     let stderr = '';
     const found = (url: string) => {
       clearTimeout(timer);
       resolve({
         url,
         child,
+        startupLog: stderr,
         rssKib: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0),
         cpuMs: () => processCpuMs(child.pid!),
         stop: async () => {
@@ -60,7 +67,10 @@ export function start(args: string[], env: Record<string, string> = {}, timeoutM
       const match = /"msg":"Conflux listening on (http:[^"]+)"/.exec(line);
       if (match) found(match[1]!);
     });
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${stderr.slice(-2000)}`)));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${args.join(' ')} exited with ${code}: ${stderr.slice(-2000)}`));
+    });
   });
 }
 

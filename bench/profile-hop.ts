@@ -12,46 +12,60 @@
  * another build (a directory with its own `dist/`, as bench/ab.ts takes). After the components
  * it lists the functions with the most self time during the load.
  */
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { runLoad, Session } from './load.js';
-import { LEAN_UPSTREAM, ROOT, start, upstreams } from './processes.js';
-
-const args = process.argv.slice(2);
-const stdio = args.includes('--stdio');
-const lean = args.includes('--lean');
-const sessions = args.includes('--sessions') ? Number(args[args.indexOf('--sessions') + 1]) : 16;
-const seconds = args.includes('--seconds') ? Number(args[args.indexOf('--seconds') + 1]) : 6;
-const build = args.includes('--build') ? args[args.indexOf('--build') + 1]! : ROOT;
-const extra = JSON.parse(args.find((a) => a.startsWith('{')) ?? '{}') as Record<string, unknown>;
-const dir = await mkdtemp(join(tmpdir(), 'conflux-profile-'));
-const profiles = join(dir, 'profiles');
-const upstream = stdio ? undefined : await start(lean ? LEAN_UPSTREAM : upstreams('http'));
-const server = upstream ? { url: `${upstream.url}/mcp/0` } : { command: process.execPath, args: upstreams('stdio'), cwd: ROOT };
-await writeFile(join(dir, 'config.json'), JSON.stringify({ gateway: { port: 0, healthCheck: { intervalSeconds: 0 }, ...extra }, servers: { echo: { ...server, prefix: '' } } }));
-const spawned = performance.now();
-const gateway = await start(['--cpu-prof', '--cpu-prof-dir', profiles, join(build, 'dist/cli.js'), 'serve', '--config', join(dir, 'config.json'), '--port', '0'], {
-  LOG_LEVEL: 'info',
-  CONFLUX_DATA_DIR: join(dir, 'data'),
-});
-await new Promise((r) => setTimeout(r, 1500));
-const loadFrom = performance.now() - spawned;
-const result = await runLoad(sessions, seconds, 1, async () => {
-  const session = await Session.open(gateway.url);
-  return { call: () => session.call('tools/call', { name: 'echo', arguments: { text: 'hello' } }), close: () => session.close() };
-});
-const loadTo = performance.now() - spawned;
-await gateway.stop();
-await upstream?.stop();
-console.log(`${sessions} sessions (${stdio ? 'stdio' : lean ? 'lean Streamable HTTP' : 'Streamable HTTP'} upstream): p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ${result.callsPerSecond} calls/s, ${result.errors} errors`);
+import { join, resolve } from 'node:path';
+import { runLoad, Session, type LoadResult } from './load.js';
+import { LEAN_UPSTREAM, ROOT, start, upstreams, type Running } from './processes.js';
 
 interface Profile {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
   samples: number[];
   timeDeltas: number[];
 }
-const profile = JSON.parse(await readFile(join(profiles, (await readdir(profiles))[0]!), 'utf8')) as Profile;
+
+const args = process.argv.slice(2);
+const stdio = args.includes('--stdio');
+const lean = args.includes('--lean');
+const sessions = args.includes('--sessions') ? Number(args[args.indexOf('--sessions') + 1]) : 16;
+const seconds = args.includes('--seconds') ? Number(args[args.indexOf('--seconds') + 1]) : 6;
+// Absolute, as the profile's script URLs are: a relative one would match none of them.
+const build = resolve(args.includes('--build') ? args[args.indexOf('--build') + 1]! : ROOT);
+const extra = JSON.parse(args.find((a) => a.startsWith('{')) ?? '{}') as Record<string, unknown>;
+const dir = await mkdtemp(join(tmpdir(), 'conflux-profile-'));
+const profiles = join(dir, 'profiles');
+let upstream: Running | undefined;
+let gateway: Running | undefined;
+let result: LoadResult;
+let loadFrom: number;
+let loadTo: number;
+let profile: Profile;
+try {
+  upstream = stdio ? undefined : await start(lean ? LEAN_UPSTREAM : upstreams('http'));
+  const server = upstream ? { url: `${upstream.url}/mcp/0` } : { command: process.execPath, args: upstreams('stdio'), cwd: ROOT };
+  await writeFile(join(dir, 'config.json'), JSON.stringify({ gateway: { port: 0, healthCheck: { intervalSeconds: 0 }, ...extra }, servers: { echo: { ...server, prefix: '' } } }));
+  const spawned = performance.now();
+  const gw = await start(['--cpu-prof', '--cpu-prof-dir', profiles, join(build, 'dist/cli.js'), 'serve', '--config', join(dir, 'config.json'), '--port', '0'], {
+    LOG_LEVEL: 'info',
+    CONFLUX_DATA_DIR: join(dir, 'data'),
+  });
+  gateway = gw;
+  await new Promise((r) => setTimeout(r, 1500));
+  loadFrom = performance.now() - spawned;
+  result = await runLoad(sessions, seconds, 1, async () => {
+    const session = await Session.open(gw.url);
+    return { call: () => session.call('tools/call', { name: 'echo', arguments: { text: 'hello' } }), close: () => session.close() };
+  });
+  loadTo = performance.now() - spawned;
+  await gw.stop(); // the profile is written as it exits
+  profile = JSON.parse(await readFile(join(profiles, (await readdir(profiles))[0]!), 'utf8')) as Profile;
+} finally {
+  await gateway?.stop();
+  await upstream?.stop();
+  await rm(dir, { recursive: true, force: true });
+}
+console.log(`${sessions} sessions (${stdio ? 'stdio' : lean ? 'lean Streamable HTTP' : 'Streamable HTTP'} upstream): p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ${result.callsPerSecond} calls/s, ${result.errors} errors`);
+
 const frames = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
 const component = ({ functionName, url }: { functionName: string; url: string }): string => {
   if (functionName === '(idle)') return 'idle';

@@ -75,7 +75,13 @@ function cpuTable(workloads: [string, HopRow[] | undefined][]): string[] {
 }
 
 /** The results as markdown tables. */
-export function renderResults(result: { machine: Record<string, any>; command: string; compare?: { rounds: number; seconds: number; warmUpCalls: number; warmUpMaxSeconds: number }; report: Record<string, any> }): string {
+export function renderResults(result: {
+  machine: Record<string, any>;
+  command: string;
+  compare?: { rounds: number; seconds: number; warmUpCalls: number; warmUpMaxSeconds: number };
+  embeddedDatabases?: { fromTemplate: number; byInitdb: number };
+  report: Record<string, any>;
+}): string {
   const r = result.report;
   const m = result.machine;
   const c = result.compare;
@@ -135,7 +141,7 @@ export function renderResults(result: { machine: Record<string, any>; command: s
     }
     lines.push(
       '',
-      'Each row is measured from the one before (the first from the idle gateway). RSS includes the embedded PGlite database, created afresh for the run (about 700 MiB, part of it returned while the first sessions open), so the V8 heap figure is the one per session.',
+      `Each row is measured from the one before (the first from the idle gateway). RSS includes the embedded PGlite database, ${embeddedDatabase(result.embeddedDatabases)}, so the V8 heap figure is the one per session.`,
       '',
     );
   }
@@ -207,6 +213,18 @@ export function renderResults(result: { machine: Record<string, any>; command: s
     lines.push('### 6. Start-up', '', `${r.startUp.stdioUpstreams} stdio upstreams (each a Node.js process): \`/ready\` after ${r.startUp.secondsToReady} s.`, '');
   }
   return lines.join('\n');
+}
+
+/**
+ * How the run's gateways got their embedded databases: each starts on a new data folder, filled
+ * from the migrated template (dist/pglite-template) when it fits, created by initdb otherwise.
+ */
+function embeddedDatabase(made: { fromTemplate: number; byInitdb: number } | undefined): string {
+  const fromTemplate = 'in a new data folder filled from the migrated template in `dist/pglite-template` (a first start from it peaks near 390 MiB)';
+  const byInitdb = 'created by initdb in a new data folder (no template fitted; that takes the process to about 700 MiB, part of it returned while the first sessions open)';
+  if (made && made.byInitdb === 0 && made.fromTemplate > 0) return fromTemplate;
+  if (made && made.fromTemplate === 0 && made.byInitdb > 0) return byInitdb;
+  return 'in a new data folder: filled from the migrated template in `dist/pglite-template` when it fits (a first start then peaks near 390 MiB), created by initdb otherwise (about 700 MiB)';
 }
 
 /** Replaces the results section of docs/benchmarks.md, keeping the text around it. */

@@ -5,12 +5,13 @@
  * run; the hop workloads (1, 1b, 2) warm every target up and alternate between them in rounds
  * (bench/compare.ts).
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compareTargets, type CompareOptions, type ComparedLevel, type Target } from './compare.js';
 import { runLoad, percentiles, round, Session, StatelessClient, type LoadResult } from './load.js';
-import { startMcpHub, startMcpProxy, startSupergateway, type RunningPeer } from './peers.js';
+import { killGroup, startMcpHub, startMcpProxy, startSupergateway, type RunningPeer } from './peers.js';
 import { LEAN_UPSTREAM, ROOT, start, upstreams, type Running } from './processes.js';
 import { renderResults, writeResults } from './report.js';
 import { scaleOut } from './scale-out.js';
@@ -19,7 +20,10 @@ import { StdioClient } from './stdio-client.js';
 import { SignJWT } from 'jose';
 
 const quick = process.argv.includes('--quick');
-/** `--only "stdio hop,lean http hop"` runs just those workloads (and writes no report files). */
+/**
+ * `--only "stdio hop,lean http hop"` runs just those workloads: its JSON goes to
+ * bench/results/<date>-<workloads>.json, and docs/benchmarks.md is left as it is.
+ */
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1]!.split(',') : undefined;
 const SECONDS = quick ? 1.5 : 8;
 const WARMUP = quick ? 0.5 : 2;
@@ -35,9 +39,40 @@ const COMPARE: CompareOptions = {
 const report: Record<string, unknown> = {};
 const problems: string[] = [];
 const running: Running[] = [];
+/** Peers run in process groups of their own: a signal to the bench does not reach them, so they are killed by id. */
+const peers = new Set<RunningPeer>();
+/** The bench gateways' folders (config and embedded database, about 40 MiB each), removed at the end. */
+const dirs: string[] = [];
+/** How the bench gateways' embedded databases were made (each starts on a new data folder). */
+const embeddedDatabases = { fromTemplate: 0, byInitdb: 0 };
+
+/** Kills at once whatever is still running and removes the folders: for an exit the bench did not plan. */
+function killNow(): void {
+  for (const peer of peers) {
+    killGroup(peer.group);
+    if (peer.dir !== undefined) rmSync(peer.dir, { recursive: true, force: true });
+  }
+  for (const r of running) r.child.kill('SIGKILL');
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+}
+
+process.once('exit', killNow);
+let interrupted = false;
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  process.on(signal, () => {
+    // A second signal does not wait for the first one's orderly stop.
+    if (interrupted) process.exit(code);
+    interrupted = true;
+    console.error(`bench: ${signal}, stopping what it started`);
+    for (const peer of peers) killGroup(peer.group);
+    // Gateways stopped in order (SIGTERM) stop their stdio servers too; 'exit' removes the folders.
+    void Promise.all(running.map((r) => r.stop())).finally(() => process.exit(code));
+  });
+}
 
 async function gateway(servers: Record<string, unknown>, gatewaySettings: Record<string, unknown> = {}): Promise<Running> {
   const dir = await mkdtemp(join(tmpdir(), 'conflux-bench-'));
+  dirs.push(dir);
   const config = join(dir, 'config.json');
   await writeFile(
     config,
@@ -49,6 +84,8 @@ async function gateway(servers: Record<string, unknown>, gatewaySettings: Record
   const gw = await start(['dist/cli.js', 'serve', '--config', config, '--port', '0'], { LOG_LEVEL: 'info', CONFLUX_DATA_DIR: join(dir, 'data') });
   running.push(gw);
   await waitReady(gw.url);
+  const created = /"msg":"embedded database created in [\d.]+ s( from the template)?"/.exec(gw.startupLog);
+  if (created) embeddedDatabases[created[1] ? 'fromTemplate' : 'byInitdb']++;
   return gw;
 }
 
@@ -120,11 +157,24 @@ async function byteProxy(target: string): Promise<Running> {
   return proxy;
 }
 
+/** A started peer, known to the signal handlers until it is stopped. */
+async function tracked(launch: () => Promise<RunningPeer>): Promise<RunningPeer> {
+  const started = await launch();
+  peers.add(started);
+  return {
+    ...started,
+    stop: async () => {
+      await started.stop();
+      peers.delete(started);
+    },
+  };
+}
+
 /** A peer that fails to start is reported as a problem and left out of the comparison. */
 async function peer(name: string, launch: () => Promise<RunningPeer>): Promise<RunningPeer | undefined> {
   if (quick) return undefined;
   try {
-    return await launch();
+    return await tracked(launch);
   } catch (error) {
     problems.push(`${name}: ${(error as Error).message}`);
     return undefined;
@@ -170,7 +220,7 @@ async function httpHop(): Promise<void> {
     prepare: async () => {
       await hub?.stop();
       hub = undefined;
-      hub = await startMcpHub(`${sdk.url}/mcp/0`);
+      hub = await tracked(() => startMcpHub(`${sdk.url}/mcp/0`));
     },
   };
   try {
@@ -461,17 +511,20 @@ try {
   }
 } finally {
   await Promise.all(running.map((r) => r.stop()));
+  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
 }
 
 const machine = { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, date: began.toISOString(), loadAverage: { atStart: loadAtStart, atEnd: round(loadavg()[0]!, 2) } };
 const compare = { rounds: COMPARE.rounds, seconds: COMPARE.seconds, warmUpCalls: COMPARE.warmUp.calls, warmUpMaxSeconds: COMPARE.warmUp.maxSeconds };
 const flags = process.argv.slice(2).map((arg) => (arg.includes(' ') || arg.includes(',') ? `"${arg}"` : arg)).join(' ');
-const result = { machine, command: `npm run bench${flags ? ` -- ${flags}` : ''}`, quick, compare, report, problems };
+const result = { machine, command: `npm run bench${flags ? ` -- ${flags}` : ''}`, quick, compare, embeddedDatabases, report, problems };
 console.log(JSON.stringify(result, null, 2));
-if (!only) {
-  await writeFile(join(ROOT, 'bench/results', quick ? 'quick-latest.json' : `${began.toISOString().slice(0, 10)}.json`), `${JSON.stringify(result, null, 2)}\n`);
-  if (!quick) await writeResults(join(ROOT, 'docs/benchmarks.md'), renderResults(result));
-}
+// A smoke run keeps only its latest JSON (git ignores it); a measuring run keeps every round, and
+// only a full one rewrites docs/benchmarks.md.
+const slug = (name: string) => name.trim().toLowerCase().replace(/[^a-z0-9]+/g, '-');
+const resultsFile = quick ? (only ? undefined : 'quick-latest.json') : `${began.toISOString().slice(0, 10)}${only ? `-${only.map(slug).join('+')}` : ''}.json`;
+if (resultsFile) await writeFile(join(ROOT, 'bench/results', resultsFile), `${JSON.stringify(result, null, 2)}\n`);
+if (!quick && !only) await writeResults(join(ROOT, 'docs/benchmarks.md'), renderResults(result));
 if (problems.length > 0) {
   console.error(`bench: ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
   process.exit(1);
