@@ -359,7 +359,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   mountWellKnown(app, oauth, logger);
   if (consoleFiles) {
     const consoleClients = oauth ? new ConsoleOAuthClients({ metadata: () => oauth.metadata(), logger: logger.child({ component: 'console' }) }) : undefined;
-    mountConsole(app, consoleFiles, { authRequired: authenticator.enabled, oauthClient: consoleClients && ((uri) => consoleClients.for(uri)), trustedProxies: new TrustedProxies(settings.trustedProxies) });
+    mountConsole(app, consoleFiles, { authRequired: authenticator.enabled, oauthClient: consoleClients && ((uri) => consoleClients.for(uri)), trustedProxies: new TrustedProxies(settings.trustedProxies), registrationHosts: settings.allowedHosts });
   }
   // A user's link and callback may reach any replica: the one holding the authorization answers them.
   if (users) mountUserAuthorizationRoutes(app, users, { rpc, replicaId: state.replicaId, logger: logger.child({ component: 'upstream-oauth' }) });

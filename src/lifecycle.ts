@@ -42,13 +42,25 @@ export class OrderedParts {
   }
 
   /** Starts the parts in order, once; a second call returns the first one's promise. */
+  #stopping: Promise<void> | undefined;
+
   start(): Promise<void> {
     this.#starting ??= this.#start();
     return this.#starting;
   }
 
-  /** Stops the running parts in reverse order, after a start under way has ended. */
-  async stop(): Promise<void> {
+  /**
+   * Stops the running parts in reverse order, after a start under way has ended. A second call
+   * while a stop is under way waits for that one, so no part is stopped out of order.
+   */
+  stop(): Promise<void> {
+    const stopping = (this.#stopping ??= this.#stop().finally(() => {
+      this.#stopping = undefined;
+    }));
+    return stopping;
+  }
+
+  async #stop(): Promise<void> {
     // A start under way ends first: no part then starts after the stop has passed it. A start
     // that failed has stopped what it started, and said why.
     await this.#starting?.catch(() => undefined);

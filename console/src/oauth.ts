@@ -56,9 +56,10 @@ export async function finishOAuthSignIn(): Promise<string | undefined> {
   history.replaceState(null, '', location.pathname);
   const stored = sessionStorage.getItem(PENDING_KEY);
   sessionStorage.removeItem(PENDING_KEY);
-  if (params.has('error')) throw new Error(`the authorization server refused: ${params.get('error_description') ?? params.get('error')}`);
+  // The state first: a link anyone can make (`/ui/?error=...`) must not put its words on this page.
   const pending = stored ? (JSON.parse(stored) as Pending) : undefined;
   if (!pending || params.get('state') !== pending.state) throw new Error('this sign-in was not started here (its state does not match): sign in again');
+  if (params.has('error')) throw new Error(`the authorization server refused: ${params.get('error_description') ?? params.get('error')}`);
   const response = await fetch(pending.tokenEndpoint, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },

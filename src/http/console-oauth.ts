@@ -80,10 +80,32 @@ export class ConsoleOAuthClients {
         logger.warn({ status: response.status, error: body?.error, description: body?.error_description }, 'the authorization server refused to register the console: it signs in with pasted tokens only');
         return undefined;
       }
-      return { clientId: body.client_id, connectOrigins: [new URL(metadata.token_endpoint).origin] };
+      const tokenOrigin = policyOrigin(metadata.token_endpoint);
+      if (!tokenOrigin) {
+        logger.warn('the authorization server names a token endpoint the console cannot be allowed to reach (not a plain http(s) URL): it signs in with pasted tokens only');
+        return undefined;
+      }
+      return { clientId: body.client_id, connectOrigins: [tokenOrigin] };
     } catch (error) {
       logger.warn({ err: error }, 'the console could not be registered at the authorization server: it signs in with pasted tokens only');
       return undefined;
     }
   }
+}
+
+/**
+ * `url`'s origin when it can stand in a Content-Security-Policy as it is: http(s) and a host of
+ * plain name characters or an IPv6 literal. The metadata is the authorization server's word, and
+ * a `;` or a quote in its host would add directives to the console's policy.
+ */
+export function policyOrigin(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') return undefined;
+  if (!/^(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])$/i.test(parsed.hostname)) return undefined;
+  return parsed.origin;
 }

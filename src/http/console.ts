@@ -6,7 +6,7 @@ import { clientAddress, type ProxyList } from '../limits/client-address.js';
 import { remoteAddress } from './caller.js';
 import type { ConsoleOAuthClient } from './console-oauth.js';
 import { requestOrigin } from './forwarded-origin.js';
-import { isLoopbackHost } from './guards/loopback.js';
+import { isLoopbackHost, isLoopbackName, parseHost } from './guards/loopback.js';
 import { escapeHtml, page } from './oauth-callback.js';
 
 /** Where the operator console is served. */
@@ -59,6 +59,13 @@ export interface ConsoleOptions {
   oauthClient?: ((redirectUri: string) => Promise<ConsoleOAuthClient | undefined>) | undefined;
   /** Peers whose `X-Forwarded-For` names the client (`gateway.trustedProxies`). */
   trustedProxies?: ProxyList | undefined;
+  /**
+   * `gateway.allowedHosts`: the names (with a port where given) the console may be registered
+   * at the authorization server for. Others, but a loopback name asked for from this machine, get
+   * the pasted-token sign-in: the Host header is the client's word, and a registration made for
+   * any name it sent would name that site as the console's.
+   */
+  registrationHosts?: readonly string[] | undefined;
 }
 
 /** The package's built console: `dist/console`, beside `dist/http` (and found the same way from `src/http` when run from source). */
@@ -91,7 +98,7 @@ export function mountConsole<E extends object>(app: Hono<E>, built: ConsoleFiles
   const AUTH_META = '<meta name="conflux-auth" content="required">';
   const handler = async (c: Context) => {
     securityHeaders(c, consolePolicy());
-    if (!options.authRequired && !fromLoopback(c, options.trustedProxies)) {
+    if (!options.authRequired && !localBrowser(c, options.trustedProxies)) {
       c.header('Cache-Control', 'no-store');
       return c.html(
         page('Console unavailable', 'This gateway has no authentication (gateway.auth: none), so its console is served to this machine only. Configure gateway.auth to use it from elsewhere.'),
@@ -113,8 +120,8 @@ export function mountConsole<E extends object>(app: Hono<E>, built: ConsoleFiles
     c.header('Cache-Control', 'no-cache');
     if (!options.authRequired) return c.html(built.index.replace(AUTH_META, '<meta name="conflux-auth" content="none">'));
     // The authorization server sends the user back to the console's own address, as this request named it.
-    const redirectUri = `${requestOrigin(c.req.url, c.req.raw.headers, remoteAddress(c), options.trustedProxies)}${CONSOLE_PATH}/`;
-    const client = await options.oauthClient?.(redirectUri);
+    const origin = requestOrigin(c.req.url, c.req.raw.headers, remoteAddress(c), options.trustedProxies);
+    const client = registrable(origin, c, options) ? await options.oauthClient?.(`${origin}${CONSOLE_PATH}/`) : undefined;
     if (!client) return c.html(built.index);
     securityHeaders(c, consolePolicy(client.connectOrigins));
     return c.html(built.index.replace(AUTH_META, `<meta name="conflux-auth" content="oauth"><meta name="conflux-oauth-client" content="${escapeHtml(client.clientId)}">`));
@@ -132,7 +139,27 @@ function securityHeaders(c: Context, policy: string): void {
   c.header('Cross-Origin-Resource-Policy', 'same-origin');
 }
 
+/** Whether the console may be registered for pages at `origin` (see `ConsoleOptions.registrationHosts`). */
+function registrable(origin: string, c: Context, options: ConsoleOptions): boolean {
+  const url = new URL(origin);
+  if (isLoopbackName(url.hostname.replace(/^\[|\]$/g, ''))) return fromLoopback(c, options.trustedProxies);
+  const host = url.host.toLowerCase();
+  return (options.registrationHosts ?? []).some((pattern) => {
+    const wanted = pattern.trim().toLowerCase();
+    return wanted === host || wanted === url.hostname.toLowerCase();
+  });
+}
+
 function fromLoopback(c: Context, trustedProxies: ProxyList | undefined): boolean {
   const address = clientAddress(remoteAddress(c), c.req.header('x-forwarded-for'), trustedProxies);
   return isLoopbackHost(address);
+}
+
+/**
+ * A browser on this machine, asking for a loopback name: the peer's address alone would also
+ * pass every client of a reverse proxy on this machine that is not in `gateway.trustedProxies`.
+ */
+function localBrowser(c: Context, trustedProxies: ProxyList | undefined): boolean {
+  const host = parseHost(c.req.header('host') ?? '');
+  return host !== undefined && isLoopbackName(host.name) && fromLoopback(c, trustedProxies);
 }

@@ -187,7 +187,9 @@ export function describeConnectFailure(error: unknown, attempt: HttpAttempt): st
 
 /**
  * `url` as a message may show it: no user name or password, every query value hidden (an API
- * key often travels there), no fragment. The path stays: it is what a 404 is about.
+ * key often travels there), no fragment. The path stays, as a 404 is about it, but for a segment
+ * that looks like a key (long, or with digits among its letters): some services take theirs in
+ * the path, and the message reaches every caller of the server.
  */
 export function urlForMessage(url: string): string {
   let parsed: URL;
@@ -197,7 +199,15 @@ export function urlForMessage(url: string): string {
     return '(an invalid URL)';
   }
   const query = [...new Set(parsed.searchParams.keys())].map((name) => `${encodeURIComponent(name)}=${REDACTED}`).join('&');
-  return `${parsed.protocol}//${parsed.host}${parsed.pathname}${query ? `?${query}` : ''}`;
+  const path = parsed.pathname
+    .split('/')
+    .map((segment) => (looksLikeKey(segment) ? REDACTED : segment))
+    .join('/');
+  return `${parsed.protocol}//${parsed.host}${path}${query ? `?${query}` : ''}`;
+}
+
+function looksLikeKey(segment: string): boolean {
+  return segment.length >= 24 || (segment.length >= 12 && /\d/.test(segment) && /[a-z]/i.test(segment));
 }
 
 function answered(status: number, { credentials }: HttpAttempt): string {

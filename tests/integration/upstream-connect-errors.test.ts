@@ -160,5 +160,9 @@ describe('describeConnectFailure', () => {
   it('shows a URL without user, password, query values or fragment', () => {
     expect(urlForMessage('https://u:p@h.example:8443/a/mcp?token=t&x=1&x=2#frag')).toBe('https://h.example:8443/a/mcp?token=[redacted]&x=[redacted]');
     expect(urlForMessage('not a url')).toBe('(an invalid URL)');
+    // Keys some services take in the path: never in a message every caller may read.
+    expect(urlForMessage('https://h.example/mcp/a1b2c3d4e5f6g7h8i9j0/sse')).toBe('https://h.example/mcp/[redacted]/sse');
+    expect(urlForMessage('https://h.example/servers/0123456789abcdefghijklmnopqrstuv')).toBe('https://h.example/servers/[redacted]');
+    expect(urlForMessage('https://h.example/v1/github-tools/mcp')).toBe('https://h.example/v1/github-tools/mcp');
   });
 });

@@ -73,6 +73,25 @@ describe('OrderedParts', () => {
     expect(events).toEqual(['stop second begins', 'stop second ends', 'stop first']);
   });
 
+  it('lets a second stop during the first wait for it, so nothing is stopped out of order', async () => {
+    const events: string[] = [];
+    const slow = deferred();
+    const parts = new OrderedParts(
+      [
+        { name: 'first', stop: () => events.push('stop first') },
+        { name: 'second', stop: async () => (events.push('stop second begins'), await slow.promise, events.push('stop second ends')) },
+      ],
+      capturedLog().logger,
+    );
+    const one = parts.stop();
+    const two = parts.stop().then(() => events.push('second call returns'));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(events).toEqual(['stop second begins']);
+    slow.resolve();
+    await Promise.all([one, two]);
+    expect(events).toEqual(['stop second begins', 'stop second ends', 'stop first', 'second call returns']);
+  });
+
   it('stops what was started, last first, when a part fails to start, and rejects with its error', async () => {
     const events: string[] = [];
     const { logger, lines } = capturedLog<Line>();
