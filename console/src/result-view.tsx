@@ -22,12 +22,19 @@ export function ResultView({ result, durationMs, label }: { result: CallToolResu
   );
 }
 
+const SHOWN_IMAGES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
+
 function Block({ block }: { block: ContentBlock }) {
   switch (block.type) {
     case 'text':
       return <pre class="text-block">{block.text}</pre>;
     case 'image':
-      return <img class="image-block" src={`data:${block.mimeType};base64,${block.data}`} alt={`Image result (${block.mimeType})`} />;
+      // Only the raster types a browser shows as pictures; anything else is named, not loaded.
+      return SHOWN_IMAGES.has(block.mimeType) ? (
+        <img class="image-block" src={`data:${block.mimeType};base64,${block.data}`} alt={`Image result (${block.mimeType})`} />
+      ) : (
+        <p class="muted">Image ({block.mimeType}) not shown</p>
+      );
     case 'audio':
       return <p class="muted">Audio ({block.mimeType}, {Math.round((block.data.length * 3) / 4)} bytes)</p>;
     case 'resource':

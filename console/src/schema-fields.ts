@@ -33,7 +33,8 @@ function kindOf(schema: JsonSchema): Kind {
 
 /** The inputs' starting values: each field's default, if it has one. */
 export function initialValues(schema: JsonSchema): FieldValues {
-  const values: FieldValues = {};
+  // No prototype: a property an upstream names `__proto__` is a field like any other.
+  const values = Object.create(null) as FieldValues;
   for (const field of fieldsOf(schema)) {
     const fallback = field.schema.default;
     if (field.kind === 'boolean') values[field.name] = fallback === true;
@@ -45,8 +46,9 @@ export function initialValues(schema: JsonSchema): FieldValues {
 
 /** The call's arguments from the inputs, or what is wrong with each field. */
 export function argumentsFrom(schema: JsonSchema, values: FieldValues): { arguments: Record<string, unknown> } | { problems: Record<string, string> } {
-  const args: Record<string, unknown> = {};
-  const problems: Record<string, string> = {};
+  // No prototype: an argument named `__proto__` is sent, and checked when required.
+  const args = Object.create(null) as Record<string, unknown>;
+  const problems = Object.create(null) as Record<string, string>;
   for (const field of fieldsOf(schema)) {
     const value = values[field.name];
     if (field.kind === 'boolean') {
