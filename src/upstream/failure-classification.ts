@@ -119,12 +119,29 @@ export function describeError(error: unknown): string {
   return String(error);
 }
 
-/** The system error code (ECONNREFUSED, ...) anywhere down the error's `cause` chain. */
+/**
+ * undici's codes for failures node:http reports with a system code: an HTTP upstream's requests
+ * go through undici, and its failures keep the words they had (and have on every wire).
+ */
+const UNDICI_CODES: Readonly<Record<string, string>> = {
+  // The server closed the connection before its answer ended ("socket hang up" in node:http).
+  UND_ERR_SOCKET: 'ECONNRESET',
+};
+
+/**
+ * The system error code (ECONNREFUSED, ...) anywhere down the error's `cause` chain; an undici
+ * error's code as the system code it stands for. undici wraps a connection's own failure
+ * (ECONNREFUSED, ENOTFOUND, a certificate error) as the cause of its error, or passes it as is.
+ */
 function causeCode(error: Error): string | undefined {
   let cause = (error as { cause?: unknown }).cause;
   for (let depth = 0; depth < 5 && cause && typeof cause === 'object'; depth++) {
     const code = (cause as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
+    if (typeof code === 'string') {
+      const wrapped = (cause as { cause?: { code?: unknown } }).cause?.code;
+      if (code.startsWith('UND_ERR_') && typeof wrapped === 'string') return wrapped;
+      return UNDICI_CODES[code] ?? code;
+    }
     cause = (cause as { cause?: unknown }).cause;
   }
   return undefined;
@@ -148,9 +165,11 @@ const NETWORK_CAUSES: Readonly<Record<string, string>> = {
   EPIPE: 'connection reset',
   ETIMEDOUT: 'connection timed out',
   UND_ERR_CONNECT_TIMEOUT: 'connection timed out',
+  UND_ERR_HEADERS_TIMEOUT: 'no answer in time',
+  UND_ERR_BODY_TIMEOUT: 'no answer in time',
   EHOSTUNREACH: 'host unreachable',
   ENETUNREACH: 'network unreachable',
-  UND_ERR_SOCKET: 'connection closed by the server',
+  UND_ERR_SOCKET: 'connection reset',
 };
 
 /** Certificate failures in words, by OpenSSL or Node error code. */

@@ -1,7 +1,6 @@
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { urlToHttpOptions } from 'node:url';
 import type { JSONRPCMessage, JSONRPCRequest, Transport, TransportSendOptions } from '@modelcontextprotocol/client';
 import { createParser } from 'eventsource-parser';
 import type { UpstreamAuth } from './auth/upstream-auth.js';
@@ -23,6 +22,7 @@ import {
 } from './http-responses.js';
 import type { OwnerChannel } from './owner-channel.js';
 import { standardHeaders } from './standard-headers.js';
+import { UpstreamHttpPool } from './upstream-http-pool.js';
 
 export interface HttpClientTransportOptions {
   headers: Readonly<Record<string, string>>;
@@ -67,7 +67,7 @@ interface StreamRead {
 }
 
 /**
- * Client side of Streamable HTTP on `node:http` with a keep-alive agent and Nagle off, in
+ * Client side of Streamable HTTP on an undici pool of keep-alive connections (Nagle off), in
  * place of the SDK's `fetch`-based transport, which costs the gateway about a tenth of its CPU
  * per call (Request/Headers/AbortSignal objects and a web stream per response). It speaks the
  * same wire: POST with JSON or SSE answers, the session header, the protocol-version header,
@@ -91,15 +91,11 @@ export class HttpClientTransport implements Transport {
   /** One POST per request: on a 2026-07-28 connection the SDK cancels by aborting it. */
   readonly hasPerRequestStream = true;
 
-  readonly #url: URL;
   readonly #options: HttpClientTransportOptions;
   /** The configured headers, their names lower-cased once rather than on every request. */
   readonly #headers: Readonly<Record<string, string>>;
-  readonly #agent: HttpAgent;
-  readonly #send: typeof httpRequest;
-  /** Where requests go, as node:http takes it: converted once (node:http converts a URL on every request). */
-  readonly #target: RequestOptions;
-  readonly #inFlight = new Set<ClientRequest>();
+  /** The upstream's connections: closed with the transport, none outlives it. */
+  readonly #pool: UpstreamHttpPool;
   /** The abort controller of each request whose POST or response stream is open, by request id. */
   readonly #calls = new Map<string, AbortController>();
   #protocolVersion: string | undefined;
@@ -117,13 +113,9 @@ export class HttpClientTransport implements Transport {
   #closed = false;
 
   constructor(url: URL, options: HttpClientTransportOptions) {
-    this.#url = url;
     this.#options = options;
-    this.#headers = lowerCased(options.headers);
-    const secure = url.protocol === 'https:';
-    this.#agent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
-    this.#send = (secure ? httpsRequest : httpRequest) as typeof httpRequest;
-    this.#target = { ...urlToHttpOptions(url), agent: this.#agent };
+    this.#headers = connectionFree(options.headers);
+    this.#pool = new UpstreamHttpPool(url);
   }
 
   async start(): Promise<void> {}
@@ -171,10 +163,10 @@ export class HttpClientTransport implements Transport {
     clearTimeout(this.#streamRetry);
     for (const call of this.#calls.values()) call.abort(new Error('transport closed'));
     this.#calls.clear();
-    for (const request of this.#inFlight) request.destroy();
-    this.#inFlight.clear();
-    this.#agent.destroy();
+    // Ends every request and response stream still open, and every connection.
+    const closed = this.#pool.close();
     this.onclose?.();
+    await closed;
   }
 
   /** The signal of request `id`'s POST and response stream (see the class comment for what aborts it). */
@@ -286,29 +278,7 @@ export class HttpClientTransport implements Transport {
   }
 
   #request(method: string, headers: Record<string, string>, body?: string, signal?: AbortSignal, query?: Record<string, string>): Promise<IncomingMessage> {
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason);
-      const target = query && Object.keys(query).length > 0 ? { ...urlToHttpOptions(withQuery(this.#url, query)), agent: this.#agent } : this.#target;
-      const request = this.#send({ ...target, method, headers: this.#requestHeaders(headers, body) });
-      this.#inFlight.add(request);
-      // Aborting ends this request and its response stream only, not the connection.
-      const abort = () => request.destroy();
-      signal?.addEventListener('abort', abort, { once: true });
-      request.setNoDelay(true);
-      request.once('response', (response) => {
-        response.once('close', () => {
-          this.#inFlight.delete(request);
-          signal?.removeEventListener('abort', abort);
-        });
-        resolve(response);
-      });
-      request.once('error', (error) => {
-        this.#inFlight.delete(request);
-        signal?.removeEventListener('abort', abort);
-        reject(Object.assign(new TypeError('fetch failed'), { cause: error }));
-      });
-      request.end(body);
-    });
+    return this.#pool.request(method, query, this.#requestHeaders(headers, body), body, signal);
   }
 
   /**
@@ -317,6 +287,8 @@ export class HttpClientTransport implements Transport {
    */
   #requestHeaders(headers: Record<string, string>, body: string | undefined): Record<string, string> {
     const all: Record<string, string> = { ...this.#headers };
+    // Credentials in the URL's user info go as Basic auth unless an Authorization header is configured (as node:http sent them).
+    if (this.#pool.basicAuth && all.authorization === undefined) all.authorization = this.#pool.basicAuth;
     if (this.sessionId) all['mcp-session-id'] = this.sessionId;
     if (this.#protocolVersion) all['mcp-protocol-version'] = this.#protocolVersion;
     for (const name in headers) all[name.toLowerCase()] = headers[name]!;
@@ -455,10 +427,11 @@ export class HttpClientTransport implements Transport {
         if (error.type === 'max-buffer-size-exceeded') read.tooLarge = tooLarge('an SSE event', limit);
       },
     });
-    response.setEncoding('utf8');
+    // undici's body stream ignores setEncoding: a character split across chunks is joined here.
+    const decoder = new StringDecoder('utf8');
     try {
       for await (const chunk of response) {
-        parser.feed(chunk as string);
+        parser.feed(decoder.write(chunk as Buffer));
         const batch = events.splice(0);
         for (let i = 0; i < batch.length; i++) {
           // The SDK handles a notification a microtask after receiving it but a response at
@@ -501,16 +474,19 @@ function isRequest(message: JSONRPCMessage): message is JSONRPCRequest {
   return 'method' in message && 'id' in message;
 }
 
-/** `url` with credentials in its query, when the auth puts them there. */
-function withQuery(url: URL, query: Record<string, string>): URL {
-  const target = new URL(url);
-  for (const [name, value] of Object.entries(query)) target.searchParams.set(name, value);
-  return target;
-}
+/**
+ * Headers that describe one connection rather than the request: the pool manages its connections
+ * itself and refuses a request carrying any of these, so a configured one is left out.
+ */
+const CONNECTION_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'expect']);
 
-function lowerCased(headers: Record<string, string>): Record<string, string> {
+/** The configured headers with lower-cased names, without those of `CONNECTION_HEADERS`. */
+function connectionFree(headers: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) out[name.toLowerCase()] = value;
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (!CONNECTION_HEADERS.has(lower)) out[lower] = value;
+  }
   return out;
 }
 

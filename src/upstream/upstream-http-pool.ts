@@ -1,0 +1,103 @@
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { Pool, type Dispatcher } from 'undici';
+
+/**
+ * Response headers that node:http keeps once when repeated (the first wins); any other repeated
+ * header but `set-cookie` it joins with ", ". undici hands every repeated header over as an
+ * array; the transport reads them as node:http gave them.
+ */
+const FIRST_ONLY = new Set([
+  'age',
+  'authorization',
+  'content-length',
+  'content-type',
+  'etag',
+  'expires',
+  'from',
+  'host',
+  'if-modified-since',
+  'if-unmodified-since',
+  'last-modified',
+  'location',
+  'max-forwards',
+  'proxy-authorization',
+  'referer',
+  'retry-after',
+  'server',
+  'user-agent',
+]);
+
+/** undici's own timeouts, off (0): see `UpstreamHttpPool`. Its default would cut a stream silent for 300 s. */
+export const NO_UNDICI_TIMEOUTS = { headersTimeout: 0, bodyTimeout: 0 } as const;
+
+/**
+ * The connections to one HTTP upstream: an undici pool of keep-alive connections to its origin,
+ * which costs about half what node:http's request path does per request. Redirects are not
+ * followed (a pool never follows them) and TLS verifies against Node's default CAs. undici's own
+ * headers and body timeouts are off: an answer may take as long as its tool does, and a GET or
+ * response stream lives as long as the session; the SDK's request timeouts and the transport's
+ * aborts end them instead.
+ */
+export class UpstreamHttpPool {
+  /** `Authorization` for the URL's user info, as node:http derived it; undefined without any. */
+  readonly basicAuth: string | undefined;
+  readonly #url: URL;
+  readonly #path: string;
+  readonly #pool: Pool;
+
+  constructor(url: URL, timeouts: { headersTimeout: number; bodyTimeout: number } = NO_UNDICI_TIMEOUTS) {
+    this.#url = url;
+    this.#path = url.pathname + url.search;
+    this.#pool = new Pool(url.origin, { ...timeouts });
+    this.basicAuth = url.username || url.password ? `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}` : undefined;
+  }
+
+  /**
+   * Sends one request; resolves with its response once the headers came. Aborting `signal` ends
+   * this request and its response stream only. A failure to connect or to get an answer rejects
+   * with `TypeError('fetch failed')` caused by undici's error, as `fetch` reports it (see
+   * `failure-classification.ts`); an abort rejects with the signal's reason.
+   */
+  async request(method: string, query: Record<string, string> | undefined, headers: Record<string, string>, body: string | undefined, signal: AbortSignal | undefined): Promise<IncomingMessage> {
+    if (signal?.aborted) throw signal.reason;
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await this.#pool.request({
+        path: query && Object.keys(query).length > 0 ? this.#pathWith(query) : this.#path,
+        method: method as Dispatcher.HttpMethod,
+        headers,
+        body: body ?? null,
+        signal: signal ?? null,
+      });
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      throw Object.assign(new TypeError('fetch failed'), { cause: error });
+    }
+    // The body stream with the status and headers on it: what the transport reads of a node:http response.
+    return Object.assign(response.body, {
+      statusCode: response.statusCode,
+      statusMessage: response.statusText,
+      headers: nodeHeaders(response.headers),
+    }) as unknown as IncomingMessage;
+  }
+
+  /** Ends every open request and response stream, and closes every connection; resolves once they are closed. */
+  close(): Promise<void> {
+    return this.#pool.destroy();
+  }
+
+  /** The URL's path with credentials in its query, when the auth puts them there. */
+  #pathWith(query: Record<string, string>): string {
+    const target = new URL(this.#url);
+    for (const [name, value] of Object.entries(query)) target.searchParams.set(name, value);
+    return target.pathname + target.search;
+  }
+}
+
+function nodeHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  for (const name in headers) {
+    const value = headers[name];
+    if (Array.isArray(value) && name !== 'set-cookie') headers[name] = FIRST_ONLY.has(name) ? value[0] : value.join(', ');
+  }
+  return headers;
+}
