@@ -111,6 +111,8 @@ export function describeError(error: unknown): string {
   if (error instanceof SdkError && error.code === SdkErrorCode.ClientHttpForbidden) return 'upstream refused access with these credentials (403)';
   if (error instanceof NotJsonRpcError) return error.message;
   if (error instanceof Error) {
+    const told = undiciWords(error);
+    if (told) return `${error.message} (${told})`;
     const code = causeCode(error);
     if (code === 'ECONNREFUSED') return CONNECTION_REFUSED;
     if (code) return `${error.message} (${code})`;
@@ -142,6 +144,22 @@ function causeCode(error: Error): string | undefined {
       if (code.startsWith('UND_ERR_') && typeof wrapped === 'string') return wrapped;
       return UNDICI_CODES[code] ?? code;
     }
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
+ * undici failures whose code says less than their message: a malformed answer (its parser error
+ * has no code: "Response does not match the HTTP/1.1 protocol (Invalid header value char)") and a
+ * request it refused to send ("invalid x-key header", a configured value with a line break in
+ * it). Their messages name no value, only the header or the fault.
+ */
+function undiciWords(error: Error): string | undefined {
+  let cause = (error as { cause?: unknown }).cause;
+  for (let depth = 0; depth < 5 && cause instanceof Error; depth++) {
+    const code = (cause as { code?: unknown }).code;
+    if (cause.name === 'HTTPParserError' || code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') return cause.message;
     cause = (cause as { cause?: unknown }).cause;
   }
   return undefined;

@@ -39,6 +39,8 @@ export interface HttpClientTransportOptions {
   maxResponseBytes?: number;
   /** Credentials added to every request (POST, the GET stream, DELETE), and asked to recover from a refusal. */
   auth?: UpstreamAuth | undefined;
+  /** How long opening a connection (DNS, TCP, TLS) may take: the server's connect timeout. */
+  connectTimeoutMs?: number | undefined;
 }
 
 const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
@@ -115,7 +117,7 @@ export class HttpClientTransport implements Transport {
   constructor(url: URL, options: HttpClientTransportOptions) {
     this.#options = options;
     this.#headers = connectionFree(options.headers);
-    this.#pool = new UpstreamHttpPool(url);
+    this.#pool = new UpstreamHttpPool(url, { connectTimeoutMs: options.connectTimeoutMs });
   }
 
   async start(): Promise<void> {}
@@ -477,8 +479,9 @@ function isRequest(message: JSONRPCMessage): message is JSONRPCRequest {
 /**
  * Headers that describe one connection rather than the request: the pool manages its connections
  * itself and refuses a request carrying any of these, so a configured one is left out.
+ * (`Connection: close` it honours: the connection is not kept for another request.)
  */
-const CONNECTION_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'expect']);
+const CONNECTION_HEADERS = new Set(['keep-alive', 'transfer-encoding', 'upgrade', 'expect']);
 
 /** The configured headers with lower-cased names, without those of `CONNECTION_HEADERS`. */
 function connectionFree(headers: Record<string, string>): Record<string, string> {

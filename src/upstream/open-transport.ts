@@ -96,7 +96,7 @@ async function openOnWire(options: OpenOptions): Promise<OpenedClient> {
   if (isReplicated(config)) throw new Error('a server with urls is opened one replica at a time');
   if (config.transport === 'sse') return connectSse(config, options);
   try {
-    return await negotiate('streamable-http', options, () => ({ transport: new HttpClientTransport(new URL(config.url), { headers: config.headers, owners: options.owners, auth: options.auth }) }));
+    return await negotiate('streamable-http', options, () => ({ transport: new HttpClientTransport(new URL(config.url), { headers: config.headers, owners: options.owners, auth: options.auth, connectTimeoutMs: options.timeoutMs }) }));
   } catch (error) {
     if (!worthTryingSse(error)) throw error;
     options.logger.info({ reason: redacted(options, describeError(error)) }, 'Streamable HTTP refused; trying legacy SSE');

@@ -30,6 +30,13 @@ const FIRST_ONLY = new Set([
 /** undici's own timeouts, off (0): see `UpstreamHttpPool`. Its default would cut a stream silent for 300 s. */
 export const NO_UNDICI_TIMEOUTS = { headersTimeout: 0, bodyTimeout: 0 } as const;
 
+export interface PoolTimeouts {
+  /** How long opening a connection may take (DNS, TCP and TLS); undici's 10 s when not given. */
+  connectTimeoutMs?: number | undefined;
+  headersTimeout?: number;
+  bodyTimeout?: number;
+}
+
 /**
  * The connections to one HTTP upstream: an undici pool of keep-alive connections to its origin,
  * which costs about half what node:http's request path does per request. Redirects are not
@@ -45,10 +52,18 @@ export class UpstreamHttpPool {
   readonly #path: string;
   readonly #pool: Pool;
 
-  constructor(url: URL, timeouts: { headersTimeout: number; bodyTimeout: number } = NO_UNDICI_TIMEOUTS) {
+  constructor(url: URL, { connectTimeoutMs, ...timeouts }: PoolTimeouts = {}) {
     this.#url = url;
     this.#path = url.pathname + url.search;
-    this.#pool = new Pool(url.origin, { ...timeouts });
+    this.#pool = new Pool(url.origin, {
+      ...NO_UNDICI_TIMEOUTS,
+      ...timeouts,
+      // undici's default is 10 s, whatever the server's connect timeout says.
+      ...(connectTimeoutMs !== undefined ? { connectTimeout: connectTimeoutMs } : {}),
+      // A server's `Keep-Alive: timeout=N` hint is trusted to within 1 s, as node:http's agent does
+      // (undici's 2 s would open a new connection for every call to a server hinting 2 s).
+      keepAliveTimeoutThreshold: 1000,
+    });
     this.basicAuth = url.username || url.password ? `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}` : undefined;
   }
 

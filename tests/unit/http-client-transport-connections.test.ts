@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import type { JSONRPCMessage } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classifyConnectFailure, describeConnectFailure, describeError } from '../../src/upstream/failure-classification.js';
@@ -129,7 +129,7 @@ describe('the HTTP client transport and its connections', () => {
     }
   });
 
-  it('sends configured headers but leaves out those about the connection, which the pool refuses', async () => {
+  it('sends configured headers but leaves out those about the connection the pool refuses; Connection: close it honours', async () => {
     const headers = { 'X-Team': 'blue', Connection: 'close', 'Keep-Alive': 'timeout=5', Upgrade: 'h2c', Expect: '100-continue', 'Transfer-Encoding': 'chunked' };
     const transport = new HttpClientTransport(new URL(upstream.url), { headers });
     try {
@@ -137,7 +137,7 @@ describe('the HTTP client transport and its connections', () => {
       const seen = upstream.received.at(-1)!;
       expect(seen['x-team']).toBe('blue');
       expect([seen.upgrade, seen.expect, seen['transfer-encoding'], seen['keep-alive']]).toEqual([undefined, undefined, undefined, undefined]);
-      expect(seen.connection).not.toBe('close');
+      expect(seen.connection).toBe('close');
     } finally {
       await transport.close();
     }
@@ -189,6 +189,38 @@ describe("undici's timeouts and errors on the upstream's connections", () => {
       expect(describeError(failure)).toBe('fetch failed (ECONNRESET)');
       expect(describeConnectFailure(failure, { url: upstream.url, wire: 'streamable-http', credentials: false, timeoutMs: 5000 })).toBe(`connection reset at ${upstream.url}`);
       expect(classifyConnectFailure(failure)).toBe('retryable');
+    } finally {
+      await transport.close();
+      await upstream.close();
+    }
+  });
+
+  it('words a malformed answer by what is wrong with it', async () => {
+    const server = createNetServer((socket) => {
+      socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Bad: a\u0001b\r\nContent-Length: 2\r\n\r\n{}'));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`;
+    const transport = new HttpClientTransport(new URL(url), { headers: {} });
+    try {
+      const failure = await transport.send({ jsonrpc: '2.0', id: 1, method: 'initialize' }).catch((error: unknown) => error);
+      expect(describeError(failure)).toMatch(/^fetch failed \(Response does not match the HTTP\/1\.1 protocol \(Invalid header value char\)\)$/);
+      expect(describeConnectFailure(failure, { url, wire: 'streamable-http', credentials: false, timeoutMs: 5000 })).toContain(`Invalid header value char)) at ${url}`);
+    } finally {
+      await transport.close();
+      server.close();
+    }
+  });
+
+  it('names a configured header whose value cannot be sent, and not its value', async () => {
+    const upstream = await startUpstream((_request, response) => response.end());
+    const transport = new HttpClientTransport(new URL(upstream.url), { headers: { 'X-Key': 'secret-value\n' } });
+    try {
+      const failure = await transport.send({ jsonrpc: '2.0', id: 1, method: 'initialize' }).catch((error: unknown) => error);
+      const words = describeError(failure);
+      expect(words).toBe('fetch failed (invalid x-key header)');
+      expect(upstream.received).toEqual([]);
     } finally {
       await transport.close();
       await upstream.close();
