@@ -9,9 +9,9 @@ import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import type { Logger } from 'pino';
 import postgres from 'postgres';
-import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
+import { acquireDataDirLock, readDataDirLock, type DataDirLock } from './data-dir-lock.js';
 import { databaseFailure, postgresTarget } from './database-errors.js';
-import { createEmbeddedDatabase, needsCreation, type CreatedFrom } from './embedded-creation.js';
+import { createEmbeddedDatabase, openPastStaleMark, planEmbeddedFolder, type CreatedFrom } from './embedded-creation.js';
 import { DEFAULT_TEMPLATE_DIR } from './pglite-template.js';
 import * as schema from './schema.js';
 
@@ -115,6 +115,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<OpenedData
   }
   const dataDir = options.dataDir && options.dataDir !== 'memory://' ? options.dataDir : undefined;
   if (dataDir) await mkdir(dataDir, { recursive: true });
+  // Read before it is taken over: the lock a process left tells whose creation, if any, the folder holds.
+  const leftLock = dataDir ? await readDataDirLock(dataDir) : undefined;
   const lock = dataDir ? await acquireDataDirLock(dataDir) : undefined;
   // The embedded database holds the registry and the audit trail, small and mostly written:
   // PostgreSQL's default 128 MB buffer cache would be most of the gateway's resident memory.
@@ -130,13 +132,20 @@ export async function openDatabase(options: DatabaseOptions): Promise<OpenedData
     // Creating a database takes seconds (up to half a minute on a busy machine), less from the
     // template: said either way, so a first start does not look hung. A folder with a finished
     // database is never filled from a template (embedded-creation.ts tells them apart).
-    if (dataDir !== undefined && !options.loadDataDir && needsCreation(dataDir)) {
+    const plan = dataDir !== undefined && !options.loadDataDir ? await planEmbeddedFolder(dataDir, leftLock) : undefined;
+    if (dataDir !== undefined && plan?.create) {
+      const own = await readDataDirLock(dataDir);
+      if (!own) throw new Error(`the lock ${lock?.path ?? dataDir} taken by this process is gone`);
       ({ client, createdFrom } = await createEmbeddedDatabase(dataDir, {
         templateDir: options.templateDir ?? DEFAULT_TEMPLATE_DIR,
         migrationsFolder: MIGRATIONS,
+        lockToken: own.token,
+        afresh: plan.afresh,
         start,
         progress: options.progress,
       }));
+    } else if (dataDir !== undefined && plan?.staleMark) {
+      client = await openPastStaleMark(dataDir, () => start(undefined), options.progress);
     } else {
       client = await start(options.loadDataDir);
     }

@@ -51,23 +51,27 @@ export class ChangeStream {
 
   /**
    * `resources/subscribe` and `resources/unsubscribe`: the URI joins or leaves the filter, and
-   * the stream is replaced by one with the new filter. A change the stream could not take is
-   * undone.
+   * the stream is replaced by one with the new filter. A subscribe the stream could not take is
+   * undone; an unsubscribe never is (the client let go of the resource whatever the upstream
+   * says, and the connection forgot it before asking): the next stream opened, on a retry or a
+   * reconnect, has the filter without it.
    */
   async change(method: 'resources/subscribe' | 'resources/unsubscribe', uri: unknown, capabilities: ServerCapabilities | undefined): Promise<Record<string, unknown>> {
     const { server, subscriptions } = this.options;
     if (typeof uri !== 'string') throw new ProtocolError(ProtocolErrorCode.InvalidParams, `${method} needs a uri`);
     if (!capabilities?.resources?.subscribe) throw new ProtocolError(ProtocolErrorCode.MethodNotFound, `"${server}" offers no resource subscriptions`);
     const subscribing = method === 'resources/subscribe';
-    if (subscribing === subscriptions.has(uri)) return {};
-    if (subscribing) subscriptions.add(uri);
-    else subscriptions.delete(uri);
+    if (subscribing) {
+      if (subscriptions.has(uri)) return {};
+      subscriptions.add(uri);
+    } else {
+      subscriptions.delete(uri);
+    }
     try {
       await this.#stream?.refilter();
       return {};
     } catch (error) {
       if (subscribing) subscriptions.delete(uri);
-      else subscriptions.add(uri);
       if (error instanceof ProtocolError) throw error;
       throw new UpstreamConnectionLostError(server, method, this.options.redact(describeError(error)));
     }

@@ -153,30 +153,52 @@ async function negotiate(
 async function connectSse(config: HttpServerConfig, options: OpenOptions): Promise<OpenedClient> {
   const client = options.newClient();
   const send = options.auth ? authorizedFetch(options.auth, fetch) : fetch;
+  let streamAnswered = false;
   const transport = new SSEClientTransport(new URL(config.url), {
     requestInit: { headers: config.headers },
     ...(options.auth ? { fetch: send } : {}),
-    eventSourceInit: { fetch: (url, init) => send(url, { ...init, headers: { ...config.headers, ...headerRecord(init?.headers) } }) },
+    eventSourceInit: {
+      fetch: async (url, init) => {
+        const response = await send(url, { ...init, headers: { ...config.headers, ...headerRecord(init?.headers) } });
+        streamAnswered = true;
+        return response;
+      },
+    },
   });
-  // The SSE transport's start waits for the `endpoint` event, which no request timeout covers:
-  // a server that accepts the stream and says nothing would hold the attempt for ever.
-  const silence = new SdkError(SdkErrorCode.RequestTimeout, `no endpoint event within ${options.timeoutMs}ms`);
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      connect(client, transport, { kind: 'legacy' }, options),
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(silence), options.timeoutMs))),
-    ]);
-  } catch (error) {
-    if (error === silence) {
-      await bestEffort(() => client.close(), options.logger, 'close the client of a silent SSE upstream');
-      await bestEffort(() => transport.close(), options.logger, 'close the transport of a silent SSE upstream');
-    }
-    throw error;
-  } finally {
-    clearTimeout(timer);
-  }
+  limitEndpointWait(transport, options.timeoutMs, () => streamAnswered);
+  await connect(client, transport, { kind: 'legacy' }, options);
   return opened(client, transport, 'sse', options.prior?.kind !== 'legacy');
+}
+
+/**
+ * Bounds the SSE transport's start, which waits for the server's `endpoint` event and which no
+ * request timeout covers: a server that accepts the stream and says nothing would hold the
+ * attempt for ever. Only that wait: the initialize sent once the endpoint is known has the
+ * connect timeout of its own, so a slow initialize after a prompt endpoint event is not cut short
+ * by this deadline, nor reported as a missing endpoint event. Past the deadline, the start fails
+ * as a timeout when the server has not even answered the stream's GET, and as a missing endpoint
+ * event when it has.
+ */
+function limitEndpointWait(transport: SSEClientTransport, timeoutMs: number, streamAnswered: () => boolean): void {
+  const start = transport.start.bind(transport);
+  transport.start = async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(
+          streamAnswered()
+            ? new Error(`the SSE stream sent no endpoint event within ${timeoutMs / 1000}s`)
+            : new SdkError(SdkErrorCode.RequestTimeout, `no answer to the SSE stream's request within ${timeoutMs}ms`),
+        );
+      }, timeoutMs);
+    });
+    try {
+      // The caller closes the transport of a failed start (see `connect`), which ends the stream's wait.
+      await Promise.race([start(), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
 }
 
 async function connect(

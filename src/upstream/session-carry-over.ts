@@ -45,9 +45,9 @@ export class SessionCarryOver {
   }
 
   /**
-   * Forgets a resource a 2025 upstream is asked to unsubscribe from, before it answers: the
-   * client let go of it even when the upstream, down, never hears of it, and a later session
-   * must not be subscribed to it again.
+   * Forgets a resource the upstream is asked to unsubscribe from, before it answers: the client
+   * let go of it even when the upstream, down, never hears of it. A later 2025 session must not
+   * be subscribed to it again, nor a later 2026-07-28 change stream listen for it.
    */
   unsubscribing(uri: unknown): void {
     if (typeof uri === 'string') this.subscriptions.delete(uri);

@@ -343,8 +343,10 @@ export class UpstreamConnection {
   async #request(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions, owner: unknown): Promise<PassThroughResult> {
     // The downstream request's params were checked against the SDK's schema: `level` is one.
     if (method === 'logging/setLevel' && typeof params?.level === 'string') this.rememberLogLevel(params.level as LoggingLevel);
-    // The client let go of the resource even when a down upstream never hears of it.
-    if (method === 'resources/unsubscribe' && this.#protocol?.era !== 'modern') this.#carryOver.unsubscribing(params?.uri);
+    // The client let go of the resource even when the upstream never hears of it (down, its
+    // breaker open): no later 2025 session is subscribed to it again, and no later 2026-07-28
+    // change stream has it in its filter.
+    if (method === 'resources/unsubscribe') this.#carryOver.unsubscribing(params?.uri);
     const client = this.#client;
     if (this.#state !== 'ready' || !client) {
       // The typed reason (a user's missing authorisation carries its URL) says more than "down".

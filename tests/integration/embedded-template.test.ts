@@ -1,19 +1,27 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
+import { PGlite } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/pglite';
+import { migrate } from 'drizzle-orm/pglite/migrator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MIGRATIONS, openDatabase, type OpenedDatabase } from '../../src/store/database.js';
+import { acquireDataDirLock, readDataDirLock } from '../../src/store/data-dir-lock.js';
+import { MIGRATIONS, openDatabase, type Database, type OpenedDatabase } from '../../src/store/database.js';
+import { creationMarker } from '../../src/store/embedded-creation.js';
 import { buildPgliteTemplate } from '../../src/store/pglite-template-build.js';
 import { installedPgliteVersion, readTemplate, type TemplateManifest } from '../../src/store/pglite-template.js';
+import * as schema from '../../src/store/schema.js';
 import { ServerRepository } from '../../src/store/server-repository.js';
 import { ROOT } from '../helpers/gateway.js';
 
 const run = promisify(execFile);
+const CREATION_CHILD = resolve(ROOT, 'tests/fixtures/embedded-creation-child.ts');
 
 /** Every migration in drizzle/, as `migrate()` names them. */
 const journal = JSON.parse(await readFile(join(MIGRATIONS, 'meta/_journal.json'), 'utf8')) as { entries: { tag: string }[] };
@@ -52,6 +60,53 @@ async function rewriteManifest(dir: string, change: (manifest: TemplateManifest)
 describe('the embedded database made from the migrated template', () => {
   let temp: string;
   let templateDir: string;
+  let stuckTemplates = 0;
+
+  /**
+   * Starts a creation of the database in `dataDir` in another process, and kills it (SIGKILL)
+   * once the creation is marked: what a kill mid-creation leaves, the process's lock included.
+   * With `crash`, the process crashes there instead (an uncaught error: it exits through 'exit').
+   */
+  async function creationCutShort(dataDir: string, how: 'kill' | 'crash' = 'kill'): Promise<void> {
+    const stuck = join(temp, `stuck-template-${++stuckTemplates}`);
+    await mkdir(stuck);
+    await run('mkfifo', [join(stuck, 'manifest.json')]);
+    const child = spawn(process.execPath, ['--import', 'tsx', CREATION_CHILD, dataDir, stuck, ...(how === 'crash' ? ['crash'] : [])], { cwd: ROOT, stdio: 'ignore' });
+    const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+    try {
+      if (how === 'crash') {
+        expect(await exited).toBe(1);
+        return;
+      }
+      await expect.poll(() => existsSync(creationMarker(dataDir)), { timeout: 60_000, interval: 20 }).toBe(true);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    }
+  }
+
+  /**
+   * A database made in `dataDir` the way a version of Conflux from before the creation mark did:
+   * the folder's lock taken (a stale one taken over), PGlite started on the folder (here filled
+   * from the template, for speed), migrated, a server stored, closed, the lock released.
+   */
+  async function madeByAVersionWithoutTheMark(dataDir: string, server: string): Promise<void> {
+    const lock = await acquireDataDirLock(dataDir);
+    try {
+      const template = await readTemplate(templateDir, MIGRATIONS);
+      if (!('tarball' in template)) throw new Error(template.unusable);
+      const client = new PGlite({ dataDir, loadDataDir: template.tarball });
+      try {
+        const db = drizzle(client, { schema });
+        await migrate(db, { migrationsFolder: MIGRATIONS });
+        expect(await new ServerRepository(db as unknown as Database).insert(server, { url: 'http://127.0.0.1:9/mcp' })).toBe(true);
+      } finally {
+        await client.close();
+      }
+    } finally {
+      await lock.release();
+    }
+  }
 
   beforeAll(async () => {
     temp = await mkdtemp(join(tmpdir(), 'conflux-embedded-template-'));
@@ -99,13 +154,13 @@ describe('the embedded database made from the migrated template', () => {
   });
 
   it('starts an interrupted creation again from an empty folder instead of opening what it left', async () => {
-    // A creation killed part way: PG_VERSION is written before the configuration files, so the
-    // folder alone looks finished; the mark beside it says it is not.
     const dataDir = join(temp, 'interrupted', 'pgdata');
-    await mkdir(dataDir, { recursive: true });
+    await creationCutShort(dataDir);
+    // What a creation killed further along leaves: PG_VERSION is written before the configuration
+    // files, so the folder alone looks finished; the mark beside it, and the lock its process
+    // left, say it is not.
     await writeFile(join(dataDir, 'PG_VERSION'), '17\n');
     await writeFile(join(dataDir, 'half-written'), 'x');
-    await writeFile(`${dataDir}.creating`, '1\n');
     const { database, lines } = await opened(dataDir, templateDir);
     try {
       expect(lines[0]).toBe(`an earlier creation of the embedded database in ${dataDir} did not finish; starting it again`);
@@ -114,6 +169,59 @@ describe('the embedded database made from the migrated template', () => {
       expect((await readdir(dataDir)).includes('half-written')).toBe(false);
       expect(await database.migrate()).toEqual([]);
       expect(await storesAServer(database, 'weather')).toEqual(['weather']);
+    } finally {
+      await database.close();
+    }
+  });
+
+  it('keeps a database made, after a creation was cut short, by a version that does not know the mark', async () => {
+    const dataDir = join(temp, 'made-since', 'pgdata');
+    await creationCutShort(dataDir);
+    await madeByAVersionWithoutTheMark(dataDir, 'kept');
+    expect(existsSync(creationMarker(dataDir))).toBe(true);
+
+    const { database, lines } = await opened(dataDir, templateDir);
+    try {
+      expect(lines).toEqual([`${creationMarker(dataDir)} is left from a creation that did not finish, but ${dataDir} was used since: its database is kept`]);
+      expect(database.createdFrom).toBeUndefined();
+      expect(await database.migrate()).toEqual([]);
+      expect((await new ServerRepository(database.db).list()).map((server) => server.name)).toEqual(['kept']);
+      expect(await readdir(join(temp, 'made-since'))).toEqual(['pgdata', 'pgdata.lock']); // the mark that covered nothing is gone
+    } finally {
+      await database.close();
+    }
+  });
+
+  it('keeps a database made by such a version after a failed creation of the previous one left its mark', async () => {
+    // The previous version's mark held its pid alone, and stayed when its creation failed; the
+    // failed start released the folder's lock.
+    const dataDir = join(temp, 'made-after-failure', 'pgdata');
+    await mkdir(dataDir, { recursive: true });
+    await writeFile(creationMarker(dataDir), `${process.pid}\n`);
+    await madeByAVersionWithoutTheMark(dataDir, 'kept');
+
+    const { database, lines } = await opened(dataDir, templateDir);
+    try {
+      expect(lines).toHaveLength(1);
+      expect(database.createdFrom).toBeUndefined();
+      expect((await new ServerRepository(database.db).list()).map((server) => server.name)).toEqual(['kept']);
+      expect(existsSync(creationMarker(dataDir))).toBe(false);
+    } finally {
+      await database.close();
+    }
+  });
+
+  it('leaves no mark of a creation whose process crashed mid-way, since its lock went with it', async () => {
+    const dataDir = join(temp, 'crashed', 'pgdata');
+    await creationCutShort(dataDir, 'crash');
+    // A mark left now would cover nothing (the lock it names is gone): the creation took it back.
+    expect(await readdir(join(temp, 'crashed'))).toEqual(['pgdata']);
+    expect(await readDataDirLock(dataDir)).toBeUndefined();
+
+    const { database } = await opened(dataDir, templateDir);
+    try {
+      expect(database.createdFrom).toBe('template');
+      expect(await storesAServer(database, 'after-crash')).toEqual(['after-crash']);
     } finally {
       await database.close();
     }
