@@ -14,8 +14,9 @@ export default defineConfig({
     // Set-up starts databases and processes; on a loaded machine that takes far longer than the test.
     hookTimeout: Math.round(120_000 * scale),
     env: { [LOAD_SCALE_VARIABLE]: String(scale) },
-    // A place for the migrated PGlite template the test processes share (tests/helpers/databases.ts).
-    globalSetup: ['tests/helpers/pglite-template-setup.ts'],
+    // A place for the migrated PGlite template the test processes share (tests/helpers/databases.ts),
+    // and the console built once for the tests that serve it (tests/e2e/browser.ts).
+    globalSetup: ['tests/helpers/pglite-template-setup.ts', 'tests/helpers/console-build-setup.ts'],
     pool: 'forks',
   },
 });

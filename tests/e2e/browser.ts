@@ -1,9 +1,9 @@
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { inject } from 'vitest';
+import { buildConsole as buildConsoleInto } from '../helpers/console-build.js';
 import { ROOT } from '../helpers/gateway.js';
 
 /** Debian's Chromium (`apt-get install -y chromium`); `.ci/run` installs it. */
@@ -40,9 +40,20 @@ export function launchChromium(hosts: readonly string[] = []): Promise<Browser> 
   return chromium.launch({ executablePath: CHROMIUM, args: [...FLAGS, ...(rules ? [`--host-resolver-rules=${rules}`] : [])], timeout: 60_000 });
 }
 
-/** The console built from the current sources into `dir`, as `npm run build` builds it into dist/console. */
+/** The console built from the current sources into `dir`, as `npm run build` builds it into dist/console (a test that only serves it takes `builtConsole()`). */
 export async function buildConsole(dir: string): Promise<void> {
-  await promisify(execFile)(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--config', 'console/vite.config.ts', '--outDir', dir, '--emptyOutDir'], { cwd: ROOT });
+  await buildConsoleInto(ROOT, dir);
+}
+
+/**
+ * The console the run built from the current sources (tests/helpers/console-build-setup.ts), for
+ * a gateway's `consoleDir`: shared by every test of the run, so not to be written to.
+ */
+export function builtConsole(): string {
+  const build = inject('consoleBuild');
+  if (!build) throw new Error('no console was built for this run: vitest.config.ts names tests/helpers/console-build-setup.ts as a globalSetup');
+  if ('error' in build) throw new Error(`the console failed to build: ${build.error}`);
+  return build.dir;
 }
 
 /** A page of a laptop-sized window that records every console error and warning and every uncaught exception. */

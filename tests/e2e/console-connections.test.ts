@@ -1,6 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OpenedDatabase } from '../../src/store/database.js';
@@ -9,7 +6,7 @@ import { startProtectedUpstream, type ProtectedUpstream } from '../fixtures/prot
 import { bearer, hs256Token, JWT_SECRET } from '../helpers/auth.js';
 import { freshPglite } from '../helpers/databases.js';
 import { startGateway, testConfig, type RunningGateway } from '../helpers/gateway.js';
-import { buildConsole, chromiumAvailable, launchChromium, screenshot, watchedPage } from './browser.js';
+import { builtConsole, chromiumAvailable, launchChromium, screenshot, watchedPage } from './browser.js';
 
 const available = chromiumAvailable();
 
@@ -19,7 +16,6 @@ const available = chromiumAvailable();
  * confirmation page and a real authorization server, back to a connection the console shows.
  */
 describe.skipIf(!available)("the web console's connections to per-user servers", () => {
-  let consoleDir: string;
   let idp: TestIdentityProvider;
   let upstream: ProtectedUpstream;
   let database: OpenedDatabase;
@@ -28,8 +24,7 @@ describe.skipIf(!available)("the web console's connections to per-user servers",
   let origin: string;
 
   beforeAll(async () => {
-    consoleDir = await mkdtemp(join(tmpdir(), 'conflux-console-'));
-    await buildConsole(consoleDir);
+    const consoleDir = builtConsole();
     idp = await startIdentityProvider({ resources: [], accounts: { alice: { email: 'alice@example.com' } } });
     upstream = await startProtectedUpstream({ issuer: idp.issuer });
     idp.addResource(upstream.url);
@@ -51,7 +46,6 @@ describe.skipIf(!available)("the web console's connections to per-user servers",
     await database?.close();
     await upstream?.close();
     await idp?.close();
-    if (consoleDir) await rm(consoleDir, { recursive: true, force: true });
   });
 
   it('connects the signed-in user to the server through the authorization server, and revokes it', async () => {

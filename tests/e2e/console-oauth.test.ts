@@ -1,11 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startIdentityProvider, type TestIdentityProvider } from '../fixtures/oidc-provider.js';
 import { startGateway, stdioFixture, testConfig, type RunningGateway } from '../helpers/gateway.js';
-import { buildConsole, chromiumAvailable, launchChromium, screenshot, watchedPage } from './browser.js';
+import { builtConsole, chromiumAvailable, launchChromium, screenshot, watchedPage } from './browser.js';
 
 const available = chromiumAvailable();
 
@@ -15,15 +12,13 @@ const available = chromiumAvailable();
  * public client by the gateway, the access token kept in the tab.
  */
 describe.skipIf(!available)('signing in to the web console with OAuth', () => {
-  let consoleDir: string;
   let idp: TestIdentityProvider;
   let gateway: RunningGateway;
   let browser: Browser;
   let origin: string;
 
   beforeAll(async () => {
-    consoleDir = await mkdtemp(join(tmpdir(), 'conflux-console-'));
-    await buildConsole(consoleDir);
+    const consoleDir = builtConsole();
     idp = await startIdentityProvider({ resources: [], accounts: { alice: { email: 'alice@example.com' } } });
     gateway = await startGateway(
       testConfig({ alpha: stdioFixture('alpha') }, { auth: { oauth: { issuer: idp.issuer, scopes: ['mcp:tools'] } }, access: { defaultLevel: 'call' } }),
@@ -39,7 +34,6 @@ describe.skipIf(!available)('signing in to the web console with OAuth', () => {
     await browser?.close();
     await gateway?.stop();
     await idp?.close();
-    if (consoleDir) await rm(consoleDir, { recursive: true, force: true });
   });
 
   it('signs a user in at the authorization server and back, with PKCE, and uses the token it grants', async () => {

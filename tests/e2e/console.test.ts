@@ -1,6 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +9,7 @@ import { bearer, hs256Token, JWT_SECRET } from '../helpers/auth.js';
 import { freshPglite } from '../helpers/databases.js';
 import { connectClient, ROOT, startGateway, stdioFixture, testConfig, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import { startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
-import { buildConsole, chromiumAvailable, launchChromium, screenshot, unnamedControls, watchedPage, type WatchedPage } from './browser.js';
+import { builtConsole, chromiumAvailable, launchChromium, screenshot, unnamedControls, watchedPage, type WatchedPage } from './browser.js';
 
 const available = chromiumAvailable();
 const FOREIGN_HOST = 'elsewhere.example';
@@ -21,7 +19,6 @@ const FOREIGN_HOST = 'elsewhere.example';
  * one with API keys and access grants (an admin and a user), one with `auth: none`.
  */
 describe.skipIf(!available)('the web console', () => {
-  let consoleDir: string;
   let database: OpenedDatabase;
   let gateway: RunningGateway;
   let open: RunningGateway;
@@ -39,8 +36,7 @@ describe.skipIf(!available)('the web console', () => {
   });
 
   beforeAll(async () => {
-    consoleDir = await mkdtemp(join(tmpdir(), 'conflux-console-'));
-    await buildConsole(consoleDir);
+    const consoleDir = builtConsole();
     database = await freshPglite().open();
     gamma = await startStreamableUpstream('gamma');
     gateway = await startGateway(
@@ -77,7 +73,6 @@ describe.skipIf(!available)('the web console', () => {
     await open?.stop();
     await gamma?.close();
     await database?.close();
-    if (consoleDir) await rm(consoleDir, { recursive: true, force: true });
   });
 
   const newPage = async () => {

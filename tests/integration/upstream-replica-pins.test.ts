@@ -6,18 +6,17 @@ import { acceptedContent, createMcpHandler, inputRequired, McpServer, ProtocolEr
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ServerConfigSchema, type HttpServerConfig, type ReplicatedServerConfig } from '../../src/config/schema.js';
-import { silentLogger } from '../../src/observability/logger.js';
-import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import { InMemoryEraVerdicts, replicaVerdictKey } from '../../src/upstream/era-verdicts.js';
 import { ReplicatedServer } from '../../src/upstream/replicated-server.js';
 import { replicaKeys } from '../../src/upstream/replica-tokens.js';
 import { UpstreamTimeoutError } from '../../src/upstream/errors.js';
-import { UpstreamConnection, type UpstreamDeps } from '../../src/upstream/upstream-connection.js';
+import { UpstreamConnection } from '../../src/upstream/upstream-connection.js';
 import { startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
 import { startTasksServer, TASKS_EXTENSION, type TasksServer } from '../fixtures/tasks-server.js';
 import { serveHandler } from '../fixtures/web-bridge.js';
 import { startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import { modernEnvelope } from '../helpers/modern-envelope.js';
+import { directDeps } from '../helpers/upstream-deps.js';
 
 /**
  * What one replica of a server with `urls` holds for its callers (a 2026 `input_required`
@@ -306,18 +305,6 @@ describe('input_required rounds and tasks on a server with urls', () => {
   });
 });
 
-function directDeps(overrides: Partial<UpstreamDeps> = {}): UpstreamDeps {
-  return {
-    logger: silentLogger(),
-    events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-    groups: new ChildProcessGroups(),
-    reconnect: { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 0 },
-    health: { breaker: { failureThreshold: 1, cooldownMs: 1000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-    onChange: () => {},
-    ...overrides,
-  };
-}
-
 describe('each replica’s protocol era', () => {
   let modern: Asker;
   let legacy: RunningUpstream;
@@ -366,7 +353,9 @@ describe('a 2026-07-28 subscription on a half-open breaker', () => {
   it('gives back the probe it took, so the next call is let through and closes the breaker', async () => {
     let now = 1_000_000;
     const config = ServerConfigSchema.parse({ url: asker.url }) as HttpServerConfig;
-    const connection = new UpstreamConnection('svc', config, directDeps({ now: () => now }));
+    // The first timeout opens the breaker, for a second.
+    const health = { breaker: { failureThreshold: 1, cooldownMs: 1000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 };
+    const connection = new UpstreamConnection('svc', config, directDeps({ now: () => now, health }));
     connection.start();
     try {
       await waitFor(() => connection.state === 'ready', 15_000, 'connected');
