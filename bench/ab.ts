@@ -6,10 +6,14 @@
  * as a further target (for the latency a hop adds).
  *
  *   npx tsx bench/ab.ts --builds before=/path/a,after=/path/b [--sessions 1,16] [--rounds 6] [--seconds 5] [--sdk] [--proxy]
- *       ['{"audit": {"enabled": false}}'] [--settings:after '{"audit": {"enabled": false}}']
+ *       [--stateless | --stateless:NAME] ['{"audit": {"enabled": false}}'] [--settings:after '{"audit": {"enabled": false}}']
  *
  * The upstream is the lean one of workload 1b (`--sdk`: the SDK's Streamable HTTP server);
- * `--proxy` adds the byte proxy as a reference. A JSON argument is merged into every
+ * `--proxy` adds the byte proxy as a reference. `--stateless` calls the gateways as 2026-07-28
+ * clients (`StatelessClient`: no session, the envelope and standard headers on every request)
+ * instead of over 2025-11-25 sessions, `--stateless:NAME` that build only (name one directory
+ * twice to compare the two eras in one run); the upstream and the proxy are still called over
+ * sessions. A JSON argument is merged into every
  * gateway's settings, and `--settings:NAME JSON` into that build's only (one build directory may
  * be named twice, to compare settings). Prints every round, then for each target and concurrency the median and
  * lowest CPU per call (ms, user plus system of the gateway process, all threads), median p50
@@ -19,7 +23,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { roundOrder, warmUp, type Target } from './compare.js';
-import { round, runLoad, Session, type LoadResult } from './load.js';
+import { round, runLoad, Session, StatelessClient, type LoadResult } from './load.js';
 import { LEAN_UPSTREAM, start, upstreams, type Running } from './processes.js';
 
 const args = process.argv.slice(2);
@@ -51,6 +55,12 @@ try {
     const session = await Session.open(url);
     return { call: () => session.call('tools/call', { name: 'echo', arguments: { text: 'hello' } }), close: () => session.close() };
   };
+  /** A 2026-07-28 caller: one stateless client per simulated session, nothing to open or close. */
+  const stateless = (url: string) => async () => {
+    const caller = new StatelessClient(url);
+    return { call: () => caller.call('tools/call', { name: 'echo', arguments: { text: 'hello' } }), close: async () => {} };
+  };
+  const gatewayClient = (name: string) => (args.includes('--stateless') || args.includes(`--stateless:${name}`) ? stateless : client);
   const targets: Target[] = [{ name: 'direct', open: client(`${upstream.url}/mcp/0`), cpu: upstream.cpuMs }];
   if (args.includes('--proxy')) {
     const proxy = await start(['--import', 'tsx', 'bench/byte-proxy.ts', upstream.url]);
@@ -68,7 +78,7 @@ try {
     );
     const gw = await start([join(build, 'dist/cli.js'), 'serve', '--config', join(dir, 'config.json'), '--port', '0'], { LOG_LEVEL: 'info', CONFLUX_DATA_DIR: join(dir, 'data') }, 180_000);
     running.push(gw);
-    targets.push({ name, open: client(gw.url), cpu: gw.cpuMs });
+    targets.push({ name, open: gatewayClient(name)(gw.url), cpu: gw.cpuMs });
   }
   console.log(`load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; warming up`);
   for (const target of targets) await warmUp(target, { sessions: 16, calls: 5000, maxSeconds: 15 });

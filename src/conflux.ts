@@ -17,6 +17,7 @@ import { CallTracker } from './gateway/call-tracker.js';
 import { CredentialBoundStreams } from './gateway/credential-bound-streams.js';
 import { detachedCall } from './gateway/forward.js';
 import { PlainToolCalls } from './gateway/plain-tool-calls.js';
+import { SessionlessToolCalls } from './gateway/sessionless-tool-calls.js';
 import { ResourceSubscriptions } from './gateway/resource-subscriptions.js';
 import { SessionRegistry } from './gateway/session-registry.js';
 import { accessIn, listedAsIs } from './gateway/mcp-handlers.js';
@@ -316,12 +317,13 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   const configChanges = new ConfigChanges({ bus: state.bus, replicaId: state.replicaId, accessControl, apiKeys, registry, logger: logger.child({ component: 'config-changes' }) });
   const consoleFiles = loadConsoleFiles(deps.consoleDir ?? builtConsoleDir());
   const plainToolCalls = new PlainToolCalls(toolCalls, { maxConcurrentCallsPerSession: settings.limits.maxConcurrentCallsPerSession });
+  const sessionlessToolCalls = new SessionlessToolCalls({ toolCalls, sessions, inputRounds, maxConcurrentCallsPerCaller: settings.limits.maxConcurrentCallsPerSession });
   const app = createHttpApp({
     streams,
     sessions,
     upstreams,
     logger,
-    modern: modernRequests(modern, { streams, maxListenStreamsPerCaller: settings.limits.maxSessionsPerPrincipal, taskListens, catalog }),
+    modern: modernRequests(modern, { streams, maxListenStreamsPerCaller: settings.limits.maxSessionsPerPrincipal, taskListens, catalog, toolCalls: sessionlessToolCalls }),
     maxBodyBytes: { mcp: settings.maxBodyBytes, api: settings.api.maxBodyBytes },
     limits: settings.limits,
     fast: {

@@ -1,10 +1,6 @@
 import {
-  CLIENT_CAPABILITIES_META_KEY,
-  LOG_LEVEL_META_KEY,
   isInputRequiredResult,
-  ProtocolErrorCode,
   type AuthInfo,
-  type ClientCapabilities,
   type InputRequiredResult,
   type LoggingLevel,
   type Notification,
@@ -19,16 +15,18 @@ import { routeResourceUri, type ResourceRoute } from '../catalog/resource-catalo
 import { bestEffort } from '../observability/best-effort.js';
 import { isPerUser } from '../upstream/auth/upstream-auth.js';
 import type { DownstreamCall } from './downstream-call.js';
-import { asMcpError, failureText, resourceNotFound, unknownPrompt, WireMcpError } from './error-mapping.js';
+import { asMcpError, failureText, resourceNotFound, unknownPrompt } from './error-mapping.js';
 import { forward } from './forward.js';
 import type { ModernCallBridge } from './modern-call-bridge.js';
 import { pageOf } from './list-page.js';
-import { allows, thresholdOf, upstreamLevel } from './log-levels.js';
+import { thresholdOf, upstreamLevel } from './log-levels.js';
 import { checkedRequest, UNCHECKED, type ServedMethod, type ServedRequest } from './request-params.js';
 import type { ResourceSubscriptions } from './resource-subscriptions.js';
 import { inCallSlot, type SessionRegistry } from './session-registry.js';
 import { registerTaskHandlers, tasksOffered } from './task-relay.js';
 import { callTool, type ToolCallDeps } from './tool-calls.js';
+import { handoverIn } from './call-handover.js';
+import { sessionlessCall } from './sessionless-call.js';
 
 export interface McpHandlerDeps extends ToolCallDeps {
   sessions: SessionRegistry;
@@ -129,12 +127,14 @@ export function registerHandlers(server: Server, deps: McpHandlerDeps, capabilit
     return { tools: [...items], ...(nextCursor ? { nextCursor } : {}) };
   });
   on('tools/call', async (request, ctx) => {
-    const result = await withClient(ctx, request.params.name, (call) =>
+    // A 2026-07-28 call the sessionless fast path ran and handed over for this server to answer (see call-handover.ts).
+    const handedOver = era === 'modern' ? handoverIn(ctx.http?.authInfo) : undefined;
+    const result = await (handedOver?.(requestCall(ctx)) ?? withClient(ctx, request.params.name, (call) =>
       // A 2025 session's calls take its slots; a 2026-07-28 caller's, without a session, the caller's own.
       era === 'legacy'
         ? inCallSlot(deps.sessions.get(ctx.sessionId), deps.maxConcurrentCallsPerSession, () => callTool(deps, { ...request.params, ...retryParams(ctx) }, call))
         : deps.sessions.inCallerSlot(rateKeyOf(ctx), deps.maxConcurrentCallsPerSession, () => callTool(deps, { ...request.params, ...retryParams(ctx) }, call)),
-    );
+    ));
     if (isInputRequiredResult(result) || result.structuredContent === undefined) return result;
     // Structured content as the client's revision carries it (a 2025 client gets a non-object
     // value wrapped in an object; any client a text copy of it), as the SDK's own tools do.
@@ -306,39 +306,10 @@ function sessionCall(server: Server, ctx: ServerContext, logLevel: LoggingLevel)
   };
 }
 
-/**
- * A 2026-07-28 request. Its client declared its capabilities in the request itself, and they
- * are passed on as declared (an upstream asked on its behalf may tailor what it asks for). It
- * cannot be sent requests mid-call: it is asked through `input_required` results, a 2026
- * upstream's passing through, a 2025 upstream's requests turned into them by `ModernCallBridge`
- * (which replaces `sendRequest` on the methods that allow it); elsewhere such a request is
- * refused. Log messages reach the client only at or above the level the request named; a
- * request that named none asked for no logs.
- */
+/** A 2026-07-28 request's call (see `sessionlessCall`): messages about it go out on the request's own answer. */
 function requestCall(ctx: ServerContext): DownstreamCall {
-  const access = accessOf(ctx);
-  const envelope = ctx.mcpReq.envelope as Record<string, unknown> | undefined;
-  const logLevel = envelope?.[LOG_LEVEL_META_KEY] as LoggingLevel | undefined;
-  return {
-    principal: access.principal.id,
-    access,
-    channel: 'mcp',
-    sessionId: undefined,
-    requestId: ctx.mcpReq.id,
-    clientCapabilities: envelope?.[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined,
-    logLevel,
-    signal: ctx.mcpReq.signal,
-    sendNotification: async (notification) => {
-      if (notification.method === 'notifications/message') {
-        const level = notification.params?.level as LoggingLevel | undefined;
-        if (!logLevel || !level || !allows(logLevel, level)) return;
-      }
-      await ctx.mcpReq.notify(notification as Notification);
-    },
-    sendRequest: async (request) => {
-      throw new WireMcpError(ProtocolErrorCode.MethodNotFound, `the client cannot be sent ${request.method} during a 2026-07-28 request`);
-    },
-  };
+  const request = { id: ctx.mcpReq.id, envelope: ctx.mcpReq.envelope as Record<string, unknown> | undefined, signal: ctx.mcpReq.signal };
+  return sessionlessCall(accessOf(ctx), request, (notification) => ctx.mcpReq.notify(notification as Notification));
 }
 
 /**

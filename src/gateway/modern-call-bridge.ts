@@ -96,6 +96,9 @@ interface RoundRequest extends RoundChannel {
   principal(): string;
 }
 
+/** A first request as `ModernCallBridge.start` takes it: a round's request, its principal known. */
+export type FirstRequest = Omit<RoundRequest, 'notify' | 'principal'> & { principal: string };
+
 /** The request a call is being served in just now: where messages about the call go. */
 type Round = Pick<RoundRequest, 'notify' | 'progressToken'>;
 
@@ -159,7 +162,8 @@ class BridgedCall {
       }
       await new Promise<void>((resolve) => (this.#wake = resolve));
       this.#wake = undefined;
-      await new Promise((resolve) => setImmediate(resolve));
+      // Only requests wait for the others of their turn; a call that ended has none to come.
+      if (!this.#settled) await new Promise((resolve) => setImmediate(resolve));
     }
   }
 
@@ -342,8 +346,7 @@ export class ModernCallBridge {
       principal: () => accessIn(ctx.http?.authInfo).principal.id,
     };
     const state = ctx.mcpReq.requestState();
-    // A call's work yields what `run` yields, over however many rounds: its type is `T`'s.
-    if (!isGatewayState(state)) return (await this.#round(new BridgedCall(call, run), request)) as T | InputRequiredResult;
+    if (!isGatewayState(state)) return this.#first(request, call, run);
     const holder = splitState(state)?.holder;
     const responses = ctx.mcpReq.inputResponses;
     if (this.#forwarding && holder !== undefined && holder !== this.#replicaId) {
@@ -351,6 +354,21 @@ export class ModernCallBridge {
       return (await this.#forwarding.forward(holder, retry, request)) as T | InputRequiredResult;
     }
     return (await this.#resume(state, responses, request)) as T | InputRequiredResult;
+  }
+
+  /**
+   * Serves the first request of a call (no `requestState`, so no retry), given by its parts
+   * rather than by an SDK context: what `serve` does for such a request. `request.signal`
+   * aborted (the client left) cancels the call; messages about it go to `call`'s client.
+   */
+  start<T extends Result>(request: FirstRequest, call: DownstreamCall, run: (call: DownstreamCall) => Promise<T>): Promise<T | InputRequiredResult> {
+    const { principal, ...parts } = request;
+    return this.#first({ ...parts, notify: (notification) => call.sendNotification(notification), principal: () => principal }, call, run);
+  }
+
+  async #first<T extends Result>(request: RoundRequest, call: DownstreamCall, run: (call: DownstreamCall) => Promise<T>): Promise<T | InputRequiredResult> {
+    // A call's work yields what `run` yields, over however many rounds: its type is `T`'s.
+    return (await this.#round(new BridgedCall(call, run), request)) as T | InputRequiredResult;
   }
 
   /**

@@ -135,7 +135,7 @@ function toolsCall(message: unknown): { id: RequestId; params: unknown } | undef
 }
 
 /** What CallToolRequestSchema asks of `name` and `arguments`, checked by hand: this runs on every call. */
-function plainParams(params: unknown): boolean {
+export function plainParams(params: unknown): params is { name: string; arguments?: Record<string, unknown> } {
   if (params === null || typeof params !== 'object') return false;
   const { name, arguments: args } = params as { name?: unknown; arguments?: unknown };
   return typeof name === 'string' && (args === undefined || (args !== null && typeof args === 'object' && !Array.isArray(args)));
@@ -153,7 +153,7 @@ function idInUse(id: RequestId): WireMcpError {
 }
 
 /** A failure as a JSON-RPC error object, as `asMcpError` makes it (so a client reads one `MCP error <code>: ` prefix). */
-function errorBody(failure: unknown, logger: Logger): { code: number; message: string; data?: unknown } {
+export function errorBody(failure: unknown, logger: Logger): { code: number; message: string; data?: unknown } {
   const error = asMcpError(failure, logger);
   return { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) };
 }
@@ -178,7 +178,7 @@ function cannotAsk(result: { inputRequests?: Record<string, unknown> }): CallToo
  * `CallToolResult`, whose full check covers everything else (that check was most of this path's
  * schema time).
  */
-function textOnly(result: object): boolean {
+export function textOnly(result: object): boolean {
   for (const key in result) if (key !== 'content' && key !== 'isError') return false;
   const { content, isError } = result as { content?: unknown; isError?: unknown };
   if (!Array.isArray(content) || (isError !== undefined && typeof isError !== 'boolean')) return false;

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { classifyInboundRequest, SUPPORTED_PROTOCOL_VERSIONS, type AuthInfo } from '@modelcontextprotocol/server';
+import { classifyInboundRequest, SUPPORTED_PROTOCOL_VERSIONS, type AuthInfo, type InboundClassificationOutcome, type InboundLegacyRoute } from '@modelcontextprotocol/server';
 import type { Access } from '../auth/access-policy.js';
 import type { PlainToolCalls } from '../gateway/plain-tool-calls.js';
 import type { Context } from 'hono';
@@ -12,6 +12,7 @@ import type { CallerEnv } from './caller.js';
 import { readJsonRpcBody } from './json-body.js';
 import { BAD_REQUEST, jsonRpcError, SESSION_NOT_FOUND } from './json-rpc-errors.js';
 import type { ModernRequests } from './modern-requests.js';
+import { plainModernRoute } from './plain-modern-route.js';
 import { onBodyEnd } from './response-end.js';
 
 export interface McpEndpointLimits {
@@ -61,7 +62,8 @@ export function mcpEndpoint(sessions: SessionRegistry, limits: McpEndpointLimits
     if (request.method === 'POST') {
       const parsed = await readJsonRpcBody(request, limits.maxJsonDepth);
       if (parsed instanceof Response) return parsed;
-      if (modern && !isLegacy(request, parsed)) return modern(request, parsed, { authInfo, principal: access.principal, rateKey });
+      const route = modern ? modernRoute(request, parsed) : undefined;
+      if (modern && route) return modern(request, parsed, { authInfo, principal: access.principal, rateKey }, { route, whenClientLeaves: (leave) => whenClientLeaves(c, leave) });
       if (!sessionId) {
         if (!containsInitialize(parsed)) {
           return jsonRpcError(400, BAD_REQUEST, 'Bad Request: Mcp-Session-Id header is required');
@@ -222,23 +224,25 @@ export function unavailable(error: unknown): Response {
 }
 
 /**
- * Whether a POST is 2025 traffic, by the classification the SDK's 2026-07-28 handler applies
- * (`isLegacyRequest` is this, made async and reading the body itself). Anything else, the
- * refusals of malformed envelopes and headers included, is the 2026 path's to answer. About
- * 8 µs for a tool call, most of it the SDK's check of the message shape.
+ * The classification the SDK's 2026-07-28 handler applies to a POST (`isLegacyRequest` is this,
+ * made async and reading the body itself), or undefined for 2025 traffic. Anything else, the
+ * refusals of malformed envelopes and headers included, is the 2026 path's to answer, which
+ * is handed the classification. About 8 µs for a tool call, most of it the SDK's check of the
+ * message shape (more with an envelope to check), spared by the plain cases recognised on sight.
  */
-function isLegacy(request: Request, body: unknown): boolean {
+function modernRoute(request: Request, body: unknown): Exclude<InboundClassificationOutcome, InboundLegacyRoute> | undefined {
   const { headers } = request;
-  if (plainLegacyRequest(headers.get('mcp-protocol-version'), body)) return true;
-  return (
-    classifyInboundRequest({
-      httpMethod: 'POST',
-      protocolVersionHeader: headers.get('mcp-protocol-version') ?? undefined,
-      mcpMethodHeader: headers.get('mcp-method') ?? undefined,
-      mcpNameHeader: headers.get('mcp-name') ?? undefined,
-      body,
-    }).kind === 'legacy'
-  );
+  if (plainLegacyRequest(headers.get('mcp-protocol-version'), body)) return undefined;
+  const plain = plainModernRoute(headers.get('mcp-protocol-version'), headers.get('mcp-method'), body);
+  if (plain) return plain;
+  const route = classifyInboundRequest({
+    httpMethod: 'POST',
+    protocolVersionHeader: headers.get('mcp-protocol-version') ?? undefined,
+    mcpMethodHeader: headers.get('mcp-method') ?? undefined,
+    mcpNameHeader: headers.get('mcp-name') ?? undefined,
+    body,
+  });
+  return route.kind === 'legacy' ? undefined : route;
 }
 
 /**

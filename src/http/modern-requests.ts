@@ -1,11 +1,14 @@
-import type { AuthInfo, McpHttpHandler } from '@modelcontextprotocol/server';
+import type { AuthInfo, InboundClassificationOutcome, InboundLegacyRoute, McpHttpHandler } from '@modelcontextprotocol/server';
 import type { Principal } from '../auth/principal.js';
+import { withHandover } from '../gateway/call-handover.js';
 import type { CredentialBoundStreams } from '../gateway/credential-bound-streams.js';
 import { accessIn } from '../gateway/mcp-handlers.js';
+import type { SessionlessToolCalls } from '../gateway/sessionless-tool-calls.js';
 import type { TaskListen } from '../gateway/task-listen.js';
 import type { LiveCatalog } from '../catalog/live-catalog.js';
 import { BAD_REQUEST, HEADER_MISMATCH, jsonRpcError } from './json-rpc-errors.js';
 import { paramHeaderMismatch } from './param-header-check.js';
+import { plainSessionlessCall } from './plain-sessionless-call.js';
 import { onBodyEnd } from './response-end.js';
 
 /** The caller of one 2026-07-28 request, as the HTTP layer authenticated it. */
@@ -16,8 +19,16 @@ export interface ModernCaller {
   rateKey: string;
 }
 
-/** Serves one 2026-07-28 request whose body the endpoint already parsed. */
-export type ModernRequests = (request: Request, parsedBody: unknown, caller: ModernCaller) => Promise<Response>;
+/** What the endpoint knows of a 2026-07-28 request beyond its body and caller. */
+export interface ModernRequestContext {
+  /** The SDK's classification of the request, by which the endpoint routed it here. */
+  route: Exclude<InboundClassificationOutcome, InboundLegacyRoute>;
+  /** Calls `leave` when the client goes away before its answer; returns the function that stops watching. */
+  whenClientLeaves(leave: () => void): () => void;
+}
+
+/** Serves one 2026-07-28 request whose body the endpoint already parsed and classified. */
+export type ModernRequests = (request: Request, parsedBody: unknown, caller: ModernCaller, context: ModernRequestContext) => Promise<Response>;
 
 export interface ModernRequestsOptions {
   /** Listen streams ended when the credential that opened them ends. */
@@ -28,6 +39,8 @@ export interface ModernRequestsOptions {
   taskListens?: Pick<TaskListen, 'serve'> | undefined;
   /** Where a `tools/call`'s tool is found, to check its `Mcp-Param-*` headers against its arguments. */
   catalog: Pick<LiveCatalog, 'upstreamToolsByName'>;
+  /** Plain `tools/call`s answered without a per-request server; without it `handler` serves them. */
+  toolCalls?: Pick<SessionlessToolCalls, 'answer'> | undefined;
 }
 
 /**
@@ -35,6 +48,10 @@ export interface ModernRequestsOptions {
  * (`handler` is the SDK's `createMcpHandler`, strict about the era, which also validates the
  * envelope and the `Mcp-Method`/`Mcp-Name` headers and answers their errors with the request's
  * id). The body was read and depth-checked once by the endpoint and is passed on parsed.
+ *
+ * A plain `tools/call` (see `plainSessionlessCall`: one the SDK would serve to the handler, and
+ * that needs nothing of the client) is run by `toolCalls` without that server, which answers
+ * plain outcomes itself and hands the rest over to `handler` with the call already run.
  *
  * A `subscriptions/listen` stream is the one thing that lasts: like a 2025 session it is
  * counted per caller (so one client cannot take every place the SDK allows), and like a 2025
@@ -47,12 +64,21 @@ export function modernRequests(handler: Pick<McpHttpHandler, 'fetch'>, options: 
     if (next > 0) listening.set(rateKey, next);
     else listening.delete(rateKey);
   };
-  return async (request, parsedBody, { authInfo, principal, rateKey }) => {
+  return async (request, parsedBody, { authInfo, principal, rateKey }, context) => {
     const listen = listenId(parsedBody);
     if (listen === undefined) {
-      const mismatch = paramHeaderMismatch(parsedBody, request.headers, options.catalog, accessIn(authInfo));
+      const access = accessIn(authInfo);
+      const mismatch = paramHeaderMismatch(parsedBody, request.headers, options.catalog, access);
       if (mismatch !== undefined) return jsonRpcError(400, HEADER_MISMATCH, mismatch, requestIdOf(parsedBody));
-      return handler.fetch(request, { authInfo, parsedBody });
+      const calls = options.toolCalls;
+      const plain = calls ? plainSessionlessCall(request.headers, context.route) : undefined;
+      if (!calls || !plain) return handler.fetch(request, { authInfo, parsedBody });
+      const controller = new AbortController();
+      const stopWatching = context.whenClientLeaves(() => controller.abort('client disconnected'));
+      const answer = await calls.answer(plain, { access, rateKey }, controller.signal).finally(stopWatching);
+      if ('handover' in answer) return handler.fetch(request, { authInfo: withHandover(authInfo, answer.handover), parsedBody });
+      // As the SDK's per-request transport sends a lone answer.
+      return new Response(JSON.stringify(answer.message), { status: 200, headers: { 'content-type': 'application/json' } });
     }
     if ((listening.get(rateKey) ?? 0) >= options.maxListenStreamsPerCaller) {
       return jsonRpcError(429, BAD_REQUEST, `Too many listen streams for this client (at most ${options.maxListenStreamsPerCaller})`, listen);
