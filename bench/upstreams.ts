@@ -9,7 +9,7 @@
  * Every endpoint offers `echo` (answers at once, or after --delay-ms) and M-1 filler tools.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
@@ -57,7 +57,7 @@ if (positionals[0] === 'stdio') {
 } else {
   const endpoints = Number(values.endpoints);
   const sessions = new Map<string, StreamableHTTPServerTransport>();
-  const http = createServer(async (req, res) => {
+  const answer = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const match = /^\/mcp\/(\d+)$/.exec(req.url ?? '');
     if (!match || Number(match[1]) >= endpoints) return void res.writeHead(404).end();
     const id = req.headers['mcp-session-id'];
@@ -74,7 +74,10 @@ if (positionals[0] === 'stdio') {
       transport = created;
     }
     await transport.handleRequest(req, res);
-  });
+  };
+  // Node does not wait for a listener: a failure is an unhandled rejection, which ends this
+  // process (Node's default) like any other failure of it.
+  const http = createServer((req, res) => void answer(req, res));
   http.keepAliveTimeout = 60_000;
   http.on('connection', (socket) => socket.setNoDelay(true));
   http.listen(0, '127.0.0.1', () => console.log(`listening http://127.0.0.1:${(http.address() as AddressInfo).port}`));

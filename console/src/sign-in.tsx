@@ -16,6 +16,7 @@ export function SignIn({ onSignedIn, notice, oauthClientId }: SignInProps) {
   const [redirecting, setRedirecting] = useState(false);
   const [problem, setProblem] = useState<string>();
   const [checking, setChecking] = useState(false);
+  // It shows its own failure, so the form starts it with `void`.
   const submit = async (event: Event) => {
     event.preventDefault();
     const value = token.trim();
@@ -37,7 +38,7 @@ export function SignIn({ onSignedIn, notice, oauthClientId }: SignInProps) {
   return (
     <main class="sign-in" id="main">
       <h1>Conflux console</h1>
-      <form onSubmit={submit} noValidate>
+      <form onSubmit={(event) => void submit(event)} noValidate>
         <h2>Sign in</h2>
         {notice ? (
           <p class="notice" role="alert">

@@ -9,6 +9,7 @@ import { listening, sdkSessions, startStreamableUpstream, type RunningUpstream }
 import { startModernOnlyServer, type ModernOnlyServer } from '../fixtures/modern-only-server.js';
 import { openSession, startGateway, stdioFixture, testConfig, textOf, waitFor, type ClientSession, type RunningGateway } from '../helpers/gateway.js';
 import { modernRequest, type RpcMessage } from '../helpers/modern-request.js';
+import { asyncRequestListener } from '../helpers/async-request-listener.js';
 
 /**
  * A 2026-07-28 client calling, through the gateway, a tool of a 2025 upstream that asks the
@@ -308,7 +309,7 @@ async function askingPromptUpstream(): Promise<{ url: string; close(): Promise<v
     });
     return server;
   });
-  return listening(createServer((req, res) => sessions.handle(req, res)), '/mcp', () => sessions.opened, () => sessions.close());
+  return listening(createServer(asyncRequestListener((req, res) => sessions.handle(req, res))), '/mcp', () => sessions.opened, () => sessions.close());
 }
 
 const TRUSTED = { auth: { trustedHeaders: { proxies: ['127.0.0.0/8', '::1'] } }, access: { defaultLevel: 'call' as const } };

@@ -15,6 +15,7 @@ import { z } from 'zod';
 import { bearer, hs256Token, JWT_SECRET } from '../helpers/auth.js';
 import { sdkClient, startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import { modernEnvelope } from '../helpers/modern-envelope.js';
+import { asyncRequestListener } from '../helpers/async-request-listener.js';
 
 /**
  * Upstreams on the 2026-07-28 revision (the SDK's `createMcpHandler`, sessionless) behind one
@@ -468,7 +469,7 @@ describe('a 2025 upstream that forgets our session', () => {
   it('is reconnected on the 404 to our session id, and the next call succeeds', async () => {
     const transports = new Map<string, LegacyServerTransport>();
     let sessionsOpened = 0;
-    const http: HttpServer = createServer(async (req, res) => {
+    const http: HttpServer = createServer(asyncRequestListener(async (req, res) => {
       const sessionId = req.headers['mcp-session-id'];
       let transport = typeof sessionId === 'string' ? transports.get(sessionId) : undefined;
       if (!transport) {
@@ -486,7 +487,7 @@ describe('a 2025 upstream that forgets our session', () => {
         transport = created;
       }
       await transport.handleRequest(req, res);
-    });
+    }));
     await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
     const gateway = await startGateway(testConfig({ old: { url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp` } }));
     try {

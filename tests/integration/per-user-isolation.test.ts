@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { bearer, hs256Token, JWT_SECRET } from '../helpers/auth.js';
 import { sdkClient, startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+import { asyncRequestListener } from '../helpers/async-request-listener.js';
 
 /**
  * An HTTP MCP server that serves each caller their own data: the user named by the bearer
@@ -19,7 +20,7 @@ import { sdkClient, startGateway, testConfig, textOf, waitFor, type RunningGatew
 async function startNotesUpstream(): Promise<{ url: string; sessionsOf(who: string): number; close(): Promise<void> }> {
   const transports = new Map<string, StreamableHTTPServerTransport>();
   const sessions = new Map<string, number>();
-  const http = createServer(async (req, res) => {
+  const http = createServer(asyncRequestListener(async (req, res) => {
     const sessionId = req.headers['mcp-session-id'];
     let transport = typeof sessionId === 'string' ? transports.get(sessionId) : undefined;
     if (!transport) {
@@ -37,7 +38,7 @@ async function startNotesUpstream(): Promise<{ url: string; sessionsOf(who: stri
       transport = created;
     }
     await transport.handleRequest(req, res);
-  });
+  }));
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,

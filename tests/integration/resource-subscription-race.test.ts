@@ -6,6 +6,7 @@ import { SubscribeRequestSchema, UnsubscribeRequestSchema } from '@modelcontextp
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDemoServer } from '../fixtures/demo-tools.js';
 import { connectClient, startGateway, testConfig, waitFor, type ConnectedClient, type RunningGateway } from '../helpers/gateway.js';
+import { asyncRequestListener } from '../helpers/async-request-listener.js';
 
 /** What the upstream was asked, in order. */
 type Recorded = { method: 'subscribe' | 'unsubscribe'; uri: string };
@@ -18,7 +19,7 @@ async function startRecordingUpstream(): Promise<{ url: string; recorded: Record
   const recorded: Recorded[] = [];
   const transports = new Map<string, StreamableHTTPServerTransport>();
   const slowly = () => new Promise((r) => setTimeout(r, 150));
-  const http: Server = createServer(async (req, res) => {
+  const http: Server = createServer(asyncRequestListener(async (req, res) => {
     const sessionId = req.headers['mcp-session-id'];
     let transport = typeof sessionId === 'string' ? transports.get(sessionId) : undefined;
     if (!transport) {
@@ -39,7 +40,7 @@ async function startRecordingUpstream(): Promise<{ url: string; recorded: Record
       transport = created;
     }
     await transport.handleRequest(req, res);
-  });
+  }));
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
   return {
     url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,

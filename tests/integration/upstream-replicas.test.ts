@@ -14,6 +14,7 @@ import { createDemoServer } from '../fixtures/demo-tools.js';
 import { readBody } from '../fixtures/web-bridge.js';
 import { bearer, hs256Token, JWT_SECRET } from '../helpers/auth.js';
 import { freePort, sdkClient, startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+import { asyncRequestListener } from '../helpers/async-request-listener.js';
 
 /**
  * A Streamable HTTP MCP server on loopback whose `whoami` tool answers with its label, so a
@@ -40,7 +41,7 @@ class ReplicaServer {
   /** Starts listening (on its port again after a stop); does nothing while it listens. */
   async start(): Promise<void> {
     if (this.#http) return;
-    const http = createServer(async (req, res) => {
+    const http = createServer(asyncRequestListener(async (req, res) => {
       if (!req.url?.startsWith('/mcp')) return void res.writeHead(404).end();
       const body = req.method === 'POST' ? await readBody(req) : undefined;
       const parsed: unknown = body ? JSON.parse(body) : undefined;
@@ -60,7 +61,7 @@ class ReplicaServer {
         transport = created;
       }
       await transport.handleRequest(req, res, parsed);
-    });
+    }));
     http.on('connection', (socket: Socket) => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));

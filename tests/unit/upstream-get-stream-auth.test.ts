@@ -11,6 +11,7 @@ import { UpstreamConnection } from '../../src/upstream/upstream-connection.js';
 import { createDemoServer } from '../fixtures/demo-tools.js';
 import { startScriptedAuthorizationServer, type ScriptedAuthorizationServer } from '../fixtures/scripted-authorization-server.js';
 import { testConfig, waitFor } from '../helpers/gateway.js';
+import { asyncRequestListener } from '../helpers/async-request-listener.js';
 
 /**
  * A 2025 Streamable HTTP server with sessions and a GET stream, letting through only the tokens
@@ -21,7 +22,7 @@ async function startSessionUpstream(valid: (token: string) => boolean) {
   const transports = new Map<string, StreamableHTTPServerTransport>();
   const streams = new Set<ServerResponse>();
   let gets = 0;
-  const http = createServer(async (req, res) => {
+  const http = createServer(asyncRequestListener(async (req, res) => {
     if (!req.url?.startsWith('/mcp')) return void res.writeHead(404).end();
     const token = req.headers.authorization?.replace(/^Bearer /, '') ?? '';
     if (req.method === 'GET') gets++;
@@ -39,7 +40,7 @@ async function startSessionUpstream(valid: (token: string) => boolean) {
       res.once('close', () => streams.delete(res));
     }
     await transport.handleRequest(req, res);
-  });
+  }));
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,

@@ -82,6 +82,7 @@ export function RegisterServer({ api, onRegistered }: { api: Api; onRegistered()
   const shown = touched ? problems : {};
   const set = <K extends keyof Draft>(key: K, value: Draft[K]) => setDraft((d) => ({ ...d, [key]: value }));
 
+  // It shows its own failure, so the form starts it with `void`.
   const submit = async (event: Event) => {
     event.preventDefault();
     setTouched(true);
@@ -127,7 +128,7 @@ export function RegisterServer({ api, onRegistered }: { api: Api; onRegistered()
 
   return (
     <Section title="Register a server" id="register-heading">
-      <form class="register" onSubmit={submit} noValidate aria-describedby="register-note">
+      <form class="register" onSubmit={(event) => void submit(event)} noValidate aria-describedby="register-note">
         <p id="register-note" class="muted">
           Stored in the gateway's database and connected at once. Checked with the same schema as the API and the config file.
         </p>

@@ -13,6 +13,7 @@ export function ServersPage({ api, me }: { api: Api; me: Me }) {
   const [busy, setBusy] = useState<string>();
   const [status, setStatus] = useState<{ text: string; error: boolean }>();
 
+  // It shows its own failure in the status line, so the buttons start it with `void`.
   const act = async (server: string, what: string, run: () => Promise<unknown>) => {
     setBusy(server);
     setStatus(undefined);
@@ -97,7 +98,7 @@ export function ServersPage({ api, me }: { api: Api; me: Me }) {
                   {me.admin ? <td class="last-error">{server.lastError ?? <span class="muted">—</span>}</td> : null}
                   {me.admin ? (
                     <td class="actions">
-                      <button type="button" disabled={busy === server.name} onClick={() => act(server.name, `Restart ${server.name}`, () => api.send('POST', `/servers/${encodeURIComponent(server.name)}/restart`))}>
+                      <button type="button" disabled={busy === server.name} onClick={() => void act(server.name, `Restart ${server.name}`, () => api.send('POST', `/servers/${encodeURIComponent(server.name)}/restart`))}>
                         Restart<span class="visually-hidden"> {server.name}</span>
                       </button>
                       {server.source !== undefined && server.source !== 'config' ? (
@@ -106,7 +107,7 @@ export function ServersPage({ api, me }: { api: Api; me: Me }) {
                             type="button"
                             disabled={busy === server.name}
                             onClick={() =>
-                              act(server.name, `${server.enabled === false ? 'Enable' : 'Disable'} ${server.name}`, () =>
+                              void act(server.name, `${server.enabled === false ? 'Enable' : 'Disable'} ${server.name}`, () =>
                                 api.send('PATCH', `/servers/${encodeURIComponent(server.name)}`, { enabled: server.enabled === false }),
                               )
                             }
@@ -118,7 +119,7 @@ export function ServersPage({ api, me }: { api: Api; me: Me }) {
                             type="button"
                             class="danger"
                             disabled={busy === server.name}
-                            onClick={() => confirm(`Remove the server "${server.name}"?`) && act(server.name, `Remove ${server.name}`, () => api.send('DELETE', `/servers/${encodeURIComponent(server.name)}`))}
+                            onClick={() => confirm(`Remove the server "${server.name}"?`) && void act(server.name, `Remove ${server.name}`, () => api.send('DELETE', `/servers/${encodeURIComponent(server.name)}`))}
                           >
                             Remove<span class="visually-hidden"> {server.name}</span>
                           </button>
@@ -145,6 +146,7 @@ function Connections({ api, servers }: { api: Api; servers: Server[] }) {
   // Polled: an authorization finishes in another tab, at the authorization server and the gateway's callback.
   const connections = useLoad(() => api.get<{ connections: Connection[] }>('/connections').then((b) => b.connections), [api], 5000);
   const [problem, setProblem] = useState<string>();
+  // These two show their own failure, so the buttons start them with `void`.
   const connect = async (server: string) => {
     setProblem(undefined);
     try {
@@ -183,14 +185,14 @@ function Connections({ api, servers }: { api: Api; servers: Server[] }) {
                       , expires <Time iso={connection.expiresAt} />
                     </>
                   ) : null}{' '}
-                  <button type="button" onClick={() => revoke(server.name)}>
+                  <button type="button" onClick={() => void revoke(server.name)}>
                     Revoke<span class="visually-hidden"> {server.name}</span>
                   </button>
                 </>
               ) : (
                 <>
                   <span class="muted">not connected</span>{' '}
-                  <button type="button" onClick={() => connect(server.name)}>
+                  <button type="button" onClick={() => void connect(server.name)}>
                     Connect<span class="visually-hidden"> {server.name}</span>
                   </button>
                 </>

@@ -80,6 +80,7 @@ function ToolDetail({ api, name, offeredBy }: { api: Api; name: string; me: Me; 
   const t = tool.data;
   const servers = t.route.originalName ? (offeredBy.get(t.route.originalName) ?? []) : [];
 
+  // It shows its own failure, so the form starts it with `void`.
   const call = async (event: Event) => {
     event.preventDefault();
     const built = argumentsFrom(t.inputSchema, values);
@@ -126,7 +127,7 @@ function ToolDetail({ api, name, offeredBy }: { api: Api; name: string; me: Me; 
           <pre>{JSON.stringify(t.outputSchema, null, 2)}</pre>
         </details>
       ) : null}
-      <form onSubmit={call} noValidate aria-label={`Call ${t.name}`}>
+      <form onSubmit={(event) => void call(event)} noValidate aria-label={`Call ${t.name}`}>
         <h3>Call</h3>
         <SchemaForm schema={t.inputSchema} idPrefix="arg" values={values} problems={problems} onChange={setValues} />
         <button type="submit" disabled={calling}>
@@ -149,6 +150,7 @@ function Broadcast({ api, tool, servers, schema }: { api: Api; tool: string; ser
   const [problems, setProblems] = useState<Record<string, string>>({});
   const [running, setRunning] = useState(false);
   const [outcome, setOutcome] = useState<{ result: CallToolResult } | { error: string }>();
+  // It shows its own failure, so the form starts it with `void`.
   const run = async (event: Event) => {
     event.preventDefault();
     const built = argumentsFrom(schema.inputSchema, values);
@@ -169,7 +171,7 @@ function Broadcast({ api, tool, servers, schema }: { api: Api; tool: string; ser
   };
   const structured = outcome && 'result' in outcome ? (outcome.result.structuredContent as BroadcastStructured | undefined) : undefined;
   return (
-    <form class="broadcast" onSubmit={run} noValidate aria-labelledby="broadcast-heading">
+    <form class="broadcast" onSubmit={(event) => void run(event)} noValidate aria-labelledby="broadcast-heading">
       <h3 id="broadcast-heading">
         Broadcast <code>{tool}</code>
       </h3>
