@@ -10,7 +10,7 @@ import { DEFAULT_CONFIG_FILE, SAMPLE_CONFIG_FILE, defaultConfigFile } from './co
 import { EnvironmentError, LOG_FORMATS, oneOf, readEnvironment, type Environment } from './config/env.js';
 import { ConfigError, readConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { createConflux, type Conflux } from './conflux.js';
+import type { Conflux } from './conflux.js';
 import { forwardSighupToWorkers, reloadOnSighup } from './reload-signal.js';
 import { PortUnavailableError, reservePort, type PortReservation } from './http/port-reservation.js';
 import { createLogger, type LoggerOptions } from './observability/logger.js';
@@ -325,6 +325,7 @@ async function serveUntilStopped(stop: StopRequest, { config, configFile, env, l
   redis?.on('error', (error) => logger.debug({ err: error.message }, 'redis error'));
   // Sessions, messages between replicas and resumable events: in Redis when there is one.
   const state = createSharedState(redis, { keyPrefix: env.redisPrefix, logger: logger.child({ component: 'shared-state' }) });
+  const { createConflux } = await loadGateway();
   const conflux = createConflux(config, { logger, database, redis, redisPrefix: env.redisPrefix, state, configFile: { path: configFile.path, env: env.variables } });
   reloadOnSighup(conflux, logger);
   installCrashHandlers(logger);
@@ -484,6 +485,7 @@ async function callCommand(config: Config, env: Environment, logging: LoggerOpti
 }
 
 async function withUpstreams(config: Config, env: Environment, logging: LoggerOptions, body: (conflux: Conflux) => Promise<number>, database?: OpenedDatabase): Promise<number> {
+  const { createConflux } = await loadGateway();
   const conflux = createConflux(config, { logger: createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel, logging), database, env: env.variables });
   try {
     await conflux.start();
@@ -494,6 +496,15 @@ async function withUpstreams(config: Config, env: Environment, logging: LoggerOp
   } finally {
     await conflux.stop();
   }
+}
+
+/**
+ * The gateway's modules, loaded only by the commands that run it: they are most of what the CLI
+ * would load (about 1 s of CPU), which `--version`, `--help`, `validate` and the key and grant
+ * commands have no use for.
+ */
+function loadGateway(): Promise<typeof import('./conflux.js')> {
+  return import('./conflux.js');
 }
 
 function parseToolArguments(text: string | undefined): Record<string, unknown> | Error {
