@@ -15,8 +15,9 @@ export default defineConfig({
     hookTimeout: Math.round(120_000 * scale),
     env: { [LOAD_SCALE_VARIABLE]: String(scale) },
     // A place for the migrated PGlite template the test processes share (tests/helpers/databases.ts),
-    // and the console built once for the tests that serve it (tests/e2e/browser.ts).
-    globalSetup: ['tests/helpers/pglite-template-setup.ts', 'tests/helpers/console-build-setup.ts'],
+    // the console built once for the tests that serve it (tests/e2e/browser.ts), and the CLI and
+    // fixtures built once for the tests that run them as processes (tests/helpers/built-entries.ts).
+    globalSetup: ['tests/helpers/pglite-template-setup.ts', 'tests/helpers/console-build-setup.ts', 'tests/helpers/entry-build-setup.ts'],
     pool: 'forks',
   },
 });

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
+import { nodeArgs } from '../helpers/built-entries.js';
 
 const run = promisify(execFile);
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -66,7 +67,7 @@ export interface RunningFixture {
 
 /** Starts a conformance fixture server (the v1 one unless `fixture` names another) on a free loopback port. */
 export async function startFixture(fixture: string = FIXTURE): Promise<RunningFixture> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fixture, '--port', '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeArgs(fixture), '--port', '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolveUrl, reject) => {
     const timer = setTimeout(() => reject(new Error('the conformance fixture did not start')), 20_000);
     child.once('exit', (code) => reject(new Error(`the conformance fixture exited with ${code}`)));

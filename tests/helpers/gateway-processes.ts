@@ -4,9 +4,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { nodeArgs } from './built-entries.js';
 import { ROOT, waitFor } from './gateway.js';
-
-const CLI = join(ROOT, 'src/cli.ts');
 
 /** Variables of the test's own environment that would change what `serve` does. */
 const INHERITED_SETTINGS = ['REDIS_URL', 'DATABASE_URL', 'CONFLUX_WORKERS', 'CONFLUX_CONFIG', 'CONFLUX_HOST', 'CONFLUX_PORT', 'PORT', 'CONFLUX_DATA_DIR', 'LOG_LEVEL'];
@@ -40,7 +39,7 @@ export async function startGatewayProcess(options: { config: string; env?: Recor
   const inherited = { ...process.env };
   for (const name of INHERITED_SETTINGS) delete inherited[name];
   const dataDir = await mkdtemp(join(tmpdir(), 'conflux-data-'));
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', '-c', options.config, '-p', '0'], {
+  const child = spawn(process.execPath, [...nodeArgs('src/cli.ts'), 'serve', '-c', options.config, '-p', '0'], {
     cwd: ROOT,
     env: { ...inherited, LOG_LEVEL: 'info', CONFLUX_DATA_DIR: dataDir, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -6,6 +6,7 @@ import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { createConflux, type Conflux, type ConfluxDeps } from '../../src/conflux.js';
 import { silentLogger } from '../../src/observability/logger.js';
+import { nodeArgs } from './built-entries.js';
 import { scaled } from './load-scale.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -13,7 +14,7 @@ export const STDIO_FIXTURE = resolve(ROOT, 'tests/fixtures/stdio-server.ts');
 
 /** A stdio server entry that runs the test fixture with the given label. */
 export function stdioFixture(label: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', STDIO_FIXTURE, label], cwd: ROOT, ...extra };
+  return { transport: 'stdio', command: process.execPath, args: [...nodeArgs(STDIO_FIXTURE), label], cwd: ROOT, ...extra };
 }
 
 /** A validated config built from plain objects, with quick reconnects for tests. */

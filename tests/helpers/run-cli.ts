@@ -1,8 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { nodeArgs } from './built-entries.js';
 import { ROOT } from './gateway.js';
 
 export interface CliResult {
@@ -11,12 +9,9 @@ export interface CliResult {
   stderr: string;
 }
 
-/** The tsx loader by its file URL: a CLI run from another folder could not find it by name. */
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-
 /** Runs `conflux ARGS` in `cwd` with exactly the environment `env`, and waits for it to exit. */
 export async function runCliIn(cwd: string, args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
-  const child = spawn(process.execPath, ['--import', TSX, join(ROOT, 'src/cli.ts'), ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs('src/cli.ts'), ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c) => (stdout += c));

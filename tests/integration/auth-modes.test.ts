@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConflux } from '../../src/conflux.js';
 import { bearer, clientWithHeaders, hs256Token, initializeRequest, JWT_SECRET } from '../helpers/auth.js';
+import { nodeArgs } from '../helpers/built-entries.js';
 import { freshPostgres, postgresAvailable, type TestDatabase } from '../helpers/databases.js';
 import { ROOT, startGateway, stdioFixture, testConfig, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import type { OpenedDatabase } from '../../src/store/database.js';
@@ -15,7 +16,7 @@ import type { OpenedDatabase } from '../../src/store/database.js';
 const CLI = join(ROOT, 'src/cli.ts');
 
 async function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs(CLI), ...args], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c) => (stdout += c));

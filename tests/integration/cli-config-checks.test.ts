@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ENV_FILE_OPTION_REFUSED } from '../../src/config/dotenv.js';
+import { nodeArgs } from '../helpers/built-entries.js';
 import { ROOT, STDIO_FIXTURE } from '../helpers/gateway.js';
 import { runCli as runCliAtRoot, runCliIn, type CliResult } from '../helpers/run-cli.js';
 
@@ -57,7 +58,7 @@ describe('the CLI reading a config', { timeout: 120_000 }, () => {
   it('tools: warns about a command that does not exist and serves the other servers', async () => {
     const config = await writeConfig(
       'mcp-servers.yaml',
-      `servers:\n  gone: { command: ./not-here.sh }\n  alpha:\n    command: ${process.execPath}\n    args: ["--import", "tsx", "${STDIO_FIXTURE}", "alpha"]\n    cwd: ${ROOT}\n`,
+      `servers:\n  gone: { command: ./not-here.sh }\n  alpha:\n    command: ${process.execPath}\n    args: ${JSON.stringify([...nodeArgs(STDIO_FIXTURE), 'alpha'])}\n    cwd: ${ROOT}\n`,
     );
     const result = await runCli(['tools', '-c', config]);
     expect(result.code).toBe(0);

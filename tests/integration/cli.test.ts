@@ -2,15 +2,14 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { access, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { createServer, type Server } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import postgres from 'postgres';
 import { commandUsage, globalUsage } from '../../src/cli-help.js';
 import { GATEWAY_VERSION } from '../../src/version.js';
+import { nodeArgs } from '../helpers/built-entries.js';
 import { freshPostgres, postgresAvailable, TEST_DATABASE_URL } from '../helpers/databases.js';
 import { freePort, isAlive, ROOT, STDIO_FIXTURE, waitFor } from '../helpers/gateway.js';
 
@@ -22,15 +21,12 @@ interface Finished {
   stderr: string;
 }
 
-/** tsx, resolved from here: a working directory elsewhere has no node_modules to find it in. */
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-
 /**
  * The CLI, run from the checkout with this process's environment and `env` over it, or with
  * `only` from `only.cwd` with nothing of this process's environment but PATH and `env`.
  */
 function startCli(args: string[], env: Record<string, string> = {}, only?: { cwd: string }): { child: ChildProcess; output: () => Finished; done: Promise<Finished> } {
-  const child = spawn(process.execPath, ['--import', TSX, CLI, ...args], {
+  const child = spawn(process.execPath, [...nodeArgs(CLI), ...args], {
     cwd: only?.cwd ?? ROOT,
     // each gateway gets its own embedded database
     env: only ? { PATH: process.env.PATH!, ...env } : { ...process.env, LOG_LEVEL: 'warn', CONFLUX_DATA_DIR: mkdtempSync(join(tmpdir(), 'conflux-data-')), ...env },
@@ -55,7 +51,7 @@ async function writeConfig(text: string): Promise<string> {
 }
 
 const fixtureServer = (label: string) =>
-  `  ${label}:\n    command: ${process.execPath}\n    args: ["--import", "tsx", "${STDIO_FIXTURE}", "${label}"]\n    cwd: ${ROOT}\n`;
+  `  ${label}:\n    command: ${process.execPath}\n    args: ${JSON.stringify([...nodeArgs(STDIO_FIXTURE), label])}\n    cwd: ${ROOT}\n`;
 
 // Each test runs CLI processes that start upstreams and open an embedded database: seconds on a
 // quiet machine, far more on a busy one.
@@ -394,7 +390,7 @@ describe('the conflux CLI says what it does, and why it cannot', { timeout: 240_
     // `script` runs the command on a pseudo-terminal: stderr is a TTY, as in a person's shell.
     const onTerminal = (extra: string, env: Record<string, string> = {}) =>
       new Promise<string>((resolve) => {
-        const command = `'${process.execPath}' --import tsx '${CLI}' serve -c '${config}' --port ${port} ${extra}`;
+        const command = `'${process.execPath}' ${nodeArgs(CLI).map((arg) => `'${arg}'`).join(' ')} serve -c '${config}' --port ${port} ${extra}`;
         const child = spawn('script', ['-qec', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'info', LOG_FORMAT: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
         running.push(child);
         let output = '';

@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { MIGRATION_LOCK, openDatabase } from '../../src/store/database.js';
+import { nodeArgs } from '../helpers/built-entries.js';
 import { freshPostgres, postgresAvailable, type TestDatabase } from '../helpers/databases.js';
 import { ROOT, waitFor } from '../helpers/gateway.js';
 
@@ -117,7 +118,7 @@ describe.skipIf(!hasPostgres)('migrations of replicas starting together', () => 
     const config = join(dir, 'mcp-servers.yaml');
     await writeFile(config, 'gateway:\n  port: 0\nservers: {}\n');
     const lock = await holdMigrationLock(admin);
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), 'serve', '--config', config], {
+    const child = spawn(process.execPath, [...nodeArgs('src/cli.ts'), 'serve', '--config', config], {
       cwd: ROOT,
       env: { ...process.env, DATABASE_URL: database.url, LOG_LEVEL: 'info', CONFLUX_DATA_DIR: dir, CONFLUX_WORKERS: '1' },
       stdio: ['ignore', 'ignore', 'pipe'],

@@ -18,6 +18,7 @@ import { buildPgliteTemplate } from '../../src/store/pglite-template-build.js';
 import { installedPgliteVersion, readTemplate, type TemplateManifest } from '../../src/store/pglite-template.js';
 import * as schema from '../../src/store/schema.js';
 import { ServerRepository } from '../../src/store/server-repository.js';
+import { nodeArgs } from '../helpers/built-entries.js';
 import { ROOT } from '../helpers/gateway.js';
 
 const run = promisify(execFile);
@@ -71,7 +72,7 @@ describe('the embedded database made from the migrated template', () => {
     const stuck = join(temp, `stuck-template-${++stuckTemplates}`);
     await mkdir(stuck);
     await run('mkfifo', [join(stuck, 'manifest.json')]);
-    const child = spawn(process.execPath, ['--import', 'tsx', CREATION_CHILD, dataDir, stuck, ...(how === 'crash' ? ['crash'] : [])], { cwd: ROOT, stdio: 'ignore' });
+    const child = spawn(process.execPath, [...nodeArgs(CREATION_CHILD), dataDir, stuck, ...(how === 'crash' ? ['crash'] : [])], { cwd: ROOT, stdio: 'ignore' });
     const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
     try {
       if (how === 'crash') {
@@ -336,10 +337,10 @@ describe('the embedded database made from the migrated template', () => {
     const script = join(ROOT, 'scripts/build-pglite-template.ts');
     const blocked = join(temp, 'a-file');
     await writeFile(blocked, '');
-    const failed = await run(process.execPath, ['--import', 'tsx', script, '--out', join(blocked, 'template')], { cwd: ROOT });
+    const failed = await run(process.execPath, [...nodeArgs(script), '--out', join(blocked, 'template')], { cwd: ROOT });
     expect(failed.stdout).toMatch(/^conflux: the embedded database template was not built \(.+\); a first start will create the database itself, which takes longer\n$/);
 
-    const kept = await run(process.execPath, ['--import', 'tsx', script, '--out', templateDir], { cwd: ROOT });
+    const kept = await run(process.execPath, [...nodeArgs(script), '--out', templateDir], { cwd: ROOT });
     expect(kept.stdout).toMatch(/^conflux: embedded database template in .+ is up to date \(PGlite [\d.]+\)\n$/);
   });
 });

@@ -1,10 +1,11 @@
 import { resolve } from 'node:path';
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nodeArgs } from '../helpers/built-entries.js';
 import { connectClient, ROOT, startGateway, testConfig, type ConnectedClient, type RunningGateway } from '../helpers/gateway.js';
 
 const APP_FIXTURE = resolve(ROOT, 'tests/fixtures/app-server.ts');
-const appServer = (label: string) => ({ transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', APP_FIXTURE, label], cwd: ROOT });
+const appServer = (label: string) => ({ transport: 'stdio', command: process.execPath, args: [...nodeArgs(APP_FIXTURE), label], cwd: ROOT });
 
 /** The `ui://` resource a tool names, in the nested and the flat spelling. */
 function uiUris(tool: Tool): { nested: unknown; flat: unknown } {

@@ -8,6 +8,7 @@ import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/cli
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hs256Token, JWT_SECRET } from '../helpers/auth.js';
+import { nodeArgs, nodeScript } from '../helpers/built-entries.js';
 import { freshPostgres, postgresAvailable, type TestDatabase } from '../helpers/databases.js';
 import { ROOT, STDIO_FIXTURE, textOf, waitFor } from '../helpers/gateway.js';
 import { commandOf, descendantsOf, parentOf, running, startGatewayProcess, type GatewayProcess } from '../helpers/gateway-processes.js';
@@ -42,7 +43,7 @@ async function writeConfig(): Promise<string> {
       reconnect: { initialDelayMs: 100, maxDelayMs: 500 },
       shutdownGraceSeconds: 2,
     },
-    servers: { alpha: { command: process.execPath, args: ['--import', 'tsx', STDIO_FIXTURE, 'alpha'], cwd: ROOT, required: true } },
+    servers: { alpha: { command: process.execPath, args: [...nodeArgs(STDIO_FIXTURE), 'alpha'], cwd: ROOT, required: true } },
   };
   await writeFile(path, JSON.stringify(config));
   return path;
@@ -207,7 +208,7 @@ describe.skipIf(!services)('two conflux processes sharing PostgreSQL and Redis, 
     for (const event of [first, second]) expect(event.data).toEqual({ jsonrpc: '2.0', method: 'notifications/resources/updated', params: { uri: UPDATED } });
 
     const children = holder.descendants();
-    expect(children.some((pid) => commandOf(pid).includes('stdio-server.ts alpha'))).toBe(true);
+    expect(children.some((pid) => commandOf(pid).includes([...nodeArgs(STDIO_FIXTURE), 'alpha'].join(' ')))).toBe(true);
     const ended = stream.ended();
     await holder.kill();
     await ended;
@@ -275,7 +276,7 @@ describe.skipIf(!services)('one conflux process with CONFLUX_WORKERS=2', { timeo
   }, scaled(60_000));
 
   it('serves one SDK session from both workers', async () => {
-    const workers = descendantsOf(gateway!.pid).filter((pid) => parentOf(pid) === gateway!.pid && commandOf(pid).includes('src/cli.ts'));
+    const workers = descendantsOf(gateway!.pid).filter((pid) => parentOf(pid) === gateway!.pid && commandOf(pid).includes(nodeScript('src/cli.ts')));
     expect(workers).toHaveLength(2);
 
     const peer = await connectPeer(proxy.url, await token('wendy'));

@@ -5,6 +5,7 @@ import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
 import { bearer, clientWithHeaders, hs256Token, JWT_SECRET } from '../helpers/auth.js';
+import { nodeArgs } from '../helpers/built-entries.js';
 import { ROOT, startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 
 const LABELLED = resolve(ROOT, 'tests/fixtures/labelled-stdio-server.ts');
@@ -17,7 +18,7 @@ const PATH_KEY = 'pathkey-7c1e9b42';
 const FLAG_SECRETS = ['tok-12345678', 'apikey-flag-5150', 'pw-flag-8086'];
 
 function labelled(label: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', LABELLED, label], cwd: ROOT, ...extra };
+  return { transport: 'stdio', command: process.execPath, args: [...nodeArgs(LABELLED), label], cwd: ROOT, ...extra };
 }
 
 function expectNoSecret(text: string): void {
@@ -156,7 +157,7 @@ describe('secrets and caller views', () => {
       const servers = body.servers as { name: string; definition: Record<string, unknown> }[];
       const apple = servers.find((s) => s.name === 'apple')!.definition;
       expect(apple.env).toEqual({ UPSTREAM_TOKEN: '[redacted]', LEAK_MARKER: '[redacted]' });
-      expect(apple.args).toEqual(['--import', 'tsx', LABELLED, 'apple']);
+      expect(apple.args).toEqual([...nodeArgs(LABELLED), 'apple']);
       const webDefinition = servers.find((s) => s.name === 'web')!.definition;
       // Admins see the path, key included: it is how they tell where the server is.
       expect(webDefinition.url).toBe(`http://[redacted]@127.0.0.1:${webPort}/mcp/${PATH_KEY}/stream?token=[redacted]&page=2`);

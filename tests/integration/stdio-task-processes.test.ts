@@ -5,6 +5,7 @@ import type { Config } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { RedisSharedState } from '../../src/state/redis-state.js';
 import { TASKS_EXTENSION } from '../fixtures/tasks-server.js';
+import { nodeArgs } from '../helpers/built-entries.js';
 import { startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import { modernRequest, type RpcMessage } from '../helpers/modern-request.js';
 import { scaled } from '../helpers/load-scale.js';
@@ -24,7 +25,7 @@ const unknown = (taskId: string) => ({ code: -32602, message: `Unknown task: "${
 
 const jobs = {
   command: process.execPath,
-  args: ['--import', 'tsx', 'tests/fixtures/tasks-server.ts', '--stdio', '--label', 'jobs'],
+  args: [...nodeArgs('tests/fixtures/tasks-server.ts'), '--stdio', '--label', 'jobs'],
 };
 
 function startReplica(config: Config, redis: Redis, keyPrefix: string): Promise<RunningGateway> {

@@ -7,6 +7,7 @@ import { UpstreamConnectError } from '../../src/upstream/errors.js';
 import { httpError } from '../../src/upstream/http-responses.js';
 import { classifyConnectFailure, describeConnectFailure, urlForMessage } from '../../src/upstream/failure-classification.js';
 import { UpstreamConnection } from '../../src/upstream/upstream-connection.js';
+import { nodeArgs } from '../helpers/built-entries.js';
 import { capturedLog } from '../helpers/captured-log.js';
 import { ROOT, testConfig, waitFor } from '../helpers/gateway.js';
 import { directDeps } from '../helpers/upstream-deps.js';
@@ -43,7 +44,7 @@ afterAll(async () => {
 });
 
 describe('a stdio upstream that writes non-protocol text on stdout', () => {
-  const banner = (mode: string) => ({ command: process.execPath, args: ['--import', 'tsx', BANNER_SERVER, mode], cwd: ROOT, connectTimeout: 2 });
+  const banner = (mode: string) => ({ command: process.execPath, args: [...nodeArgs(BANNER_SERVER), mode], cwd: ROOT, connectTimeout: 2 });
 
   it('works past a start banner, and the log says the banner belongs on stderr', async () => {
     const { connection, lines } = connect('banner', banner('banner'));

@@ -3,6 +3,7 @@ import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_INSTRUCTIONS, MAX_SERVER_INSTRUCTIONS } from '../../src/gateway/session-instructions.js';
 import { bearer, hs256Token, JWT_SECRET } from '../helpers/auth.js';
+import { nodeArgs } from '../helpers/built-entries.js';
 import { ROOT, sdkClient, startGateway, testConfig, waitFor, type RunningGateway } from '../helpers/gateway.js';
 
 /**
@@ -13,7 +14,7 @@ import { ROOT, sdkClient, startGateway, testConfig, waitFor, type RunningGateway
 const FIXTURE = resolve(ROOT, 'tests/fixtures/instructed-stdio-server.ts');
 
 function instructed(label: string, instructions: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { transport: 'stdio', command: process.execPath, args: ['--import', 'tsx', FIXTURE, label], cwd: ROOT, env: { INSTRUCTIONS: instructions }, ...extra };
+  return { transport: 'stdio', command: process.execPath, args: [...nodeArgs(FIXTURE), label], cwd: ROOT, env: { INSTRUCTIONS: instructions }, ...extra };
 }
 
 const NORTH_TEXT = 'Use north__echo for greetings; north never rejects a polite call.';

@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cgroupCpuLimit, DEFAULT_RESTARTS, poolSizePerWorker, RestartBudget, usableCpus, workerCount, type RestartSettings } from '../../src/workers.js';
+import { nodeArgs } from '../helpers/built-entries.js';
 import { isAlive, ROOT, waitFor } from '../helpers/gateway.js';
 
 describe('how many workers', () => {
@@ -86,7 +87,7 @@ afterEach(() => {
 
 /** A real cluster primary running `runPrimary` over the fixture's workers. */
 function startPrimary(options: { count: number; restarts?: RestartSettings; errorOnOnline?: boolean }, modes: string): Primary {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, JSON.stringify({ graceMs: 5000, ...options })], {
+  const child = spawn(process.execPath, [...nodeArgs(FIXTURE), JSON.stringify({ graceMs: 5000, ...options })], {
     cwd: ROOT,
     env: { ...process.env, WORKER_MODES: modes },
     stdio: ['ignore', 'pipe', 'pipe'],
