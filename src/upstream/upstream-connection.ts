@@ -8,7 +8,6 @@ import {
   type ResourceTemplateType,
   type ServerCapabilities,
   type Tool,
-  type Transport,
 } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
 import { isReplicated, type ServerConfig } from '../config/schema.js';
@@ -20,21 +19,21 @@ import { ChangeStream } from './change-stream.js';
 import type { ChildProcessGroups } from './child-processes.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { AbortableAttempt, closeSession, openSession } from './connect-attempt.js';
-import { FailureNotes, reportedState, stateChange, type UpstreamState, type UpstreamStatus } from './connection-status.js';
-import { STDIO_PROBE_TIMEOUT_MS, type NegotiatedProtocol } from './era-negotiation.js';
+import { ConnectionLifecycle } from './connection-lifecycle.js';
+import { FailureNotes, reportedState, type UpstreamState, type UpstreamStatus } from './connection-status.js';
+import { STDIO_PROBE_TIMEOUT_MS } from './era-negotiation.js';
 import { EraMemory, InMemoryEraVerdicts, type EraVerdictStore } from './era-verdicts.js';
 import { UpstreamUnavailableError } from './errors.js';
 import { classifyConnectFailure, describeError } from './failure-classification.js';
 import type { HealthMonitor } from './health-monitor.js';
+import { HeldSession } from './held-session.js';
 import { InFlightRequests } from './in-flight.js';
-import { newProcessKey } from './minted-values.js';
 import { OwnerChannel } from './owner-channel.js';
-import { ReconnectSchedule, type ReconnectPolicy } from './reconnect-schedule.js';
+import type { ReconnectPolicy } from './reconnect-schedule.js';
 import type { UpstreamRequestOptions } from './request-envelope.js';
 import { GarbledOutput, RequestForwarder, type PassThroughResult } from './request-forwarding.js';
 import { SessionCarryOver } from './session-carry-over.js';
 import { watchSession, type HealthPolicy } from './session-health.js';
-import { carryTaskHandles } from './task-results.js';
 import { createUpstreamClient } from './upstream-client.js';
 import { EVERY_LIST, UpstreamLists, type ListSelection } from './upstream-lists.js';
 
@@ -100,20 +99,19 @@ export interface UpstreamDeps {
 /**
  * One upstream MCP server: its SDK client, its state, its tools, and its reconnects.
  * A connection attempt that fails, or a connection that drops, is retried with
- * exponential backoff and jitter until `stop()`. The parts it wires: `connect-attempt.ts`
- * (opening a session), `reconnect-schedule.ts`, `session-carry-over.ts` (what a replacement
+ * exponential backoff and jitter until `stop()`. The parts it wires: `connection-lifecycle.ts`
+ * (its state, generations and retries), `connect-attempt.ts` (opening a session),
+ * `held-session.ts` (the session it holds), `session-carry-over.ts` (what a replacement
  * session is given), `change-stream.ts` (2026-07-28 list changes), `upstream-lists.ts`,
  * `session-health.ts`, `request-forwarding.ts` and `request-envelope.ts` (one request out,
  * its answer or failure back), `connection-status.ts`.
  */
 export class UpstreamConnection {
-  #state: UpstreamState = 'connecting';
+  readonly #lifecycle: ConnectionLifecycle;
+  readonly #session = new HeldSession();
   readonly #lists = new UpstreamLists();
-  #capabilities: ServerCapabilities | undefined;
-  #instructions: string | undefined;
 
   readonly #deps: UpstreamDeps;
-  readonly #now: () => number;
   /** Hides this server's env and header values, the credentials it was sent, and token-shaped text (see `observability/redact.ts`). */
   readonly #redact: (text: string) => string;
   /** The connection's auth, watched so that what it sends is known to `#redact`. */
@@ -121,19 +119,11 @@ export class UpstreamConnection {
   /** Why the upstream last failed, and why the last attempt could not authenticate (a request while not ready is told this, not just "down"). */
   readonly #failure: FailureNotes;
   readonly #logger: Logger;
-  #client: Client | undefined;
-  #transport: Transport | undefined;
-  #wire: UpstreamStatus['wire'];
-  /** A stdio connection's current child process (`minted-values.ts`): new with each one spawned. */
-  #processKey: string | undefined;
-  #connectedAt: Date | undefined;
-  readonly #retries: ReconnectSchedule;
   #monitor: HealthMonitor | undefined;
   /** The log level and resource subscriptions a new session is given of its predecessor's. */
   readonly #carryOver: SessionCarryOver;
   /** The `subscriptions/listen` stream of a 2026-07-28 connection (list changes and resource updates arrive only there). */
   readonly #changes: ChangeStream;
-  #protocol: NegotiatedProtocol | undefined;
   /** This server's remembered protocol era. */
   readonly #era: EraMemory;
   /** The last output that was not JSON-RPC: a request can tell whether its answer was one. */
@@ -145,11 +135,8 @@ export class UpstreamConnection {
    */
   readonly #owners = new OwnerChannel();
   readonly #forwarder: RequestForwarder;
-  /** Bumped by every (re)connect and by stop(); callbacks from an older generation are ignored. */
-  #generation = 0;
   /** The connection attempt under way: `stop()` gives it up, and waits for its child to be gone. */
   readonly #attempt = new AbortableAttempt();
-  #stopped = false;
   #config: ServerConfig;
   readonly #inFlight = new InFlightRequests();
 
@@ -160,16 +147,22 @@ export class UpstreamConnection {
   ) {
     this.#config = config;
     this.#deps = deps;
-    this.#now = deps.now ?? Date.now;
+    const now = deps.now ?? Date.now;
     this.#logger = deps.logger.child({ server: name });
-    this.#breaker = new CircuitBreaker({ ...deps.health.breaker, now: this.#now });
-    this.#era = new EraMemory(deps.verdicts ?? new InMemoryEraVerdicts(), deps.eraKey ?? name, this.#logger, this.#now);
+    this.#lifecycle = new ConnectionLifecycle({
+      reconnect: deps.reconnect,
+      now,
+      enabled: config.enabled,
+      onChange: () => deps.onChange(this),
+      onRestart: () => deps.onRestart?.(name),
+    });
+    this.#breaker = new CircuitBreaker({ ...deps.health.breaker, now });
+    this.#era = new EraMemory(deps.verdicts ?? new InMemoryEraVerdicts(), deps.eraKey ?? name, this.#logger, now);
     const sent = new RecentCredentials();
     this.#auth = deps.auth ? observedAuth(deps.auth, sent) : undefined;
     const written = config.transport === 'stdio' ? [] : authSecrets(config.auth);
     this.#redact = textRedactor(config.transport === 'stdio' ? { env: config.env, args: config.args } : { headers: config.headers, url: isReplicated(config) ? undefined : config.url }, () => [...written, ...sent.values()]);
     this.#failure = new FailureNotes(this.#redact);
-    this.#retries = new ReconnectSchedule(deps.reconnect, this.#now);
     this.#garbled = new GarbledOutput(this.#logger, this.#redact);
     this.#carryOver = new SessionCarryOver({ resubscribes: deps.resubscribes !== false, logger: this.#logger });
     this.#changes = new ChangeStream({ server: name, subscriptions: this.#carryOver.subscriptions, backoff: deps.reconnect, logger: this.#logger, redact: this.#redact });
@@ -183,7 +176,6 @@ export class UpstreamConnection {
       changes: this.#changes,
       carryOver: this.#carryOver,
     });
-    if (!config.enabled) this.#state = 'disabled';
   }
 
   /** The server's definition; its catalog settings may change while it runs (`updateCatalogSettings`). */
@@ -206,7 +198,7 @@ export class UpstreamConnection {
 
   /** The connection's own state; `health` is what to report. */
   get state(): UpstreamState {
-    return this.#state;
+    return this.#lifecycle.state;
   }
 
   /** The last lists the upstream reported (kept while it is down). */
@@ -227,7 +219,7 @@ export class UpstreamConnection {
   }
 
   get capabilities(): ServerCapabilities | undefined {
-    return this.#capabilities;
+    return this.#session.capabilities;
   }
 
   /**
@@ -235,7 +227,7 @@ export class UpstreamConnection {
    * ready, cleared when the connection ends (a reconnect reads it afresh).
    */
   get instructions(): string | undefined {
-    return this.#instructions;
+    return this.#session.instructions;
   }
 
   /** Why the last connection attempt could not authenticate (the error, with its URL to authorise at), if that was why. */
@@ -250,7 +242,7 @@ export class UpstreamConnection {
 
   /** The state to report: a connected server whose breaker is not closed or whose pings fail is `degraded`. */
   get health(): UpstreamState {
-    return reportedState(this.#state, this.#breaker.state, this.#monitor?.failures ?? 0);
+    return reportedState(this.state, this.#breaker.state, this.#monitor?.failures ?? 0);
   }
 
   /** The circuit breaker's state, without building a whole `status()`. */
@@ -263,7 +255,7 @@ export class UpstreamConnection {
    * (a half-open one whose single probe is already out would refuse it before sending).
    */
   get takesRequests(): boolean {
-    return this.#state === 'ready' && this.#client !== undefined && this.#breaker.allowing;
+    return this.state === 'ready' && this.#session.client !== undefined && this.#breaker.allowing;
   }
 
   get timeoutMs(): number {
@@ -277,17 +269,13 @@ export class UpstreamConnection {
 
   /** Begins connecting in the background; never throws. */
   start(): void {
-    if (this.#state === 'disabled' || this.#stopped) return;
-    this.#beginConnect();
+    if (this.#lifecycle.startable) this.#beginConnect();
   }
 
   /** Closes the connection and cancels any retry. Waits for a stdio child to exit. */
   async stop(): Promise<void> {
-    this.#stopped = true;
-    this.#generation++;
-    this.#retries.cancel();
+    this.#lifecycle.stop();
     this.#monitor?.stop();
-    this.#connectedAt = undefined;
     // An attempt still opening has a child (or a request) of its own, not yet the connection's.
     const attempt = this.#attempt.abort(new UpstreamUnavailableError(this.name, 'it was stopped'));
     // Over HTTP nothing outlives it; a child is waited for (an auth server's wait is bounded by the connect timeout).
@@ -297,20 +285,21 @@ export class UpstreamConnection {
   }
 
   status(): UpstreamStatus {
+    const session = this.#session.status();
     return {
       name: this.name,
       state: this.health,
       transport: this.config.transport,
-      wire: this.#wire,
+      wire: session.wire,
       description: this.config.description,
       tags: this.config.tags,
       toolCount: this.tools.length,
       lastError: this.lastError,
-      connectedAt: this.#connectedAt?.toISOString(),
-      nextRetryAt: this.#retries.nextRetryAt?.toISOString(),
-      pid: (this.#transport as { pid?: number } | undefined)?.pid,
+      connectedAt: this.#lifecycle.connectedAt?.toISOString(),
+      nextRetryAt: this.#lifecycle.nextRetryAt?.toISOString(),
+      pid: session.pid,
       breaker: this.#breaker.state,
-      protocol: this.#protocol,
+      protocol: session.protocol,
     };
   }
 
@@ -347,29 +336,19 @@ export class UpstreamConnection {
     // breaker open): no later 2025 session is subscribed to it again, and no later 2026-07-28
     // change stream has it in its filter.
     if (method === 'resources/unsubscribe') this.#carryOver.unsubscribing(params?.uri);
-    const client = this.#client;
-    if (this.#state !== 'ready' || !client) {
+    const held = this.#session.forRequests();
+    if (this.state !== 'ready' || !held) {
       // The typed reason (a user's missing authorisation carries its URL) says more than "down".
-      throw this.#failure.authFailure ?? new UpstreamUnavailableError(this.name, this.lastError ?? this.#state);
+      throw this.#failure.authFailure ?? new UpstreamUnavailableError(this.name, this.lastError ?? this.state);
     }
-    const session = {
-      client,
-      server: this.name,
-      modern: this.#protocol?.era === 'modern',
-      processKey: this.#processKey,
-      tools: this.#lists.tools,
-      protocolVersion: this.#protocol?.version,
-      capabilities: this.#capabilities,
-      timeoutMs: this.timeoutMs,
-      ended: () => this.#sessionEnded(client),
-    };
+    const session = { ...held, server: this.name, tools: this.#lists.tools, timeoutMs: this.timeoutMs, ended: () => this.#sessionEnded(held.client) };
     return this.#forwarder.forward(session, method, params, options, owner);
   }
 
   /** The upstream no longer knows our session (it restarted): a new one is started. */
   #sessionEnded(client: Client): void {
-    if (client !== this.#client) return;
-    this.#lost(this.#generation, 'the upstream ended our session');
+    if (!this.#session.holds(client)) return;
+    this.#lost(this.#lifecycle.generation, 'the upstream ended our session');
     void bestEffort(() => client.close(), this.#logger, 'close the client of an ended upstream session');
   }
 
@@ -378,17 +357,14 @@ export class UpstreamConnection {
   }
 
   async #connect(signal: AbortSignal): Promise<void> {
-    const generation = ++this.#generation;
-    if (this.#retries.restarting) this.#deps.onRestart?.(this.name);
-    // A retry leaves the state at `down` until it succeeds: from outside, the server is still down.
-    if (this.#state !== 'down') this.#setState('connecting');
+    const generation = this.#lifecycle.begin();
     let prior: PriorDiscovery | undefined;
     try {
       prior = await this.#era.recall();
       const opened = await openSession({
         server: this.name,
         era: this.#era,
-        superseded: () => generation !== this.#generation,
+        superseded: () => !this.#lifecycle.current(generation),
         config: this.config,
         logger: this.#logger,
         groups: this.#deps.groups,
@@ -402,50 +378,41 @@ export class UpstreamConnection {
         signal,
       });
       if (!opened) return;
-      this.#client = opened.client;
-      this.#transport = opened.transport;
-      this.#wire = opened.wire;
-      this.#processKey = opened.wire === 'stdio' ? newProcessKey() : undefined;
-      this.#protocol = opened.protocol;
-      this.#capabilities = opened.client.getServerCapabilities();
-      opened.client.onclose = () => this.#lost(generation);
-      if (opened.protocol.era === 'modern') carryTaskHandles(opened.transport);
+      this.#session.take(opened, () => this.#lost(generation));
       // Listening first: a change made while the lists are fetched is not missed. Changes made
       // while no stream was open were not heard of: a reopened stream refreshes the lists (those
       // still within their ttlMs come from the client's cache).
       if (opened.protocol.era === 'modern') await this.#changes.open(opened.client, this.connectTimeoutMs, () => void this.#refresh(opened.client, EVERY_LIST));
       await this.#fetchLists(opened.client, EVERY_LIST);
-      if (generation !== this.#generation) return;
-      this.#retries.connected();
+      if (!this.#lifecycle.current(generation)) return;
       this.#failure.connected();
-      this.#connectedAt = new Date(this.#now());
       // Reconnected: whatever opened the breaker is over.
       this.#breaker.reset();
-      // Set just before `ready` (no await between), so a server that is not ready has none.
-      this.#instructions = opened.client.getInstructions();
+      this.#session.ready();
       this.#startMonitor(opened.client, generation);
       this.#logger.info({ wire: opened.wire, protocol: opened.protocol.version, tools: this.#lists.tools.length }, 'upstream ready');
-      this.#setState('ready');
-      this.#carryOver.restore(opened, () => generation === this.#generation, this.timeoutMs);
+      this.#lifecycle.ready();
+      this.#carryOver.restore(opened, () => this.#lifecycle.current(generation), this.timeoutMs);
     } catch (error) {
-      if (generation !== this.#generation) return;
-      // Supersede this attempt first: closing its client below must not report a second loss
-      // (which would overwrite this error with "connection closed" and schedule a second retry).
-      const failed = ++this.#generation;
-      this.#failure.connectFailed(error);
-      this.#logger.warn({ err: this.lastError }, 'upstream connection failed');
-      // A remembered 2026 verdict is checked by nothing at connect (no round trip): when the
-      // connection it opened did not work, the next attempt finds out afresh.
-      if (prior?.kind === 'modern') void this.#era.forget();
-      await this.#disconnect(false);
-      if (failed !== this.#generation) return;
-      if (classifyConnectFailure(error) === 'misconfigured') {
-        // Retrying cannot help: wait for a config change or an admin restart.
-        this.#setState('misconfigured');
-        return;
-      }
-      this.#scheduleRetry(failed);
+      if (!this.#lifecycle.current(generation)) return;
+      await this.#connectFailed(error, prior);
     }
+  }
+
+  async #connectFailed(error: unknown, prior: PriorDiscovery | undefined): Promise<void> {
+    // Superseded first: closing its client below must not report a second loss (which would
+    // overwrite this error with "connection closed" and schedule a second retry).
+    const failed = this.#lifecycle.failed();
+    this.#failure.connectFailed(error);
+    this.#logger.warn({ err: this.lastError }, 'upstream connection failed');
+    // A remembered 2026 verdict is checked by nothing at connect (no round trip): when the
+    // connection it opened did not work, the next attempt finds out afresh.
+    if (prior?.kind === 'modern') void this.#era.forget();
+    await this.#disconnect(false);
+    if (!this.#lifecycle.current(failed)) return;
+    // Retrying cannot help: wait for a config change or an admin restart.
+    if (classifyConnectFailure(error) === 'misconfigured') this.#lifecycle.misconfigured();
+    else this.#scheduleRetry(failed);
   }
 
   #startMonitor(client: Client, generation: number): void {
@@ -453,7 +420,7 @@ export class UpstreamConnection {
     this.#monitor = watchSession(client, this.#deps.health, this.#breaker, {
       onChange: () => this.#deps.onChange(this),
       onDead: (reason) => {
-        if (generation !== this.#generation) return;
+        if (!this.#lifecycle.current(generation)) return;
         // Lost first (it supersedes this connection), so closing the client cannot replace the reason.
         this.#lost(generation, reason);
         void bestEffort(() => client.close(), this.#logger, 'close the client of an unresponsive upstream');
@@ -476,36 +443,29 @@ export class UpstreamConnection {
 
   /** Fetches the asked-for lists the upstream's capabilities offer, applied while `client` is still this connection's. */
   #fetchLists(client: Client, which: ListSelection): Promise<void> {
-    return this.#lists.fetch(client, this.#capabilities, which, this.connectTimeoutMs, () => client === this.#client);
+    return this.#lists.fetch(client, this.#session.capabilities, which, this.connectTimeoutMs, () => this.#session.holds(client));
   }
 
   /** Fetches lists again after a change; also while (re)connecting, so a change made during the first fetch is not lost. */
   async #refresh(client: Client, which: ListSelection): Promise<void> {
-    if (client !== this.#client) return;
+    if (!this.#session.holds(client)) return;
     try {
       await this.#fetchLists(client, which);
-      if (client === this.#client) this.#deps.onChange(this);
+      if (this.#session.holds(client)) this.#deps.onChange(this);
     } catch (error) {
       this.#logger.warn({ err: describeError(error) }, 'could not refresh the upstream lists');
     }
   }
 
   #lost(generation: number, because?: string): void {
-    if (generation !== this.#generation || this.#stopped) return;
-    this.#generation++;
+    const retrying = this.#lifecycle.lost(generation);
+    if (retrying === undefined) return;
     this.#monitor?.stop();
     this.#changes.close();
-    this.#instructions = undefined;
-    const reason = because ?? (this.#transport as { describeExit?: () => string | undefined } | undefined)?.describeExit?.();
-    this.#failure.setLastError(reason ?? 'connection closed');
-    // Only the connection that was ready counts for the restart budget; cleared here so that a
-    // later reconnect failing part-way does not find it, and uptime stops counting.
-    this.#retries.lost(this.#connectedAt?.getTime());
-    this.#connectedAt = undefined;
+    this.#failure.setLastError(because ?? this.#session.exitReason() ?? 'connection closed');
+    this.#session.release();
     this.#logger.warn({ reason: this.lastError }, 'upstream connection lost');
-    this.#client = undefined;
-    this.#transport = undefined;
-    this.#scheduleRetry(this.#generation);
+    this.#scheduleRetry(retrying);
   }
 
   /**
@@ -513,35 +473,16 @@ export class UpstreamConnection {
    * out of every client's list, and a call in the meantime gets an error naming the cause.
    */
   #scheduleRetry(generation: number): void {
-    this.#setState('down');
-    if (this.#stopped || generation !== this.#generation) return;
-    if (this.#retries.exhausted) {
-      const attempts = this.#retries.failures;
-      this.#failure.setLastError(`${this.lastError ?? 'failed'} (gave up after ${attempts} attempts; restart it or change its config)`);
-      this.#logger.error({ attempts }, 'upstream keeps failing; no more retries');
-      this.#retries.gaveUp();
-      this.#deps.onChange(this);
-      return;
-    }
-    this.#retries.arm(() => {
-      if (!this.#stopped && generation === this.#generation) this.#beginConnect();
-    });
+    if (this.#lifecycle.retry(generation, () => this.#beginConnect()) !== 'gave-up') return;
+    const attempts = this.#lifecycle.failures;
+    this.#failure.setLastError(`${this.lastError ?? 'failed'} (gave up after ${attempts} attempts; restart it or change its config)`);
+    this.#logger.error({ attempts }, 'upstream keeps failing; no more retries');
+    this.#deps.onChange(this);
   }
 
   async #disconnect(polite: boolean): Promise<void> {
-    const client = this.#client;
-    const transport = this.#transport;
-    this.#client = undefined;
-    this.#transport = undefined;
-    this.#instructions = undefined;
-    this.#connectedAt = undefined;
+    const held = this.#session.release();
     this.#changes.close();
-    if (client) await closeSession(client, transport, polite, this.#logger);
-  }
-
-  #setState(state: UpstreamState): void {
-    const change = stateChange(this.#state, state);
-    this.#state = change.state;
-    if (change.notify) this.#deps.onChange(this);
+    if (held) await closeSession(held.client, held.transport, polite, this.#logger);
   }
 }

@@ -1,3 +1,5 @@
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
 import { silentLogger } from '../../src/observability/logger.js';
 import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import type { UpstreamDeps } from '../../src/upstream/upstream-connection.js';
@@ -13,4 +15,12 @@ export function directDeps(overrides: Partial<UpstreamDeps> = {}): UpstreamDeps 
     onChange: () => {},
     ...overrides,
   };
+}
+
+/**
+ * A debug logger (for `directDeps({ logger })`) that keeps every line it writes, as written, in
+ * `lines`: for a test that searches all the text logged, such as for a secret that must not be there.
+ */
+export function loggerInto(lines: string[]): Logger {
+  return pino({ level: 'debug' }, new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) }));
 }

@@ -4,11 +4,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../src/observability/logger.js';
-import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import { UpstreamBadResponseError } from '../../src/upstream/errors.js';
 import { UpstreamConnection, type UpstreamDeps } from '../../src/upstream/upstream-connection.js';
 import { testConfig, waitFor } from '../helpers/gateway.js';
+import { directDeps } from '../helpers/upstream-deps.js';
 
 /**
  * A bare stdio MCP server whose behaviour is read from a file at each start, so a test can
@@ -31,7 +30,6 @@ require('node:readline').createInterface({ input: process.stdin }).on('line', (l
 
 describe('upstream connection recovery', () => {
   let dir: string;
-  const groups = new ChildProcessGroups();
   const open: UpstreamConnection[] = [];
 
   beforeAll(async () => {
@@ -46,15 +44,7 @@ describe('upstream connection recovery', () => {
     const modeFile = join(dir, `${name}.mode`);
     await writeFile(modeFile, mode);
     const config = testConfig({ [name]: { command: process.execPath, args: ['-e', SCRIPT, modeFile], timeout: 5 } }).servers[name]!;
-    const connection = new UpstreamConnection(name, config, {
-      logger: silentLogger(),
-      events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-      groups,
-      reconnect: { initialDelayMs: 20, maxDelayMs: 40, maxAttempts: 3 },
-      health: { breaker: { failureThreshold: 3, cooldownMs: 30_000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-      onChange: () => {},
-      ...deps,
-    });
+    const connection = new UpstreamConnection(name, config, directDeps({ reconnect: { initialDelayMs: 20, maxDelayMs: 40, maxAttempts: 3 }, ...deps }));
     open.push(connection);
     connection.start();
     await waitFor(() => connection.state === 'ready', 10_000, `${name} ready`);
@@ -124,14 +114,7 @@ describe('an HTTP upstream answering with a body that is not MCP', () => {
 
   it('fails the call at once with what came back', async () => {
     const config = testConfig({ html: { url, timeout: 20 } }).servers.html!;
-    connection = new UpstreamConnection('html', config, {
-      logger: silentLogger(),
-      events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-      groups: new ChildProcessGroups(),
-      reconnect: { initialDelayMs: 60_000, maxDelayMs: 60_000, maxAttempts: 0 },
-      health: { breaker: { failureThreshold: 3, cooldownMs: 30_000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-      onChange: () => {},
-    });
+    connection = new UpstreamConnection('html', config, directDeps({ reconnect: { initialDelayMs: 60_000, maxDelayMs: 60_000, maxAttempts: 0 } }));
     connection.start();
     await waitFor(() => connection!.state === 'ready', 10_000, 'html ready');
     const error = await connection.request('tools/call', { name: 'x', arguments: {} }).catch((e: unknown) => e);

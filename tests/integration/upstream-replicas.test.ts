@@ -5,16 +5,15 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
 import { ServerConfigSchema, type ReplicatedServerConfig } from '../../src/config/schema.js';
-import { silentLogger } from '../../src/observability/logger.js';
-import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import { UpstreamTimeoutError } from '../../src/upstream/errors.js';
 import { ReplicatedServer } from '../../src/upstream/replicated-server.js';
-import { UpstreamConnection, type UpstreamDeps } from '../../src/upstream/upstream-connection.js';
+import { UpstreamConnection } from '../../src/upstream/upstream-connection.js';
 import { createDemoServer } from '../fixtures/demo-tools.js';
 import { readBody } from '../fixtures/web-bridge.js';
 import { bearer, hs256Token, JWT_SECRET } from '../helpers/auth.js';
 import { freePort, sdkClient, startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import { asyncRequestListener } from '../helpers/async-request-listener.js';
+import { directDeps } from '../helpers/upstream-deps.js';
 
 /**
  * A Streamable HTTP MCP server on loopback whose `whoami` tool answers with its label, so a
@@ -573,15 +572,12 @@ describe('a server with several urls (replicas)', () => {
     /** A replicated server over `urls` (the three replicas unless given): breaker open after one failure, for 1 s of `now`. */
     async function replicated(options: { urls?: string[]; now?: () => number; pings?: boolean; ready?: number } = {}): Promise<ReplicatedServer> {
       const config = ServerConfigSchema.parse({ urls: options.urls ?? replicas.map((r) => `${origin(r)}/mcp`) }) as ReplicatedServerConfig;
-      const deps: Omit<UpstreamDeps, 'onChange' | 'auth'> = {
-        logger: silentLogger(),
-        events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-        groups: new ChildProcessGroups(),
+      const connection = directDeps({
         reconnect: { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 0 },
         health: { breaker: { failureThreshold: 1, cooldownMs: 1000 }, pingIntervalMs: options.pings ? 100 : 0, pingTimeoutMs: 1000, pingFailureThreshold: 1 },
         ...(options.now ? { now: options.now } : {}),
-      };
-      const server = new ReplicatedServer('svc', config, { connection: deps, authFor: () => undefined, onChange: () => {} });
+      });
+      const server = new ReplicatedServer('svc', config, { connection, authFor: () => undefined, onChange: () => {} });
       opened.push(server);
       server.start();
       const ready = options.ready ?? config.urls.length;

@@ -5,11 +5,11 @@ import type { HttpServerConfig, OAuth2AuthConfig } from '../../src/config/schema
 import { silentLogger } from '../../src/observability/logger.js';
 import type { OAuthClientDeps } from '../../src/upstream/auth/oauth-client-deps.js';
 import { ExchangeIdentity } from '../../src/upstream/auth/token-exchange.js';
-import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import { UpstreamConnection } from '../../src/upstream/upstream-connection.js';
 import { startIdentityProvider, type TestIdentityProvider } from '../fixtures/oidc-provider.js';
 import { startProtectedUpstream, type ProtectedUpstream } from '../fixtures/protected-upstream.js';
 import { testConfig, waitFor } from '../helpers/gateway.js';
+import { directDeps } from '../helpers/upstream-deps.js';
 
 interface Whoami {
   sub: string;
@@ -39,7 +39,6 @@ describe('token exchange identity', () => {
   let idp: TestIdentityProvider;
   let upstream: ProtectedUpstream;
   let config: HttpServerConfig;
-  const groups = new ChildProcessGroups();
   const open: UpstreamConnection[] = [];
   const refreshFailures: string[] = [];
 
@@ -71,15 +70,7 @@ describe('token exchange identity', () => {
 
   function connectionFor(principal: Principal): UpstreamConnection {
     const auth = new ExchangeIdentity('exchanged', config, config.auth as OAuth2AuthConfig, { principal }, oauthDeps);
-    const connection = new UpstreamConnection('exchanged', config, {
-      logger: silentLogger(),
-      events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-      groups,
-      reconnect: { initialDelayMs: 50, maxDelayMs: 100, maxAttempts: 3 },
-      health: { breaker: { failureThreshold: 3, cooldownMs: 30_000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-      onChange: () => {},
-      auth,
-    });
+    const connection = new UpstreamConnection('exchanged', config, directDeps({ reconnect: { initialDelayMs: 50, maxDelayMs: 100, maxAttempts: 3 }, auth }));
     open.push(connection);
     connection.start();
     return connection;

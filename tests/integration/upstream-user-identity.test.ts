@@ -30,6 +30,7 @@ import {
   whoami,
   type UserIdentityWorld,
 } from '../helpers/user-identity-harness.js';
+import { nodeArgs } from '../helpers/built-entries.js';
 import { freshPglite } from '../helpers/databases.js';
 import { ROOT, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import { pino } from 'pino';
@@ -38,6 +39,7 @@ import { bearer, clientWithHeaders, hs256Token, JWT_SECRET } from '../helpers/au
 import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import { UpstreamConnection } from '../../src/upstream/upstream-connection.js';
 import { UpstreamPool } from '../../src/upstream/upstream-pool.js';
+import { directDeps } from '../helpers/upstream-deps.js';
 import { openDatabase } from '../../src/store/database.js';
 
 describe('user identity (authorization code + PKCE, tokens sealed at rest)', () => {
@@ -186,15 +188,14 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
     const h = userIdentityHarness(database, cipher);
     const open: UpstreamConnection[] = [];
     const connect = (user: string) => {
-      const connection = new UpstreamConnection('people', config, {
-        logger: silentLogger(),
-        events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-        groups: new ChildProcessGroups(),
-        reconnect: { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 0 },
-        health: { breaker: { failureThreshold: 3, cooldownMs: 30_000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-        onChange: () => {},
-        auth: h.users.authFor('people', config, oauth, { principal: principal(user) }),
-      });
+      const connection = new UpstreamConnection(
+        'people',
+        config,
+        directDeps({
+          reconnect: { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 0 },
+          auth: h.users.authFor('people', config, oauth, { principal: principal(user) }),
+        }),
+      );
       open.push(connection);
       connection.start();
       return connection;
@@ -233,15 +234,14 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
     idp.addResource(guarded.url);
     const h = userIdentityHarness(database, cipher);
     const guardedConfig = HttpServerSchema.parse({ transport: 'streamable-http', url: guarded.url, auth: { method: 'oauth2', identity: 'user', scopes: ['mcp:tools'] } });
-    const connection = new UpstreamConnection('guarded', guardedConfig, {
-      logger: silentLogger(),
-      events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-      groups: new ChildProcessGroups(),
-      reconnect: { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 0 },
-      health: { breaker: { failureThreshold: 3, cooldownMs: 30_000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-      onChange: () => {},
-      auth: h.users.authFor('guarded', guardedConfig, guardedConfig.auth as OAuth2AuthConfig, { principal: principal('mia') }),
-    });
+    const connection = new UpstreamConnection(
+      'guarded',
+      guardedConfig,
+      directDeps({
+        reconnect: { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 0 },
+        auth: h.users.authFor('guarded', guardedConfig, guardedConfig.auth as OAuth2AuthConfig, { principal: principal('mia') }),
+      }),
+    );
     try {
       const first = h.users.authFor('guarded', guardedConfig, guardedConfig.auth as OAuth2AuthConfig, { principal: principal('mia') });
       expect((await completeInBrowser(idp, h, await authorizationOf(first), 'alice')).status).toBe(200);
@@ -326,7 +326,7 @@ describe('user identity (authorization code + PKCE, tokens sealed at rest)', () 
 
 /** Runs the CLI to its end. */
 async function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs('src/cli.ts'), ...args], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk) => (stdout += chunk));

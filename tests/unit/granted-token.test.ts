@@ -1,7 +1,5 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuthMethod, Principal } from '../../src/auth/principal.js';
 import { Secret } from '../../src/auth/secret.js';
@@ -11,11 +9,11 @@ import type { OAuthClientDeps } from '../../src/upstream/auth/oauth-client-deps.
 import { ServiceIdentity } from '../../src/upstream/auth/service-identity.js';
 import { ExchangeIdentity } from '../../src/upstream/auth/token-exchange.js';
 import { UpstreamAuthError, type AuthChallenge, type UpstreamAuth } from '../../src/upstream/auth/upstream-auth.js';
-import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import { UpstreamConnection } from '../../src/upstream/upstream-connection.js';
 import { startIdentityProvider, type TestIdentityProvider } from '../fixtures/oidc-provider.js';
 import { startScriptedAuthorizationServer, type ScriptedAuthorizationServer } from '../fixtures/scripted-authorization-server.js';
 import { testConfig, waitFor } from '../helpers/gateway.js';
+import { directDeps, loggerInto } from '../helpers/upstream-deps.js';
 
 /** A client secret no general redaction pattern recognises: only knowing it hides it. */
 const SECRET = 'plain-words-hunter-4711';
@@ -80,14 +78,8 @@ function serverConfig(definition: Record<string, unknown>): HttpServerConfig {
 /** The OAuth client's dependencies, with a clock the test moves and a log it reads. */
 function oauthDeps(options: { log?: string[]; failures?: string[] } = {}): OAuthClientDeps & { advance(ms: number): void } {
   let skew = 0;
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      options.log?.push(String(chunk));
-      done();
-    },
-  });
   return {
-    logger: options.log ? pino({ level: 'debug' }, sink) : silentLogger(),
+    logger: options.log ? loggerInto(options.log) : silentLogger(),
     env: { CLIENT_SECRET: SECRET },
     clientName: 'Conflux test',
     onTokenRefreshed: () => {},
@@ -137,15 +129,11 @@ describe('granted upstream tokens', () => {
 
   /** A connection to `config`'s upstream with `auth`, stopped after the tests. */
   const connectionFor = (config: HttpServerConfig, auth: UpstreamAuth, log?: string[]): UpstreamConnection => {
-    const connection = new UpstreamConnection('upstream', config, {
-      logger: log ? pino({ level: 'debug' }, new Writable({ write: (chunk, _encoding, done) => (log.push(String(chunk)), done()) })) : silentLogger(),
-      events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-      groups: new ChildProcessGroups(),
-      reconnect: { initialDelayMs: 50, maxDelayMs: 100, maxAttempts: 2 },
-      health: { breaker: { failureThreshold: 3, cooldownMs: 30_000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-      onChange: () => {},
-      auth,
-    });
+    const connection = new UpstreamConnection(
+      'upstream',
+      config,
+      directDeps({ logger: log ? loggerInto(log) : silentLogger(), reconnect: { initialDelayMs: 50, maxDelayMs: 100, maxAttempts: 2 }, auth }),
+    );
     closers.push(() => connection.stop());
     return connection;
   };

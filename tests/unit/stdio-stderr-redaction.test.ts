@@ -1,12 +1,10 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Principal } from '../../src/auth/principal.js';
 import { Secret } from '../../src/auth/secret.js';
-import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import { UpstreamConnection } from '../../src/upstream/upstream-connection.js';
 import { withUserValues } from '../../src/upstream/user-placeholders.js';
 import { testConfig, waitFor } from '../helpers/gateway.js';
+import { directDeps, loggerInto } from '../helpers/upstream-deps.js';
 
 /** A user's token that no general redaction pattern recognises: only knowing it hides it. */
 const USER_TOKEN = 'plain-user-credential-4711';
@@ -29,14 +27,11 @@ describe("a stdio child's stderr in the log", () => {
       },
     }).servers.mine!;
     const lines: string[] = [];
-    const connection = new UpstreamConnection('mine', withUserValues(template, alice), {
-      logger: pino({ level: 'debug' }, new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) })),
-      events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-      groups: new ChildProcessGroups(),
-      reconnect: { initialDelayMs: 50, maxDelayMs: 100, maxAttempts: 1 },
-      health: { breaker: { failureThreshold: 3, cooldownMs: 30_000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-      onChange: () => {},
-    });
+    const connection = new UpstreamConnection(
+      'mine',
+      withUserValues(template, alice),
+      directDeps({ logger: loggerInto(lines), reconnect: { initialDelayMs: 50, maxDelayMs: 100, maxAttempts: 1 } }),
+    );
     try {
       connection.start();
       await waitFor(() => lines.some((line) => line.includes('starting with credential')), 15_000, 'the stderr line in the log');

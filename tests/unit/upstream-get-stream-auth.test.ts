@@ -6,12 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpServerConfig, OAuth2AuthConfig } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { ServiceIdentity } from '../../src/upstream/auth/service-identity.js';
-import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
 import { UpstreamConnection } from '../../src/upstream/upstream-connection.js';
 import { createDemoServer } from '../fixtures/demo-tools.js';
 import { startScriptedAuthorizationServer, type ScriptedAuthorizationServer } from '../fixtures/scripted-authorization-server.js';
 import { testConfig, waitFor } from '../helpers/gateway.js';
 import { asyncRequestListener } from '../helpers/async-request-listener.js';
+import { directDeps } from '../helpers/upstream-deps.js';
 
 /**
  * A 2025 Streamable HTTP server with sessions and a GET stream, letting through only the tokens
@@ -93,15 +93,7 @@ describe('the GET stream of a connection whose credentials fail', () => {
       onTokenRefreshFailed: () => {},
       now: () => Date.now() + skew,
     });
-    const connection = new UpstreamConnection('streamed', config, {
-      logger: silentLogger(),
-      events: { onServerRequest: async () => ({}), onLogMessage: () => {}, onResourceUpdated: () => {} },
-      groups: new ChildProcessGroups(),
-      reconnect: { initialDelayMs: 50, maxDelayMs: 100, maxAttempts: 3 },
-      health: { breaker: { failureThreshold: 3, cooldownMs: 30_000 }, pingIntervalMs: 0, pingTimeoutMs: 1000, pingFailureThreshold: 3 },
-      onChange: () => {},
-      auth,
-    });
+    const connection = new UpstreamConnection('streamed', config, directDeps({ reconnect: { initialDelayMs: 50, maxDelayMs: 100, maxAttempts: 3 }, auth }));
     try {
       connection.start();
       await waitFor(() => connection.state === 'ready' && upstream.openStreams === 1, 15_000, 'the connection and its GET stream');
