@@ -124,13 +124,16 @@ async function negotiate(
     const { transport, explainFailure } = open();
     const client = options.newClient();
     // Given up mid-handshake (the connection was stopped): the transport closes now, which ends the handshake.
-    const giveUp = () => void bestEffort(() => transport.close(), options.logger, 'close the transport of an attempt given up');
+    let closing: Promise<void> | undefined;
+    const giveUp = () => void (closing = bestEffort(() => transport.close(), options.logger, 'close the transport of an attempt given up'));
     options.signal?.addEventListener('abort', giveUp, { once: true });
     try {
       await connect(client, transport, prior, options, explainFailure);
       options.signal?.throwIfAborted();
       return opened(client, transport, wire, prior !== options.prior || prior === undefined);
     } catch (error) {
+      // Given up: the attempt ends once its transport has closed (a stdio child has exited), so that a stopped connection leaves none behind.
+      await closing;
       options.signal?.throwIfAborted();
       // Credentials that cannot be had stay so whatever the era: no second probe.
       const next = attempt < MAX_NEGOTIATION_ATTEMPTS && !authFailureIn(error) ? nextVerdict(error, prior, wire) : undefined;

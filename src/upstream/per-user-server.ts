@@ -53,7 +53,8 @@ interface Listing {
  * concrete resources, its instructions). The entry
  * itself never sends a request: each goes to the caller's own instance (`forCaller`), which
  * is started on first use, never shared, and stopped when idle, when its user's sessions end,
- * or with the entry.
+ * or with the entry (once its calls have ended, when a new definition's entry replaces this one:
+ * `supersede`).
  */
 export class PerUserServer implements Upstream {
   readonly #deps: PerUserServerDeps;
@@ -75,6 +76,16 @@ export class PerUserServer implements Upstream {
   readonly #callers = new WeakMap<InstanceSlot<UpstreamConnection>, CallerIdentity>();
   /** Stops under way (idle reaps, sessions ended): `stop()` waits for them. */
   readonly #stopping = new Set<Promise<void>>();
+  /**
+   * This entry's own slots, from their reservation to their release. The books (`UserInstances`)
+   * hold one slot per server name and user; an entry replaced by a new definition takes its
+   * slots off them (`supersede`) but still stops them, and it never touches its successor's.
+   */
+  readonly #slots = new Set<InstanceSlot<UpstreamConnection>>();
+  /** Set by `supersede`: a new definition's entry serves this server's users now. */
+  #superseded = false;
+  /** The listing was taken from the entry this one replaced (`carryListing`), not made by an instance of its own. */
+  #carried = false;
   #stopped = false;
   #config: ServerConfig;
 
@@ -191,11 +202,11 @@ export class PerUserServer implements Upstream {
    * nobody comes back for is reaped when idle, or stops with its user's sessions.
    */
   async forCaller(caller: CallerIdentity, signal?: AbortSignal): Promise<Upstream> {
-    if (this.#stopped) throw new UpstreamUnavailableError(this.name, 'it was removed or changed');
+    if (this.#stopped || this.#superseded) throw new UpstreamUnavailableError(this.name, 'it was removed or changed');
     if (!this.config.enabled) throw new UpstreamUnavailableError(this.name, 'disabled');
     signal?.throwIfAborted();
     const user = caller.principal.id;
-    const slot = this.#deps.instances.find(this.name, user);
+    const slot = this.#slotOf(user);
     if (slot) this.#renew(slot, caller.principal);
     const pending = this.#starting.get(user);
     if (pending) return untilAborted(pending, signal);
@@ -219,45 +230,106 @@ export class PerUserServer implements Upstream {
 
   /** The user opened a session: their instance, stopping since their last session ended, is kept. */
   keep(user: string): void {
-    const slot = this.#deps.instances.find(this.name, user);
-    if (slot) this.#deps.instances.keep(slot);
+    const slot = this.#slotOf(user);
+    if (slot && !this.#superseded) this.#deps.instances.keep(slot);
   }
 
-  /** No template, and no instance has listed the server's tools yet: nobody can see them to call one. */
+  /**
+   * No template, and no instance of its own has listed the server's tools yet: a user opening
+   * a session starts one (`UpstreamPool.listThrough`), which lists them, or lists them afresh
+   * over what the entry it replaced listed.
+   */
   get unlisted(): boolean {
-    return this.#template === undefined && this.#listing === undefined;
+    return this.#template === undefined && (this.#listing === undefined || this.#carried);
+  }
+
+  /** Whether `user` has an instance of this entry (running, starting, or finishing its calls after `supersede`). */
+  has(user: string): boolean {
+    return this.#slotOf(user) !== undefined;
   }
 
   /** The user's instance if it runs now; none is started (for what only makes sense on a running one). */
   running(user: string): Upstream | undefined {
-    const instance = this.#deps.instances.find(this.name, user)?.instance;
+    const instance = this.#slotOf(user)?.instance;
     return instance && !this.#starting.has(user) ? this.#handles.get(instance) : undefined;
   }
 
   /** Stops the user's instance, now or (requests in flight) when they end; `stop()` waits for it either way. */
   retire(user: string): void {
-    const slot = this.#deps.instances.find(this.name, user);
+    const slot = this.#slotOf(user);
     if (slot) this.#deps.instances.retireWhenIdle(slot, () => void this.#stopSlot(slot));
   }
 
   /** Stops the user's instance now. */
   stopUser(user: string): Promise<void> {
-    const slot = this.#deps.instances.find(this.name, user);
+    const slot = this.#slotOf(user);
     return slot ? this.#stopSlot(slot) : Promise.resolve();
   }
 
-  /** Stops the template and every user's instance; resolves when all are gone. */
+  /**
+   * An entry of the server's new definition serves its users from now on (`UpstreamPool`
+   * switches once that one has listed). Each user's instance here leaves the books at once, so
+   * that the user's next request starts an instance of the new definition (with the caps
+   * counting that one, not this), and is stopped once the requests in flight on it have ended:
+   * at once when it is idle. A start still under way here is given up, and its callers are
+   * sent on to the new entry (`UpstreamPool.forCaller`). Nothing of this entry's ever serves
+   * a request it did not already have: an instance belongs to one entry, found by its user
+   * only there, so a user is never handed another's, nor one of the old definition again.
+   */
+  supersede(): void {
+    this.#superseded = true;
+    for (const slot of this.#slots) {
+      this.#deps.instances.detach(slot);
+      this.#deps.instances.retireWhenIdle(slot, () => void this.#stopSlot(slot));
+      // A start waiting for its instance's first outcome looks again, and finds it is no longer wanted.
+      this.#wakers.get(slot)?.(true);
+    }
+  }
+
+  /** Set once `supersede` was called. */
+  get superseded(): boolean {
+    return this.#superseded;
+  }
+
+  /** Resolves once no request is in flight on any of its users' instances, or `ms` have passed. */
+  async drained(ms: number): Promise<void> {
+    await Promise.all([...this.#slots].map((slot) => slot.instance?.drained(ms) ?? Promise.resolve(true)));
+  }
+
+  /**
+   * Lists what `previous` (the entry of the server's former definition) listed, until an
+   * instance of this one lists: a server without a template (HTTP) has nothing to list before
+   * a user's instance has started, and its tools must not leave the catalog meanwhile.
+   */
+  carryListing(previous: PerUserServer): void {
+    if (this.#template || this.#listing || !previous.#listing) return;
+    this.#listing = previous.#listing;
+    this.#carried = true;
+  }
+
+  /** Stops the template and every instance of this entry; resolves when all are gone. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    const slots = this.#deps.instances.ofServer(this.name);
-    await Promise.all([this.#template?.stop(), ...slots.map((slot) => this.#stopSlot(slot)), Promise.allSettled(this.#starting.values())]);
+    await Promise.all([this.#template?.stop(), ...[...this.#slots].map((slot) => this.#stopSlot(slot)), Promise.allSettled(this.#starting.values())]);
     await Promise.all(this.#stopping);
+  }
+
+  /** The user's slot of this entry (on the books, or taken off them by `supersede`), if any. */
+  #slotOf(user: string): InstanceSlot<UpstreamConnection> | undefined {
+    for (const slot of this.#slots) if (slot.user === user) return slot;
+    return undefined;
   }
 
   async #start(caller: CallerIdentity): Promise<Upstream> {
     const user = caller.principal.id;
+    // Superseded or stopped while the instance it replaces stopped (`forCaller`): this entry
+    // serves nobody now, and a slot reserved here would take the user's place on the books from
+    // the new entry (whose own start would fail on it). `UpstreamPool.forCaller` sends the
+    // caller on to the new entry.
+    if (this.#stopped || this.#superseded) throw new UpstreamUnavailableError(this.name, 'it was removed or changed');
     const { slot, started } = this.#deps.instances.reserve(this.name, user, (idle) => this.#reap(idle));
-    const wanted = () => !this.#stopped && this.#deps.instances.find(this.name, user) === slot;
+    this.#slots.add(slot);
+    const wanted = () => !this.#stopped && !this.#superseded && this.#deps.instances.find(this.name, user) === slot;
     const identity: CallerIdentity = { principal: caller.principal };
     this.#callers.set(slot, identity);
     try {
@@ -329,6 +401,7 @@ export class PerUserServer implements Upstream {
 
   /** Releases the slot and stops its instance (once, however many ask). */
   #stopSlot(slot: InstanceSlot<UpstreamConnection>): Promise<void> {
+    this.#slots.delete(slot);
     if (!this.#deps.instances.release(slot)) return Promise.resolve();
     // A start waiting for this instance finds it let go at once, not at its connect timeout.
     this.#wakers.get(slot)?.(true);
@@ -371,6 +444,7 @@ export class PerUserServer implements Upstream {
     if (connection === this.#template && connection.state === 'ready') this.#lister = connection;
     if (connection === this.#lister && connection.state === 'ready') {
       const forNobody = connection === this.#template;
+      this.#carried = false;
       this.#listing = {
         tools: connection.tools,
         prompts: connection.prompts,

@@ -93,6 +93,8 @@ export class StdioClientTransport implements Transport {
     const { command, args, env, cwd, logger, groups } = this.#options;
     const childEnv = { ...getDefaultEnvironment(), ...env };
     const executable = await findExecutable(command, childEnv.PATH, cwd);
+    // Closed while the command was looked up (its connection stopped): no child is started.
+    if (this.#closed) throw new Error(`"${command}" was not started: its connection was closed`);
     if (!executable) throw new Error(`cannot start "${command}": command not found`);
     const wrapped = withParentDeathSignal(executable, args);
     const child = spawn(wrapped.command, wrapped.args, {
@@ -200,8 +202,8 @@ export class StdioClientTransport implements Transport {
   /** Ends the child: stdin closed first (the polite MCP way), then SIGTERM, then SIGKILL, each after a grace period. */
   async close(): Promise<void> {
     const child = this.#child;
-    if (!child || !this.#exited) return;
     this.#closed = true;
+    if (!child || !this.#exited) return;
     const pid = child.pid!;
     const grace = this.#options.exitGraceMs ?? 2000;
     child.stdin.end();

@@ -52,6 +52,19 @@ export interface UserInstanceView {
 
 /** What a changed server may be: one entry kind or another. */
 type Entry = UpstreamConnection | PerUserServer | ReplicatedServer | SingleOwnerServer;
+/** An entry whose successor can come up beside it (see `switchesBeside`). */
+type BesideEntry = Exclude<Entry, SingleOwnerServer>;
+
+/**
+ * A changed server's switch to its new definition while the new entry comes up beside the old
+ * one (see `#switch`): a later change, a removal or a restart of the server calls it off.
+ */
+interface PendingSwitch {
+  /** The definition switched to; a later change of its catalog settings alone is taken here. */
+  config: ServerConfig;
+  readonly fresh: Entry;
+  calledOff: boolean;
+}
 
 /** What `apply` did, by server name. */
 export interface AppliedServers {
@@ -84,11 +97,16 @@ export class UpstreamPool {
   readonly #beside = new Set<Entry>();
   /**
    * By server name, the stop of a replaced entry that cannot run beside its successor (see
-   * `#switch`), until it has stopped: the next entry of that name starts only then.
+   * `#switch`), and of any such entry it had replaced in turn, until all have stopped: no later
+   * entry of that name starts before, however many changes come meanwhile.
    */
   readonly #retiring = new Map<string, Promise<void>>();
-  /** Woken on every change of any entry, and when the pool stops: switches waiting for their new connection look again. */
+  /** Woken on every change of any entry, when a switch is called off, and when the pool stops: switches waiting for their new connection look again. */
   readonly #switchWaiters = new Set<() => void>();
+  /** By server name, the switch waiting for its new entry to come up (see `#switch`). */
+  readonly #switches = new Map<string, PendingSwitch>();
+  /** Switches, and the ends of the entries they replaced, still under way: `stop` and `switched` wait for them. */
+  readonly #underWay = new Set<Promise<void>>();
   #stopped = false;
   readonly #deps: UpstreamPoolDeps & { verdicts: EraVerdictStore };
   readonly #listeners = new Set<() => void>();
@@ -130,7 +148,16 @@ export class UpstreamPool {
   async forCaller(server: string, caller: CallerIdentity, signal?: AbortSignal): Promise<Upstream> {
     const entry = this.#connections.get(server);
     if (!entry) throw new UpstreamUnavailableError(server, 'it is not configured');
-    return entry instanceof PerUserServer ? entry.forCaller(caller, signal) : entry;
+    if (!(entry instanceof PerUserServer)) return entry;
+    try {
+      return await entry.forCaller(caller, signal);
+    } catch (error) {
+      // Switched to a new definition while the caller's instance started: the caller's request
+      // goes to the new entry (an instance of the new definition), not to a failure.
+      const now = this.#connections.get(server);
+      if (!entry.superseded || !now || now === entry) throw error;
+      return now instanceof PerUserServer ? now.forCaller(caller, signal) : now;
+    }
   }
 
   /**
@@ -188,31 +215,37 @@ export class UpstreamPool {
    * flight end). A later request of theirs starts a fresh one.
    */
   sessionsEnded(user: string): void {
-    for (const entry of this.#perUser()) entry.retire(user);
+    for (const entry of this.#perUser({ replaced: true })) entry.retire(user);
   }
 
-  /** Stops `user`'s instance of `server` now (their authorisation was revoked, say); false when there was none. */
+  /**
+   * Stops `user`'s instance of `server` now (their authorisation was revoked, say), and one of a
+   * replaced definition still finishing its calls; false when there was none.
+   */
   async stopInstance(server: string, user: string): Promise<boolean> {
-    const entry = this.#connections.get(server);
-    if (!(entry instanceof PerUserServer) || !this.#instances.find(server, user)) return false;
-    await entry.stopUser(user);
-    return true;
+    const holding = this.#perUser({ replaced: true }).filter((entry) => entry.name === server && entry.has(user));
+    await Promise.all(holding.map((entry) => entry.stopUser(user)));
+    return holding.length > 0;
   }
 
-  /** Stops every instance of `user` now; resolves with how many there were. */
+  /** Stops every instance of `user` now, those of replaced definitions included; resolves with how many there were. */
   async stopUser(user: string): Promise<number> {
-    const count = this.#instances.ofUser(user).length;
-    await Promise.all(this.#perUser().map((entry) => entry.stopUser(user)));
-    return count;
+    const holding = this.#perUser({ replaced: true }).filter((entry) => entry.has(user));
+    await Promise.all(holding.map((entry) => entry.stopUser(user)));
+    return holding.length;
   }
 
   /**
    * Makes the pool match `servers`: new servers start connecting (in parallel, without
    * waiting), removed ones are stopped. A server whose catalog settings alone changed (filters,
    * overrides, metadata: `config/server-changes.ts`) takes them while running. One whose
-   * connection settings changed is switched to a new connection once that one is ready (see
-   * `#switch`), so its tools stay listed and callable meanwhile. Resolves once removed and
-   * replaced connections are closed. Calls are expected one at a time (the registry orders them).
+   * connection settings changed is switched to its new definition in the background (see
+   * `#switch`), its tools listed and callable meanwhile: resolves once removed connections are
+   * closed, without waiting for a switch (`switched` does), so that the registry's next change
+   * is not held up by a server slow to come up. A change to a server whose switch is under way
+   * is compared with what it is becoming: it calls that switch off and starts its own, or (its
+   * catalog settings alone differing) is taken by the entry coming up. Calls are expected one at
+   * a time (the registry orders them).
    */
   async apply(servers: Readonly<Record<string, ServerConfig>>): Promise<AppliedServers> {
     const applied: AppliedServers = { added: [], removed: [], changed: [], updated: [] };
@@ -222,16 +255,27 @@ export class UpstreamPool {
       if (next === undefined) {
         applied.removed.push(name);
         this.#connections.delete(name);
+        this.#callOff(name);
         closing.push(entry.stop(), this.#forgetEra(name));
         continue;
       }
-      const change = serverChange(entry.config, next);
+      const pending = this.#switches.get(name);
+      const change = serverChange(pending?.config ?? entry.config, next);
+      if (change === 'unchanged') continue;
       if (change === 'catalog') {
-        entry.updateCatalogSettings(next);
+        if (pending) pending.config = next;
+        (pending?.fresh ?? entry).updateCatalogSettings(next);
         applied.updated.push(name);
-      } else if (change === 'connection') {
-        applied.changed.push(name);
-        closing.push(this.#switch(name, entry, next));
+        continue;
+      }
+      applied.changed.push(name);
+      this.#callOff(name);
+      // Compared with what runs: a change back to it needs no new entry.
+      const fromRunning = serverChange(entry.config, next);
+      if (fromRunning === 'connection') this.#switch(name, entry, next);
+      else if (fromRunning === 'catalog') {
+        entry.updateCatalogSettings(next);
+        this.#queueChange();
       }
     }
     for (const [name, config] of Object.entries(servers)) {
@@ -244,16 +288,26 @@ export class UpstreamPool {
     return applied;
   }
 
-  /** Closes and reopens one upstream (a fresh process for stdio), resetting its backoff. */
+  /**
+   * Closes and reopens one upstream (a fresh process for stdio), resetting its backoff. A
+   * switch under way is called off: the server reopens with the definition it was switching to.
+   */
   async restart(name: string): Promise<void> {
     const current = this.#connections.get(name);
     if (!current) return;
     // Its one process is restarted where it runs; this entry stays.
     if (current instanceof SingleOwnerServer) return current.restartProcess();
+    const config = this.#switches.get(name)?.config ?? current.config;
+    this.#callOff(name);
     this.#connections.delete(name);
     await current.stop();
-    this.#open(name, current.config);
+    this.#open(name, config);
     this.#queueChange();
+  }
+
+  /** Resolves once no switch to a new definition is under way, the ends of the entries they replaced included. */
+  async switched(): Promise<void> {
+    while (this.#underWay.size > 0) await Promise.all(this.#underWay);
   }
 
   /** Stops every upstream and user instance; resolves when all children have exited. */
@@ -264,6 +318,7 @@ export class UpstreamPool {
     this.#beside.clear();
     for (const wake of this.#switchWaiters) wake();
     await Promise.all([...all.map((connection) => connection.stop()), ...this.#retiring.values()]);
+    await this.switched();
     this.#instances.close();
   }
 
@@ -274,51 +329,76 @@ export class UpstreamPool {
   }
 
   /**
-   * Replaces `old`, whose connection settings changed, by a connection made from `config`.
-   * A shared server's new connection is opened beside the old one, which keeps serving until
-   * the new one is ready (or failed its first attempt, or its connect timeout passed); the old
-   * one is stopped once the requests in flight on it have ended (within its request timeout).
-   * A per-user server (whose users' instances are kept by server name) and a `processes: one`
-   * server (whose process holds a lease by server name) cannot run twice under one name: the
-   * new entry takes the old one's place at once but starts only once the old one has stopped
-   * (its process exited, its lease let go), its tools missing from the catalog until it lists them.
+   * Replaces `old`, whose connection settings changed, by an entry made from `config`, in the
+   * background (tracked for `switched` and `stop`), each kind as closely without a gap as it
+   * allows:
+   *
+   * - A shared server, one with `urls` and a per-user server: the new entry comes up beside the
+   *   old one, which keeps serving until the new one is ready (or failed its first attempt, or
+   *   its connect timeout passed; a per-user HTTP server, with no template, at once, listing
+   *   what the old one listed until an instance of its own lists). The old one is stopped once
+   *   the requests in flight on it have ended (within its request timeout). A per-user server's
+   *   users move over one by one: each instance of the old definition leaves the books at the
+   *   switch, finishes its calls, and stops; its user's next call starts one of the new (see
+   *   `PerUserServer.supersede`). No user ever shares an instance in between: instances are
+   *   found by user within one entry only.
+   * - A `processes: one` server takes over the old entry's lease and lists at once, and runs its
+   *   process once the old one's calls have ended and it has exited: never two at once, by the
+   *   nature of such a server; calls meanwhile wait for the new process (see
+   *   `SingleOwnerServer.succeed`).
+   * - Otherwise (`processes: one` turned on or off, or an entry that never took part in the
+   *   lease): the new entry takes the old one's place at once and starts once the old one has
+   *   stopped, its tools missing from the catalog until it lists them.
    */
-  async #switch(name: string, old: Entry, config: ServerConfig): Promise<void> {
+  #switch(name: string, old: Entry, config: ServerConfig): void {
     const fresh = this.#create(name, config);
-    if (!switchesGapless(old) || !switchesGapless(fresh)) {
+    if (old instanceof SingleOwnerServer && fresh instanceof SingleOwnerServer && fresh.canSucceed(old)) {
       this.#connections.set(name, fresh);
+      this.#beside.add(old);
+      const retired = fresh.succeed(old, old.config.timeout * 1000);
+      fresh.start();
       this.#queueChange();
-      const stopped = Promise.all([old.stop(), this.#forgetEra(name)]);
-      const retired: Promise<void> = stopped.then(
-        () => this.#retired(name, retired),
-        () => this.#retired(name, retired),
-      );
-      this.#retiring.set(name, retired);
-      this.#startAlone(name, fresh);
-      try {
-        await stopped;
-      } finally {
-        // Resolves after the new entry's start (queued on it first).
-        await retired;
-      }
+      // The new definition may be another server (a new command): its era is found afresh.
+      this.#track(Promise.all([retired, this.#forgetEra(name)]).finally(() => this.#beside.delete(old)));
       return;
     }
+    if (!switchesBeside(old) || !switchesBeside(fresh)) {
+      this.#track(this.#replaceAtOnce(name, old, fresh));
+      return;
+    }
+    const pending: PendingSwitch = { config, fresh, calledOff: false };
+    this.#switches.set(name, pending);
+    this.#track(this.#switchBeside(name, old, pending));
+  }
+
+  /** The switch of an entry that can run beside its successor (see `#switch`). */
+  async #switchBeside(name: string, old: BesideEntry, pending: PendingSwitch): Promise<void> {
+    const { fresh } = pending;
     // The new definition may be another server (a new URL or command): its era is found afresh.
     await this.#forgetEra(name);
-    // Stopped meanwhile: the new connection never started, but holds its auth.
-    if (this.#stopped) return fresh.stop();
+    // An entry replaced at once before `old` (see `#replaceAtOnce`) may still be stopping: no
+    // entry of this name starts before it has, as `old` itself did not (a later change calls
+    // this switch off before it can set another).
+    await this.#retiring.get(name);
+    // Stopped or called off meanwhile: the new entry never started, but holds its auth.
+    if (this.#stopped || pending.calledOff) return fresh.stop();
     this.#beside.add(fresh);
     fresh.start();
-    await this.#firstOutcome(fresh, connectTimeoutMsOf(config));
+    await this.#until(() => fresh.state !== 'connecting' || pending.calledOff, connectTimeoutMsOf(pending.config));
     this.#beside.delete(fresh);
-    // The pool stopped meanwhile, and with it both connections.
+    if (this.#switches.get(name) === pending) this.#switches.delete(name);
+    // The pool stopped meanwhile, and with it both entries.
     if (this.#stopped) return;
-    if (this.#connections.get(name) !== old) {
-      // Restarted while the new connection was opening: it is not wanted.
+    if (pending.calledOff || this.#connections.get(name) !== old) {
+      // A later change, a removal or a restart called it off: the new entry is not wanted.
       await fresh.stop();
       return;
     }
     this.#connections.set(name, fresh);
+    if (old instanceof PerUserServer) {
+      if (fresh instanceof PerUserServer) fresh.carryListing(old);
+      old.supersede();
+    }
     this.#beside.add(old);
     this.#queueChange();
     await old.drained(old.config.timeout * 1000);
@@ -326,9 +406,46 @@ export class UpstreamPool {
     if (this.#beside.delete(old)) await old.stop();
   }
 
-  /** Resolves once `entry` is no longer connecting for the first time, the pool stops, or `ms` pass. */
-  #firstOutcome(entry: Entry, ms: number): Promise<void> {
-    return this.#until(() => entry.state !== 'connecting', ms);
+  /** The switch of an entry that cannot run beside its successor (see `#switch`): the successor starts once it has stopped. */
+  async #replaceAtOnce(name: string, old: Entry, fresh: Entry): Promise<void> {
+    this.#connections.set(name, fresh);
+    this.#queueChange();
+    // `old` may itself have replaced an entry still stopping (a change made while that one's
+    // process exits, `old` not started yet): this stop takes that one's in, so that `fresh`
+    // waits for both, not only for `old`, which stops at once.
+    const stopped = Promise.all([old.stop(), this.#forgetEra(name), this.#retiring.get(name)]);
+    const retired: Promise<void> = stopped.then(
+      () => this.#retired(name, retired),
+      () => this.#retired(name, retired),
+    );
+    this.#retiring.set(name, retired);
+    this.#startAlone(name, fresh);
+    try {
+      await stopped;
+    } finally {
+      // Resolves after the new entry's start (queued on it first).
+      await retired;
+    }
+  }
+
+  /** Calls off the switch of `name` waiting for its new entry, if any (see `#switchBeside`). */
+  #callOff(name: string): void {
+    const pending = this.#switches.get(name);
+    if (!pending) return;
+    this.#switches.delete(name);
+    pending.calledOff = true;
+    for (const wake of this.#switchWaiters) wake();
+  }
+
+  /** Keeps `work` (a switch) for `switched` and `stop` to wait for; its failure is logged, as no caller waits for it. */
+  #track(work: Promise<unknown>): void {
+    const tracked: Promise<void> = work
+      .then(
+        () => {},
+        (error: unknown) => this.#deps.logger.warn({ err: error }, 'a server switch to its new definition failed'),
+      )
+      .finally(() => this.#underWay.delete(tracked));
+    this.#underWay.add(tracked);
   }
 
   /** Resolves once `condition` holds (looked at on every change of an entry), the pool stops, or `ms` pass. */
@@ -420,8 +537,10 @@ export class UpstreamPool {
     }
   }
 
-  #perUser(): PerUserServer[] {
-    return [...this.#connections.values()].filter((entry) => entry instanceof PerUserServer);
+  /** The per-user entries serving now, and (`replaced`) those of former definitions whose instances finish their calls. */
+  #perUser({ replaced = false } = {}): PerUserServer[] {
+    const entries = replaced ? [...this.#connections.values(), ...this.#beside] : [...this.#connections.values()];
+    return entries.filter((entry) => entry instanceof PerUserServer);
   }
 
   #queueChange(): void {
@@ -435,9 +554,12 @@ export class UpstreamPool {
   }
 }
 
-/** Whether a changed server of this kind can have its new connection opened beside the old one (see `#switch`). */
-function switchesGapless(entry: Entry): entry is UpstreamConnection | ReplicatedServer {
-  return entry instanceof UpstreamConnection || entry instanceof ReplicatedServer;
+/**
+ * Whether a changed server of this kind can have its new entry come up beside the old one (see
+ * `#switch`): all but a `processes: one` server, which must never run twice.
+ */
+function switchesBeside(entry: Entry): entry is BesideEntry {
+  return !(entry instanceof SingleOwnerServer);
 }
 
 /** An auth that refuses with `error` whenever it is asked. */

@@ -34,6 +34,8 @@ interface Slot<T> extends InstanceSlot<T> {
   onIdle: (slot: InstanceSlot<T>) => void;
   /** Set by `retireWhenIdle`: run when the last request in flight ends. */
   retire: (() => void) | undefined;
+  /** Set by `detach`: off the books, never reaped for idleness. */
+  detached: boolean;
 }
 
 /**
@@ -86,7 +88,7 @@ export class UserInstances<T> {
     if (own >= this.#limits.maxPerUser) throw new LimitExceededError(`user ${user} already has ${own} instances (maxPerUser); "${server}" cannot start another until one stops`);
     if (this.#slots.size >= this.#limits.maxTotal) throw new LimitExceededError(`the gateway already runs ${this.#slots.size} per-user instances (maxTotal); "${server}" cannot start one for ${user}`);
     const now = this.#now();
-    const slot: Slot<T> = { server, user, startedAt: now, lastUsedAt: now, active: 0, holds: 0, instance: undefined, timer: undefined, held: true, onIdle, retire: undefined };
+    const slot: Slot<T> = { server, user, startedAt: now, lastUsedAt: now, active: 0, holds: 0, instance: undefined, timer: undefined, held: true, onIdle, retire: undefined, detached: false };
     this.#slots.set(key, slot);
     return { slot, started: this.use(slot) };
   }
@@ -163,13 +165,28 @@ export class UserInstances<T> {
     return true;
   }
 
+  /**
+   * Takes the slot off the books while its instance finishes what it has in flight (its server
+   * was replaced by a new definition): its place goes free at once, so that its user's next
+   * request starts an instance of the replacement, and the caps stop counting it. It is no
+   * longer found, kept or reaped for idleness; `retireWhenIdle` and `release` still work on it.
+   */
+  detach(handle: InstanceSlot<T>): void {
+    const slot = handle as Slot<T>;
+    slot.detached = true;
+    clearTimeout(slot.timer);
+    slot.timer = undefined;
+    const key = keyOf(slot.server, slot.user);
+    if (this.#slots.get(key) === slot) this.#slots.delete(key);
+  }
+
   /** Clears every timer and forgets every slot (the owner stops the instances). */
   close(): void {
     for (const slot of this.#slots.values()) this.release(slot);
   }
 
   #arm(slot: Slot<T>, delayMs: number): void {
-    if (this.#limits.idleSeconds === 0 || slot.timer) return;
+    if (this.#limits.idleSeconds === 0 || slot.timer || slot.detached) return;
     slot.timer = setTimeout(() => {
       slot.timer = undefined;
       // The end of the request in flight, or the release of the last hold, re-arms it.

@@ -6,6 +6,7 @@ import { pino, type Logger } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../src/config/load.js';
 import { createConflux, type Conflux } from '../../src/conflux.js';
+import { callLoop } from '../helpers/call-loop.js';
 import { startGatewayProcess } from '../helpers/gateway-processes.js';
 import { connectClient, isAlive, stdioFixture, textOf, waitFor } from '../helpers/gateway.js';
 
@@ -47,32 +48,6 @@ async function startWatched(path: string, logger: Logger): Promise<{ conflux: Co
     await conflux.stop();
     throw error;
   }
-}
-
-/** Calls `tool` over and over until stopped; every failure is kept (a tool error or a thrown one). */
-function callLoop(client: Client, tool: string, args: Record<string, unknown>): { calls(): number; stop(): Promise<{ calls: number; failures: string[] }> } {
-  let running = true;
-  let calls = 0;
-  const failures: string[] = [];
-  const loop = (async () => {
-    while (running) {
-      try {
-        const result = await client.callTool({ name: tool, arguments: args });
-        if (result.isError) failures.push(textOf(result));
-      } catch (error) {
-        failures.push((error as Error).message);
-      }
-      calls++;
-    }
-  })();
-  return {
-    calls: () => calls,
-    async stop() {
-      running = false;
-      await loop;
-      return { calls, failures };
-    },
-  };
 }
 
 async function reloads(conflux: Conflux, result: string): Promise<number> {

@@ -10,6 +10,7 @@ import { NOT_LISTED_YET } from '../../src/upstream/per-user-server.js';
 import { UpstreamUnavailableError } from '../../src/upstream/errors.js';
 import { startStreamableUpstream, type RunningUpstream } from '../fixtures/http-servers.js';
 import { bearer, hs256Token, JWT_SECRET } from '../helpers/auth.js';
+import { nodeArgs } from '../helpers/built-entries.js';
 import { isAlive, ROOT, sdkClient, startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import { testPool } from '../helpers/upstream-pool.js';
 
@@ -20,7 +21,7 @@ function perUserServer(extra: Record<string, unknown> = {}): Record<string, unkn
   return {
     transport: 'stdio',
     command: process.execPath,
-    args: ['--import', 'tsx', IDENTITY_FIXTURE, '--for', '${user.id}'],
+    args: [...nodeArgs(IDENTITY_FIXTURE), '--for', '${user.id}'],
     cwd: ROOT,
     shared: false,
     env: { WHO: '${user.sub}', TOKEN: '${user.token}' },
@@ -250,6 +251,8 @@ describe('per-user instances and config changes', () => {
       expect(gateway.conflux.upstreams.get('ident')!.status()).toMatchObject({ pid: template, description: 'described' });
       expect((await whoami(frank.client)).pid).toBe(before.pid);
       await gateway.conflux.registry.setConfigServers(gatewayConfig({ ident: perUserServer({ env: { WHO: '${user.sub}', TOKEN: '${user.token}', CHANGED: 'yes' } }) }, {}).servers);
+      // The switch goes on in the background: the old template and instances stop once it is done.
+      await gateway.conflux.upstreams.switched();
       expect(isAlive(before.pid)).toBe(false);
       expect(isAlive(template)).toBe(false);
       await waitFor(() => gateway.conflux.upstreams.get('ident')?.state === 'ready', 15_000, 'the new template');
