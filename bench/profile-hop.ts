@@ -3,19 +3,20 @@
  * the gateway under `--cpu-prof`, then prints where its CPU time went during the load, by
  * component.
  *
- *   npm run build && npx tsx bench/profile-hop.ts [--stdio | --lean] [--sessions 16] [--seconds 6] [--build DIR] ['{"audit": {"enabled": false}}']
+ *   npm run build && npx tsx bench/profile-hop.ts [--stdio | --lean] [--stateless] [--sessions 16] [--seconds 6] [--build DIR] ['{"audit": {"enabled": false}}']
  *
  * The upstream is the SDK's Streamable HTTP server, or the lean one of workload 1b with
  * `--lean` (bench/lean-upstream.ts: it costs next to nothing, so the gateway is the only busy
  * process besides the client), or a stdio server with `--stdio`; a JSON argument is merged into
  * the gateway section of the config, to compare settings; `--build DIR` runs the gateway of
- * another build (a directory with its own `dist/`, as bench/ab.ts takes). After the components
+ * another build (a directory with its own `dist/`, as bench/ab.ts takes); `--stateless` calls as a
+ * 2026-07-28 client (no session, the envelope in every request). After the components
  * it lists the functions with the most self time during the load.
  */
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { runLoad, Session, type LoadResult } from './load.js';
+import { runLoad, Session, StatelessClient, type LoadResult } from './load.js';
 import { LEAN_UPSTREAM, ROOT, start, upstreams, type Running } from './processes.js';
 
 interface Profile {
@@ -27,6 +28,7 @@ interface Profile {
 const args = process.argv.slice(2);
 const stdio = args.includes('--stdio');
 const lean = args.includes('--lean');
+const stateless = args.includes('--stateless');
 const sessions = args.includes('--sessions') ? Number(args[args.indexOf('--sessions') + 1]) : 16;
 const seconds = args.includes('--seconds') ? Number(args[args.indexOf('--seconds') + 1]) : 6;
 // Absolute, as the profile's script URLs are: a relative one would match none of them.
@@ -53,6 +55,10 @@ try {
   await new Promise((r) => setTimeout(r, 1500));
   loadFrom = performance.now() - spawned;
   result = await runLoad(sessions, seconds, 1, async () => {
+    if (stateless) {
+      const client = new StatelessClient(gw.url);
+      return { call: () => client.call('tools/call', { name: 'echo', arguments: { text: 'hello' } }), close: async () => {} };
+    }
     const session = await Session.open(gw.url);
     return { call: () => session.call('tools/call', { name: 'echo', arguments: { text: 'hello' } }), close: () => session.close() };
   });
@@ -64,7 +70,7 @@ try {
   await upstream?.stop();
   await rm(dir, { recursive: true, force: true });
 }
-console.log(`${sessions} sessions (${stdio ? 'stdio' : lean ? 'lean Streamable HTTP' : 'Streamable HTTP'} upstream): p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ${result.callsPerSecond} calls/s, ${result.errors} errors`);
+console.log(`${sessions} ${stateless ? '2026-07-28 callers' : 'sessions'} (${stdio ? 'stdio' : lean ? 'lean Streamable HTTP' : 'Streamable HTTP'} upstream): p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ${result.callsPerSecond} calls/s, ${result.errors} errors`);
 
 const frames = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
 const component = ({ functionName, url }: { functionName: string; url: string }): string => {

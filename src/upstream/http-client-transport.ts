@@ -1,7 +1,5 @@
-import type { IncomingMessage } from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { JSONRPCMessage, JSONRPCRequest, Transport, TransportSendOptions } from '@modelcontextprotocol/client';
+import { SdkError, SdkErrorCode, type JSONRPCMessage, type JSONRPCRequest, type JSONRPCResponse, type Transport, type TransportSendOptions } from '@modelcontextprotocol/client';
 import { createParser } from 'eventsource-parser';
 import type { UpstreamAuth } from './auth/upstream-auth.js';
 import { NotJsonRpcError } from './errors.js';
@@ -14,15 +12,17 @@ import {
   errorAnswering,
   httpError,
   isEventStream,
+  isResponse,
   jsonRpcMessages,
-  readAll,
   tooLarge,
   UnansweredRequestError,
   type RequestId,
 } from './http-responses.js';
 import type { OwnerChannel } from './owner-channel.js';
+import { pause, RequestAbort } from './request-abort.js';
 import { standardHeaders } from './standard-headers.js';
 import { UpstreamHttpPool } from './upstream-http-pool.js';
+import type { EventStreamResponse, UpstreamResponse } from './upstream-response.js';
 
 export interface HttpClientTransportOptions {
   headers: Readonly<Record<string, string>>;
@@ -53,6 +53,13 @@ const MAX_RESUME_ATTEMPTS = 3;
 
 /** Headers the transport derives from its own state or from the message; a caller's per-request headers never replace them. */
 const RESERVED_HEADERS = new Set(['authorization', 'content-type', 'content-length', 'accept', 'last-event-id', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'mcp-session-id']);
+
+/** Where the answer to a request sent with `sendRequest` goes, instead of the SDK client. */
+export interface AnswerWaiter {
+  answered(answer: JSONRPCResponse): void;
+  /** The transport closed before the answer came (as the SDK client fails its requests then). */
+  closed(error: Error): void;
+}
 
 /** What reading one SSE response stream came to. */
 interface StreamRead {
@@ -98,8 +105,10 @@ export class HttpClientTransport implements Transport {
   readonly #headers: Readonly<Record<string, string>>;
   /** The upstream's connections: closed with the transport, none outlives it. */
   readonly #pool: UpstreamHttpPool;
-  /** The abort controller of each request whose POST or response stream is open, by request id. */
-  readonly #calls = new Map<string, AbortController>();
+  /** What gives up each request whose POST or response stream is open, by request id. */
+  readonly #calls = new Map<string, RequestAbort>();
+  /** Who waits for the answer to each request sent with `sendRequest`, by request id. */
+  readonly #waiters = new Map<number, AnswerWaiter>();
   #protocolVersion: string | undefined;
   #streamRetry: NodeJS.Timeout | undefined;
   /** Failures to open the GET stream in a row (its retry backs off). */
@@ -135,9 +144,11 @@ export class HttpClientTransport implements Transport {
     const owner = this.#options.owners?.take();
     if (this.#closed) throw new Error('transport closed');
     if (!isRequest(message)) {
+      const call = options?.requestSignal ? this.#track(undefined, options.requestSignal) : undefined;
       try {
-        return await this.#post(message, options, owner, options?.requestSignal);
+        return await this.#post(message, options, owner, call?.abort);
       } finally {
+        call?.done();
         // The server has heard of the cancellation (or could not be told): the request's stream closes.
         const cancelled = cancelledRequestId(message);
         if (cancelled !== undefined) this.#calls.get(String(cancelled))?.abort(new Error('request cancelled'));
@@ -145,10 +156,44 @@ export class HttpClientTransport implements Transport {
     }
     const call = this.#track(message.id, options?.requestSignal);
     try {
-      await this.#post(message, options, owner, call.signal);
+      await this.#post(message, options, owner, call.abort);
     } finally {
       call.done();
     }
+  }
+
+  /**
+   * Sends request `message` (numbered from the SDK client's own sequence) for `owner`, its
+   * answer handed to `waiter` instead of `onmessage`, one microtask after it is read as
+   * `onmessage` gets an answer (see `answersAfterNotifications` in open-transport.ts): a request
+   * sent past the SDK client (`direct-request.ts`). The promise settles as `send`'s does.
+   *
+   * `waiter` waits as long as the SDK client's handler of a request would: past the end of the
+   * POST, which an upstream may answer with a 202 and send the answer on its GET stream, until
+   * the answer comes, the transport closes, or the caller gives up (`forget`). A failed POST
+   * ends its wait too: its caller hears that failure instead.
+   */
+  async sendRequest(message: JSONRPCRequest & { id: number }, waiter: AnswerWaiter, owner: unknown, headers?: Record<string, string>): Promise<void> {
+    if (this.#closed) throw new Error('transport closed');
+    this.#waiters.set(message.id, waiter);
+    const call = this.#track(message.id, undefined);
+    try {
+      await this.#post(message, headers ? { headers } : undefined, owner, call.abort);
+    } catch (error) {
+      this.forget(message.id, waiter);
+      throw error;
+    } finally {
+      call.done();
+    }
+  }
+
+  /**
+   * `waiter` no longer waits for the answer to request `id` (sent with `sendRequest`; its caller
+   * gave up, or has its outcome): one that still comes goes to `onmessage`, as an answer the SDK
+   * client no longer waits for does.
+   */
+  forget(id: number, waiter: AnswerWaiter): void {
+    if (this.#waiters.get(id) === waiter) this.#waiters.delete(id);
   }
 
   /** Ends the upstream session (DELETE), as the SDK's transport does. */
@@ -168,32 +213,40 @@ export class HttpClientTransport implements Transport {
     // Ends every request and response stream still open, and every connection.
     const closed = this.#pool.close();
     this.onclose?.();
+    // After the SDK client heard of it, as it fails its own requests then, and with its error.
+    const waiters = [...this.#waiters.values()];
+    this.#waiters.clear();
+    const error = new SdkError(SdkErrorCode.ConnectionClosed, 'Connection closed');
+    for (const waiter of waiters) waiter.closed(error);
     await closed;
   }
 
-  /** The signal of request `id`'s POST and response stream (see the class comment for what aborts it). */
-  #track(id: RequestId, requestSignal: AbortSignal | undefined): { signal: AbortSignal; done(): void } {
-    const key = String(id);
-    const controller = new AbortController();
-    const forward = () => controller.abort(requestSignal?.reason);
+  /**
+   * What gives up request `id`'s POST and response stream (see the class comment for what does),
+   * following the SDK's `requestSignal` when it gives one; without an id, a message's own.
+   */
+  #track(id: RequestId | undefined, requestSignal: AbortSignal | undefined): { abort: RequestAbort; done(): void } {
+    const key = id === undefined ? undefined : String(id);
+    const abort = new RequestAbort();
+    const forward = () => abort.abort(requestSignal?.reason);
     if (requestSignal?.aborted) forward();
     else requestSignal?.addEventListener('abort', forward, { once: true });
-    this.#calls.set(key, controller);
+    if (key !== undefined) this.#calls.set(key, abort);
     return {
-      signal: controller.signal,
+      abort,
       done: () => {
         requestSignal?.removeEventListener('abort', forward);
-        if (this.#calls.get(key) === controller) this.#calls.delete(key);
+        if (key !== undefined && this.#calls.get(key) === abort) this.#calls.delete(key);
       },
     };
   }
 
-  async #post(message: JSONRPCMessage, options: TransportSendOptions | undefined, owner: unknown, signal: AbortSignal | undefined): Promise<void> {
+  async #post(message: JSONRPCMessage, options: TransportSendOptions | undefined, owner: unknown, signal: RequestAbort | undefined): Promise<void> {
     const body = JSON.stringify(message);
     const headers: Record<string, string> = { ...extraHeaders(options?.headers), 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     Object.assign(headers, standardHeaders(message));
     const session = this.sessionId;
-    let response: IncomingMessage;
+    let response: UpstreamResponse;
     try {
       response = await this.#authorizedRequest('POST', headers, body, signal);
     } catch (error) {
@@ -214,7 +267,7 @@ export class HttpClientTransport implements Transport {
       return;
     }
     if (status < 200 || status >= 300) {
-      const text = await readAll(response, 64 * 1024).catch(() => '');
+      const text = await response.text(64 * 1024).catch(() => '');
       // A client error carrying the JSON-RPC error that answers this request is that answer: a
       // 2026-07-28 server answers an unknown method with 404, a header mismatch with 400. Not a
       // 404 to a request that named our session (the server forgot it: the connection is over),
@@ -235,7 +288,7 @@ export class HttpClientTransport implements Transport {
       throw failure;
     }
     const type = String(response.headers['content-type'] ?? '');
-    const text = await readAll(response, this.#maxMessageBytes);
+    const text = await response.text(this.#maxMessageBytes);
     if (text.trim() === '') {
       if (request) throw new UnansweredRequestError(`the response (HTTP ${status}) was empty`);
       return;
@@ -259,7 +312,7 @@ export class HttpClientTransport implements Transport {
    * `#request` with the auth's credentials; a refusal of them is shown to the auth, and the
    * request sent a second time if it has new ones. A second refusal is the answer.
    */
-  async #authorizedRequest(method: string, headers: Record<string, string>, body?: string, signal?: AbortSignal): Promise<IncomingMessage> {
+  async #authorizedRequest(method: string, headers: Record<string, string>, body?: string, signal?: RequestAbort): Promise<UpstreamResponse> {
     const auth = this.#options.auth;
     if (!auth) return this.#request(method, headers, body, signal);
     for (let attempt = 1; ; attempt++) {
@@ -279,7 +332,7 @@ export class HttpClientTransport implements Transport {
     }
   }
 
-  #request(method: string, headers: Record<string, string>, body?: string, signal?: AbortSignal, query?: Record<string, string>): Promise<IncomingMessage> {
+  #request(method: string, headers: Record<string, string>, body?: string, signal?: RequestAbort, query?: Record<string, string>): Promise<UpstreamResponse> {
     return this.#pool.request(method, query, this.#requestHeaders(headers, body), body, signal);
   }
 
@@ -311,7 +364,7 @@ export class HttpClientTransport implements Transport {
    * purpose and have the client poll); without an id, or when resuming fails, the answer is not
    * coming and the reason is returned. Undefined once answered or given up.
    */
-  async #awaitAnswer(stream: IncomingMessage, owner: unknown, signal: AbortSignal, id: RequestId): Promise<Error | undefined> {
+  async #awaitAnswer(stream: EventStreamResponse, owner: unknown, signal: RequestAbort, id: RequestId): Promise<Error | undefined> {
     let lastEventId: string | undefined;
     for (;;) {
       const read = await this.#consumeEvents(stream, owner, signal, id);
@@ -333,9 +386,9 @@ export class HttpClientTransport implements Transport {
    * refused (no GET stream, an unknown event, a forgotten session: asking again changes nothing).
    * Undefined once the request is given up.
    */
-  async #resume(lastEventId: string, retryMs: number | undefined, signal: AbortSignal): Promise<IncomingMessage | Error | undefined> {
+  async #resume(lastEventId: string, retryMs: number | undefined, signal: RequestAbort): Promise<EventStreamResponse | Error | undefined> {
     for (let attempt = 1; ; attempt++) {
-      await sleep(retryMs ?? retryDelay(attempt), undefined, { signal }).catch(() => undefined);
+      await pause(retryMs ?? retryDelay(attempt), signal);
       if (signal.aborted || this.#closed) return undefined;
       let failure: Error;
       try {
@@ -413,7 +466,7 @@ export class HttpClientTransport implements Transport {
    * `id`, whether the answer to that request was among them. An event larger than the message
    * limit ends the read there, the stream closed.
    */
-  async #consumeEvents(response: IncomingMessage, owner: unknown, signal: AbortSignal | undefined, id?: RequestId): Promise<StreamRead> {
+  async #consumeEvents(response: EventStreamResponse, owner: unknown, signal: RequestAbort | undefined, id?: RequestId): Promise<StreamRead> {
     const limit = this.#maxMessageBytes;
     const read: StreamRead = { answered: false };
     const events: string[] = [];
@@ -429,10 +482,10 @@ export class HttpClientTransport implements Transport {
         if (error.type === 'max-buffer-size-exceeded') read.tooLarge = tooLarge('an SSE event', limit);
       },
     });
-    // undici's body stream ignores setEncoding: a character split across chunks is joined here.
+    // The body comes as bytes: a character split across chunks is joined here.
     const decoder = new StringDecoder('utf8');
     try {
-      for await (const chunk of response) {
+      for await (const chunk of response.stream) {
         parser.feed(decoder.write(chunk as Buffer));
         const batch = events.splice(0);
         for (let i = 0; i < batch.length; i++) {
@@ -463,6 +516,16 @@ export class HttpClientTransport implements Transport {
   }
 
   #dispatch(message: JSONRPCMessage, owner: unknown): void {
+    if (this.#waiters.size > 0 && isResponse(message)) {
+      // The SDK client matches an answer by its id as a number: so is a waiter found.
+      const id = Number(message.id);
+      const waiter = this.#waiters.get(id);
+      if (waiter) {
+        this.#waiters.delete(id);
+        queueMicrotask(() => waiter.answered(message));
+        return;
+      }
+    }
     if (this.#options.owners) this.#options.owners.delivering = owner;
     this.onmessage?.(message);
   }

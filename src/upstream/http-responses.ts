@@ -1,20 +1,20 @@
-import type { IncomingMessage } from 'node:http';
 import {
   isJSONRPCErrorResponse,
-  isJSONRPCResultResponse,
   parseJSONRPCMessage,
   SdkError,
   SdkErrorCode,
   SdkHttpError,
   type JSONRPCMessage,
   type JSONRPCRequest,
+  type JSONRPCResponse,
 } from '@modelcontextprotocol/client';
 import { INSUFFICIENT_SCOPE } from './auth/authorized-fetch.js';
 import type { AuthChallenge } from './auth/upstream-auth.js';
+import type { EventStreamResponse, UpstreamResponse } from './upstream-response.js';
 
 /*
  * What the Streamable HTTP client transport (http-client-transport.ts) makes of an upstream's
- * HTTP answers: bodies read within the message limit, the JSON-RPC in them, whether they answer
+ * HTTP answers (as upstream-response.ts reads them): the JSON-RPC in them, whether they answer
  * a request, and the errors for a refusal, an answer too large, or one that never came.
  */
 
@@ -33,7 +33,7 @@ export class UnansweredRequestError extends Error {
 }
 
 /** A refusal the auth may recover from: 401, or 403 naming `insufficient_scope`. */
-export function authChallenge(response: IncomingMessage): AuthChallenge | undefined {
+export function authChallenge(response: Pick<UpstreamResponse, 'statusCode' | 'headers'>): AuthChallenge | undefined {
   const status = response.statusCode;
   const header = response.headers['www-authenticate'];
   const wwwAuthenticate = Array.isArray(header) ? header.join(', ') : header;
@@ -100,45 +100,9 @@ export function jsonRpcMessages(text: string): JSONRPCMessage[] | undefined {
   return messages.length > 0 ? messages : undefined;
 }
 
-/**
- * The body of `response`, failing as soon as it passes `limit` bytes (the response is then
- * destroyed), or when the response closes before its end.
- */
-export function readAll(response: IncomingMessage, limit: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let settled = false;
-    response.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        settled = true;
-        response.destroy();
-        reject(tooLarge('a response body', limit));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    response.once('end', () => {
-      settled = true;
-      resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8'));
-    });
-    response.once('error', (error) => {
-      settled = true;
-      reject(error);
-    });
-    // Destroyed by an abort: no `end`, and not always an `error`. Every response closes, so the
-    // error is only built when nothing settled first (an Error and its stack on every answer
-    // was a percent of the gateway's CPU).
-    response.once('close', () => {
-      if (!settled) reject(new Error('the response closed before its end'));
-    });
-  });
-}
-
-export function isEventStream(response: IncomingMessage): boolean {
-  const status = response.statusCode ?? 0;
-  return status >= 200 && status < 300 && String(response.headers['content-type'] ?? '').startsWith('text/event-stream');
+/** Whether `response` is an event stream (a 2xx `text/event-stream`), its body read as it comes. */
+export function isEventStream(response: UpstreamResponse): response is EventStreamResponse {
+  return response.stream !== undefined;
 }
 
 /** The JSON-RPC error a refusal's body holds, when it is the answer to `message` (and all the body holds). */
@@ -148,9 +112,19 @@ export function errorAnswering(text: string, message: JSONRPCMessage): JSONRPCMe
   return only && isJSONRPCErrorResponse(only) && 'id' in message && only.id === message.id ? only : undefined;
 }
 
-/** Whether `message` is the answer (a result or an error) to request `id`. */
+/**
+ * Whether `message` is the answer (a result or an error) to request `id`. It passed the
+ * JSON-RPC schema (or its hand check) already, whose message kinds are strict: one without a
+ * method that holds a result or an error is a response; the schema's type guards, run again on
+ * every answer, were a percent of the gateway's CPU.
+ */
 export function answers(message: JSONRPCMessage, id: RequestId): boolean {
-  return (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) && String(message.id) === String(id);
+  return isResponse(message) && String(message.id) === String(id);
+}
+
+/** Whether `message`, a checked JSON-RPC message, is a response (a result or an error). */
+export function isResponse(message: JSONRPCMessage): message is JSONRPCResponse {
+  return !('method' in message) && ('result' in message || 'error' in message);
 }
 
 /** The request a `notifications/cancelled` gives up, if `message` is one. */

@@ -18,6 +18,9 @@
  * 4. A request fails with the error its `transport.send` promise rejects with, however long
  *    after the message went out: how http-client-transport.ts fails a request whose answer
  *    stream ended without the answer.
+ * 5. `Protocol._requestMessageId` is the number the client gives its next request, counted up
+ *    per request: direct-request.ts numbers the requests it sends past the client from it, so
+ *    that an upstream sees one sequence of ids, as from the client alone.
  */
 
 /**

@@ -5,6 +5,7 @@ import type { UpstreamAuthError } from './auth/upstream-auth.js';
 import type { ChangeStream } from './change-stream.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 import type { FailureNotes } from './connection-status.js';
+import { directTransport, sendDirect } from './direct-request.js';
 import { NotJsonRpcError, UpstreamBadResponseError, UpstreamConnectionLostError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js';
 import { authFailureIn, classifyRequestFailure, describeError, describeRefusal } from './failure-classification.js';
 import { offersMethod } from './offered-methods.js';
@@ -81,8 +82,12 @@ export class RequestForwarder {
     }
     const { client } = session;
     try {
+      // A plain call on a 2025 HTTP session goes past the SDK client's request machinery (`direct-request.ts`).
+      const direct = method === 'tools/call' && !options.onprogress ? directTransport(client, session.modern) : undefined;
       const send = () => client.request({ method, ...(outgoing.params ? { params: outgoing.params } : {}) }, PassThroughResult, sdkRequestOptions(options, timeout, outgoing.headers));
-      const result = await this.parts.owners.offer(owner, send);
+      const result = direct
+        ? await sendDirect(client, direct, method, outgoing.params, { signal: options.signal, timeout, headers: outgoing.headers, owner })
+        : await this.parts.owners.offer(owner, send);
       breaker.success();
       if (!session.modern) this.parts.carryOver.answered(method, params?.uri);
       return incomingResult(method, result, session);

@@ -1,5 +1,7 @@
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
+import type { RequestAbort } from './request-abort.js';
+import { ResponseHandler, type UpstreamResponse } from './upstream-response.js';
 
 /**
  * Response headers that node:http keeps once when repeated (the first wins); any other repeated
@@ -68,32 +70,25 @@ export class UpstreamHttpPool {
   }
 
   /**
-   * Sends one request; resolves with its response once the headers came. Aborting `signal` ends
+   * Sends one request; resolves with its response once the headers came (`upstream-response.ts`:
+   * an event stream's body comes as a stream, any other is read whole). Aborting `signal` ends
    * this request and its response stream only. A failure to connect or to get an answer rejects
    * with `TypeError('fetch failed')` caused by undici's error, as `fetch` reports it (see
    * `failure-classification.ts`); an abort rejects with the signal's reason.
    */
-  async request(method: string, query: Record<string, string> | undefined, headers: Record<string, string>, body: string | undefined, signal: AbortSignal | undefined): Promise<IncomingMessage> {
+  async request(method: string, query: Record<string, string> | undefined, headers: Record<string, string>, body: string | undefined, signal: RequestAbort | undefined): Promise<UpstreamResponse> {
     if (signal?.aborted) throw signal.reason;
-    let response: Dispatcher.ResponseData;
     try {
-      response = await this.#pool.request({
-        path: query && Object.keys(query).length > 0 ? this.#pathWith(query) : this.#path,
-        method: method as Dispatcher.HttpMethod,
-        headers,
-        body: body ?? null,
-        signal: signal ?? null,
+      return await new Promise<UpstreamResponse>((resolve, reject) => {
+        const handler = new ResponseHandler({ resolve, reject }, nodeHeaders, () => stopListening?.());
+        const stopListening = signal?.onAbort((reason) => handler.abort(reason instanceof Error ? reason : new Error(String(reason))));
+        const options = { path: query && Object.keys(query).length > 0 ? this.#pathWith(query) : this.#path, method: method as Dispatcher.HttpMethod, headers, body: body ?? null };
+        this.#pool.dispatch(options, handler);
       });
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       throw Object.assign(new TypeError('fetch failed'), { cause: error });
     }
-    // The body stream with the status and headers on it: what the transport reads of a node:http response.
-    return Object.assign(response.body, {
-      statusCode: response.statusCode,
-      statusMessage: response.statusText,
-      headers: nodeHeaders(response.headers),
-    }) as unknown as IncomingMessage;
   }
 
   /** Ends every open request and response stream, and closes every connection; resolves once they are closed. */

@@ -1,9 +1,10 @@
-import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { classifyInboundRequest, parseJSONRPCMessage } from '@modelcontextprotocol/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { plainLegacyRequest } from '../../src/http/mcp-endpoint.js';
-import { asJsonRpcMessage, isPlainResult, readAll } from '../../src/upstream/http-responses.js';
+import { asJsonRpcMessage, isPlainResult } from '../../src/upstream/http-responses.js';
+import { UpstreamHttpPool } from '../../src/upstream/upstream-http-pool.js';
 
 /**
  * The hot path checks the most common messages by hand instead of by the SDK's schemas; each
@@ -86,40 +87,48 @@ describe('a 2025 request recognised on sight', () => {
 
 describe('reading a whole response body', () => {
   let server: Server;
-  let origin: string;
+  let pool: UpstreamHttpPool;
 
   beforeAll(async () => {
     server = createServer((req, res) => {
-      if (req.url === '/cut') {
+      const which = new URL(req.url ?? '/', 'http://localhost').searchParams.get('case');
+      if (which === 'cut') {
         res.writeHead(200, { 'content-type': 'application/json' });
         res.write('{"partial":');
         setTimeout(() => res.destroy(), 50);
         return;
       }
-      res.writeHead(200, { 'content-type': 'application/json' }).end(req.url === '/big' ? 'x'.repeat(4096) : '{"ok":true}');
+      if (which === 'chunked') {
+        // A character split across two chunks, and more than the body kept unread.
+        res.writeHead(200, { 'content-type': 'application/json' });
+        const euro = Buffer.from('€');
+        res.write(Buffer.concat([Buffer.from(`"${'x'.repeat(100 * 1024)}`), euro.subarray(0, 1)]));
+        setTimeout(() => res.end(Buffer.concat([euro.subarray(1), Buffer.from('"')])), 20);
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end(which === 'big' ? 'x'.repeat(4096) : '{"ok":true}');
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    pool = new UpstreamHttpPool(new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`));
   });
 
   afterAll(async () => {
+    await pool.close();
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
   });
 
-  const get = (path: string) =>
-    new Promise<IncomingMessage>((resolve, reject) => {
-      const req = request(`${origin}${path}`, resolve);
-      req.once('error', reject);
-      req.end();
-    });
+  const get = (which?: string) => pool.request('GET', which ? { case: which } : undefined, {}, undefined, undefined);
 
-  it('resolves with the body', async () => {
-    expect(await readAll(await get('/'), 1024)).toBe('{"ok":true}');
+  it('resolves with the body, read whole', async () => {
+    const response = await get();
+    expect(response.stream).toBeUndefined();
+    expect(await response.text(1024)).toBe('{"ok":true}');
+    expect(JSON.parse(await (await get('chunked')).text(1024 * 1024))).toBe(`${'x'.repeat(100 * 1024)}€`);
   });
 
   it('fails a body over the limit, and one that closes before its end', async () => {
-    await expect(readAll(await get('/big'), 1024)).rejects.toThrow('a response body larger than 1 KiB, the limit for one message');
-    await expect(readAll(await get('/cut'), 1024)).rejects.toThrow();
+    await expect((await get('big')).text(1024)).rejects.toThrow('a response body larger than 1 KiB, the limit for one message');
+    await expect((await get('cut')).text(1024)).rejects.toThrow();
   });
 });

@@ -169,7 +169,7 @@ describe("undici's timeouts and errors on the upstream's connections", () => {
     try {
       const response = await pool.request('GET', undefined, { accept: 'text/event-stream' }, undefined, undefined);
       const failure = await new Promise<unknown>((resolve) => {
-        response.on('error', resolve);
+        response.stream!.on('error', resolve);
         response.resume();
       });
       expect((failure as { code?: string }).code).toBe('UND_ERR_BODY_TIMEOUT');

@@ -1,86 +1,67 @@
-import { Client, SdkErrorCode } from '@modelcontextprotocol/client';
+import { SdkErrorCode, type Client } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HttpClientTransport } from '../../src/upstream/http-client-transport.js';
-import { startMisbehavingUpstream, startResumableUpstream, type MisbehavingUpstream, type ResumableUpstream } from '../fixtures/misbehaving-http-upstream.js';
+import { startResumableUpstream, type ResumableUpstream } from '../fixtures/misbehaving-http-upstream.js';
 import { waitFor } from '../helpers/gateway.js';
+import { connectTransportClient, misbehavingUpstreamWithClient } from '../helpers/transport-client.js';
 
-const LIMIT = 64 * 1024;
-
-/** A real SDK client on the gateway's transport, connected the 2025 way (`initialize`). */
-async function connect(url: string): Promise<{ client: Client; transport: HttpClientTransport }> {
-  const transport = new HttpClientTransport(new URL(url), { headers: {}, maxResponseBytes: LIMIT });
-  const client = new Client({ name: 'transport-test', version: '1.0.0' });
-  await client.connect(transport, { prior: { kind: 'legacy' } });
-  return { client, transport };
-}
+const connect = (url: string) => connectTransportClient(url, { name: 'transport-test' });
 
 const call = (client: Client, name: string, options?: { signal?: AbortSignal }) => client.callTool({ name, arguments: {} }, options);
 
 const count = (list: readonly string[], item: string) => list.filter((entry) => entry === item).length;
 
 describe('the Streamable HTTP client transport against an upstream that breaks the protocol', () => {
-  let upstream: MisbehavingUpstream;
-  let client: Client;
-
-  beforeAll(async () => {
-    upstream = await startMisbehavingUpstream();
-    ({ client } = await connect(upstream.url));
-  });
-
-  afterAll(async () => {
-    await client?.close();
-    await upstream?.close();
-  });
+  const suite = misbehavingUpstreamWithClient(connect);
 
   it('fails a request whose answer stream ends without the answer, at once, and goes on serving', async () => {
-    await expect(call(client, 'vanish')).rejects.toMatchObject({ name: 'UnansweredRequestError', message: 'the response stream ended without an answer' });
-    expect(await call(client, 'echo')).toEqual({ content: [{ type: 'text', text: 'echoed' }] });
+    await expect(call(suite.client, 'vanish')).rejects.toMatchObject({ name: 'UnansweredRequestError', message: 'the response stream ended without an answer' });
+    expect(await call(suite.client, 'echo')).toEqual({ content: [{ type: 'text', text: 'echoed' }] });
   });
 
   it('fails a request answered with an empty JSON body', async () => {
-    await expect(call(client, 'empty')).rejects.toMatchObject({ name: 'UnansweredRequestError', message: 'the response (HTTP 200) was empty' });
+    await expect(call(suite.client, 'empty')).rejects.toMatchObject({ name: 'UnansweredRequestError', message: 'the response (HTTP 200) was empty' });
   });
 
   it('fails a request whose SSE event passes the message limit, and closes that stream', async () => {
-    await expect(call(client, 'endless')).rejects.toMatchObject({
+    await expect(call(suite.client, 'endless')).rejects.toMatchObject({
       code: SdkErrorCode.ClientHttpUnexpectedContent,
       message: 'an SSE event larger than 64 KiB, the limit for one message',
     });
-    await waitFor(() => upstream.abandoned.includes('endless'), 30_000, 'the endless stream to be closed');
-    expect(await call(client, 'echo')).toEqual({ content: [{ type: 'text', text: 'echoed' }] });
+    await waitFor(() => suite.upstream.abandoned.includes('endless'), 30_000, 'the endless stream to be closed');
+    expect(await call(suite.client, 'echo')).toEqual({ content: [{ type: 'text', text: 'echoed' }] });
   });
 
   it('on a 2025 connection, a request given up is cancelled upstream and then its stream closed', async () => {
-    const before = upstream.cancelled.length;
+    const before = suite.upstream.cancelled.length;
     const controller = new AbortController();
-    const pending = call(client, 'slow', { signal: controller.signal });
-    await waitFor(() => count(upstream.called, 'slow') === 1, 30_000, 'the call to arrive');
+    const pending = call(suite.client, 'slow', { signal: controller.signal });
+    await waitFor(() => count(suite.upstream.called, 'slow') === 1, 30_000, 'the call to arrive');
     controller.abort(new Error('the caller went away'));
     await expect(pending).rejects.toThrow('the caller went away');
-    await waitFor(() => count(upstream.abandoned, 'slow') === 1, 30_000, 'the slow stream to be closed');
-    expect(upstream.cancelled.length).toBe(before + 1);
-    expect(typeof upstream.cancelled.at(-1)).toBe('number');
+    await waitFor(() => count(suite.upstream.abandoned, 'slow') === 1, 30_000, 'the slow stream to be closed');
+    expect(suite.upstream.cancelled.length).toBe(before + 1);
+    expect(typeof suite.upstream.cancelled.at(-1)).toBe('number');
   });
 
   it('gives up a request whose stream cannot be resumed from the event id it gave, saying why', async () => {
-    await expect(call(client, 'poll-gone')).rejects.toMatchObject({
+    await expect(call(suite.client, 'poll-gone')).rejects.toMatchObject({
       name: 'UnansweredRequestError',
       message: 'the response stream ended without an answer, and resuming it failed: HTTP 400',
     });
-    expect(upstream.resumedFrom).toEqual(['gone-1']);
+    expect(suite.upstream.resumedFrom).toEqual(['gone-1']);
   });
 
   it('closes the streams of the requests in flight when it closes', async () => {
-    const other = await connect(upstream.url);
-    const calledBefore = count(upstream.called, 'slow');
-    const abandonedBefore = count(upstream.abandoned, 'slow');
+    const other = await connect(suite.upstream.url);
+    const calledBefore = count(suite.upstream.called, 'slow');
+    const abandonedBefore = count(suite.upstream.abandoned, 'slow');
     const settled = call(other.client, 'slow').then(
       () => undefined,
       (error: { code?: unknown }) => error.code,
     );
-    await waitFor(() => count(upstream.called, 'slow') === calledBefore + 1, 30_000, 'the call to arrive');
+    await waitFor(() => count(suite.upstream.called, 'slow') === calledBefore + 1, 30_000, 'the call to arrive');
     await other.transport.close();
-    await waitFor(() => count(upstream.abandoned, 'slow') === abandonedBefore + 1, 30_000, 'the stream to be closed');
+    await waitFor(() => count(suite.upstream.abandoned, 'slow') === abandonedBefore + 1, 30_000, 'the stream to be closed');
     expect(await settled).toBe(SdkErrorCode.ConnectionClosed);
   });
 });

@@ -149,6 +149,24 @@ describe('the SDK client on a 2025 connection', () => {
     }
     expect(seen).toEqual(['owner C', 'owner D']);
   });
+
+  it('numbers its next request from _requestMessageId, counted up per request (how direct-request.ts shares its sequence)', async () => {
+    const { client, clientEnd } = await connected('legacy');
+    const ids: unknown[] = [];
+    const send = clientEnd.send.bind(clientEnd);
+    clientEnd.send = (message, options) => {
+      if ('id' in message) ids.push(message.id);
+      return send(message, options);
+    };
+    const counter = client as unknown as { _requestMessageId: number };
+    const next = counter._requestMessageId;
+    expect(typeof next).toBe('number');
+    await callWork(client);
+    counter._requestMessageId++; // a request sent past the client takes a number
+    await callWork(client);
+    expect(ids).toEqual([next, next + 2]);
+    expect(counter._requestMessageId).toBe(next + 3);
+  });
 });
 
 describe('the SDK server on a 2025 session', () => {
