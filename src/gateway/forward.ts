@@ -72,6 +72,8 @@ export async function forward(
     await Promise.all(pending);
     return result;
   } catch (error) {
+    // An error answer, too, comes after the notifications sent before it.
+    await Promise.all(pending);
     throw error instanceof ProtocolError ? asMcpError(error, deps.logger) : error;
   } finally {
     end();

@@ -1,5 +1,4 @@
 import {
-  classifyInboundRequest,
   SERVER_INFO_META_KEY,
   SUBSCRIPTION_ID_META_KEY,
   type ServerCapabilities,
@@ -8,6 +7,7 @@ import {
 } from '@modelcontextprotocol/server';
 import type { Access } from '../auth/access-policy.js';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
+import { classifyPost } from './inbound-classification.js';
 import type { TaskRelay } from './task-relay.js';
 import type { TaskFields } from './task-wire.js';
 
@@ -63,13 +63,7 @@ export class TaskListen {
     const taskIds = requestedTaskIds(body);
     if (!taskIds) return undefined;
     const { headers } = request;
-    const classified = classifyInboundRequest({
-      httpMethod: 'POST',
-      protocolVersionHeader: headers.get('mcp-protocol-version') ?? undefined,
-      mcpMethodHeader: headers.get('mcp-method') ?? undefined,
-      mcpNameHeader: headers.get('mcp-name') ?? undefined,
-      body,
-    });
+    const classified = classifyPost(headers, body);
     if (classified.kind !== 'modern' || classified.messageKind !== 'request') return undefined;
     const id = classified.message.id;
     // The SDK's next rung, which a request served here would otherwise skip: classification

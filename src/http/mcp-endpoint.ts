@@ -1,10 +1,11 @@
 import type { ServerResponse } from 'node:http';
-import { classifyInboundRequest, SUPPORTED_PROTOCOL_VERSIONS, type AuthInfo, type InboundClassificationOutcome, type InboundLegacyRoute } from '@modelcontextprotocol/server';
+import { SUPPORTED_PROTOCOL_VERSIONS, type AuthInfo, type InboundClassificationOutcome, type InboundLegacyRoute } from '@modelcontextprotocol/server';
 import type { Access } from '../auth/access-policy.js';
 import type { PlainToolCalls } from '../gateway/plain-tool-calls.js';
 import type { Context } from 'hono';
 import type { CredentialBoundStreams } from '../gateway/credential-bound-streams.js';
 import type { DownstreamSession, SessionOwner } from '../gateway/downstream-session.js';
+import { classifyPost } from '../gateway/inbound-classification.js';
 import type { ReplicatedTransport } from '../gateway/replicated-transport.js';
 import type { PreparedSession, SessionRegistry } from '../gateway/session-registry.js';
 import { SharedStateUnavailableError, type SessionRecord } from '../state/shared-state.js';
@@ -235,13 +236,7 @@ function modernRoute(request: Request, body: unknown): Exclude<InboundClassifica
   if (plainLegacyRequest(headers.get('mcp-protocol-version'), body)) return undefined;
   const plain = plainModernRoute(headers.get('mcp-protocol-version'), headers.get('mcp-method'), body);
   if (plain) return plain;
-  const route = classifyInboundRequest({
-    httpMethod: 'POST',
-    protocolVersionHeader: headers.get('mcp-protocol-version') ?? undefined,
-    mcpMethodHeader: headers.get('mcp-method') ?? undefined,
-    mcpNameHeader: headers.get('mcp-name') ?? undefined,
-    body,
-  });
+  const route = classifyPost(headers, body);
   return route.kind === 'legacy' ? undefined : route;
 }
 

@@ -11,6 +11,8 @@ import { createParser } from 'eventsource-parser';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SseSessionTransport } from '../../src/gateway/sse-session-transport.js';
 import type { OpenedDatabase } from '../../src/store/database.js';
+import { answersAfterNotifications } from '../helpers/answers-after-notifications.js';
+import { nodeArgs } from '../helpers/built-entries.js';
 import { freshPglite } from '../helpers/databases.js';
 import { ROOT, startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 
@@ -35,7 +37,10 @@ async function v1Client(sseUrl: string, name: string): Promise<SseClient> {
     content: { type: 'text', text: `${name} answers ${(request.params.messages[0]!.content as { text: string }).text}` },
   }));
   client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push(n.params));
-  await client.connect(new SSEClientTransportV1(new URL(sseUrl)));
+  const transport = new SSEClientTransportV1(new URL(sseUrl));
+  await client.connect(transport);
+  // Or the SDK loses a progress report read in one chunk with the answer behind it.
+  answersAfterNotifications(transport);
   return {
     tools: async () => (await client.listTools()).tools.map((t) => t.name),
     call: (toolName, args, onprogress) => client.callTool({ name: toolName, arguments: args }, undefined, onprogress ? { onprogress: (p) => onprogress(p.progress) } : {}),
@@ -55,7 +60,10 @@ async function v2Client(sseUrl: string, name: string): Promise<SseClient> {
     content: { type: 'text', text: `${name} answers ${(request.params.messages[0]!.content as { text: string }).text}` },
   }));
   client.setNotificationHandler('notifications/message', (n) => void logs.push(n.params));
-  await client.connect(new SSEClientTransportV2(new URL(sseUrl)));
+  const transport = new SSEClientTransportV2(new URL(sseUrl));
+  await client.connect(transport);
+  // Or the SDK loses a progress report read in one chunk with the answer behind it.
+  answersAfterNotifications(transport);
   return {
     tools: async () => (await client.listTools()).tools.map((t) => t.name),
     call: (toolName, args, onprogress) => client.callTool({ name: toolName, arguments: args }, onprogress ? { onprogress: (p) => onprogress(p.progress) } : {}),
@@ -304,6 +312,49 @@ describe('the 2024-11-05 HTTP+SSE transport', () => {
     const names = (JSON.parse(stdout) as { tools: { name: string }[] }).tools.map((t) => t.name);
     expect(names).toEqual(expect.arrayContaining(['alpha__echo', 'alpha__add']));
     await waitFor(() => gateway.conflux.sessions.size === 0, 5000, 'the session to close');
+  });
+});
+
+describe('a last progress report that reaches the gateway in one chunk with the answer', () => {
+  // Its upstream writes a call's last progress report and the answer in one write: the gateway
+  // then relays both in one turn, and a client in this process reads them in one chunk.
+  let gateway: RunningGateway;
+  let base: string;
+
+  beforeAll(async () => {
+    const co = { transport: 'stdio', command: process.execPath, args: [...nodeArgs('tests/fixtures/coalescing-stdio-server.ts'), 'co'], cwd: ROOT };
+    gateway = await startGateway(testConfig({ co }));
+    base = gateway.url.replace(/\/mcp$/, '');
+  });
+  afterAll(async () => gateway?.stop());
+
+  it('goes out on the stream before the answer', async () => {
+    const stream = await initializedRaw(base);
+    try {
+      const call = { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'co__count', arguments: { n: 3 }, _meta: { progressToken: 'count' } } };
+      expect((await post(stream.endpoint, call)).status).toBe(202);
+      const messages: { id?: number; params?: { progress?: number } }[] = [];
+      while (messages.at(-1)?.id !== 2) messages.push(JSON.parse((await stream.next()).data) as (typeof messages)[number]);
+      expect(messages.map((m) => m.params?.progress ?? `answer ${m.id}`)).toEqual([1, 2, 3, 'answer 2']);
+    } finally {
+      await stream.cancel();
+    }
+  });
+
+  it.each([
+    ['v1', v1Client],
+    ['v2', v2Client],
+  ])('reaches the %s SDK client before the answer, call after call', async (version, connect) => {
+    const client = await connect(`${base}/sse`, `sse-${version}`);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const progress: number[] = [];
+        expect(textOf(await client.call('co__count', { n: 3 }, (p) => void progress.push(p)))).toBe('co counted to 3');
+        expect(progress).toEqual([1, 2, 3]);
+      }
+    } finally {
+      await client.close();
+    }
   });
 });
 

@@ -1,5 +1,5 @@
-import { classifyInboundRequest } from '@modelcontextprotocol/server';
 import { describe, expect, it } from 'vitest';
+import { classifyPost } from '../../src/gateway/inbound-classification.js';
 import { plainModernRoute } from '../../src/http/plain-modern-route.js';
 import { plainSessionlessCall } from '../../src/http/plain-sessionless-call.js';
 import { MODERN_VERSION, modernEnvelope } from '../helpers/modern-envelope.js';
@@ -8,16 +8,16 @@ const STANDARD = { 'content-type': 'application/json', 'mcp-protocol-version': M
 
 /** The fast path's verdict on a request, classified as the endpoint classifies it. */
 function verdict(body: Record<string, unknown>, headerChanges: Record<string, string | undefined> = {}) {
-  const headers = new Headers();
-  for (const [name, value] of Object.entries({ ...STANDARD, ...headerChanges })) if (value !== undefined) headers.set(name, value);
-  const route = classifyInboundRequest({
-    httpMethod: 'POST',
-    protocolVersionHeader: headers.get('mcp-protocol-version') ?? undefined,
-    mcpMethodHeader: headers.get('mcp-method') ?? undefined,
-    mcpNameHeader: headers.get('mcp-name') ?? undefined,
-    body,
-  });
+  const headers = requestHeaders(headerChanges);
+  const route = classifyPost(headers, body);
   return plainSessionlessCall(headers, route.kind === 'legacy' ? undefined : route);
+}
+
+/** The standard headers with `changes` applied (an undefined value removes a header). */
+function requestHeaders(changes: Record<string, string | undefined>): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries({ ...STANDARD, ...changes })) if (value !== undefined) headers.set(name, value);
+  return headers;
 }
 
 const call = (params: Record<string, unknown> = {}, meta: Record<string, unknown> = modernEnvelope()) => ({
@@ -112,11 +112,11 @@ describe('a 2026-07-28 request classified on sight', () => {
     let seen = 0;
     for (const body of bodies) {
       for (const changes of headerSets) {
-        const headers = { ...STANDARD, ...changes };
-        const route = plainModernRoute(headers['mcp-protocol-version'] ?? null, headers['mcp-method'] ?? null, body);
+        const headers = requestHeaders(changes);
+        const route = plainModernRoute(headers.get('mcp-protocol-version'), headers.get('mcp-method'), body);
         if (route === undefined) continue;
         seen++;
-        const classified = classifyInboundRequest({ httpMethod: 'POST', protocolVersionHeader: headers['mcp-protocol-version'], mcpMethodHeader: headers['mcp-method'], mcpNameHeader: headers['mcp-name'], body });
+        const classified = classifyPost(headers, body);
         expect(route, `${JSON.stringify(body)} ${JSON.stringify(changes)}`).toEqual(classified);
       }
     }
