@@ -19,5 +19,11 @@ export default defineConfig({
     // fixtures built once for the tests that run them as processes (tests/helpers/built-entries.ts).
     globalSetup: ['tests/helpers/pglite-template-setup.ts', 'tests/helpers/console-build-setup.ts', 'tests/helpers/entry-build-setup.ts'],
     pool: 'forks',
+    // Files share their worker processes rather than each starting one (no test keeps state
+    // between files: each has its own databases, Redis prefixes, ports and folders), and run three
+    // at a time even on two cores, as most of a test's time is spent waiting on the processes and
+    // servers it started (vitest would run one at a time there: one fewer than the cores).
+    isolate: false,
+    maxWorkers: 3,
   },
 });
