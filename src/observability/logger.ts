@@ -31,7 +31,9 @@ export function createLogger(level: string, options: LoggerOptions = {}): Logger
       base: { service: 'conflux', ...options.labels },
       redact: { paths: ['headers.authorization', 'headers["x-api-key"]', '*.token', '*.password', '*.secret'], censor: '[redacted]' },
     },
-    format === 'pretty' ? prettyStream(options) : (options.destination ?? pino.destination(2)),
+    // `pino.destination(2)` alone writes asynchronously: a line logged just before an exit
+    // (the fatal one saying why) could still be in flight and be lost.
+    format === 'pretty' ? prettyStream(options) : (options.destination ?? pino.destination({ dest: 2, sync: true })),
   );
 }
 
