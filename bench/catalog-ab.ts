@@ -10,18 +10,8 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { start, upstreams, type Running } from './processes.js';
+import { start, upstreams, waitReady, type Running } from './processes.js';
 import { percentiles, Session } from './load.js';
-
-/** Waits for the gateway's `/ready`: every upstream of the catalog listed. */
-async function untilReady(mcpUrl: string): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    const status = await fetch(mcpUrl.replace(/\/mcp$/, '/ready')).then((r) => r.status, () => 0);
-    if (status === 200) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`${mcpUrl}: not ready in 30 s`);
-}
 
 const builds = process.argv.slice(2).map((arg) => {
   const [name, dir] = arg.split('=');
@@ -39,7 +29,7 @@ try {
       let gw: Running | undefined;
       try {
         gw = await start([join(b.dir, 'dist/cli.js'), 'serve', '--config', join(dir, 'c.json'), '--port', '0'], { LOG_LEVEL: 'info', CONFLUX_DATA_DIR: join(dir, 'data') }, 180_000);
-        await untilReady(gw.url);
+        await waitReady(gw.url);
         const s = await Session.open(gw.url);
         for (let i = 0; i < 30; i++) await s.call('tools/list', {});
         const times: number[] = [];

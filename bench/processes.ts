@@ -89,3 +89,15 @@ export const upstreams = (kind: 'http' | 'stdio', options: { endpoints?: number;
 
 /** The lean upstream of workload 1b (bench/lean-upstream.ts): one endpoint, plain JSON answers, no SDK. */
 export const LEAN_UPSTREAM = ['--import', 'tsx', 'bench/lean-upstream.ts'];
+
+/** Waits until the gateway at `mcpUrl` answers 200 on `/ready`; resolves with the ms it took. */
+export async function waitReady(mcpUrl: string, timeoutMs = 120_000): Promise<number> {
+  const started = performance.now();
+  const url = mcpUrl.replace(/\/mcp$/, '/ready');
+  while (performance.now() - started < timeoutMs) {
+    const status = await fetch(url).then((r) => r.status, () => 0);
+    if (status === 200) return performance.now() - started;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`${url} not ready in time`);
+}

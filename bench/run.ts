@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { compareTargets, type CompareOptions, type ComparedLevel, type Target } from './compare.js';
 import { runLoad, percentiles, round, Session, StatelessClient, type LoadResult } from './load.js';
 import { killGroup, startMcpHub, startMcpProxy, startSupergateway, type RunningPeer } from './peers.js';
-import { LEAN_UPSTREAM, ROOT, start, upstreams, type Running } from './processes.js';
+import { LEAN_UPSTREAM, ROOT, start, upstreams, waitReady, type Running } from './processes.js';
 import { renderResults, writeResults } from './report.js';
 import { scaleOut } from './scale-out.js';
 import { SseSession } from './sse-session.js';
@@ -87,17 +87,6 @@ async function gateway(servers: Record<string, unknown>, gatewaySettings: Record
   const created = /"msg":"embedded database created in [\d.]+ s( from the template)?"/.exec(gw.startupLog);
   if (created) embeddedDatabases[created[1] ? 'fromTemplate' : 'byInitdb']++;
   return gw;
-}
-
-async function waitReady(mcpUrl: string, timeoutMs = 120_000): Promise<number> {
-  const started = performance.now();
-  const url = mcpUrl.replace(/\/mcp$/, '/ready');
-  while (performance.now() - started < timeoutMs) {
-    const status = await fetch(url).then((r) => r.status, () => 0);
-    if (status === 200) return performance.now() - started;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`${url} not ready in time`);
 }
 
 function check(name: string, result: LoadResult | { errors: number; firstError?: string }): void {
