@@ -80,8 +80,9 @@ export class PerUserServer implements Upstream {
    * This entry's own slots, from their reservation to their release. The books (`UserInstances`)
    * hold one slot per server name and user; an entry replaced by a new definition takes its
    * slots off them (`supersede`) but still stops them, and it never touches its successor's.
+   * By user: a user's slot here is released before another is reserved for them (`forCaller`).
    */
-  readonly #slots = new Set<InstanceSlot<UpstreamConnection>>();
+  readonly #slots = new Map<string, InstanceSlot<UpstreamConnection>>();
   /** Set by `supersede`: a new definition's entry serves this server's users now. */
   #superseded = false;
   /** The listing was taken from the entry this one replaced (`carryListing`), not made by an instance of its own. */
@@ -278,7 +279,7 @@ export class PerUserServer implements Upstream {
    */
   supersede(): void {
     this.#superseded = true;
-    for (const slot of this.#slots) {
+    for (const slot of this.#slots.values()) {
       this.#deps.instances.detach(slot);
       this.#deps.instances.retireWhenIdle(slot, () => void this.#stopSlot(slot));
       // A start waiting for its instance's first outcome looks again, and finds it is no longer wanted.
@@ -293,7 +294,7 @@ export class PerUserServer implements Upstream {
 
   /** Resolves once no request is in flight on any of its users' instances, or `ms` have passed. */
   async drained(ms: number): Promise<void> {
-    await Promise.all([...this.#slots].map((slot) => slot.instance?.drained(ms) ?? Promise.resolve(true)));
+    await Promise.all([...this.#slots.values()].map((slot) => slot.instance?.drained(ms) ?? Promise.resolve(true)));
   }
 
   /**
@@ -310,14 +311,13 @@ export class PerUserServer implements Upstream {
   /** Stops the template and every instance of this entry; resolves when all are gone. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    await Promise.all([this.#template?.stop(), ...[...this.#slots].map((slot) => this.#stopSlot(slot)), Promise.allSettled(this.#starting.values())]);
+    await Promise.all([this.#template?.stop(), ...[...this.#slots.values()].map((slot) => this.#stopSlot(slot)), Promise.allSettled(this.#starting.values())]);
     await Promise.all(this.#stopping);
   }
 
   /** The user's slot of this entry (on the books, or taken off them by `supersede`), if any. */
   #slotOf(user: string): InstanceSlot<UpstreamConnection> | undefined {
-    for (const slot of this.#slots) if (slot.user === user) return slot;
-    return undefined;
+    return this.#slots.get(user);
   }
 
   async #start(caller: CallerIdentity): Promise<Upstream> {
@@ -328,7 +328,7 @@ export class PerUserServer implements Upstream {
     // caller on to the new entry.
     if (this.#stopped || this.#superseded) throw new UpstreamUnavailableError(this.name, 'it was removed or changed');
     const { slot, started } = this.#deps.instances.reserve(this.name, user, (idle) => this.#reap(idle));
-    this.#slots.add(slot);
+    this.#slots.set(user, slot);
     const wanted = () => !this.#stopped && !this.#superseded && this.#deps.instances.find(this.name, user) === slot;
     const identity: CallerIdentity = { principal: caller.principal };
     this.#callers.set(slot, identity);
@@ -401,7 +401,7 @@ export class PerUserServer implements Upstream {
 
   /** Releases the slot and stops its instance (once, however many ask). */
   #stopSlot(slot: InstanceSlot<UpstreamConnection>): Promise<void> {
-    this.#slots.delete(slot);
+    if (this.#slots.get(slot.user) === slot) this.#slots.delete(slot.user);
     if (!this.#deps.instances.release(slot)) return Promise.resolve();
     // A start waiting for this instance finds it let go at once, not at its connect timeout.
     this.#wakers.get(slot)?.(true);
