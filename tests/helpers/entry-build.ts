@@ -56,8 +56,29 @@ export async function cachedEntryBuild(root: string): Promise<string> {
 }
 
 /**
- * Bundles each entry with the repository's modules it imports into `outDir` (packages stay
- * imports, found in node_modules), and returns the repository files it read, relative to `root`.
+ * Packages left as imports, found in node_modules: those that find files of their own beside
+ * their code (PGlite its WebAssembly and data, pino its worker's script), which a bundle would
+ * look for beside itself.
+ */
+const EXTERNAL = ['@electric-sql/pglite', 'pino', 'thread-stream'];
+
+/**
+ * Bundled CommonJS code calls `require` for Node's modules and may read `__dirname`, neither of
+ * which an ES module has: both are given, as each chunk's own.
+ */
+const COMMONJS_GLOBALS = [
+  "import { createRequire as __conflux_createRequire } from 'node:module';",
+  "import { fileURLToPath as __conflux_fileURLToPath } from 'node:url';",
+  'const require = __conflux_createRequire(import.meta.url);',
+  'const __filename = __conflux_fileURLToPath(import.meta.url);',
+  "const __dirname = __conflux_fileURLToPath(new URL('.', import.meta.url));",
+].join(' ');
+
+/**
+ * Bundles each entry with the modules it imports, packages included (but `EXTERNAL`), into
+ * `outDir`, and returns the repository files it read, relative to `root`. A process then loads a
+ * few files instead of hundreds: a stdio fixture starts on 0.26 s of CPU instead of 0.43 s, the
+ * CLI's `--version` on 0.5 s instead of 0.75 s, and tests start hundreds of such processes.
  * Code shared by entries goes into chunks beside them, flat, so that every module's
  * `import.meta.url` is two folders below the root; the CLI's lazily loaded gateway is one.
  */
@@ -73,13 +94,17 @@ export async function buildEntries(root: string, outDir: string): Promise<string
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    packages: 'external',
+    external: EXTERNAL,
+    banner: { js: COMMONJS_GLOBALS },
     // As tsc leaves them: class and function names show in errors and logs.
     keepNames: true,
     metafile: true,
     logLevel: 'silent',
   });
-  return Object.keys(result.metafile.inputs).sort();
+  // The packages' files are covered by package-lock.json (ALWAYS_READ).
+  return Object.keys(result.metafile.inputs)
+    .filter((file) => !file.startsWith('node_modules/'))
+    .sort();
 }
 
 /** A build under `parent` whose recorded inputs are as they are now, if there is one. */
