@@ -4,10 +4,11 @@
  * apart. The gateway runs under callgrind with collection off; after a warm-up, collection is
  * switched on (`callgrind_control -i on`) for a fixed number of calls and off again.
  *
- *   npx tsx bench/instructions-per-call.ts [--build DIR] [--sessions 16] [--warm-up 4000] [--calls 2000] ['{"audit": {"enabled": false}}']
+ *   npx tsx bench/instructions-per-call.ts [--build DIR] [--sessions 16] [--warm-up 4000] [--calls 2000] [--stateless] ['{"audit": {"enabled": false}}']
  *
  * The upstream is the lean one of workload 1b; `--build DIR` runs the gateway of another build (a
- * directory with its own `dist/`, as bench/ab.ts takes). Under callgrind the gateway runs some 50
+ * directory with its own `dist/`, as bench/ab.ts takes); `--stateless` calls as 2026-07-28
+ * clients (`StatelessClient`) instead of over 2025-11-25 sessions. Under callgrind the gateway runs some 50
  * times slower, so its start takes minutes. Prints the instructions (Ir) per call, all threads.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -15,7 +16,7 @@ import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { Session } from './load.js';
+import { Session, StatelessClient } from './load.js';
 import { LEAN_UPSTREAM, ROOT, start } from './processes.js';
 
 const args = process.argv.slice(2);
@@ -24,6 +25,7 @@ const build = option('--build', ROOT);
 const sessions = Number(option('--sessions', '16'));
 const warmUpCalls = Number(option('--warm-up', '4000'));
 const calls = Number(option('--calls', '2000'));
+const stateless = args.includes('--stateless');
 const extra = JSON.parse(args.find((a) => a.startsWith('{')) ?? '{}') as Record<string, unknown>;
 
 const dir = await mkdtemp(join(tmpdir(), 'conflux-callgrind-'));
@@ -49,7 +51,12 @@ try {
     });
     gateway.once('exit', (code) => reject(new Error(`the gateway exited with ${code}`)));
   });
-  const clients = await Promise.all(Array.from({ length: sessions }, () => Session.open(url)));
+  const clients: { call: Session['call']; close(): Promise<void> }[] = stateless
+    ? Array.from({ length: sessions }, () => {
+        const client = new StatelessClient(url);
+        return { call: (method: string, params: unknown) => client.call(method, params as Record<string, unknown>), close: async () => {} };
+      })
+    : await Promise.all(Array.from({ length: sessions }, () => Session.open(url)));
   const run = async (total: number) => {
     let left = total;
     await Promise.all(
@@ -75,4 +82,4 @@ if (!file) throw new Error(`no callgrind output in ${dir}`);
 // `totals` holds what was collected (`summary` stays 0 when collection starts switched off).
 const totals = /^totals: (\d+)/m.exec(await readFile(join(dir, file), 'utf8'));
 if (!totals) throw new Error(`no totals in ${join(dir, file)}`);
-console.log(`${build}: ${Math.round(Number(totals[1]) / calls)} instructions per call (${calls} calls from ${sessions} sessions after ${warmUpCalls} to warm up; ${join(dir, file)})`);
+console.log(`${build}: ${Math.round(Number(totals[1]) / calls)} instructions per call (${calls} calls from ${sessions} ${stateless ? '2026-07-28 callers' : 'sessions'} after ${warmUpCalls} to warm up; ${join(dir, file)})`);

@@ -36,7 +36,7 @@ interface Declaration {
  * exceed the caps above, unless `capped` is false (headers a caller sent, to compare with).
  */
 export function paramHeaders(inputSchema: unknown, args: Record<string, unknown> | undefined, { capped = true }: { capped?: boolean } = {}): Record<string, string> {
-  const declarations = declarationsIn(inputSchema);
+  const declarations = declarationsOf(inputSchema);
   const headers: Record<string, string> = {};
   if (!declarations) return headers;
   let total = 0;
@@ -58,6 +58,20 @@ export function paramHeaders(inputSchema: unknown, args: Record<string, unknown>
 
 function tooLarge(message: string): ProtocolError {
   return new ProtocolError(ProtocolErrorCode.InvalidParams, message);
+}
+
+/**
+ * The declarations of each schema seen, found once: this runs on every call of a tool, and a
+ * tool's schema is replaced, never changed, when its upstream lists it anew.
+ */
+const declarationsBySchema = new WeakMap<object, Declaration[] | undefined>();
+
+function declarationsOf(schema: unknown): Declaration[] | undefined {
+  if (schema === null || typeof schema !== 'object') return [];
+  if (declarationsBySchema.has(schema)) return declarationsBySchema.get(schema);
+  const found = declarationsIn(schema);
+  declarationsBySchema.set(schema, found);
+  return found;
 }
 
 /** The declarations along chains of `properties` (the only place the spec allows them); undefined when one is unusable. */

@@ -37,6 +37,17 @@ describe('Mcp-Param headers of a tool call', () => {
     expect(paramHeaders(schema({ a: { type: 'string', 'x-mcp-header': 'Same' }, b: { type: 'string', 'x-mcp-header': 'same' } }), { a: 'x', b: 'y' })).toEqual({});
     expect(paramHeaders(undefined, { a: 'x' })).toEqual({});
   });
+
+  it("follows a tool's schema as its upstream lists it anew, though each schema's declarations are found once", () => {
+    const before = schema({ region: { type: 'string', 'x-mcp-header': 'Region' } });
+    expect(paramHeaders(before, { region: 'eu', zone: 'b' })).toEqual({ 'Mcp-Param-Region': 'eu' });
+    expect(paramHeaders(before, { region: 'us' })).toEqual({ 'Mcp-Param-Region': 'us' });
+    const after = schema({ region: { type: 'string' }, zone: { type: 'string', 'x-mcp-header': 'Zone' } });
+    expect(paramHeaders(after, { region: 'eu', zone: 'b' })).toEqual({ 'Mcp-Param-Zone': 'b' });
+    const unusable = schema({ a: { type: 'object', 'x-mcp-header': 'A' } });
+    expect(paramHeaders(unusable, { a: {} })).toEqual({});
+    expect(paramHeaders(unusable, { a: {} })).toEqual({});
+  });
 });
 
 describe('the caps on Mcp-Param header values', () => {
