@@ -57,6 +57,12 @@ try {
         return { call: (method: string, params: unknown) => client.call(method, params as Record<string, unknown>), close: async () => {} };
       })
     : await Promise.all(Array.from({ length: sessions }, () => Session.open(url)));
+  // The listener is up before the upstream is connected (slowly, under callgrind): wait for its tool.
+  for (;;) {
+    const listed = await clients[0]!.call('tools/list', {});
+    if (listed.includes('"echo"')) break;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
   const run = async (total: number) => {
     let left = total;
     await Promise.all(

@@ -195,8 +195,23 @@ export class StdioClientTransport implements Transport {
 
   async send(message: JSONRPCMessage): Promise<void> {
     const stdin = this.#child?.stdin;
-    if (!stdin || this.#closed || !stdin.writable) throw new Error('upstream process is not running');
-    if (!stdin.write(serializeMessage(message))) await once(stdin, 'drain');
+    if (!stdin || this.#closed || !stdin.writable) throw new Error(this.describeExit() ?? 'upstream process is not running');
+    try {
+      if (!stdin.write(serializeMessage(message))) await once(stdin, 'drain');
+    } catch (error) {
+      throw await this.#writeFailure(error);
+    }
+  }
+
+  /**
+   * Why a write failed. A broken pipe means the child closed its end, which it does as it exits:
+   * its exit (a code, a signal, a stderr line) says far more than "write EPIPE", and which of
+   * the two comes first is a race. A child that closed its stdin and goes on running is
+   * reported by the pipe error.
+   */
+  async #writeFailure(error: unknown): Promise<unknown> {
+    if ((error as NodeJS.ErrnoException).code !== 'EPIPE' || !(await this.#exitsWithin(EXIT_AFTER_BROKEN_PIPE_MS))) return error;
+    return new Error(this.describeExit() ?? 'upstream process exited', { cause: error });
   }
 
   /** Ends the child: stdin closed first (the polite MCP way), then SIGTERM, then SIGKILL, each after a grace period. */
@@ -226,6 +241,8 @@ export class StdioClientTransport implements Transport {
 }
 
 const STDERR_TAIL_LINES = 20;
+/** How long a child whose stdin broke is given to exit before the pipe error is reported as it is. */
+const EXIT_AFTER_BROKEN_PIPE_MS = 2000;
 /** How much of a stray stdout line is quoted: enough to recognise it, short enough for a status line. */
 const STRAY_SAMPLE_CHARS = 100;
 /** Colour and cursor sequences: a banner is often coloured, and its escape codes would only clutter the quote. */
