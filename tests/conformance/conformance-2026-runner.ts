@@ -33,7 +33,21 @@ export interface RequirementResult {
   scored: boolean;
   checks: Check[];
   passed: boolean;
+  /** Runs it took: more than one when it failed and was run again alone (see `runRequirements`). */
+  attempts: number;
 }
+
+export interface RequirementRunOptions {
+  /**
+   * Scenarios expected to pass, run again alone (twice at most) when they fail: the suite reads
+   * some answers within fixed windows of 500 to 1,500 ms, which a loaded machine can miss. One
+   * that fails every run still fails.
+   */
+  expectedToPass?: (scenario: string, scored: boolean) => boolean;
+}
+
+/** Runs of a scenario expected to pass, the first included. */
+const MAX_ATTEMPTS = 3;
 
 const CheckSchema = z.object({
   id: z.string(),
@@ -71,29 +85,40 @@ async function readChecks(file: string): Promise<Check[]> {
 }
 
 /** Runs one requirement set against `url` and returns every scenario's checks, scored first. */
-export async function runRequirements(url: string, requirements: RequirementSet): Promise<RequirementResult[]> {
-  const out = await mkdtemp(join(tmpdir(), `conformance-${requirements}-`));
+export async function runRequirements(url: string, requirements: RequirementSet, options: RequirementRunOptions = {}): Promise<RequirementResult[]> {
+  const scored = await scoredScenarios(requirements);
+  const results: RequirementResult[] = [];
+  for (const [scenario, checks] of await runSuite(url, ['--requirements', requirements])) {
+    const result = { scenario, scored: scored.has(scenario), checks, passed: scenarioPassed(checks), attempts: 1 };
+    while (!result.passed && result.attempts < MAX_ATTEMPTS && options.expectedToPass?.(scenario, result.scored)) {
+      const again = (await runSuite(url, ['--scenario', scenario, '--spec-version', requirements])).get(scenario);
+      result.attempts++;
+      if (!again) continue;
+      result.checks = again;
+      result.passed = scenarioPassed(again);
+    }
+    results.push(result);
+  }
+  return results.sort((a, b) => Number(b.scored) - Number(a.scored) || a.scenario.localeCompare(b.scenario));
+}
+
+/** Runs the suite's `server` command against `url` with `selection`, and returns each scenario's checks. */
+async function runSuite(url: string, selection: string[]): Promise<Map<string, Check[]>> {
+  const out = await mkdtemp(join(tmpdir(), 'conformance-'));
   const env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${NODE20_SHIM}`.trim() };
   try {
     try {
-      await run(process.execPath, [ENTRY, 'server', '--url', url, '--requirements', requirements, '-o', out], {
-        env,
-        timeout: 300_000,
-        maxBuffer: 64 * 1024 * 1024,
-      });
+      await run(process.execPath, [ENTRY, 'server', '--url', url, ...selection, '-o', out], { env, timeout: 300_000, maxBuffer: 64 * 1024 * 1024 });
     } catch (error) {
       // Exit code 1 means some scenario failed; the checks tell which. Anything else is a crash.
       if ((error as { code?: number }).code !== 1) throw error;
     }
-    const scored = await scoredScenarios(requirements);
-    const results: RequirementResult[] = [];
+    const checks = new Map<string, Check[]>();
     for (const dir of (await readdir(out)).sort()) {
       const scenario = scenarioFromDir(dir);
-      if (!scenario) continue;
-      const checks = await readChecks(join(out, dir, 'checks.json'));
-      results.push({ scenario, scored: scored.has(scenario), checks, passed: scenarioPassed(checks) });
+      if (scenario) checks.set(scenario, await readChecks(join(out, dir, 'checks.json')));
     }
-    return results.sort((a, b) => Number(b.scored) - Number(a.scored) || a.scenario.localeCompare(b.scenario));
+    return checks;
   } finally {
     await rm(out, { recursive: true, force: true });
   }
@@ -102,7 +127,7 @@ export async function runRequirements(url: string, requirements: RequirementSet)
 /** Markdown for one requirement set: totals, then one row per scenario with both outcomes. */
 export function summarizeRequirements(requirements: RequirementSet, direct: readonly RequirementResult[], gateway: readonly RequirementResult[]): string {
   const byName = new Map(gateway.map((r) => [r.scenario, r]));
-  const outcome = (r: RequirementResult | undefined) => (r ? (r.passed ? 'pass' : 'FAIL') : 'missing');
+  const outcome = (r: RequirementResult | undefined) => (r ? `${r.passed ? 'pass' : 'FAIL'}${r.attempts > 1 ? ` (${r.attempts} runs)` : ''}` : 'missing');
   const totals = (results: readonly RequirementResult[]) => {
     const scored = results.filter((r) => r.scored);
     const unscored = results.filter((r) => !r.scored);
