@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { access, constants } from 'node:fs/promises';
 import { delimiter, join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { deserializeMessage, serializeMessage, type JSONRPCMessage, type Transport } from '@modelcontextprotocol/client';
 import { getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import type { Logger } from 'pino';
@@ -195,9 +195,9 @@ export class StdioClientTransport implements Transport {
 
   async send(message: JSONRPCMessage): Promise<void> {
     const stdin = this.#child?.stdin;
-    if (!stdin || this.#closed || !stdin.writable) throw new Error(this.describeExit() ?? 'upstream process is not running');
+    if (!stdin || this.#closed || !stdin.writable) throw new Error('upstream process is not running');
     try {
-      if (!stdin.write(serializeMessage(message))) await once(stdin, 'drain');
+      if (!stdin.write(serializeMessage(message))) await drained(stdin);
     } catch (error) {
       throw await this.#writeFailure(error);
     }
@@ -210,7 +210,8 @@ export class StdioClientTransport implements Transport {
    * reported by the pipe error.
    */
   async #writeFailure(error: unknown): Promise<unknown> {
-    if ((error as NodeJS.ErrnoException).code !== 'EPIPE' || !(await this.#exitsWithin(EXIT_AFTER_BROKEN_PIPE_MS))) return error;
+    const broken = error instanceof PipeClosedError || (error as NodeJS.ErrnoException).code === 'EPIPE';
+    if (!broken || !(await this.#exitsWithin(EXIT_AFTER_BROKEN_PIPE_MS))) return error;
     return new Error(this.describeExit() ?? 'upstream process exited', { cause: error });
   }
 
@@ -238,6 +239,35 @@ export class StdioClientTransport implements Transport {
       clearTimeout(timer);
     }
   }
+}
+
+/** The pipe to the child closed while a write waited for room in it. */
+class PipeClosedError extends Error {
+  constructor() {
+    super('the pipe to the upstream process closed before the message was written');
+  }
+}
+
+/**
+ * Resolves when `stdin` has room again. Rejects when it fails or closes first: a pipe ended (by
+ * `close()`, or by the child) with a write waiting never drains, and the send would never settle.
+ */
+function drained(stdin: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const settle = (error?: Error) => {
+      stdin.off('drain', onDrain);
+      stdin.off('error', onError);
+      stdin.off('close', onClose);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onDrain = () => settle();
+    const onError = (error: Error) => settle(error);
+    const onClose = () => settle(new PipeClosedError());
+    stdin.on('drain', onDrain);
+    stdin.on('error', onError);
+    stdin.on('close', onClose);
+  });
 }
 
 const STDERR_TAIL_LINES = 20;

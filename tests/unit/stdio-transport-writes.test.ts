@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/observability/logger.js';
+import { ChildProcessGroups } from '../../src/upstream/child-processes.js';
+import { StdioClientTransport } from '../../src/upstream/stdio-transport.js';
+
+/** A message far larger than a pipe holds, so that its write waits for the child to read. */
+const BIG = { jsonrpc: '2.0' as const, method: 'notifications/message', params: { level: 'info', data: 'x'.repeat(4 * 1024 * 1024) } };
+
+function transportFor(script: string, groups: ChildProcessGroups): StdioClientTransport {
+  return new StdioClientTransport({ command: process.execPath, args: ['-e', script], env: {}, logger: silentLogger(), groups, exitGraceMs: 500 });
+}
+
+describe('writes to a stdio upstream', () => {
+  it('fail with the exit of a child that closed its stdin and exited, not with the broken pipe', async () => {
+    const groups = new ChildProcessGroups();
+    // Exits with its own code once it has read the first line.
+    const transport = transportFor("process.stdin.once('data', () => { process.stdin.destroy(); setTimeout(() => process.exit(5), 50); });", groups);
+    try {
+      await transport.start();
+      await transport.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+      await expect(transport.send(BIG)).rejects.toThrow(/^process exited with code 5$/);
+    } finally {
+      await transport.close();
+      groups.killAll();
+    }
+  });
+
+  it('settle when the transport is closed while a write waits, though the child reads it all and exits', async () => {
+    const groups = new ChildProcessGroups();
+    // Reads everything it is sent, slowly, and exits when its stdin ends.
+    const transport = transportFor("process.stdin.on('data', () => { process.stdin.pause(); setTimeout(() => process.stdin.resume(), 5); }); process.stdin.on('end', () => process.exit(0));", groups);
+    try {
+      await transport.start();
+      const outcome = transport.send(BIG).then(
+        () => 'written',
+        (error: Error) => error.message,
+      );
+      await transport.close();
+      // The pipe ended with the write in it: no 'drain' comes after an end, and the send hung.
+      expect(await outcome).toMatch(/^(written|process exited with code 0)$/);
+    } finally {
+      await transport.close();
+      groups.killAll();
+    }
+  });
+
+  it('settle when the transport is closed while a write waits for a child that never reads', async () => {
+    const groups = new ChildProcessGroups();
+    const transport = transportFor('setInterval(() => {}, 60000)', groups);
+    try {
+      await transport.start();
+      const sending = transport.send(BIG);
+      const outcome = sending.then(
+        () => 'written',
+        (error: Error) => error.message,
+      );
+      await transport.close();
+      // The pipe ended with the write waiting: the send fails with the child's end, where it hung before.
+      expect(await outcome).toMatch(/^process (killed by SIGTERM|exited with code \d+)$/);
+    } finally {
+      await transport.close();
+      groups.killAll();
+    }
+  });
+});
