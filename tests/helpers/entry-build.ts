@@ -15,8 +15,12 @@ const PREFIX = '.conflux-test-build-';
 const BUILDING_PREFIX = '.conflux-test-building-';
 const RECORD = 'inputs.json';
 
-/** Read for every build besides the sources the bundle took in: the libraries' versions, the compiler settings and how it is built. */
-const ALWAYS_READ = ['package-lock.json', 'tsconfig.json', 'tests/helpers/entry-build.ts', 'tests/helpers/process-entries.ts'];
+/**
+ * Read for every build besides the sources the bundle took in: the libraries' versions (the
+ * lockfile, and the record npm rewrites on every install, which also changes when packages are
+ * installed without the lockfile changing), the compiler settings and how it is built.
+ */
+const ALWAYS_READ = ['package-lock.json', 'node_modules/.package-lock.json', 'tsconfig.json', 'tests/helpers/entry-build.ts', 'tests/helpers/process-entries.ts'];
 
 /**
  * A build not used for this long is removed when another is made: each edit of the sources
@@ -101,7 +105,7 @@ export async function buildEntries(root: string, outDir: string): Promise<string
     metafile: true,
     logLevel: 'silent',
   });
-  // The packages' files are covered by package-lock.json (ALWAYS_READ).
+  // The packages' files are covered by the install's records (ALWAYS_READ).
   return Object.keys(result.metafile.inputs)
     .filter((file) => !file.startsWith('node_modules/'))
     .sort();

@@ -129,14 +129,14 @@ describe('plain tool calls', () => {
   it('refuses calls over the per-session limit as the regular path does', async () => {
     // The third call is sent once both sleeps hold their slots: sent together, it could reach the gateway first.
     const callsIn = (peer: Peer) => gateway.conflux.sessions.get(peer.sessionId)?.activeCalls;
-    const sleeps = [0, 1].map(() => plain.client.callTool({ name: 'alpha__sleep', arguments: { ms: 2000 } }));
-    const regularSleeps = [0, 1].map(() => regular.client.callTool({ name: 'alpha__sleep', arguments: { ms: 2000 } }));
+    const sleeps = [0, 1].map(() => plain.client.callTool({ name: 'alpha__sleep', arguments: { ms: 4000 } }));
+    const regularSleeps = [0, 1].map(() => regular.client.callTool({ name: 'alpha__sleep', arguments: { ms: 4000 } }));
     await waitFor(() => callsIn(plain) === 2 && callsIn(regular) === 2, 10_000, 'both sessions to hold two calls');
     const third = outcome(plain.client.callTool({ name: 'alpha__echo', arguments: { text: 'one too many' } }));
     const regularThird = outcome(regular.client.callTool({ name: 'alpha__echo', arguments: { text: 'one too many' } }));
     expect(await third).toEqual(await regularThird);
     expect(await third).toMatchObject({ code: -32000, message: expect.stringContaining('too many concurrent tool calls') });
-    expect((await Promise.all([...sleeps, ...regularSleeps])).map(textOf)).toEqual(Array(4).fill('alpha slept 2000'));
+    expect((await Promise.all([...sleeps, ...regularSleeps])).map(textOf)).toEqual(Array(4).fill('alpha slept 4000'));
     expect(textOf(await plain.client.callTool({ name: 'alpha__echo', arguments: { text: 'again' } }))).toBe('alpha: again');
   });
 
