@@ -151,6 +151,7 @@ const OUTSIDE_THE_BASE: Record<string, string> = {
   NoReplicaAvailableError: 'internal: becomes an upstream fault',
   NoCommonVersionError: 'internal: a server state, reported by /servers',
   NotJsonRpcError: 'internal: becomes UpstreamBadResponseError',
+  PipeClosedError: "internal to the stdio transport: reported by the child's exit, else a transport failure like a broken pipe",
   UpstreamConnectError: 'internal: a connect failure worded for the server status; retries look at its cause',
   HolderSilentError: 'internal to paused-call forwarding',
   HolderIncidentError: 'internal: crosses the bus, becomes an upstream fault',
