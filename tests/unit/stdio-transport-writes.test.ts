@@ -10,6 +10,24 @@ function transportFor(script: string, groups: ChildProcessGroups): StdioClientTr
   return new StdioClientTransport({ command: process.execPath, args: ['-e', script], env: {}, logger: silentLogger(), groups, exitGraceMs: 500 });
 }
 
+/** How a write of `BIG` to a child running `script` ends when the transport is closed while it waits: 'written', or the error's message. */
+async function sendWhileClosing(script: string): Promise<string> {
+  const groups = new ChildProcessGroups();
+  const transport = transportFor(script, groups);
+  try {
+    await transport.start();
+    const outcome = transport.send(BIG).then(
+      () => 'written',
+      (error: Error) => error.message,
+    );
+    await transport.close();
+    return await outcome;
+  } finally {
+    await transport.close();
+    groups.killAll();
+  }
+}
+
 describe('writes to a stdio upstream', () => {
   it('fail with the exit of a child that closed its stdin and exited, not with the broken pipe', async () => {
     const groups = new ChildProcessGroups();
@@ -26,40 +44,14 @@ describe('writes to a stdio upstream', () => {
   });
 
   it('settle when the transport is closed while a write waits, though the child reads it all and exits', async () => {
-    const groups = new ChildProcessGroups();
-    // Reads everything it is sent, slowly, and exits when its stdin ends.
-    const transport = transportFor("process.stdin.on('data', () => { process.stdin.pause(); setTimeout(() => process.stdin.resume(), 5); }); process.stdin.on('end', () => process.exit(0));", groups);
-    try {
-      await transport.start();
-      const outcome = transport.send(BIG).then(
-        () => 'written',
-        (error: Error) => error.message,
-      );
-      await transport.close();
-      // The pipe ended with the write in it: no 'drain' comes after an end, and the send hung.
-      expect(await outcome).toMatch(/^(written|process exited with code 0)$/);
-    } finally {
-      await transport.close();
-      groups.killAll();
-    }
+    // Reads everything it is sent, slowly, and exits when its stdin ends. The pipe ends with the
+    // write in it: no 'drain' comes after an end, and the send hung.
+    const outcome = await sendWhileClosing("process.stdin.on('data', () => { process.stdin.pause(); setTimeout(() => process.stdin.resume(), 5); }); process.stdin.on('end', () => process.exit(0));");
+    expect(outcome).toMatch(/^(written|process exited with code 0)$/);
   });
 
   it('settle when the transport is closed while a write waits for a child that never reads', async () => {
-    const groups = new ChildProcessGroups();
-    const transport = transportFor('setInterval(() => {}, 60000)', groups);
-    try {
-      await transport.start();
-      const sending = transport.send(BIG);
-      const outcome = sending.then(
-        () => 'written',
-        (error: Error) => error.message,
-      );
-      await transport.close();
-      // The pipe ended with the write waiting: the send fails with the child's end, where it hung before.
-      expect(await outcome).toMatch(/^process (killed by SIGTERM|exited with code \d+)$/);
-    } finally {
-      await transport.close();
-      groups.killAll();
-    }
+    // The pipe ends with the write waiting: the send fails with the child's end, where it hung before.
+    expect(await sendWhileClosing('setInterval(() => {}, 60000)')).toMatch(/^process (killed by SIGTERM|exited with code \d+)$/);
   });
 });
