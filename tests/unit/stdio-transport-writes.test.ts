@@ -44,10 +44,11 @@ describe('writes to a stdio upstream', () => {
   });
 
   it('settle when the transport is closed while a write waits, though the child reads it all and exits', async () => {
-    // Reads everything it is sent, slowly, and exits when its stdin ends. The pipe ends with the
-    // write in it: no 'drain' comes after an end, and the send hung.
-    const outcome = await sendWhileClosing("process.stdin.on('data', () => { process.stdin.pause(); setTimeout(() => process.stdin.resume(), 5); }); process.stdin.on('end', () => process.exit(0));");
-    expect(outcome).toMatch(/^(written|process exited with code 0)$/);
+    // Reads everything it is sent and exits when its stdin ends. The pipe ends with the write in
+    // it: no 'drain' comes after an end, and the send hung. On a loaded host the child may still
+    // be reading when the close's grace period ends, and is then stopped by SIGTERM.
+    const outcome = await sendWhileClosing("process.stdin.resume(); process.stdin.on('end', () => process.exit(0));");
+    expect(outcome).toMatch(/^(written|process exited with code 0|process killed by SIGTERM)$/);
   });
 
   it('settle when the transport is closed while a write waits for a child that never reads', async () => {
