@@ -1,5 +1,8 @@
 /** What `conflux --help` and `conflux COMMAND --help` print. */
 
+/** The exit code of a command line that is not understood (an unknown command or option, a bad value). */
+export const EXIT_USAGE = 2;
+
 const COMMON_OPTIONS = `  -c, --config FILE      Config file (YAML, or JSON with "mcpServers")   [env CONFLUX_CONFIG, default ./mcp-servers.yaml]
       --dotenv FILE      Variables to read before starting; never over the real environment [default ./.env, when present]
   -h, --help             Show this help
