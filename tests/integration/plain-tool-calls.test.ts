@@ -127,16 +127,20 @@ describe('plain tool calls', () => {
   });
 
   it('refuses calls over the per-session limit as the regular path does', async () => {
-    // The third call is sent once both sleeps hold their slots: sent together, it could reach the gateway first.
+    // Calls that work until cancelled hold both slots of each session for as long as the test
+    // needs them; the third call is sent once they do (sent together, it could arrive first).
     const callsIn = (peer: Peer) => gateway.conflux.sessions.get(peer.sessionId)?.activeCalls;
-    const sleeps = [0, 1].map(() => plain.client.callTool({ name: 'alpha__sleep', arguments: { ms: 4000 } }));
-    const regularSleeps = [0, 1].map(() => regular.client.callTool({ name: 'alpha__sleep', arguments: { ms: 4000 } }));
+    const release = new AbortController();
+    const holding = [plain, regular].flatMap((peer) => [0, 1].map(() => outcome(peer.client.callTool({ name: 'alpha__work', arguments: {} }, undefined, { signal: release.signal }))));
     await waitFor(() => callsIn(plain) === 2 && callsIn(regular) === 2, 10_000, 'both sessions to hold two calls');
     const third = outcome(plain.client.callTool({ name: 'alpha__echo', arguments: { text: 'one too many' } }));
     const regularThird = outcome(regular.client.callTool({ name: 'alpha__echo', arguments: { text: 'one too many' } }));
     expect(await third).toEqual(await regularThird);
     expect(await third).toMatchObject({ code: -32000, message: expect.stringContaining('too many concurrent tool calls') });
-    expect((await Promise.all([...sleeps, ...regularSleeps])).map(textOf)).toEqual(Array(4).fill('alpha slept 4000'));
+    release.abort('released');
+    // The SDK client ends an aborted call itself (-32001, with the reason) and tells the gateway.
+    expect(await Promise.all(holding)).toEqual(Array(4).fill({ code: -32001, message: 'MCP error -32001: released' }));
+    await waitFor(() => callsIn(plain) === 0 && callsIn(regular) === 0, 10_000, 'the cancelled calls to give their slots back');
     expect(textOf(await plain.client.callTool({ name: 'alpha__echo', arguments: { text: 'again' } }))).toBe('alpha: again');
   });
 
