@@ -25,5 +25,8 @@ export default defineConfig({
     // servers it started (vitest would run one at a time there: one fewer than the cores).
     isolate: false,
     maxWorkers: 3,
+    // As for the processes tests start (tests/helpers/built-entries.ts): embedded databases are
+    // opened by the dozen and none lives long enough for V8's optimising WebAssembly compiler to pay.
+    execArgv: ['--liftoff-only'],
   },
 });
