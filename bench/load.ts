@@ -11,6 +11,8 @@ export interface Reply {
   status: number;
   sessionId: string | undefined;
   body: string;
+  /** `performance.now()` when the last byte arrived, before the body was decoded. */
+  receivedAt: number;
 }
 
 export function post(url: string, body: string, headers: Record<string, string> = {}): Promise<Reply> {
@@ -18,7 +20,10 @@ export function post(url: string, body: string, headers: Record<string, string> 
     const req = request(url, { method: 'POST', agent, headers: { ...HEADERS, ...headers, 'content-length': Buffer.byteLength(body) } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, sessionId: res.headers['mcp-session-id'] as string | undefined, body: Buffer.concat(chunks).toString() }));
+      res.on('end', () => {
+        const receivedAt = performance.now();
+        resolve({ status: res.statusCode ?? 0, sessionId: res.headers['mcp-session-id'] as string | undefined, body: Buffer.concat(chunks).toString(), receivedAt });
+      });
       res.on('error', reject);
     });
     req.setNoDelay(true);
@@ -53,12 +58,17 @@ export class Session {
 
   /** Sends one request; resolves with the result text, or throws on any error. */
   async call(method: string, params: unknown): Promise<string> {
+    return (await this.exchange(method, params)).json;
+  }
+
+  /** As `call`, with when the answer's last byte arrived (`performance.now()`), before any of it was decoded. */
+  async exchange(method: string, params: unknown): Promise<{ json: string; receivedAt: number }> {
     const id = this.#next++;
     const reply = await post(this.url, `{"jsonrpc":"2.0","id":${id},"method":"${method}","params":${JSON.stringify(params)}}`, this.headers());
     if (reply.status !== 200) throw new Error(`${method}: HTTP ${reply.status} ${reply.body.slice(0, 200)}`);
     const json = reply.body.startsWith('{') ? reply.body : dataOf(reply.body);
     if (!json.includes('"result"') || json.includes('"isError":true')) throw new Error(`${method}: ${json.slice(0, 200)}`);
-    return json;
+    return { json, receivedAt: reply.receivedAt };
   }
 
   async close(): Promise<void> {

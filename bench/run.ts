@@ -286,15 +286,19 @@ async function bigCatalog(): Promise<void> {
   const servers = Object.fromEntries(Array.from({ length: endpoints }, (_, i) => [`svc${i}`, { url: `${host.url}/mcp/${i}`, required: true }]));
   const gw = await gateway(servers, { pageSize: 10_000, broadcast: { enabled: false, concurrency: 16 } });
   const session = await Session.open(gw.url);
+  // To the answer's last byte: decoding 1.2 MB into a string is the client's own work, which
+  // took this lean client longer than the gateway took to answer; it is reported beside.
   const times: number[] = [];
+  const decoded: number[] = [];
   let bytes = 0;
   let tools = 0;
   let errors = 0;
   for (let i = 0; i < (quick ? 20 : 200); i++) {
     const started = performance.now();
     try {
-      const body = await session.call('tools/list', {});
-      times.push(performance.now() - started);
+      const { json: body, receivedAt } = await session.exchange('tools/list', {});
+      times.push(receivedAt - started);
+      decoded.push(performance.now() - started);
       bytes = Buffer.byteLength(body);
       tools = (body.match(/"inputSchema"/g) ?? []).length;
     } catch {
@@ -313,7 +317,7 @@ async function bigCatalog(): Promise<void> {
   }
   check('tools/list', { errors });
   if (tools !== endpoints * 50) problems.push(`tools/list returned ${tools} tools, expected ${endpoints * 50}`);
-  report.bigCatalog = { upstreams: endpoints, tools, bytes, list: percentiles(times), search: percentiles(searches) };
+  report.bigCatalog = { upstreams: endpoints, tools, bytes, list: percentiles(times), listDecoded: percentiles(decoded), search: percentiles(searches) };
   await session.close();
   await gw.stop();
 }
