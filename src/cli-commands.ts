@@ -1,6 +1,7 @@
 /**
  * The commands that open the database or run the gateway inside the CLI's own process:
- * `migrate`, `tools` and `call`. Loaded only by them (src/cli.ts).
+ * `migrate`, `tools` and `call`. Loaded only by them (src/cli.ts); the gateway itself only by
+ * the two that run it.
  */
 
 import { join } from 'node:path';
@@ -8,7 +9,7 @@ import { gatewayToolCall } from './admin-api-client.js';
 import { ADMIN_TOKEN_VARIABLE, table } from './admin-commands.js';
 import type { Environment } from './config/env.js';
 import type { Config } from './config/schema.js';
-import { createConflux, type Conflux } from './conflux.js';
+import type { Conflux } from './conflux.js';
 import { createLogger, type LoggerOptions } from './observability/logger.js';
 import { connectBudgetMs, describeDatabase, settleWithProgress } from './startup-report.js';
 import { DataDirLockedError } from './store/data-dir-lock.js';
@@ -95,6 +96,8 @@ export async function callCommand(config: Config, env: Environment, logging: Log
 }
 
 async function withUpstreams(config: Config, env: Environment, logging: LoggerOptions, body: (conflux: Conflux) => Promise<number>, database?: OpenedDatabase): Promise<number> {
+  // Loaded here, not with this module: `migrate` runs no gateway.
+  const { createConflux } = await import('./conflux.js');
   const conflux = createConflux(config, { logger: createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel, logging), database, env: env.variables });
   try {
     await conflux.start();

@@ -1,6 +1,7 @@
 /**
  * `conflux serve`: the gateway, its database, Redis and, with several workers, the primary that
- * runs them. Loaded only by that command (src/cli.ts), as it is most of what the CLI would load.
+ * runs them. Loaded only by that command (src/cli.ts); the gateway's own modules only where a
+ * gateway runs, not in the primary.
  */
 
 import { join, resolve } from 'node:path';
@@ -9,7 +10,7 @@ import type { Logger } from 'pino';
 import { EXIT_USAGE } from './cli-help.js';
 import type { Environment } from './config/env.js';
 import type { Config } from './config/schema.js';
-import { createConflux, type Conflux } from './conflux.js';
+import type { Conflux } from './conflux.js';
 import { PortUnavailableError, reservePort, type PortReservation } from './http/port-reservation.js';
 import { withTimeout } from './limits/with-timeout.js';
 import { bestEffort } from './observability/best-effort.js';
@@ -28,7 +29,7 @@ export interface ConfigFile {
   envFile: string | undefined;
 }
 
-export interface ServeOptions {
+interface ServeOptions {
   config: Config;
   configFile: ConfigFile;
   env: Environment;
@@ -140,6 +141,8 @@ async function serveUntilStopped(stop: StopRequest, { config, configFile, env, l
   redis?.on('error', (error) => logger.debug({ err: error.message }, 'redis error'));
   // Sessions, messages between replicas and resumable events: in Redis when there is one.
   const state = createSharedState(redis, { keyPrefix: env.redisPrefix, logger: logger.child({ component: 'shared-state' }) });
+  // The gateway's modules, loaded once there is a gateway to run: a primary of workers never runs one.
+  const { createConflux } = await import('./conflux.js');
   const conflux = createConflux(config, { logger, database, redis, redisPrefix: env.redisPrefix, state, configFile: { path: configFile.path, env: env.variables } });
   reloadOnSighup(conflux, logger);
   installCrashHandlers(logger);

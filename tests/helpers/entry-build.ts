@@ -84,7 +84,7 @@ const COMMONJS_GLOBALS = [
  * few files instead of hundreds: a stdio fixture starts on 0.26 s of CPU instead of 0.43 s, the
  * CLI's `--version` on 0.5 s instead of 0.75 s, and tests start hundreds of such processes.
  * Code shared by entries goes into chunks beside them, flat, so that every module's
- * `import.meta.url` is two folders below the root; the CLI's lazily loaded gateway is one.
+ * `import.meta.url` is two folders below the root; what the CLI loads for one command only is one.
  */
 export async function buildEntries(root: string, outDir: string): Promise<string[]> {
   await mkdir(outDir, { recursive: true });

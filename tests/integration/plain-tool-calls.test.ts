@@ -132,12 +132,16 @@ describe('plain tool calls', () => {
     const callsIn = (peer: Peer) => gateway.conflux.sessions.get(peer.sessionId)?.activeCalls;
     const release = new AbortController();
     const holding = [plain, regular].flatMap((peer) => [0, 1].map(() => outcome(peer.client.callTool({ name: 'alpha__work', arguments: {} }, undefined, { signal: release.signal }))));
-    await waitFor(() => callsIn(plain) === 2 && callsIn(regular) === 2, 10_000, 'both sessions to hold two calls');
-    const third = outcome(plain.client.callTool({ name: 'alpha__echo', arguments: { text: 'one too many' } }));
-    const regularThird = outcome(regular.client.callTool({ name: 'alpha__echo', arguments: { text: 'one too many' } }));
-    expect(await third).toEqual(await regularThird);
-    expect(await third).toMatchObject({ code: -32000, message: expect.stringContaining('too many concurrent tool calls') });
-    release.abort('released');
+    try {
+      await waitFor(() => callsIn(plain) === 2 && callsIn(regular) === 2, 10_000, 'both sessions to hold two calls');
+      const third = outcome(plain.client.callTool({ name: 'alpha__echo', arguments: { text: 'one too many' } }));
+      const regularThird = outcome(regular.client.callTool({ name: 'alpha__echo', arguments: { text: 'one too many' } }));
+      expect(await third).toEqual(await regularThird);
+      expect(await third).toMatchObject({ code: -32000, message: expect.stringContaining('too many concurrent tool calls') });
+    } finally {
+      // Released whatever happened above, so that a failure here leaves no slot held for the tests after it.
+      release.abort('released');
+    }
     // The SDK client ends an aborted call itself (-32001, with the reason) and tells the gateway.
     expect(await Promise.all(holding)).toEqual(Array(4).fill({ code: -32001, message: 'MCP error -32001: released' }));
     await waitFor(() => callsIn(plain) === 0 && callsIn(regular) === 0, 10_000, 'the cancelled calls to give their slots back');
