@@ -1,5 +1,6 @@
 import { defineConfig } from 'vitest/config';
 import { LOAD_SCALE_VARIABLE, loadScale, measureLoadScale } from './tests/helpers/load-scale.js';
+import { TEST_PROCESS_FLAGS } from './tests/helpers/process-entries.js';
 
 // Measured once, as the run starts, and handed to the test processes so that these timeouts and
 // the deadlines of `waitFor` stretch together: on a busy machine (other suites, installs, gateways
@@ -28,6 +29,6 @@ export default defineConfig({
     // As for the processes tests start (tests/helpers/built-entries.ts): the workers open dozens of
     // embedded databases, each used for seconds, and a whole run measured cheaper without V8's
     // optimising WebAssembly compiler (716 CPU-seconds against 748, processes and workers together).
-    execArgv: ['--liftoff-only'],
+    execArgv: [...TEST_PROCESS_FLAGS],
   },
 });

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { join, relative, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inject } from 'vitest';
-import { builtName, PROCESS_ENTRIES } from './process-entries.js';
+import { builtName, PROCESS_ENTRIES, TEST_PROCESS_FLAGS } from './process-entries.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -25,15 +25,6 @@ export function nodeArgs(file: string): string[] {
   if (!PROCESS_ENTRIES.includes(entry)) throw new Error(`${entry} is not built for test processes: add it to PROCESS_ENTRIES in tests/helpers/process-entries.ts`);
   return [...TEST_PROCESS_FLAGS, join(build.dir, builtName(entry))];
 }
-
-/**
- * V8 flags of the processes tests start. Embedded PostgreSQL is WebAssembly, which V8 compiles
- * quickly first and then again, optimised, in the background for the code that runs often: a
- * test's gateway or CLI lives seconds, not long enough for the second compilation to pay, and it
- * was a third of the CPU of opening an embedded database (`conflux migrate` on a migrated folder
- * 2.5 s against 1.6 s). The product runs with V8's defaults, where long-lived processes gain from it.
- */
-export const TEST_PROCESS_FLAGS: readonly string[] = ['--liftoff-only'];
 
 /** The script `node` runs for `file`, as it appears on the process's command line. */
 export function nodeScript(file: string): string {
