@@ -6,41 +6,38 @@ import { StdioClientTransport } from '../../src/upstream/stdio-transport.js';
 /** A message far larger than a pipe holds, so that its write waits for the child to read. */
 const BIG = { jsonrpc: '2.0' as const, method: 'notifications/message', params: { level: 'info', data: 'x'.repeat(4 * 1024 * 1024) } };
 
-function transportFor(script: string, groups: ChildProcessGroups): StdioClientTransport {
-  return new StdioClientTransport({ command: process.execPath, args: ['-e', script], env: {}, logger: silentLogger(), groups, exitGraceMs: 500 });
-}
-
-/** How a write of `BIG` to a child running `script` ends when the transport is closed while it waits: 'written', or the error's message. */
-async function sendWhileClosing(script: string): Promise<string> {
+/** Runs `body` on a started transport to a child running `script`; the transport is closed and the child gone after, whatever happened. */
+async function withTransport<T>(script: string, body: (transport: StdioClientTransport) => Promise<T>): Promise<T> {
   const groups = new ChildProcessGroups();
-  const transport = transportFor(script, groups);
+  const transport = new StdioClientTransport({ command: process.execPath, args: ['-e', script], env: {}, logger: silentLogger(), groups, exitGraceMs: 500 });
   try {
     await transport.start();
-    const outcome = transport.send(BIG).then(
-      () => 'written',
-      (error: Error) => error.message,
-    );
-    await transport.close();
-    return await outcome;
+    return await body(transport);
   } finally {
     await transport.close();
     groups.killAll();
   }
 }
 
+/** How a write of `BIG` to a child running `script` ends when the transport is closed while it waits: 'written', or the error's message. */
+function sendWhileClosing(script: string): Promise<string> {
+  return withTransport(script, async (transport) => {
+    const outcome = transport.send(BIG).then(
+      () => 'written',
+      (error: Error) => error.message,
+    );
+    await transport.close();
+    return await outcome;
+  });
+}
+
 describe('writes to a stdio upstream', () => {
   it('fail with the exit of a child that closed its stdin and exited, not with the broken pipe', async () => {
-    const groups = new ChildProcessGroups();
     // Exits with its own code once it has read the first line.
-    const transport = transportFor("process.stdin.once('data', () => { process.stdin.destroy(); setTimeout(() => process.exit(5), 50); });", groups);
-    try {
-      await transport.start();
+    await withTransport("process.stdin.once('data', () => { process.stdin.destroy(); setTimeout(() => process.exit(5), 50); });", async (transport) => {
       await transport.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
       await expect(transport.send(BIG)).rejects.toThrow(/^process exited with code 5$/);
-    } finally {
-      await transport.close();
-      groups.killAll();
-    }
+    });
   });
 
   it('settle when the transport is closed while a write waits, though the child reads it all and exits', async () => {
