@@ -131,6 +131,28 @@ describe.skipIf(!available)('the web console', () => {
     const found = await search(page, 'adds two numbers');
     expect(found.slice(0, 2).sort()).toEqual(['alpha__add', 'beta__add']);
 
+    // While a query's answer is on its way, the page says it is searching: it does not count what
+    // it holds (the last query's tools, or none) as this query's matches.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const isSearch = (url: URL) => url.pathname.endsWith('/tools') && url.searchParams.has('q');
+    await page.route(isSearch, async (route) => {
+      await held;
+      await route.continue();
+    });
+    try {
+      await page.getByLabel('Search tools').fill('echoes the text');
+      await page.getByRole('status').filter({ hasText: 'Searching for "echoes the text"' }).waitFor();
+      expect(await page.getByRole('list', { name: 'Tools' }).locator('.tool-name').allTextContents()).toEqual([]);
+      release();
+      await page.getByRole('status').filter({ hasText: /^\d+ tools match "echoes the text"$/ }).waitFor();
+      expect(await page.getByRole('list', { name: 'Tools' }).locator('.tool-name').allTextContents()).toContain('alpha__echo');
+    } finally {
+      release();
+      await page.unroute(isSearch);
+    }
+    await search(page, 'adds two numbers');
+
     await page.getByRole('button', { name: /^alpha__add/ }).click();
     await page.getByRole('heading', { name: 'alpha__add' }).waitFor();
     const form = page.getByRole('form', { name: 'Call alpha__add' });

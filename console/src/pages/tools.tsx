@@ -20,10 +20,14 @@ export function ToolsPage({ api, me }: { api: Api; me: Me }) {
   }, [query]);
   const all = useLoad(() => api.get<{ tools: ToolSummary[] }>('/tools').then((b) => b.tools), [api]);
   const found = useLoad(
-    () => (debounced ? api.get<{ tools: ToolSummary[] }>(`/tools?q=${encodeURIComponent(debounced)}`).then((b) => b.tools) : Promise.resolve(undefined)),
+    () => (debounced ? api.get<{ tools: ToolSummary[] }>(`/tools?q=${encodeURIComponent(debounced)}`).then((b) => ({ query: debounced, tools: b.tools })) : Promise.resolve(undefined)),
     [api, debounced],
   );
-  const tools = debounced ? (found.data ?? []) : (all.data ?? []);
+  // Until the answer for this very query is in, the page holds the last query's (or none): it
+  // says it is searching rather than count what it holds as this query's matches.
+  const matches = debounced && found.data?.query === debounced ? found.data.tools : undefined;
+  const pending = debounced ? matches === undefined && !found.error : all.data === undefined && !all.error;
+  const tools = debounced ? (matches ?? []) : (all.data ?? []);
   // Tools that several servers offer under the same name can be broadcast.
   const offeredBy = useMemo(() => {
     const servers = new Map<string, string[]>();
@@ -46,7 +50,7 @@ export function ToolsPage({ api, me }: { api: Api; me: Me }) {
         </div>
         {all.error || found.error ? <ErrorNote>{all.error ?? found.error}</ErrorNote> : null}
         <p class="muted" role="status" aria-live="polite">
-          {debounced ? `${tools.length} tools match "${debounced}"` : `${tools.length} tools`}
+          {pending ? (debounced ? `Searching for "${debounced}"…` : 'Loading tools…') : debounced ? `${tools.length} tools match "${debounced}"` : `${tools.length} tools`}
         </p>
         <ul class="tool-list" aria-label="Tools">
           {tools.map((tool) => (
