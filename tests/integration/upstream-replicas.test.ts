@@ -530,11 +530,15 @@ describe('a server with several urls (replicas)', () => {
     });
 
     it('sends each principal to one replica, every time', async () => {
+      // The ring is built from the replicas' URLs, whose ports differ from run to run: twelve
+      // principals leave a chance of about 3 × 3⁻¹² that all of them land on one replica, where
+      // five had left one of about 1 in 80.
+      const users = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan', 'judy', 'mallory', 'oscar'];
       const reached = new Map<string, string[]>();
-      for (const user of ['alice', 'bob', 'carol', 'dave', 'erin']) {
+      for (const user of users) {
         const connected = await sdkClient(gateway.url, { headers: bearer(await hs256Token({ sub: user })) });
         try {
-          reached.set(user, Object.keys(await callsPerReplica(connected.client, 6)));
+          reached.set(user, Object.keys(await callsPerReplica(connected.client, 4)));
         } finally {
           await connected.close();
         }
