@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { z } from 'zod';
+import { TarballBlob } from './tarball-blob.js';
 
 /**
  * A migrated embedded database, made once when the package is installed or packed (`prepare`),
@@ -106,7 +107,7 @@ export async function readTemplate(dir: string, migrationsFolder: string): Promi
   // checksum also vouches for what it unpacks.
   const tar = await gunzipAsync(bytes).catch((error: unknown) => (error as Error));
   if (tar instanceof Error) return { unusable: `the template's tarball ${join(dir, TARBALL)} cannot be unpacked (${tar.message})` };
-  return { tarball: new Blob([tar], { type: 'application/x-tar' }), manifest };
+  return { tarball: new TarballBlob(tar), manifest };
 }
 
 /**

@@ -5,6 +5,7 @@ import type { PGlite } from '@electric-sql/pglite';
 import postgres from 'postgres';
 import { inject } from 'vitest';
 import { openDatabase, type OpenedDatabase } from '../../src/store/database.js';
+import { TarballBlob } from '../../src/store/tarball-blob.js';
 import { scaled } from './load-scale.js';
 
 /** The PostgreSQL server tests may create databases on (CI sets it; the default is this machine's). */
@@ -73,7 +74,7 @@ let template: Promise<Blob> | undefined;
 function migratedTemplate(): Promise<Blob> {
   template ??= (async () => {
     const dir = inject('pgliteTemplateDir') as string | undefined;
-    return dir ? sharedTemplate(dir) : new Blob([await dumpMigratedPglite()]);
+    return dir ? sharedTemplate(dir) : new TarballBlob(await dumpMigratedPglite());
   })();
   return template;
 }
@@ -89,20 +90,20 @@ async function sharedTemplate(dir: string): Promise<Blob> {
       if (error.code === 'ENOENT') return undefined;
       throw error;
     });
-    if (made) return new Blob([made]);
+    if (made) return new TarballBlob(made);
     if (await claimed(claim)) {
       try {
         const tarball = await dumpMigratedPglite();
         // Whole or not at all: the others read it as soon as the name exists.
         await writeFile(`${file}.${process.pid}`, tarball);
         await rename(`${file}.${process.pid}`, file);
-        return new Blob([tarball]);
+        return new TarballBlob(tarball);
       } catch (error) {
         await rm(claim, { force: true }); // let another process try
         throw error;
       }
     }
-    if (Date.now() > deadline) return new Blob([await dumpMigratedPglite()]);
+    if (Date.now() > deadline) return new TarballBlob(await dumpMigratedPglite());
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
