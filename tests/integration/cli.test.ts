@@ -10,7 +10,7 @@ import postgres from 'postgres';
 import { commandUsage, globalUsage } from '../../src/cli-help.js';
 import { GATEWAY_VERSION } from '../../src/version.js';
 import { nodeArgs } from '../helpers/built-entries.js';
-import { freshPostgres, postgresAvailable, TEST_DATABASE_URL } from '../helpers/databases.js';
+import { freshPostgres, postgresAvailable, TEST_DATABASE_URL, type TestDatabase } from '../helpers/databases.js';
 import { freePort, isAlive, ROOT, STDIO_FIXTURE, waitFor } from '../helpers/gateway.js';
 
 const CLI = join(ROOT, 'src/cli.ts');
@@ -22,14 +22,32 @@ interface Finished {
 }
 
 /**
+ * The database of the runs that name none (no `DATABASE_URL` or `CONFLUX_DATA_DIR` in `env`):
+ * where PostgreSQL is up, one of its databases for the whole file, since creating an embedded
+ * one costs each process seconds of CPU and these runs are not about it (the embedded database
+ * has tests of its own below); else a new embedded folder for each run.
+ */
+let incidental: TestDatabase | undefined;
+beforeAll(async () => {
+  if (await postgresAvailable()) incidental = await freshPostgres();
+});
+afterAll(async () => {
+  await incidental?.dispose();
+});
+
+function databaseOf(env: Record<string, string>): Record<string, string> {
+  if (env.DATABASE_URL !== undefined || env.CONFLUX_DATA_DIR !== undefined) return {};
+  return incidental ? { DATABASE_URL: incidental.url! } : { CONFLUX_DATA_DIR: mkdtempSync(join(tmpdir(), 'conflux-data-')) };
+}
+
+/**
  * The CLI, run from the checkout with this process's environment and `env` over it, or with
  * `only` from `only.cwd` with nothing of this process's environment but PATH and `env`.
  */
 function startCli(args: string[], env: Record<string, string> = {}, only?: { cwd: string }): { child: ChildProcess; output: () => Finished; done: Promise<Finished> } {
   const child = spawn(process.execPath, [...nodeArgs(CLI), ...args], {
     cwd: only?.cwd ?? ROOT,
-    // each gateway gets its own embedded database
-    env: only ? { PATH: process.env.PATH!, ...env } : { ...process.env, LOG_LEVEL: 'warn', CONFLUX_DATA_DIR: mkdtempSync(join(tmpdir(), 'conflux-data-')), ...env },
+    env: only ? { PATH: process.env.PATH!, ...env } : { ...process.env, LOG_LEVEL: 'warn', ...databaseOf(env), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -53,8 +71,8 @@ async function writeConfig(text: string): Promise<string> {
 const fixtureServer = (label: string) =>
   `  ${label}:\n    command: ${process.execPath}\n    args: ${JSON.stringify([...nodeArgs(STDIO_FIXTURE), label])}\n    cwd: ${ROOT}\n`;
 
-// Each test runs CLI processes that start upstreams and open an embedded database: seconds on a
-// quiet machine, far more on a busy one.
+// Each test runs CLI processes that start upstreams and open a database: seconds on a quiet
+// machine, far more on a busy one.
 describe('the conflux CLI', { timeout: 240_000 }, () => {
   const running: ChildProcess[] = [];
   afterEach(() => {
@@ -306,7 +324,7 @@ async function upstreamPids(child: ChildProcess, count: number): Promise<number[
   await waitFor(() => {
     url = /"url":"(http:[^"]+)"/.exec(log)?.[1];
     return url !== undefined;
-  }, 120_000, 'the gateway to listen'); // creating its embedded database takes long on a busy machine
+  }, 120_000, 'the gateway to listen'); // opening its database takes long on a busy machine
   const base = url!.replace(/\/mcp$/, '');
   let pids: number[] = [];
   await waitFor(async () => {
@@ -489,7 +507,16 @@ describe('the conflux CLI says what it does, and why it cannot', { timeout: 240_
   });
 
   it('keys and access: tables with headers, a duplicate name said plainly, a grant naming an unknown server kept with a warning', async () => {
-    const env = { CONFLUX_DATA_DIR: await mkdtemp(join(tmpdir(), 'conflux-data-')) };
+    // A database of its own, as the lists are compared whole.
+    const store = incidental ? await freshPostgres() : undefined;
+    try {
+      await keysAndAccessTables(store ? { DATABASE_URL: store.url! } : { CONFLUX_DATA_DIR: await mkdtemp(join(tmpdir(), 'conflux-data-')) });
+    } finally {
+      await store?.dispose();
+    }
+  });
+
+  async function keysAndAccessTables(env: Record<string, string>) {
     const config = await writeConfig(`servers:\n${fixtureServer('alpha')}`);
     expect((await runCli(['keys', 'create', 'ci', '-c', config], env)).code).toBe(0);
     const duplicate = await runCli(['keys', 'create', 'ci', '-c', config], env);
@@ -509,7 +536,7 @@ describe('the conflux CLI says what it does, and why it cannot', { timeout: 240_
       expect.stringMatching(/^grant\t\d+\tuser:bob\talhpa\tcall$/),
       expect.stringMatching(/^grant\t\d+\tgroup:dev\talpha\tread$/),
     ]);
-  });
+  }
 
   it('tools: a table with a header, and which servers it still waits for', async () => {
     const config = await writeConfig(
