@@ -83,6 +83,11 @@ export interface ConfluxDeps {
   redisPrefix?: string | undefined;
   /** The built operator console's folder (default: the package's `dist/console`); not served when it has not been built. */
   consoleDir?: string | undefined;
+  /**
+   * The upstream connections' clock, which their circuit breakers' cooldowns and reconnect
+   * schedules read (default `Date.now`): a test moves it past a cooldown instead of waiting one out.
+   */
+  now?: (() => number) | undefined;
 }
 
 export interface Conflux {
@@ -199,6 +204,7 @@ export function createConflux(config: Config, deps: ConfluxDeps): Conflux {
   const upstreams = new UpstreamPool({
     authFor: createAuthFor({ oauth: oauthClient, users }),
     logger,
+    ...(deps.now ? { now: deps.now } : {}),
     groups,
     reconnect: settings.reconnect,
     health: {

@@ -38,6 +38,8 @@ export interface UpstreamPoolDeps {
    * server; without it, such a server runs here as any other.
    */
   singleOwner?: OwnerLink;
+  /** The connections' clock (breakers, reconnect schedules, era memory): `Date.now` when not given. */
+  now?: () => number;
 }
 
 /** One running per-user instance, as `GET /api/v1/sessions` lists it. */
