@@ -2,10 +2,11 @@ import { defineConfig } from 'vitest/config';
 import { LOAD_SCALE_VARIABLE, loadScale, measureLoadScale } from './tests/helpers/load-scale.js';
 import { TEST_PROCESS_FLAGS } from './tests/helpers/process-entries.js';
 
-// Measured once, as the run starts, and handed to the test processes so that these timeouts and
-// the deadlines of `waitFor` stretch together: on a busy machine (other suites, installs, gateways
-// running at once) the same tests take up to four times as long, and fixed limits failed tests
-// that were only slow. Set CONFLUX_TEST_LOAD_SCALE to pin it.
+// Measured as the run starts and handed to the test processes: these timeouts stretch by it, and
+// the deadlines of `waitFor` and `scaled` by it or by the load when each is set, whichever is
+// higher (tests/helpers/load-scale.ts). On a busy machine (other suites, installs, gateways running
+// at once) the same tests take up to four times as long, and fixed limits failed tests that were
+// only slow. Set CONFLUX_TEST_LOAD_SCALE to fix the run's own.
 const scale = process.env[LOAD_SCALE_VARIABLE] ? loadScale : measureLoadScale();
 
 export default defineConfig({

@@ -11,6 +11,7 @@ import { bearer, clientWithHeaders, hs256Token, initializeRequest, JWT_SECRET } 
 import { nodeArgs } from '../helpers/built-entries.js';
 import { freshPostgres, postgresAvailable, type TestDatabase } from '../helpers/databases.js';
 import { ROOT, startGateway, stdioFixture, testConfig, waitFor, type RunningGateway } from '../helpers/gateway.js';
+import { scaled } from '../helpers/load-scale.js';
 import type { OpenedDatabase } from '../../src/store/database.js';
 
 const CLI = join(ROOT, 'src/cli.ts');
@@ -78,7 +79,7 @@ describe.skipIf(!hasPostgres)('API keys from the CLI, on PostgreSQL', () => {
     expect(revoked.code).toBe(0);
     // Revoked from another process: refused within the gateway's one-second verification cache.
     let after = await initializeRequest(gateway.url, bearer(key));
-    const deadline = Date.now() + 3000;
+    const deadline = Date.now() + scaled(3000);
     while (after.status !== 401 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
       after = await initializeRequest(gateway.url, bearer(key));

@@ -2,7 +2,7 @@ import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOUCH_INTERVAL_MS } from '../../src/gateway/session-records.js';
 import { startGateway, stdioFixture, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
-import { loadScale } from '../helpers/load-scale.js';
+import { currentLoadScale } from '../helpers/load-scale.js';
 
 const INITIALIZE = JSON.stringify({
   jsonrpc: '2.0',
@@ -63,7 +63,7 @@ describe('session quotas without authentication', () => {
 
 describe('idle sessions', () => {
   // Longer on a busy machine, so that a session does not expire between a test's own requests.
-  const idleSeconds = Math.ceil(loadScale);
+  const idleSeconds = Math.ceil(currentLoadScale());
   // An idle session is closed by the first sweep after this much time without a request.
   const closesIdleAfterMs = idleSeconds * 1000 + TOUCH_INTERVAL_MS;
   let gateway: RunningGateway;
