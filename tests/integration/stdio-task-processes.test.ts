@@ -34,7 +34,14 @@ function startReplica(config: Config, redis: Redis, keyPrefix: string): Promise<
     redis,
     redisPrefix: keyPrefix,
     // A busy machine may start the server slower than the 2026 probe waits: it is then retried.
-    until: (conflux) => waitFor(() => conflux.upstreams.get('jobs')?.state === 'ready', 60_000, 'the jobs server to be ready'),
+    until: async (conflux) => {
+      try {
+        await waitFor(() => conflux.upstreams.get('jobs')?.state === 'ready', 60_000, 'the jobs server to be ready');
+      } catch (error) {
+        // What it was doing instead says why.
+        throw new Error(`${(error as Error).message}; its status: ${JSON.stringify(conflux.upstreams.get('jobs')?.status())}`, { cause: error });
+      }
+    },
   });
 }
 
