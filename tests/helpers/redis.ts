@@ -2,6 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach } from 'vitest';
+import { silentLogger } from '../../src/observability/logger.js';
+import { RedisSharedState } from '../../src/state/redis-state.js';
+import { scaled } from './load-scale.js';
 
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -27,6 +30,15 @@ export function redisAvailable(): Promise<boolean> {
 
 export function newRedis(): Redis {
   return new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 2 });
+}
+
+/**
+ * A replica's shared state on the test Redis, for tests that are not about its bound on each
+ * call: the gateway's 500 ms is for a Redis on a network, and a busy machine running the suite
+ * answers slower than that at times (a GET stream's holder then went unrecorded).
+ */
+export function testSharedState(redis: Redis, keyPrefix: string): RedisSharedState {
+  return new RedisSharedState(redis, { keyPrefix, logger: silentLogger(), timeoutMs: scaled(5_000) });
 }
 
 export interface RedisTestKit {

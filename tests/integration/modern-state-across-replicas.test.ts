@@ -5,15 +5,13 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/schema.js';
 import { createConflux, type Conflux } from '../../src/conflux.js';
-import { silentLogger } from '../../src/observability/logger.js';
 import { MemoryHub, MemorySharedState } from '../../src/state/memory-state.js';
-import { RedisSharedState } from '../../src/state/redis-state.js';
 import type { SharedState } from '../../src/state/shared-state.js';
 import { startTasksServer, TASKS_EXTENSION, type TasksServer } from '../fixtures/tasks-server.js';
 import { stdioFixture, testConfig, textOf, waitFor } from '../helpers/gateway.js';
 import { modernEnvelope } from '../helpers/modern-envelope.js';
 import { modernRequest, type ModernRequestOptions, type RpcMessage } from '../helpers/modern-request.js';
-import { newRedis, redisAvailable } from '../helpers/redis.js';
+import { newRedis, redisAvailable, testSharedState } from '../helpers/redis.js';
 
 /**
  * The 2026-07-28 state a client carries from one request to the next, served by replicas that
@@ -45,7 +43,7 @@ const redisBackend = async (): Promise<Backend> => {
   const redis = newRedis();
   const keyPrefix = `test-modern-replicas-${randomUUID()}:`;
   return {
-    state: () => new RedisSharedState(redis, { keyPrefix, logger: silentLogger() }),
+    state: () => testSharedState(redis, keyPrefix),
     deps: { redis, redisPrefix: keyPrefix },
     cleanup: async () => {
       const keys = await redis.keys(`${keyPrefix}*`);

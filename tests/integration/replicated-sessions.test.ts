@@ -11,7 +11,7 @@ import { MemoryHub, MemorySharedState } from '../../src/state/memory-state.js';
 import { SharedStateUnavailableError, type SessionRecord, type SharedState } from '../../src/state/shared-state.js';
 import { RedisSharedState } from '../../src/state/redis-state.js';
 import { stdioFixture, testConfig, textOf, waitFor } from '../helpers/gateway.js';
-import { newRedis, redisAvailable } from '../helpers/redis.js';
+import { newRedis, redisAvailable, testSharedState } from '../helpers/redis.js';
 
 /**
  * Two replicas sharing their state, behind a round-robin proxy with no stickiness: a session
@@ -36,7 +36,7 @@ describeReplicas('memory', memoryStates);
 const redisStates = async (): Promise<SharedStates> => {
   const redis = newRedis();
   const keyPrefix = `test-replicas-${randomUUID()}:`;
-  const states = [0, 1].map(() => new RedisSharedState(redis, { keyPrefix, logger: silentLogger() })) as [RedisSharedState, RedisSharedState];
+  const states = [0, 1].map(() => testSharedState(redis, keyPrefix)) as [RedisSharedState, RedisSharedState];
   return {
     states,
     record: (id) => states[0].sessions.get(id),

@@ -1,12 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Client, StreamableHTTPClientTransport, type LoggingMessageNotificationParams } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../src/observability/logger.js';
 import { MemoryHub, MemorySharedState } from '../../src/state/memory-state.js';
-import { RedisSharedState } from '../../src/state/redis-state.js';
 import type { SharedState } from '../../src/state/shared-state.js';
 import { isAlive, startGateway as startOn, stdioFixture, testConfig, textOf, waitFor, type RunningGateway as Gateway } from '../helpers/gateway.js';
-import { newRedis, redisAvailable } from '../helpers/redis.js';
+import { newRedis, redisAvailable, testSharedState } from '../helpers/redis.js';
 
 /**
  * Two gateway processes (in this process) sharing their state, with a stdio server that runs
@@ -199,7 +197,7 @@ describe.runIf(await redisAvailable())('a processes: one stdio server under two 
     const peers: Peer[] = [];
     try {
       for (let i = 0; i < 2; i++) {
-        const state = new RedisSharedState(redis, { keyPrefix, logger: silentLogger() });
+        const state = testSharedState(redis, keyPrefix);
         await state.bus.subscribed();
         gateways.push(await startGateway(soloConfig('one'), state));
       }

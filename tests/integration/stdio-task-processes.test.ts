@@ -2,14 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/schema.js';
-import { silentLogger } from '../../src/observability/logger.js';
-import { RedisSharedState } from '../../src/state/redis-state.js';
 import { TASKS_EXTENSION } from '../fixtures/tasks-server.js';
 import { nodeArgs } from '../helpers/built-entries.js';
 import { startGateway, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import { modernRequest, type RpcMessage } from '../helpers/modern-request.js';
 import { scaled } from '../helpers/load-scale.js';
-import { newRedis, redisAvailable } from '../helpers/redis.js';
+import { newRedis, redisAvailable, testSharedState } from '../helpers/redis.js';
 
 /**
  * A task lives in the stdio process that created it. Task ids are a counter in the fixture
@@ -30,7 +28,7 @@ const jobs = {
 
 function startReplica(config: Config, redis: Redis, keyPrefix: string): Promise<RunningGateway> {
   return startGateway(config, {
-    state: new RedisSharedState(redis, { keyPrefix, logger: silentLogger() }),
+    state: testSharedState(redis, keyPrefix),
     redis,
     redisPrefix: keyPrefix,
     // A busy machine may start the server slower than the 2026 probe waits: it is then retried.

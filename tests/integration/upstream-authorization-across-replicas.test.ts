@@ -4,7 +4,6 @@ import type { Config } from '../../src/config/schema.js';
 import { createConflux, type Conflux } from '../../src/conflux.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { MemoryHub, MemorySharedState } from '../../src/state/memory-state.js';
-import { RedisSharedState } from '../../src/state/redis-state.js';
 import type { SharedState } from '../../src/state/shared-state.js';
 import type { OpenedDatabase } from '../../src/store/database.js';
 import { holderNamed } from '../../src/upstream/auth/pending-authorizations.js';
@@ -13,7 +12,7 @@ import type { ProtectedUpstream } from '../fixtures/protected-upstream.js';
 import { bearer, clientWithHeaders, hs256Token, JWT_SECRET } from '../helpers/auth.js';
 import { AuthorizationBrowser } from '../helpers/authorization-browser.js';
 import { testConfig, textOf, waitFor } from '../helpers/gateway.js';
-import { newRedis, redisAvailable } from '../helpers/redis.js';
+import { newRedis, redisAvailable, testSharedState } from '../helpers/redis.js';
 import { startUserIdentityWorld, type UserIdentityWorld } from '../helpers/user-identity-harness.js';
 
 /**
@@ -42,7 +41,7 @@ const redisBackend = async (): Promise<Backend> => {
   const redis = newRedis();
   const keyPrefix = `test-authorization-replicas-${randomUUID()}:`;
   return {
-    state: () => new RedisSharedState(redis, { keyPrefix, logger: silentLogger() }),
+    state: () => testSharedState(redis, keyPrefix),
     cleanup: async () => {
       const keys = await redis.keys(`${keyPrefix}*`);
       if (keys.length > 0) await redis.del(...keys);
