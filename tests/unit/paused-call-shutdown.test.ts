@@ -6,6 +6,7 @@ import { ModernCallBridge } from '../../src/gateway/modern-call-bridge.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { BusRpc } from '../../src/state/bus-rpc.js';
 import { MemoryHub, MemorySharedState } from '../../src/state/memory-state.js';
+import { scaled } from '../helpers/load-scale.js';
 
 /**
  * A 2026-07-28 call paused on one replica (`holder`) and retried through another (`origin`),
@@ -87,12 +88,19 @@ async function pausedThenRetried(keepAliveMs: number) {
   return { origin, holder, round: { finish, work, retryClient, answered } };
 }
 
-/** Longer than three keep-alive periods of 20 ms: what a forwarding replica that stopped listening would give the holder up after. */
-const beyondKeepAlives = () => new Promise((resolve) => setTimeout(resolve, 200));
+/**
+ * Keep-alives short enough for the test to wait out several, long enough that a busy machine's
+ * pauses of the event loop do not pass for three missed ones (at 20 ms, a pause of 60 ms ended a
+ * round that was going on).
+ */
+const KEEP_ALIVE_MS = scaled(100);
+
+/** Four keep-alive periods: longer than the three missed ones after which the replica the retry came through gives the holder up, and the two unheard ones after which the holder gives that replica up. */
+const beyondKeepAlives = () => new Promise((resolve) => setTimeout(resolve, 4 * KEEP_ALIVE_MS));
 
 describe('a paused call retried through another replica, while one of the two stops', () => {
   it('goes on, progress and result, when the replica the retry came through begins to stop', async () => {
-    const { origin, round } = await pausedThenRetried(20);
+    const { origin, round } = await pausedThenRetried(KEEP_ALIVE_MS);
     origin.bridge.stop();
     await beyondKeepAlives();
     round.finish();
@@ -104,7 +112,7 @@ describe('a paused call retried through another replica, while one of the two st
   });
 
   it('goes on when the replica holding the call begins to stop, which refuses retries forwarded afterwards', async () => {
-    const { origin, holder, round } = await pausedThenRetried(20);
+    const { origin, holder, round } = await pausedThenRetried(KEEP_ALIVE_MS);
     // Another call of the holder's, paused: cancelled when the drain begins, its retry refused.
     const other = (await holder.bridge.serve(request(new AbortController().signal), target, client(), (call) => call.sendRequest(question).then(() => ({ content: [] })))) as { requestState: string };
     holder.bridge.stop();
