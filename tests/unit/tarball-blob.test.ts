@@ -16,6 +16,8 @@ describe('TarballBlob', () => {
     // The Blob's other readers see the same bytes.
     expect([...new Uint8Array(await new Response(blob.stream()).arrayBuffer())]).toEqual([...first]);
     expect([...new Uint8Array(await blob.slice(4, 8).arrayBuffer())]).toEqual([12, 13, 14, 15]);
+    expect([...new Uint8Array(await blob.slice(-2).arrayBuffer())]).toEqual([22, 23]);
+    expect(await new TarballBlob(new TextEncoder().encode('pgdata/')).text()).toBe('pgdata/');
 
     // A reader that changes what it got changes neither the source nor the next read.
     first.fill(0);
