@@ -13,6 +13,7 @@ describe('TarballBlob', () => {
     expect(first.buffer.byteLength).toBe(16);
     expect(blob.size).toBe(16);
     expect(blob.type).toBe('application/x-tar');
+    expect([...(await blob.bytes())]).toEqual([...first]);
     // The Blob's other readers see the same bytes.
     expect([...new Uint8Array(await new Response(blob.stream()).arrayBuffer())]).toEqual([...first]);
     expect([...new Uint8Array(await blob.slice(4, 8).arrayBuffer())]).toEqual([12, 13, 14, 15]);

@@ -9,6 +9,9 @@ import type { BroadcastStructured, CallToolResult, Me, Tool, ToolSummary } from 
 
 const SEARCH_DELAY_MS = 200;
 
+/** What a search answered, or why it failed, for the query it was made for. */
+type SearchAnswer = { query: string; tools?: ToolSummary[]; error?: string };
+
 /** Tools across servers: the ranked search of `conflux__search_tools`, each tool's schema, and a form to call it. */
 export function ToolsPage({ api, me }: { api: Api; me: Me }) {
   const [query, setQuery] = useState('');
@@ -19,15 +22,22 @@ export function ToolsPage({ api, me }: { api: Api; me: Me }) {
     return () => clearTimeout(timer);
   }, [query]);
   const all = useLoad(() => api.get<{ tools: ToolSummary[] }>('/tools').then((b) => b.tools), [api]);
+  // Each answer, a failure too, carries the query it answers: until the one for this very query
+  // is in, the page holds the last query's (or none), and says it is searching rather than count
+  // what it holds as this query's matches or show the last query's failure as this one's.
   const found = useLoad(
-    () => (debounced ? api.get<{ tools: ToolSummary[] }>(`/tools?q=${encodeURIComponent(debounced)}`).then((b) => ({ query: debounced, tools: b.tools })) : Promise.resolve(undefined)),
+    () =>
+      debounced
+        ? api.get<{ tools: ToolSummary[] }>(`/tools?q=${encodeURIComponent(debounced)}`).then(
+            (b): SearchAnswer => ({ query: debounced, tools: b.tools }),
+            (error: unknown): SearchAnswer => ({ query: debounced, error: describeError(error) }),
+          )
+        : Promise.resolve(undefined),
     [api, debounced],
   );
-  // Until the answer for this very query is in, the page holds the last query's (or none): it
-  // says it is searching rather than count what it holds as this query's matches.
-  const matches = debounced && found.data?.query === debounced ? found.data.tools : undefined;
-  const pending = debounced ? matches === undefined && !found.error : all.data === undefined && !all.error;
-  const tools = debounced ? (matches ?? []) : (all.data ?? []);
+  const answer = debounced && found.data?.query === debounced ? found.data : undefined;
+  const pending = debounced ? answer === undefined : all.data === undefined && !all.error;
+  const tools = debounced ? (answer?.tools ?? []) : (all.data ?? []);
   // Tools that several servers offer under the same name can be broadcast.
   const offeredBy = useMemo(() => {
     const servers = new Map<string, string[]>();
@@ -48,9 +58,17 @@ export function ToolsPage({ api, me }: { api: Api; me: Me }) {
             Ranked as <code>conflux__search_tools</code> ranks them.
           </small>
         </div>
-        {all.error || found.error ? <ErrorNote>{all.error ?? found.error}</ErrorNote> : null}
+        {all.error || answer?.error ? <ErrorNote>{all.error ?? answer?.error}</ErrorNote> : null}
         <p class="muted" role="status" aria-live="polite">
-          {pending ? (debounced ? `Searching for "${debounced}"…` : 'Loading tools…') : debounced ? `${tools.length} tools match "${debounced}"` : `${tools.length} tools`}
+          {pending
+            ? debounced
+              ? `Searching for "${debounced}"…`
+              : 'Loading tools…'
+            : answer?.error
+              ? `The search for "${debounced}" failed`
+              : debounced
+                ? `${tools.length} tools match "${debounced}"`
+                : `${tools.length} tools`}
         </p>
         <ul class="tool-list" aria-label="Tools">
           {tools.map((tool) => (
