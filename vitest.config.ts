@@ -27,7 +27,7 @@ export default defineConfig({
     // servers it started (vitest would run one at a time there: one fewer than the cores).
     isolate: false,
     maxWorkers: 3,
-    // As for the processes tests start (tests/helpers/built-entries.ts): the workers open dozens of
+    // As for the processes tests start (TEST_PROCESS_FLAGS, tests/helpers/process-entries.ts): the workers open dozens of
     // embedded databases, each used for seconds, and a whole run measured cheaper without V8's
     // optimising WebAssembly compiler (716 CPU-seconds against 748, processes and workers together).
     execArgv: [...TEST_PROCESS_FLAGS],

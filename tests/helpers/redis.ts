@@ -33,12 +33,15 @@ export function newRedis(): Redis {
 }
 
 /**
- * A replica's shared state on the test Redis, for tests that are not about its bound on each
- * call: the gateway's 500 ms is for a Redis on a network, and a busy machine running the suite
- * answers slower than that at times (a GET stream's holder then went unrecorded).
+ * The bound on each call of a shared state whose test is not about that bound: the gateway's
+ * 500 ms is for a Redis on a network, and a busy machine running the suite answers slower than
+ * that at times (a LOADING answer then read as none, a GET stream's holder went unrecorded).
  */
+export const UNHURRIED_CALL_MS = scaled(5_000);
+
+/** A replica's shared state on the test Redis, each call bounded by `UNHURRIED_CALL_MS`. */
 export function testSharedState(redis: Redis, keyPrefix: string): RedisSharedState {
-  return new RedisSharedState(redis, { keyPrefix, logger: silentLogger(), timeoutMs: scaled(5_000) });
+  return new RedisSharedState(redis, { keyPrefix, logger: silentLogger(), timeoutMs: UNHURRIED_CALL_MS });
 }
 
 export interface RedisTestKit {

@@ -11,8 +11,7 @@ import { MemoryHub, MemorySessionStore, MemorySharedState } from '../../src/stat
 import { RedisSharedState } from '../../src/state/redis-state.js';
 import { SharedStateUnavailableError, type ReplicaMessage, type SessionRecord, type SharedState } from '../../src/state/shared-state.js';
 import { freePort, waitFor } from '../helpers/gateway.js';
-import { scaled } from '../helpers/load-scale.js';
-import { redisTestKit, startRedisRelay } from '../helpers/redis.js';
+import { redisTestKit, startRedisRelay, UNHURRIED_CALL_MS } from '../helpers/redis.js';
 
 const { redis, closers, testPrefix, unansweringClient } = await redisTestKit();
 const hasRedis = redis !== undefined;
@@ -27,18 +26,12 @@ const memoryReplicas: Replicas = async (count) => {
   return states;
 };
 
-/**
- * A bound on each call for states whose test is not about it: the gateway's 500 ms is for a
- * Redis on a network, and a busy machine running the suite answers slower than that at times.
- */
-const UNHURRIED_MS = scaled(5_000);
-
 function redisReplicas(options: { logger?: Logger; eventTtlMs?: number; prefix?: string } = {}): Replicas {
   return async (count) => {
     const prefix = options.prefix ?? testPrefix();
     const states = Array.from(
       { length: count },
-      () => new RedisSharedState(redis!, { keyPrefix: prefix, logger: options.logger ?? silentLogger(), eventTtlMs: options.eventTtlMs, timeoutMs: UNHURRIED_MS }),
+      () => new RedisSharedState(redis!, { keyPrefix: prefix, logger: options.logger ?? silentLogger(), eventTtlMs: options.eventTtlMs, timeoutMs: UNHURRIED_CALL_MS }),
     );
     closers.push(() => Promise.all(states.map((s) => s.close())).then(() => {}));
     await Promise.all(states.map((s) => s.bus.subscribed()));
@@ -438,7 +431,7 @@ if (hasRedis) describe('Redis shared state', () => {
     let errors = 0;
     client.on('error', () => errors++);
     closers.push(() => client.disconnect());
-    const late = new RedisSharedState(client, { keyPrefix: prefix, logger: silentLogger(), timeoutMs: UNHURRIED_MS });
+    const late = new RedisSharedState(client, { keyPrefix: prefix, logger: silentLogger(), timeoutMs: UNHURRIED_CALL_MS });
     closers.push(() => late.close());
     const toLate = inbox(late);
     // Long enough down for a subscription queued at start to have been dropped by the client's retries.
@@ -499,7 +492,7 @@ if (hasRedis) describe('Redis shared state', () => {
     const client = new Redis({ host: '127.0.0.1', port: (loading.address() as AddressInfo).port, enableReadyCheck: false, maxRetriesPerRequest: 2 });
     client.on('error', () => {});
     closers.push(() => client.disconnect());
-    const state = new RedisSharedState(client, { logger: silentLogger(), timeoutMs: UNHURRIED_MS });
+    const state = new RedisSharedState(client, { logger: silentLogger(), timeoutMs: UNHURRIED_CALL_MS });
     closers.push(() => state.close());
     const error = (await state.sessions.get('s').then(
       () => undefined,
